@@ -1,0 +1,77 @@
+//! Malipo's hosted checkout pages: the shell, routes, pages, islands and the DTOs they
+//! share with the server.
+//!
+//! # Layout
+//! - [`money`]: currencies (ISO 4217 exponents) and amount formatting, shared by the
+//!   server's domain types and the pages, so "KES 1,500" reads the same everywhere.
+//! - [`model`]: the wasm-safe view models the server hands to pages.
+//! - [`pages`]: the checkout page, the not-found page and the islands they hydrate.
+//! - `service` (server only): the trait the server implements so that server functions
+//!   reach the store without this crate depending on it.
+//!
+//! The pages are rendered on the server and hydrated as **islands**: only the small
+//! interactive parts ship as WASM, which keeps a first load on 2G under the page budget
+//! and leaves a page that works in full with JavaScript off.
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod money;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod service;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, provide_meta_context};
+use leptos_router::{
+    SsrMode,
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The HTML document around every page. Rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light" />
+                <link rel="stylesheet" href="/pkg/malipo.css" />
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                <HydrationScripts options islands=true />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The routes of the hosted pages. Anything else is the not-found page with a 404.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Router>
+            <Routes fallback=pages::NotFound>
+                // Async: the whole page (and its status code) is decided before the first
+                // byte, so a shopper with JavaScript off gets a complete document.
+                <Route
+                    path=path!("/pay/:id")
+                    view=pages::checkout::CheckoutPage
+                    ssr=SsrMode::Async
+                />
+            </Routes>
+        </Router>
+    }
+}
+
+/// Entry point of the WASM bundle: hydrates the islands, and nothing else.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_islands();
+}

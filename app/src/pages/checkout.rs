@@ -1,0 +1,102 @@
+//! The hosted checkout page, `/pay/{id}`.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use super::{NotFound, PageTitle, Unavailable, countdown::Countdown};
+use crate::model::{CheckoutState, CheckoutView};
+
+/// Loads the checkout page's data. A public endpoint like every server function: it
+/// only ever returns what the page itself shows, for an id the caller already has.
+#[server]
+pub async fn load_checkout(id: String) -> Result<Option<CheckoutView>, ServerFnError> {
+    use crate::service::SharedPageService;
+    let service = use_context::<SharedPageService>()
+        .ok_or_else(|| ServerFnError::new("page service not in context"))?;
+    service
+        .checkout_view(&id)
+        .await
+        .map_err(|_| ServerFnError::new("checkout temporarily unavailable"))
+}
+
+/// `/pay/{id}`: the session's summary, or the not-found page.
+#[component]
+pub fn CheckoutPage() -> impl IntoView {
+    let params = use_params_map();
+    let checkout = Resource::new_blocking(
+        move || params.read().get("id").unwrap_or_default(),
+        load_checkout,
+    );
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                match checkout.await {
+                    Ok(Some(view)) => view! { <Checkout view /> }.into_any(),
+                    Ok(None) => view! { <NotFound /> }.into_any(),
+                    Err(_) => view! { <Unavailable /> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Checkout(view: CheckoutView) -> impl IntoView {
+    let amount = view.amount_label();
+    let title = format!("Pay {amount} to {} · Malipo", view.merchant_name);
+    let state = match view.state {
+        CheckoutState::Open => "open",
+        CheckoutState::Paid => "paid",
+        CheckoutState::Expired => "expired",
+    };
+    let status = match view.state {
+        CheckoutState::Open => view! {
+            <Countdown seconds_left=view.seconds_left expires_at_label=view.expires_at_label.clone() />
+        }
+        .into_any(),
+        CheckoutState::Paid => view! {
+            <p class="notice notice-paid" role="status">
+                "Paid. Thank you — "
+                {view.merchant_name.clone()}
+                " has your payment."
+            </p>
+        }
+        .into_any(),
+        CheckoutState::Expired => view! {
+            <p class="notice notice-expired" role="status">
+                "This checkout expired at "
+                {view.expires_at_label.clone()}
+                ". Nothing was charged. Go back to "
+                {view.merchant_name.clone()}
+                " to start again."
+            </p>
+        }
+        .into_any(),
+    };
+    let cancel = (view.state == CheckoutState::Open).then(|| {
+        view! {
+            <a class="cancel" href=view.cancel_url.clone()>
+                "Cancel and go back to "
+                {view.merchant_name.clone()}
+            </a>
+        }
+    });
+    view! {
+        <PageTitle text=title />
+        <main class="page checkout" data-page="checkout" data-state=state data-session=view.id.clone()>
+            <header class="merchant">
+                <p class="merchant-name">{view.merchant_name.clone()}</p>
+            </header>
+            <section class="summary" aria-label="What you are paying for">
+                <p class="description">{view.description.clone()}</p>
+                <p class="amount">{amount}</p>
+                <p class="reference">"Reference " {view.reference.clone()}</p>
+                {status}
+            </section>
+            {cancel}
+            <footer class="footer">
+                <p>"Secured by Malipo. We never ask for your PIN on this page: you type it on your phone."</p>
+            </footer>
+        </main>
+    }
+}

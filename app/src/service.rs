@@ -1,0 +1,26 @@
+//! The seam between pages and the server (server only). The server implements
+//! [`PageService`] over its store and provides it as context; server functions call it.
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use crate::model::CheckoutView;
+
+/// A boxed future, so the trait stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An error the page cannot do anything about (the store is down): logged by the
+/// server, shown to the shopper as "try again".
+#[derive(Debug, Clone)]
+pub struct ServiceUnavailable;
+
+/// What the hosted pages need from the server.
+pub trait PageService: Send + Sync + 'static {
+    /// The checkout page for a session id, `None` when there is no such session.
+    fn checkout_view<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CheckoutView>, ServiceUnavailable>>;
+}
+
+/// How the service travels in Leptos context.
+pub type SharedPageService = Arc<dyn PageService>;

@@ -1,0 +1,218 @@
+//! Checkout sessions: creating them and showing them to shoppers.
+
+use std::collections::BTreeMap;
+
+use app::{
+    model::{CheckoutState, CheckoutView},
+    service::{BoxFuture, PageService, ServiceUnavailable},
+};
+
+use crate::{
+    domain::{MerchantId, Mode, Money, SessionId},
+    store::{NewSession, PaymentStatus, SessionRecord, SessionStatus, Store, StoreError},
+    time::{eat_label, now_ms},
+};
+
+/// Shortest and longest time a session may stay open, in seconds.
+pub const MIN_EXPIRES_IN: i64 = 60;
+pub const MAX_EXPIRES_IN: i64 = 24 * 3600;
+/// Default lifetime of a session: long enough to find the phone and top up.
+pub const DEFAULT_EXPIRES_IN: i64 = 30 * 60;
+
+/// What a caller asks for; validated by [`CheckoutService::create`]'s callers.
+#[derive(Debug, Clone)]
+pub struct CreateSession {
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub amount: Money,
+    pub reference: String,
+    pub description: String,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub expires_in_secs: i64,
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// A redirect URL that is not an absolute http(s) URL (`javascript:` and friends
+    /// would turn the page's links into script).
+    #[error("{param} must be an absolute http(s) URL")]
+    InvalidUrl { param: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Accepts absolute `https://` URLs, and `http://` ones (merchants test on localhost).
+pub fn parse_redirect_url(param: &'static str, raw: &str) -> Result<String, CreateError> {
+    let url = url::Url::parse(raw.trim()).map_err(|_| CreateError::InvalidUrl { param })?;
+    let ok =
+        matches!(url.scheme(), "https" | "http") && url.host_str().is_some_and(|h| !h.is_empty());
+    if !ok || raw.len() > 2048 {
+        return Err(CreateError::InvalidUrl { param });
+    }
+    Ok(url.into())
+}
+
+/// Sessions, over the store.
+#[derive(Clone)]
+pub struct CheckoutService {
+    store: Store,
+    public_url: String,
+}
+
+impl CheckoutService {
+    pub fn new(store: Store, public_url: String) -> Self {
+        Self { store, public_url }
+    }
+
+    /// The hosted page URL of a session.
+    pub fn page_url(&self, id: &SessionId) -> String {
+        format!("{}/pay/{id}", self.public_url)
+    }
+
+    pub async fn create(&self, req: CreateSession) -> Result<SessionRecord, CreateError> {
+        let success_url = parse_redirect_url("success_url", &req.success_url)?;
+        let cancel_url = parse_redirect_url("cancel_url", &req.cancel_url)?;
+        let now = now_ms();
+        // Callers validate against MIN/MAX_EXPIRES_IN; the CLI may go lower for testing.
+        let expires_in = req.expires_in_secs.clamp(1, MAX_EXPIRES_IN);
+        self.store
+            .insert_session(
+                &NewSession {
+                    merchant_id: req.merchant_id,
+                    mode: req.mode,
+                    amount: req.amount,
+                    reference: req.reference,
+                    description: req.description,
+                    success_url,
+                    cancel_url,
+                    customer_phone: None,
+                    customer_email: None,
+                    metadata: BTreeMap::new(),
+                    expires_at: now + expires_in * 1000,
+                },
+                now,
+            )
+            .await
+            .map_err(CreateError::from)
+    }
+}
+
+/// What a shopper sees, decided from the record and the clock: a session past its
+/// expiry reads as expired even before the sweeper has marked it.
+pub fn checkout_view(session: &SessionRecord, merchant_name: String, now: i64) -> CheckoutView {
+    let state = if session.payment_status == PaymentStatus::Paid {
+        CheckoutState::Paid
+    } else if session.status == SessionStatus::Expired || session.expires_at <= now {
+        CheckoutState::Expired
+    } else {
+        CheckoutState::Open
+    };
+    CheckoutView {
+        id: session.id.to_string(),
+        merchant_name,
+        description: session.description.clone(),
+        reference: session.reference.clone(),
+        amount_minor: session.amount.minor(),
+        currency: session.amount.currency(),
+        state,
+        expires_at_ms: session.expires_at,
+        seconds_left: ((session.expires_at - now) / 1000).max(0),
+        expires_at_label: eat_label(session.expires_at),
+        cancel_url: session.cancel_url.clone(),
+    }
+}
+
+impl PageService for CheckoutService {
+    fn checkout_view<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CheckoutView>, ServiceUnavailable>> {
+        Box::pin(async move {
+            // Malformed ids never reach the database.
+            let Some(id) = SessionId::parse(session_id) else {
+                return Ok(None);
+            };
+            match self.store.session_for_page(&id).await {
+                Ok(found) => Ok(found.map(|(s, name)| checkout_view(&s, name, now_ms()))),
+                Err(e) => {
+                    tracing::error!(error = %e, "loading checkout page failed");
+                    Err(ServiceUnavailable)
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::Currency;
+
+    fn session(status: SessionStatus, paid: bool, expires_at: i64) -> SessionRecord {
+        SessionRecord {
+            id: SessionId::generate(),
+            merchant_id: MerchantId::generate(),
+            mode: Mode::Test,
+            amount: Money::new(150_000, Currency::Kes).unwrap(),
+            reference: "MARA-1".into(),
+            description: "Safari".into(),
+            status,
+            payment_status: if paid {
+                PaymentStatus::Paid
+            } else {
+                PaymentStatus::Unpaid
+            },
+            success_url: "https://m.example/ok".into(),
+            cancel_url: "https://m.example/cancel".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: BTreeMap::new(),
+            expires_at,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn only_http_redirects_are_accepted() {
+        assert!(parse_redirect_url("success_url", "https://lodge.example/paid?b=1").is_ok());
+        assert!(parse_redirect_url("success_url", "http://127.0.0.1:8080/ok").is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "/relative",
+            "https://",
+            "ftp://x.example/",
+        ] {
+            assert!(parse_redirect_url("cancel_url", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn state_follows_payment_then_clock() {
+        let now = 1_000_000;
+        let open = checkout_view(
+            &session(SessionStatus::Open, false, now + 90_500),
+            "M".into(),
+            now,
+        );
+        assert_eq!(open.state, CheckoutState::Open);
+        assert_eq!(open.seconds_left, 90);
+        let late = checkout_view(&session(SessionStatus::Open, false, now), "M".into(), now);
+        assert_eq!(
+            late.state,
+            CheckoutState::Expired,
+            "past expiry reads as expired"
+        );
+        assert_eq!(late.seconds_left, 0);
+        let paid = checkout_view(
+            &session(SessionStatus::Complete, true, now - 1),
+            "M".into(),
+            now,
+        );
+        assert_eq!(paid.state, CheckoutState::Paid, "paid wins over expiry");
+        assert_eq!(open.amount_label(), "KES 1,500");
+    }
+}

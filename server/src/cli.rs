@@ -1,0 +1,216 @@
+//! The `malipo` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use std::path::PathBuf;
+
+use crate::{
+    checkout::{CheckoutService, CreateSession, MAX_EXPIRES_IN},
+    config::Config,
+    demo,
+    domain::{MerchantId, Mode, Money, money::Currency},
+    merchants,
+    startup::Application,
+    store::Store,
+    telemetry,
+};
+
+/// Malipo: hosted checkout pages for mobile money, cards and PayPal.
+#[derive(Debug, Parser)]
+#[command(name = "malipo", version)]
+pub struct Cli {
+    /// A TOML config file (also `MALIPO_CONFIG`). `MALIPO_*` variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and hosted pages (the default).
+    Serve {
+        /// Create (or reuse) the "Demo Safaris" merchant and a fresh session, and print
+        /// its checkout link.
+        #[arg(long)]
+        seed_demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage merchants.
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// Manage checkout sessions.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantCommand {
+    /// Create a merchant with test keys. The secret key is shown once and stored only
+    /// as a hash.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print `{"id","name","test_secret_key","test_publishable_key"}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Open a test-mode checkout session for a merchant and print its link.
+    Create {
+        /// The merchant's id (`mer_…`).
+        #[arg(long)]
+        merchant: String,
+        /// Amount in minor units (KES 1,500 is 150000).
+        #[arg(long)]
+        amount: i64,
+        /// ISO 4217 currency code.
+        #[arg(long, default_value = "KES")]
+        currency: String,
+        #[arg(long)]
+        description: String,
+        #[arg(long, default_value = "")]
+        reference: String,
+        #[arg(long, default_value = "https://merchant.example/paid")]
+        success_url: String,
+        #[arg(long, default_value = "https://merchant.example/cancelled")]
+        cancel_url: String,
+        /// Seconds until the session expires (1 to 86400).
+        #[arg(long, default_value_t = crate::checkout::DEFAULT_EXPIRES_IN)]
+        expires_in: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line and runs it.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    telemetry::init(config.log_format, &config.log);
+    match cli.command.unwrap_or(Command::Serve { seed_demo: false }) {
+        Command::Serve { seed_demo } => serve(config, seed_demo).await,
+        Command::Migrate => {
+            let store = connect(&config).await?;
+            println!("migrations applied ({})", store.backend().as_str());
+            Ok(())
+        }
+        Command::Merchant {
+            command: MerchantCommand::Create { name, json },
+        } => {
+            let store = connect(&config).await?;
+            let created = merchants::create(&store, &name).await?;
+            let key = created.test_secret_key.expose_secret();
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "id": created.merchant.id.as_str(),
+                        "name": created.merchant.name,
+                        "test_secret_key": key,
+                        "test_publishable_key": created.test_publishable_key,
+                    })
+                );
+            } else {
+                println!("merchant         {}", created.merchant.id);
+                println!("name             {}", created.merchant.name);
+                println!("test secret key  {key}   (shown once: store it now)");
+                println!("publishable key  {}", created.test_publishable_key);
+            }
+            store.close().await;
+            Ok(())
+        }
+        Command::Session {
+            command:
+                SessionCommand::Create {
+                    merchant,
+                    amount,
+                    currency,
+                    description,
+                    reference,
+                    success_url,
+                    cancel_url,
+                    expires_in,
+                    json,
+                },
+        } => {
+            let merchant_id =
+                MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let currency = Currency::parse(&currency)
+                .context("--currency is not a supported ISO 4217 code")?;
+            let amount = Money::new(amount, currency)?;
+            anyhow::ensure!(
+                (1..=MAX_EXPIRES_IN).contains(&expires_in),
+                "--expires-in must be 1 to 86400"
+            );
+            let store = connect(&config).await?;
+            anyhow::ensure!(
+                store.merchant(&merchant_id).await?.is_some(),
+                "no merchant {merchant_id}"
+            );
+            let checkout = CheckoutService::new(store.clone(), config.public_url.clone());
+            let session = checkout
+                .create(CreateSession {
+                    merchant_id,
+                    mode: Mode::Test,
+                    amount,
+                    reference,
+                    description,
+                    success_url,
+                    cancel_url,
+                    expires_in_secs: expires_in,
+                })
+                .await?;
+            let url = checkout.page_url(&session.id);
+            if json {
+                println!(
+                    "{}",
+                    json!({ "id": session.id.as_str(), "url": url, "expires_at": session.expires_at })
+                );
+            } else {
+                println!("{url}");
+            }
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database_url, 2)
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+async fn serve(config: Config, seed_demo: bool) -> anyhow::Result<()> {
+    let public_url = config.public_url.clone();
+    let app = Application::build(config).await?;
+    tracing::info!(addr = %app.local_addr(), backend = app.state().store.backend().as_str(), "listening");
+    println!(
+        "Malipo is running at {public_url}  (listening on {})",
+        app.local_addr()
+    );
+    if seed_demo {
+        let seeded = demo::seed(&app.state().store, &app.state().checkout).await?;
+        if let Some(key) = &seeded.new_secret_key {
+            println!(
+                "Demo merchant {} created; test secret key {key}",
+                seeded.merchant_id
+            );
+        }
+        println!("Demo checkout: {}", seeded.session_url);
+    }
+    app.run_until_stopped().await
+}

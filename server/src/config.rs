@@ -1,0 +1,288 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `MALIPO_*`
+//! environment variables, each layer overriding the one before.
+//!
+//! The file is the one named by `--config FILE` or `MALIPO_CONFIG`; its keys are the
+//! field names below (`database_url = "postgres://…"`). Unknown keys are an error, so a
+//! typo never silently falls back to a default.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+/// Human-readable or JSON log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Everything Malipo reads at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Database URL. `sqlite://PATH` (the file is created and migrated on start) or
+    /// `postgres://USER:PASS@HOST:PORT/DB`.
+    /// Env `MALIPO_DATABASE_URL`; default `sqlite://malipo.db`.
+    #[serde(deserialize_with = "secret")]
+    pub database_url: SecretString,
+    /// Most database connections in the pool.
+    /// Env `MALIPO_DATABASE_MAX_CONNECTIONS`; default 10.
+    pub database_max_connections: u32,
+    /// Address and port to listen on; port 0 picks a free one.
+    /// Env `MALIPO_LISTEN`; default `127.0.0.1:3000`.
+    pub listen: SocketAddr,
+    /// The URL shoppers, merchants and operators reach Malipo at, without a trailing
+    /// slash: checkout links and operator callback URLs are built from it.
+    /// Env `MALIPO_PUBLIC_URL`; default `http://127.0.0.1:3000`.
+    pub public_url: String,
+    /// `human` or `json` log lines on stderr.
+    /// Env `MALIPO_LOG_FORMAT`; default `human`.
+    pub log_format: LogFormat,
+    /// Which logs to keep, in `RUST_LOG` syntax (`RUST_LOG` itself wins if set).
+    /// Env `MALIPO_LOG`; default `info,sqlx=warn`.
+    pub log: String,
+    /// Directory holding the built site: `pkg/` (CSS, JS, WASM) and `favicon.svg`, as
+    /// written by `cargo leptos build`.
+    /// Env `MALIPO_SITE_ROOT`; default `target/site`.
+    pub site_root: PathBuf,
+    /// Serve the sandbox operators (test mode only; live mode never reaches them).
+    /// Env `MALIPO_SANDBOX`; default `true`.
+    pub sandbox: bool,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    /// Env `MALIPO_SHUTDOWN_GRACE_SECS`; default 10.
+    pub shutdown_grace_secs: u64,
+}
+
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    String::deserialize(d).map(SecretString::from)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: SecretString::from("sqlite://malipo.db"),
+            database_max_connections: 10,
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            public_url: "http://127.0.0.1:3000".into(),
+            log_format: LogFormat::Human,
+            log: "info,sqlx=warn".into(),
+            site_root: PathBuf::from("target/site"),
+            sandbox: true,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid {var}={value:?}: {why}")]
+    Env {
+        var: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("invalid {field}: {why}")]
+    Invalid { field: &'static str, why: String },
+}
+
+impl Config {
+    /// Defaults, then `file` (or `MALIPO_CONFIG`), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, |var| std::env::var(var).ok())
+    }
+
+    /// As [`Config::load`], reading variables through `env` (so tests need not touch the
+    /// process environment).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env("MALIPO_CONFIG").map(PathBuf::from));
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(&env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(var: &'static str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                var,
+                why: e.to_string(),
+                value,
+            })
+        }
+        if let Some(v) = env("MALIPO_DATABASE_URL") {
+            self.database_url = SecretString::from(v);
+        }
+        if let Some(v) = env("MALIPO_DATABASE_MAX_CONNECTIONS") {
+            self.database_max_connections = parse("MALIPO_DATABASE_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = env("MALIPO_LISTEN") {
+            self.listen = parse("MALIPO_LISTEN", v)?;
+        }
+        if let Some(v) = env("MALIPO_PUBLIC_URL") {
+            self.public_url = v;
+        }
+        if let Some(v) = env("MALIPO_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "MALIPO_LOG_FORMAT",
+                        value: v,
+                        why: "expected human or json".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = env("MALIPO_LOG") {
+            self.log = v;
+        }
+        if let Some(v) = env("MALIPO_SITE_ROOT") {
+            self.site_root = PathBuf::from(v);
+        }
+        if let Some(v) = env("MALIPO_SANDBOX") {
+            self.sandbox = match v.as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "MALIPO_SANDBOX",
+                        value: v,
+                        why: "expected true or false".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = env("MALIPO_SHUTDOWN_GRACE_SECS") {
+            self.shutdown_grace_secs = parse("MALIPO_SHUTDOWN_GRACE_SECS", v)?;
+        }
+        Ok(())
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        if crate::store::Backend::from_url(self.database_url.expose_secret()).is_none() {
+            return Err(ConfigError::Invalid {
+                field: "database_url",
+                why: "must start with sqlite:// or postgres://".into(),
+            });
+        }
+        let url = self.public_url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            return Err(ConfigError::Invalid {
+                field: "public_url",
+                why: format!("{url:?} is not an http(s) URL"),
+            });
+        }
+        self.public_url = url;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.database_url.expose_secret(), "sqlite://malipo.db");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_url, "http://127.0.0.1:3000");
+        assert!(c.sandbox);
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("malipo.toml");
+        std::fs::write(
+            &path,
+            "database_url = \"postgres://file@localhost/malipo\"\nlisten = \"127.0.0.1:4000\"\n\
+             public_url = \"https://pay.example.co.ke/\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&path), env(&[("MALIPO_LISTEN", "127.0.0.1:0")])).unwrap();
+        assert_eq!(
+            c.database_url.expose_secret(),
+            "postgres://file@localhost/malipo"
+        );
+        assert_eq!(c.listen.port(), 0, "env wins over the file");
+        assert_eq!(
+            c.public_url, "https://pay.example.co.ke",
+            "trailing slash trimmed"
+        );
+        assert_eq!(c.shutdown_grace_secs, 10, "default kept where neither says");
+
+        let via_env =
+            Config::load_from(None, env(&[("MALIPO_CONFIG", path.to_str().unwrap())])).unwrap();
+        assert_eq!(via_env.listen.port(), 4000);
+    }
+
+    #[test]
+    fn bad_values_are_reported_not_ignored() {
+        let err = Config::load_from(None, env(&[("MALIPO_LISTEN", "nonsense")])).unwrap_err();
+        assert!(err.to_string().contains("MALIPO_LISTEN"), "{err}");
+        let err =
+            Config::load_from(None, env(&[("MALIPO_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.to_string().contains("database_url"), "{err}");
+        let err = Config::load_from(None, env(&[("MALIPO_SANDBOX", "maybe")])).unwrap_err();
+        assert!(err.to_string().contains("MALIPO_SANDBOX"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo.toml");
+        std::fs::write(&path, "databse_url = \"sqlite://x.db\"\n").unwrap();
+        let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_url() {
+        let c = Config::load_from(
+            None,
+            env(&[("MALIPO_DATABASE_URL", "postgres://u:hunter2@h/db")]),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

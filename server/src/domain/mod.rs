@@ -1,0 +1,9 @@
+//! Domain types that can only be built valid. Parse at the edge, trust inside.
+
+pub mod ids;
+pub mod keys;
+pub mod money;
+
+pub use ids::{AttemptId, MerchantId, SessionId};
+pub use keys::{ApiKeyKind, Mode, SecretKey};
+pub use money::Money;

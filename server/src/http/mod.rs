@@ -1,0 +1,53 @@
+//! The HTTP surface: each area exposes a `router()`, merged here with the layers every
+//! response gets.
+
+pub mod error;
+mod health;
+mod pages;
+
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, Request, header},
+};
+use std::time::Duration;
+use tower_http::{
+    compression::CompressionLayer,
+    set_header::SetResponseHeaderLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::startup::AppState;
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(pages::router(&state))
+        .with_state(state)
+        .layer(CompressionLayer::new().br(true).gzip(true))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        // Checkout URLs are capabilities: never leak them to other sites.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static("frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                // The path only: query strings may carry tokens.
+                .make_span_with(|req: &Request<_>| {
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+}
+
+/// How long a browser may reuse `/pkg` assets before revalidating.
+pub(crate) const ASSET_MAX_AGE: Duration = Duration::from_secs(3600);

@@ -1,0 +1,61 @@
+//! The hosted pages (Leptos, server-rendered), their static assets, and the 404 page for
+//! every path nothing else claims.
+
+use app::{App, service::SharedPageService, shell};
+use axum::{
+    Router,
+    http::{HeaderValue, header},
+    response::Redirect,
+    routing::get,
+};
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list, render_app_async_with_context};
+use tower::ServiceBuilder;
+use tower_http::{
+    services::{ServeDir, ServeFile},
+    set_header::SetResponseHeaderLayer,
+};
+
+use super::ASSET_MAX_AGE;
+use crate::startup::AppState;
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let options = state.leptos_options.clone();
+    let pages: SharedPageService = state.pages.clone();
+    let context = move || provide_context(pages.clone());
+    let site_root = std::path::PathBuf::from(options.site_root.as_ref());
+
+    // Build artefacts: served pre-compressed (`.br`, `.gz` written at build time) when the
+    // browser accepts it, so a 2G shopper downloads the smallest form.
+    let assets = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&format!("public, max-age={}", ASSET_MAX_AGE.as_secs()))
+                .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=3600")),
+        ))
+        .service(
+            ServeDir::new(site_root.join("pkg"))
+                .precompressed_br()
+                .precompressed_gzip(),
+        );
+
+    let not_found = {
+        let options = options.clone();
+        render_app_async_with_context(context.clone(), move || shell(options.clone()))
+    };
+
+    Router::new()
+        .leptos_routes_with_context(state, generate_route_list(App), context, move || {
+            shell(options.clone())
+        })
+        .nest_service("/pkg", assets)
+        .route_service(
+            "/favicon.svg",
+            ServeFile::new(site_root.join("favicon.svg")),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { Redirect::permanent("/favicon.svg") }),
+        )
+        .fallback(not_found)
+}

@@ -1,0 +1,26 @@
+//! Malipo's server: the merchant API, the hosted checkout pages, the payment engine, the
+//! store and the sandbox operators, in one binary (`malipo`) and a library tests start.
+//!
+//! # Layout
+//! - [`config`]: defaults → TOML file → `MALIPO_*` environment.
+//! - [`startup`]: [`startup::Application`] builds, binds (port 0 in tests) and runs.
+//! - [`http`]: routers per area (health, pages), merged with the shared layers;
+//!   [`http::error::ApiError`] is the JSON error shape.
+//! - [`domain`]: types that can only be built valid (ids, money, API keys).
+//! - [`store`]: the one database layer, SQLite or PostgreSQL, same queries.
+//! - [`checkout`], [`merchants`]: services over the store.
+//! - [`cli`]: `malipo serve | migrate | merchant create | session create`.
+//! - [`time`]: unix-millisecond clock, East Africa Time formatting.
+#![forbid(unsafe_code)]
+
+pub mod checkout;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod merchants;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,86 @@
+//! Merchants: onboarding with a fresh set of keys.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    domain::{
+        ApiKeyKind, MerchantId, Mode,
+        keys::{NewKey, hash_token},
+    },
+    store::{MerchantRecord, NewApiKey, Store, StoreError},
+    time::now_ms,
+};
+
+/// Why a merchant could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum MerchantError {
+    #[error("merchant name must be 1 to 100 characters with no control characters")]
+    InvalidName,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A new merchant and its keys. The secret key exists here once, to be shown once.
+pub struct CreatedMerchant {
+    pub merchant: MerchantRecord,
+    pub test_secret_key: SecretString,
+    pub test_publishable_key: String,
+}
+
+/// Checks and trims a display name.
+pub fn parse_name(name: &str) -> Result<String, MerchantError> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if !(1..=100).contains(&len) || name.chars().any(char::is_control) {
+        return Err(MerchantError::InvalidName);
+    }
+    Ok(name.to_owned())
+}
+
+/// Creates a merchant with a test secret key and a test publishable key.
+pub async fn create(store: &Store, name: &str) -> Result<CreatedMerchant, MerchantError> {
+    let name = parse_name(name)?;
+    let merchant = MerchantRecord {
+        id: MerchantId::generate(),
+        name,
+        created_at: now_ms(),
+    };
+    let secret = NewKey::generate(ApiKeyKind::Secret, Mode::Test);
+    let publishable = NewKey::generate(ApiKeyKind::Publishable, Mode::Test);
+    let keys = [
+        NewApiKey {
+            kind: secret.kind,
+            mode: secret.mode,
+            masked: secret.masked(),
+            secret_hash: Some(hash_token(secret.token.expose_secret())),
+            token: None,
+        },
+        NewApiKey {
+            kind: publishable.kind,
+            mode: publishable.mode,
+            masked: publishable.masked(),
+            secret_hash: None,
+            token: Some(publishable.token.expose_secret().to_owned()),
+        },
+    ];
+    store.insert_merchant(&merchant, &keys).await?;
+    Ok(CreatedMerchant {
+        merchant,
+        test_secret_key: secret.token,
+        test_publishable_key: publishable.token.expose_secret().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(parse_name("  Serengeti Lodge ").unwrap(), "Serengeti Lodge");
+        assert!(parse_name("   ").is_err());
+        assert!(parse_name(&"x".repeat(101)).is_err());
+        assert!(parse_name("Bad\nName").is_err());
+        assert_eq!(parse_name(&"ü".repeat(100)).unwrap().chars().count(), 100);
+    }
+}

@@ -1,0 +1,148 @@
+//! Building and running the application: `Application::build(config)` connects and
+//! migrates the database and binds the listener; `run_until_stopped()` serves until
+//! SIGTERM or Ctrl-C, then drains in-flight requests for a grace period.
+
+use anyhow::Context;
+use app::service::SharedPageService;
+use axum::{Router, extract::FromRef};
+use leptos::config::LeptosOptions;
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+
+use crate::{checkout::CheckoutService, config::Config, http, store::Store};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub checkout: CheckoutService,
+    /// The checkout service again, as the pages see it.
+    pub pages: SharedPageService,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store = Store::connect(&config.database_url, config.database_max_connections)
+            .await
+            .context("connecting to the database")?;
+        store.migrate().await.context("migrating the database")?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name("malipo")
+            .site_root(config.site_root.to_string_lossy().into_owned())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .build();
+        let checkout = CheckoutService::new(store.clone(), config.public_url.clone());
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            pages: Arc::new(checkout.clone()),
+            checkout,
+            leptos_options,
+        };
+        let router = http::router(state.clone());
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.listen)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` resolves, then lets in-flight requests finish for up to
+    /// `shutdown_grace_secs` and closes the database pool.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .into_future();
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            res = &mut server => {
+                res.context("server task")?.context("serving")?;
+            }
+            () = signal => {
+                tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining requests");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(res) => res.context("server task")?.context("serving")?,
+                    Err(_) => {
+                        tracing::warn!("grace period over; dropping remaining connections");
+                        server.abort();
+                    }
+                }
+            }
+        }
+        self.state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

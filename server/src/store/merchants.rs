@@ -1,0 +1,158 @@
+//! Merchants and their API keys.
+
+use sqlx::{Row, any::AnyRow};
+
+use super::{Store, StoreError, parse_column};
+use crate::domain::{ApiKeyKind, MerchantId, Mode, ids::KeyId};
+
+/// A merchant as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MerchantRecord {
+    pub id: MerchantId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl MerchantRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        Ok(MerchantRecord {
+            id: MerchantId::from_db(row.try_get("id")?),
+            name: row.try_get("name")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// A key to store with a new merchant: secret keys by hash only.
+pub struct NewApiKey {
+    pub kind: ApiKeyKind,
+    pub mode: Mode,
+    pub masked: String,
+    /// Hex SHA-256 of a secret key.
+    pub secret_hash: Option<String>,
+    /// A publishable key in full.
+    pub token: Option<String>,
+}
+
+/// A key as listed: never the secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub merchant_id: String,
+    pub kind: ApiKeyKind,
+    pub mode: Mode,
+    pub masked: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+fn parse_kind(s: &str) -> Option<ApiKeyKind> {
+    match s {
+        "secret" => Some(ApiKeyKind::Secret),
+        "publishable" => Some(ApiKeyKind::Publishable),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// Creates a merchant and its keys, all or nothing.
+    pub async fn insert_merchant(
+        &self,
+        merchant: &MerchantRecord,
+        keys: &[NewApiKey],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO merchants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(merchant.id.as_str())
+            .bind(&merchant.name)
+            .bind(merchant.created_at)
+            .execute(&mut *tx)
+            .await?;
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO api_keys \
+                 (id, merchant_id, kind, mode, masked, secret_hash, token, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(KeyId::generate().as_str())
+            .bind(merchant.id.as_str())
+            .bind(key.kind.as_str())
+            .bind(key.mode.as_str())
+            .bind(&key.masked)
+            .bind(key.secret_hash.as_deref())
+            .bind(key.token.as_deref())
+            .bind(merchant.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn merchant(&self, id: &MerchantId) -> Result<Option<MerchantRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, name, created_at FROM merchants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(MerchantRecord::from_row).transpose()
+    }
+
+    /// The oldest merchant with exactly this name (for seeding the demo).
+    pub async fn merchant_by_name(&self, name: &str) -> Result<Option<MerchantRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, created_at FROM merchants WHERE name = $1 \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(MerchantRecord::from_row).transpose()
+    }
+
+    /// The merchant and mode of an unrevoked secret key, found by the key's hash.
+    pub async fn merchant_by_secret_hash(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<(MerchantRecord, Mode)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.id, m.name, m.created_at, k.mode FROM api_keys k \
+             JOIN merchants m ON m.id = k.merchant_id \
+             WHERE k.secret_hash = $1 AND k.kind = 'secret' AND k.revoked_at IS NULL",
+        )
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let mode = parse_column(&row, "mode", "api_keys", Mode::parse)?;
+            Ok((MerchantRecord::from_row(&row)?, mode))
+        })
+        .transpose()
+    }
+
+    /// A merchant's keys, newest first, masked.
+    pub async fn api_keys(
+        &self,
+        merchant_id: &MerchantId,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, merchant_id, kind, mode, masked, created_at, revoked_at FROM api_keys \
+             WHERE merchant_id = $1 ORDER BY created_at DESC, id",
+        )
+        .bind(merchant_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyRecord {
+                    id: row.try_get("id")?,
+                    merchant_id: row.try_get("merchant_id")?,
+                    kind: parse_column(row, "kind", "api_keys", parse_kind)?,
+                    mode: parse_column(row, "mode", "api_keys", Mode::parse)?,
+                    masked: row.try_get("masked")?,
+                    created_at: row.try_get("created_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,298 @@
+//! The one store everything uses: SQLite (a file, by default) or PostgreSQL, picked by
+//! the database URL's scheme.
+//!
+//! Both backends go through sqlx's `Any` driver with one set of SQL: `$N` placeholders,
+//! `BIGINT` times in unix milliseconds and `TEXT` ids mean the same on both. Only the
+//! migrations differ (`migrations/sqlite`, `migrations/postgres`), and the same test
+//! suite runs against both (`tests/store.rs`).
+//!
+//! State changes are conditional updates (`… WHERE status = 'pending'`) made in the same
+//! transaction as the event that records them, so two racing writers cannot both win
+//! and no change goes unrecorded.
+
+mod attempts;
+mod merchants;
+mod sessions;
+
+pub use attempts::{AttemptOutcome, AttemptRecord, AttemptStatus, NewAttempt};
+pub use merchants::{ApiKeyRecord, MerchantRecord, NewApiKey};
+pub use sessions::{NewSession, PaymentStatus, SessionRecord, SessionStatus};
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{
+    AnyPool, Row,
+    any::{AnyPoolOptions, AnyRow},
+    migrate::Migrator,
+};
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// From a database URL's scheme.
+    pub fn from_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row that our own code wrote does not parse back: a bug or a hand edit.
+    #[error("corrupt {table} row {id}: {what}")]
+    Corrupt {
+        table: &'static str,
+        id: String,
+        what: String,
+    },
+}
+
+impl StoreError {
+    /// True when a unique constraint refused the write.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+/// The database, behind a connection pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if missing). Does not migrate.
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = url.expose_secret();
+        let backend = Backend::from_url(url).ok_or(StoreError::UnsupportedUrl)?;
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5));
+        let url = match backend {
+            Backend::Sqlite => {
+                options = options.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL: readers never block the writer. NORMAL is durable in WAL
+                        // mode except against power loss of the last commits.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA busy_timeout = 5000",
+                        ] {
+                            sqlx::Executor::execute(&mut *conn, pragma).await?;
+                        }
+                        Ok(())
+                    })
+                });
+                sqlite_url_with_create(url)
+            }
+            Backend::Postgres => url.to_owned(),
+        };
+        let pool = options.connect(&url).await?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Applies any migration not yet applied, for this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Round-trips to the database (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pool itself, for tests and one-off tools. Application code goes through the
+    /// methods, which keep state changes and their events together.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Waits for connections to be returned and closes them.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Every event recorded for a session, oldest first.
+    pub async fn session_events(&self, session_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, session_id, attempt_id, kind, from_status, to_status, detail, created_at \
+             FROM payment_events WHERE session_id = $1 ORDER BY seq",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(EventRecord::from_row).collect()
+    }
+}
+
+/// `sqlite://x.db` → `sqlite://x.db?mode=rwc`, so the file is created on first start.
+fn sqlite_url_with_create(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// One line of the append-only event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub session_id: String,
+    pub attempt_id: Option<String>,
+    pub kind: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub detail: serde_json::Value,
+    pub created_at: i64,
+}
+
+impl EventRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        let seq: i64 = row.try_get("seq")?;
+        let detail: String = row.try_get("detail")?;
+        Ok(EventRecord {
+            seq,
+            session_id: row.try_get("session_id")?,
+            attempt_id: row.try_get("attempt_id")?,
+            kind: row.try_get("kind")?,
+            from_status: row.try_get("from_status")?,
+            to_status: row.try_get("to_status")?,
+            detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
+                table: "payment_events",
+                id: seq.to_string(),
+                what: e.to_string(),
+            })?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// What an event row is about to say; written with [`insert_event`] inside the caller's
+/// transaction.
+pub(crate) struct NewEvent<'a> {
+    pub session_id: &'a str,
+    pub attempt_id: Option<&'a str>,
+    pub kind: &'a str,
+    pub from_status: Option<&'a str>,
+    pub to_status: Option<&'a str>,
+    pub detail: serde_json::Value,
+    pub at: i64,
+}
+
+pub(crate) async fn insert_event(
+    conn: &mut sqlx::AnyConnection,
+    event: NewEvent<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO payment_events \
+         (session_id, attempt_id, kind, from_status, to_status, detail, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(event.session_id)
+    .bind(event.attempt_id)
+    .bind(event.kind)
+    .bind(event.from_status)
+    .bind(event.to_status)
+    .bind(event.detail.to_string())
+    .bind(event.at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A column holding one of our enums, read back strictly.
+pub(crate) fn parse_column<T>(
+    row: &AnyRow,
+    column: &'static str,
+    table: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let raw: String = row.try_get(column)?;
+    parse(&raw).ok_or_else(|| StoreError::Corrupt {
+        table,
+        id: row.try_get::<String, _>("id").unwrap_or_default(),
+        what: format!("{column} = {raw:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_from_scheme() {
+        assert_eq!(
+            Backend::from_url("sqlite://malipo.db"),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(Backend::from_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::from_url("mysql://u@h/db"), None);
+    }
+
+    #[test]
+    fn sqlite_urls_create_the_file() {
+        assert_eq!(
+            sqlite_url_with_create("sqlite://a.db"),
+            "sqlite://a.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_with_create("sqlite://a.db?x=1"),
+            "sqlite://a.db?x=1&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_with_create("sqlite://a.db?mode=ro"),
+            "sqlite://a.db?mode=ro"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Checkout sessions.
+
+use serde_json::json;
+use sqlx::{Row, any::AnyRow};
+use std::collections::BTreeMap;
+
+use super::{NewEvent, Store, StoreError, insert_event, parse_column};
+use crate::domain::{MerchantId, Mode, Money, SessionId, money::Currency};
+
+/// Whether the session can still be paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Open,
+    Complete,
+    Expired,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Open => "open",
+            SessionStatus::Complete => "complete",
+            SessionStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(SessionStatus::Open),
+            "complete" => Some(SessionStatus::Complete),
+            "expired" => Some(SessionStatus::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the money is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Unpaid,
+    Paid,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Unpaid => "unpaid",
+            PaymentStatus::Paid => "paid",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unpaid" => Some(PaymentStatus::Unpaid),
+            "paid" => Some(PaymentStatus::Paid),
+            _ => None,
+        }
+    }
+}
+
+/// A session to create; already validated.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub amount: Money,
+    pub reference: String,
+    pub description: String,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub customer_phone: Option<String>,
+    pub customer_email: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub expires_at: i64,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub amount: Money,
+    pub reference: String,
+    pub description: String,
+    pub status: SessionStatus,
+    pub payment_status: PaymentStatus,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub customer_phone: Option<String>,
+    pub customer_email: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.merchant_id, s.mode, s.amount_minor, s.currency, \
+     s.reference, s.description, s.status, s.payment_status, s.success_url, s.cancel_url, \
+     s.customer_phone, s.customer_email, s.metadata, s.expires_at, s.created_at, s.updated_at";
+
+impl SessionRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        let id: String = row.try_get("id")?;
+        let corrupt = |what: String| StoreError::Corrupt {
+            table: "checkout_sessions",
+            id: id.clone(),
+            what,
+        };
+        let currency = parse_column(row, "currency", "checkout_sessions", Currency::parse)?;
+        let amount = Money::new(row.try_get("amount_minor")?, currency)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let metadata: String = row.try_get("metadata")?;
+        Ok(SessionRecord {
+            merchant_id: MerchantId::from_db(row.try_get("merchant_id")?),
+            mode: parse_column(row, "mode", "checkout_sessions", Mode::parse)?,
+            amount,
+            reference: row.try_get("reference")?,
+            description: row.try_get("description")?,
+            status: parse_column(row, "status", "checkout_sessions", SessionStatus::parse)?,
+            payment_status: parse_column(
+                row,
+                "payment_status",
+                "checkout_sessions",
+                PaymentStatus::parse,
+            )?,
+            success_url: row.try_get("success_url")?,
+            cancel_url: row.try_get("cancel_url")?,
+            customer_phone: row.try_get("customer_phone")?,
+            customer_email: row.try_get("customer_email")?,
+            metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(e.to_string()))?,
+            expires_at: row.try_get("expires_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            id: SessionId::from_db(id.clone()),
+        })
+    }
+}
+
+impl Store {
+    /// Creates a session and logs `session.created`, in one transaction.
+    pub async fn insert_session(
+        &self,
+        new: &NewSession,
+        now: i64,
+    ) -> Result<SessionRecord, StoreError> {
+        let record = SessionRecord {
+            id: SessionId::generate(),
+            merchant_id: new.merchant_id.clone(),
+            mode: new.mode,
+            amount: new.amount,
+            reference: new.reference.clone(),
+            description: new.description.clone(),
+            status: SessionStatus::Open,
+            payment_status: PaymentStatus::Unpaid,
+            success_url: new.success_url.clone(),
+            cancel_url: new.cancel_url.clone(),
+            customer_phone: new.customer_phone.clone(),
+            customer_email: new.customer_email.clone(),
+            metadata: new.metadata.clone(),
+            expires_at: new.expires_at,
+            created_at: now,
+            updated_at: now,
+        };
+        let metadata = serde_json::to_string(&record.metadata).unwrap_or_else(|_| "{}".into());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO checkout_sessions (id, merchant_id, mode, amount_minor, currency, \
+             reference, description, status, payment_status, success_url, cancel_url, \
+             customer_phone, customer_email, metadata, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(record.id.as_str())
+        .bind(record.merchant_id.as_str())
+        .bind(record.mode.as_str())
+        .bind(record.amount.minor())
+        .bind(record.amount.currency().code())
+        .bind(&record.reference)
+        .bind(&record.description)
+        .bind(record.status.as_str())
+        .bind(record.payment_status.as_str())
+        .bind(&record.success_url)
+        .bind(&record.cancel_url)
+        .bind(record.customer_phone.as_deref())
+        .bind(record.customer_email.as_deref())
+        .bind(metadata)
+        .bind(record.expires_at)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                session_id: record.id.as_str(),
+                attempt_id: None,
+                kind: "session.created",
+                from_status: None,
+                to_status: Some("open"),
+                detail: json!({
+                    "amount": record.amount.minor(),
+                    "currency": record.amount.currency().code(),
+                    "expires_at": record.expires_at,
+                }),
+                at: now,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM checkout_sessions s WHERE s.id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SessionRecord::from_row).transpose()
+    }
+
+    /// A session with its merchant's display name, for the hosted page.
+    pub async fn session_for_page(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(SessionRecord, String)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS}, m.name AS merchant_name FROM checkout_sessions s \
+             JOIN merchants m ON m.id = s.merchant_id WHERE s.id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok((
+                SessionRecord::from_row(&row)?,
+                row.try_get("merchant_name")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Expires one open session (the merchant asked, or its time ran out). False when it
+    /// was no longer open, so callers can tell "done now" from "already done".
+    pub async fn expire_session(
+        &self,
+        id: &SessionId,
+        now: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE checkout_sessions SET status = 'expired', updated_at = $2 \
+             WHERE id = $1 AND status = 'open'",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            insert_event(
+                &mut tx,
+                NewEvent {
+                    session_id: id.as_str(),
+                    attempt_id: None,
+                    kind: "session.expired",
+                    from_status: Some("open"),
+                    to_status: Some("expired"),
+                    detail: json!({ "reason": reason }),
+                    at: now,
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Ids of open sessions whose time is up, oldest first.
+    pub async fn sessions_due_to_expire(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM checkout_sessions WHERE status = 'open' AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(SessionId::from_db(r.try_get("id")?)))
+            .collect()
+    }
+}

@@ -1,0 +1,106 @@
+//! Wall-clock helpers. Times are stored as unix milliseconds (UTC) in both databases;
+//! shoppers and Daraja see East Africa Time (UTC+3, no daylight saving).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// East Africa Time offset from UTC, in seconds.
+pub const EAT_OFFSET_SECS: i64 = 3 * 3600;
+
+/// Now, as unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A civil date-time, broken down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+/// Breaks unix milliseconds down into a civil time at `offset_secs` from UTC.
+/// (Howard Hinnant's days-from-civil inverse; exact for the proleptic Gregorian calendar.)
+pub fn civil(ms: i64, offset_secs: i64) -> Civil {
+    let secs = ms.div_euclid(1000) + offset_secs;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: (sod / 3600) as u32,
+        minute: ((sod % 3600) / 60) as u32,
+        second: (sod % 60) as u32,
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// "14:05 EAT, 23 Nov 2026": how the page shows a time to a shopper.
+pub fn eat_label(ms: i64) -> String {
+    let c = civil(ms, EAT_OFFSET_SECS);
+    format!(
+        "{:02}:{:02} EAT, {} {} {}",
+        c.hour,
+        c.minute,
+        c.day,
+        MONTHS[(c.month - 1) as usize],
+        c.year
+    )
+}
+
+/// `YYYYMMDDHHmmss` in Nairobi time, the timestamp Daraja signs requests with.
+pub fn daraja_timestamp(ms: i64) -> String {
+    let c = civil(ms, EAT_OFFSET_SECS);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_matches_known_instants() {
+        // 2019-12-19T07:21:15Z = 10:21:15 in Nairobi (the Daraja docs' sample callback).
+        let ms = 1_576_740_075_000;
+        assert_eq!(daraja_timestamp(ms), "20191219102115");
+        assert_eq!(
+            civil(0, 0),
+            Civil {
+                year: 1970,
+                month: 1,
+                day: 1,
+                hour: 0,
+                minute: 0,
+                second: 0
+            }
+        );
+        // A leap day, and the day rolling over in EAT but not in UTC.
+        let leap = 1_709_229_600_000; // 2024-02-29T18:00:00Z
+        assert_eq!(eat_label(leap), "21:00 EAT, 29 Feb 2024");
+        assert_eq!(daraja_timestamp(leap + 3 * 3_600_000), "20240301000000");
+        // Before the epoch.
+        assert_eq!(civil(-1_000, 0).year, 1969);
+    }
+}

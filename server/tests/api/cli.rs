@@ -1,0 +1,143 @@
+//! The `malipo` binary's subcommands, run as a user would.
+
+use crate::helpers::{Db, test_db};
+use serde_json::Value;
+use std::process::Command;
+
+fn malipo(db_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_malipo"))
+        .args(args)
+        .env("MALIPO_DATABASE_URL", db_url)
+        .env("MALIPO_LOG", "warn")
+        .env_remove("MALIPO_CONFIG")
+        .output()
+        .expect("run malipo")
+}
+
+#[tokio::test]
+async fn merchant_create_prints_keys_once_and_stores_only_a_hash() {
+    let db = test_db(Db::Sqlite).await;
+    let out = malipo(
+        &db.url,
+        &["merchant", "create", "--name", "Amboseli Camp", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is exactly one JSON object");
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["id", "name", "test_publishable_key", "test_secret_key"]
+    );
+    assert_eq!(json["name"], "Amboseli Camp");
+    assert!(json["id"].as_str().unwrap().starts_with("mer_"));
+    let secret = json["test_secret_key"].as_str().unwrap();
+    assert!(secret.starts_with("sk_test_"));
+    assert!(
+        json["test_publishable_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("pk_test_")
+    );
+
+    // The secret is nowhere in the database file (nor its WAL), only its hash is.
+    let dir = db.url.trim_start_matches("sqlite://");
+    let dir = std::path::Path::new(dir).parent().unwrap();
+    let mut found_hash = false;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(&secret[8..]), "secret key stored in clear");
+        found_hash |= text.contains(&malipo::domain::keys::hash_token(secret));
+    }
+    assert!(found_hash, "the key's hash is stored");
+}
+
+#[tokio::test]
+async fn session_create_prints_a_working_link() {
+    let db = test_db(Db::Sqlite).await;
+    let out = malipo(
+        &db.url,
+        &["merchant", "create", "--name", "Tsavo Buses", "--json"],
+    );
+    let merchant: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = malipo(
+        &db.url,
+        &[
+            "session",
+            "create",
+            "--merchant",
+            merchant["id"].as_str().unwrap(),
+            "--amount",
+            "250000",
+            "--currency",
+            "kes",
+            "--description",
+            "Nairobi → Mombasa",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let session: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = session["id"].as_str().unwrap();
+    assert!(id.starts_with("cs_"));
+    assert_eq!(session["url"], format!("http://127.0.0.1:3000/pay/{id}"));
+}
+
+#[tokio::test]
+async fn bad_input_fails_with_a_clear_message_and_writes_nothing() {
+    let db = test_db(Db::Sqlite).await;
+    let out = malipo(&db.url, &["merchant", "create", "--name", "   ", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("merchant name"));
+    assert!(out.stdout.is_empty());
+
+    let out = malipo(
+        &db.url,
+        &[
+            "session",
+            "create",
+            "--merchant",
+            "mer_nope",
+            "--amount",
+            "1",
+            "--description",
+            "x",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--merchant"));
+
+    let out = malipo("mysql://nope", &["migrate"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database_url"));
+}
+
+#[tokio::test]
+async fn migrate_creates_the_sqlite_file() {
+    let db = test_db(Db::Sqlite).await;
+    let out = malipo(&db.url, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "migrations applied (sqlite)"
+    );
+    assert!(std::path::Path::new(db.url.trim_start_matches("sqlite://")).exists());
+}

@@ -1,0 +1,92 @@
+//! `/healthz`, `/readyz`, shutdown.
+
+use crate::helpers::{Db, spawn_app, spawn_app_on, test_config, test_db};
+use malipo::startup::Application;
+use serde_json::Value;
+
+#[tokio::test]
+async fn healthz_says_ok() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_reports_the_database_on_sqlite_and_postgres() {
+    for (db, name) in [(Db::Sqlite, "sqlite"), (Db::Postgres, "postgres")] {
+        let app = spawn_app_on(db).await;
+        let res = app
+            .client
+            .get(format!("{}/readyz", app.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{name}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "ready");
+        assert_eq!(body["database"], name);
+    }
+}
+
+#[tokio::test]
+async fn readyz_fails_with_a_stable_code_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    app.store.close().await;
+    let res = app
+        .client
+        .get(format!("{}/readyz", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "database_unavailable");
+    // /healthz still answers: the process is up.
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_signal_stops_the_server_and_frees_the_port() {
+    let db = test_db(Db::Sqlite).await;
+    let site = tempfile::tempdir().unwrap();
+    let app = Application::build(test_config(&db.url, site.path().into()))
+        .await
+        .unwrap();
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{addr}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), running)
+        .await
+        .expect("stops within the grace period")
+        .unwrap()
+        .unwrap();
+    assert!(
+        client.get(format!("{addr}/healthz")).send().await.is_err(),
+        "nothing listens any more"
+    );
+}

@@ -1,0 +1,166 @@
+//! Test support: fresh databases, a server on port 0, a plain HTTP client.
+
+use malipo::{
+    checkout::{CheckoutService, CreateSession},
+    config::Config,
+    domain::{MerchantId, Mode, Money, money::Currency},
+    merchants,
+    startup::Application,
+    store::Store,
+};
+use secrecy::SecretString;
+use sqlx::Connection;
+use std::{ops::Deref, path::PathBuf};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty, migrated database; removed (SQLite) or abandoned in the throwaway
+/// cluster (PostgreSQL) when dropped.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn test_db(db: Db) -> TestDb {
+    match db {
+        Db::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}", dir.path().join("malipo.db").display());
+            TestDb {
+                url,
+                _dir: Some(dir),
+            }
+        }
+        Db::Postgres => {
+            let admin = std::env::var("MALIPO_TEST_POSTGRES_URL").expect(
+                "MALIPO_TEST_POSTGRES_URL is not set: run the tests with scripts/test, which \
+                 starts a throwaway PostgreSQL, or point it at one (postgres://user@host:port/db)",
+            );
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("cannot reach PostgreSQL at MALIPO_TEST_POSTGRES_URL: {e}")
+                });
+            let name = format!(
+                "malipo_test_{}",
+                malipo::domain::ids::random_base62(12).to_lowercase()
+            );
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let _ = conn.close().await;
+            let base = admin.split('?').next().unwrap_or(&admin);
+            let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+            TestDb {
+                url: format!("{base}/{name}"),
+                _dir: None,
+            }
+        }
+    }
+}
+
+/// A migrated store over a fresh database.
+pub struct TestStore {
+    pub store: Store,
+    _db: TestDb,
+}
+
+impl Deref for TestStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+pub async fn test_store(db: Db) -> TestStore {
+    let test_db = test_db(db).await;
+    let store = Store::connect(&SecretString::from(test_db.url.clone()), 5)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    TestStore {
+        store,
+        _db: test_db,
+    }
+}
+
+/// A running server on 127.0.0.1:0 with its own database.
+pub struct TestApp {
+    pub addr: String,
+    pub store: Store,
+    pub checkout: CheckoutService,
+    pub client: reqwest::Client,
+    /// The site root the server serves `/pkg` from.
+    pub site: PathBuf,
+    _db: TestDb,
+    _site: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(Db::Sqlite).await
+}
+
+pub async fn spawn_app_on(db: Db) -> TestApp {
+    let test_db = test_db(db).await;
+    let site = tempfile::tempdir().expect("site dir");
+    let config = test_config(&test_db.url, site.path().to_path_buf());
+    let app = Application::build(config).await.expect("build app");
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let store = app.state().store.clone();
+    let checkout = app.state().checkout.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        addr,
+        store,
+        checkout,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        site: site.path().to_path_buf(),
+        _db: test_db,
+        _site: site,
+    }
+}
+
+pub fn test_config(database_url: &str, site_root: PathBuf) -> Config {
+    let mut config = Config::load_from(None, |_| None).expect("default config");
+    config.database_url = SecretString::from(database_url.to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.site_root = site_root;
+    config.shutdown_grace_secs = 2;
+    config
+}
+
+/// A merchant and an open KES 1,500 session of theirs.
+pub async fn seed_session(
+    app: &TestApp,
+    merchant_name: &str,
+    expires_in_secs: i64,
+) -> (MerchantId, String) {
+    let created = merchants::create(&app.store, merchant_name)
+        .await
+        .expect("merchant");
+    let session = app
+        .checkout
+        .create(CreateSession {
+            merchant_id: created.merchant.id.clone(),
+            mode: Mode::Test,
+            amount: Money::new(150_000, Currency::Kes).expect("money"),
+            reference: "MARA-0042".into(),
+            description: "Maasai Mara 3-day safari".into(),
+            success_url: "https://lodge.example/paid".into(),
+            cancel_url: "https://lodge.example/cancelled".into(),
+            expires_in_secs,
+        })
+        .await
+        .expect("session");
+    (created.merchant.id, session.id.to_string())
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary (one link step) with a module per area.
+//!
+//! Store tests run twice, on SQLite and on PostgreSQL (`MALIPO_TEST_POSTGRES_URL`, set
+//! by `scripts/test`, which starts a throwaway server when none is reachable).
+
+mod cli;
+mod health;
+mod helpers;
+mod pages;
+mod store;

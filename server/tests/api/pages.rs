@@ -1,0 +1,264 @@
+//! The hosted page, server-rendered (no browser here: see end2end/ for that).
+
+use crate::helpers::{seed_session, spawn_app};
+use malipo::{domain::SessionId, store::Store};
+
+async fn get(
+    app: &crate::helpers::TestApp,
+    path: &str,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let res = app
+        .client
+        .get(format!("{}{path}", app.addr))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, headers, res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_open_session_renders_its_summary() {
+    let app = spawn_app().await;
+    let (_, id) = seed_session(&app, "Mara Serena Lodge", 900).await;
+    let (status, headers, html) = get(&app, &format!("/pay/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(html.contains("Mara Serena Lodge"), "merchant name");
+    assert!(html.contains("Maasai Mara 3-day safari"), "description");
+    assert!(html.contains("KES 1,500"), "formatted amount");
+    assert!(html.contains("MARA-0042"), "reference");
+    assert!(
+        html.contains("Expires in 1"),
+        "countdown starts near 15:00: {html}"
+    );
+    assert!(html.contains("EAT"), "expiry in East Africa Time");
+    assert!(html.contains(r#"data-state="open""#));
+    assert!(html.contains("<title>Pay KES 1,500 to Mara Serena Lodge · Malipo</title>"));
+    assert!(
+        html.contains("https://lodge.example/cancelled"),
+        "cancel link"
+    );
+    assert!(html.contains("/pkg/malipo"), "hydration scripts are linked");
+    assert!(
+        html.contains("<leptos-island"),
+        "the countdown is an island"
+    );
+    // Security headers every page carries.
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    // No PIN field, ever.
+    assert!(!html.to_lowercase().contains("type=\"password\""));
+}
+
+#[tokio::test]
+async fn an_expired_session_reads_as_expired() {
+    let app = spawn_app().await;
+    let (_, id) = seed_session(&app, "Kilimanjaro Treks", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (status, _, html) = get(&app, &format!("/pay/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"data-state="expired""#));
+    assert!(html.contains("This checkout expired at"));
+    assert!(
+        !html.contains("Cancel and go back"),
+        "nothing to cancel any more"
+    );
+
+    // Marked expired in the store too: same page.
+    let sid = SessionId::parse(&id).unwrap();
+    assert!(
+        app.store
+            .expire_session(&sid, malipo::time::now_ms(), "merchant")
+            .await
+            .unwrap()
+    );
+    let (_, _, html) = get(&app, &format!("/pay/{id}")).await;
+    assert!(html.contains(r#"data-state="expired""#));
+}
+
+#[tokio::test]
+async fn a_paid_session_reads_as_paid() {
+    let app = spawn_app().await;
+    let (_, id) = seed_session(&app, "Coast Bus", 900).await;
+    pay(&app.store, &id).await;
+    let (status, _, html) = get(&app, &format!("/pay/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"data-state="paid""#));
+    assert!(html.contains("Paid. Thank you"));
+}
+
+async fn pay(store: &Store, id: &str) {
+    use malipo::{
+        domain::{Money, money::Currency},
+        store::{AttemptOutcome, AttemptStatus, NewAttempt},
+    };
+    let sid = SessionId::parse(id).unwrap();
+    let attempt = store
+        .insert_attempt(
+            &NewAttempt {
+                session_id: sid,
+                rail: "mpesa".into(),
+                amount: Money::new(150_000, Currency::Kes).unwrap(),
+                payer: None,
+                callback_token_hash: None,
+                next_poll_at: None,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    let outcome = AttemptOutcome {
+        operator_receipt: Some("NLJ7RT61SV".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .finalize_attempt(&attempt.id, AttemptStatus::Succeeded, &outcome, "test", 2)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_get_the_404_page() {
+    let app = spawn_app().await;
+    for path in [
+        format!("/pay/{}", SessionId::generate()),
+        "/pay/cs_short".to_string(),
+        "/pay/%3Cscript%3E".to_string(),
+        "/no/such/page".to_string(),
+    ] {
+        let (status, headers, html) = get(&app, &path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(
+            html.contains("We can't find this checkout"),
+            "{path}: {html}"
+        );
+        assert!(!html.contains("<script>alert"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn merchant_text_is_escaped() {
+    let app = spawn_app().await;
+    let created = malipo::merchants::create(
+        &app.store,
+        "</title><script>alert(2)</script><b>Evil</b> Lodge",
+    )
+    .await
+    .unwrap();
+    let request = |cancel_url: &str| malipo::checkout::CreateSession {
+        merchant_id: created.merchant.id.clone(),
+        mode: malipo::domain::Mode::Test,
+        amount: malipo::domain::Money::new(100, malipo::domain::money::Currency::Usd).unwrap(),
+        reference: "R1".into(),
+        description: "<script>alert(1)</script>".into(),
+        success_url: "https://x.example/".into(),
+        cancel_url: cancel_url.into(),
+        expires_in_secs: 600,
+    };
+    let refused = app.checkout.create(request("javascript:alert(1)")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(malipo::checkout::CreateError::InvalidUrl {
+                param: "cancel_url"
+            })
+        ),
+        "a script URL never becomes a link"
+    );
+    let session = app
+        .checkout
+        .create(request("https://x.example/back"))
+        .await
+        .unwrap();
+    let (_, _, html) = get(&app, &format!("/pay/{}", session.id)).await;
+    assert!(!html.contains("<script>alert(1)</script>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<b>Evil</b>"), "{html}");
+    assert!(
+        !html.contains("<script>alert(2)"),
+        "the title cannot be closed early: {html}"
+    );
+    assert!(
+        html.contains("<title>Pay USD 1 to &lt;/title&gt;&lt;script&gt;alert(2)"),
+        "{html}"
+    );
+    assert!(html.contains("USD 1"), "{html}");
+}
+
+#[tokio::test]
+async fn html_is_compressed_for_browsers_that_accept_brotli() {
+    let app = spawn_app().await;
+    let (_, id) = seed_session(&app, "Nairobi Airways", 900).await;
+    let res = app
+        .client
+        .get(format!("{}/pay/{id}", app.addr))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "br");
+}
+
+#[tokio::test]
+async fn built_assets_are_served_precompressed_and_cached() {
+    let app = spawn_app().await;
+    let pkg = app.site.join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("malipo.css"), "body{color:red}").unwrap();
+    std::fs::write(pkg.join("malipo.css.br"), b"BROTLI-BYTES").unwrap();
+    let res = app
+        .client
+        .get(format!("{}/pkg/malipo.css", app.addr))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "br");
+    assert!(
+        res.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=")
+    );
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"BROTLI-BYTES");
+
+    let plain = app
+        .client
+        .get(format!("{}/pkg/malipo.css", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.text().await.unwrap(), "body{color:red}");
+
+    let missing = app
+        .client
+        .get(format!("{}/pkg/nope.js", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

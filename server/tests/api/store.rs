@@ -1,0 +1,500 @@
+//! The store's contract, run on SQLite and on PostgreSQL alike.
+
+use crate::helpers::{Db, TestStore, test_store};
+use malipo::{
+    domain::{
+        MerchantId, Mode, Money, SessionId,
+        keys::{SecretKey, hash_token},
+        money::Currency,
+    },
+    merchants,
+    store::{
+        AttemptOutcome, AttemptStatus, MerchantRecord, NewApiKey, NewAttempt, NewSession,
+        PaymentStatus, SessionStatus,
+    },
+};
+use secrecy::ExposeSecret;
+use std::collections::BTreeMap;
+
+/// Generates `sqlite::name` and `postgres::name` tests from one `async fn name(TestStore)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() {
+                super::$name(super::test_store(super::Db::Sqlite).await).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() {
+                super::$name(super::test_store(super::Db::Postgres).await).await
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    merchant_and_keys_round_trip,
+    merchant_insert_is_all_or_nothing,
+    session_round_trips_with_its_created_event,
+    expiring_a_session_happens_once,
+    racing_finalisations_have_exactly_one_winner,
+    late_success_still_completes_an_expired_session,
+    failed_attempt_leaves_the_session_open,
+    operator_ids_are_unique_per_rail,
+    due_polls_are_listed_and_rescheduled,
+    the_event_log_is_append_only,
+    migrations_are_idempotent,
+);
+
+fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
+    let mut metadata = BTreeMap::new();
+    metadata.insert("booking".to_string(), "B-77".to_string());
+    NewSession {
+        merchant_id: merchant_id.clone(),
+        mode: Mode::Test,
+        amount: Money::new(250_000, Currency::Tzs).unwrap(),
+        reference: "ZNZ-8841".into(),
+        description: "Stone Town → Nungwi transfer".into(),
+        success_url: "https://ferry.example/ok".into(),
+        cancel_url: "https://ferry.example/cancel".into(),
+        customer_phone: Some("255712345678".into()),
+        customer_email: None,
+        metadata,
+        expires_at,
+    }
+}
+
+async fn merchant(store: &TestStore) -> MerchantId {
+    merchants::create(store, "Zanzibar Ferries")
+        .await
+        .unwrap()
+        .merchant
+        .id
+}
+
+fn new_attempt(session_id: &SessionId) -> NewAttempt {
+    NewAttempt {
+        session_id: session_id.clone(),
+        rail: "mpesa".into(),
+        amount: Money::new(250_000, Currency::Tzs).unwrap(),
+        payer: Some("255712345678".into()),
+        callback_token_hash: Some(hash_token("cb-token")),
+        next_poll_at: Some(1_000),
+    }
+}
+
+async fn merchant_and_keys_round_trip(store: TestStore) {
+    let created = merchants::create(&store, "Serengeti Lodge").await.unwrap();
+    let fetched = store.merchant(&created.merchant.id).await.unwrap().unwrap();
+    assert_eq!(fetched, created.merchant);
+
+    let secret = created.test_secret_key.expose_secret();
+    let key = SecretKey::parse(secret).unwrap();
+    let (owner, mode) = store
+        .merchant_by_secret_hash(&key.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((owner.id, mode), (created.merchant.id.clone(), Mode::Test));
+    assert!(
+        store
+            .merchant_by_secret_hash(&hash_token("sk_test_wrong"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let keys = store.api_keys(&created.merchant.id).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    for k in &keys {
+        assert!(
+            !k.masked.contains(&secret[8..]),
+            "listing must not reveal the key"
+        );
+        assert!(k.masked.contains('…'));
+    }
+    let by_name = store
+        .merchant_by_name("Serengeti Lodge")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_name.id, created.merchant.id);
+}
+
+async fn merchant_insert_is_all_or_nothing(store: TestStore) {
+    let merchant = MerchantRecord {
+        id: MerchantId::generate(),
+        name: "Half Written".into(),
+        created_at: 1,
+    };
+    let dup = || NewApiKey {
+        kind: malipo::domain::ApiKeyKind::Secret,
+        mode: Mode::Test,
+        masked: "sk_test_…dupe".into(),
+        secret_hash: Some(hash_token("same")),
+        token: None,
+    };
+    let err = store
+        .insert_merchant(&merchant, &[dup(), dup()])
+        .await
+        .unwrap_err();
+    assert!(err.is_unique_violation(), "{err}");
+    assert!(
+        store.merchant(&merchant.id).await.unwrap().is_none(),
+        "nothing half-written"
+    );
+}
+
+async fn session_round_trips_with_its_created_event(store: TestStore) {
+    let m = merchant(&store).await;
+    let created = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let fetched = store.session(&created.id).await.unwrap().unwrap();
+    assert_eq!(fetched, created);
+    assert_eq!(fetched.status, SessionStatus::Open);
+    assert_eq!(fetched.payment_status, PaymentStatus::Unpaid);
+    assert_eq!(fetched.amount.minor(), 250_000);
+    assert_eq!(fetched.amount.currency(), Currency::Tzs);
+    assert_eq!(
+        fetched.metadata.get("booking").map(String::as_str),
+        Some("B-77")
+    );
+    assert_eq!(fetched.description, "Stone Town → Nungwi transfer");
+
+    let (page, name) = store.session_for_page(&created.id).await.unwrap().unwrap();
+    assert_eq!(
+        (page.id, name.as_str()),
+        (created.id.clone(), "Zanzibar Ferries")
+    );
+
+    let events = store.session_events(created.id.as_str()).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "session.created");
+    assert_eq!(events[0].detail["amount"], 250_000);
+    assert_eq!(events[0].detail["currency"], "TZS");
+    assert!(
+        store
+            .session(&SessionId::generate())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn expiring_a_session_happens_once(store: TestStore) {
+    let m = merchant(&store).await;
+    let due = store
+        .insert_session(&new_session(&m, 5_000), 1_000)
+        .await
+        .unwrap();
+    let later = store
+        .insert_session(&new_session(&m, 50_000), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sessions_due_to_expire(10_000, 100).await.unwrap(),
+        vec![due.id.clone()]
+    );
+
+    assert!(
+        store
+            .expire_session(&due.id, 10_000, "timeout")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .expire_session(&due.id, 10_001, "timeout")
+            .await
+            .unwrap(),
+        "second expiry is a no-op"
+    );
+    assert_eq!(
+        store.session(&due.id).await.unwrap().unwrap().status,
+        SessionStatus::Expired
+    );
+    assert!(
+        store
+            .sessions_due_to_expire(10_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.session(&later.id).await.unwrap().unwrap().status,
+        SessionStatus::Open
+    );
+
+    let kinds: Vec<String> = store
+        .session_events(due.id.as_str())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["session.created", "session.expired"]);
+}
+
+async fn racing_finalisations_have_exactly_one_winner(store: TestStore) {
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let attempt = store
+        .insert_attempt(&new_attempt(&session.id), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(attempt.status, AttemptStatus::Pending);
+
+    // A callback saying "paid" and a poll saying "failed" (and their duplicates) race.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.store.clone();
+        let id = attempt.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let (to, outcome) = if i % 2 == 0 {
+                (
+                    AttemptStatus::Succeeded,
+                    AttemptOutcome {
+                        operator_receipt: Some("NLJ7RT61SV".into()),
+                        ..Default::default()
+                    },
+                )
+            } else {
+                (
+                    AttemptStatus::Failed,
+                    AttemptOutcome {
+                        failure_code: Some("insufficient_funds".into()),
+                        ..Default::default()
+                    },
+                )
+            };
+            let won = store
+                .finalize_attempt(
+                    &id,
+                    to,
+                    &outcome,
+                    if i % 2 == 0 { "callback" } else { "query" },
+                    2_000 + i,
+                )
+                .await
+                .unwrap();
+            (won, to)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (won, to) = t.await.unwrap();
+        if won {
+            winners.push(to);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one finaliser wins: {winners:?}");
+    let final_attempt = store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(final_attempt.status, winners[0]);
+    assert!(final_attempt.finalized_at.is_some());
+    assert_eq!(
+        final_attempt.next_poll_at, None,
+        "a final attempt is never polled again"
+    );
+
+    let session = store.session(&session.id).await.unwrap().unwrap();
+    let paid = winners[0] == AttemptStatus::Succeeded;
+    assert_eq!(session.payment_status == PaymentStatus::Paid, paid);
+    assert_eq!(session.status == SessionStatus::Complete, paid);
+
+    let events = store.session_events(session.id.as_str()).await.unwrap();
+    let finals = events
+        .iter()
+        .filter(|e| e.kind == "attempt.succeeded" || e.kind == "attempt.failed")
+        .count();
+    assert_eq!(finals, 1, "one final event per attempt");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "session.completed")
+            .count(),
+        usize::from(paid)
+    );
+}
+
+async fn late_success_still_completes_an_expired_session(store: TestStore) {
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 5_000), 1_000)
+        .await
+        .unwrap();
+    let attempt = store
+        .insert_attempt(&new_attempt(&session.id), 1_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .expire_session(&session.id, 6_000, "timeout")
+            .await
+            .unwrap()
+    );
+    let outcome = AttemptOutcome {
+        operator_receipt: Some("QKJ4ABC123".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Succeeded,
+                &outcome,
+                "callback",
+                7_000
+            )
+            .await
+            .unwrap()
+    );
+    let s = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(
+        (s.status, s.payment_status),
+        (SessionStatus::Complete, PaymentStatus::Paid),
+        "money is never lost"
+    );
+    let a = store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.operator_receipt.as_deref(), Some("QKJ4ABC123"));
+}
+
+async fn failed_attempt_leaves_the_session_open(store: TestStore) {
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let attempt = store
+        .insert_attempt(&new_attempt(&session.id), 1_000)
+        .await
+        .unwrap();
+    let outcome = AttemptOutcome {
+        failure_code: Some("cancelled_by_user".into()),
+        failure_detail: Some("1032 Request cancelled by user".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Cancelled,
+                &outcome,
+                "callback",
+                2_000
+            )
+            .await
+            .unwrap()
+    );
+    let s = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(
+        (s.status, s.payment_status),
+        (SessionStatus::Open, PaymentStatus::Unpaid),
+        "the shopper can try again"
+    );
+    let a = store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Cancelled);
+    assert_eq!(
+        a.failure_detail.as_deref(),
+        Some("1032 Request cancelled by user")
+    );
+}
+
+async fn operator_ids_are_unique_per_rail(store: TestStore) {
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let a = store
+        .insert_attempt(&new_attempt(&session.id), 1_000)
+        .await
+        .unwrap();
+    let b = store
+        .insert_attempt(&new_attempt(&session.id), 1_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_operator_request_id(&a.id, "ws_CO_191220191020363925", 1_500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_operator_request_id(&a.id, "ws_CO_other", 1_600)
+            .await
+            .unwrap(),
+        "set once"
+    );
+    let err = store
+        .set_operator_request_id(&b.id, "ws_CO_191220191020363925", 1_700)
+        .await
+        .unwrap_err();
+    assert!(err.is_unique_violation(), "{err}");
+}
+
+async fn due_polls_are_listed_and_rescheduled(store: TestStore) {
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let a = store
+        .insert_attempt(&new_attempt(&session.id), 1_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .attempts_due_for_poll(999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = store.attempts_due_for_poll(1_000, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![a.id.clone()]
+    );
+    assert!(store.reschedule_poll(&a.id, 16_000, 1_001).await.unwrap());
+    assert!(
+        store
+            .attempts_due_for_poll(15_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store.attempts_due_for_poll(16_000, 10).await.unwrap();
+    assert_eq!(again[0].poll_count, 1);
+}
+
+async fn the_event_log_is_append_only(store: TestStore) {
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let update = sqlx::query("UPDATE payment_events SET kind = 'forged' WHERE session_id = $1")
+        .bind(session.id.as_str())
+        .execute(store.pool())
+        .await;
+    assert!(update.is_err(), "UPDATE must be refused");
+    let delete = sqlx::query("DELETE FROM payment_events WHERE session_id = $1")
+        .bind(session.id.as_str())
+        .execute(store.pool())
+        .await;
+    assert!(delete.is_err(), "DELETE must be refused");
+    let events = store.session_events(session.id.as_str()).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "session.created");
+}
+
+async fn migrations_are_idempotent(store: TestStore) {
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+}
