@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::{
     checkout::{CheckoutService, CreateSession, MAX_EXPIRES_IN},
-    config::Config,
+    config::{Config, LogFormat},
     demo,
     domain::{MerchantId, Mode, Money, money::Currency},
     merchants,
@@ -24,6 +24,9 @@ pub struct Cli {
     /// A TOML config file (also `MALIPO_CONFIG`). `MALIPO_*` variables override it.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Log line format on stderr: human or json (overrides `MALIPO_LOG_FORMAT`).
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["human", "json"])]
+    pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -96,7 +99,12 @@ pub enum SessionCommand {
 /// Parses the command line and runs it.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.log_format.as_deref() {
+        Some("json") => config.log_format = LogFormat::Json,
+        Some("human") => config.log_format = LogFormat::Human,
+        _ => {}
+    }
     telemetry::init(config.log_format, &config.log);
     match cli.command.unwrap_or(Command::Serve { seed_demo: false }) {
         Command::Serve { seed_demo } => serve(config, seed_demo).await,
@@ -191,6 +199,7 @@ async fn connect(config: &Config) -> anyhow::Result<Store> {
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("migrating the database")?;
+    tracing::info!(backend = store.backend().as_str(), "database ready");
     Ok(store)
 }
 

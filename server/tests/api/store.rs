@@ -83,6 +83,23 @@ fn new_attempt(session_id: &SessionId) -> NewAttempt {
     }
 }
 
+/// A merchant, an open session of theirs and one pending attempt on it.
+async fn session_with_attempt(
+    store: &TestStore,
+    expires_at: i64,
+) -> (SessionRecord, AttemptRecord) {
+    let m = merchant(store).await;
+    let session = store
+        .insert_session(&new_session(&m, expires_at), 1_000)
+        .await
+        .unwrap();
+    let attempt = store
+        .insert_attempt(&new_attempt(&session.id), 1_000)
+        .await
+        .unwrap();
+    (session, attempt)
+}
+
 async fn merchant_and_keys_round_trip(store: TestStore) {
     let created = merchants::create(&store, "Serengeti Lodge").await.unwrap();
     let fetched = store.merchant(&created.merchant.id).await.unwrap().unwrap();
@@ -238,15 +255,7 @@ async fn expiring_a_session_happens_once(store: TestStore) {
 }
 
 async fn racing_finalisations_have_exactly_one_winner(store: TestStore) {
-    let m = merchant(&store).await;
-    let session = store
-        .insert_session(&new_session(&m, 9_000_000), 1_000)
-        .await
-        .unwrap();
-    let attempt = store
-        .insert_attempt(&new_attempt(&session.id), 1_000)
-        .await
-        .unwrap();
+    let (session, attempt) = session_with_attempt(&store, 9_000_000).await;
     assert_eq!(attempt.status, AttemptStatus::Pending);
 
     // A callback saying "paid" and a poll saying "failed" (and their duplicates) race.
@@ -322,15 +331,7 @@ async fn racing_finalisations_have_exactly_one_winner(store: TestStore) {
 }
 
 async fn late_success_still_completes_an_expired_session(store: TestStore) {
-    let m = merchant(&store).await;
-    let session = store
-        .insert_session(&new_session(&m, 5_000), 1_000)
-        .await
-        .unwrap();
-    let attempt = store
-        .insert_attempt(&new_attempt(&session.id), 1_000)
-        .await
-        .unwrap();
+    let (session, attempt) = session_with_attempt(&store, 5_000).await;
     assert!(
         store
             .expire_session(&session.id, 6_000, "timeout")
@@ -364,15 +365,7 @@ async fn late_success_still_completes_an_expired_session(store: TestStore) {
 }
 
 async fn failed_attempt_leaves_the_session_open(store: TestStore) {
-    let m = merchant(&store).await;
-    let session = store
-        .insert_session(&new_session(&m, 9_000_000), 1_000)
-        .await
-        .unwrap();
-    let attempt = store
-        .insert_attempt(&new_attempt(&session.id), 1_000)
-        .await
-        .unwrap();
+    let (session, attempt) = session_with_attempt(&store, 9_000_000).await;
     let outcome = AttemptOutcome {
         failure_code: Some("cancelled_by_user".into()),
         failure_detail: Some("1032 Request cancelled by user".into()),
@@ -405,15 +398,7 @@ async fn failed_attempt_leaves_the_session_open(store: TestStore) {
 }
 
 async fn operator_ids_are_unique_per_rail(store: TestStore) {
-    let m = merchant(&store).await;
-    let session = store
-        .insert_session(&new_session(&m, 9_000_000), 1_000)
-        .await
-        .unwrap();
-    let a = store
-        .insert_attempt(&new_attempt(&session.id), 1_000)
-        .await
-        .unwrap();
+    let (session, a) = session_with_attempt(&store, 9_000_000).await;
     let b = store
         .insert_attempt(&new_attempt(&session.id), 1_000)
         .await
@@ -439,15 +424,7 @@ async fn operator_ids_are_unique_per_rail(store: TestStore) {
 }
 
 async fn due_polls_are_listed_and_rescheduled(store: TestStore) {
-    let m = merchant(&store).await;
-    let session = store
-        .insert_session(&new_session(&m, 9_000_000), 1_000)
-        .await
-        .unwrap();
-    let a = store
-        .insert_attempt(&new_attempt(&session.id), 1_000)
-        .await
-        .unwrap();
+    let (session, a) = session_with_attempt(&store, 9_000_000).await;
     assert!(
         store
             .attempts_due_for_poll(999, 10)
