@@ -9,8 +9,8 @@ use malipo::{
     },
     merchants,
     store::{
-        AttemptOutcome, AttemptStatus, MerchantRecord, NewApiKey, NewAttempt, NewSession,
-        PaymentStatus, SessionStatus,
+        AttemptOutcome, AttemptRecord, AttemptStatus, MerchantRecord, NewApiKey, NewAttempt,
+        NewSession, PaymentStatus, SessionRecord, SessionStatus,
     },
 };
 use secrecy::ExposeSecret;
@@ -424,7 +424,7 @@ async fn operator_ids_are_unique_per_rail(store: TestStore) {
 }
 
 async fn due_polls_are_listed_and_rescheduled(store: TestStore) {
-    let (session, a) = session_with_attempt(&store, 9_000_000).await;
+    let (_, a) = session_with_attempt(&store, 9_000_000).await;
     assert!(
         store
             .attempts_due_for_poll(999, 10)
