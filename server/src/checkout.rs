@@ -29,6 +29,11 @@ pub struct CreateSession {
     pub description: String,
     pub success_url: String,
     pub cancel_url: String,
+    /// The shopper's phone, to prefill the page (international digits).
+    pub customer_phone: Option<String>,
+    pub customer_email: Option<String>,
+    /// Up to 20 string pairs the merchant gets back untouched.
+    pub metadata: BTreeMap<String, String>,
     pub expires_in_secs: i64,
 }
 
@@ -87,9 +92,9 @@ impl CheckoutService {
                     description: req.description,
                     success_url,
                     cancel_url,
-                    customer_phone: None,
-                    customer_email: None,
-                    metadata: BTreeMap::new(),
+                    customer_phone: req.customer_phone,
+                    customer_email: req.customer_email,
+                    metadata: req.metadata,
                     expires_at: now + expires_in * 1000,
                 },
                 now,

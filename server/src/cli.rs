@@ -176,6 +176,9 @@ pub async fn run() -> anyhow::Result<()> {
                     description,
                     success_url,
                     cancel_url,
+                    customer_phone: None,
+                    customer_email: None,
+                    metadata: Default::default(),
                     expires_in_secs: expires_in,
                 })
                 .await?;

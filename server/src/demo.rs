@@ -42,6 +42,9 @@ pub async fn seed(store: &Store, checkout: &CheckoutService) -> anyhow::Result<S
             description: "Maasai Mara 3-day safari — deposit".into(),
             success_url: "https://demo-safaris.example/booking/MARA-DEMO/paid".into(),
             cancel_url: "https://demo-safaris.example/booking/MARA-DEMO".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
             expires_in_secs: 24 * 3600,
         })
         .await?;

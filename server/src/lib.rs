@@ -4,15 +4,18 @@
 //! # Layout
 //! - [`config`]: defaults → TOML file → `MALIPO_*` environment.
 //! - [`startup`]: [`startup::Application`] builds, binds (port 0 in tests) and runs.
-//! - [`http`]: routers per area (health, pages), merged with the shared layers;
+//! - [`api`]: the merchant API under `/v1` (auth, idempotency, checkout sessions).
+//! - [`http`]: routers per area (health, pages, API), merged with the shared layers;
 //!   [`http::error::ApiError`] is the JSON error shape.
 //! - [`domain`]: types that can only be built valid (ids, money, API keys).
 //! - [`store`]: the one database layer, SQLite or PostgreSQL, same queries.
 //! - [`checkout`], [`merchants`]: services over the store.
+//! - [`sweeper`]: expires sessions on time, forgets week-old idempotency keys.
 //! - [`cli`]: `malipo serve | migrate | merchant create | session create`.
 //! - [`time`]: unix-millisecond clock, East Africa Time formatting.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod checkout;
 pub mod cli;
 pub mod config;
@@ -22,5 +25,6 @@ pub mod http;
 pub mod merchants;
 pub mod startup;
 pub mod store;
+pub mod sweeper;
 pub mod telemetry;
 pub mod time;

@@ -103,6 +103,8 @@ impl Application {
             })
             .into_future();
         let mut server = tokio::spawn(server);
+        // Stops with the server, however `run_until` returns.
+        let sweeper = AbortOnDrop(tokio::spawn(crate::sweeper::run(self.state.store.clone())));
         tokio::select! {
             res = &mut server => {
                 res.context("server task")?.context("serving")?;
@@ -119,9 +121,19 @@ impl Application {
                 }
             }
         }
+        drop(sweeper);
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

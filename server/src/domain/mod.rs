@@ -3,6 +3,7 @@
 pub mod ids;
 pub mod keys;
 pub mod money;
+pub mod phone;
 
 pub use ids::{AttemptId, MerchantId, SessionId};
 pub use keys::{ApiKeyKind, Mode, SecretKey};

@@ -12,9 +12,35 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 404 `not_found`: no such route or object (for this caller).
+    /// 400, with the given `code` (`invalid_json`, `parameter_missing`, `invalid_amount`,
+    /// `unsupported_currency`, `invalid_url`, `invalid_phone`, …) and the offending `param`.
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        message: String,
+        param: Option<String>,
+    },
+    /// 401 `invalid_api_key`: no `Authorization: Bearer sk_…`, or not a live key.
+    #[error("invalid API key")]
+    InvalidApiKey,
+    /// 404 `not_found`: no such route.
     #[error("not found")]
     NotFound,
+    /// 404 `session_not_found`: no such checkout session for this merchant and mode.
+    #[error("checkout session not found")]
+    SessionNotFound,
+    /// 409 `session_not_open`: the session is complete or expired already.
+    #[error("checkout session is not open")]
+    SessionNotOpen,
+    /// 409 `idempotency_key_in_use`: a request with this key is still running.
+    #[error("idempotency key in use")]
+    IdempotencyKeyInUse,
+    /// 413 `request_too_large`: the body is over 64 KiB.
+    #[error("request too large")]
+    RequestTooLarge,
+    /// 422 `idempotency_key_reused`: the key was used with a different request.
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
     /// 503 `database_unavailable`: the database did not answer; safe to retry.
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] StoreError),
@@ -24,9 +50,23 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 about one parameter.
+    pub fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            code,
+            message: message.into(),
+            param: Some(param.to_owned()),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound | ApiError::SessionNotFound => StatusCode::NOT_FOUND,
+            ApiError::SessionNotOpen | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            ApiError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -34,19 +74,41 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
+            ApiError::Invalid { code, .. } => code,
+            ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::NotFound => "not_found",
+            ApiError::SessionNotFound => "session_not_found",
+            ApiError::SessionNotOpen => "session_not_open",
+            ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ApiError::RequestTooLarge => "request_too_large",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
 
-    fn message(&self) -> &'static str {
+    fn message(&self) -> String {
         match self {
-            ApiError::NotFound => "No such resource.",
+            ApiError::Invalid { message, .. } => message.clone(),
+            ApiError::InvalidApiKey => {
+                "Send your secret key as `Authorization: Bearer sk_test_…`.".into()
+            }
+            ApiError::NotFound => "No such resource.".into(),
+            ApiError::SessionNotFound => "No such checkout session.".into(),
+            ApiError::SessionNotOpen => "Only open checkout sessions can be changed.".into(),
+            ApiError::IdempotencyKeyInUse => {
+                "A request with this Idempotency-Key is still being processed; retry shortly."
+                    .into()
+            }
+            ApiError::RequestTooLarge => "The request body is larger than 64 KiB.".into(),
+            ApiError::IdempotencyKeyReused => {
+                "This Idempotency-Key was used with different parameters.".into()
+            }
             ApiError::DatabaseUnavailable(_) => {
                 "The database is not answering right now. Retry with the same Idempotency-Key."
+                    .into()
             }
-            ApiError::Internal(_) => "Something went wrong on our side. It has been logged.",
+            ApiError::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
         }
     }
 }
@@ -65,9 +127,15 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::DatabaseUnavailable(e) => tracing::error!(error = %e, "database unavailable"),
             ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
-            ApiError::NotFound => {}
+            _ => {}
         }
-        let body = json!({ "error": { "code": self.code(), "message": self.message() } });
-        (self.status(), Json(body)).into_response()
+        let mut error = json!({ "code": self.code(), "message": self.message() });
+        if let ApiError::Invalid {
+            param: Some(param), ..
+        } = &self
+        {
+            error["param"] = json!(param);
+        }
+        (self.status(), Json(json!({ "error": error }))).into_response()
     }
 }

@@ -11,10 +11,12 @@
 //! and no change goes unrecorded.
 
 mod attempts;
+mod idempotency;
 mod merchants;
 mod sessions;
 
 pub use attempts::{AttemptOutcome, AttemptRecord, AttemptStatus, NewAttempt};
+pub use idempotency::{IdempotencyBegin, KeyScope};
 pub use merchants::{ApiKeyRecord, MerchantRecord, NewApiKey};
 pub use sessions::{NewSession, PaymentStatus, SessionRecord, SessionStatus};
 

@@ -279,6 +279,22 @@ impl Store {
         Ok(changed)
     }
 
+    /// How many sessions a merchant has in a mode.
+    pub async fn count_sessions(
+        &self,
+        merchant_id: &MerchantId,
+        mode: Mode,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM checkout_sessions WHERE merchant_id = $1 AND mode = $2",
+        )
+        .bind(merchant_id.as_str())
+        .bind(mode.as_str())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
+
     /// Ids of open sessions whose time is up, oldest first.
     pub async fn sessions_due_to_expire(
         &self,

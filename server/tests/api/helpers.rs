@@ -158,6 +158,9 @@ pub async fn seed_session(
             description: "Maasai Mara 3-day safari".into(),
             success_url: "https://lodge.example/paid".into(),
             cancel_url: "https://lodge.example/cancelled".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
             expires_in_secs,
         })
         .await

@@ -7,4 +7,5 @@ mod cli;
 mod health;
 mod helpers;
 mod pages;
+mod sessions_api;
 mod store;

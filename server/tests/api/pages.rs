@@ -174,6 +174,9 @@ async fn merchant_text_is_escaped() {
         description: "<script>alert(1)</script>".into(),
         success_url: "https://x.example/".into(),
         cancel_url: cancel_url.into(),
+        customer_phone: None,
+        customer_email: None,
+        metadata: Default::default(),
         expires_in_secs: 600,
     };
     let refused = app.checkout.create(request("javascript:alert(1)")).await;

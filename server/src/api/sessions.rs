@@ -1,0 +1,384 @@
+//! `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/{id}`,
+//! `POST /v1/checkout/sessions/{id}/expire`.
+
+use axum::{
+    Extension, Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use super::Caller;
+use crate::{
+    checkout::{CreateError, CreateSession, DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN},
+    domain::{
+        Mode, Money, SessionId,
+        money::{CURRENCIES, Currency, MoneyError},
+        phone::{Country, Msisdn},
+    },
+    http::error::ApiError,
+    startup::AppState,
+    store::{PaymentStatus, SessionRecord, SessionStatus},
+    time::now_ms,
+};
+
+const FIELDS: [&str; 10] = [
+    "amount",
+    "currency",
+    "reference",
+    "description",
+    "success_url",
+    "cancel_url",
+    "customer",
+    "metadata",
+    "expires_in",
+    "client_reference_id",
+];
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = parse_create(&caller, &body)?;
+    let session = state.checkout.create(req).await.map_err(|e| match e {
+        CreateError::InvalidUrl { param } => ApiError::invalid(
+            "invalid_url",
+            param,
+            format!("{param} must be an absolute http(s) URL."),
+        ),
+        CreateError::Store(e) => e.into(),
+    })?;
+    tracing::info!(session = %session.id, amount = %session.amount, "checkout session created");
+    Ok((
+        StatusCode::CREATED,
+        Json(session_object(&state, &session, now_ms())),
+    ))
+}
+
+pub async fn retrieve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let session = owned_session(&state, &caller, &id).await?;
+    Ok(Json(session_object(&state, &session, now_ms())))
+}
+
+pub async fn expire(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let session = owned_session(&state, &caller, &id).await?;
+    let now = now_ms();
+    if !state
+        .store
+        .expire_session(&session.id, now, "merchant")
+        .await?
+    {
+        return Err(ApiError::SessionNotOpen);
+    }
+    let session = state
+        .store
+        .session(&session.id)
+        .await?
+        .ok_or(ApiError::SessionNotFound)?;
+    Ok(Json(session_object(&state, &session, now)))
+}
+
+/// A session of this merchant in this mode; anyone else's reads as not found.
+async fn owned_session(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<SessionRecord, ApiError> {
+    let id = SessionId::parse(id).ok_or(ApiError::SessionNotFound)?;
+    match state.store.session(&id).await? {
+        Some(s) if s.merchant_id == caller.merchant_id && s.mode == caller.mode => Ok(s),
+        _ => Err(ApiError::SessionNotFound),
+    }
+}
+
+/// The session as the API shows it. A session past its expiry reads as expired even
+/// before the sweeper has marked it.
+pub fn session_object(state: &AppState, s: &SessionRecord, now: i64) -> Value {
+    let status = match s.status {
+        SessionStatus::Open if s.expires_at <= now => "expired",
+        other => other.as_str(),
+    };
+    let customer = (s.customer_phone.is_some() || s.customer_email.is_some())
+        .then(|| json!({ "phone": s.customer_phone, "email": s.customer_email }));
+    json!({
+        "id": s.id.as_str(),
+        "object": "checkout.session",
+        "url": state.checkout.page_url(&s.id),
+        "status": status,
+        "payment_status": match s.payment_status {
+            PaymentStatus::Paid => "paid",
+            PaymentStatus::Unpaid => "unpaid",
+        },
+        "amount": s.amount.minor(),
+        "currency": s.amount.currency().code(),
+        "reference": s.reference,
+        "description": s.description,
+        "success_url": s.success_url,
+        "cancel_url": s.cancel_url,
+        "customer": customer,
+        "metadata": s.metadata,
+        "expires_at": s.expires_at / 1000,
+        "created": s.created_at / 1000,
+        "livemode": s.mode == Mode::Live,
+    })
+}
+
+fn missing(param: &str) -> ApiError {
+    ApiError::invalid("parameter_missing", param, format!("{param} is required."))
+}
+
+fn text(
+    obj: &Map<String, Value>,
+    param: &str,
+    max_chars: usize,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
+    match obj.get(param) {
+        None | Some(Value::Null) if required => Err(missing(param)),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            let n = s.chars().count();
+            if (required && n == 0) || n > max_chars || s.chars().any(char::is_control) {
+                Err(ApiError::invalid(
+                    "parameter_invalid",
+                    param,
+                    format!("{param} must be 1 to {max_chars} characters of text."),
+                ))
+            } else {
+                Ok((n > 0).then(|| s.to_owned()))
+            }
+        }
+        Some(_) => Err(ApiError::invalid(
+            "parameter_invalid",
+            param,
+            format!("{param} must be a string."),
+        )),
+    }
+}
+
+/// Validates the whole request before anything is written.
+fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
+        code: "invalid_json",
+        message: format!("The body is not valid JSON: {e}."),
+        param: None,
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::Invalid {
+            code: "invalid_json",
+            message: "The body must be a JSON object.".into(),
+            param: None,
+        });
+    };
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(
+            "unknown_parameter",
+            unknown,
+            format!("Unknown parameter {unknown}."),
+        ));
+    }
+
+    let currency = match obj.get("currency") {
+        None | Some(Value::Null) => return Err(missing("currency")),
+        Some(Value::String(code)) => Currency::parse(code).ok_or_else(|| {
+            let supported: Vec<&str> = CURRENCIES.iter().map(|c| c.code()).collect();
+            ApiError::invalid(
+                "unsupported_currency",
+                "currency",
+                format!(
+                    "{code:?} is not supported; use one of {}.",
+                    supported.join(", ")
+                ),
+            )
+        })?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "unsupported_currency",
+                "currency",
+                "currency must be an ISO 4217 code.",
+            ));
+        }
+    };
+    let amount = match obj.get("amount") {
+        None | Some(Value::Null) => return Err(missing("amount")),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_amount",
+                "amount",
+                "amount must be a whole number of minor units (KES 1,500 is 150000).",
+            )
+        })?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_amount",
+                "amount",
+                "amount must be a number of minor units, not a string.",
+            ));
+        }
+    };
+    let amount = Money::new(amount, currency).map_err(|e| {
+        let message = match e {
+            MoneyError::NotPositive => "amount must be greater than zero.",
+            MoneyError::TooLarge => "amount is larger than Malipo accepts.",
+        };
+        ApiError::invalid("invalid_amount", "amount", message)
+    })?;
+
+    let reference = text(&obj, "reference", 64, true)?.unwrap_or_default();
+    let description = text(&obj, "description", 200, true)?.unwrap_or_default();
+    let success_url = text(&obj, "success_url", 2048, true)?.unwrap_or_default();
+    let cancel_url = text(&obj, "cancel_url", 2048, true)?.unwrap_or_default();
+
+    let (customer_phone, customer_email) = match obj.get("customer") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::Object(c)) => {
+            if let Some(k) = c.keys().find(|k| !["phone", "email"].contains(&k.as_str())) {
+                return Err(ApiError::invalid(
+                    "unknown_parameter",
+                    &format!("customer.{k}"),
+                    format!("Unknown parameter customer.{k}."),
+                ));
+            }
+            let home = match currency {
+                Currency::Tzs => Country::Tanzania,
+                Currency::Ugx => Country::Uganda,
+                Currency::Rwf => Country::Rwanda,
+                Currency::Zmw => Country::Zambia,
+                _ => Country::Kenya,
+            };
+            let phone = match c.get("phone") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) => Some(
+                    Msisdn::parse(p, home)
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                "invalid_phone",
+                                "customer.phone",
+                                "customer.phone is not a mobile number (e.g. +254712345678 or 0712 345 678).",
+                            )
+                        })?
+                        .to_string(),
+                ),
+                Some(_) => return Err(ApiError::invalid("invalid_phone", "customer.phone", "customer.phone must be a string.")),
+            };
+            let email = match c.get("email") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(e)) if is_plausible_email(e) => Some(e.trim().to_owned()),
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        "invalid_email",
+                        "customer.email",
+                        "customer.email is not an email address.",
+                    ));
+                }
+            };
+            (phone, email)
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "parameter_invalid",
+                "customer",
+                "customer must be an object.",
+            ));
+        }
+    };
+
+    let metadata = match obj.get("metadata") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => {
+            if m.len() > 20 {
+                return Err(ApiError::invalid(
+                    "invalid_metadata",
+                    "metadata",
+                    "metadata holds at most 20 keys.",
+                ));
+            }
+            let mut out = BTreeMap::new();
+            for (k, v) in m {
+                let Value::String(v) = v else {
+                    return Err(ApiError::invalid(
+                        "invalid_metadata",
+                        &format!("metadata.{k}"),
+                        "metadata values must be strings.",
+                    ));
+                };
+                if k.is_empty() || k.chars().count() > 40 || v.chars().count() > 500 {
+                    return Err(ApiError::invalid(
+                        "invalid_metadata",
+                        &format!("metadata.{k}"),
+                        "metadata keys are 1–40 characters, values at most 500.",
+                    ));
+                }
+                out.insert(k.clone(), v.clone());
+            }
+            out
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_metadata",
+                "metadata",
+                "metadata must be an object of strings.",
+            ));
+        }
+    };
+
+    let expires_in = match obj.get("expires_in") {
+        None | Some(Value::Null) => DEFAULT_EXPIRES_IN,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(s) if (MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&s) => s,
+            _ => return Err(bad_expiry()),
+        },
+        Some(_) => return Err(bad_expiry()),
+    };
+
+    Ok(CreateSession {
+        merchant_id: caller.merchant_id.clone(),
+        mode: caller.mode,
+        amount,
+        reference,
+        description,
+        success_url,
+        cancel_url,
+        customer_phone,
+        customer_email,
+        metadata,
+        expires_in_secs: expires_in,
+    })
+}
+
+fn bad_expiry() -> ApiError {
+    ApiError::invalid(
+        "invalid_expires_in",
+        "expires_in",
+        format!("expires_in must be whole seconds from {MIN_EXPIRES_IN} to {MAX_EXPIRES_IN}."),
+    )
+}
+
+/// Deliberately loose: one `@`, something on each side, a dot in the domain.
+fn is_plausible_email(e: &str) -> bool {
+    let e = e.trim();
+    match e.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !e.contains(char::is_whitespace)
+                && e.len() <= 254
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
