@@ -19,6 +19,7 @@ pub mod api;
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod demo;
 pub mod domain;
 pub mod http;

@@ -1,0 +1,3 @@
+//! Safaricom Daraja — M-PESA Express (STK push), Kenya.
+
+pub mod wire;
