@@ -55,6 +55,59 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     /// Env `MALIPO_SHUTDOWN_GRACE_SECS`; default 10.
     pub shutdown_grace_secs: u64,
+    /// Safaricom Daraja (M-PESA Express) credentials: the `[mpesa]` table.
+    pub mpesa: MpesaConfig,
+}
+
+/// Daraja credentials. The defaults are those of Malipo's own sandbox Daraja (and
+/// Safaricom's public sandbox shortcode and passkey), so test mode works out of the box;
+/// a merchant going live sets all of these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MpesaConfig {
+    /// Daraja's base URL, e.g. `https://api.safaricom.co.ke`. Empty means this server's
+    /// own sandbox at `{public_url}/sandbox/daraja`.
+    /// Env `MALIPO_MPESA_BASE_URL`; default empty.
+    pub base_url: String,
+    /// Env `MALIPO_MPESA_CONSUMER_KEY`; default `malipo-sandbox-key`.
+    pub consumer_key: String,
+    /// Env `MALIPO_MPESA_CONSUMER_SECRET`; default `malipo-sandbox-secret`.
+    #[serde(deserialize_with = "secret")]
+    pub consumer_secret: SecretString,
+    /// The paybill or store number (`BusinessShortCode`).
+    /// Env `MALIPO_MPESA_SHORTCODE`; default `174379`.
+    pub shortcode: String,
+    /// The Lipa Na M-PESA Online passkey.
+    /// Env `MALIPO_MPESA_PASSKEY`; default Safaricom's public sandbox passkey.
+    #[serde(deserialize_with = "secret")]
+    pub passkey: SecretString,
+}
+
+/// Safaricom's published sandbox passkey for shortcode 174379 (public test data).
+pub const SANDBOX_PASSKEY: &str =
+    "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919";
+
+impl Default for MpesaConfig {
+    fn default() -> Self {
+        MpesaConfig {
+            base_url: String::new(),
+            consumer_key: "malipo-sandbox-key".into(),
+            consumer_secret: SecretString::from("malipo-sandbox-secret"),
+            shortcode: "174379".into(),
+            passkey: SecretString::from(SANDBOX_PASSKEY),
+        }
+    }
+}
+
+impl Config {
+    /// Where the Daraja connector sends requests.
+    pub fn mpesa_base_url(&self) -> String {
+        if self.mpesa.base_url.is_empty() {
+            format!("{}/sandbox/daraja", self.public_url)
+        } else {
+            self.mpesa.base_url.trim_end_matches('/').to_owned()
+        }
+    }
 }
 
 fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
@@ -73,6 +126,7 @@ impl Default for Config {
             site_root: PathBuf::from("target/site"),
             sandbox: true,
             shutdown_grace_secs: 10,
+            mpesa: MpesaConfig::default(),
         }
     }
 }
@@ -187,6 +241,21 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_SHUTDOWN_GRACE_SECS") {
             self.shutdown_grace_secs = parse("MALIPO_SHUTDOWN_GRACE_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_MPESA_BASE_URL") {
+            self.mpesa.base_url = v;
+        }
+        if let Some(v) = env("MALIPO_MPESA_CONSUMER_KEY") {
+            self.mpesa.consumer_key = v;
+        }
+        if let Some(v) = env("MALIPO_MPESA_CONSUMER_SECRET") {
+            self.mpesa.consumer_secret = SecretString::from(v);
+        }
+        if let Some(v) = env("MALIPO_MPESA_SHORTCODE") {
+            self.mpesa.shortcode = v;
+        }
+        if let Some(v) = env("MALIPO_MPESA_PASSKEY") {
+            self.mpesa.passkey = SecretString::from(v);
         }
         Ok(())
     }

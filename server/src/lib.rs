@@ -11,6 +11,8 @@
 //! - [`store`]: the one database layer, SQLite or PostgreSQL, same queries.
 //! - [`checkout`], [`merchants`]: services over the store.
 //! - [`sweeper`]: expires sessions on time, forgets week-old idempotency keys.
+//! - [`sandbox`]: sandbox operators (Daraja, handset) speaking the real wire formats.
+//! - [`connectors`]: real connectors to the rails (Daraja).
 //! - [`cli`]: `malipo serve | migrate | merchant create | session create`.
 //! - [`time`]: unix-millisecond clock, East Africa Time formatting.
 #![forbid(unsafe_code)]
@@ -24,6 +26,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod merchants;
+pub mod sandbox;
 pub mod startup;
 pub mod store;
 pub mod sweeper;

@@ -20,6 +20,8 @@ pub struct AppState {
     /// The checkout service again, as the pages see it.
     pub pages: SharedPageService,
     pub leptos_options: LeptosOptions,
+    /// The sandbox operators, when `sandbox` is on.
+    pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -54,7 +56,16 @@ impl Application {
             .site_addr(addr)
             .build();
         let checkout = CheckoutService::new(store.clone(), config.public_url.clone());
+        let sandbox = if config.sandbox {
+            Some(
+                crate::sandbox::Sandbox::new(config.mpesa.clone())
+                    .context("sandbox HTTP client")?,
+            )
+        } else {
+            None
+        };
         let state = AppState {
+            sandbox,
             config: Arc::new(config),
             store,
             pages: Arc::new(checkout.clone()),
@@ -105,6 +116,12 @@ impl Application {
         let mut server = tokio::spawn(server);
         // Stops with the server, however `run_until` returns.
         let sweeper = AbortOnDrop(tokio::spawn(crate::sweeper::run(self.state.store.clone())));
+        let sandbox_worker = self.state.sandbox.clone().map(|sandbox| {
+            AbortOnDrop(tokio::spawn(crate::sandbox::worker::run(
+                self.state.store.clone(),
+                sandbox,
+            )))
+        });
         tokio::select! {
             res = &mut server => {
                 res.context("server task")?.context("serving")?;
@@ -122,6 +139,7 @@ impl Application {
             }
         }
         drop(sweeper);
+        drop(sandbox_worker);
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::api::router(&state))
+        .merge(crate::sandbox::router())
         .merge(pages::router(&state))
         .with_state(state)
         .layer(CompressionLayer::new().br(true).gzip(true))

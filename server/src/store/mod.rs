@@ -13,11 +13,13 @@
 mod attempts;
 mod idempotency;
 mod merchants;
+mod sandbox;
 mod sessions;
 
 pub use attempts::{AttemptOutcome, AttemptRecord, AttemptStatus, NewAttempt};
 pub use idempotency::{IdempotencyBegin, KeyScope};
 pub use merchants::{ApiKeyRecord, MerchantRecord, NewApiKey};
+pub use sandbox::{SandboxDecision, SandboxPush};
 pub use sessions::{NewSession, PaymentStatus, SessionRecord, SessionStatus};
 
 use secrecy::{ExposeSecret, SecretString};

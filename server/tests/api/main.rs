@@ -7,5 +7,6 @@ mod cli;
 mod health;
 mod helpers;
 mod pages;
+mod sandbox_daraja;
 mod sessions_api;
 mod store;

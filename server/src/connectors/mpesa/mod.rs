@@ -1,3 +1,257 @@
 //! Safaricom Daraja — M-PESA Express (STK push), Kenya.
+//!
+//! [`Daraja`] speaks Daraja's real wire format to whatever base URL it is given: Malipo's
+//! own sandbox in test mode, `https://api.safaricom.co.ke` live. It caches the OAuth
+//! token until shortly before it expires, builds `Password`/`Timestamp` as Daraja wants
+//! (Nairobi time), and retries once with a fresh token when Daraja says the token is
+//! invalid.
 
 pub mod wire;
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use secrecy::{ExposeSecret, SecretString};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+use self::wire::{
+    ErrorResponse, StkPushRequest, StkPushResponse, StkQueryRequest, TokenResponse, TransactionType,
+};
+use crate::{config::MpesaConfig, connectors::RailOutcome, time::daraja_timestamp};
+
+/// Refresh the token this long before Daraja says it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// What went wrong talking to Daraja.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// Daraja could not be reached or did not answer in time: the outcome is unknown.
+    #[error("Daraja unreachable: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    /// Daraja refused the request (`400.002.02` invalid phone, …).
+    #[error("Daraja refused the request: {code} {message}")]
+    Rejected { code: String, message: String },
+    /// Daraja answered something we cannot read.
+    #[error("unexpected answer from Daraja (HTTP {status}): {body}")]
+    BadResponse { status: u16, body: String },
+}
+
+/// Daraja's `Password`: base64(ShortCode + Passkey + Timestamp).
+pub fn password(shortcode: &str, passkey: &str, timestamp: &str) -> String {
+    B64.encode(format!("{shortcode}{passkey}{timestamp}"))
+}
+
+/// One STK push to send.
+#[derive(Debug, Clone)]
+pub struct PushParams {
+    /// Whole shillings.
+    pub amount: u64,
+    /// The handset that gets the prompt (and pays), `2547…`.
+    pub phone: String,
+    pub callback_url: String,
+    /// ≤ 12 characters, shown on the prompt.
+    pub account_reference: String,
+    /// 1–13 characters.
+    pub description: String,
+}
+
+/// A Daraja client for one shortcode.
+pub struct Daraja {
+    base_url: String,
+    consumer_key: String,
+    consumer_secret: SecretString,
+    shortcode: String,
+    passkey: SecretString,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl Daraja {
+    pub fn new(base_url: String, config: &MpesaConfig) -> Result<Daraja, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("malipo/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Daraja {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            consumer_key: config.consumer_key.clone(),
+            consumer_secret: config.consumer_secret.clone(),
+            shortcode: config.shortcode.clone(),
+            passkey: config.passkey.clone(),
+            http,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// A valid access token, from the cache or freshly fetched. The lock makes concurrent
+    /// callers share one fetch instead of stampeding the token endpoint.
+    async fn token(&self) -> Result<String, ConnectorError> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, good_until)) = cached.as_ref()
+            && Instant::now() < *good_until
+        {
+            return Ok(token.clone());
+        }
+        let res = self
+            .http
+            .get(format!(
+                "{}/oauth/v1/generate?grant_type=client_credentials",
+                self.base_url
+            ))
+            .basic_auth(
+                &self.consumer_key,
+                Some(self.consumer_secret.expose_secret()),
+            )
+            .send()
+            .await
+            .map_err(ConnectorError::Unreachable)?;
+        let status = res.status().as_u16();
+        let body = res.bytes().await.map_err(ConnectorError::Unreachable)?;
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(|_| bad(status, &body))?;
+        let lifetime = Duration::from_secs(token.expires_in).saturating_sub(TOKEN_MARGIN);
+        *cached = Some((token.access_token.clone(), Instant::now() + lifetime));
+        Ok(token.access_token)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// POSTs `body` with a bearer token, retrying once with a fresh token if Daraja says
+    /// the token is invalid (it was revoked, or Daraja restarted).
+    async fn post(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<(u16, bytes::Bytes), ConnectorError> {
+        for attempt in 0..2 {
+            let token = self.token().await?;
+            let res = self
+                .http
+                .post(format!("{}{path}", self.base_url))
+                .bearer_auth(token)
+                .json(body)
+                .send()
+                .await
+                .map_err(ConnectorError::Unreachable)?;
+            let status = res.status().as_u16();
+            let bytes = res.bytes().await.map_err(ConnectorError::Unreachable)?;
+            if attempt == 0
+                && let Ok(err) = serde_json::from_slice::<ErrorResponse>(&bytes)
+                && err.error_code == ErrorResponse::INVALID_TOKEN
+            {
+                self.forget_token().await;
+                continue;
+            }
+            return Ok((status, bytes));
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    fn credentials(&self, now_ms: i64) -> (String, String) {
+        let timestamp = daraja_timestamp(now_ms);
+        let password = password(&self.shortcode, self.passkey.expose_secret(), &timestamp);
+        (password, timestamp)
+    }
+
+    /// Sends the STK push. `Ok` means Daraja accepted it (`ResponseCode` "0") and the
+    /// prompt is on its way; the outcome comes by callback or query.
+    pub async fn stk_push(
+        &self,
+        p: &PushParams,
+        now_ms: i64,
+    ) -> Result<StkPushResponse, ConnectorError> {
+        let (password, timestamp) = self.credentials(now_ms);
+        let req = StkPushRequest {
+            business_short_code: self.shortcode.clone(),
+            password,
+            timestamp,
+            transaction_type: TransactionType::CustomerPayBillOnline,
+            amount: p.amount,
+            party_a: p.phone.clone(),
+            party_b: self.shortcode.clone(),
+            phone_number: p.phone.clone(),
+            call_back_url: p.callback_url.clone(),
+            account_reference: truncate(&p.account_reference, 12),
+            transaction_desc: truncate(&p.description, 13),
+        };
+        let (status, body) = self.post("/mpesa/stkpush/v1/processrequest", &req).await?;
+        if let Ok(accepted) = serde_json::from_slice::<StkPushResponse>(&body) {
+            if accepted.response_code == "0" {
+                return Ok(accepted);
+            }
+            return Err(ConnectorError::Rejected {
+                code: accepted.response_code,
+                message: accepted.response_description,
+            });
+        }
+        match serde_json::from_slice::<ErrorResponse>(&body) {
+            Ok(err) => Err(ConnectorError::Rejected {
+                code: err.error_code,
+                message: err.error_message,
+            }),
+            Err(_) => Err(bad(status, &body)),
+        }
+    }
+
+    /// Asks Daraja how a push ended. `Pending` while the shopper has not answered.
+    pub async fn stk_query(
+        &self,
+        checkout_request_id: &str,
+        now_ms: i64,
+    ) -> Result<RailOutcome, ConnectorError> {
+        let (password, timestamp) = self.credentials(now_ms);
+        let req = StkQueryRequest {
+            business_short_code: self.shortcode.clone(),
+            password,
+            timestamp,
+            checkout_request_id: checkout_request_id.to_owned(),
+        };
+        let (status, body) = self.post("/mpesa/stkpushquery/v1/query", &req).await?;
+        wire::query_outcome(&body).map_err(|_| bad(status, &body))
+    }
+}
+
+fn bad(status: u16, body: &[u8]) -> ConnectorError {
+    let text = String::from_utf8_lossy(body);
+    ConnectorError::BadResponse {
+        status,
+        body: text.chars().take(300).collect(),
+    }
+}
+
+/// At most `max` characters (Daraja rejects longer fields).
+fn truncate(s: &str, max: usize) -> String {
+    let t: String = s.chars().take(max).collect();
+    if t.is_empty() {
+        "Payment".chars().take(max).collect()
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_base64_of_shortcode_passkey_timestamp() {
+        // Safaricom's sandbox example: shortcode 174379, its public passkey.
+        let p = password("174379", crate::config::SANDBOX_PASSKEY, "20160216165627");
+        assert_eq!(
+            p,
+            "MTc0Mzc5YmZiMjc5ZjlhYTliZGJjZjE1OGU5N2RkNzFhNDY3Y2QyZTBjODkzMDU5YjEwZjc4ZTZiNzJhZGExZWQyYzkxOTIwMTYwMjE2MTY1NjI3"
+        );
+    }
+
+    #[test]
+    fn fields_are_cut_to_darajas_limits() {
+        assert_eq!(truncate("Maasai Mara Safaris Ltd", 13), "Maasai Mara S");
+        assert_eq!(truncate("", 12), "Payment");
+        assert_eq!(truncate("Ngorongoro—Ü", 12), "Ngorongoro—Ü");
+    }
+}

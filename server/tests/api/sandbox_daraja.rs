@@ -1,0 +1,365 @@
+//! The real Daraja connector against the sandbox Daraja, over real HTTP, with a real
+//! callback receiver.
+
+use crate::helpers::{TestApp, spawn_app};
+use axum::{Json, Router, extract::State, routing::post};
+use malipo::{
+    config::MpesaConfig,
+    connectors::{
+        FailureCode, RailOutcome,
+        mpesa::{ConnectorError, Daraja, PushParams, wire::CallbackEnvelope},
+    },
+    time::now_ms,
+};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+type Received = Arc<Mutex<Vec<Value>>>;
+
+/// A merchant-side receiver for Daraja callbacks on 127.0.0.1:0.
+async fn callback_receiver() -> (String, Received) {
+    let received: Received = Arc::default();
+    let app = Router::new()
+        .route(
+            "/cb",
+            post(
+                |State(r): State<Received>, Json(body): Json<Value>| async move {
+                    r.lock().unwrap().push(body);
+                    Json(json!({"ResultCode": 0, "ResultDesc": "Accepted"}))
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+fn daraja(app: &TestApp, config: &MpesaConfig) -> Daraja {
+    Daraja::new(format!("{}/sandbox/daraja", app.addr), config).unwrap()
+}
+
+fn push(phone: &str, callback_url: &str) -> PushParams {
+    PushParams {
+        amount: 1500,
+        phone: phone.into(),
+        callback_url: callback_url.into(),
+        account_reference: "MARA-0042".into(),
+        description: "Mara Serena Safari Lodge".into(),
+    }
+}
+
+async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..100 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn prompts(app: &TestApp, phone: &str) -> Vec<Value> {
+    let v: Value = app
+        .client
+        .get(format!("{}/sandbox/phones/{phone}/prompts", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["prompts"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn push_prompt_accept_query_and_callback() {
+    let app = spawn_app().await;
+    let (cb_url, received) = callback_receiver().await;
+    let d = daraja(&app, &MpesaConfig::default());
+    let accepted = d
+        .stk_push(&push("254708374149", &cb_url), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(accepted.response_code, "0");
+    assert!(accepted.checkout_request_id.starts_with("ws_CO_"));
+    assert_eq!(
+        d.stk_query(&accepted.checkout_request_id, now_ms())
+            .await
+            .unwrap(),
+        RailOutcome::Pending
+    );
+
+    let shown = prompts(&app, "254708374149").await;
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0]["id"], accepted.checkout_request_id.as_str());
+    assert_eq!(
+        shown[0]["merchant"], "Mara Serena S",
+        "TransactionDesc cut to 13 characters"
+    );
+    assert_eq!(shown[0]["amount_label"], "KES 1,500");
+    assert_eq!(shown[0]["account_reference"], "MARA-0042");
+
+    let url = format!(
+        "{}/sandbox/phones/254708374149/prompts/{}/accept",
+        app.addr, accepted.checkout_request_id
+    );
+    let bad = app
+        .client
+        .post(&url)
+        .json(&json!({"pin": "12"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let ok: Value = app
+        .client
+        .post(&url)
+        .json(&json!({"pin": "4321"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let receipt = ok["receipt"].as_str().unwrap().to_owned();
+    assert_eq!(receipt.len(), 10);
+    let again = app
+        .client
+        .post(&url)
+        .json(&json!({"pin": "4321"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 400, "a prompt is answered once");
+    assert!(prompts(&app, "254708374149").await.is_empty());
+
+    assert_eq!(
+        d.stk_query(&accepted.checkout_request_id, now_ms())
+            .await
+            .unwrap(),
+        RailOutcome::Succeeded
+    );
+    let body = wait_for("the callback", async || {
+        received.lock().unwrap().first().cloned()
+    })
+    .await;
+    let cb = serde_json::from_value::<CallbackEnvelope>(body)
+        .unwrap()
+        .body
+        .stk_callback;
+    assert_eq!(cb.checkout_request_id, accepted.checkout_request_id);
+    assert_eq!(cb.result_code, "0");
+    let paid = cb.paid_details();
+    assert_eq!(paid.amount, Some(1500));
+    assert_eq!(paid.receipt.as_deref(), Some(receipt.as_str()));
+    assert_eq!(paid.phone.as_deref(), Some("254708374149"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(received.lock().unwrap().len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn declining_on_the_handset_cancels() {
+    let app = spawn_app().await;
+    let (cb_url, received) = callback_receiver().await;
+    let d = daraja(&app, &MpesaConfig::default());
+    let accepted = d
+        .stk_push(&push("254712345678", &cb_url), now_ms())
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/sandbox/phones/254712345678/prompts/{}/decline",
+        app.addr, accepted.checkout_request_id
+    );
+    assert_eq!(app.client.post(&url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        d.stk_query(&accepted.checkout_request_id, now_ms())
+            .await
+            .unwrap(),
+        RailOutcome::Cancelled
+    );
+    let body = wait_for("the callback", async || {
+        received.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(body["Body"]["stkCallback"]["ResultCode"], 1032);
+    assert!(
+        body["Body"]["stkCallback"]
+            .get("CallbackMetadata")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn scripted_numbers_fail_on_their_own() {
+    let app = spawn_app().await;
+    let (cb_url, received) = callback_receiver().await;
+    let d = daraja(&app, &MpesaConfig::default());
+    let cases = [
+        (
+            "254700000001",
+            RailOutcome::Failed {
+                code: FailureCode::InsufficientFunds,
+            },
+            1,
+        ),
+        (
+            "254700002001",
+            RailOutcome::Failed {
+                code: FailureCode::WrongPin,
+            },
+            2001,
+        ),
+        (
+            "254700001025",
+            RailOutcome::Failed {
+                code: FailureCode::PushNotDelivered,
+            },
+            1025,
+        ),
+        (
+            "254700001001",
+            RailOutcome::Failed {
+                code: FailureCode::SubscriberBusy,
+            },
+            1001,
+        ),
+        ("254700001032", RailOutcome::Cancelled, 1032),
+    ];
+    let mut ids = Vec::new();
+    for (phone, _, _) in &cases {
+        ids.push(
+            d.stk_push(&push(phone, &cb_url), now_ms())
+                .await
+                .unwrap()
+                .checkout_request_id,
+        );
+    }
+    for ((phone, want, code), id) in cases.iter().zip(&ids) {
+        let got = wait_for(phone, async || {
+            let o = d.stk_query(id, now_ms()).await.unwrap();
+            (o != RailOutcome::Pending).then_some(o)
+        })
+        .await;
+        assert_eq!(&got, want, "{phone}");
+        let cb = wait_for("its callback", async || {
+            received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|b| b["Body"]["stkCallback"]["CheckoutRequestID"] == id.as_str())
+                .cloned()
+        })
+        .await;
+        assert_eq!(cb["Body"]["stkCallback"]["ResultCode"], *code, "{phone}");
+    }
+}
+
+#[tokio::test]
+async fn lost_and_duplicated_callbacks_and_a_slow_query() {
+    let app = spawn_app().await;
+    let (cb_url, received) = callback_receiver().await;
+    let d = daraja(&app, &MpesaConfig::default());
+    let mut ids = Vec::new();
+    for phone in ["254700000404", "254700000202", "254700000102"] {
+        let id = d
+            .stk_push(&push(phone, &cb_url), now_ms())
+            .await
+            .unwrap()
+            .checkout_request_id;
+        let url = format!("{}/sandbox/phones/{phone}/prompts/{id}/accept", app.addr);
+        assert_eq!(
+            app.client
+                .post(&url)
+                .json(&json!({"pin": "1234"}))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        ids.push(id);
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let count = |id: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b["Body"]["stkCallback"]["CheckoutRequestID"] == id)
+            .count()
+    };
+    assert_eq!(count(&ids[0]), 0, "lost callback");
+    assert_eq!(count(&ids[1]), 2, "duplicated callback");
+    assert_eq!(count(&ids[2]), 1);
+    // The lost one is still known to the query; the slow one still says "processing".
+    assert_eq!(
+        d.stk_query(&ids[0], now_ms()).await.unwrap(),
+        RailOutcome::Succeeded
+    );
+    assert_eq!(
+        d.stk_query(&ids[2], now_ms()).await.unwrap(),
+        RailOutcome::Pending
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_darajas_error_codes() {
+    let app = spawn_app().await;
+    let d = daraja(&app, &MpesaConfig::default());
+    match d
+        .stk_push(&push("254201234567", "https://m.example/cb"), now_ms())
+        .await
+    {
+        Err(ConnectorError::Rejected { code, message }) => {
+            assert_eq!(code, "400.002.02");
+            assert!(message.contains("PhoneNumber"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let wrong_passkey = MpesaConfig {
+        passkey: SecretString::from("not-the-passkey"),
+        ..MpesaConfig::default()
+    };
+    match daraja(&app, &wrong_passkey)
+        .stk_push(&push("254708374149", "https://m.example/cb"), now_ms())
+        .await
+    {
+        Err(ConnectorError::Rejected { message, .. }) => {
+            assert!(message.contains("Password"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let wrong_secret = MpesaConfig {
+        consumer_secret: SecretString::from("nope"),
+        ..MpesaConfig::default()
+    };
+    assert!(matches!(
+        daraja(&app, &wrong_secret)
+            .stk_push(&push("254708374149", "https://m.example/cb"), now_ms())
+            .await,
+        Err(ConnectorError::BadResponse { status: 400, .. })
+    ));
+    // Without a token Daraja answers 404.001.03.
+    let res = app
+        .client
+        .post(format!(
+            "{}/sandbox/daraja/mpesa/stkpush/v1/processrequest",
+            app.addr
+        ))
+        .bearer_auth("forged")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["errorCode"],
+        "404.001.03"
+    );
+}
