@@ -36,7 +36,8 @@ pub struct Config {
     /// Env `MALIPO_LISTEN`; default `127.0.0.1:3000`.
     pub listen: SocketAddr,
     /// The URL shoppers, merchants and operators reach Malipo at, without a trailing
-    /// slash: checkout links and operator callback URLs are built from it.
+    /// slash: checkout links and operator callback URLs are built from it. Empty means
+    /// `http://{the bound address}`.
     /// Env `MALIPO_PUBLIC_URL`; default `http://127.0.0.1:3000`.
     pub public_url: String,
     /// `human` or `json` log lines on stderr.
@@ -268,7 +269,10 @@ impl Config {
             });
         }
         let url = self.public_url.trim_end_matches('/').to_owned();
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+        // Empty: derived from the bound address at start-up (tests on port 0).
+        if !url.is_empty()
+            && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10)
+        {
             return Err(ConfigError::Invalid {
                 field: "public_url",
                 why: format!("{url:?} is not an http(s) URL"),

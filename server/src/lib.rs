@@ -26,6 +26,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod merchants;
+pub mod payments;
 pub mod sandbox;
 pub mod startup;
 pub mod store;

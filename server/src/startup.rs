@@ -20,6 +20,8 @@ pub struct AppState {
     /// The checkout service again, as the pages see it.
     pub pages: SharedPageService,
     pub leptos_options: LeptosOptions,
+    /// The payment engine.
+    pub payments: crate::payments::Payments,
     /// The sandbox operators, when `sandbox` is on.
     pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
 }
@@ -38,7 +40,7 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
         let store = Store::connect(&config.database_url, config.database_max_connections)
             .await
             .context("connecting to the database")?;
@@ -48,6 +50,9 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        if config.public_url.is_empty() {
+            config.public_url = format!("http://{addr}");
+        }
 
         let leptos_options = LeptosOptions::builder()
             .output_name("malipo")
@@ -64,7 +69,15 @@ impl Application {
         } else {
             None
         };
+        let daraja = crate::connectors::mpesa::Daraja::new(config.mpesa_base_url(), &config.mpesa)
+            .context("Daraja HTTP client")?;
+        let payments = crate::payments::Payments::new(
+            store.clone(),
+            Arc::new(daraja),
+            config.public_url.clone(),
+        );
         let state = AppState {
+            payments,
             sandbox,
             config: Arc::new(config),
             store,
@@ -116,6 +129,7 @@ impl Application {
         let mut server = tokio::spawn(server);
         // Stops with the server, however `run_until` returns.
         let sweeper = AbortOnDrop(tokio::spawn(crate::sweeper::run(self.state.store.clone())));
+        let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
         let sandbox_worker = self.state.sandbox.clone().map(|sandbox| {
             AbortOnDrop(tokio::spawn(crate::sandbox::worker::run(
                 self.state.store.clone(),
@@ -139,6 +153,7 @@ impl Application {
             }
         }
         drop(sweeper);
+        drop(poller);
         drop(sandbox_worker);
         self.state.store.close().await;
         tracing::info!("stopped");

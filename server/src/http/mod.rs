@@ -1,6 +1,7 @@
 //! The HTTP surface: each area exposes a `router()`, merged here with the layers every
 //! response gets.
 
+mod callbacks;
 pub mod error;
 mod health;
 mod pages;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(crate::api::router(&state))
         .merge(crate::sandbox::router())
+        .merge(callbacks::router())
         .merge(pages::router(&state))
         .with_state(state)
         .layer(CompressionLayer::new().br(true).gzip(true))

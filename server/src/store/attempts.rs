@@ -184,6 +184,50 @@ impl Store {
         row.as_ref().map(AttemptRecord::from_row).transpose()
     }
 
+    /// The session's pending attempt, if any (there is at most one).
+    pub async fn pending_attempt(
+        &self,
+        session_id: &SessionId,
+    ) -> Result<Option<AttemptRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE session_id = $1 AND status = 'pending'"
+        ))
+        .bind(session_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(AttemptRecord::from_row).transpose()
+    }
+
+    /// The session's most recent attempt.
+    pub async fn latest_attempt(
+        &self,
+        session_id: &SessionId,
+    ) -> Result<Option<AttemptRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE session_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(session_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(AttemptRecord::from_row).transpose()
+    }
+
+    /// The hash of an attempt's callback token (never the token).
+    pub async fn attempt_callback_hash(
+        &self,
+        id: &AttemptId,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT callback_token_hash FROM payment_attempts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("callback_token_hash")?,
+            None => None,
+        })
+    }
+
     /// Records the operator's id for a pending attempt (e.g. Daraja's CheckoutRequestID).
     pub async fn set_operator_request_id(
         &self,

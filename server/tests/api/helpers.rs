@@ -96,6 +96,7 @@ pub struct TestApp {
     pub addr: String,
     pub store: Store,
     pub checkout: CheckoutService,
+    pub payments: malipo::payments::Payments,
     pub client: reqwest::Client,
     /// The site root the server serves `/pkg` from.
     pub site: PathBuf,
@@ -115,11 +116,13 @@ pub async fn spawn_app_on(db: Db) -> TestApp {
     let addr = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
     let checkout = app.state().checkout.clone();
+    let payments = app.state().payments.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
         store,
         checkout,
+        payments,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -134,6 +137,8 @@ pub fn test_config(database_url: &str, site_root: PathBuf) -> Config {
     let mut config = Config::load_from(None, |_| None).expect("default config");
     config.database_url = SecretString::from(database_url.to_owned());
     config.listen = "127.0.0.1:0".parse().expect("addr");
+    // Links and callback URLs point at the port actually bound.
+    config.public_url = String::new();
     config.site_root = site_root;
     config.shutdown_grace_secs = 2;
     config

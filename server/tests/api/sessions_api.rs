@@ -75,7 +75,7 @@ async fn create_then_retrieve_a_session() {
     let id = s["id"].as_str().unwrap();
     assert!(id.starts_with("cs_"));
     assert_eq!(s["object"], "checkout.session");
-    assert_eq!(s["url"], format!("http://127.0.0.1:3000/pay/{id}"));
+    assert_eq!(s["url"], format!("{}/pay/{id}", app.addr));
     assert_eq!(
         (s["status"].as_str(), s["payment_status"].as_str()),
         (Some("open"), Some("unpaid"))

@@ -41,6 +41,7 @@ on_both_backends!(
     late_success_still_completes_an_expired_session,
     failed_attempt_leaves_the_session_open,
     operator_ids_are_unique_per_rail,
+    a_session_has_one_pending_attempt_at_most,
     due_polls_are_listed_and_rescheduled,
     the_event_log_is_append_only,
     migrations_are_idempotent,
@@ -398,11 +399,8 @@ async fn failed_attempt_leaves_the_session_open(store: TestStore) {
 }
 
 async fn operator_ids_are_unique_per_rail(store: TestStore) {
-    let (session, a) = session_with_attempt(&store, 9_000_000).await;
-    let b = store
-        .insert_attempt(&new_attempt(&session.id), 1_000)
-        .await
-        .unwrap();
+    let (_, a) = session_with_attempt(&store, 9_000_000).await;
+    let (_, b) = session_with_attempt(&store, 9_000_000).await;
     assert!(
         store
             .set_operator_request_id(&a.id, "ws_CO_191220191020363925", 1_500)
@@ -421,6 +419,51 @@ async fn operator_ids_are_unique_per_rail(store: TestStore) {
         .await
         .unwrap_err();
     assert!(err.is_unique_violation(), "{err}");
+}
+
+async fn a_session_has_one_pending_attempt_at_most(store: TestStore) {
+    let (session, first) = session_with_attempt(&store, 9_000_000).await;
+    let err = store
+        .insert_attempt(&new_attempt(&session.id), 1_100)
+        .await
+        .unwrap_err();
+    assert!(err.is_unique_violation(), "{err}");
+    assert_eq!(
+        store
+            .pending_attempt(&session.id)
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        Some(first.id.clone())
+    );
+    let outcome = AttemptOutcome {
+        failure_code: Some("wrong_pin".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .finalize_attempt(
+                &first.id,
+                AttemptStatus::Failed,
+                &outcome,
+                "callback",
+                1_200
+            )
+            .await
+            .unwrap()
+    );
+    let second = store
+        .insert_attempt(&new_attempt(&session.id), 1_300)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .latest_attempt(&session.id)
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        Some(second.id)
+    );
 }
 
 async fn due_polls_are_listed_and_rescheduled(store: TestStore) {

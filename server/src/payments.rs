@@ -1,0 +1,349 @@
+//! The payment engine: starts attempts on a rail, settles them from operator callbacks
+//! and status queries, exactly once.
+//!
+//! - One pending attempt per session (a unique index), so a double-tapped Pay sends one
+//!   push; the second tap gets the first attempt back.
+//! - The callback URL carries an unguessable per-attempt token; only its hash is stored.
+//! - A success is accepted from a callback only when its amount, phone and receipt match
+//!   the attempt; otherwise the status query decides.
+//! - A poller queries pending attempts with backoff (5/15/30/60/90 s, then every 90 s),
+//!   so lost callbacks never leave a payment hanging, and the schedule is in the database,
+//!   so it survives a restart.
+
+use std::sync::Arc;
+
+use crate::{
+    connectors::{
+        RailOutcome,
+        mpesa::{
+            ConnectorError, Daraja, PushParams,
+            wire::{CallbackEnvelope, ResultCode},
+        },
+    },
+    domain::{
+        AttemptId, SessionId,
+        ids::random_base62,
+        keys::hash_token,
+        money::Currency,
+        phone::{Country, Msisdn},
+    },
+    store::{
+        AttemptOutcome, AttemptRecord, AttemptStatus, NewAttempt, SessionStatus, Store, StoreError,
+    },
+    time::now_ms,
+};
+
+/// Seconds after the push at which the poller queries, then every last interval.
+pub const POLL_SCHEDULE_SECS: [i64; 5] = [5, 15, 30, 60, 90];
+/// The rail name stored on M-PESA attempts.
+pub const MPESA: &str = "mpesa";
+
+/// Why a payment could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("no such checkout session")]
+    SessionNotFound,
+    #[error("the checkout session is no longer open")]
+    SessionNotOpen,
+    #[error("not a Kenyan mobile number")]
+    InvalidPhone,
+    #[error("M-PESA takes whole Kenyan shillings only")]
+    NotPayableWithMpesa,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a callback was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    #[error("unknown attempt or wrong token")]
+    Forbidden,
+    #[error("unreadable callback body")]
+    BadBody,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Payments {
+    store: Store,
+    daraja: Arc<Daraja>,
+    public_url: String,
+}
+
+/// When the next query is due after `polls_done` queries of an attempt created at
+/// `created_at`.
+pub fn next_poll_at(created_at: i64, polls_done: i64) -> i64 {
+    let i = usize::try_from(polls_done).unwrap_or(usize::MAX);
+    let last = POLL_SCHEDULE_SECS[POLL_SCHEDULE_SECS.len() - 1];
+    let at = match POLL_SCHEDULE_SECS.get(i) {
+        Some(s) => *s,
+        None => last + last * (polls_done - POLL_SCHEDULE_SECS.len() as i64 + 1),
+    };
+    created_at + at * 1000
+}
+
+fn outcome_to_status(o: &RailOutcome) -> Option<(AttemptStatus, AttemptOutcome)> {
+    let failure = |code: &str| AttemptOutcome {
+        failure_code: Some(code.to_owned()),
+        ..Default::default()
+    };
+    match o {
+        RailOutcome::Succeeded => Some((AttemptStatus::Succeeded, AttemptOutcome::default())),
+        RailOutcome::Failed { code } => Some((AttemptStatus::Failed, failure(code.as_str()))),
+        RailOutcome::Cancelled => Some((AttemptStatus::Cancelled, failure("cancelled_by_user"))),
+        RailOutcome::Expired { code } => Some((AttemptStatus::Expired, failure(code.as_str()))),
+        RailOutcome::Pending | RailOutcome::Unknown { .. } => None,
+    }
+}
+
+impl Payments {
+    pub fn new(store: Store, daraja: Arc<Daraja>, public_url: String) -> Self {
+        Payments {
+            store,
+            daraja,
+            public_url,
+        }
+    }
+
+    /// Starts (or, on a double tap, returns) the M-PESA attempt for a session.
+    pub async fn start_mpesa(
+        &self,
+        session_id: &SessionId,
+        phone_input: &str,
+    ) -> Result<AttemptRecord, PayError> {
+        let session = self
+            .store
+            .session(session_id)
+            .await?
+            .ok_or(PayError::SessionNotFound)?;
+        let now = now_ms();
+        if session.status != SessionStatus::Open || session.expires_at <= now {
+            return Err(PayError::SessionNotOpen);
+        }
+        let msisdn = Msisdn::parse(phone_input, Country::Kenya).ok_or(PayError::InvalidPhone)?;
+        if !msisdn.as_str().starts_with("254") {
+            return Err(PayError::InvalidPhone);
+        }
+        if session.amount.currency() != Currency::Kes || session.amount.minor() % 100 != 0 {
+            return Err(PayError::NotPayableWithMpesa);
+        }
+        if let Some(pending) = self.store.pending_attempt(session_id).await? {
+            return Ok(pending);
+        }
+        let token = random_base62(32);
+        let inserted = self
+            .store
+            .insert_attempt(
+                &NewAttempt {
+                    session_id: session_id.clone(),
+                    rail: MPESA.into(),
+                    amount: session.amount,
+                    payer: Some(msisdn.to_string()),
+                    callback_token_hash: Some(hash_token(&token)),
+                    next_poll_at: Some(next_poll_at(now, 0)),
+                },
+                now,
+            )
+            .await;
+        let attempt = match inserted {
+            Ok(a) => a,
+            // Lost a race with a concurrent tap: theirs is the one.
+            Err(e) if e.is_unique_violation() => {
+                return self
+                    .store
+                    .pending_attempt(session_id)
+                    .await?
+                    .ok_or(PayError::Store(e));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(attempt = %attempt.id, session = %session_id, payer = %msisdn.masked(), "sending STK push");
+        let params = PushParams {
+            amount: (session.amount.minor() / 100) as u64,
+            phone: msisdn.to_string(),
+            callback_url: format!("{}/callbacks/mpesa/{}/{token}", self.public_url, attempt.id),
+            account_reference: session.reference.clone(),
+            description: self.merchant_label(&session.merchant_id).await,
+        };
+        match self.daraja.stk_push(&params, now).await {
+            Ok(accepted) => {
+                self.store
+                    .set_operator_request_id(&attempt.id, &accepted.checkout_request_id, now_ms())
+                    .await?;
+            }
+            Err(e) => {
+                let (code, detail) = match &e {
+                    ConnectorError::Rejected { code, message } => {
+                        ("push_rejected", format!("{code} {message}"))
+                    }
+                    ConnectorError::Unreachable(_) => ("operator_unreachable", e.to_string()),
+                    ConnectorError::BadResponse { .. } => ("operator_error", e.to_string()),
+                };
+                tracing::warn!(attempt = %attempt.id, error = %e, "STK push not sent");
+                let outcome = AttemptOutcome {
+                    failure_code: Some(code.into()),
+                    failure_detail: Some(detail),
+                    ..Default::default()
+                };
+                self.store
+                    .finalize_attempt(
+                        &attempt.id,
+                        AttemptStatus::Failed,
+                        &outcome,
+                        "push",
+                        now_ms(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(self.store.attempt(&attempt.id).await?.unwrap_or(attempt))
+    }
+
+    /// The name the prompt shows (Daraja's `TransactionDesc`).
+    async fn merchant_label(&self, merchant_id: &crate::domain::MerchantId) -> String {
+        match self.store.merchant(merchant_id).await {
+            Ok(Some(m)) => m.name,
+            _ => "Payment".into(),
+        }
+    }
+
+    /// Handles Daraja's POST to `/callbacks/mpesa/{attempt}/{token}`.
+    pub async fn mpesa_callback(
+        &self,
+        attempt_id: &str,
+        token: &str,
+        body: &[u8],
+    ) -> Result<(), CallbackError> {
+        let id = AttemptId::parse(attempt_id).ok_or(CallbackError::Forbidden)?;
+        // Comparing hashes of a 190-bit token: no timing oracle worth having.
+        match self.store.attempt_callback_hash(&id).await? {
+            Some(stored) if stored == hash_token(token) => {}
+            _ => return Err(CallbackError::Forbidden),
+        }
+        let cb = serde_json::from_slice::<CallbackEnvelope>(body)
+            .map_err(|_| CallbackError::BadBody)?
+            .body
+            .stk_callback;
+        let attempt = self
+            .store
+            .attempt(&id)
+            .await?
+            .ok_or(CallbackError::Forbidden)?;
+        if attempt.operator_request_id.as_deref() != Some(cb.checkout_request_id.as_str()) {
+            tracing::warn!(attempt = %id, "callback for another CheckoutRequestID; ignored");
+            return Ok(());
+        }
+        if attempt.status.is_final() {
+            tracing::info!(attempt = %id, "duplicate callback; already settled");
+            return Ok(());
+        }
+        let code = ResultCode::parse(&cb.result_code);
+        let outcome = code.outcome();
+        if outcome == RailOutcome::Succeeded {
+            let paid = cb.paid_details();
+            let amount_ok = paid.amount == Some((attempt.amount.minor() / 100) as u64);
+            let phone_ok = paid.phone.is_some() && paid.phone == attempt.payer;
+            let Some(receipt) = paid.receipt.filter(|_| amount_ok && phone_ok) else {
+                tracing::warn!(attempt = %id, amount_ok, phone_ok, "success callback does not match; confirming by query");
+                self.store.reschedule_poll(&id, now_ms(), now_ms()).await?;
+                return Ok(());
+            };
+            let result = AttemptOutcome {
+                operator_receipt: Some(receipt),
+                ..Default::default()
+            };
+            match self
+                .store
+                .finalize_attempt(&id, AttemptStatus::Succeeded, &result, "callback", now_ms())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_unique_violation() => {
+                    tracing::warn!(attempt = %id, "receipt already used by another attempt; ignored");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(());
+        }
+        match outcome_to_status(&outcome) {
+            Some((status, mut result)) => {
+                result.failure_detail = Some(format!("{} {}", cb.result_code, cb.result_desc));
+                self.store
+                    .finalize_attempt(&id, status, &result, "callback", now_ms())
+                    .await?;
+            }
+            None => {
+                tracing::warn!(attempt = %id, code = %cb.result_code, "unrecognised ResultCode; kept pending, will query");
+            }
+        }
+        Ok(())
+    }
+
+    /// Queries every pending attempt whose time has come; returns how many settled.
+    pub async fn poll_due(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let mut settled = 0;
+        for attempt in self.store.attempts_due_for_poll(now, 50).await? {
+            let Some(request_id) = attempt.operator_request_id.as_deref() else {
+                // The push is being sent right now; look again shortly.
+                self.store
+                    .reschedule_poll(&attempt.id, now + 2_000, now)
+                    .await?;
+                continue;
+            };
+            let outcome = match self.daraja.stk_query(request_id, now).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(attempt = %attempt.id, error = %e, "STK query failed; will retry");
+                    RailOutcome::Pending
+                }
+            };
+            match outcome_to_status(&outcome) {
+                Some((status, result)) => {
+                    if self
+                        .store
+                        .finalize_attempt(&attempt.id, status, &result, "query", now_ms())
+                        .await?
+                    {
+                        settled += 1;
+                    }
+                }
+                None => {
+                    if let RailOutcome::Unknown { raw } = &outcome {
+                        tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still pending");
+                    }
+                    let next =
+                        next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
+                    self.store.reschedule_poll(&attempt.id, next, now).await?;
+                }
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Runs [`Payments::poll_due`] every second until aborted.
+    pub async fn run_poller(self) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.poll_due().await {
+                tracing::warn!(error = %e, "poller failed; retrying");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_back_off_then_repeat_every_90_seconds() {
+        let t0 = 1_000_000;
+        let secs: Vec<i64> = (0..8).map(|i| (next_poll_at(t0, i) - t0) / 1000).collect();
+        assert_eq!(secs, [5, 15, 30, 60, 90, 180, 270, 360]);
+    }
+}

@@ -1,0 +1,415 @@
+//! The payment engine end to end: Malipo's engine and real Daraja connector against the
+//! sandbox Daraja and handset, over real HTTP, with real callbacks.
+
+use crate::helpers::{Db, TestApp, seed_session, spawn_app, test_config, test_db};
+use malipo::{
+    domain::SessionId,
+    startup::Application,
+    store::{AttemptRecord, AttemptStatus, PaymentStatus, SessionStatus, Store},
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn prompts(client: &reqwest::Client, addr: &str, phone: &str) -> Vec<Value> {
+    let v: Value = client
+        .get(format!("{addr}/sandbox/phones/{phone}/prompts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["prompts"].as_array().unwrap().clone()
+}
+
+async fn accept(client: &reqwest::Client, addr: &str, phone: &str, prompt: &str) {
+    let res = client
+        .post(format!(
+            "{addr}/sandbox/phones/{phone}/prompts/{prompt}/accept"
+        ))
+        .json(&json!({"pin": "1234"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+async fn settled(store: &Store, attempt: &AttemptRecord, secs: u64) -> AttemptRecord {
+    wait_for("the attempt to settle", secs, async || {
+        store
+            .attempt(&attempt.id)
+            .await
+            .unwrap()
+            .filter(|a| a.status.is_final())
+    })
+    .await
+}
+
+async fn new_session(app: &TestApp) -> SessionId {
+    let (_, id) = seed_session(app, "Mara Serena", 900).await;
+    SessionId::parse(&id).unwrap()
+}
+
+#[tokio::test]
+async fn paying_on_the_handset_settles_by_callback_with_the_receipt() {
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let attempt = app
+        .payments
+        .start_mpesa(&sid, "0708 374 149")
+        .await
+        .unwrap();
+    assert_eq!(attempt.status, AttemptStatus::Pending);
+    assert_eq!(attempt.payer.as_deref(), Some("254708374149"));
+    assert!(
+        attempt
+            .operator_request_id
+            .as_deref()
+            .is_some_and(|r| r.starts_with("ws_CO_"))
+    );
+
+    // A double tap returns the same attempt and sends no second push.
+    let again = app
+        .payments
+        .start_mpesa(&sid, "+254708374149")
+        .await
+        .unwrap();
+    assert_eq!(again.id, attempt.id);
+    let shown = prompts(&app.client, &app.addr, "254708374149").await;
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0]["merchant"], "Mara Serena");
+    assert_eq!(shown[0]["amount_label"], "KES 1,500");
+
+    accept(
+        &app.client,
+        &app.addr,
+        "254708374149",
+        shown[0]["id"].as_str().unwrap(),
+    )
+    .await;
+    let done = settled(&app.store, &attempt, 5).await;
+    assert_eq!(done.status, AttemptStatus::Succeeded);
+    assert_eq!(
+        done.operator_receipt.as_ref().map(String::len),
+        Some(10),
+        "receipt from the callback"
+    );
+    let session = app.store.session(&sid).await.unwrap().unwrap();
+    assert_eq!(
+        (session.status, session.payment_status),
+        (SessionStatus::Complete, PaymentStatus::Paid)
+    );
+    let events = app.store.session_events(sid.as_str()).await.unwrap();
+    let succeeded: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "attempt.succeeded")
+        .collect();
+    assert_eq!(succeeded.len(), 1);
+    assert_eq!(succeeded[0].detail["source"], "callback");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_taps_send_one_push() {
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let payments = app.payments.clone();
+        let sid = sid.clone();
+        tasks.push(tokio::spawn(async move {
+            payments.start_mpesa(&sid, "0712345678").await.unwrap().id
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1, "every tap got the same attempt");
+    assert_eq!(
+        prompts(&app.client, &app.addr, "254712345678").await.len(),
+        1,
+        "exactly one STK push"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_callback_is_settled_by_the_poller() {
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let attempt = app
+        .payments
+        .start_mpesa(&sid, "0700 000 404")
+        .await
+        .unwrap();
+    let shown = prompts(&app.client, &app.addr, "254700000404").await;
+    accept(
+        &app.client,
+        &app.addr,
+        "254700000404",
+        shown[0]["id"].as_str().unwrap(),
+    )
+    .await;
+    // No callback will come; the first query is due 5 s after the push.
+    let done = settled(&app.store, &attempt, 12).await;
+    assert_eq!(done.status, AttemptStatus::Succeeded);
+    assert_eq!(
+        done.operator_receipt, None,
+        "the query does not carry the receipt"
+    );
+    let events = app.store.session_events(sid.as_str()).await.unwrap();
+    let e = events
+        .iter()
+        .find(|e| e.kind == "attempt.succeeded")
+        .unwrap();
+    assert_eq!(e.detail["source"], "query");
+}
+
+#[tokio::test]
+async fn duplicate_callbacks_settle_once_and_failures_leave_the_session_open() {
+    let app = spawn_app().await;
+    let dup_session = new_session(&app).await;
+    let dup = app
+        .payments
+        .start_mpesa(&dup_session, "0700000202")
+        .await
+        .unwrap();
+    let shown = prompts(&app.client, &app.addr, "254700000202").await;
+    accept(
+        &app.client,
+        &app.addr,
+        "254700000202",
+        shown[0]["id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        settled(&app.store, &dup, 5).await.status,
+        AttemptStatus::Succeeded
+    );
+    tokio::time::sleep(Duration::from_millis(1_800)).await; // the second copy arrives
+    let events = app
+        .store
+        .session_events(dup_session.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "attempt.succeeded")
+            .count(),
+        1
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "session.completed")
+            .count(),
+        1
+    );
+
+    let poor = new_session(&app).await;
+    let broke = app.payments.start_mpesa(&poor, "0700000001").await.unwrap();
+    let done = settled(&app.store, &broke, 8).await;
+    assert_eq!(done.status, AttemptStatus::Failed);
+    assert_eq!(done.failure_code.as_deref(), Some("insufficient_funds"));
+    let s = app.store.session(&poor).await.unwrap().unwrap();
+    assert_eq!(s.status, SessionStatus::Open, "the shopper can try again");
+    // And trying again sends a new push.
+    let retry = app.payments.start_mpesa(&poor, "0708374149").await.unwrap();
+    assert_ne!(retry.id, broke.id);
+    assert_eq!(retry.status, AttemptStatus::Pending);
+}
+
+#[tokio::test]
+async fn forged_and_mismatched_callbacks_change_nothing() {
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let attempt = app.payments.start_mpesa(&sid, "0712345678").await.unwrap();
+    let request_id = attempt.operator_request_id.clone().unwrap();
+    let body = |amount: f64, phone: i64| {
+        json!({"Body": {"stkCallback": {
+            "MerchantRequestID": "1", "CheckoutRequestID": request_id, "ResultCode": 0, "ResultDesc": "ok",
+            "CallbackMetadata": {"Item": [
+                {"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": "FORGED1234"},
+                {"Name": "PhoneNumber", "Value": phone}]}}}})
+    };
+    let forged = app
+        .client
+        .post(format!(
+            "{}/callbacks/mpesa/{}/not-the-token",
+            app.addr, attempt.id
+        ))
+        .json(&body(1500.0, 254712345678))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 404);
+    let unknown = app
+        .client
+        .post(format!(
+            "{}/callbacks/mpesa/pa_000000000000000000000000/x",
+            app.addr
+        ))
+        .json(&body(1500.0, 254712345678))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        app.store
+            .attempt(&attempt.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        AttemptStatus::Pending
+    );
+
+    // With the right token, a "success" whose amount or phone does not match the attempt
+    // is not believed (the query decides); a matching one settles it.
+    let other = new_session(&app).await;
+    let planted = app
+        .store
+        .insert_attempt(
+            &malipo::store::NewAttempt {
+                session_id: other.clone(),
+                rail: "mpesa".into(),
+                amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
+                    .unwrap(),
+                payer: Some("254712345678".into()),
+                callback_token_hash: Some(malipo::domain::keys::hash_token("known-token")),
+                next_poll_at: None,
+            },
+            malipo::time::now_ms(),
+        )
+        .await
+        .unwrap();
+    let planted_request = "ws_CO_planted";
+    assert!(
+        app.store
+            .set_operator_request_id(&planted.id, planted_request, 1)
+            .await
+            .unwrap()
+    );
+    let cb = |amount: f64, phone: i64| {
+        json!({"Body": {"stkCallback": {
+            "MerchantRequestID": "1", "CheckoutRequestID": planted_request, "ResultCode": 0, "ResultDesc": "ok",
+            "CallbackMetadata": {"Item": [
+                {"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": "QKJ4ABC123"},
+                {"Name": "PhoneNumber", "Value": phone}]}}}})
+    };
+    let url = format!("{}/callbacks/mpesa/{}/known-token", app.addr, planted.id);
+    for wrong in [cb(1.0, 254712345678), cb(1500.0, 254799999999)] {
+        let res = app.client.post(&url).json(&wrong).send().await.unwrap();
+        assert_eq!(res.status(), 200, "Daraja is told it was received");
+        let a = app.store.attempt(&planted.id).await.unwrap().unwrap();
+        assert_eq!(
+            a.status,
+            AttemptStatus::Pending,
+            "a mismatched success is not believed"
+        );
+        assert!(a.next_poll_at.is_some(), "the query will decide");
+    }
+    let res = app
+        .client
+        .post(&url)
+        .json(&cb(1500.0, 254712345678))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let a = app.store.attempt(&planted.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Succeeded);
+    assert_eq!(a.operator_receipt.as_deref(), Some("QKJ4ABC123"));
+    let bad_body = app.client.post(&url).body("not json").send().await.unwrap();
+    assert_eq!(bad_body.status(), 400);
+    let s = app.store.session(&sid).await.unwrap().unwrap();
+    assert_eq!(
+        s.payment_status,
+        PaymentStatus::Unpaid,
+        "the other session is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_attempt_survives_a_restart() {
+    let db = test_db(Db::Sqlite).await;
+    let site = tempfile::tempdir().unwrap();
+    // A fixed free port, so the callback URL given to Daraja stays valid across restarts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = || {
+        let mut c = test_config(&db.url, site.path().into());
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c
+    };
+    let addr = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+
+    let first = Application::build(config()).await.unwrap();
+    let store = first.state().store.clone();
+    let checkout = first.state().checkout.clone();
+    let payments = first.state().payments.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(first.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let merchant = malipo::merchants::create(&store, "Restart Lodge")
+        .await
+        .unwrap();
+    let session = checkout
+        .create(malipo::checkout::CreateSession {
+            merchant_id: merchant.merchant.id,
+            mode: malipo::domain::Mode::Test,
+            amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
+                .unwrap(),
+            reference: "R-1".into(),
+            description: "Safari".into(),
+            success_url: "https://x.example/ok".into(),
+            cancel_url: "https://x.example/no".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 900,
+        })
+        .await
+        .unwrap();
+    // The callback for this number is lost: only the poller can settle it.
+    let attempt = payments
+        .start_mpesa(&session.id, "0700000404")
+        .await
+        .unwrap();
+    assert_eq!(attempt.status, AttemptStatus::Pending);
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+
+    // Down. The shopper answers the prompt (the sandbox remembers it) once we are back.
+    let second = Application::build(config()).await.unwrap();
+    let store = second.state().store.clone();
+    tokio::spawn(second.run_until(std::future::pending()));
+    let shown = prompts(&client, &addr, "254700000404").await;
+    assert_eq!(shown.len(), 1, "the pending push survived the restart");
+    accept(
+        &client,
+        &addr,
+        "254700000404",
+        shown[0]["id"].as_str().unwrap(),
+    )
+    .await;
+    let done = settled(&store, &attempt, 15).await;
+    assert_eq!(done.status, AttemptStatus::Succeeded);
+    let s = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(s.payment_status, PaymentStatus::Paid);
+}
