@@ -36,11 +36,165 @@ pub struct CheckoutView {
     /// Expiry as the shopper reads it, in East Africa Time, e.g. "14:05 EAT, 23 Nov".
     pub expires_at_label: String,
     pub cancel_url: String,
+    /// Where to send the shopper once paid (placeholders already filled in).
+    pub success_url: String,
+    /// The payment's live state.
+    pub live: LiveState,
+    /// The number to prefill (the last one tried, or the merchant's `customer.phone`),
+    /// in local form: `0712345678`.
+    pub phone: String,
 }
 
 impl CheckoutView {
     /// "KES 1,500".
     pub fn amount_label(&self) -> String {
         format_amount(self.amount_minor, self.currency)
+    }
+}
+
+/// Where the shopper's payment stands, as the live part of the page shows it. Travels
+/// over server-sent events as a short line (see [`LiveState::encode`]), so the WASM
+/// bundle needs no JSON parser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LiveState {
+    /// Nothing sent yet (or the last try failed: then `failure` says why).
+    Idle { failure: Option<String> },
+    /// A prompt is on the shopper's phone.
+    Waiting {
+        payer_masked: String,
+        seconds_left: i64,
+    },
+    /// Paid; the receipt when the operator gave one.
+    Paid { receipt: Option<String> },
+    /// The session expired unpaid.
+    Expired,
+}
+
+impl LiveState {
+    /// `idle:`, `idle:wrong_pin`, `waiting:60:2547•••••678`, `paid:QKJ4ABC123`, `expired`.
+    pub fn encode(&self) -> String {
+        match self {
+            LiveState::Idle { failure } => format!("idle:{}", failure.as_deref().unwrap_or("")),
+            LiveState::Waiting {
+                payer_masked,
+                seconds_left,
+            } => format!("waiting:{seconds_left}:{payer_masked}"),
+            LiveState::Paid { receipt } => format!("paid:{}", receipt.as_deref().unwrap_or("")),
+            LiveState::Expired => "expired".into(),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<LiveState> {
+        let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
+        let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        match kind {
+            "idle" => Some(LiveState::Idle {
+                failure: some(rest),
+            }),
+            "waiting" => {
+                let (secs, who) = rest.split_once(':')?;
+                Some(LiveState::Waiting {
+                    payer_masked: who.to_owned(),
+                    seconds_left: secs.parse().ok()?,
+                })
+            }
+            "paid" => Some(LiveState::Paid {
+                receipt: some(rest),
+            }),
+            "expired" => Some(LiveState::Expired),
+            _ => None,
+        }
+    }
+
+    /// True once nothing more can happen.
+    pub fn is_final(&self) -> bool {
+        matches!(self, LiveState::Paid { .. } | LiveState::Expired)
+    }
+}
+
+/// What went wrong, in plain words, for a failure code.
+pub fn failure_message(code: &str) -> &'static str {
+    match code {
+        "insufficient_funds" => {
+            "Not enough money in your M-PESA account. Top up, then send the prompt again."
+        }
+        "wrong_pin" => {
+            "The M-PESA PIN was wrong. Send the prompt again and enter your PIN carefully."
+        }
+        "cancelled_by_user" => "You cancelled the payment on your phone. Nothing was charged.",
+        "no_response" => {
+            "We didn't hear back from your phone. Check it is on and has signal, then send the prompt again."
+        }
+        "expired" => "The prompt on your phone expired. Send it again.",
+        "push_not_delivered" => {
+            "M-PESA couldn't show the prompt on your phone. Check the number; an old SIM may need an upgrade."
+        }
+        "subscriber_busy" => {
+            "Your phone is busy with another M-PESA payment. Finish it, then send the prompt again."
+        }
+        "operator_busy" => {
+            "M-PESA is busy right now. Please try again in a minute, or use another number."
+        }
+        "push_rejected" => "M-PESA refused this number. Check it, or use another number.",
+        "invalid_phone" => {
+            "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
+        }
+        "not_payable" => "This amount can't be paid with M-PESA.",
+        "unavailable" => {
+            "We couldn't start the payment just now. Nothing was charged; please try again."
+        }
+        _ => "The payment didn't go through. Nothing was charged; please try again.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_states_round_trip_through_their_wire_form() {
+        for s in [
+            LiveState::Idle { failure: None },
+            LiveState::Idle {
+                failure: Some("wrong_pin".into()),
+            },
+            LiveState::Waiting {
+                payer_masked: "2547•••••678".into(),
+                seconds_left: 58,
+            },
+            LiveState::Paid {
+                receipt: Some("QKJ4ABC123".into()),
+            },
+            LiveState::Paid { receipt: None },
+            LiveState::Expired,
+        ] {
+            assert_eq!(
+                LiveState::decode(&s.encode()),
+                Some(s.clone()),
+                "{}",
+                s.encode()
+            );
+        }
+        assert_eq!(LiveState::decode("nonsense"), None);
+        assert_eq!(LiveState::decode("waiting:x:y"), None);
+    }
+
+    #[test]
+    fn every_failure_code_reads_in_plain_words() {
+        for code in [
+            "insufficient_funds",
+            "wrong_pin",
+            "cancelled_by_user",
+            "no_response",
+            "push_not_delivered",
+            "subscriber_busy",
+            "operator_busy",
+        ] {
+            assert_ne!(
+                failure_message(code),
+                failure_message("something_new"),
+                "{code}"
+            );
+        }
     }
 }

@@ -3,13 +3,17 @@
 use std::collections::BTreeMap;
 
 use app::{
-    model::{CheckoutState, CheckoutView},
+    model::{CheckoutState, CheckoutView, LiveState},
     service::{BoxFuture, PageService, ServiceUnavailable},
 };
 
 use crate::{
+    domain::phone::{local_form, mask},
     domain::{MerchantId, Mode, Money, SessionId},
-    store::{NewSession, PaymentStatus, SessionRecord, SessionStatus, Store, StoreError},
+    store::{
+        AttemptRecord, AttemptStatus, NewSession, PaymentStatus, SessionRecord, SessionStatus,
+        Store, StoreError,
+    },
     time::{eat_label, now_ms},
 };
 
@@ -104,9 +108,47 @@ impl CheckoutService {
     }
 }
 
+/// How long an STK prompt stays on the handset before M-PESA gives up (~60 s).
+pub const PROMPT_SECS: i64 = 60;
+
+/// `success_url` with `{CHECKOUT_SESSION_ID}` filled in.
+pub fn success_url(session: &SessionRecord) -> String {
+    session
+        .success_url
+        .replace("{CHECKOUT_SESSION_ID}", session.id.as_str())
+}
+
+/// The payment's live state from the session and its latest attempt.
+pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: i64) -> LiveState {
+    if session.payment_status == PaymentStatus::Paid {
+        let receipt = latest
+            .filter(|a| a.status == AttemptStatus::Succeeded)
+            .and_then(|a| a.operator_receipt.clone());
+        return LiveState::Paid { receipt };
+    }
+    if session.status == SessionStatus::Expired || session.expires_at <= now {
+        return LiveState::Expired;
+    }
+    match latest {
+        Some(a) if a.status == AttemptStatus::Pending => LiveState::Waiting {
+            payer_masked: a.payer.as_deref().map(mask).unwrap_or_default(),
+            seconds_left: (PROMPT_SECS - (now - a.created_at) / 1000).max(0),
+        },
+        Some(a) => LiveState::Idle {
+            failure: a.failure_code.clone().or_else(|| Some("failed".into())),
+        },
+        None => LiveState::Idle { failure: None },
+    }
+}
+
 /// What a shopper sees, decided from the record and the clock: a session past its
 /// expiry reads as expired even before the sweeper has marked it.
-pub fn checkout_view(session: &SessionRecord, merchant_name: String, now: i64) -> CheckoutView {
+pub fn checkout_view(
+    session: &SessionRecord,
+    merchant_name: String,
+    latest: Option<&AttemptRecord>,
+    now: i64,
+) -> CheckoutView {
     let state = if session.payment_status == PaymentStatus::Paid {
         CheckoutState::Paid
     } else if session.status == SessionStatus::Expired || session.expires_at <= now {
@@ -126,6 +168,13 @@ pub fn checkout_view(session: &SessionRecord, merchant_name: String, now: i64) -
         seconds_left: ((session.expires_at - now) / 1000).max(0),
         expires_at_label: eat_label(session.expires_at),
         cancel_url: session.cancel_url.clone(),
+        success_url: success_url(session),
+        live: live_state(session, latest, now),
+        phone: latest
+            .and_then(|a| a.payer.as_deref())
+            .or(session.customer_phone.as_deref())
+            .map(local_form)
+            .unwrap_or_default(),
     }
 }
 
@@ -139,8 +188,20 @@ impl PageService for CheckoutService {
             let Some(id) = SessionId::parse(session_id) else {
                 return Ok(None);
             };
-            match self.store.session_for_page(&id).await {
-                Ok(found) => Ok(found.map(|(s, name)| checkout_view(&s, name, now_ms()))),
+            let loaded = async {
+                let Some((session, name)) = self.store.session_for_page(&id).await? else {
+                    return Ok(None);
+                };
+                let latest = self.store.latest_attempt(&id).await?;
+                Ok::<_, StoreError>(Some(checkout_view(
+                    &session,
+                    name,
+                    latest.as_ref(),
+                    now_ms(),
+                )))
+            };
+            match loaded.await {
+                Ok(view) => Ok(view),
                 Err(e) => {
                     tracing::error!(error = %e, "loading checkout page failed");
                     Err(ServiceUnavailable)
@@ -201,11 +262,17 @@ mod tests {
         let open = checkout_view(
             &session(SessionStatus::Open, false, now + 90_500),
             "M".into(),
+            None,
             now,
         );
         assert_eq!(open.state, CheckoutState::Open);
         assert_eq!(open.seconds_left, 90);
-        let late = checkout_view(&session(SessionStatus::Open, false, now), "M".into(), now);
+        let late = checkout_view(
+            &session(SessionStatus::Open, false, now),
+            "M".into(),
+            None,
+            now,
+        );
         assert_eq!(
             late.state,
             CheckoutState::Expired,
@@ -215,6 +282,7 @@ mod tests {
         let paid = checkout_view(
             &session(SessionStatus::Complete, true, now - 1),
             "M".into(),
+            None,
             now,
         );
         assert_eq!(paid.state, CheckoutState::Paid, "paid wins over expiry");

@@ -70,6 +70,8 @@ pub struct Payments {
     store: Store,
     daraja: Arc<Daraja>,
     public_url: String,
+    /// Ids of sessions whose payment state just changed (for the live page).
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 /// When the next query is due after `polls_done` queries of an attempt created at
@@ -100,11 +102,23 @@ fn outcome_to_status(o: &RailOutcome) -> Option<(AttemptStatus, AttemptOutcome)>
 
 impl Payments {
     pub fn new(store: Store, daraja: Arc<Daraja>, public_url: String) -> Self {
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
         Payments {
             store,
             daraja,
             public_url,
+            changes,
         }
+    }
+
+    /// Session ids, as their payment state changes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, session_id: &SessionId) {
+        // No receivers is fine: nobody is watching that page.
+        let _ = self.changes.send(session_id.to_string());
     }
 
     /// Starts (or, on a double tap, returns) the M-PESA attempt for a session.
@@ -198,6 +212,7 @@ impl Payments {
                     .await?;
             }
         }
+        self.changed(session_id);
         Ok(self.store.attempt(&attempt.id).await?.unwrap_or(attempt))
     }
 

@@ -1,10 +1,10 @@
 //! The hosted checkout page, `/pay/{id}`.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::{NotFound, PageTitle, Unavailable, countdown::Countdown};
-use crate::model::{CheckoutState, CheckoutView};
+use super::{NotFound, PageTitle, Unavailable, countdown::Countdown, live::LiveStatus};
+use crate::model::{CheckoutState, CheckoutView, LiveState};
 
 /// Loads the checkout page's data. A public endpoint like every server function: it
 /// only ever returns what the page itself shows, for an id the caller already has.
@@ -23,25 +23,34 @@ pub async fn load_checkout(id: String) -> Result<Option<CheckoutView>, ServerFnE
 #[component]
 pub fn CheckoutPage() -> impl IntoView {
     let params = use_params_map();
+    let query = use_query_map();
+    // Only codes the page knows; anything else in the URL is ignored.
+    let error = query
+        .read_untracked()
+        .get("error")
+        .filter(|e| ["invalid_phone", "not_payable", "unavailable"].contains(&e.as_str()));
     let checkout = Resource::new_blocking(
         move || params.read().get("id").unwrap_or_default(),
         load_checkout,
     );
     view! {
         <Suspense>
-            {move || Suspend::new(async move {
+            {move || {
+                let error = error.clone();
+                Suspend::new(async move {
                 match checkout.await {
-                    Ok(Some(view)) => view! { <Checkout view /> }.into_any(),
+                    Ok(Some(view)) => view! { <Checkout view error=error.clone() /> }.into_any(),
                     Ok(None) => view! { <NotFound /> }.into_any(),
                     Err(_) => view! { <Unavailable /> }.into_any(),
                 }
-            })}
+            })
+            }}
         </Suspense>
     }
 }
 
 #[component]
-fn Checkout(view: CheckoutView) -> impl IntoView {
+fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
     let amount = view.amount_label();
     let title = format!("Pay {amount} to {} · Malipo", view.merchant_name);
     let state = match view.state {
@@ -49,19 +58,43 @@ fn Checkout(view: CheckoutView) -> impl IntoView {
         CheckoutState::Paid => "paid",
         CheckoutState::Expired => "expired",
     };
+    let live = view! {
+        <LiveStatus
+            session_id=view.id.clone()
+            amount_label=amount.clone()
+            merchant_name=view.merchant_name.clone()
+            success_url=view.success_url.clone()
+            phone=view.phone.clone()
+            initial=view.live.clone()
+            error=error
+        />
+    };
+    // Without JavaScript: refresh while a prompt is waiting; go on to the merchant once
+    // paid. (Outside the island: with scripting on, <noscript> is raw text and must not
+    // be hydrated.)
+    let no_js = match &view.live {
+        LiveState::Waiting { .. } => Some(
+            view! { <noscript><meta http-equiv="refresh" content="3" /></noscript> }.into_any(),
+        ),
+        LiveState::Paid { .. } => {
+            let content = format!(
+                "{};url={}",
+                super::live::REDIRECT_AFTER_SECS + 2,
+                view.success_url
+            );
+            Some(
+                view! { <noscript><meta http-equiv="refresh" content=content /></noscript> }
+                    .into_any(),
+            )
+        }
+        _ => None,
+    };
     let status = match view.state {
         CheckoutState::Open => view! {
             <Countdown seconds_left=view.seconds_left expires_at_label=view.expires_at_label.clone() />
         }
         .into_any(),
-        CheckoutState::Paid => view! {
-            <p class="notice notice-paid" role="status">
-                "Paid. Thank you — "
-                {view.merchant_name.clone()}
-                " has your payment."
-            </p>
-        }
-        .into_any(),
+        CheckoutState::Paid => ().into_any(),
         CheckoutState::Expired => view! {
             <p class="notice notice-expired" role="status">
                 "This checkout expired at "
@@ -73,7 +106,9 @@ fn Checkout(view: CheckoutView) -> impl IntoView {
         }
         .into_any(),
     };
-    let cancel = (view.state == CheckoutState::Open).then(|| {
+    let live = (view.state != CheckoutState::Expired).then_some(live);
+    let waiting = matches!(view.live, LiveState::Waiting { .. });
+    let cancel = (view.state == CheckoutState::Open && !waiting).then(|| {
         view! {
             <a class="cancel" href=view.cancel_url.clone()>
                 "Cancel and go back to "
@@ -93,6 +128,8 @@ fn Checkout(view: CheckoutView) -> impl IntoView {
                 <p class="reference">"Reference " {view.reference.clone()}</p>
                 {status}
             </section>
+            {no_js}
+            {live}
             {cancel}
             <footer class="footer">
                 <p>"Secured by Malipo. We never ask for your PIN on this page: you type it on your phone."</p>

@@ -2,6 +2,7 @@
 
 pub mod checkout;
 mod countdown;
+mod live;
 
 use leptos::prelude::*;
 use leptos_meta::Title;

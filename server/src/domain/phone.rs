@@ -103,17 +103,35 @@ impl Msisdn {
 
     /// For logs and pages: `2547•••••678`. Never log a full number.
     pub fn masked(&self) -> String {
-        let s = &self.0;
-        let keep_tail = 3;
-        let keep_head = 4.min(s.len().saturating_sub(keep_tail));
-        let hidden = s.len() - keep_head - keep_tail;
-        format!(
-            "{}{}{}",
-            &s[..keep_head],
-            "•".repeat(hidden),
-            &s[s.len() - keep_tail..]
-        )
+        mask(&self.0)
     }
+
+    /// `0712345678` for a Kenyan number (how Kenyans write it); others as they are.
+    pub fn local(&self) -> String {
+        local_form(&self.0)
+    }
+}
+
+/// `254712345678` → `0712345678`; other countries' numbers unchanged.
+pub fn local_form(msisdn: &str) -> String {
+    match msisdn.strip_prefix("254") {
+        Some(nsn) if nsn.len() == 9 => format!("0{nsn}"),
+        _ => msisdn.to_owned(),
+    }
+}
+
+/// Masks the middle of a stored MSISDN: `2547•••••678`.
+pub fn mask(s: &str) -> String {
+    if !s.is_ascii() || s.len() < 8 {
+        return "•".repeat(s.chars().count());
+    }
+    let (head, tail) = (4, 3);
+    format!(
+        "{}{}{}",
+        &s[..head],
+        "•".repeat(s.len() - head - tail),
+        &s[s.len() - tail..]
+    )
 }
 
 impl fmt::Display for Msisdn {

@@ -5,6 +5,7 @@ mod callbacks;
 pub mod error;
 mod health;
 mod pages;
+mod pay;
 
 use axum::{
     Router,
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::router(&state))
         .merge(crate::sandbox::router())
         .merge(callbacks::router())
+        .merge(pay::router())
         .merge(pages::router(&state))
         .with_state(state)
         .layer(CompressionLayer::new().br(true).gzip(true))

@@ -7,6 +7,7 @@ mod cli;
 mod health;
 mod helpers;
 mod pages;
+mod pay_flow;
 mod payments;
 mod sandbox_daraja;
 mod sessions_api;

@@ -1,0 +1,162 @@
+//! The live part of the checkout page: the M-PESA form and the payment's status.
+//!
+//! Without JavaScript it is plain HTML: the form posts to `/pay/{id}/mpesa`, and while a
+//! prompt is waiting the (server-only) page adds a `<noscript>` refresh. With JavaScript
+//! this island follows `/pay/{id}/events` (server-sent events) and turns green the moment
+//! the money is in, then sends the shopper on to the merchant.
+
+use leptos::prelude::*;
+#[cfg(feature = "hydrate")]
+use std::time::Duration;
+
+use super::countdown::remaining_label;
+use crate::model::{LiveState, failure_message};
+
+/// Seconds the page waits on "Paid" before sending the shopper to the merchant.
+pub const REDIRECT_AFTER_SECS: u64 = 3;
+
+#[island]
+pub fn LiveStatus(
+    session_id: String,
+    amount_label: String,
+    merchant_name: String,
+    success_url: String,
+    phone: String,
+    initial: LiveState,
+    /// A problem with the last form post (`invalid_phone`, …), from the query string.
+    error: Option<String>,
+) -> impl IntoView {
+    let (state, set_state) = signal(initial);
+    let (submitting, set_submitting) = signal(false);
+    let (hydrated, set_hydrated) = signal(false);
+    let (elapsed, set_elapsed) = signal(0_i64);
+
+    Effect::new({
+        let session_id = session_id.clone();
+        move |_| {
+            set_hydrated.set(true);
+            #[cfg(feature = "hydrate")]
+            subscribe(&session_id, set_state, set_elapsed);
+            #[cfg(not(feature = "hydrate"))]
+            let _ = (&session_id, set_state, set_elapsed);
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        let success_url = success_url.clone();
+        Effect::new(move |_| {
+            if matches!(state.get(), LiveState::Paid { .. }) {
+                let url = success_url.clone();
+                set_timeout(
+                    move || {
+                        if let Some(w) = web_sys::window() {
+                            let _ = w.location().set_href(&url);
+                        }
+                    },
+                    Duration::from_secs(REDIRECT_AFTER_SECS),
+                );
+            }
+        });
+    }
+
+    let action = format!("/pay/{session_id}/mpesa");
+    view! {
+        <section class="live" aria-live="polite" data-hydrated=move || hydrated.get().then_some("true")>
+            {move || match state.get() {
+                LiveState::Waiting { payer_masked, seconds_left } => view! {
+                    <div class="status status-waiting" data-live="waiting" role="status">
+                        <p class="status-title">"Check your phone and enter your M-PESA PIN"</p>
+                        <p>"We sent a payment prompt to " <strong>{payer_masked}</strong> "."</p>
+                        <p class="status-timer">
+                            {move || {
+                                let left = seconds_left - elapsed.get();
+                                if left > 0 {
+                                    format!("Waiting for your answer · {}", remaining_label(left))
+                                } else {
+                                    "Still waiting for M-PESA to confirm…".to_string()
+                                }
+                            }}
+                        </p>
+                    </div>
+                }
+                .into_any(),
+                LiveState::Paid { receipt } => view! {
+                    <div class="status status-paid" data-live="paid" role="status">
+                        <p class="status-title">"Paid. Thank you!"</p>
+                        {receipt.map(|r| view! { <p>"M-PESA receipt " <strong class="receipt">{r}</strong></p> })}
+                        <p>
+                            <a class="button" href=success_url.clone()>
+                                "Continue to " {merchant_name.clone()}
+                            </a>
+                        </p>
+                    </div>
+                }
+                .into_any(),
+                LiveState::Expired => view! {
+                    <div class="status status-failed" data-live="expired" role="status">
+                        <p>"This checkout has expired. Nothing was charged."</p>
+                    </div>
+                }
+                .into_any(),
+                LiveState::Idle { failure } => {
+                    let problem = error.clone().or(failure.clone());
+                    let retry = failure.is_some();
+                    view! {
+                        {problem.map(|code| view! {
+                            <p class="status status-failed" data-live="failed" data-reason=code.clone() role="alert">
+                                {failure_message(&code)}
+                            </p>
+                        })}
+                        <form
+                            class="pay-form"
+                            method="post"
+                            action=action.clone()
+                            on:submit=move |_| set_submitting.set(true)
+                        >
+                            <label for="phone">"M-PESA phone number"</label>
+                            <input
+                                id="phone"
+                                name="phone"
+                                type="tel"
+                                inputmode="tel"
+                                autocomplete="tel"
+                                placeholder="0712 345 678"
+                                required
+                                value=phone.clone()
+                            />
+                            <button class="button pay" type="submit" disabled=move || submitting.get()>
+                                {if retry { "Send the prompt again".to_string() } else { format!("Pay {amount_label}") }}
+                            </button>
+                            {retry.then(|| view! { <p class="fine">"Use another number: change it above."</p> })}
+                        </form>
+                    }
+                    .into_any()
+                }
+            }}
+        </section>
+    }
+}
+
+/// Follows the session's events; ticks the waiting timer.
+#[cfg(feature = "hydrate")]
+fn subscribe(session_id: &str, set_state: WriteSignal<LiveState>, set_elapsed: WriteSignal<i64>) {
+    use wasm_bindgen::{JsCast, closure::Closure};
+    let Ok(source) = web_sys::EventSource::new(&format!("/pay/{session_id}/events")) else {
+        return;
+    };
+    let on_message =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+            if let Some(state) = ev.data().as_string().and_then(|t| LiveState::decode(&t)) {
+                set_elapsed.set(0);
+                set_state.set(state);
+            }
+        });
+    source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    // The page lives as long as the source: keep it.
+    std::mem::forget(source);
+    set_interval(
+        move || set_elapsed.update(|e| *e += 1),
+        Duration::from_secs(1),
+    );
+}

@@ -1,0 +1,140 @@
+//! The shopper's side of paying, around the hosted page:
+//! - `POST /pay/{id}/mpesa` (form: `phone`) starts the STK push and answers 303 back to
+//!   the page, so it works without JavaScript and a reload never re-posts;
+//! - `GET /pay/{id}/events`: server-sent events, one line per change of the payment's
+//!   live state (see `app::model::LiveState::encode`).
+
+use axum::{
+    Form, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{
+        IntoResponse, Redirect, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+    routing::{get, post},
+};
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use std::{convert::Infallible, time::Duration};
+use tokio::sync::broadcast;
+
+use crate::{
+    checkout::live_state, domain::SessionId, payments::PayError, startup::AppState,
+    store::StoreError, time::now_ms,
+};
+
+/// Even without a notification, the stream re-reads the state this often.
+const RECHECK: Duration = Duration::from_secs(5);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/pay/{id}/mpesa", post(pay_mpesa))
+        .route("/pay/{id}/events", get(events))
+}
+
+#[derive(Deserialize)]
+struct PayForm {
+    #[serde(default)]
+    phone: String,
+}
+
+async fn pay_mpesa(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(form): Form<PayForm>,
+) -> Response {
+    let Some(sid) = SessionId::parse(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let page = format!("/pay/{sid}");
+    match state.payments.start_mpesa(&sid, &form.phone).await {
+        Ok(_) | Err(PayError::SessionNotOpen) => Redirect::to(&page).into_response(),
+        Err(PayError::SessionNotFound) => StatusCode::NOT_FOUND.into_response(),
+        Err(PayError::InvalidPhone) => {
+            Redirect::to(&format!("{page}?error=invalid_phone")).into_response()
+        }
+        Err(PayError::NotPayableWithMpesa) => {
+            Redirect::to(&format!("{page}?error=not_payable")).into_response()
+        }
+        Err(PayError::Store(e)) => {
+            tracing::error!(error = %e, "starting payment failed");
+            Redirect::to(&format!("{page}?error=unavailable")).into_response()
+        }
+    }
+}
+
+/// The live state now, encoded; `None` if the session does not exist.
+async fn current(state: &AppState, sid: &SessionId) -> Result<Option<(String, bool)>, StoreError> {
+    let Some(session) = state.store.session(sid).await? else {
+        return Ok(None);
+    };
+    let latest = state.store.latest_attempt(sid).await?;
+    let live = live_state(&session, latest.as_ref(), now_ms());
+    Ok(Some((live.encode(), live.is_final())))
+}
+
+struct Follow {
+    state: AppState,
+    sid: SessionId,
+    changes: broadcast::Receiver<String>,
+    last: Option<String>,
+    done: bool,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StatusCode> {
+    let sid = SessionId::parse(&id).ok_or(StatusCode::NOT_FOUND)?;
+    // Subscribe before reading, so no change between the two is missed.
+    let changes = state.payments.subscribe();
+    if current(&state, &sid)
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?
+        .is_none()
+    {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    let follow = Follow {
+        state,
+        sid,
+        changes,
+        last: None,
+        done: false,
+    };
+    let stream = stream::unfold(follow, |mut f| async move {
+        loop {
+            if f.done {
+                return None;
+            }
+            if f.last.is_some() {
+                // Wait for a change to this session (or the periodic re-check).
+                let _ = tokio::time::timeout(RECHECK, async {
+                    loop {
+                        match f.changes.recv().await {
+                            Ok(changed) if changed == f.sid.as_str() => return,
+                            Ok(_) => continue,
+                            // Lagged behind: re-read. Closed: shutting down.
+                            Err(broadcast::error::RecvError::Lagged(_)) => return,
+                            Err(broadcast::error::RecvError::Closed) => {
+                                std::future::pending().await
+                            }
+                        }
+                    }
+                })
+                .await;
+            }
+            let Ok(Some((line, is_final))) = current(&f.state, &f.sid).await else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            if f.last.as_deref() != Some(line.as_str()) {
+                f.done = is_final;
+                f.last = Some(line.clone());
+                return Some((Ok(Event::default().data(line)), f));
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

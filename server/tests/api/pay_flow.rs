@@ -1,0 +1,192 @@
+//! The hosted page's payment flow over HTTP: form posts (no JavaScript needed), the page
+//! states, and the server-sent events that turn the page green.
+
+use crate::helpers::{TestApp, seed_session, spawn_app};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn post_form(app: &TestApp, id: &str, phone: &str) -> reqwest::Response {
+    app.client
+        .post(format!("{}/pay/{id}/mpesa", app.addr))
+        .form(&[("phone", phone)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page(app: &TestApp, path: &str) -> String {
+    app.client
+        .get(format!("{}{path}", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_form_posts_and_redirects_back_to_the_page() {
+    let app = spawn_app().await;
+    let (_, id) = seed_session(&app, "Form Lodge", 900).await;
+    let html = page(&app, &format!("/pay/{id}")).await;
+    assert!(
+        html.contains(&format!(r#"action="/pay/{id}/mpesa""#)),
+        "the form posts without JS"
+    );
+    assert!(html.contains("Pay KES 1,500"));
+    assert!(html.contains(r#"type="tel""#));
+
+    let res = post_form(&app, &id, "12345").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"],
+        format!("/pay/{id}?error=invalid_phone")
+    );
+    let html = page(&app, &format!("/pay/{id}?error=invalid_phone")).await;
+    assert!(
+        html.contains("doesn&#x27;t look like a Kenyan mobile number")
+            || html.contains("doesn't look like a Kenyan mobile number"),
+        "{html}"
+    );
+    let html = page(&app, &format!("/pay/{id}?error=<script>")).await;
+    assert!(
+        !html.contains("data-reason"),
+        "unknown error codes are ignored"
+    );
+
+    let res = post_form(&app, &id, "0712 345 678").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], format!("/pay/{id}"));
+    let html = page(&app, &format!("/pay/{id}")).await;
+    assert!(html.contains("Check your phone and enter your M-PESA PIN"));
+    assert!(html.contains("2547•••••678"), "the number, masked");
+    assert!(
+        html.contains(r#"<noscript><meta http-equiv="refresh" content="3">"#),
+        "no-JS pages refresh: {html}"
+    );
+    assert!(
+        !html.contains("Cancel and go back"),
+        "no cancelling while the prompt is out"
+    );
+    // A second post (a double tap without JS) sends no second push.
+    assert_eq!(post_form(&app, &id, "0712 345 678").await.status(), 303);
+    let prompts: Value = app
+        .client
+        .get(format!("{}/sandbox/phones/254712345678/prompts", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prompts["prompts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn failures_read_in_plain_words_with_a_retry() {
+    let app = spawn_app().await;
+    let (_, id) = seed_session(&app, "Broke Lodge", 900).await;
+    post_form(&app, &id, "0700000001").await;
+    let mut html = String::new();
+    for _ in 0..60 {
+        html = page(&app, &format!("/pay/{id}")).await;
+        if html.contains("data-live=\"failed\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        html.contains(r#"data-reason="insufficient_funds""#),
+        "{html}"
+    );
+    assert!(html.contains("Not enough money in your M-PESA account"));
+    assert!(html.contains("Send the prompt again"));
+    assert!(
+        html.contains(r#"value="0700000001""#),
+        "the number is kept for the retry"
+    );
+}
+
+#[tokio::test]
+async fn events_stream_from_waiting_to_paid() {
+    let app = spawn_app().await;
+    let (_, id) = seed_session(&app, "Live Lodge", 900).await;
+    let mut stream = app
+        .client
+        .get(format!("{}/pay/{id}/events", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    let mut next_data = async || -> String {
+        loop {
+            if let Some(i) = seen.find("\n\n") {
+                let frame: String = seen.drain(..i + 2).collect();
+                if let Some(line) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    return line.to_owned();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    assert_eq!(next_data().await, "idle:");
+    post_form(&app, &id, "0708374149").await;
+    let waiting = next_data().await;
+    assert!(
+        waiting.starts_with("waiting:") && waiting.ends_with(":2547•••••149"),
+        "{waiting}"
+    );
+    let prompts: Value = app
+        .client
+        .get(format!("{}/sandbox/phones/254708374149/prompts", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let prompt = prompts["prompts"][0]["id"].as_str().unwrap();
+    let accepted: Value = app
+        .client
+        .post(format!(
+            "{}/sandbox/phones/254708374149/prompts/{prompt}/accept",
+            app.addr
+        ))
+        .json(&json!({"pin": "1234"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        next_data().await,
+        format!("paid:{}", accepted["receipt"].as_str().unwrap())
+    );
+
+    let html = page(&app, &format!("/pay/{id}")).await;
+    assert!(html.contains("Paid. Thank you!"));
+    assert!(html.contains(accepted["receipt"].as_str().unwrap()));
+    assert!(
+        html.contains(r#"content="5;url=https://lodge.example/paid""#),
+        "no-JS shoppers go on to the merchant: {html}"
+    );
+    let missing = app
+        .client
+        .get(format!(
+            "{}/pay/cs_000000000000000000000000/events",
+            app.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
