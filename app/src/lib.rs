@@ -72,6 +72,7 @@ pub fn App() -> impl IntoView {
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    console_error_panic_hook::set_once();
+    // No console_error_panic_hook: its panic formatting costs kilobytes on every
+    // shopper's first load, and islands do not panic in normal operation.
     leptos::mount::hydrate_islands();
 }

@@ -15,13 +15,18 @@ export interface Seeded {
   merchantName: string;
   sessionId: string;
   path: string;
+  /** Unique per session: the STK prompt shows it as the account reference. */
+  reference: string;
 }
 
 let counter = 0;
 
 /** A fresh merchant and an open session of theirs. */
-export function seedSession(opts: { amount?: number; currency?: string; expiresIn?: number } = {}): Seeded {
+export function seedSession(
+  opts: { amount?: number; currency?: string; expiresIn?: number; successUrl?: string } = {},
+): Seeded {
   counter += 1;
+  const reference = `E${process.pid % 100000}-${counter}`.slice(0, 12);
   const merchantName = `Mara Camp ${process.pid}-${counter}`;
   const merchant = malipo(["merchant", "create", "--name", merchantName]);
   const session = malipo([
@@ -30,9 +35,33 @@ export function seedSession(opts: { amount?: number; currency?: string; expiresI
     "--amount", String(opts.amount ?? 150000),
     "--currency", opts.currency ?? "KES",
     "--description", "Maasai Mara 3-day safari",
-    "--reference", "MARA-0042",
+    "--reference", reference,
+    "--success-url", opts.successUrl ?? "https://lodge.example/paid",
     "--cancel-url", "https://lodge.example/cancelled",
     "--expires-in", String(opts.expiresIn ?? 900),
   ]);
-  return { merchantName, sessionId: session.id, path: new URL(session.url).pathname };
+  return { merchantName, sessionId: session.id, path: new URL(session.url).pathname, reference };
+}
+
+const base = process.env.MALIPO_E2E_URL ?? "http://127.0.0.1:3000";
+
+/** Answers the STK prompt for `reference` on the sandbox handset, as the shopper would. */
+export async function approveOnHandset(phone: string, reference: string, pin = "1234"): Promise<string> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const res = await fetch(`${base}/sandbox/phones/${phone}/prompts`);
+    const body: any = await res.json();
+    const prompt = body.prompts.find((p: any) => p.account_reference === reference);
+    if (prompt) {
+      const accepted = await fetch(`${base}/sandbox/phones/${phone}/prompts/${prompt.id}/accept`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ pin }),
+      });
+      if (!accepted.ok) throw new Error(`accept failed: ${accepted.status}`);
+      return ((await accepted.json()) as any).receipt;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no prompt for ${reference} on ${phone}`);
 }

@@ -16,6 +16,8 @@
 //! - [`cli`]: `malipo serve | migrate | merchant create | session create`.
 //! - [`time`]: unix-millisecond clock, East Africa Time formatting.
 #![forbid(unsafe_code)]
+// Leptos views are deeply nested types; the hosted page needs more than the default 128.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod checkout;

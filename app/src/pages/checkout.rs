@@ -65,7 +65,7 @@ fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
             merchant_name=view.merchant_name.clone()
             success_url=view.success_url.clone()
             phone=view.phone.clone()
-            initial=view.live.clone()
+            initial=view.live.encode()
             error=error
         />
     };

@@ -22,11 +22,15 @@ pub fn LiveStatus(
     merchant_name: String,
     success_url: String,
     phone: String,
-    initial: LiveState,
+    /// The state when the page was rendered, in its wire form ([`LiveState::encode`]):
+    /// island props are JSON-decoded in the browser, and a string keeps serde's enum
+    /// machinery out of the WASM bundle.
+    initial: String,
     /// A problem with the last form post (`invalid_phone`, …), from the query string.
     error: Option<String>,
 ) -> impl IntoView {
-    let (state, set_state) = signal(initial);
+    let (state, set_state) =
+        signal(LiveState::decode(&initial).unwrap_or(LiveState::Idle { failure: None }));
     let (submitting, set_submitting) = signal(false);
     let (hydrated, set_hydrated) = signal(false);
     let (elapsed, set_elapsed) = signal(0_i64);
@@ -60,79 +64,93 @@ pub fn LiveStatus(
     }
 
     let action = format!("/pay/{session_id}/mpesa");
+    // Every block is rendered once and shown or hidden by state: only attributes and
+    // text change, which keeps the island's WASM small (no type-erased view switching).
+    let waiting = move || matches!(state.get(), LiveState::Waiting { .. });
+    let paid = move || matches!(state.get(), LiveState::Paid { .. });
+    let expired = move || state.get() == LiveState::Expired;
+    let idle_failure = move || match state.get() {
+        LiveState::Idle { failure } => Some(failure),
+        _ => None,
+    };
+    let problem = {
+        let error = error.clone();
+        move || idle_failure().and_then(|failure| error.clone().or(failure))
+    };
+    let retry = move || idle_failure().flatten().is_some();
+    let payer = move || match state.get() {
+        LiveState::Waiting { payer_masked, .. } => payer_masked,
+        _ => String::new(),
+    };
+    let timer = move || match state.get() {
+        LiveState::Waiting { seconds_left, .. } if seconds_left > elapsed.get() => {
+            format!(
+                "Waiting for your answer · {}",
+                remaining_label(seconds_left - elapsed.get())
+            )
+        }
+        _ => "Still waiting for M-PESA to confirm…".to_string(),
+    };
+    let receipt = move || match state.get() {
+        LiveState::Paid { receipt } => receipt,
+        _ => None,
+    };
+    let problem_text = problem.clone();
+    let problem_shown = problem.clone();
+    let pay_label = format!("Pay {amount_label}");
     view! {
         <section class="live" aria-live="polite" data-hydrated=move || hydrated.get().then_some("true")>
-            {move || match state.get() {
-                LiveState::Waiting { payer_masked, seconds_left } => view! {
-                    <div class="status status-waiting" data-live="waiting" role="status">
-                        <p class="status-title">"Check your phone and enter your M-PESA PIN"</p>
-                        <p>"We sent a payment prompt to " <strong>{payer_masked}</strong> "."</p>
-                        <p class="status-timer">
-                            {move || {
-                                let left = seconds_left - elapsed.get();
-                                if left > 0 {
-                                    format!("Waiting for your answer · {}", remaining_label(left))
-                                } else {
-                                    "Still waiting for M-PESA to confirm…".to_string()
-                                }
-                            }}
-                        </p>
-                    </div>
-                }
-                .into_any(),
-                LiveState::Paid { receipt } => view! {
-                    <div class="status status-paid" data-live="paid" role="status">
-                        <p class="status-title">"Paid. Thank you!"</p>
-                        {receipt.map(|r| view! { <p>"M-PESA receipt " <strong class="receipt">{r}</strong></p> })}
-                        <p>
-                            <a class="button" href=success_url.clone()>
-                                "Continue to " {merchant_name.clone()}
-                            </a>
-                        </p>
-                    </div>
-                }
-                .into_any(),
-                LiveState::Expired => view! {
-                    <div class="status status-failed" data-live="expired" role="status">
-                        <p>"This checkout has expired. Nothing was charged."</p>
-                    </div>
-                }
-                .into_any(),
-                LiveState::Idle { failure } => {
-                    let problem = error.clone().or(failure.clone());
-                    let retry = failure.is_some();
-                    view! {
-                        {problem.map(|code| view! {
-                            <p class="status status-failed" data-live="failed" data-reason=code.clone() role="alert">
-                                {failure_message(&code)}
-                            </p>
-                        })}
-                        <form
-                            class="pay-form"
-                            method="post"
-                            action=action.clone()
-                            on:submit=move |_| set_submitting.set(true)
-                        >
-                            <label for="phone">"M-PESA phone number"</label>
-                            <input
-                                id="phone"
-                                name="phone"
-                                type="tel"
-                                inputmode="tel"
-                                autocomplete="tel"
-                                placeholder="0712 345 678"
-                                required
-                                value=phone.clone()
-                            />
-                            <button class="button pay" type="submit" disabled=move || submitting.get()>
-                                {if retry { "Send the prompt again".to_string() } else { format!("Pay {amount_label}") }}
-                            </button>
-                            {retry.then(|| view! { <p class="fine">"Use another number: change it above."</p> })}
-                        </form>
-                    }
-                    .into_any()
-                }
-            }}
+            <div class="status status-waiting" data-live="waiting" role="status" hidden=move || !waiting()>
+                <p class="status-title">"Check your phone and enter your M-PESA PIN"</p>
+                <p>"We sent a payment prompt to " <strong>{payer}</strong> "."</p>
+                <p class="status-timer">{timer}</p>
+            </div>
+            <div class="status status-paid" data-live="paid" role="status" hidden=move || !paid()>
+                <p class="status-title">"Paid. Thank you!"</p>
+                <p hidden=move || receipt().is_none()>
+                    "M-PESA receipt " <strong class="receipt">{move || receipt().unwrap_or_default()}</strong>
+                </p>
+                <p>
+                    <a class="button" href=success_url.clone()>
+                        "Continue to " {merchant_name.clone()}
+                    </a>
+                </p>
+            </div>
+            <div class="status status-failed" data-live="expired" role="status" hidden=move || !expired()>
+                <p>"This checkout has expired. Nothing was charged."</p>
+            </div>
+            <p
+                class="status status-failed"
+                data-live="failed"
+                data-reason=problem
+                role="alert"
+                hidden=move || problem_shown().is_none()
+            >
+                {move || problem_text().map(|code| failure_message(&code)).unwrap_or_default()}
+            </p>
+            <form
+                class="pay-form"
+                method="post"
+                action=action
+                hidden=move || idle_failure().is_none()
+                on:submit=move |_| set_submitting.set(true)
+            >
+                <label for="phone">"M-PESA phone number"</label>
+                <input
+                    id="phone"
+                    name="phone"
+                    type="tel"
+                    inputmode="tel"
+                    autocomplete="tel"
+                    placeholder="0712 345 678"
+                    required
+                    value=phone
+                />
+                <button class="button pay" type="submit" disabled=move || submitting.get()>
+                    {move || if retry() { "Send the prompt again".to_string() } else { pay_label.clone() }}
+                </button>
+                <p class="fine" hidden=move || !retry()>"Use another number: change it above."</p>
+            </form>
         </section>
     }
 }

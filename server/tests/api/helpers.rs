@@ -172,3 +172,15 @@ pub async fn seed_session(
         .expect("session");
     (created.merchant.id, session.id.to_string())
 }
+
+/// Whether the live-status block `data-live="{which}"` is shown (present and not
+/// `hidden`) in a rendered page.
+pub fn shown(html: &str, which: &str) -> bool {
+    let marker = format!("data-live=\"{which}\"");
+    let Some(at) = html.find(&marker) else {
+        return false;
+    };
+    let start = html[..at].rfind('<').unwrap_or(0);
+    let end = at + html[at..].find('>').unwrap_or(0);
+    !html[start..end].contains(" hidden")
+}
