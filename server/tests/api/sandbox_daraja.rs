@@ -363,3 +363,89 @@ async fn bad_requests_get_darajas_error_codes() {
         "404.001.03"
     );
 }
+
+#[tokio::test]
+async fn the_handset_page_answers_prompts_with_forms() {
+    let app = spawn_app().await;
+    let (cb_url, _received) = callback_receiver().await;
+    let d = daraja(&app, &MpesaConfig::default());
+    let page = |q: &str| {
+        let url = format!("{}/sandbox/phone/254722000111{q}", app.addr);
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let idle = page("").await;
+    assert!(
+        idle.contains("No prompts") && idle.contains(r#"http-equiv="refresh""#),
+        "{idle}"
+    );
+    assert!(idle.contains("254700000001"), "lists the scripted numbers");
+
+    let mut p = push("254722000111", &cb_url);
+    p.description = "<b>Tsavo</b>".into();
+    let first = d.stk_push(&p, now_ms()).await.unwrap().checkout_request_id;
+    let second = d
+        .stk_push(&push("254722000111", &cb_url), now_ms())
+        .await
+        .unwrap()
+        .checkout_request_id;
+    let shown = page("").await;
+    assert!(
+        shown.contains("Do you want to pay <b>KES 1,500</b>"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("&lt;b&gt;Tsavo&lt;/b&gt;") && !shown.contains("<b>Tsavo</b>"),
+        "escaped"
+    );
+    assert!(
+        !shown.contains(r#"http-equiv="refresh""#),
+        "no refresh while a prompt is up"
+    );
+
+    let accept = |id: &str, pin: &str| {
+        let url = format!(
+            "{}/sandbox/phone/254722000111/prompts/{id}/accept",
+            app.addr
+        );
+        let client = app.client.clone();
+        let pin = pin.to_owned();
+        async move { client.post(url).form(&[("pin", pin)]).send().await.unwrap() }
+    };
+    let bad = accept(&first, "12").await;
+    assert_eq!(bad.status(), 303);
+    assert_eq!(
+        bad.headers()["location"],
+        "/sandbox/phone/254722000111?error=invalid_pin"
+    );
+    let ok = accept(&first, "2468").await;
+    let to = ok.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with("/sandbox/phone/254722000111?paid="), "{to}");
+    assert!(
+        page(&to["/sandbox/phone/254722000111".len()..])
+            .await
+            .contains("Confirmed. You have paid")
+    );
+    assert_eq!(
+        d.stk_query(&first, now_ms()).await.unwrap(),
+        RailOutcome::Succeeded
+    );
+
+    let declined = app
+        .client
+        .post(format!(
+            "{}/sandbox/phone/254722000111/prompts/{second}/decline",
+            app.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        declined.headers()["location"],
+        "/sandbox/phone/254722000111?cancelled=1"
+    );
+    assert_eq!(
+        d.stk_query(&second, now_ms()).await.unwrap(),
+        RailOutcome::Cancelled
+    );
+}
