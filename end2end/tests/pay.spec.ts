@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { approveOnHandset, seedSession } from "./support";
+import { approveOnHandset, createMerchant, seedSession } from "./support";
 
 const jsOn = (name: string) => name === "js";
 const base = process.env.MALIPO_E2E_URL ?? "http://127.0.0.1:3000";
@@ -75,4 +75,42 @@ test("a bad number is refused with a clear message and no push", async ({ page }
   await page.getByRole("button", { name: /^Pay KES/ }).click();
   const problem = page.locator("[data-live=failed][data-reason=invalid_phone]");
   await expect(problem).toContainText("doesn't look like a Kenyan mobile number");
+});
+
+test("merchant API → hosted page → sandbox handset page → API says paid", async ({ page, context, request }, info) => {
+  const merchant = createMerchant(`Amboseli Camp ${info.project.name} ${Date.now()}`);
+  const reference = `API-${info.project.name === "js" ? "J" : "N"}${Date.now() % 100000}`;
+  const created = await request.post(`${base}/v1/checkout/sessions`, {
+    headers: { Authorization: `Bearer ${merchant.key}`, "Idempotency-Key": reference },
+    data: {
+      amount: 250000,
+      currency: "KES",
+      reference,
+      description: "Amboseli 2 nights, full board",
+      success_url: `${base}/healthz?paid={CHECKOUT_SESSION_ID}`,
+      cancel_url: `${base}/healthz?cancelled=1`,
+    },
+  });
+  expect(created.status()).toBe(201);
+  const session = await created.json();
+  expect(session.status).toBe("open");
+
+  const phone = info.project.name === "js" ? "254722100001" : "254722100002";
+  await pay(page, new URL(session.url).pathname, `0${phone.slice(3)}`);
+
+  // The shopper's phone, in a second tab.
+  const handset = await context.newPage();
+  await handset.goto(`${base}/sandbox/phone/${phone}`);
+  const prompt = handset.locator("form.prompt", { hasText: reference.slice(0, 12) });
+  await expect(prompt).toContainText("Do you want to pay KES 2,500 to Amboseli Camp");
+  await prompt.locator("input[name=pin]").fill("2468");
+  await prompt.getByRole("button", { name: "OK" }).click();
+  await expect(handset.locator("[data-sms=paid]")).toContainText("Confirmed. You have paid");
+
+  await expect(page.locator("[data-live=paid]")).toBeVisible({ timeout: 10_000 });
+  const fetched = await request.get(`${base}/v1/checkout/sessions/${session.id}`, {
+    headers: { Authorization: `Bearer ${merchant.key}` },
+  });
+  const paid = await fetched.json();
+  expect([paid.status, paid.payment_status]).toEqual(["complete", "paid"]);
 });

@@ -21,6 +21,12 @@ export interface Seeded {
 
 let counter = 0;
 
+/** A merchant with its test secret key, through the CLI (as an operator would). */
+export function createMerchant(name: string): { id: string; key: string } {
+  const m = malipo(["merchant", "create", "--name", name]);
+  return { id: m.id, key: m.test_secret_key };
+}
+
 /** A fresh merchant and an open session of theirs. */
 export function seedSession(
   opts: { amount?: number; currency?: string; expiresIn?: number; successUrl?: string } = {},

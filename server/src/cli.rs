@@ -47,6 +47,19 @@ pub enum Command {
         #[command(subcommand)]
         command: MerchantCommand,
     },
+    /// Measure throughput against a bare axum baseline, and callback → paid latency
+    /// (prints figures; starts its own server on a temporary SQLite database).
+    Bench {
+        /// Seconds per throughput phase.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Payments timed for the callback → paid latency.
+        #[arg(long, default_value_t = 200)]
+        payments: usize,
+    },
     /// Manage checkout sessions.
     Session {
         #[command(subcommand)]
@@ -108,6 +121,18 @@ pub async fn run() -> anyhow::Result<()> {
     telemetry::init(config.log_format, &config.log);
     match cli.command.unwrap_or(Command::Serve { seed_demo: false }) {
         Command::Serve { seed_demo } => serve(config, seed_demo).await,
+        Command::Bench {
+            seconds,
+            concurrency,
+            payments,
+        } => {
+            crate::bench::run(crate::bench::BenchOptions {
+                seconds,
+                concurrency,
+                payments,
+            })
+            .await
+        }
         Command::Migrate => {
             let store = connect(&config).await?;
             println!("migrations applied ({})", store.backend().as_str());

@@ -20,6 +20,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod bench;
 pub mod checkout;
 pub mod cli;
 pub mod config;

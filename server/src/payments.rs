@@ -274,7 +274,8 @@ impl Payments {
                 .finalize_attempt(&id, AttemptStatus::Succeeded, &result, "callback", now_ms())
                 .await
             {
-                Ok(_) => {}
+                Ok(true) => self.changed(&attempt.session_id),
+                Ok(false) => {}
                 Err(e) if e.is_unique_violation() => {
                     tracing::warn!(attempt = %id, "receipt already used by another attempt; ignored");
                 }
@@ -285,9 +286,13 @@ impl Payments {
         match outcome_to_status(&outcome) {
             Some((status, mut result)) => {
                 result.failure_detail = Some(format!("{} {}", cb.result_code, cb.result_desc));
-                self.store
+                if self
+                    .store
                     .finalize_attempt(&id, status, &result, "callback", now_ms())
-                    .await?;
+                    .await?
+                {
+                    self.changed(&attempt.session_id);
+                }
             }
             None => {
                 tracing::warn!(attempt = %id, code = %cb.result_code, "unrecognised ResultCode; kept pending, will query");
@@ -323,6 +328,7 @@ impl Payments {
                         .await?
                     {
                         settled += 1;
+                        self.changed(&attempt.session_id);
                     }
                 }
                 None => {

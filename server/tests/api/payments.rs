@@ -90,6 +90,8 @@ async fn paying_on_the_handset_settles_by_callback_with_the_receipt() {
     assert_eq!(shown[0]["merchant"], "Mara Serena");
     assert_eq!(shown[0]["amount_label"], "KES 1,500");
 
+    // The live page is pushed the change (not left to its periodic re-check).
+    let mut changes = app.payments.subscribe();
     accept(
         &app.client,
         &app.addr,
@@ -97,6 +99,18 @@ async fn paying_on_the_handset_settles_by_callback_with_the_receipt() {
         shown[0]["id"].as_str().unwrap(),
     )
     .await;
+    let pushed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if changes.recv().await.unwrap() == sid.as_str() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        pushed.is_ok(),
+        "the callback's settlement is broadcast to live pages"
+    );
     let done = settled(&app.store, &attempt, 5).await;
     assert_eq!(done.status, AttemptStatus::Succeeded);
     assert_eq!(
@@ -152,6 +166,7 @@ async fn a_lost_callback_is_settled_by_the_poller() {
         .await
         .unwrap();
     let shown = prompts(&app.client, &app.addr, "254700000404").await;
+    let mut changes = app.payments.subscribe();
     accept(
         &app.client,
         &app.addr,
@@ -161,6 +176,11 @@ async fn a_lost_callback_is_settled_by_the_poller() {
     .await;
     // No callback will come; the first query is due 5 s after the push.
     let done = settled(&app.store, &attempt, 12).await;
+    assert_eq!(
+        changes.try_recv().ok().as_deref(),
+        Some(sid.as_str()),
+        "the poller's settlement is broadcast too"
+    );
     assert_eq!(done.status, AttemptStatus::Succeeded);
     assert_eq!(
         done.operator_receipt, None,

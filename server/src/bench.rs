@@ -1,0 +1,393 @@
+//! `malipo bench`: throughput and latency figures, printed, never asserted (a busy
+//! machine must not fail a build). Everything runs in this process on loopback:
+//!
+//! 1. **Create**: `POST /v1/checkout/sessions` (auth, validation, insert + event in one
+//!    transaction) against a bare axum handler doing the same single INSERT into the
+//!    same table, same SQLite settings, no logic. Ratio = Malipo / bare.
+//! 2. **Read**: `GET /v1/checkout/sessions/{id}` against a bare single SELECT by id.
+//! 3. **Callback → paid**: a pending M-PESA attempt; a page-like client follows
+//!    `/pay/{id}/events`; the time from POSTing Daraja's success callback to Malipo until
+//!    that client receives `paid`, p50/p99 over many payments.
+
+use anyhow::Context;
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{
+    config::Config,
+    domain::{Money, SessionId, keys::hash_token, money::Currency},
+    merchants,
+    startup::Application,
+    store::{NewAttempt, Store},
+    time::now_ms,
+};
+
+/// Knobs for a run.
+pub struct BenchOptions {
+    pub seconds: u64,
+    pub concurrency: usize,
+    pub payments: usize,
+}
+
+struct Load {
+    ok: u64,
+    errors: u64,
+    per_sec: f64,
+}
+
+/// Runs `concurrency` workers, each calling `op` in a loop, for `seconds`.
+async fn load<F, Fut>(seconds: u64, concurrency: usize, op: F) -> Load
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (op, ok, errors) = (op.clone(), ok.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = w as u64 * 1_000_000_000;
+            while Instant::now() < deadline {
+                i += 1;
+                if op(i).await {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok = ok.load(Ordering::Relaxed);
+    Load {
+        ok,
+        errors: errors.load(Ordering::Relaxed),
+        per_sec: ok as f64 / elapsed,
+    }
+}
+
+#[derive(Clone)]
+struct Bare {
+    store: Store,
+    merchant_id: String,
+}
+
+/// The baseline: one INSERT of a session row, nothing else.
+async fn bare_create(
+    State(b): State<Bare>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), StatusCode> {
+    let id = SessionId::generate();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO checkout_sessions (id, merchant_id, mode, amount_minor, currency, reference, \
+         description, status, payment_status, success_url, cancel_url, metadata, expires_at, \
+         created_at, updated_at) VALUES ($1, $2, 'test', $3, 'KES', $4, $5, 'open', 'unpaid', $6, $7, '{}', $8, $9, $9)",
+    )
+    .bind(id.as_str())
+    .bind(&b.merchant_id)
+    .bind(body["amount"].as_i64().unwrap_or(1))
+    .bind(body["reference"].as_str().unwrap_or(""))
+    .bind(body["description"].as_str().unwrap_or(""))
+    .bind(body["success_url"].as_str().unwrap_or(""))
+    .bind(body["cancel_url"].as_str().unwrap_or(""))
+    .bind(now + 1_800_000)
+    .bind(now)
+    .execute(b.store.pool())
+    .await
+    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id.as_str() }))))
+}
+
+/// The baseline: one SELECT by id, nothing else.
+async fn bare_read(
+    State(b): State<Bare>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, StatusCode> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT id, amount_minor, status FROM checkout_sessions WHERE id = $1")
+        .bind(&id)
+        .fetch_optional(b.store.pool())
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
+        .ok_or(StatusCode::NOT_FOUND)?;
+    Ok(Json(json!({
+        "id": row.try_get::<String, _>("id").unwrap_or_default(),
+        "amount": row.try_get::<i64, _>("amount_minor").unwrap_or_default(),
+        "status": row.try_get::<String, _>("status").unwrap_or_default(),
+    })))
+}
+
+fn session_body(i: u64) -> Value {
+    json!({
+        "amount": 150000,
+        "currency": "KES",
+        "reference": format!("B-{i}"),
+        "description": "Maasai Mara 3-day safari",
+        "success_url": "https://lodge.example/paid",
+        "cancel_url": "https://lodge.example/booking",
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Runs the whole benchmark and prints the figures.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let mut config = Config::load_from(None, |_| None)?;
+    config.database_url = SecretString::from(format!("sqlite://{}/bench.db", dir.display()));
+    config.listen = "127.0.0.1:0".parse()?;
+    config.public_url = String::new();
+    config.log = "warn".into();
+    config.database_max_connections = 8;
+    let app = Application::build(config).await?;
+    let malipo = format!("http://127.0.0.1:{}", app.port());
+    let store = app.state().store.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+
+    // The bare baseline: its own database file, same schema, same settings.
+    let bare_store = Store::connect(
+        &SecretString::from(format!("sqlite://{}/bare.db", dir.display())),
+        8,
+    )
+    .await?;
+    bare_store.migrate().await?;
+    let bare_merchant = merchants::create(&bare_store, "Bare")
+        .await?
+        .merchant
+        .id
+        .to_string();
+    let bare = Router::new()
+        .route("/sessions", post(bare_create))
+        .route("/sessions/{id}", get(bare_read))
+        .with_state(Bare {
+            store: bare_store,
+            merchant_id: bare_merchant,
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, bare).await });
+
+    let created = merchants::create(&store, "Bench Lodge").await?;
+    let key = created.test_secret_key.expose_secret().to_owned();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency)
+        .build()?;
+
+    println!(
+        "malipo bench: {} s per phase, {} concurrent clients, SQLite, loopback",
+        opts.seconds, opts.concurrency
+    );
+
+    // 1. Create.
+    let (c, k, url) = (
+        client.clone(),
+        key.clone(),
+        format!("{malipo}/v1/checkout/sessions"),
+    );
+    let ours = load(opts.seconds, opts.concurrency, move |i| {
+        let (c, k, url) = (c.clone(), k.clone(), url.clone());
+        async move {
+            matches!(c.post(&url).bearer_auth(&k).json(&session_body(i)).send().await, Ok(r) if r.status() == 201)
+        }
+    })
+    .await;
+    let (c, url) = (client.clone(), format!("{bare_url}/sessions"));
+    let base = load(opts.seconds, opts.concurrency, move |i| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            matches!(c.post(&url).json(&session_body(i)).send().await, Ok(r) if r.status() == 201)
+        }
+    })
+    .await;
+    report("create session", &ours, &base);
+
+    // 2. Read (ids known to exist in each database).
+    let ids = Arc::new(sample_ids(&store, "Bench Lodge").await?);
+    let bare_ids = Arc::new(sample_ids_any(&bare_url, &client, opts.concurrency).await?);
+    let (c, k, m, ids2) = (client.clone(), key.clone(), malipo.clone(), ids.clone());
+    let ours = load(opts.seconds, opts.concurrency, move |i| {
+        let (c, k, m, ids) = (c.clone(), k.clone(), m.clone(), ids2.clone());
+        async move {
+            let id = &ids[(i as usize) % ids.len()];
+            matches!(c.get(format!("{m}/v1/checkout/sessions/{id}")).bearer_auth(&k).send().await, Ok(r) if r.status() == 200)
+        }
+    })
+    .await;
+    let (c, b, bids) = (client.clone(), bare_url.clone(), bare_ids.clone());
+    let base = load(opts.seconds, opts.concurrency, move |i| {
+        let (c, b, ids) = (c.clone(), b.clone(), bids.clone());
+        async move {
+            let id = &ids[(i as usize) % ids.len()];
+            matches!(c.get(format!("{b}/sessions/{id}")).send().await, Ok(r) if r.status() == 200)
+        }
+    })
+    .await;
+    report("read session", &ours, &base);
+
+    // 3. Callback → paid, as the page sees it.
+    let mut latencies = Vec::with_capacity(opts.payments);
+    for i in 0..opts.payments {
+        let session = crate::checkout::CheckoutService::new(store.clone(), malipo.clone())
+            .create(crate::checkout::CreateSession {
+                merchant_id: created.merchant.id.clone(),
+                mode: crate::domain::Mode::Test,
+                amount: Money::new(150_000, Currency::Kes)?,
+                reference: format!("L-{i}"),
+                description: "Latency".into(),
+                success_url: "https://lodge.example/paid".into(),
+                cancel_url: "https://lodge.example/no".into(),
+                customer_phone: None,
+                customer_email: None,
+                metadata: Default::default(),
+                expires_in_secs: 900,
+            })
+            .await?;
+        let token = format!("bench-token-{i}");
+        let attempt = store
+            .insert_attempt(
+                &NewAttempt {
+                    session_id: session.id.clone(),
+                    rail: "mpesa".into(),
+                    amount: session.amount,
+                    payer: Some("254708374149".into()),
+                    callback_token_hash: Some(hash_token(&token)),
+                    next_poll_at: None,
+                },
+                now_ms(),
+            )
+            .await?;
+        let request_id = format!("ws_CO_bench_{i}");
+        store
+            .set_operator_request_id(&attempt.id, &request_id, now_ms())
+            .await?;
+        let mut events = client
+            .get(format!("{malipo}/pay/{}/events", session.id))
+            .send()
+            .await?;
+        let mut buf = String::new();
+        read_until(&mut events, &mut buf, "data: waiting").await?;
+        let callback = json!({"Body": {"stkCallback": {
+            "MerchantRequestID": "1", "CheckoutRequestID": request_id, "ResultCode": 0,
+            "ResultDesc": "The service request is processed successfully.",
+            "CallbackMetadata": {"Item": [
+                {"Name": "Amount", "Value": 1500.0},
+                {"Name": "MpesaReceiptNumber", "Value": format!("BENCH{i:05}")},
+                {"Name": "Balance"},
+                {"Name": "TransactionDate", "Value": 20261123101010_i64},
+                {"Name": "PhoneNumber", "Value": 254708374149_i64}]}}}});
+        let t0 = Instant::now();
+        let res = client
+            .post(format!("{malipo}/callbacks/mpesa/{}/{token}", attempt.id))
+            .json(&callback)
+            .send()
+            .await?;
+        anyhow::ensure!(res.status() == 200, "callback refused: {}", res.status());
+        read_until(&mut events, &mut buf, "data: paid").await?;
+        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "callback → page shows paid: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} payments",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN),
+        latencies.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn report(what: &str, ours: &Load, base: &Load) {
+    println!(
+        "{what:<15} malipo {:>8.0}/s ({} ok, {} errors)   bare axum + same SQL {:>8.0}/s   ratio {:.2}",
+        ours.per_sec,
+        ours.ok,
+        ours.errors,
+        base.per_sec,
+        ours.per_sec / base.per_sec
+    );
+}
+
+async fn sample_ids(store: &Store, _merchant: &str) -> anyhow::Result<Vec<String>> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT id FROM checkout_sessions ORDER BY created_at DESC LIMIT 1000")
+        .fetch_all(store.pool())
+        .await?;
+    let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get("id").ok()).collect();
+    anyhow::ensure!(!ids.is_empty(), "no sessions to read");
+    Ok(ids)
+}
+
+async fn sample_ids_any(
+    bare_url: &str,
+    client: &reqwest::Client,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for i in 0..n.max(100) {
+        let v: Value = client
+            .post(format!("{bare_url}/sessions"))
+            .json(&session_body(i as u64))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(v["id"].as_str().context("bare create")?.to_owned());
+    }
+    Ok(ids)
+}
+
+async fn read_until(
+    res: &mut reqwest::Response,
+    buf: &mut String,
+    needle: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(i) = buf.find(needle) {
+            buf.drain(..i + needle.len());
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, res.chunk())
+            .await
+            .context("timed out waiting for the event")??;
+        let chunk = chunk.context("event stream ended")?;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "malipo-bench-{}",
+        crate::domain::ids::random_base62(8)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
