@@ -172,23 +172,38 @@ fn check_credentials(state: &AppState, body: &Value) -> Option<Response> {
     None
 }
 
+/// What every Daraja API call checks first, in Daraja's order: the sandbox is on, the
+/// bearer token is valid, there is a JSON body, and its shortcode, timestamp and password
+/// are right.
+fn authorised(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Option<Json<Value>>,
+) -> Result<Value, Box<Response>> {
+    if state.sandbox.is_none() {
+        return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
+    }
+    if let Some(denied) = check_bearer(state, headers) {
+        return Err(Box::new(denied));
+    }
+    let Some(Json(body)) = body else {
+        return Err(Box::new(invalid("Request Body")));
+    };
+    match check_credentials(state, &body) {
+        Some(bad) => Err(Box::new(bad)),
+        None => Ok(body),
+    }
+}
+
 async fn process_request(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    if state.sandbox.is_none() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    if let Some(denied) = check_bearer(&state, &headers) {
-        return denied;
-    }
-    let Some(Json(body)) = body else {
-        return invalid("Request Body");
+    let body = match authorised(&state, &headers, body) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
     };
-    if let Some(bad) = check_credentials(&state, &body) {
-        return bad;
-    }
     match text(&body, "TransactionType") {
         Some("CustomerPayBillOnline" | "CustomerBuyGoodsOnline") => {}
         _ => return invalid("TransactionType"),
@@ -301,18 +316,10 @@ async fn query(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    if state.sandbox.is_none() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    if let Some(denied) = check_bearer(&state, &headers) {
-        return denied;
-    }
-    let Some(Json(body)) = body else {
-        return invalid("Request Body");
+    let body = match authorised(&state, &headers, body) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
     };
-    if let Some(bad) = check_credentials(&state, &body) {
-        return bad;
-    }
     let Some(id) = text(&body, "CheckoutRequestID") else {
         return invalid("CheckoutRequestID");
     };

@@ -184,3 +184,42 @@ pub fn shown(html: &str, which: &str) -> bool {
     let end = at + html[at..].find('>').unwrap_or(0);
     !html[start..end].contains(" hidden")
 }
+
+/// Polls `f` every 100 ms until it yields, for up to `secs` seconds.
+pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The STK prompts waiting on a sandbox handset.
+pub async fn prompts(client: &reqwest::Client, addr: &str, phone: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = client
+        .get(format!("{addr}/sandbox/phones/{phone}/prompts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["prompts"].as_array().unwrap().clone()
+}
+
+/// Answers a prompt on a sandbox handset with a PIN; returns the receipt.
+pub async fn accept(client: &reqwest::Client, addr: &str, phone: &str, prompt: &str) -> String {
+    let res = client
+        .post(format!(
+            "{addr}/sandbox/phones/{phone}/prompts/{prompt}/accept"
+        ))
+        .json(&serde_json::json!({"pin": "1234"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    v["receipt"].as_str().unwrap().to_owned()
+}

@@ -1,8 +1,7 @@
 //! The hosted page's payment flow over HTTP: form posts (no JavaScript needed), the page
 //! states, and the server-sent events that turn the page green.
 
-use crate::helpers::{TestApp, seed_session, shown, spawn_app};
-use serde_json::{Value, json};
+use crate::helpers::{TestApp, accept, prompts, seed_session, shown, spawn_app};
 use std::time::Duration;
 
 async fn post_form(app: &TestApp, id: &str, phone: &str) -> reqwest::Response {
@@ -73,16 +72,10 @@ async fn the_form_posts_and_redirects_back_to_the_page() {
     );
     // A second post (a double tap without JS) sends no second push.
     assert_eq!(post_form(&app, &id, "0712 345 678").await.status(), 303);
-    let prompts: Value = app
-        .client
-        .get(format!("{}/sandbox/phones/254712345678/prompts", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(prompts["prompts"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        prompts(&app.client, &app.addr, "254712345678").await.len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -146,37 +139,19 @@ async fn events_stream_from_waiting_to_paid() {
         waiting.starts_with("waiting:") && waiting.ends_with(":2547•••••149"),
         "{waiting}"
     );
-    let prompts: Value = app
-        .client
-        .get(format!("{}/sandbox/phones/254708374149/prompts", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let prompt = prompts["prompts"][0]["id"].as_str().unwrap();
-    let accepted: Value = app
-        .client
-        .post(format!(
-            "{}/sandbox/phones/254708374149/prompts/{prompt}/accept",
-            app.addr
-        ))
-        .json(&json!({"pin": "1234"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        next_data().await,
-        format!("paid:{}", accepted["receipt"].as_str().unwrap())
-    );
+    let waiting_prompts = prompts(&app.client, &app.addr, "254708374149").await;
+    let receipt = accept(
+        &app.client,
+        &app.addr,
+        "254708374149",
+        waiting_prompts[0]["id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(next_data().await, format!("paid:{receipt}"));
 
     let html = page(&app, &format!("/pay/{id}")).await;
     assert!(shown(&html, "paid") && !shown(&html, "waiting"));
-    assert!(html.contains(accepted["receipt"].as_str().unwrap()));
+    assert!(html.contains(receipt.as_str()));
     assert!(
         html.contains(r#"content="5;url=https://lodge.example/paid""#),
         "no-JS shoppers go on to the merchant: {html}"

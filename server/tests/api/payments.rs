@@ -1,48 +1,16 @@
 //! The payment engine end to end: Malipo's engine and real Daraja connector against the
 //! sandbox Daraja and handset, over real HTTP, with real callbacks.
 
-use crate::helpers::{Db, TestApp, seed_session, spawn_app, test_config, test_db};
+use crate::helpers::{
+    Db, TestApp, accept, prompts, seed_session, spawn_app, test_config, test_db, wait_for,
+};
 use malipo::{
     domain::SessionId,
     startup::Application,
     store::{AttemptRecord, AttemptStatus, PaymentStatus, SessionStatus, Store},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
-
-async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..secs * 10 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn prompts(client: &reqwest::Client, addr: &str, phone: &str) -> Vec<Value> {
-    let v: Value = client
-        .get(format!("{addr}/sandbox/phones/{phone}/prompts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["prompts"].as_array().unwrap().clone()
-}
-
-async fn accept(client: &reqwest::Client, addr: &str, phone: &str, prompt: &str) {
-    let res = client
-        .post(format!(
-            "{addr}/sandbox/phones/{phone}/prompts/{prompt}/accept"
-        ))
-        .json(&json!({"pin": "1234"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-}
 
 async fn settled(store: &Store, attempt: &AttemptRecord, secs: u64) -> AttemptRecord {
     wait_for("the attempt to settle", secs, async || {

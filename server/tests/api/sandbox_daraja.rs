@@ -1,7 +1,7 @@
 //! The real Daraja connector against the sandbox Daraja, over real HTTP, with a real
 //! callback receiver.
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, prompts, spawn_app, wait_for};
 use axum::{Json, Router, extract::State, routing::post};
 use malipo::{
     config::MpesaConfig,
@@ -54,29 +54,6 @@ fn push(phone: &str, callback_url: &str) -> PushParams {
     }
 }
 
-async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..100 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn prompts(app: &TestApp, phone: &str) -> Vec<Value> {
-    let v: Value = app
-        .client
-        .get(format!("{}/sandbox/phones/{phone}/prompts", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["prompts"].as_array().unwrap().clone()
-}
-
 #[tokio::test]
 async fn push_prompt_accept_query_and_callback() {
     let app = spawn_app().await;
@@ -95,7 +72,7 @@ async fn push_prompt_accept_query_and_callback() {
         RailOutcome::Pending
     );
 
-    let shown = prompts(&app, "254708374149").await;
+    let shown = prompts(&app.client, &app.addr, "254708374149").await;
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0]["id"], accepted.checkout_request_id.as_str());
     assert_eq!(
@@ -137,7 +114,11 @@ async fn push_prompt_accept_query_and_callback() {
         .await
         .unwrap();
     assert_eq!(again.status(), 400, "a prompt is answered once");
-    assert!(prompts(&app, "254708374149").await.is_empty());
+    assert!(
+        prompts(&app.client, &app.addr, "254708374149")
+            .await
+            .is_empty()
+    );
 
     assert_eq!(
         d.stk_query(&accepted.checkout_request_id, now_ms())
@@ -145,7 +126,7 @@ async fn push_prompt_accept_query_and_callback() {
             .unwrap(),
         RailOutcome::Succeeded
     );
-    let body = wait_for("the callback", async || {
+    let body = wait_for("the callback", 10, async || {
         received.lock().unwrap().first().cloned()
     })
     .await;
@@ -183,7 +164,7 @@ async fn declining_on_the_handset_cancels() {
             .unwrap(),
         RailOutcome::Cancelled
     );
-    let body = wait_for("the callback", async || {
+    let body = wait_for("the callback", 10, async || {
         received.lock().unwrap().first().cloned()
     })
     .await;
@@ -241,13 +222,13 @@ async fn scripted_numbers_fail_on_their_own() {
         );
     }
     for ((phone, want, code), id) in cases.iter().zip(&ids) {
-        let got = wait_for(phone, async || {
+        let got = wait_for(phone, 10, async || {
             let o = d.stk_query(id, now_ms()).await.unwrap();
             (o != RailOutcome::Pending).then_some(o)
         })
         .await;
         assert_eq!(&got, want, "{phone}");
-        let cb = wait_for("its callback", async || {
+        let cb = wait_for("its callback", 10, async || {
             received
                 .lock()
                 .unwrap()
