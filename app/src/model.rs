@@ -140,6 +140,9 @@ pub fn failure_message(code: &str) -> &'static str {
             "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
         }
         "not_payable" => "This amount can't be paid with M-PESA.",
+        "operator_unreachable" | "operator_error" => {
+            "We couldn't reach M-PESA. Nothing was charged; please try again in a minute."
+        }
         "unavailable" => {
             "We couldn't start the payment just now. Nothing was charged; please try again."
         }

@@ -35,6 +35,9 @@ use crate::{
 
 /// Seconds after the push at which the poller queries, then every last interval.
 pub const POLL_SCHEDULE_SECS: [i64; 5] = [5, 15, 30, 60, 90];
+/// How long an attempt whose push got no readable answer waits for a callback before it
+/// is given up as `operator_unreachable` (the prompt itself lasts about a minute).
+pub const UNCONFIRMED_PUSH_MS: i64 = 120_000;
 /// The rail name stored on M-PESA attempts.
 pub const MPESA: &str = "mpesa";
 
@@ -187,18 +190,12 @@ impl Payments {
                     .set_operator_request_id(&attempt.id, &accepted.checkout_request_id, now_ms())
                     .await?;
             }
-            Err(e) => {
-                let (code, detail) = match &e {
-                    ConnectorError::Rejected { code, message } => {
-                        ("push_rejected", format!("{code} {message}"))
-                    }
-                    ConnectorError::Unreachable(_) => ("operator_unreachable", e.to_string()),
-                    ConnectorError::BadResponse { .. } => ("operator_error", e.to_string()),
-                };
-                tracing::warn!(attempt = %attempt.id, error = %e, "STK push not sent");
+            // Daraja said no: nothing reached the phone.
+            Err(ConnectorError::Rejected { code, message }) => {
+                tracing::warn!(attempt = %attempt.id, %code, "STK push refused");
                 let outcome = AttemptOutcome {
-                    failure_code: Some(code.into()),
-                    failure_detail: Some(detail),
+                    failure_code: Some("push_rejected".into()),
+                    failure_detail: Some(format!("{code} {message}")),
                     ..Default::default()
                 };
                 self.store
@@ -210,6 +207,12 @@ impl Payments {
                         now_ms(),
                     )
                     .await?;
+            }
+            // No answer, or one we cannot read: the prompt may still be on the phone, and
+            // the shopper may pay. The attempt stays pending; a callback carrying its token
+            // settles it, and the poller gives up after UNCONFIRMED_PUSH_MS.
+            Err(e) => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "STK push outcome unknown; waiting for a callback");
             }
         }
         self.changed(session_id);
@@ -246,6 +249,14 @@ impl Payments {
             .attempt(&id)
             .await?
             .ok_or(CallbackError::Forbidden)?;
+        // The push's answer was lost, but Daraja did send it: the token proves the
+        // callback is for this attempt, so learn its CheckoutRequestID now.
+        if attempt.operator_request_id.is_none() && !attempt.status.is_final() {
+            self.store
+                .set_operator_request_id(&id, &cb.checkout_request_id, now_ms())
+                .await?;
+            return Box::pin(self.mpesa_callback(attempt_id, token, body)).await;
+        }
         if attempt.operator_request_id.as_deref() != Some(cb.checkout_request_id.as_str()) {
             tracing::warn!(attempt = %id, "callback for another CheckoutRequestID; ignored");
             return Ok(());
@@ -307,10 +318,33 @@ impl Payments {
         let mut settled = 0;
         for attempt in self.store.attempts_due_for_poll(now, 50).await? {
             let Some(request_id) = attempt.operator_request_id.as_deref() else {
-                // The push is being sent right now; look again shortly.
-                self.store
-                    .reschedule_poll(&attempt.id, now + 2_000, now)
-                    .await?;
+                if now - attempt.created_at < UNCONFIRMED_PUSH_MS {
+                    // Being sent right now, or its answer was lost: a callback may still
+                    // come. Look again shortly.
+                    self.store
+                        .reschedule_poll(&attempt.id, now + 2_000, now)
+                        .await?;
+                } else {
+                    let outcome = AttemptOutcome {
+                        failure_code: Some("operator_unreachable".into()),
+                        failure_detail: Some("no answer from Daraja to the STK push".into()),
+                        ..Default::default()
+                    };
+                    if self
+                        .store
+                        .finalize_attempt(
+                            &attempt.id,
+                            AttemptStatus::Expired,
+                            &outcome,
+                            "poller",
+                            now,
+                        )
+                        .await?
+                    {
+                        settled += 1;
+                        self.changed(&attempt.session_id);
+                    }
+                }
                 continue;
             };
             let outcome = match self.daraja.stk_query(request_id, now).await {

@@ -401,3 +401,122 @@ async fn a_pending_attempt_survives_a_restart() {
     let s = store.session(&session.id).await.unwrap().unwrap();
     assert_eq!(s.payment_status, PaymentStatus::Paid);
 }
+
+/// A pending attempt with a known callback token and no CheckoutRequestID, as if the
+/// push's answer had been lost.
+async fn unconfirmed_attempt(app: &TestApp, sid: &SessionId, created_at: i64) -> AttemptRecord {
+    app.store
+        .insert_attempt(
+            &malipo::store::NewAttempt {
+                session_id: sid.clone(),
+                rail: "mpesa".into(),
+                amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
+                    .unwrap(),
+                payer: Some("254712345678".into()),
+                callback_token_hash: Some(malipo::domain::keys::hash_token("lost-answer")),
+                next_poll_at: Some(created_at),
+            },
+            created_at,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_push_whose_answer_is_lost_stays_pending_and_a_callback_still_settles_it() {
+    // Daraja unreachable: the push's outcome is unknown, so nothing is marked failed.
+    let db = test_db(Db::Sqlite).await;
+    let site = tempfile::tempdir().unwrap();
+    let mut config = test_config(&db.url, site.path().into());
+    config.mpesa.base_url = "http://127.0.0.1:9".into();
+    let app = Application::build(config).await.unwrap();
+    let store = app.state().store.clone();
+    let checkout = app.state().checkout.clone();
+    let payments = app.state().payments.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let merchant = malipo::merchants::create(&store, "Offline Lodge")
+        .await
+        .unwrap();
+    let session = checkout
+        .create(malipo::checkout::CreateSession {
+            merchant_id: merchant.merchant.id,
+            mode: malipo::domain::Mode::Test,
+            amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
+                .unwrap(),
+            reference: "R-9".into(),
+            description: "Safari".into(),
+            success_url: "https://x.example/ok".into(),
+            cancel_url: "https://x.example/no".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 900,
+        })
+        .await
+        .unwrap();
+    let attempt = payments
+        .start_mpesa(&session.id, "0712345678")
+        .await
+        .unwrap();
+    assert_eq!(
+        attempt.status,
+        AttemptStatus::Pending,
+        "unknown is not failed"
+    );
+    assert_eq!(attempt.operator_request_id, None);
+
+    // Daraja did send the prompt, and its callback arrives with the attempt's token.
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let planted = unconfirmed_attempt(&app, &sid, malipo::time::now_ms()).await;
+    let callback = json!({"Body": {"stkCallback": {
+        "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_lost_answer", "ResultCode": 0, "ResultDesc": "ok",
+        "CallbackMetadata": {"Item": [
+            {"Name": "Amount", "Value": 1500.0}, {"Name": "MpesaReceiptNumber", "Value": "QLOST12345"},
+            {"Name": "PhoneNumber", "Value": 254712345678_i64}]}}}});
+    let res = app
+        .client
+        .post(format!(
+            "{}/callbacks/mpesa/{}/lost-answer",
+            app.addr, planted.id
+        ))
+        .json(&callback)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let a = app.store.attempt(&planted.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Succeeded, "the money is not lost");
+    assert_eq!(a.operator_request_id.as_deref(), Some("ws_CO_lost_answer"));
+    assert_eq!(a.operator_receipt.as_deref(), Some("QLOST12345"));
+}
+
+#[tokio::test]
+async fn an_unconfirmed_push_is_given_up_after_two_minutes() {
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let now = malipo::time::now_ms();
+    let recent = unconfirmed_attempt(&app, &sid, now).await;
+    app.payments.poll_due().await.unwrap();
+    assert_eq!(
+        app.store.attempt(&recent.id).await.unwrap().unwrap().status,
+        AttemptStatus::Pending
+    );
+
+    let other = new_session(&app).await;
+    let old = unconfirmed_attempt(
+        &app,
+        &other,
+        now - malipo::payments::UNCONFIRMED_PUSH_MS - 1_000,
+    )
+    .await;
+    app.payments.poll_due().await.unwrap();
+    let a = app.store.attempt(&old.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Expired);
+    assert_eq!(a.failure_code.as_deref(), Some("operator_unreachable"));
+    assert_eq!(
+        app.store.session(&other).await.unwrap().unwrap().status,
+        SessionStatus::Open,
+        "the shopper can retry"
+    );
+}
