@@ -119,7 +119,8 @@ impl Payments {
         self.changes.subscribe()
     }
 
-    fn changed(&self, session_id: &SessionId) {
+    /// Tells live pages that a session's payment state changed.
+    pub fn changed(&self, session_id: &SessionId) {
         // No receivers is fine: nobody is watching that page.
         let _ = self.changes.send(session_id.to_string());
     }

@@ -128,7 +128,10 @@ impl Application {
             .into_future();
         let mut server = tokio::spawn(server);
         // Stops with the server, however `run_until` returns.
-        let sweeper = AbortOnDrop(tokio::spawn(crate::sweeper::run(self.state.store.clone())));
+        let sweeper = AbortOnDrop(tokio::spawn(crate::sweeper::run(
+            self.state.store.clone(),
+            self.state.payments.clone(),
+        )));
         let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
         let sandbox_worker = self.state.sandbox.clone().map(|sandbox| {
             AbortOnDrop(tokio::spawn(crate::sandbox::worker::run(

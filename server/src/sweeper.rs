@@ -3,24 +3,24 @@
 
 use std::time::Duration;
 
-use crate::{store::Store, time::now_ms};
+use crate::{domain::SessionId, payments::Payments, store::Store, time::now_ms};
 
 /// How often the sweeper wakes.
 pub const INTERVAL: Duration = Duration::from_secs(2);
 /// Idempotency keys are kept at least this long.
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
-/// One pass: expires every due session (in batches) and purges old keys. Returns how
-/// many sessions it expired.
-pub async fn sweep_once(store: &Store) -> Result<usize, crate::store::StoreError> {
-    let mut expired = 0;
+/// One pass: expires every due session (in batches) and purges old keys. Returns the
+/// sessions it expired.
+pub async fn sweep_once(store: &Store) -> Result<Vec<SessionId>, crate::store::StoreError> {
+    let mut expired = Vec::new();
     loop {
         let now = now_ms();
         let due = store.sessions_due_to_expire(now, 100).await?;
         for id in &due {
             if store.expire_session(id, now, "timeout").await? {
                 tracing::info!(session = %id, "checkout session expired");
-                expired += 1;
+                expired.push(id.clone());
             }
         }
         if due.len() < 100 {
@@ -33,15 +33,17 @@ pub async fn sweep_once(store: &Store) -> Result<usize, crate::store::StoreError
     Ok(expired)
 }
 
-/// Runs [`sweep_once`] every [`INTERVAL`] until the task is aborted. Errors are logged
-/// and retried on the next tick: a database blip must not stop expiry for good.
-pub async fn run(store: Store) {
+/// Runs [`sweep_once`] every [`INTERVAL`] until the task is aborted, telling live pages
+/// about each expiry. Errors are logged and retried on the next tick: a database blip
+/// must not stop expiry for good.
+pub async fn run(store: Store, payments: Payments) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = sweep_once(&store).await {
-            tracing::warn!(error = %e, "sweep failed; retrying next tick");
+        match sweep_once(&store).await {
+            Ok(expired) => expired.iter().for_each(|id| payments.changed(id)),
+            Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next tick"),
         }
     }
 }

@@ -456,23 +456,39 @@ async fn fifty_concurrent_posts_create_one_session_on_postgres() {
 }
 
 #[tokio::test]
-async fn the_sweeper_expires_sessions_on_time() {
+async fn the_sweeper_expires_sessions_on_time_and_tells_live_pages() {
     let app = spawn_app().await;
     let m = merchant(&app, "Sweep Lodge").await;
     let (_, _, s) = post(&app, &m.key, "/v1/checkout/sessions", &body(), None).await;
+    let mut changes = app.payments.subscribe();
     let (_, id) = crate::helpers::seed_session(&app, "Due Lodge", 1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    assert!(malipo::sweeper::sweep_once(&app.store).await.unwrap() >= 1);
-    let due = app
-        .store
-        .session(&malipo::domain::SessionId::parse(&id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    // The background sweeper (every 2 s) expires it and tells open pages.
+    let told = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if changes.recv().await.unwrap() == id {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(told.is_ok(), "live pages hear about the expiry");
+    let sid = malipo::domain::SessionId::parse(&id).unwrap();
+    let due = app.store.session(&sid).await.unwrap().unwrap();
     assert_eq!(due.status, malipo::store::SessionStatus::Expired);
     let events = app.store.session_events(&id).await.unwrap();
-    assert_eq!(events.last().unwrap().kind, "session.expired");
-    assert_eq!(events.last().unwrap().detail["reason"], "timeout");
+    let expiries: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "session.expired")
+        .collect();
+    assert_eq!(expiries.len(), 1, "expired once");
+    assert_eq!(expiries[0].detail["reason"], "timeout");
+    // Sweeping again changes nothing.
+    assert!(
+        !malipo::sweeper::sweep_once(&app.store)
+            .await
+            .unwrap()
+            .contains(&sid)
+    );
     // The 30-minute one is untouched.
     let (_, open) = get(
         &app,
