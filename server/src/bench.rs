@@ -228,7 +228,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     report("create session", &ours, &base);
 
     // 2. Read (ids known to exist in each database).
-    let ids = Arc::new(sample_ids(&store, "Bench Lodge").await?);
+    let ids = Arc::new(sample_ids(&store).await?);
     let bare_ids = Arc::new(sample_ids_any(&bare_url, &client, opts.concurrency).await?);
     let (c, k, m, ids2) = (client.clone(), key.clone(), malipo.clone(), ids.clone());
     let ours = load(opts.seconds, opts.concurrency, move |i| {
@@ -334,7 +334,7 @@ fn report(what: &str, ours: &Load, base: &Load) {
     );
 }
 
-async fn sample_ids(store: &Store, _merchant: &str) -> anyhow::Result<Vec<String>> {
+async fn sample_ids(store: &Store) -> anyhow::Result<Vec<String>> {
     use sqlx::Row;
     let rows = sqlx::query("SELECT id FROM checkout_sessions ORDER BY created_at DESC LIMIT 1000")
         .fetch_all(store.pool())

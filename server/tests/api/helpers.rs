@@ -150,11 +150,23 @@ pub async fn seed_session(
     merchant_name: &str,
     expires_in_secs: i64,
 ) -> (MerchantId, String) {
-    let created = merchants::create(&app.store, merchant_name)
+    let (merchant, session) =
+        open_kes_session(&app.store, &app.checkout, merchant_name, expires_in_secs).await;
+    (merchant, session.id.to_string())
+}
+
+/// A new merchant and an open KES 1,500 session of theirs, on any store and service
+/// (tests that build their own `Application` have no `TestApp`).
+pub async fn open_kes_session(
+    store: &malipo::store::Store,
+    checkout: &CheckoutService,
+    merchant_name: &str,
+    expires_in_secs: i64,
+) -> (MerchantId, malipo::store::SessionRecord) {
+    let created = merchants::create(store, merchant_name)
         .await
         .expect("merchant");
-    let session = app
-        .checkout
+    let session = checkout
         .create(CreateSession {
             merchant_id: created.merchant.id.clone(),
             mode: Mode::Test,
@@ -170,7 +182,7 @@ pub async fn seed_session(
         })
         .await
         .expect("session");
-    (created.merchant.id, session.id.to_string())
+    (created.merchant.id, session)
 }
 
 /// Whether the live-status block `data-live="{which}"` is shown (present and not

@@ -2,7 +2,8 @@
 //! sandbox Daraja and handset, over real HTTP, with real callbacks.
 
 use crate::helpers::{
-    Db, TestApp, accept, prompts, seed_session, spawn_app, test_config, test_db, wait_for,
+    Db, TestApp, accept, open_kes_session, prompts, seed_session, spawn_app, test_config, test_db,
+    wait_for,
 };
 use malipo::{
     domain::SessionId,
@@ -265,22 +266,8 @@ async fn forged_and_mismatched_callbacks_change_nothing() {
     // With the right token, a "success" whose amount or phone does not match the attempt
     // is not believed (the query decides); a matching one settles it.
     let other = new_session(&app).await;
-    let planted = app
-        .store
-        .insert_attempt(
-            &malipo::store::NewAttempt {
-                session_id: other.clone(),
-                rail: "mpesa".into(),
-                amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
-                    .unwrap(),
-                payer: Some("254712345678".into()),
-                callback_token_hash: Some(malipo::domain::keys::hash_token("known-token")),
-                next_poll_at: None,
-            },
-            malipo::time::now_ms(),
-        )
-        .await
-        .unwrap();
+    let planted =
+        attempt_with_token(&app, &other, "known-token", None, malipo::time::now_ms()).await;
     let planted_request = "ws_CO_planted";
     assert!(
         app.store
@@ -354,26 +341,7 @@ async fn a_pending_attempt_survives_a_restart() {
     let running = tokio::spawn(first.run_until(async move {
         let _ = stopped.await;
     }));
-    let merchant = malipo::merchants::create(&store, "Restart Lodge")
-        .await
-        .unwrap();
-    let session = checkout
-        .create(malipo::checkout::CreateSession {
-            merchant_id: merchant.merchant.id,
-            mode: malipo::domain::Mode::Test,
-            amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
-                .unwrap(),
-            reference: "R-1".into(),
-            description: "Safari".into(),
-            success_url: "https://x.example/ok".into(),
-            cancel_url: "https://x.example/no".into(),
-            customer_phone: None,
-            customer_email: None,
-            metadata: Default::default(),
-            expires_in_secs: 900,
-        })
-        .await
-        .unwrap();
+    let (_, session) = open_kes_session(&store, &checkout, "Restart Lodge", 900).await;
     // The callback for this number is lost: only the poller can settle it.
     let attempt = payments
         .start_mpesa(&session.id, "0700000404")
@@ -402,9 +370,15 @@ async fn a_pending_attempt_survives_a_restart() {
     assert_eq!(s.payment_status, PaymentStatus::Paid);
 }
 
-/// A pending attempt with a known callback token and no CheckoutRequestID, as if the
-/// push's answer had been lost.
-async fn unconfirmed_attempt(app: &TestApp, sid: &SessionId, created_at: i64) -> AttemptRecord {
+/// A pending attempt for 254712345678 with a known callback token and no
+/// CheckoutRequestID (as if the push's answer had been lost).
+async fn attempt_with_token(
+    app: &TestApp,
+    sid: &SessionId,
+    token: &str,
+    next_poll_at: Option<i64>,
+    created_at: i64,
+) -> AttemptRecord {
     app.store
         .insert_attempt(
             &malipo::store::NewAttempt {
@@ -413,8 +387,8 @@ async fn unconfirmed_attempt(app: &TestApp, sid: &SessionId, created_at: i64) ->
                 amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
                     .unwrap(),
                 payer: Some("254712345678".into()),
-                callback_token_hash: Some(malipo::domain::keys::hash_token("lost-answer")),
-                next_poll_at: Some(created_at),
+                callback_token_hash: Some(malipo::domain::keys::hash_token(token)),
+                next_poll_at,
             },
             created_at,
         )
@@ -434,26 +408,7 @@ async fn a_push_whose_answer_is_lost_stays_pending_and_a_callback_still_settles_
     let checkout = app.state().checkout.clone();
     let payments = app.state().payments.clone();
     tokio::spawn(app.run_until(std::future::pending()));
-    let merchant = malipo::merchants::create(&store, "Offline Lodge")
-        .await
-        .unwrap();
-    let session = checkout
-        .create(malipo::checkout::CreateSession {
-            merchant_id: merchant.merchant.id,
-            mode: malipo::domain::Mode::Test,
-            amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
-                .unwrap(),
-            reference: "R-9".into(),
-            description: "Safari".into(),
-            success_url: "https://x.example/ok".into(),
-            cancel_url: "https://x.example/no".into(),
-            customer_phone: None,
-            customer_email: None,
-            metadata: Default::default(),
-            expires_in_secs: 900,
-        })
-        .await
-        .unwrap();
+    let (_, session) = open_kes_session(&store, &checkout, "Offline Lodge", 900).await;
     let attempt = payments
         .start_mpesa(&session.id, "0712345678")
         .await
@@ -468,7 +423,14 @@ async fn a_push_whose_answer_is_lost_stays_pending_and_a_callback_still_settles_
     // Daraja did send the prompt, and its callback arrives with the attempt's token.
     let app = spawn_app().await;
     let sid = new_session(&app).await;
-    let planted = unconfirmed_attempt(&app, &sid, malipo::time::now_ms()).await;
+    let planted = attempt_with_token(
+        &app,
+        &sid,
+        "lost-answer",
+        Some(malipo::time::now_ms()),
+        malipo::time::now_ms(),
+    )
+    .await;
     let callback = json!({"Body": {"stkCallback": {
         "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_lost_answer", "ResultCode": 0, "ResultDesc": "ok",
         "CallbackMetadata": {"Item": [
@@ -496,7 +458,7 @@ async fn an_unconfirmed_push_is_given_up_after_two_minutes() {
     let app = spawn_app().await;
     let sid = new_session(&app).await;
     let now = malipo::time::now_ms();
-    let recent = unconfirmed_attempt(&app, &sid, now).await;
+    let recent = attempt_with_token(&app, &sid, "lost-answer", Some(now), now).await;
     app.payments.poll_due().await.unwrap();
     assert_eq!(
         app.store.attempt(&recent.id).await.unwrap().unwrap().status,
@@ -504,9 +466,11 @@ async fn an_unconfirmed_push_is_given_up_after_two_minutes() {
     );
 
     let other = new_session(&app).await;
-    let old = unconfirmed_attempt(
+    let old = attempt_with_token(
         &app,
         &other,
+        "lost-answer",
+        Some(now - malipo::payments::UNCONFIRMED_PUSH_MS - 1_000),
         now - malipo::payments::UNCONFIRMED_PUSH_MS - 1_000,
     )
     .await;
