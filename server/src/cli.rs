@@ -10,8 +10,9 @@ use crate::{
     checkout::{CheckoutService, CreateSession, MAX_EXPIRES_IN},
     config::{Config, LogFormat},
     demo,
-    domain::{MerchantId, Mode, Money, money::Currency},
+    domain::{ApiKeyKind, MerchantId, Mode, Money, WebhookEndpointId, money::Currency},
     merchants,
+    resources::WebhookEndpointObject,
     startup::Application,
     store::Store,
     telemetry,
@@ -64,6 +65,83 @@ pub enum Command {
     Session {
         #[command(subcommand)]
         command: SessionCommand,
+    },
+    /// Manage a merchant's API keys (test and live).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Manage a merchant's webhook endpoints.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key. A secret key is printed once and stored only as a hash.
+    Create {
+        /// The merchant's id (`mer_…`).
+        #[arg(long)]
+        merchant: String,
+        /// `test` or `live`.
+        #[arg(long, value_parser = ["test", "live"])]
+        mode: String,
+        /// `secret` (server side) or `publishable` (safe in a browser).
+        #[arg(long, value_parser = ["secret", "publishable"], default_value = "secret")]
+        kind: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a merchant's keys, masked.
+    List {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id (`key_…`, from `key list`).
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register an endpoint; its signing secret is printed once.
+    Create {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_parser = ["test", "live"], default_value = "test")]
+        mode: String,
+        #[arg(long)]
+        url: String,
+        /// Comma-separated event types, or `*` for all.
+        #[arg(long, default_value = "*")]
+        events: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a merchant's endpoints in one mode.
+    List {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_parser = ["test", "live"], default_value = "test")]
+        mode: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an endpoint (`we_…`); its pending deliveries are dropped.
+    Delete { id: String },
+    /// Give an endpoint a new secret; the old one keeps signing for the overlap.
+    Rotate {
+        id: String,
+        /// Seconds the old secret keeps signing (0 to 604800).
+        #[arg(long, default_value_t = crate::webhooks::DEFAULT_ROTATION_OVERLAP_SECS)]
+        overlap_secs: i64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -163,6 +241,18 @@ pub async fn run() -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
+        Command::Key { command } => {
+            let store = connect(&config).await?;
+            let result = key_command(&store, command).await;
+            store.close().await;
+            result
+        }
+        Command::Webhook { command } => {
+            let store = connect(&config).await?;
+            let result = webhook_command(&store, command).await;
+            store.close().await;
+            result
+        }
         Command::Session {
             command:
                 SessionCommand::Create {
@@ -218,6 +308,169 @@ pub async fn run() -> anyhow::Result<()> {
             }
             store.close().await;
             Ok(())
+        }
+    }
+}
+
+fn parse_mode(mode: &str) -> anyhow::Result<Mode> {
+    Mode::parse(mode).context("--mode must be test or live")
+}
+
+async fn key_command(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create {
+            merchant,
+            mode,
+            kind,
+            json,
+        } => {
+            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let kind = match kind.as_str() {
+                "publishable" => ApiKeyKind::Publishable,
+                _ => ApiKeyKind::Secret,
+            };
+            let (id, key) =
+                merchants::create_key(store, &merchant, kind, parse_mode(&mode)?).await?;
+            let token = key.token.expose_secret();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "id": id.as_str(), "kind": kind.as_str(), "mode": key.mode.as_str(), "key": token })
+                );
+            } else {
+                println!("key   {id}");
+                match kind {
+                    ApiKeyKind::Secret => println!("{token}   (shown once: store it now)"),
+                    ApiKeyKind::Publishable => println!("{token}"),
+                }
+            }
+            Ok(())
+        }
+        KeyCommand::List { merchant, json } => {
+            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let keys = store.api_keys(&merchant).await?;
+            if json {
+                let list: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "id": k.id, "kind": k.kind.as_str(), "mode": k.mode.as_str(),
+                            "masked": k.masked, "created": k.created_at / 1000,
+                            "revoked": k.revoked_at.map(|t| t / 1000),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::from(list));
+            } else {
+                for k in keys {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{}  {:<11}  {:<4}  {:<7}  {}",
+                        k.id,
+                        k.kind.as_str(),
+                        k.mode.as_str(),
+                        state,
+                        k.masked
+                    );
+                }
+            }
+            Ok(())
+        }
+        KeyCommand::Revoke { id } => {
+            merchants::revoke_key(store, &id).await?;
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
+}
+
+async fn webhook_command(store: &Store, command: WebhookCommand) -> anyhow::Result<()> {
+    let now = crate::time::now_ms();
+    match command {
+        WebhookCommand::Create {
+            merchant,
+            mode,
+            url,
+            events,
+            description,
+            json,
+        } => {
+            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            anyhow::ensure!(
+                store.merchant(&merchant).await?.is_some(),
+                "no merchant {merchant}"
+            );
+            let events: Vec<String> = events.split(',').map(str::to_owned).collect();
+            let e = crate::webhooks::create_endpoint(
+                store,
+                &merchant,
+                parse_mode(&mode)?,
+                &url,
+                &events,
+                &description,
+                now,
+            )
+            .await?;
+            print_endpoint(&e, now, json);
+            Ok(())
+        }
+        WebhookCommand::List {
+            merchant,
+            mode,
+            json,
+        } => {
+            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let endpoints = store.endpoints(&merchant, parse_mode(&mode)?).await?;
+            if json {
+                let list: Vec<_> = endpoints
+                    .iter()
+                    .map(|e| WebhookEndpointObject::new(e, now))
+                    .collect();
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for e in &endpoints {
+                    println!("{}  {}  {}", e.id, e.url, e.enabled_events.join(","));
+                }
+            }
+            Ok(())
+        }
+        WebhookCommand::Delete { id } => {
+            let we = WebhookEndpointId::parse(&id).context("not a webhook endpoint id (we_…)")?;
+            anyhow::ensure!(
+                store.delete_endpoint(&we, now).await?,
+                "no webhook endpoint {id}"
+            );
+            println!("deleted {id}");
+            Ok(())
+        }
+        WebhookCommand::Rotate {
+            id,
+            overlap_secs,
+            json,
+        } => {
+            let we = WebhookEndpointId::parse(&id).context("not a webhook endpoint id (we_…)")?;
+            let e = crate::webhooks::rotate_secret(store, &we, overlap_secs, now).await?;
+            print_endpoint(&e, now, json);
+            Ok(())
+        }
+    }
+}
+
+/// Prints a just-created or just-rotated endpoint, with its secret (the one time).
+fn print_endpoint(e: &crate::store::EndpointRecord, now: i64, json: bool) {
+    let object = WebhookEndpointObject::with_secret(e, now);
+    if json {
+        println!("{}", serde_json::to_string(&object).unwrap_or_default());
+    } else {
+        println!("endpoint  {}", object.id);
+        println!("url       {}", object.url);
+        println!("events    {}", object.enabled_events.join(","));
+        if let Some(secret) = &object.secret {
+            println!("secret    {secret}   (shown once: store it now)");
         }
     }
 }

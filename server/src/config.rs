@@ -58,6 +58,38 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Safaricom Daraja (M-PESA Express) credentials: the `[mpesa]` table.
     pub mpesa: MpesaConfig,
+    /// Webhook delivery: the `[webhooks]` table.
+    pub webhooks: WebhooksConfig,
+}
+
+/// How webhooks are delivered and retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Seconds to wait for the merchant's answer before counting the attempt as failed.
+    /// Env `MALIPO_WEBHOOKS_TIMEOUT_SECS`; default 10.
+    pub timeout_secs: u64,
+    /// Delay before the first retry; each later one doubles it (with jitter).
+    /// Env `MALIPO_WEBHOOKS_RETRY_BASE_MS`; default 10000 (10 s).
+    pub retry_base_ms: u64,
+    /// The longest delay between two attempts.
+    /// Env `MALIPO_WEBHOOKS_RETRY_MAX_MS`; default 21600000 (6 h).
+    pub retry_max_ms: u64,
+    /// How long after the first attempt (or a redelivery) a failing delivery keeps being
+    /// retried before it is marked `failed`.
+    /// Env `MALIPO_WEBHOOKS_RETRY_WINDOW_SECS`; default 432000 (5 days).
+    pub retry_window_secs: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            timeout_secs: 10,
+            retry_base_ms: 10_000,
+            retry_max_ms: 6 * 3600 * 1000,
+            retry_window_secs: 5 * 24 * 3600,
+        }
+    }
 }
 
 /// Daraja credentials. The defaults are those of Malipo's own sandbox Daraja (and
@@ -128,6 +160,7 @@ impl Default for Config {
             sandbox: true,
             shutdown_grace_secs: 10,
             mpesa: MpesaConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -258,6 +291,18 @@ impl Config {
         if let Some(v) = env("MALIPO_MPESA_PASSKEY") {
             self.mpesa.passkey = SecretString::from(v);
         }
+        if let Some(v) = env("MALIPO_WEBHOOKS_TIMEOUT_SECS") {
+            self.webhooks.timeout_secs = parse("MALIPO_WEBHOOKS_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_WEBHOOKS_RETRY_BASE_MS") {
+            self.webhooks.retry_base_ms = parse("MALIPO_WEBHOOKS_RETRY_BASE_MS", v)?;
+        }
+        if let Some(v) = env("MALIPO_WEBHOOKS_RETRY_MAX_MS") {
+            self.webhooks.retry_max_ms = parse("MALIPO_WEBHOOKS_RETRY_MAX_MS", v)?;
+        }
+        if let Some(v) = env("MALIPO_WEBHOOKS_RETRY_WINDOW_SECS") {
+            self.webhooks.retry_window_secs = parse("MALIPO_WEBHOOKS_RETRY_WINDOW_SECS", v)?;
+        }
         Ok(())
     }
 
@@ -279,6 +324,15 @@ impl Config {
             });
         }
         self.public_url = url;
+        let w = &self.webhooks;
+        if w.timeout_secs == 0 || w.retry_base_ms == 0 || w.retry_max_ms < w.retry_base_ms {
+            return Err(ConfigError::Invalid {
+                field: "webhooks",
+                why: "timeout_secs and retry_base_ms must be positive, retry_max_ms at least \
+                      retry_base_ms"
+                    .into(),
+            });
+        }
         Ok(())
     }
 }

@@ -10,6 +10,8 @@
 //! - [`domain`]: types that can only be built valid (ids, money, API keys).
 //! - [`store`]: the one database layer, SQLite or PostgreSQL, same queries.
 //! - [`checkout`], [`merchants`]: services over the store.
+//! - [`resources`]: the objects merchants see (sessions, payments, events).
+//! - [`webhooks`]: signing, the delivery worker and endpoint management.
 //! - [`sweeper`]: expires sessions on time, forgets week-old idempotency keys.
 //! - [`sandbox`]: sandbox operators (Daraja, handset) speaking the real wire formats.
 //! - [`connectors`]: real connectors to the rails (Daraja).
@@ -30,9 +32,11 @@ pub mod domain;
 pub mod http;
 pub mod merchants;
 pub mod payments;
+pub mod resources;
 pub mod sandbox;
 pub mod startup;
 pub mod store;
 pub mod sweeper;
 pub mod telemetry;
 pub mod time;
+pub mod webhooks;

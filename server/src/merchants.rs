@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{
     domain::{
         ApiKeyKind, MerchantId, Mode,
+        ids::KeyId,
         keys::{NewKey, hash_token},
     },
     store::{MerchantRecord, NewApiKey, Store, StoreError},
@@ -69,6 +70,54 @@ pub async fn create(store: &Store, name: &str) -> Result<CreatedMerchant, Mercha
         test_secret_key: secret.token,
         test_publishable_key: publishable.token.expose_secret().to_owned(),
     })
+}
+
+/// Why a key could not be created or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no merchant {0}")]
+    NoMerchant(MerchantId),
+    #[error("no unrevoked key {0}")]
+    NoKey(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A new key of either kind and mode for an existing merchant. The returned token is
+/// the key itself: for a secret key, the only time anyone sees it.
+pub async fn create_key(
+    store: &Store,
+    merchant_id: &MerchantId,
+    kind: ApiKeyKind,
+    mode: Mode,
+) -> Result<(KeyId, NewKey), KeyError> {
+    if store.merchant(merchant_id).await?.is_none() {
+        return Err(KeyError::NoMerchant(merchant_id.clone()));
+    }
+    let key = NewKey::generate(kind, mode);
+    let (secret_hash, token) = match kind {
+        ApiKeyKind::Secret => (Some(hash_token(key.token.expose_secret())), None),
+        ApiKeyKind::Publishable => (None, Some(key.token.expose_secret().to_owned())),
+    };
+    let new = NewApiKey {
+        kind,
+        mode,
+        masked: key.masked(),
+        secret_hash,
+        token,
+    };
+    let id = store.insert_api_key(merchant_id, &new, now_ms()).await?;
+    Ok((id, key))
+}
+
+/// Revokes a key: requests made with it get 401 from now on.
+pub async fn revoke_key(store: &Store, id: &str) -> Result<(), KeyError> {
+    let key_id = KeyId::parse(id).ok_or_else(|| KeyError::NoKey(id.to_owned()))?;
+    if store.revoke_api_key(&key_id, now_ms()).await? {
+        Ok(())
+    } else {
+        Err(KeyError::NoKey(id.to_owned()))
+    }
 }
 
 #[cfg(test)]

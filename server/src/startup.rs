@@ -24,6 +24,8 @@ pub struct AppState {
     pub payments: crate::payments::Payments,
     /// The sandbox operators, when `sandbox` is on.
     pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
+    /// The webhook deliverer.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -41,7 +43,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Application> {
-        let store = Store::connect(&config.database_url, config.database_max_connections)
+        let mut store = Store::connect(&config.database_url, config.database_max_connections)
             .await
             .context("connecting to the database")?;
         store.migrate().await.context("migrating the database")?;
@@ -53,6 +55,7 @@ impl Application {
         if config.public_url.is_empty() {
             config.public_url = format!("http://{addr}");
         }
+        store.set_public_url(&config.public_url);
 
         let leptos_options = LeptosOptions::builder()
             .output_name("malipo")
@@ -76,7 +79,10 @@ impl Application {
             Arc::new(daraja),
             config.public_url.clone(),
         );
+        let webhooks = crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone())
+            .context("webhook HTTP client")?;
         let state = AppState {
+            webhooks,
             payments,
             sandbox,
             config: Arc::new(config),
@@ -133,6 +139,12 @@ impl Application {
             self.state.payments.clone(),
         )));
         let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
+        let webhooks = AbortOnDrop(tokio::spawn(
+            self.state
+                .webhooks
+                .clone()
+                .run(self.state.payments.subscribe()),
+        ));
         let sandbox_worker = self.state.sandbox.clone().map(|sandbox| {
             AbortOnDrop(tokio::spawn(crate::sandbox::worker::run(
                 self.state.store.clone(),
@@ -157,6 +169,7 @@ impl Application {
         }
         drop(sweeper);
         drop(poller);
+        drop(webhooks);
         drop(sandbox_worker);
         self.state.store.close().await;
         tracing::info!("stopped");

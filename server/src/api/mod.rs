@@ -2,8 +2,11 @@
 //! every POST.
 
 mod auth;
+mod body;
+mod events;
 mod idempotency;
 mod sessions;
+mod webhook_endpoints;
 
 pub use auth::Caller;
 pub use idempotency::request_hash;
@@ -25,6 +28,22 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/checkout/sessions", post(sessions::create))
         .route("/v1/checkout/sessions/{id}", get(sessions::retrieve))
         .route("/v1/checkout/sessions/{id}/expire", post(sessions::expire))
+        .route(
+            "/v1/webhook_endpoints",
+            post(webhook_endpoints::create).get(webhook_endpoints::list),
+        )
+        .route(
+            "/v1/webhook_endpoints/{id}",
+            get(webhook_endpoints::retrieve).delete(webhook_endpoints::delete),
+        )
+        .route(
+            "/v1/webhook_endpoints/{id}/rotate_secret",
+            post(webhook_endpoints::rotate_secret),
+        )
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}", get(events::retrieve))
+        .route("/v1/events/{id}/deliveries", get(events::deliveries))
+        .route("/v1/events/{id}/redeliver", post(events::redeliver))
         // Layers run bottom-up: authenticate, then idempotency (which needs the caller).
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

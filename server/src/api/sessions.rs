@@ -7,20 +7,24 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
-use super::Caller;
+use super::{
+    Caller,
+    body::{json_object, missing, text},
+};
 use crate::{
     checkout::{CreateError, CreateSession, DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN},
     domain::{
-        Mode, Money, SessionId,
+        Money, SessionId,
         money::{CURRENCIES, Currency, MoneyError},
         phone::{Country, Msisdn},
     },
     http::error::ApiError,
+    resources::CheckoutSessionObject,
     startup::AppState,
-    store::{PaymentStatus, SessionRecord, SessionStatus},
+    store::SessionRecord,
     time::now_ms,
 };
 
@@ -41,7 +45,7 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CheckoutSessionObject>), ApiError> {
     let req = parse_create(&caller, &body)?;
     let session = state.checkout.create(req).await.map_err(|e| match e {
         CreateError::InvalidUrl { param } => ApiError::invalid(
@@ -62,7 +66,7 @@ pub async fn retrieve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckoutSessionObject>, ApiError> {
     let session = owned_session(&state, &caller, &id).await?;
     Ok(Json(session_object(&state, &session, now_ms())))
 }
@@ -71,7 +75,7 @@ pub async fn expire(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckoutSessionObject>, ApiError> {
     let session = owned_session(&state, &caller, &id).await?;
     let now = now_ms();
     if !state
@@ -81,6 +85,8 @@ pub async fn expire(
     {
         return Err(ApiError::SessionNotOpen);
     }
+    // Open pages and the webhook worker both want to know.
+    state.payments.changed(&session.id);
     let session = state
         .store
         .session(&session.id)
@@ -102,93 +108,14 @@ async fn owned_session(
     }
 }
 
-/// The session as the API shows it. A session past its expiry reads as expired even
-/// before the sweeper has marked it.
-pub fn session_object(state: &AppState, s: &SessionRecord, now: i64) -> Value {
-    let status = match s.status {
-        SessionStatus::Open if s.expires_at <= now => "expired",
-        other => other.as_str(),
-    };
-    let customer = (s.customer_phone.is_some() || s.customer_email.is_some())
-        .then(|| json!({ "phone": s.customer_phone, "email": s.customer_email }));
-    json!({
-        "id": s.id.as_str(),
-        "object": "checkout.session",
-        "url": state.checkout.page_url(&s.id),
-        "status": status,
-        "payment_status": match s.payment_status {
-            PaymentStatus::Paid => "paid",
-            PaymentStatus::Unpaid => "unpaid",
-        },
-        "amount": s.amount.minor(),
-        "currency": s.amount.currency().code(),
-        "reference": s.reference,
-        "description": s.description,
-        "success_url": s.success_url,
-        "cancel_url": s.cancel_url,
-        "customer": customer,
-        "metadata": s.metadata,
-        "expires_at": s.expires_at / 1000,
-        "created": s.created_at / 1000,
-        "livemode": s.mode == Mode::Live,
-    })
-}
-
-fn missing(param: &str) -> ApiError {
-    ApiError::invalid("parameter_missing", param, format!("{param} is required."))
-}
-
-fn text(
-    obj: &Map<String, Value>,
-    param: &str,
-    max_chars: usize,
-    required: bool,
-) -> Result<Option<String>, ApiError> {
-    match obj.get(param) {
-        None | Some(Value::Null) if required => Err(missing(param)),
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            let n = s.chars().count();
-            if (required && n == 0) || n > max_chars || s.chars().any(char::is_control) {
-                Err(ApiError::invalid(
-                    "parameter_invalid",
-                    param,
-                    format!("{param} must be 1 to {max_chars} characters of text."),
-                ))
-            } else {
-                Ok((n > 0).then(|| s.to_owned()))
-            }
-        }
-        Some(_) => Err(ApiError::invalid(
-            "parameter_invalid",
-            param,
-            format!("{param} must be a string."),
-        )),
-    }
+/// The session as the API shows it.
+pub fn session_object(state: &AppState, s: &SessionRecord, now: i64) -> CheckoutSessionObject {
+    CheckoutSessionObject::new(&state.config.public_url, s, now)
 }
 
 /// Validates the whole request before anything is written.
 fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
-        code: "invalid_json",
-        message: format!("The body is not valid JSON: {e}."),
-        param: None,
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(ApiError::Invalid {
-            code: "invalid_json",
-            message: "The body must be a JSON object.".into(),
-            param: None,
-        });
-    };
-    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::invalid(
-            "unknown_parameter",
-            unknown,
-            format!("Unknown parameter {unknown}."),
-        ));
-    }
+    let obj = json_object(body, &FIELDS)?;
 
     let currency = match obj.get("currency") {
         None | Some(Value::Null) => return Err(missing("currency")),

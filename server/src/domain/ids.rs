@@ -90,6 +90,21 @@ prefixed_id!(
     KeyId,
     "key_"
 );
+prefixed_id!(
+    /// A merchant-facing event (a webhook's body): `evt_…`.
+    EventId,
+    "evt_"
+);
+prefixed_id!(
+    /// A webhook endpoint: `we_…`.
+    WebhookEndpointId,
+    "we_"
+);
+prefixed_id!(
+    /// One event owed to one webhook endpoint: `whd_…`.
+    DeliveryId,
+    "whd_"
+);
 
 #[cfg(test)]
 mod tests {

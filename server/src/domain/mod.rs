@@ -5,6 +5,6 @@ pub mod keys;
 pub mod money;
 pub mod phone;
 
-pub use ids::{AttemptId, MerchantId, SessionId};
+pub use ids::{AttemptId, DeliveryId, EventId, MerchantId, SessionId, WebhookEndpointId};
 pub use keys::{ApiKeyKind, Mode, SecretKey};
 pub use money::Money;

@@ -29,6 +29,12 @@ pub enum ApiError {
     /// 404 `session_not_found`: no such checkout session for this merchant and mode.
     #[error("checkout session not found")]
     SessionNotFound,
+    /// 404 `webhook_endpoint_not_found`: no such endpoint for this merchant and mode.
+    #[error("webhook endpoint not found")]
+    WebhookEndpointNotFound,
+    /// 404 `event_not_found`: no such event for this merchant and mode.
+    #[error("event not found")]
+    EventNotFound,
     /// 409 `session_not_open`: the session is complete or expired already.
     #[error("checkout session is not open")]
     SessionNotOpen,
@@ -63,7 +69,10 @@ impl ApiError {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound | ApiError::SessionNotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound
+            | ApiError::SessionNotFound
+            | ApiError::WebhookEndpointNotFound
+            | ApiError::EventNotFound => StatusCode::NOT_FOUND,
             ApiError::SessionNotOpen | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
             ApiError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -78,6 +87,8 @@ impl ApiError {
             ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::NotFound => "not_found",
             ApiError::SessionNotFound => "session_not_found",
+            ApiError::WebhookEndpointNotFound => "webhook_endpoint_not_found",
+            ApiError::EventNotFound => "event_not_found",
             ApiError::SessionNotOpen => "session_not_open",
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::RequestTooLarge => "request_too_large",
@@ -95,6 +106,8 @@ impl ApiError {
             }
             ApiError::NotFound => "No such resource.".into(),
             ApiError::SessionNotFound => "No such checkout session.".into(),
+            ApiError::WebhookEndpointNotFound => "No such webhook endpoint.".into(),
+            ApiError::EventNotFound => "No such event.".into(),
             ApiError::SessionNotOpen => "Only open checkout sessions can be changed.".into(),
             ApiError::IdempotencyKeyInUse => {
                 "A request with this Idempotency-Key is still being processed; retry shortly."

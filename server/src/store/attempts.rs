@@ -9,6 +9,7 @@ use sqlx::{Row, any::AnyRow};
 
 use super::{NewEvent, Store, StoreError, insert_event, parse_column};
 use crate::domain::{AttemptId, Money, SessionId, money::Currency};
+use crate::resources::EventType;
 
 /// The ~6 states every rail's result codes map onto.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +128,20 @@ impl AttemptRecord {
     }
 }
 
+/// An attempt read through `conn` (inside a transaction, it sees its own writes).
+pub(crate) async fn attempt_in(
+    conn: &mut sqlx::AnyConnection,
+    id: &AttemptId,
+) -> Result<Option<AttemptRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(AttemptRecord::from_row).transpose()
+}
+
 impl Store {
     /// Creates a pending attempt and logs `attempt.created`, in one transaction.
     pub async fn insert_attempt(
@@ -175,13 +190,8 @@ impl Store {
     }
 
     pub async fn attempt(&self, id: &AttemptId) -> Result<Option<AttemptRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(AttemptRecord::from_row).transpose()
+        let mut conn = self.pool.acquire().await?;
+        attempt_in(&mut conn, id).await
     }
 
     /// The session's pending attempt, if any (there is at most one).
@@ -249,8 +259,9 @@ impl Store {
     }
 
     /// Moves a pending attempt to a final status, exactly once. On success the session
-    /// becomes complete and paid in the same transaction. Returns false when the attempt
-    /// was not pending any more (someone else finalised it first).
+    /// becomes complete and paid in the same transaction, and the webhook events
+    /// (`payment.*`, `checkout.session.completed`) join the outbox in it too. Returns
+    /// false when the attempt was not pending any more (someone else finalised it first).
     pub async fn finalize_attempt(
         &self,
         id: &AttemptId,
@@ -303,6 +314,7 @@ impl Store {
             },
         )
         .await?;
+        super::outbox::enqueue_payment_event(&mut tx, id, now).await?;
         if to == AttemptStatus::Succeeded {
             // Money that arrives after expiry still completes the session: the shopper
             // paid, and the merchant must hear about it rather than lose it.
@@ -328,6 +340,14 @@ impl Store {
                         detail: json!({}),
                         at: now,
                     },
+                )
+                .await?;
+                super::outbox::enqueue_session_event(
+                    &mut tx,
+                    &self.public_url,
+                    &SessionId::from_db(session_id.clone()),
+                    EventType::CheckoutSessionCompleted,
+                    now,
                 )
                 .await?;
             }

@@ -129,6 +129,45 @@ impl Store {
         .transpose()
     }
 
+    /// Adds one key to an existing merchant; returns its `key_…` id.
+    pub async fn insert_api_key(
+        &self,
+        merchant_id: &MerchantId,
+        key: &NewApiKey,
+        now: i64,
+    ) -> Result<KeyId, StoreError> {
+        let id = KeyId::generate();
+        sqlx::query(
+            "INSERT INTO api_keys \
+             (id, merchant_id, kind, mode, masked, secret_hash, token, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id.as_str())
+        .bind(merchant_id.as_str())
+        .bind(key.kind.as_str())
+        .bind(key.mode.as_str())
+        .bind(&key.masked)
+        .bind(key.secret_hash.as_deref())
+        .bind(key.token.as_deref())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Revokes a key for good. False when there is no such unrevoked key.
+    pub async fn revoke_api_key(&self, id: &KeyId, now: i64) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id.as_str())
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
     /// A merchant's keys, newest first, masked.
     pub async fn api_keys(
         &self,

@@ -13,14 +13,21 @@
 mod attempts;
 mod idempotency;
 mod merchants;
+mod outbox;
 mod sandbox;
 mod sessions;
+mod webhooks;
 
 pub use attempts::{AttemptOutcome, AttemptRecord, AttemptStatus, NewAttempt};
 pub use idempotency::{IdempotencyBegin, KeyScope};
 pub use merchants::{ApiKeyRecord, MerchantRecord, NewApiKey};
+pub use outbox::{
+    DeliveryAttempt, DeliveryNext, DeliveryRecord, DeliveryStatus, DueDelivery, EventFilter,
+    StoredEvent,
+};
 pub use sandbox::{SandboxDecision, SandboxPush};
 pub use sessions::{NewSession, PaymentStatus, SessionRecord, SessionStatus};
+pub use webhooks::EndpointRecord;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{
@@ -90,6 +97,8 @@ impl StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Where hosted pages live, for the session objects written into events.
+    public_url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -123,7 +132,16 @@ impl Store {
             Backend::Postgres => url.to_owned(),
         };
         let pool = options.connect(&url).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            public_url: "".into(),
+        })
+    }
+
+    /// Sets the public URL that session objects inside events link to.
+    pub fn set_public_url(&mut self, public_url: &str) {
+        self.public_url = public_url.into();
     }
 
     /// Applies any migration not yet applied, for this backend.

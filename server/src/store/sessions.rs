@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{NewEvent, Store, StoreError, insert_event, parse_column};
 use crate::domain::{MerchantId, Mode, Money, SessionId, money::Currency};
+use crate::resources::EventType;
 
 /// Whether the session can still be paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +138,21 @@ impl SessionRecord {
     }
 }
 
+/// A session read through `conn` (inside a transaction, it sees the transaction's own
+/// writes).
+pub(crate) async fn session_in(
+    conn: &mut sqlx::AnyConnection,
+    id: &SessionId,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {SESSION_COLUMNS} FROM checkout_sessions s WHERE s.id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(SessionRecord::from_row).transpose()
+}
+
 impl Store {
     /// Creates a session and logs `session.created`, in one transaction.
     pub async fn insert_session(
@@ -211,13 +227,8 @@ impl Store {
     }
 
     pub async fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS} FROM checkout_sessions s WHERE s.id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(SessionRecord::from_row).transpose()
+        let mut conn = self.pool.acquire().await?;
+        session_in(&mut conn, id).await
     }
 
     /// A session with its merchant's display name, for the hosted page.
@@ -243,6 +254,7 @@ impl Store {
 
     /// Expires one open session (the merchant asked, or its time ran out). False when it
     /// was no longer open, so callers can tell "done now" from "already done".
+    /// Writes `checkout.session.expired` to the webhook outbox in the same transaction.
     pub async fn expire_session(
         &self,
         id: &SessionId,
@@ -272,6 +284,14 @@ impl Store {
                     detail: json!({ "reason": reason }),
                     at: now,
                 },
+            )
+            .await?;
+            super::outbox::enqueue_session_event(
+                &mut tx,
+                &self.public_url,
+                id,
+                EventType::CheckoutSessionExpired,
+                now,
             )
             .await?;
         }

@@ -109,9 +109,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_on(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// A running server whose config `tweak` adjusts first.
+pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let test_db = test_db(db).await;
     let site = tempfile::tempdir().expect("site dir");
-    let config = test_config(&test_db.url, site.path().to_path_buf());
+    let mut config = test_config(&test_db.url, site.path().to_path_buf());
+    tweak(&mut config);
     let app = Application::build(config).await.expect("build app");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
@@ -141,6 +147,10 @@ pub fn test_config(database_url: &str, site_root: PathBuf) -> Config {
     config.public_url = String::new();
     config.site_root = site_root;
     config.shutdown_grace_secs = 2;
+    // Webhook retries in milliseconds, not minutes, so retry schedules fit in a test.
+    config.webhooks.retry_base_ms = 100;
+    config.webhooks.retry_max_ms = 400;
+    config.webhooks.timeout_secs = 2;
     config
 }
 

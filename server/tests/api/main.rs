@@ -12,3 +12,4 @@ mod payments;
 mod sandbox_daraja;
 mod sessions_api;
 mod store;
+mod webhooks;

@@ -9,8 +9,8 @@ use malipo::{
     },
     merchants,
     store::{
-        AttemptOutcome, AttemptRecord, AttemptStatus, MerchantRecord, NewApiKey, NewAttempt,
-        NewSession, PaymentStatus, SessionRecord, SessionStatus,
+        AttemptOutcome, AttemptRecord, AttemptStatus, Backend, EventFilter, MerchantRecord,
+        NewApiKey, NewAttempt, NewSession, PaymentStatus, SessionRecord, SessionStatus,
     },
 };
 use secrecy::ExposeSecret;
@@ -45,6 +45,8 @@ on_both_backends!(
     due_polls_are_listed_and_rescheduled,
     the_event_log_is_append_only,
     migrations_are_idempotent,
+    events_and_deliveries_commit_with_the_state_change,
+    a_failed_outbox_write_undoes_the_state_change,
 );
 
 fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
@@ -329,6 +331,22 @@ async fn racing_finalisations_have_exactly_one_winner(store: TestStore) {
             .count(),
         usize::from(paid)
     );
+    // And exactly one webhook event for the attempt, plus the completion if paid.
+    let outbox = store
+        .events(
+            &session.merchant_id,
+            Mode::Test,
+            &EventFilter::default(),
+            100,
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = outbox.iter().rev().map(|e| e.kind.as_str()).collect();
+    if paid {
+        assert_eq!(kinds, ["payment.succeeded", "checkout.session.completed"]);
+    } else {
+        assert_eq!(kinds, ["payment.failed"]);
+    }
 }
 
 async fn late_success_still_completes_an_expired_session(store: TestStore) {
@@ -517,4 +535,146 @@ async fn migrations_are_idempotent(store: TestStore) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
+}
+
+async fn events_and_deliveries_commit_with_the_state_change(store: TestStore) {
+    let (session, attempt) = session_with_attempt(&store, 9_000_000).await;
+    let endpoint = malipo::webhooks::create_endpoint(
+        &store,
+        &session.merchant_id,
+        Mode::Test,
+        "https://ferry.example/hooks",
+        &[
+            "payment.succeeded".into(),
+            "checkout.session.completed".into(),
+        ],
+        "",
+        1_500,
+    )
+    .await
+    .unwrap();
+    // A live-mode endpoint of the same merchant must not get test events.
+    malipo::webhooks::create_endpoint(
+        &store,
+        &session.merchant_id,
+        Mode::Live,
+        "https://ferry.example/live-hooks",
+        &["*".into()],
+        "",
+        1_500,
+    )
+    .await
+    .unwrap();
+    let outcome = AttemptOutcome {
+        operator_receipt: Some("NLJ7RT61SV".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Succeeded,
+                &outcome,
+                "callback",
+                2_000
+            )
+            .await
+            .unwrap()
+    );
+    let events = store
+        .events(
+            &session.merchant_id,
+            Mode::Test,
+            &EventFilter::default(),
+            10,
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(&str, i64)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.sequence))
+        .collect();
+    assert_eq!(
+        seen,
+        [("checkout.session.completed", 2), ("payment.succeeded", 1)],
+        "newest first, ordered within the session"
+    );
+    let body = events[0].object().unwrap();
+    assert_eq!(body.data.object["status"], "complete");
+    assert_eq!(body.data.object["payment_status"], "paid");
+    assert_eq!(
+        events[1].object().unwrap().data.object["receipt"],
+        "NLJ7RT61SV"
+    );
+
+    let due = store.due_deliveries(2_000, 10).await.unwrap();
+    assert_eq!(
+        due.len(),
+        2,
+        "one delivery per event, test-mode endpoint only"
+    );
+    assert!(due.iter().all(|d| d.endpoint_id == endpoint.id));
+    assert!(
+        store
+            .events(
+                &session.merchant_id,
+                Mode::Live,
+                &EventFilter::default(),
+                10
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+        "objects never cross modes"
+    );
+
+    // A claimed delivery is not due again until its lease ends, and one claim wins.
+    assert!(store.claim_delivery(&due[0], 60_000).await.unwrap());
+    assert!(!store.claim_delivery(&due[0], 60_000).await.unwrap());
+    assert_eq!(store.due_deliveries(2_000, 10).await.unwrap().len(), 1);
+    assert_eq!(store.due_deliveries(60_000, 10).await.unwrap().len(), 2);
+}
+
+async fn a_failed_outbox_write_undoes_the_state_change(store: TestStore) {
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    // Make every event insert fail, as a full disk or a lost connection would.
+    match store.backend() {
+        Backend::Sqlite => {
+            sqlx::query(
+                "CREATE TRIGGER events_refuse BEFORE INSERT ON events \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        Backend::Postgres => {
+            for sql in [
+                "CREATE FUNCTION events_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+                "CREATE TRIGGER events_refuse BEFORE INSERT ON events \
+                 FOR EACH ROW EXECUTE FUNCTION events_refuse()",
+            ] {
+                sqlx::query(sql).execute(store.pool()).await.unwrap();
+            }
+        }
+    }
+    assert!(
+        store
+            .expire_session(&session.id, 2_000, "merchant")
+            .await
+            .is_err()
+    );
+    let after = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.status,
+        SessionStatus::Open,
+        "no change without its event"
+    );
+    let log = store.session_events(session.id.as_str()).await.unwrap();
+    assert!(log.iter().all(|e| e.kind != "session.expired"));
 }

@@ -1,0 +1,74 @@
+//! Reading JSON request bodies strictly: an object, only known fields, each checked,
+//! with a 400 naming the parameter otherwise.
+
+use serde_json::{Map, Value};
+
+use crate::http::error::ApiError;
+
+/// As [`json_object`], but an empty body reads as `{}` (for POSTs whose parameters
+/// are all optional).
+pub fn optional_json_object(body: &[u8], fields: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(Map::new())
+    } else {
+        json_object(body, fields)
+    }
+}
+
+/// The body as a JSON object with no fields outside `fields`.
+pub fn json_object(body: &[u8], fields: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
+        code: "invalid_json",
+        message: format!("The body is not valid JSON: {e}."),
+        param: None,
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::Invalid {
+            code: "invalid_json",
+            message: "The body must be a JSON object.".into(),
+            param: None,
+        });
+    };
+    if let Some(unknown) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(ApiError::invalid(
+            "unknown_parameter",
+            unknown,
+            format!("Unknown parameter {unknown}."),
+        ));
+    }
+    Ok(obj)
+}
+
+pub fn missing(param: &str) -> ApiError {
+    ApiError::invalid("parameter_missing", param, format!("{param} is required."))
+}
+
+pub fn text(
+    obj: &Map<String, Value>,
+    param: &str,
+    max_chars: usize,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
+    match obj.get(param) {
+        None | Some(Value::Null) if required => Err(missing(param)),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            let n = s.chars().count();
+            if (required && n == 0) || n > max_chars || s.chars().any(char::is_control) {
+                Err(ApiError::invalid(
+                    "parameter_invalid",
+                    param,
+                    format!("{param} must be 1 to {max_chars} characters of text."),
+                ))
+            } else {
+                Ok((n > 0).then(|| s.to_owned()))
+            }
+        }
+        Some(_) => Err(ApiError::invalid(
+            "parameter_invalid",
+            param,
+            format!("{param} must be a string."),
+        )),
+    }
+}

@@ -1,0 +1,201 @@
+//! `POST/GET /v1/webhook_endpoints`, `GET/DELETE /v1/webhook_endpoints/{id}`,
+//! `POST /v1/webhook_endpoints/{id}/rotate_secret`.
+
+use axum::{
+    Extension, Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{
+    Caller,
+    body::{json_object, missing, optional_json_object, text},
+};
+use crate::{
+    domain::WebhookEndpointId,
+    http::error::ApiError,
+    resources::{EventType, List, WebhookEndpointObject},
+    startup::AppState,
+    store::EndpointRecord,
+    time::now_ms,
+    webhooks::{self, DEFAULT_ROTATION_OVERLAP_SECS, EndpointError, MAX_ENDPOINTS},
+};
+
+impl From<EndpointError> for ApiError {
+    fn from(e: EndpointError) -> Self {
+        match e {
+            EndpointError::InvalidUrl => ApiError::invalid(
+                "invalid_url",
+                "url",
+                "url must be an absolute https URL (http is allowed in test mode only).",
+            ),
+            EndpointError::UnknownEvent(t) => {
+                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                ApiError::invalid(
+                    "unknown_event_type",
+                    "enabled_events",
+                    format!(
+                        "{t:?} is not an event type; use \"*\" or any of {}.",
+                        known.join(", ")
+                    ),
+                )
+            }
+            EndpointError::NoEvents => ApiError::invalid(
+                "parameter_invalid",
+                "enabled_events",
+                "enabled_events must list at least one event type, or \"*\".",
+            ),
+            EndpointError::TooMany => ApiError::invalid(
+                "endpoint_limit_reached",
+                "url",
+                format!("A merchant may have at most {MAX_ENDPOINTS} endpoints per mode."),
+            ),
+            EndpointError::InvalidOverlap => ApiError::invalid(
+                "parameter_invalid",
+                "expires_in",
+                format!(
+                    "expires_in must be whole seconds from 0 to {}.",
+                    webhooks::MAX_ROTATION_OVERLAP_SECS
+                ),
+            ),
+            EndpointError::NotFound => ApiError::WebhookEndpointNotFound,
+            EndpointError::Store(e) => e.into(),
+        }
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<WebhookEndpointObject>), ApiError> {
+    let obj = json_object(&body, &["url", "enabled_events", "description"])?;
+    let url = text(&obj, "url", 2048, true)?.unwrap_or_default();
+    let description = text(&obj, "description", 200, false)?.unwrap_or_default();
+    let events = match obj.get("enabled_events") {
+        None | Some(Value::Null) => return Err(missing("enabled_events")),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(ApiError::invalid(
+                    "parameter_invalid",
+                    "enabled_events",
+                    "enabled_events must be an array of strings.",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "parameter_invalid",
+                "enabled_events",
+                "enabled_events must be an array of strings.",
+            ));
+        }
+    };
+    let now = now_ms();
+    let endpoint = webhooks::create_endpoint(
+        &state.store,
+        &caller.merchant_id,
+        caller.mode,
+        &url,
+        &events,
+        &description,
+        now,
+    )
+    .await?;
+    tracing::info!(endpoint = %endpoint.id, "webhook endpoint created");
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookEndpointObject::with_secret(&endpoint, now)),
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<List<WebhookEndpointObject>>, ApiError> {
+    let now = now_ms();
+    let endpoints = state
+        .store
+        .endpoints(&caller.merchant_id, caller.mode)
+        .await?;
+    Ok(Json(List::new(
+        endpoints
+            .iter()
+            .map(|e| WebhookEndpointObject::new(e, now))
+            .collect(),
+        false,
+    )))
+}
+
+pub async fn retrieve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookEndpointObject>, ApiError> {
+    let endpoint = owned_endpoint(&state, &caller, &id).await?;
+    Ok(Json(WebhookEndpointObject::new(&endpoint, now_ms())))
+}
+
+/// The answer to a delete.
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub id: String,
+    /// Always `webhook_endpoint`.
+    pub object: &'static str,
+    /// Always true.
+    pub deleted: bool,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let endpoint = owned_endpoint(&state, &caller, &id).await?;
+    if !state.store.delete_endpoint(&endpoint.id, now_ms()).await? {
+        return Err(ApiError::WebhookEndpointNotFound);
+    }
+    tracing::info!(endpoint = %endpoint.id, "webhook endpoint deleted");
+    Ok(Json(Deleted {
+        id: endpoint.id.to_string(),
+        object: "webhook_endpoint",
+        deleted: true,
+    }))
+}
+
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<WebhookEndpointObject>, ApiError> {
+    let obj = optional_json_object(&body, &["expires_in"])?;
+    let overlap = match obj.get("expires_in") {
+        None | Some(Value::Null) => DEFAULT_ROTATION_OVERLAP_SECS,
+        Some(Value::Number(n)) => n.as_i64().ok_or(EndpointError::InvalidOverlap)?,
+        Some(_) => return Err(EndpointError::InvalidOverlap.into()),
+    };
+    let endpoint = owned_endpoint(&state, &caller, &id).await?;
+    let now = now_ms();
+    let endpoint = webhooks::rotate_secret(&state.store, &endpoint.id, overlap, now).await?;
+    tracing::info!(endpoint = %endpoint.id, overlap_secs = overlap, "webhook secret rotated");
+    Ok(Json(WebhookEndpointObject::with_secret(&endpoint, now)))
+}
+
+/// An endpoint of this merchant in this mode; anyone else's reads as not found.
+async fn owned_endpoint(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<EndpointRecord, ApiError> {
+    let id = WebhookEndpointId::parse(id).ok_or(ApiError::WebhookEndpointNotFound)?;
+    match state.store.endpoint(&id).await? {
+        Some(e) if e.merchant_id == caller.merchant_id && e.mode == caller.mode => Ok(e),
+        _ => Err(ApiError::WebhookEndpointNotFound),
+    }
+}

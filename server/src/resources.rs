@@ -1,0 +1,325 @@
+//! The objects merchants see: in API responses and inside webhook events. One typed
+//! struct per object, so the API, the events and the OpenAPI document cannot disagree.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use crate::{
+    domain::{Mode, phone::mask},
+    store::{AttemptRecord, AttemptStatus, PaymentStatus, SessionRecord, SessionStatus},
+};
+
+/// The kinds of event Malipo sends. Refund events will join when refunds do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// The session is paid: the booking can be confirmed.
+    CheckoutSessionCompleted,
+    /// The session ran out of time (or the merchant expired it) unpaid.
+    CheckoutSessionExpired,
+    /// One payment attempt brought the money in.
+    PaymentSucceeded,
+    /// One payment attempt failed, was cancelled or timed out; the shopper may retry.
+    PaymentFailed,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 4] = [
+        EventType::CheckoutSessionCompleted,
+        EventType::CheckoutSessionExpired,
+        EventType::PaymentSucceeded,
+        EventType::PaymentFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::CheckoutSessionCompleted => "checkout.session.completed",
+            EventType::CheckoutSessionExpired => "checkout.session.expired",
+            EventType::PaymentSucceeded => "payment.succeeded",
+            EventType::PaymentFailed => "payment.failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// The shopper, as the merchant gave them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Customer {
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// `checkout.session`: what the shopper is asked to pay, and whether they have.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckoutSessionObject {
+    /// `cs_…`
+    pub id: String,
+    /// Always `checkout.session`.
+    pub object: &'static str,
+    /// The hosted payment page.
+    pub url: String,
+    /// `open`, `complete` or `expired`.
+    pub status: &'static str,
+    /// `unpaid` or `paid`.
+    pub payment_status: &'static str,
+    /// In minor units of `currency`.
+    pub amount: i64,
+    pub currency: &'static str,
+    pub reference: String,
+    pub description: String,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub customer: Option<Customer>,
+    pub metadata: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Unix seconds.
+    pub created: i64,
+    pub livemode: bool,
+}
+
+impl CheckoutSessionObject {
+    /// The session as merchants see it, `now` in unix ms. A session past its expiry
+    /// reads as expired even before the sweeper has marked it.
+    pub fn new(public_url: &str, s: &SessionRecord, now: i64) -> Self {
+        let status = match s.status {
+            SessionStatus::Open if s.expires_at <= now => "expired",
+            other => other.as_str(),
+        };
+        CheckoutSessionObject {
+            id: s.id.to_string(),
+            object: "checkout.session",
+            url: format!("{public_url}/pay/{}", s.id),
+            status,
+            payment_status: match s.payment_status {
+                PaymentStatus::Paid => "paid",
+                PaymentStatus::Unpaid => "unpaid",
+            },
+            amount: s.amount.minor(),
+            currency: s.amount.currency().code(),
+            reference: s.reference.clone(),
+            description: s.description.clone(),
+            success_url: s.success_url.clone(),
+            cancel_url: s.cancel_url.clone(),
+            customer: (s.customer_phone.is_some() || s.customer_email.is_some()).then(|| {
+                Customer {
+                    phone: s.customer_phone.clone(),
+                    email: s.customer_email.clone(),
+                }
+            }),
+            metadata: s.metadata.clone(),
+            expires_at: s.expires_at / 1000,
+            created: s.created_at / 1000,
+            livemode: s.mode == Mode::Live,
+        }
+    }
+}
+
+/// `payment`: one attempt at paying a session on one rail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentObject {
+    /// `pa_…`
+    pub id: String,
+    /// Always `payment`.
+    pub object: &'static str,
+    /// The `cs_…` it pays.
+    pub checkout_session: String,
+    /// `mpesa`, …
+    pub rail: String,
+    /// `pending`, `succeeded`, `failed`, `cancelled` or `expired`.
+    pub status: &'static str,
+    pub amount: i64,
+    pub currency: &'static str,
+    /// The payer's number, masked (`2547•••••678`).
+    pub payer: Option<String>,
+    /// The operator's receipt, e.g. M-PESA's `MpesaReceiptNumber`.
+    pub receipt: Option<String>,
+    /// Why it did not succeed: `insufficient_funds`, `cancelled_by_user`, …
+    pub failure_code: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub livemode: bool,
+}
+
+impl PaymentObject {
+    pub fn new(a: &AttemptRecord, mode: Mode) -> Self {
+        PaymentObject {
+            id: a.id.to_string(),
+            object: "payment",
+            checkout_session: a.session_id.to_string(),
+            rail: a.rail.clone(),
+            status: a.status.as_str(),
+            amount: a.amount.minor(),
+            currency: a.amount.currency().code(),
+            payer: a.payer.as_deref().map(mask),
+            receipt: a.operator_receipt.clone(),
+            failure_code: a.failure_code.clone(),
+            created: a.created_at / 1000,
+            livemode: mode == Mode::Live,
+        }
+    }
+
+    /// The event an attempt reaching `status` announces, if any.
+    pub fn event_for(status: AttemptStatus) -> Option<EventType> {
+        match status {
+            AttemptStatus::Pending => None,
+            AttemptStatus::Succeeded => Some(EventType::PaymentSucceeded),
+            AttemptStatus::Failed | AttemptStatus::Cancelled | AttemptStatus::Expired => {
+                Some(EventType::PaymentFailed)
+            }
+        }
+    }
+}
+
+/// `event`: the body of every webhook, and what `GET /v1/events/{id}` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct EventObject {
+    /// `evt_…`; a redelivered or duplicated event keeps its id.
+    pub id: String,
+    /// Always `event`.
+    pub object: String,
+    /// `checkout.session.completed`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub livemode: bool,
+    /// Orders the events of one checkout session: 1, 2, 3, …
+    pub sequence: i64,
+    pub data: EventData,
+}
+
+/// The object the event is about, as it was when the event happened.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct EventData {
+    pub object: serde_json::Value,
+}
+
+/// `list`: one page of objects, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct List<T> {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<T>,
+    /// Whether more objects follow; pass the last id as `starting_after` to get them.
+    pub has_more: bool,
+}
+
+impl<T> List<T> {
+    pub fn new(data: Vec<T>, has_more: bool) -> Self {
+        List {
+            object: "list",
+            data,
+            has_more,
+        }
+    }
+}
+
+/// `webhook_endpoint`: where a merchant receives events in one mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookEndpointObject {
+    /// `we_…`
+    pub id: String,
+    /// Always `webhook_endpoint`.
+    pub object: &'static str,
+    pub url: String,
+    pub description: String,
+    /// Event types sent here, or `["*"]` for all.
+    pub enabled_events: Vec<String>,
+    pub livemode: bool,
+    /// Unix seconds.
+    pub created: i64,
+    /// The signing secret `whsec_…`: only in the answers to create and rotate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Until when (unix seconds) the previous secret also signs, after a rotation.
+    pub previous_secret_expires_at: Option<i64>,
+}
+
+impl WebhookEndpointObject {
+    /// Without the secret.
+    pub fn new(e: &crate::store::EndpointRecord, now: i64) -> Self {
+        WebhookEndpointObject {
+            id: e.id.to_string(),
+            object: "webhook_endpoint",
+            url: e.url.clone(),
+            description: e.description.clone(),
+            enabled_events: e.enabled_events.clone(),
+            livemode: e.mode == Mode::Live,
+            created: e.created_at / 1000,
+            secret: None,
+            previous_secret_expires_at: e
+                .previous_expires_at
+                .filter(|&t| t > now)
+                .map(|t| t / 1000),
+        }
+    }
+
+    /// With the secret, for the one answer that shows it.
+    pub fn with_secret(e: &crate::store::EndpointRecord, now: i64) -> Self {
+        use secrecy::ExposeSecret;
+        WebhookEndpointObject {
+            secret: Some(e.secret.expose_secret().to_owned()),
+            ..WebhookEndpointObject::new(e, now)
+        }
+    }
+}
+
+/// One POST of an event to an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryAttemptObject {
+    /// Unix milliseconds.
+    pub attempted_at: i64,
+    /// The HTTP status, or null when no answer came (timeout, refused connection).
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    /// Why it failed; null on success.
+    pub error: Option<String>,
+}
+
+/// `webhook_delivery`: one event owed to one endpoint, with every attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookDeliveryObject {
+    /// `whd_…`
+    pub id: String,
+    /// Always `webhook_delivery`.
+    pub object: &'static str,
+    /// The `evt_…` delivered.
+    pub event: String,
+    /// The `we_…` it goes to.
+    pub webhook_endpoint: String,
+    pub url: String,
+    /// `pending` (retrying), `succeeded` (a 2xx came back) or `failed` (gave up).
+    pub status: &'static str,
+    pub attempt_count: i64,
+    /// Unix milliseconds of the next try, while pending.
+    pub next_attempt_at: Option<i64>,
+    pub attempts: Vec<DeliveryAttemptObject>,
+}
+
+impl WebhookDeliveryObject {
+    pub fn new(d: &crate::store::DeliveryRecord) -> Self {
+        WebhookDeliveryObject {
+            id: d.id.to_string(),
+            object: "webhook_delivery",
+            event: d.event_id.to_string(),
+            webhook_endpoint: d.endpoint_id.to_string(),
+            url: d.url.clone(),
+            status: d.status.as_str(),
+            attempt_count: d.attempt_count,
+            next_attempt_at: d.next_attempt_at,
+            attempts: d
+                .attempts
+                .iter()
+                .map(|a| DeliveryAttemptObject {
+                    attempted_at: a.attempted_at,
+                    status_code: a.status_code,
+                    latency_ms: a.latency_ms,
+                    error: a.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The delivery worker: posts due deliveries, logs every attempt, and reschedules
+//! failures with exponential backoff and jitter until the retry window closes.
+//!
+//! Everything it needs is in the database, so deliveries resume after a restart. A
+//! delivery is claimed with a lease before it is posted: a worker that dies mid-post
+//! leaves it due again when the lease runs out, so it is sent at least once (a receiver
+//! de-duplicates by the event id, which never changes).
+
+use secrecy::ExposeSecret;
+use std::{sync::Arc, time::Duration};
+use tokio::{
+    sync::{Notify, Semaphore, broadcast},
+    task::JoinSet,
+};
+
+use super::signature;
+use crate::{
+    config::WebhooksConfig,
+    store::{DeliveryAttempt, DeliveryNext, DueDelivery, Store, StoreError},
+    time::now_ms,
+};
+
+/// Most posts in flight at once.
+const MAX_IN_FLIGHT: usize = 32;
+/// How often the worker looks for due deliveries when nothing wakes it.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// The deliverer. Cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    store: Store,
+    config: WebhooksConfig,
+    client: reqwest::Client,
+    wake: Arc<Notify>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Webhooks {
+    pub fn new(store: Store, config: WebhooksConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
+            // A redirect is not a 2xx: the merchant must fix the URL, and following it
+            // could send signed payloads somewhere nobody registered.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Malipo-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Webhooks {
+            store,
+            config,
+            client,
+            wake: Arc::new(Notify::new()),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        })
+    }
+
+    /// Asks the worker to look for due deliveries now (after a redelivery, say).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The delay after the `failures`-th failed attempt: `base · 2^(failures-1)`, capped,
+    /// then drawn uniformly from its upper half so receivers coming back up are not hit
+    /// by every retry at once.
+    pub fn backoff_ms(&self, failures: i64) -> i64 {
+        let exp = u32::try_from(failures.saturating_sub(1).clamp(0, 40)).unwrap_or(40);
+        let full = self
+            .config
+            .retry_base_ms
+            .saturating_mul(1u64 << exp.min(40))
+            .min(self.config.retry_max_ms);
+        let half = full / 2;
+        let mut r = [0u8; 8];
+        let jitter = match getrandom::fill(&mut r) {
+            Ok(()) => u64::from_le_bytes(r) % (full - half + 1),
+            Err(_) => 0,
+        };
+        i64::try_from(half + jitter).unwrap_or(i64::MAX)
+    }
+
+    /// What happens after a failed attempt made at `now`.
+    fn after_failure(&self, d: &DueDelivery, now: i64) -> DeliveryNext {
+        let window_ms = i64::try_from(self.config.retry_window_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        let deadline = d.retry_from.saturating_add(window_ms);
+        if now >= deadline {
+            DeliveryNext::GiveUp
+        } else {
+            // The last retry lands on the deadline rather than past it.
+            DeliveryNext::RetryAt((now + self.backoff_ms(d.attempt_count + 1)).min(deadline))
+        }
+    }
+
+    /// Runs until aborted: delivers whatever is due, then waits for a state change, a
+    /// wake-up or the idle poll.
+    pub async fn run(self, mut changes: broadcast::Receiver<String>) {
+        let mut tasks = JoinSet::new();
+        loop {
+            if let Err(e) = self.dispatch_due(&mut tasks).await {
+                tracing::warn!(error = %e, "webhook dispatch failed; retrying shortly");
+            }
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = self.wake.notified() => {}
+                // Lagged or closed both just mean "look now".
+                _ = changes.recv() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+    }
+
+    /// One pass: claims due deliveries and starts posting them (up to the in-flight
+    /// limit). Returns how many it started.
+    async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
+        let free = self.in_flight.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let due = self
+            .store
+            .due_deliveries(now, i64::try_from(free).unwrap_or(32))
+            .await?;
+        let lease_ms = i64::try_from(self.config.timeout_secs).unwrap_or(10) * 1000 + 30_000;
+        let mut started = 0;
+        for d in due {
+            if !self.store.claim_delivery(&d, now + lease_ms).await? {
+                continue; // another worker has it
+            }
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                break; // the lease brings it back
+            };
+            let me = self.clone();
+            tasks.spawn(async move {
+                me.deliver(d).await;
+                drop(permit);
+            });
+            started += 1;
+        }
+        Ok(started)
+    }
+
+    /// Delivers everything due now and waits for the posts to finish (tests, CLI).
+    pub async fn deliver_due_now(&self) -> Result<usize, StoreError> {
+        let mut tasks = JoinSet::new();
+        let n = self.dispatch_due(&mut tasks).await?;
+        while tasks.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    #[tracing::instrument(skip_all, fields(delivery = %d.id, event = %d.event_id, endpoint = %d.endpoint_id))]
+    async fn deliver(&self, d: DueDelivery) {
+        let started = std::time::Instant::now();
+        let attempted_at = now_ms();
+        let mut secrets = vec![d.secret.expose_secret()];
+        if let (Some(prev), Some(until)) = (&d.previous_secret, d.previous_expires_at)
+            && until > attempted_at
+        {
+            secrets.push(prev.expose_secret());
+        }
+        let t = attempted_at / 1000;
+        let header = signature::header_value(&secrets, t, d.payload.as_bytes());
+        let result = self
+            .client
+            .post(&d.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(signature::HEADER, header)
+            .body(d.payload.clone())
+            .send()
+            .await;
+        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let (status_code, error) = match &result {
+            Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16()), None),
+            Ok(resp) => (
+                Some(resp.status().as_u16()),
+                Some(format!("HTTP {}", resp.status().as_u16())),
+            ),
+            Err(e) if e.is_timeout() => (None, Some("timed out".to_owned())),
+            Err(e) if e.is_connect() => (None, Some("could not connect".to_owned())),
+            Err(e) => (None, Some(format!("request failed: {}", error_chain(e)))),
+        };
+        let next = if error.is_none() {
+            DeliveryNext::Delivered
+        } else {
+            self.after_failure(&d, now_ms())
+        };
+        match next {
+            DeliveryNext::Delivered => tracing::info!(latency_ms, "webhook delivered"),
+            DeliveryNext::RetryAt(at) => {
+                tracing::info!(latency_ms, error = ?error, retry_in_ms = at - now_ms(), "webhook failed; will retry");
+            }
+            DeliveryNext::GiveUp => {
+                tracing::warn!(error = ?error, "webhook failed; retry window closed, giving up");
+            }
+        }
+        let attempt = DeliveryAttempt {
+            attempted_at,
+            status_code: status_code.map(i64::from),
+            latency_ms,
+            error,
+        };
+        if let Err(e) = self
+            .store
+            .record_delivery_attempt(&d.id, &attempt, next)
+            .await
+        {
+            // The lease runs out and the delivery is tried again: at least once.
+            tracing::error!(error = %e, "could not record a webhook attempt");
+        }
+    }
+}
+
+/// The error and its causes on one line (reqwest hides the useful part in `source`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn worker(base: u64, max: u64) -> Webhooks {
+        let store = Store::connect(&secrecy::SecretString::from("sqlite::memory:"), 1)
+            .await
+            .unwrap();
+        Webhooks::new(
+            store,
+            WebhooksConfig {
+                retry_base_ms: base,
+                retry_max_ms: max,
+                ..WebhooksConfig::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn backoff_doubles_within_jitter_and_caps() {
+        let w = worker(10_000, 6 * 3600 * 1000).await;
+        for (failures, full) in [(1, 10_000), (2, 20_000), (3, 40_000), (6, 320_000)] {
+            for _ in 0..50 {
+                let d = w.backoff_ms(failures);
+                assert!((full / 2..=full).contains(&d), "{failures}: {d}");
+            }
+        }
+        for _ in 0..50 {
+            let d = w.backoff_ms(60);
+            assert!((3 * 3600 * 1000..=6 * 3600 * 1000).contains(&d), "{d}");
+        }
+        // Over 5 days the default schedule makes a few dozen attempts, not thousands.
+        let (mut t, mut n) = (0i64, 0);
+        while t < 5 * 24 * 3600 * 1000 {
+            n += 1;
+            t += w.backoff_ms(n);
+        }
+        assert!((20..=60).contains(&n), "{n} attempts in 5 days");
+    }
+}
