@@ -140,6 +140,7 @@ pub fn failure_message(code: &str) -> &'static str {
             "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
         }
         "not_payable" => "This amount can't be paid with M-PESA.",
+        "rail_unavailable" => "M-PESA isn't switched on for this shop yet. Nothing was charged.",
         "operator_unreachable" | "operator_error" => {
             "We couldn't reach M-PESA. Nothing was charged; please try again in a minute."
         }

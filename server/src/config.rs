@@ -56,8 +56,15 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     /// Env `MALIPO_SHUTDOWN_GRACE_SECS`; default 10.
     pub shutdown_grace_secs: u64,
-    /// Safaricom Daraja (M-PESA Express) credentials: the `[mpesa]` table.
+    /// Test mode's Daraja (M-PESA Express) credentials: the `[mpesa]` table. By default
+    /// the built-in sandbox; may point at Safaricom's own sandbox.
     pub mpesa: MpesaConfig,
+    /// Live mode's Daraja credentials: the `[mpesa_live]` table, env `MALIPO_MPESA_LIVE_*`.
+    /// Empty `base_url` (the default) means live M-PESA is off: live sessions cannot be
+    /// paid with M-PESA. When set, it must be an `https://` URL that is not a sandbox,
+    /// with real credentials — start-up fails otherwise, so live money never reaches a
+    /// sandbox.
+    pub mpesa_live: MpesaConfig,
     /// Webhook delivery: the `[webhooks]` table.
     pub webhooks: WebhooksConfig,
 }
@@ -143,6 +150,52 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Where live mode's Daraja connector sends requests, if live M-PESA is on.
+    pub fn mpesa_live_base_url(&self) -> Option<String> {
+        let url = self.mpesa_live.base_url.trim_end_matches('/');
+        (!url.is_empty()).then(|| url.to_owned())
+    }
+
+    /// Live M-PESA, when switched on, must be a real Daraja with real credentials.
+    fn check_mpesa_live(&self) -> Result<(), ConfigError> {
+        let live = &self.mpesa_live;
+        let Some(url) = self.mpesa_live_base_url() else {
+            return Ok(());
+        };
+        let invalid = |why: &str| {
+            Err(ConfigError::Invalid {
+                field: "mpesa_live",
+                why: why.into(),
+            })
+        };
+        let parsed = url::Url::parse(&url).ok();
+        let host = parsed.as_ref().and_then(|u| u.host_str()).unwrap_or("");
+        if parsed.as_ref().is_none_or(|u| u.scheme() != "https") {
+            return invalid("base_url must be an https:// URL");
+        }
+        if url.contains("/sandbox")
+            || host.contains("sandbox")
+            || (!self.public_url.is_empty() && url.starts_with(&self.public_url))
+        {
+            return invalid("base_url points at a sandbox; live mode never reaches one");
+        }
+        if live.consumer_key.is_empty()
+            || live.consumer_key == MpesaConfig::default().consumer_key
+            || live.consumer_secret.expose_secret().is_empty()
+            || live.shortcode.is_empty()
+            || live.passkey.expose_secret().is_empty()
+            || live.passkey.expose_secret() == SANDBOX_PASSKEY
+        {
+            return invalid(
+                "consumer_key, consumer_secret, shortcode and passkey must all be set to live \
+                 credentials",
+            );
+        }
+        Ok(())
+    }
+}
+
 fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
     String::deserialize(d).map(SecretString::from)
 }
@@ -160,6 +213,13 @@ impl Default for Config {
             sandbox: true,
             shutdown_grace_secs: 10,
             mpesa: MpesaConfig::default(),
+            mpesa_live: MpesaConfig {
+                base_url: String::new(),
+                consumer_key: String::new(),
+                consumer_secret: SecretString::from(""),
+                shortcode: String::new(),
+                passkey: SecretString::from(""),
+            },
             webhooks: WebhooksConfig::default(),
         }
     }
@@ -291,6 +351,21 @@ impl Config {
         if let Some(v) = env("MALIPO_MPESA_PASSKEY") {
             self.mpesa.passkey = SecretString::from(v);
         }
+        if let Some(v) = env("MALIPO_MPESA_LIVE_BASE_URL") {
+            self.mpesa_live.base_url = v;
+        }
+        if let Some(v) = env("MALIPO_MPESA_LIVE_CONSUMER_KEY") {
+            self.mpesa_live.consumer_key = v;
+        }
+        if let Some(v) = env("MALIPO_MPESA_LIVE_CONSUMER_SECRET") {
+            self.mpesa_live.consumer_secret = SecretString::from(v);
+        }
+        if let Some(v) = env("MALIPO_MPESA_LIVE_SHORTCODE") {
+            self.mpesa_live.shortcode = v;
+        }
+        if let Some(v) = env("MALIPO_MPESA_LIVE_PASSKEY") {
+            self.mpesa_live.passkey = SecretString::from(v);
+        }
         if let Some(v) = env("MALIPO_WEBHOOKS_TIMEOUT_SECS") {
             self.webhooks.timeout_secs = parse("MALIPO_WEBHOOKS_TIMEOUT_SECS", v)?;
         }
@@ -324,6 +399,7 @@ impl Config {
             });
         }
         self.public_url = url;
+        self.check_mpesa_live()?;
         let w = &self.webhooks;
         if w.timeout_secs == 0 || w.retry_base_ms == 0 || w.retry_max_ms < w.retry_base_ms {
             return Err(ConfigError::Invalid {
@@ -401,6 +477,45 @@ mod tests {
         std::fs::write(&path, "databse_url = \"sqlite://x.db\"\n").unwrap();
         let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
         assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn live_mpesa_is_off_by_default_and_never_a_sandbox() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.mpesa_live_base_url(), None);
+        let live = [
+            ("MALIPO_MPESA_LIVE_CONSUMER_KEY", "ck-live"),
+            ("MALIPO_MPESA_LIVE_CONSUMER_SECRET", "cs-live"),
+            ("MALIPO_MPESA_LIVE_SHORTCODE", "600100"),
+            ("MALIPO_MPESA_LIVE_PASSKEY", "live-passkey"),
+        ];
+        let with = |url: &'static str| {
+            let mut pairs = live.to_vec();
+            pairs.push(("MALIPO_MPESA_LIVE_BASE_URL", url));
+            Config::load_from(None, env(&pairs))
+        };
+        assert_eq!(
+            with("https://api.safaricom.co.ke/")
+                .unwrap()
+                .mpesa_live_base_url(),
+            Some("https://api.safaricom.co.ke".into())
+        );
+        for bad in [
+            "https://sandbox.safaricom.co.ke",
+            "http://api.safaricom.co.ke",
+            "http://127.0.0.1:3000/sandbox/daraja",
+            "https://127.0.0.1:3000/sandbox/daraja",
+        ] {
+            let err = with(bad).unwrap_err();
+            assert!(err.to_string().contains("mpesa_live"), "{bad}: {err}");
+        }
+        // A live URL with the sandbox's credentials is refused too.
+        let err = Config::load_from(
+            None,
+            env(&[("MALIPO_MPESA_LIVE_BASE_URL", "https://api.safaricom.co.ke")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("credentials"), "{err}");
     }
 
     #[test]

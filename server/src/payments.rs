@@ -21,7 +21,7 @@ use crate::{
         },
     },
     domain::{
-        AttemptId, SessionId,
+        AttemptId, Mode, SessionId,
         ids::random_base62,
         keys::hash_token,
         money::Currency,
@@ -52,6 +52,10 @@ pub enum PayError {
     InvalidPhone,
     #[error("M-PESA takes whole Kenyan shillings only")]
     NotPayableWithMpesa,
+    /// Live mode with no live Daraja credentials configured: live payments never fall
+    /// back to a sandbox.
+    #[error("M-PESA is not configured for this mode")]
+    RailNotConfigured,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -71,7 +75,10 @@ pub enum CallbackError {
 #[derive(Clone)]
 pub struct Payments {
     store: Store,
-    daraja: Arc<Daraja>,
+    /// Test mode's Daraja (the built-in sandbox by default).
+    daraja_test: Arc<Daraja>,
+    /// Live mode's Daraja, when configured. Never a sandbox (the config refuses one).
+    daraja_live: Option<Arc<Daraja>>,
     public_url: String,
     /// Ids of sessions whose payment state just changed (for the live page).
     changes: tokio::sync::broadcast::Sender<String>,
@@ -104,13 +111,27 @@ fn outcome_to_status(o: &RailOutcome) -> Option<(AttemptStatus, AttemptOutcome)>
 }
 
 impl Payments {
-    pub fn new(store: Store, daraja: Arc<Daraja>, public_url: String) -> Self {
+    pub fn new(
+        store: Store,
+        daraja_test: Arc<Daraja>,
+        daraja_live: Option<Arc<Daraja>>,
+        public_url: String,
+    ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
         Payments {
             store,
-            daraja,
+            daraja_test,
+            daraja_live,
             public_url,
             changes,
+        }
+    }
+
+    /// The Daraja connector for a mode: objects never cross modes, so neither do rails.
+    fn daraja(&self, mode: Mode) -> Option<&Arc<Daraja>> {
+        match mode {
+            Mode::Test => Some(&self.daraja_test),
+            Mode::Live => self.daraja_live.as_ref(),
         }
     }
 
@@ -147,6 +168,10 @@ impl Payments {
         if session.amount.currency() != Currency::Kes || session.amount.minor() % 100 != 0 {
             return Err(PayError::NotPayableWithMpesa);
         }
+        let daraja = self
+            .daraja(session.mode)
+            .ok_or(PayError::RailNotConfigured)?
+            .clone();
         if let Some(pending) = self.store.pending_attempt(session_id).await? {
             return Ok(pending);
         }
@@ -185,7 +210,7 @@ impl Payments {
             account_reference: session.reference.clone(),
             description: self.merchant_label(&session.merchant_id).await,
         };
-        match self.daraja.stk_push(&params, now).await {
+        match daraja.stk_push(&params, now).await {
             Ok(accepted) => {
                 self.store
                     .set_operator_request_id(&attempt.id, &accepted.checkout_request_id, now_ms())
@@ -348,7 +373,18 @@ impl Payments {
                 }
                 continue;
             };
-            let outcome = match self.daraja.stk_query(request_id, now).await {
+            let mode = match self.store.session(&attempt.session_id).await? {
+                Some(session) => session.mode,
+                None => continue,
+            };
+            let Some(daraja) = self.daraja(mode) else {
+                tracing::error!(attempt = %attempt.id, "pending live attempt but no live Daraja configured");
+                let next =
+                    next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
+                self.store.reschedule_poll(&attempt.id, next, now).await?;
+                continue;
+            };
+            let outcome = match daraja.stk_query(request_id, now).await {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::warn!(attempt = %attempt.id, error = %e, "STK query failed; will retry");

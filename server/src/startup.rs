@@ -74,9 +74,17 @@ impl Application {
         };
         let daraja = crate::connectors::mpesa::Daraja::new(config.mpesa_base_url(), &config.mpesa)
             .context("Daraja HTTP client")?;
+        let daraja_live = match config.mpesa_live_base_url() {
+            Some(url) => Some(Arc::new(
+                crate::connectors::mpesa::Daraja::new(url, &config.mpesa_live)
+                    .context("live Daraja HTTP client")?,
+            )),
+            None => None,
+        };
         let payments = crate::payments::Payments::new(
             store.clone(),
             Arc::new(daraja),
+            daraja_live,
             config.public_url.clone(),
         );
         let webhooks = crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone())

@@ -57,6 +57,9 @@ async fn pay_mpesa(
         Err(PayError::NotPayableWithMpesa) => {
             Redirect::to(&format!("{page}?error=not_payable")).into_response()
         }
+        Err(PayError::RailNotConfigured) => {
+            Redirect::to(&format!("{page}?error=rail_unavailable")).into_response()
+        }
         Err(PayError::Store(e)) => {
             tracing::error!(error = %e, "starting payment failed");
             Redirect::to(&format!("{page}?error=unavailable")).into_response()

@@ -1,7 +1,7 @@
 //! The `malipo` binary's subcommands, run as a user would.
 
 use crate::helpers::{Db, test_db};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::process::Command;
 
 fn malipo(db_url: &str, args: &[&str]) -> std::process::Output {
@@ -179,4 +179,113 @@ async fn log_format_flag_switches_to_json_lines() {
             .iter()
             .all(|l| l.get("level").is_some() && l.get("timestamp").is_some())
     );
+}
+
+#[tokio::test]
+async fn keys_and_webhook_endpoints_are_managed_from_the_cli() {
+    let db = test_db(Db::Sqlite).await;
+    let run = |args: &[&str]| {
+        let out = malipo(&db.url, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let merchant: Value = serde_json::from_str(&run(&[
+        "merchant",
+        "create",
+        "--name",
+        "Lamu Dhows",
+        "--json",
+    ]))
+    .unwrap();
+    let mer = merchant["id"].as_str().unwrap();
+
+    let live: Value = serde_json::from_str(&run(&[
+        "key",
+        "create",
+        "--merchant",
+        mer,
+        "--mode",
+        "live",
+        "--json",
+    ]))
+    .unwrap();
+    let live_key = live["key"].as_str().unwrap();
+    assert!(live_key.starts_with("sk_live_"), "{live}");
+    let listed: Value =
+        serde_json::from_str(&run(&["key", "list", "--merchant", mer, "--json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        3,
+        "test secret, test publishable, live secret"
+    );
+    let text = serde_json::to_string(listed).unwrap();
+    assert!(!text.contains(&live_key[8..]), "keys are listed masked");
+    let entry = listed.iter().find(|k| k["id"] == live["id"]).unwrap();
+    assert_eq!(
+        (&entry["mode"], &entry["revoked"]),
+        (&json!("live"), &Value::Null)
+    );
+
+    run(&["key", "revoke", live["id"].as_str().unwrap()]);
+    let listed: Value =
+        serde_json::from_str(&run(&["key", "list", "--merchant", mer, "--json"])).unwrap();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == live["id"])
+        .unwrap()
+        .clone();
+    assert!(entry["revoked"].as_i64().is_some());
+    let again = malipo(&db.url, &["key", "revoke", live["id"].as_str().unwrap()]);
+    assert!(!again.status.success(), "revoking twice is an error");
+
+    let endpoint: Value = serde_json::from_str(&run(&[
+        "webhook",
+        "create",
+        "--merchant",
+        mer,
+        "--url",
+        "http://127.0.0.1:9/hooks",
+        "--events",
+        "checkout.session.completed,payment.failed",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(endpoint["secret"].as_str().unwrap().starts_with("whsec_"));
+    let live_http = malipo(
+        &db.url,
+        &[
+            "webhook",
+            "create",
+            "--merchant",
+            mer,
+            "--mode",
+            "live",
+            "--url",
+            "http://lodge.example/h",
+        ],
+    );
+    assert!(!live_http.status.success(), "live endpoints need https");
+    let list: Value =
+        serde_json::from_str(&run(&["webhook", "list", "--merchant", mer, "--json"])).unwrap();
+    assert_eq!(list[0]["id"], endpoint["id"]);
+    assert!(list[0].get("secret").is_none());
+    let rotated: Value = serde_json::from_str(&run(&[
+        "webhook",
+        "rotate",
+        endpoint["id"].as_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_ne!(rotated["secret"], endpoint["secret"]);
+    run(&["webhook", "delete", endpoint["id"].as_str().unwrap()]);
+    let list: Value =
+        serde_json::from_str(&run(&["webhook", "list", "--merchant", mer, "--json"])).unwrap();
+    assert_eq!(list, json!([]));
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod health;
 mod helpers;
+mod modes;
 mod pages;
 mod pay_flow;
 mod payments;
