@@ -43,6 +43,9 @@ pub struct CheckoutView {
     /// The number to prefill (the last one tried, or the merchant's `customer.phone`),
     /// in local form: `0712345678`.
     pub phone: String,
+    /// When the page is framed by `checkout.js`: the embedding origin, already checked
+    /// against the merchant's allowed origins. Messages go to this origin only.
+    pub embed_origin: Option<String>,
 }
 
 impl CheckoutView {

@@ -16,9 +16,12 @@ pub struct ServiceUnavailable;
 /// What the hosted pages need from the server.
 pub trait PageService: Send + Sync + 'static {
     /// The checkout page for a session id, `None` when there is no such session.
+    /// `embed` is the origin `checkout.js` says is framing the page; the view carries
+    /// it back only if the merchant allows that origin.
     fn checkout_view<'a>(
         &'a self,
         session_id: &'a str,
+        embed: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<CheckoutView>, ServiceUnavailable>>;
 }
 

@@ -175,6 +175,7 @@ pub fn checkout_view(
             .or(session.customer_phone.as_deref())
             .map(local_form)
             .unwrap_or_default(),
+        embed_origin: None,
     }
 }
 
@@ -182,6 +183,7 @@ impl PageService for CheckoutService {
     fn checkout_view<'a>(
         &'a self,
         session_id: &'a str,
+        embed: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<CheckoutView>, ServiceUnavailable>> {
         Box::pin(async move {
             // Malformed ids never reach the database.
@@ -193,12 +195,16 @@ impl PageService for CheckoutService {
                     return Ok(None);
                 };
                 let latest = self.store.latest_attempt(&id).await?;
-                Ok::<_, StoreError>(Some(checkout_view(
-                    &session,
-                    name,
-                    latest.as_ref(),
-                    now_ms(),
-                )))
+                let mut view = checkout_view(&session, name, latest.as_ref(), now_ms());
+                // Embedded only for an origin the merchant allows; any other claim is
+                // ignored (and the browser refuses the frame anyway, by CSP).
+                if let Some(origin) = embed.and_then(crate::embed::parse_origin) {
+                    let allowed = self.store.embed_origins(&session.merchant_id).await?;
+                    if allowed.contains(&origin) {
+                        view.embed_origin = Some(origin);
+                    }
+                }
+                Ok::<_, StoreError>(Some(view))
             };
             match loaded.await {
                 Ok(view) => Ok(view),

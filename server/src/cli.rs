@@ -156,6 +156,14 @@ pub enum MerchantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set the origins allowed to embed the merchant's checkout (replaces the list; none
+    /// means nobody may frame it).
+    EmbedOrigins {
+        #[arg(long)]
+        merchant: String,
+        /// `https://host[:port]` (or `http://localhost:PORT`), repeatable.
+        origins: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +222,38 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Migrate => {
             let store = connect(&config).await?;
             println!("migrations applied ({})", store.backend().as_str());
+            Ok(())
+        }
+        Command::Merchant {
+            command: MerchantCommand::EmbedOrigins { merchant, origins },
+        } => {
+            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let parsed = origins
+                .iter()
+                .map(|o| {
+                    crate::embed::parse_origin(o).with_context(|| {
+                        format!(
+                            "{o:?} is not an origin (https://host[:port], or http://localhost:PORT)"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            anyhow::ensure!(
+                parsed.len() <= crate::embed::MAX_ORIGINS,
+                "at most 10 origins"
+            );
+            let store = connect(&config).await?;
+            let found = store.set_embed_origins(&merchant, &parsed).await?;
+            store.close().await;
+            anyhow::ensure!(found, "no merchant {merchant}");
+            println!(
+                "embed origins: {}",
+                if parsed.is_empty() {
+                    "none".into()
+                } else {
+                    parsed.join(" ")
+                }
+            );
             Ok(())
         }
         Command::Merchant {
@@ -501,6 +541,9 @@ async fn serve(config: Config, seed_demo: bool) -> anyhow::Result<()> {
             );
         }
         println!("Demo checkout: {}", seeded.session_url);
+    }
+    if let Some(url) = app.sandbox_merchant_url() {
+        println!("Sandbox merchant site: {url}/sandbox/merchant");
     }
     app.run_until_stopped().await
 }

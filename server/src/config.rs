@@ -53,6 +53,12 @@ pub struct Config {
     /// Serve the sandbox operators (test mode only; live mode never reaches them).
     /// Env `MALIPO_SANDBOX`; default `true`.
     pub sandbox: bool,
+    /// Where the sandbox merchant site ("Maasai Mara Safaris", `/sandbox/merchant`)
+    /// listens: its own origin, to show the embedded checkout working across origins.
+    /// Only with `sandbox` on; empty or `off` turns it off.
+    /// Env `MALIPO_SANDBOX_MERCHANT_LISTEN`; default `127.0.0.1:3001`.
+    #[serde(deserialize_with = "optional_addr")]
+    pub sandbox_merchant_listen: Option<SocketAddr>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     /// Env `MALIPO_SHUTDOWN_GRACE_SECS`; default 10.
     pub shutdown_grace_secs: u64,
@@ -196,6 +202,14 @@ impl Config {
     }
 }
 
+fn optional_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.as_str() {
+        "" | "off" => Ok(None),
+        _ => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
     String::deserialize(d).map(SecretString::from)
 }
@@ -211,6 +225,7 @@ impl Default for Config {
             log: "info,sqlx=warn".into(),
             site_root: PathBuf::from("target/site"),
             sandbox: true,
+            sandbox_merchant_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
             shutdown_grace_secs: 10,
             mpesa: MpesaConfig::default(),
             mpesa_live: MpesaConfig {
@@ -331,6 +346,12 @@ impl Config {
                         why: "expected true or false".into(),
                     });
                 }
+            };
+        }
+        if let Some(v) = env("MALIPO_SANDBOX_MERCHANT_LISTEN") {
+            self.sandbox_merchant_listen = match v.as_str() {
+                "" | "off" => None,
+                _ => Some(parse("MALIPO_SANDBOX_MERCHANT_LISTEN", v)?),
             };
         }
         if let Some(v) = env("MALIPO_SHUTDOWN_GRACE_SECS") {

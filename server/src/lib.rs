@@ -10,6 +10,7 @@
 //! - [`domain`]: types that can only be built valid (ids, money, API keys).
 //! - [`store`]: the one database layer, SQLite or PostgreSQL, same queries.
 //! - [`checkout`], [`merchants`]: services over the store.
+//! - [`embed`]: `checkout.js` and the per-merchant `frame-ancestors` policy.
 //! - [`resources`]: the objects merchants see (sessions, payments, events).
 //! - [`webhooks`]: signing, the delivery worker and endpoint management.
 //! - [`sweeper`]: expires sessions on time, forgets week-old idempotency keys.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod connectors;
 pub mod demo;
 pub mod domain;
+pub mod embed;
 pub mod http;
 pub mod merchants;
 pub mod payments;

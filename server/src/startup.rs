@@ -39,6 +39,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// The sandbox merchant site, on its own listener (its own origin).
+    merchant_site: Option<(TcpListener, Router)>,
 }
 
 impl Application {
@@ -100,10 +102,25 @@ impl Application {
             leptos_options,
         };
         let router = http::router(state.clone());
+        let merchant_site = match state.config.sandbox_merchant_listen {
+            Some(addr) if state.config.sandbox => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the sandbox merchant site on {addr}"))?;
+                let origin = format!("http://{}", listener.local_addr()?);
+                let site =
+                    crate::sandbox::merchant::site(&state.store, &state.config.public_url, &origin)
+                        .await
+                        .context("setting up the sandbox merchant")?;
+                Some((listener, site))
+            }
+            _ => None,
+        };
         Ok(Application {
             listener,
             router,
             state,
+            merchant_site,
         })
     }
 
@@ -116,6 +133,12 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| self.state.config.listen)
+    }
+
+    /// The sandbox merchant site's base URL (`http://127.0.0.1:PORT`), when it runs.
+    pub fn sandbox_merchant_url(&self) -> Option<String> {
+        let (listener, _) = self.merchant_site.as_ref()?;
+        listener.local_addr().ok().map(|a| format!("http://{a}"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -141,6 +164,13 @@ impl Application {
             })
             .into_future();
         let mut server = tokio::spawn(server);
+        let merchant_site = self.merchant_site.map(|(listener, site)| {
+            AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, site).await {
+                    tracing::error!(error = %e, "sandbox merchant site stopped");
+                }
+            }))
+        });
         // Stops with the server, however `run_until` returns.
         let sweeper = AbortOnDrop(tokio::spawn(crate::sweeper::run(
             self.state.store.clone(),
@@ -178,6 +208,7 @@ impl Application {
         drop(sweeper);
         drop(poller);
         drop(webhooks);
+        drop(merchant_site);
         drop(sandbox_worker);
         self.state.store.close().await;
         tracing::info!("stopped");

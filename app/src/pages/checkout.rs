@@ -9,12 +9,15 @@ use crate::model::{CheckoutState, CheckoutView, LiveState};
 /// Loads the checkout page's data. A public endpoint like every server function: it
 /// only ever returns what the page itself shows, for an id the caller already has.
 #[server]
-pub async fn load_checkout(id: String) -> Result<Option<CheckoutView>, ServerFnError> {
+pub async fn load_checkout(
+    id: String,
+    embed: Option<String>,
+) -> Result<Option<CheckoutView>, ServerFnError> {
     use crate::service::SharedPageService;
     let service = use_context::<SharedPageService>()
         .ok_or_else(|| ServerFnError::new("page service not in context"))?;
     service
-        .checkout_view(&id)
+        .checkout_view(&id, embed.as_deref())
         .await
         .map_err(|_| ServerFnError::new("checkout temporarily unavailable"))
 }
@@ -25,13 +28,19 @@ pub fn CheckoutPage() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
     // Only codes the page knows; anything else in the URL is ignored.
-    let error = query
-        .read_untracked()
-        .get("error")
-        .filter(|e| ["invalid_phone", "not_payable", "unavailable"].contains(&e.as_str()));
+    let error = query.read_untracked().get("error").filter(|e| {
+        [
+            "invalid_phone",
+            "not_payable",
+            "rail_unavailable",
+            "unavailable",
+        ]
+        .contains(&e.as_str())
+    });
+    let embed = query.read_untracked().get("embed");
     let checkout = Resource::new_blocking(
-        move || params.read().get("id").unwrap_or_default(),
-        load_checkout,
+        move || (params.read().get("id").unwrap_or_default(), embed.clone()),
+        |(id, embed)| load_checkout(id, embed),
     );
     view! {
         <Suspense>
@@ -58,12 +67,19 @@ fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
         CheckoutState::Paid => "paid",
         CheckoutState::Expired => "expired",
     };
+    // Framed: the merchant's page moves on (onSuccess), not the frame.
+    let embedded = view.embed_origin.is_some();
+    let next_url = if embedded {
+        String::new()
+    } else {
+        view.success_url.clone()
+    };
     let live = view! {
         <LiveStatus
             session_id=view.id.clone()
             amount_label=amount.clone()
             merchant_name=view.merchant_name.clone()
-            success_url=view.success_url.clone()
+            success_url=next_url
             phone=view.phone.clone()
             initial=view.live.encode()
             error=error
@@ -76,7 +92,7 @@ fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
         LiveState::Waiting { .. } => Some(
             view! { <noscript><meta http-equiv="refresh" content="3" /></noscript> }.into_any(),
         ),
-        LiveState::Paid { .. } => {
+        LiveState::Paid { .. } if !embedded => {
             let content = format!(
                 "{};url={}",
                 super::live::REDIRECT_AFTER_SECS + 2,
@@ -131,6 +147,7 @@ fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
             {no_js}
             {live}
             {cancel}
+            {view.embed_origin.as_deref().map(|origin| super::embed::bridge(origin, &view.id))}
             <footer class="footer">
                 <p>"Secured by Malipo. We never ask for your PIN on this page: you type it on your phone."</p>
             </footer>

@@ -49,7 +49,8 @@ pub fn LiveStatus(
     {
         let success_url = success_url.clone();
         Effect::new(move |_| {
-            if matches!(state.get(), LiveState::Paid { .. }) {
+            // No URL: the page is framed and the embedding page moves on instead.
+            if matches!(state.get(), LiveState::Paid { .. }) && !success_url.is_empty() {
                 let url = success_url.clone();
                 set_timeout(
                     move || {
@@ -110,7 +111,7 @@ pub fn LiveStatus(
                 <p hidden=move || receipt().is_none()>
                     "M-PESA receipt " <strong class="receipt">{move || receipt().unwrap_or_default()}</strong>
                 </p>
-                <p>
+                <p hidden=success_url.is_empty()>
                     <a class="button" href=success_url.clone()>
                         "Continue to " {merchant_name.clone()}
                     </a>

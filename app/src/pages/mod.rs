@@ -2,6 +2,7 @@
 
 pub mod checkout;
 mod countdown;
+mod embed;
 mod live;
 
 use leptos::prelude::*;

@@ -1,6 +1,7 @@
 //! The merchant API under `/v1`: JSON, `Authorization: Bearer sk_…`, `Idempotency-Key` on
 //! every POST.
 
+mod account;
 mod auth;
 mod body;
 mod events;
@@ -40,6 +41,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/v1/webhook_endpoints/{id}/rotate_secret",
             post(webhook_endpoints::rotate_secret),
         )
+        .route("/v1/account", get(account::retrieve).post(account::update))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::retrieve))
         .route("/v1/events/{id}/deliveries", get(events::deliveries))

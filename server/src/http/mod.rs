@@ -29,7 +29,13 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::sandbox::router())
         .merge(callbacks::router())
         .merge(pay::router())
-        .merge(pages::router(&state))
+        .merge(crate::embed::router())
+        .merge(
+            pages::router(&state).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::embed::frame_policy,
+            )),
+        )
         .with_state(state)
         .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -182,12 +182,7 @@ async fn decline_form(
     Redirect::to(&to).into_response()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use super::esc;
 
 /// The phone's screen. Refreshes itself every 2 s while idle, so a new prompt shows up
 /// without a tap (and without JavaScript).

@@ -5,10 +5,13 @@
 //! - [`daraja`]: Safaricom Daraja (token, STK push, STK query, callbacks).
 //! - [`handset`]: the shopper's phone: pending prompts, accept with a PIN, decline.
 //! - [`worker`]: scripted outcomes and callback delivery (lost, duplicated, delayed).
+//! - [`merchant`]: a merchant's booking site on its own origin, integrating Malipo as a
+//!   real merchant would (API with a secret key, `checkout.js`, verified webhooks).
 
 pub mod behaviour;
 mod daraja;
 mod handset;
+pub mod merchant;
 pub mod worker;
 
 use axum::Router;
@@ -48,4 +51,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .nest("/sandbox/daraja", daraja::router())
         .merge(handset::router())
+}
+
+/// Escapes text for HTML content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

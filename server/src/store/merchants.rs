@@ -168,6 +168,52 @@ impl Store {
         )
     }
 
+    /// Replaces the origins allowed to frame a merchant's checkout pages. False when
+    /// there is no such merchant.
+    pub async fn set_embed_origins(
+        &self,
+        merchant_id: &MerchantId,
+        origins: &[String],
+    ) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("UPDATE merchants SET embed_origins = $2 WHERE id = $1")
+                .bind(merchant_id.as_str())
+                .bind(serde_json::Value::from(origins.to_vec()).to_string())
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    /// The origins allowed to frame a merchant's checkout pages.
+    pub async fn embed_origins(&self, merchant_id: &MerchantId) -> Result<Vec<String>, StoreError> {
+        let row = sqlx::query("SELECT embed_origins FROM merchants WHERE id = $1")
+            .bind(merchant_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        parse_origins(row, merchant_id.as_str())
+    }
+
+    /// The origins allowed to frame one session's page (its merchant's), or `None` when
+    /// there is no such session.
+    pub async fn embed_origins_for_session(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.embed_origins FROM checkout_sessions s \
+             JOIN merchants m ON m.id = s.merchant_id WHERE s.id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => parse_origins(Some(row), session_id).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// A merchant's keys, newest first, masked.
     pub async fn api_keys(
         &self,
@@ -194,4 +240,16 @@ impl Store {
             })
             .collect()
     }
+}
+
+fn parse_origins(row: Option<AnyRow>, id: &str) -> Result<Vec<String>, StoreError> {
+    let Some(row) = row else {
+        return Ok(Vec::new());
+    };
+    let raw: String = row.try_get("embed_origins")?;
+    serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
+        table: "merchants",
+        id: id.to_owned(),
+        what: e.to_string(),
+    })
 }

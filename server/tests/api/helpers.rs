@@ -100,6 +100,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The site root the server serves `/pkg` from.
     pub site: PathBuf,
+    /// The sandbox merchant site, when the test turned it on.
+    pub merchant_url: Option<String>,
     _db: TestDb,
     _site: tempfile::TempDir,
 }
@@ -123,6 +125,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
     let store = app.state().store.clone();
     let checkout = app.state().checkout.clone();
     let payments = app.state().payments.clone();
+    let merchant_url = app.sandbox_merchant_url();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
@@ -134,6 +137,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
             .build()
             .expect("client"),
         site: site.path().to_path_buf(),
+        merchant_url,
         _db: test_db,
         _site: site,
     }
@@ -147,6 +151,8 @@ pub fn test_config(database_url: &str, site_root: PathBuf) -> Config {
     config.public_url = String::new();
     config.site_root = site_root;
     config.shutdown_grace_secs = 2;
+    // Tests that want the sandbox merchant site turn it on (on port 0).
+    config.sandbox_merchant_listen = None;
     // Webhook retries in milliseconds, not minutes, so retry schedules fit in a test.
     config.webhooks.retry_base_ms = 100;
     config.webhooks.retry_max_ms = 400;

@@ -1,0 +1,90 @@
+//! `GET /v1/account`, `POST /v1/account`: the merchant's own settings (today: which
+//! origins may embed its checkout).
+
+use axum::{Extension, Json, body::Bytes, extract::State};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Caller, body::json_object};
+use crate::{
+    embed::{MAX_ORIGINS, parse_origin},
+    http::error::ApiError,
+    startup::AppState,
+};
+
+/// `account`: the merchant behind the key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccountObject {
+    /// `mer_…`
+    pub id: String,
+    /// Always `account`.
+    pub object: &'static str,
+    pub name: String,
+    /// Origins allowed to frame the hosted checkout (`Malipo.open`/`Malipo.mount`), e.g.
+    /// `https://lodge.example`. Empty: nobody may.
+    pub embed_origins: Vec<String>,
+}
+
+async fn account(state: &AppState, caller: &Caller) -> Result<AccountObject, ApiError> {
+    let merchant = state
+        .store
+        .merchant(&caller.merchant_id)
+        .await?
+        .ok_or(ApiError::InvalidApiKey)?;
+    Ok(AccountObject {
+        id: merchant.id.to_string(),
+        object: "account",
+        name: merchant.name,
+        embed_origins: state.store.embed_origins(&caller.merchant_id).await?,
+    })
+}
+
+pub async fn retrieve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<AccountObject>, ApiError> {
+    Ok(Json(account(&state, &caller).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<AccountObject>, ApiError> {
+    let obj = json_object(&body, &["embed_origins"])?;
+    if let Some(list) = obj.get("embed_origins") {
+        let origins = parse_origins(list)?;
+        state
+            .store
+            .set_embed_origins(&caller.merchant_id, &origins)
+            .await?;
+        tracing::info!(count = origins.len(), "embed origins updated");
+    }
+    Ok(Json(account(&state, &caller).await?))
+}
+
+/// Checks a JSON list of origins; all or nothing.
+pub fn parse_origins(list: &Value) -> Result<Vec<String>, ApiError> {
+    let invalid = |message: String| ApiError::invalid("invalid_origin", "embed_origins", message);
+    let Value::Array(items) = list else {
+        return Err(invalid("embed_origins must be an array of origins.".into()));
+    };
+    if items.len() > MAX_ORIGINS {
+        return Err(invalid(format!(
+            "At most {MAX_ORIGINS} origins may embed the checkout."
+        )));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        let origin = item.as_str().and_then(parse_origin).ok_or_else(|| {
+            invalid(format!(
+                "{item} is not an origin: use https://host[:port] (http:// for localhost only), \
+                 with no path."
+            ))
+        })?;
+        if !out.contains(&origin) {
+            out.push(origin);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,180 @@
+//! The embeddable checkout: `GET /v1/checkout.js`, and who may frame the hosted page.
+//!
+//! A merchant lists the origins allowed to embed its checkout (`POST /v1/account`,
+//! `malipo merchant embed-origins`). Every `/pay/{id}` response carries
+//! `Content-Security-Policy: frame-ancestors <those origins>` (or `'none'`), so the
+//! browser refuses to show the page inside anyone else's site. In the frame, the page
+//! talks to the script by `postMessage`, always to the embedding origin it was given
+//! and only after the server checked that origin against the list.
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::{HeaderValue, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use base64::Engine;
+use sha2::{Digest, Sha384};
+
+use crate::startup::AppState;
+
+/// The script, as served.
+pub const CHECKOUT_JS: &str = include_str!("checkout.js");
+/// Most origins one merchant may allow.
+pub const MAX_ORIGINS: usize = 10;
+
+/// The Subresource Integrity value of [`CHECKOUT_JS`] (`sha384-…`), for
+/// `<script integrity=…>`.
+pub fn integrity() -> String {
+    let digest = Sha384::digest(CHECKOUT_JS.as_bytes());
+    format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// An origin as the browser writes it: `https://host[:port]`, or `http://` for
+/// localhost and loopback addresses (development). No path, query or credentials.
+pub fn parse_origin(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw.trim()).ok()?;
+    let host = url.host_str()?;
+    // Plain host names and addresses only: no wildcards or other CSP syntax.
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c))
+    {
+        return None;
+    }
+    let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && local);
+    let bare = matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    (scheme_ok && bare).then(|| url.origin().ascii_serialization())
+}
+
+/// The CSP `frame-ancestors` directive for a list of (already parsed) origins.
+pub fn frame_ancestors(origins: &[String]) -> String {
+    if origins.is_empty() {
+        "frame-ancestors 'none'".into()
+    } else {
+        format!("frame-ancestors {}", origins.join(" "))
+    }
+}
+
+/// `/v1/checkout.js`: public, cacheable by anyone (CORS `*`, so `integrity` works
+/// cross-origin).
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/checkout.js", get(checkout_js))
+}
+
+async fn checkout_js() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            // A day fresh, then a week served stale while revalidating: long enough to
+            // spare 2G shoppers, short enough that fixes reach everyone within days.
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400, stale-while-revalidate=604800"),
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ),
+        ],
+        CHECKOUT_JS,
+    )
+        .into_response()
+}
+
+/// Sets the hosted page's `frame-ancestors` from its merchant's allowed origins. Runs
+/// on `/pay/{id}` only; everything else keeps the default `'none'`.
+pub async fn frame_policy(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let session = req
+        .uri()
+        .path()
+        .strip_prefix("/pay/")
+        .filter(|rest| !rest.contains('/'))
+        .map(str::to_owned);
+    let mut response = next.run(req).await;
+    let origins = match session {
+        Some(id) => match state.store.embed_origins_for_session(&id).await {
+            Ok(origins) => origins.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "embed origins unavailable; refusing frames");
+                Vec::new()
+            }
+        },
+        None => return response,
+    };
+    let csp = format!(
+        "{}; base-uri 'none'; object-src 'none'",
+        frame_ancestors(&origins)
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        assert_eq!(
+            parse_origin("https://Lodge.Example/").as_deref(),
+            Some("https://lodge.example")
+        );
+        assert_eq!(
+            parse_origin("https://lodge.example:8443").as_deref(),
+            Some("https://lodge.example:8443")
+        );
+        assert_eq!(
+            parse_origin("http://127.0.0.1:4000").as_deref(),
+            Some("http://127.0.0.1:4000")
+        );
+        assert_eq!(
+            parse_origin("http://localhost:4000").as_deref(),
+            Some("http://localhost:4000")
+        );
+        for bad in [
+            "http://lodge.example",
+            "https://lodge.example/book",
+            "https://lodge.example/?x=1",
+            "javascript:alert(1)",
+            "*",
+            "https://*.example",
+            "https://u:p@lodge.example",
+            "'self'",
+        ] {
+            assert_eq!(parse_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn frame_ancestors_default_to_none() {
+        assert_eq!(frame_ancestors(&[]), "frame-ancestors 'none'");
+        assert_eq!(
+            frame_ancestors(&["https://a.example".into(), "http://localhost:3001".into()]),
+            "frame-ancestors https://a.example http://localhost:3001"
+        );
+    }
+
+    #[test]
+    fn integrity_is_a_sha384_of_the_script() {
+        let i = integrity();
+        assert!(i.starts_with("sha384-") && i.len() == 7 + 64, "{i}");
+    }
+}

@@ -1,0 +1,256 @@
+//! The embeddable checkout from the server's side: `checkout.js`, per-merchant
+//! `frame-ancestors`, embed mode on the page, and the sandbox merchant site paying for
+//! real (API, handset, verified webhook).
+
+use crate::helpers::{Db, accept, prompts, spawn_app_with, wait_for};
+use base64::Engine;
+use malipo::{domain::SessionId, merchants};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha384};
+
+#[tokio::test]
+async fn checkout_js_is_public_cacheable_and_matches_the_readme_integrity() {
+    let app = spawn_app_with(Db::Sqlite, |_| {}).await;
+    let res = app
+        .client
+        .get(format!("{}/v1/checkout.js", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert!(
+        h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(
+        h["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=86400")
+    );
+    let body = res.bytes().await.unwrap();
+    assert!(body.len() < 8 * 1024, "small: {} bytes", body.len());
+    let integrity = format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha384::digest(&body))
+    );
+    assert_eq!(integrity, malipo::embed::integrity());
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(
+        readme.contains(&integrity),
+        "README must show the current integrity hash {integrity} (update it with the script's change)"
+    );
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_frame_the_page() {
+    let app = spawn_app_with(Db::Sqlite, |_| {}).await;
+    let created = merchants::create(&app.store, "Embed Lodge").await.unwrap();
+    let key = created.test_secret_key.expose_secret().to_owned();
+    let session = app
+        .client
+        .post(format!("{}/v1/checkout/sessions", app.addr))
+        .bearer_auth(&key)
+        .json(&json!({"amount": 150000, "currency": "KES", "reference": "E-1", "description": "Safari",
+            "success_url": "https://lodge.example/ok", "cancel_url": "https://lodge.example/no"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let page = format!("{}/pay/{}", app.addr, session["id"].as_str().unwrap());
+    let csp = async |url: &str| {
+        let res = app.client.get(url).send().await.unwrap();
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (csp, res.text().await.unwrap())
+    };
+    let (policy, html) = csp(&page).await;
+    assert!(policy.starts_with("frame-ancestors 'none'"), "{policy}");
+    assert!(!html.contains("data-malipo-bridge"));
+
+    let account = async |body: Value| {
+        let res = app
+            .client
+            .post(format!("{}/v1/account", app.addr))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().await.unwrap())
+    };
+    let (status, e) = account(json!({"embed_origins": ["https://lodge.example/book"]})).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("invalid_origin"))
+    );
+    let (status, a) =
+        account(json!({"embed_origins": ["https://Lodge.Example", "http://127.0.0.1:4100"]})).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(
+        a["embed_origins"],
+        json!(["https://lodge.example", "http://127.0.0.1:4100"])
+    );
+
+    let (policy, _) = csp(&page).await;
+    assert!(
+        policy.starts_with("frame-ancestors https://lodge.example http://127.0.0.1:4100;"),
+        "{policy}"
+    );
+    // Embed mode only for an allowed origin; the bridge posts to that origin only.
+    let (_, html) = csp(&format!("{page}?embed=https://lodge.example")).await;
+    assert!(html.contains("data-malipo-bridge"));
+    assert!(html.contains("P=\"https://lodge.example\""));
+    let (_, html) = csp(&format!("{page}?embed=https://evil.example")).await;
+    assert!(
+        !html.contains("data-malipo-bridge"),
+        "an origin not on the list gets no bridge"
+    );
+    // Other pages stay unframeable.
+    let res = app
+        .client
+        .get(format!("{}/sandbox/phone/254708374149", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("frame-ancestors 'none'")
+    );
+}
+
+#[tokio::test]
+async fn the_sandbox_merchant_books_pays_and_trusts_only_the_signed_webhook() {
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.sandbox_merchant_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let site = app.merchant_url.clone().expect("merchant site running");
+    assert_ne!(site, app.addr, "its own origin");
+    let page = app
+        .client
+        .get(format!("{site}/sandbox/merchant"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Maasai Mara 3-day safari — Book &amp; pay"));
+    assert!(page.contains(&format!(
+        "src=\"{}/v1/checkout.js\" integrity=\"{}\"",
+        app.addr,
+        malipo::embed::integrity()
+    )));
+
+    let booked: Value = app
+        .client
+        .post(format!("{site}/sandbox/merchant/bookings"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let booking = booked["booking"]["id"].as_str().unwrap().to_owned();
+    let session = booked["booking"]["session_id"].as_str().unwrap().to_owned();
+    // Its origin may frame its own checkout.
+    let res = app
+        .client
+        .get(format!("{}/pay/{session}", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains(&site)
+    );
+
+    // A forged webhook is refused and changes nothing.
+    let forged = json!({"id": "evt_forged", "type": "checkout.session.completed",
+        "data": {"object": {"id": session, "payment_status": "paid"}}});
+    let res = app
+        .client
+        .post(format!("{site}/sandbox/merchant/webhooks"))
+        .header(
+            "Malipo-Signature",
+            format!("t={},v1={}", malipo::time::now_ms() / 1000, "00".repeat(32)),
+        )
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+
+    app.payments
+        .start_mpesa(&SessionId::parse(&session).unwrap(), "0708374149")
+        .await
+        .unwrap();
+    let shown = prompts(&app.client, &app.addr, "254708374149").await;
+    assert_eq!(shown[0]["amount_label"], "KES 45,000");
+    accept(
+        &app.client,
+        &app.addr,
+        "254708374149",
+        shown[0]["id"].as_str().unwrap(),
+    )
+    .await;
+    let paid = wait_for("the booking to be paid by webhook", 15, async || {
+        let b: Value = app
+            .client
+            .get(format!("{site}/sandbox/merchant/bookings/{booking}"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (b["status"] == "paid").then_some(b)
+    })
+    .await;
+    assert!(
+        paid["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e.as_str().unwrap().starts_with("evt_"))
+    );
+
+    // The redirect flow confirms with the API rather than trusting the URL.
+    let back = app
+        .client
+        .get(format!("{site}/sandbox/merchant/return?session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(back.contains("data-paid=\"true\""));
+    let other = app
+        .client
+        .get(format!(
+            "{site}/sandbox/merchant/return?session=cs_000000000000000000000000"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(other.contains("data-paid=\"false\""));
+}
