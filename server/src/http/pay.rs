@@ -1,12 +1,13 @@
 //! The shopper's side of paying, around the hosted page:
 //! - `POST /pay/{id}/mpesa` (form: `phone`) starts the STK push and answers 303 back to
-//!   the page, so it works without JavaScript and a reload never re-posts;
+//!   the page, so it works without JavaScript and a reload never re-posts (an embedded
+//!   page posts `?embed=<origin>` and is sent back in embed mode);
 //! - `GET /pay/{id}/events`: server-sent events, one line per change of the payment's
 //!   live state (see `app::model::LiveState::encode`).
 
 use axum::{
     Form, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::{
         IntoResponse, Redirect, Response,
@@ -34,6 +35,11 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
+struct EmbedQuery {
+    embed: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct PayForm {
     #[serde(default)]
     phone: String,
@@ -42,27 +48,41 @@ struct PayForm {
 async fn pay_mpesa(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<EmbedQuery>,
     Form(form): Form<PayForm>,
 ) -> Response {
     let Some(sid) = SessionId::parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let page = format!("/pay/{sid}");
+    // Back to the page, still embedded if it was (the page re-checks the origin).
+    let embed = query
+        .embed
+        .as_deref()
+        .and_then(crate::embed::parse_origin)
+        .map(|o| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("embed", &o)
+                .finish()
+        });
+    let back = |error: Option<&str>| {
+        let mut params: Vec<String> = embed.iter().cloned().collect();
+        params.extend(error.map(|e| format!("error={e}")));
+        let url = if params.is_empty() {
+            format!("/pay/{sid}")
+        } else {
+            format!("/pay/{sid}?{}", params.join("&"))
+        };
+        Redirect::to(&url).into_response()
+    };
     match state.payments.start_mpesa(&sid, &form.phone).await {
-        Ok(_) | Err(PayError::SessionNotOpen) => Redirect::to(&page).into_response(),
+        Ok(_) | Err(PayError::SessionNotOpen) => back(None),
         Err(PayError::SessionNotFound) => StatusCode::NOT_FOUND.into_response(),
-        Err(PayError::InvalidPhone) => {
-            Redirect::to(&format!("{page}?error=invalid_phone")).into_response()
-        }
-        Err(PayError::NotPayableWithMpesa) => {
-            Redirect::to(&format!("{page}?error=not_payable")).into_response()
-        }
-        Err(PayError::RailNotConfigured) => {
-            Redirect::to(&format!("{page}?error=rail_unavailable")).into_response()
-        }
+        Err(PayError::InvalidPhone) => back(Some("invalid_phone")),
+        Err(PayError::NotPayableWithMpesa) => back(Some("not_payable")),
+        Err(PayError::RailNotConfigured) => back(Some("rail_unavailable")),
         Err(PayError::Store(e)) => {
             tracing::error!(error = %e, "starting payment failed");
-            Redirect::to(&format!("{page}?error=unavailable")).into_response()
+            back(Some("unavailable"))
         }
     }
 }

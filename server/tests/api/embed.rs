@@ -116,6 +116,21 @@ async fn only_allowed_origins_may_frame_the_page() {
         !html.contains("data-malipo-bridge"),
         "an origin not on the list gets no bridge"
     );
+    // The embedded page's form post comes back in embed mode, error and all.
+    let res = app
+        .client
+        .post(format!("{page}/mpesa?embed=https://lodge.example"))
+        .form(&[("phone", "12")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["location"].to_str().unwrap(),
+        format!(
+            "/pay/{}?embed=https%3A%2F%2Flodge.example&error=invalid_phone",
+            session["id"].as_str().unwrap()
+        )
+    );
     // Other pages stay unframeable.
     let res = app
         .client
