@@ -43,6 +43,8 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the OpenAPI 3.1 document of the merchant API (as served at /v1/openapi.json).
+    Openapi,
     /// Manage merchants.
     Merchant {
         #[command(subcommand)]
@@ -218,6 +220,11 @@ pub async fn run() -> anyhow::Result<()> {
                 payments,
             })
             .await
+        }
+        Command::Openapi => {
+            let doc = crate::api::openapi_document(&config.public_url);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
         }
         Command::Migrate => {
             let store = connect(&config).await?;

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 use crate::{
     domain::{Mode, phone::mask},
@@ -45,27 +46,31 @@ impl EventType {
 }
 
 /// The shopper, as the merchant gave them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Customer {
     pub phone: Option<String>,
     pub email: Option<String>,
 }
 
 /// `checkout.session`: what the shopper is asked to pay, and whether they have.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct CheckoutSessionObject {
     /// `cs_…`
     pub id: String,
     /// Always `checkout.session`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     /// The hosted payment page.
     pub url: String,
     /// `open`, `complete` or `expired`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     /// `unpaid` or `paid`.
+    #[schema(value_type = String)]
     pub payment_status: &'static str,
     /// In minor units of `currency`.
     pub amount: i64,
+    #[schema(value_type = String)]
     pub currency: &'static str,
     pub reference: String,
     pub description: String,
@@ -118,19 +123,22 @@ impl CheckoutSessionObject {
 }
 
 /// `payment`: one attempt at paying a session on one rail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct PaymentObject {
     /// `pa_…`
     pub id: String,
     /// Always `payment`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     /// The `cs_…` it pays.
     pub checkout_session: String,
     /// `mpesa`, …
     pub rail: String,
     /// `pending`, `succeeded`, `failed`, `cancelled` or `expired`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub amount: i64,
+    #[schema(value_type = String)]
     pub currency: &'static str,
     /// The payer's number, masked (`2547•••••678`).
     pub payer: Option<String>,
@@ -174,7 +182,7 @@ impl PaymentObject {
 }
 
 /// `event`: the body of every webhook, and what `GET /v1/events/{id}` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct EventObject {
     /// `evt_…`; a redelivered or duplicated event keeps its id.
     pub id: String,
@@ -192,15 +200,18 @@ pub struct EventObject {
 }
 
 /// The object the event is about, as it was when the event happened.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct EventData {
+    /// A `checkout.session` (for `checkout.session.*`) or a `payment` (for `payment.*`).
+    #[schema(value_type = Object)]
     pub object: serde_json::Value,
 }
 
 /// `list`: one page of objects, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct List<T> {
     /// Always `list`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     pub data: Vec<T>,
     /// Whether more objects follow; pass the last id as `starting_after` to get them.
@@ -218,11 +229,12 @@ impl<T> List<T> {
 }
 
 /// `webhook_endpoint`: where a merchant receives events in one mode.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct WebhookEndpointObject {
     /// `we_…`
     pub id: String,
     /// Always `webhook_endpoint`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     pub url: String,
     pub description: String,
@@ -268,7 +280,7 @@ impl WebhookEndpointObject {
 }
 
 /// One POST of an event to an endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DeliveryAttemptObject {
     /// Unix milliseconds.
     pub attempted_at: i64,
@@ -280,11 +292,12 @@ pub struct DeliveryAttemptObject {
 }
 
 /// `webhook_delivery`: one event owed to one endpoint, with every attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct WebhookDeliveryObject {
     /// `whd_…`
     pub id: String,
     /// Always `webhook_delivery`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     /// The `evt_…` delivered.
     pub event: String,
@@ -292,6 +305,7 @@ pub struct WebhookDeliveryObject {
     pub webhook_endpoint: String,
     pub url: String,
     /// `pending` (retrying), `succeeded` (a 2xx came back) or `failed` (gave up).
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub attempt_count: i64,
     /// Unix milliseconds of the next try, while pending.

@@ -7,17 +7,22 @@ use serde_json::Value;
 
 use super::{Caller, body::json_object};
 use crate::{
+    api::openapi::{ErrorBody, UpdateAccountParams},
     embed::{MAX_ORIGINS, parse_origin},
     http::error::ApiError,
     startup::AppState,
 };
 
+/// Fields `POST /v1/account` accepts.
+pub(crate) const UPDATE_FIELDS: [&str; 1] = ["embed_origins"];
+
 /// `account`: the merchant behind the key.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AccountObject {
     /// `mer_…`
     pub id: String,
     /// Always `account`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     pub name: String,
     /// Origins allowed to frame the hosted checkout (`Malipo.open`/`Malipo.mount`), e.g.
@@ -39,6 +44,13 @@ async fn account(state: &AppState, caller: &Caller) -> Result<AccountObject, Api
     })
 }
 
+/// The merchant behind the key.
+#[utoipa::path(get, path = "/v1/account", tag = "account",
+    responses(
+        (status = 200, description = "The account", body = AccountObject),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody), (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -46,12 +58,26 @@ pub async fn retrieve(
     Ok(Json(account(&state, &caller).await?))
 }
 
+/// Change the merchant's settings (which origins may embed the checkout).
+#[utoipa::path(post, path = "/v1/account", tag = "account",
+    request_body = UpdateAccountParams,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
+    responses(
+        (status = 200, description = "Updated", body = AccountObject),
+        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<AccountObject>, ApiError> {
-    let obj = json_object(&body, &["embed_origins"])?;
+    let obj = json_object(&body, &UPDATE_FIELDS)?;
     if let Some(list) = obj.get("embed_origins") {
         let origins = parse_origins(list)?;
         state

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use super::Caller;
 use crate::{
+    api::openapi::ErrorBody,
     domain::{EventId, SessionId},
     http::error::ApiError,
     resources::{EventObject, EventType, List, WebhookDeliveryObject},
@@ -21,6 +22,20 @@ use crate::{
 const DEFAULT_LIMIT: i64 = 10;
 const MAX_LIMIT: i64 = 100;
 
+/// The merchant's events in the key's mode, newest first.
+#[utoipa::path(get, path = "/v1/events", tag = "webhooks",
+    params(
+        ("limit" = Option<i64>, Query, description = "1–100, default 10"),
+        ("starting_after" = Option<String>, Query, description = "An event id: the page after it"),
+        ("type" = Option<String>, Query, description = "Only this event type"),
+        ("checkout_session" = Option<String>, Query, description = "Only this session's events (cs_…)"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = List<EventObject>),
+        (status = 400, description = "Bad query parameter", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody), (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -105,6 +120,16 @@ pub async fn list(
     Ok(Json(List::new(data, has_more)))
 }
 
+/// One event, exactly as delivered.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "evt_…")),
+    responses(
+        (status = 200, description = "The event", body = EventObject),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 404, description = "No such event (`event_not_found`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -114,6 +139,16 @@ pub async fn retrieve(
     Ok(Json(event.object()?))
 }
 
+/// An event's deliveries, with every attempt (status, latency, error).
+#[utoipa::path(get, path = "/v1/events/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, description = "evt_…")),
+    responses(
+        (status = 200, description = "One delivery per endpoint", body = List<WebhookDeliveryObject>),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 404, description = "No such event (`event_not_found`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -129,6 +164,19 @@ pub async fn deliveries(
 
 /// Sends the event again, now, to every current endpoint that subscribes to it, and
 /// answers with its deliveries. The event keeps its id, so receivers de-duplicate.
+#[utoipa::path(post, path = "/v1/events/{id}/redeliver", tag = "webhooks",
+    params(("id" = String, Path, description = "evt_…"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
+    responses(
+        (status = 200, description = "Scheduled now; the event's deliveries", body = List<WebhookDeliveryObject>),
+        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 404, description = "No such event (`event_not_found`)", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn redeliver(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -1,11 +1,13 @@
 //! The merchant API under `/v1`: JSON, `Authorization: Bearer sk_…`, `Idempotency-Key` on
-//! every POST.
+//! every POST. Routes are registered from their `#[utoipa::path]` annotations, which also
+//! make the OpenAPI document at `/v1/openapi.json`.
 
 mod account;
 mod auth;
 mod body;
 mod events;
 mod idempotency;
+pub mod openapi;
 mod sessions;
 mod webhook_endpoints;
 
@@ -13,39 +15,51 @@ pub use auth::Caller;
 pub use idempotency::request_hash;
 
 use axum::{
-    Router,
+    Json, Router,
     extract::DefaultBodyLimit,
     middleware,
-    routing::{any, get, post},
+    routing::{any, get},
 };
+use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{http::error::ApiError, startup::AppState};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Every documented route, with its handler.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(sessions::create))
+        .routes(routes!(sessions::retrieve))
+        .routes(routes!(sessions::expire))
+        .routes(routes!(webhook_endpoints::create, webhook_endpoints::list))
+        .routes(routes!(
+            webhook_endpoints::retrieve,
+            webhook_endpoints::delete
+        ))
+        .routes(routes!(webhook_endpoints::rotate_secret))
+        .routes(routes!(events::list))
+        .routes(routes!(events::retrieve))
+        .routes(routes!(events::deliveries))
+        .routes(routes!(events::redeliver))
+        .routes(routes!(account::retrieve, account::update))
+}
+
+/// The OpenAPI 3.1 document, with `public_url` as its server.
+pub fn openapi_document(public_url: &str) -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = documented().split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.servers = Some(vec![utoipa::openapi::Server::new(public_url)]);
+    doc
+}
+
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/v1/checkout/sessions", post(sessions::create))
-        .route("/v1/checkout/sessions/{id}", get(sessions::retrieve))
-        .route("/v1/checkout/sessions/{id}/expire", post(sessions::expire))
-        .route(
-            "/v1/webhook_endpoints",
-            post(webhook_endpoints::create).get(webhook_endpoints::list),
-        )
-        .route(
-            "/v1/webhook_endpoints/{id}",
-            get(webhook_endpoints::retrieve).delete(webhook_endpoints::delete),
-        )
-        .route(
-            "/v1/webhook_endpoints/{id}/rotate_secret",
-            post(webhook_endpoints::rotate_secret),
-        )
-        .route("/v1/account", get(account::retrieve).post(account::update))
-        .route("/v1/events", get(events::list))
-        .route("/v1/events/{id}", get(events::retrieve))
-        .route("/v1/events/{id}/deliveries", get(events::deliveries))
-        .route("/v1/events/{id}/redeliver", post(events::redeliver))
+    let (routes, _) = documented().split_for_parts();
+    let doc = Arc::new(openapi_document(&state.config.public_url));
+    routes
         // Layers run bottom-up: authenticate, then idempotency (which needs the caller).
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -56,6 +70,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
             auth::authenticate,
         ))
         .route_layer(DefaultBodyLimit::max(MAX_BODY))
+        // Public: the reference itself needs no key.
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
         // Unknown API paths get a JSON 404, not the shopper's HTML one (added after the
         // layers, so no key is needed to learn a route does not exist).
         .route("/v1/{*rest}", any(|| async { ApiError::NotFound }))

@@ -15,6 +15,7 @@ use super::{
     body::{json_object, missing, text},
 };
 use crate::{
+    api::openapi::{CreateSessionParams, ErrorBody},
     checkout::{CreateError, CreateSession, DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN},
     domain::{
         Money, SessionId,
@@ -28,7 +29,7 @@ use crate::{
     time::now_ms,
 };
 
-const FIELDS: [&str; 10] = [
+pub(crate) const FIELDS: [&str; 10] = [
     "amount",
     "currency",
     "reference",
@@ -41,6 +42,20 @@ const FIELDS: [&str; 10] = [
     "client_reference_id",
 ];
 
+/// Create a checkout session.
+#[utoipa::path(post, path = "/v1/checkout/sessions", tag = "checkout",
+    request_body = CreateSessionParams,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
+    responses(
+        (status = 201, description = "Created", body = CheckoutSessionObject),
+        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -62,6 +77,16 @@ pub async fn create(
     ))
 }
 
+/// Retrieve a checkout session: how the merchant confirms payment.
+#[utoipa::path(get, path = "/v1/checkout/sessions/{id}", tag = "checkout",
+    params(("id" = String, Path, description = "cs_…")),
+    responses(
+        (status = 200, description = "The session", body = CheckoutSessionObject),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 404, description = "No such session for this merchant and mode (`session_not_found`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -71,6 +96,20 @@ pub async fn retrieve(
     Ok(Json(session_object(&state, &session, now_ms())))
 }
 
+/// Expire an open session, so it can no longer be paid.
+#[utoipa::path(post, path = "/v1/checkout/sessions/{id}/expire", tag = "checkout",
+    params(("id" = String, Path, description = "cs_…"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
+    responses(
+        (status = 200, description = "Expired", body = CheckoutSessionObject),
+        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorBody), (status = 409, description = "Complete or expired already (`session_not_open`)", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn expire(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -15,6 +15,7 @@ use super::{
     body::{json_object, missing, optional_json_object, text},
 };
 use crate::{
+    api::openapi::{CreateEndpointParams, ErrorBody, RotateSecretParams},
     domain::WebhookEndpointId,
     http::error::ApiError,
     resources::{EventType, List, WebhookEndpointObject},
@@ -67,12 +68,30 @@ impl From<EndpointError> for ApiError {
     }
 }
 
+/// Fields accepted by create and rotate.
+pub(crate) const CREATE_FIELDS: [&str; 3] = ["url", "enabled_events", "description"];
+pub(crate) const ROTATE_FIELDS: [&str; 1] = ["expires_in"];
+
+/// Register a webhook endpoint. The answer holds its signing `secret`, shown only here.
+#[utoipa::path(post, path = "/v1/webhook_endpoints", tag = "webhooks",
+    request_body = CreateEndpointParams,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
+    responses(
+        (status = 201, description = "Created; `secret` is shown once", body = WebhookEndpointObject),
+        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<WebhookEndpointObject>), ApiError> {
-    let obj = json_object(&body, &["url", "enabled_events", "description"])?;
+    let obj = json_object(&body, &CREATE_FIELDS)?;
     let url = text(&obj, "url", 2048, true)?.unwrap_or_default();
     let description = text(&obj, "description", 200, false)?.unwrap_or_default();
     let events = match obj.get("enabled_events") {
@@ -114,6 +133,13 @@ pub async fn create(
     ))
 }
 
+/// The merchant's endpoints in the key's mode.
+#[utoipa::path(get, path = "/v1/webhook_endpoints", tag = "webhooks",
+    responses(
+        (status = 200, description = "Every endpoint (no secrets)", body = List<WebhookEndpointObject>),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody), (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -132,6 +158,16 @@ pub async fn list(
     )))
 }
 
+/// One endpoint (without its secret).
+#[utoipa::path(get, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses(
+        (status = 200, description = "The endpoint", body = WebhookEndpointObject),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 404, description = "No such endpoint (`webhook_endpoint_not_found`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -142,15 +178,26 @@ pub async fn retrieve(
 }
 
 /// The answer to a delete.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Deleted {
     pub id: String,
     /// Always `webhook_endpoint`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     /// Always true.
     pub deleted: bool,
 }
 
+/// Delete an endpoint; deliveries still pending to it are dropped.
+#[utoipa::path(delete, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 404, description = "No such endpoint (`webhook_endpoint_not_found`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -168,13 +215,28 @@ pub async fn delete(
     }))
 }
 
+/// Replace the signing secret; the old one keeps signing for `expires_in` seconds.
+#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/rotate_secret", tag = "webhooks",
+    request_body(content = RotateSecretParams, description = "Optional; an empty body means the defaults"),
+    params(("id" = String, Path, description = "we_…"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
+    responses(
+        (status = 200, description = "Rotated; the new `secret` is shown once", body = WebhookEndpointObject),
+        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        (status = 404, description = "No such endpoint (`webhook_endpoint_not_found`)", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+    )
+)]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<WebhookEndpointObject>, ApiError> {
-    let obj = optional_json_object(&body, &["expires_in"])?;
+    let obj = optional_json_object(&body, &ROTATE_FIELDS)?;
     let overlap = match obj.get("expires_in") {
         None | Some(Value::Null) => DEFAULT_ROTATION_OVERLAP_SECS,
         Some(Value::Number(n)) => n.as_i64().ok_or(EndpointError::InvalidOverlap)?,

@@ -10,6 +10,37 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
+/// Every `code` the merchant API may answer with (the OpenAPI document lists them; a
+/// test checks the code uses no other).
+pub const ERROR_CODES: &[&str] = &[
+    "invalid_json",
+    "parameter_missing",
+    "parameter_invalid",
+    "unknown_parameter",
+    "invalid_amount",
+    "unsupported_currency",
+    "invalid_url",
+    "invalid_phone",
+    "invalid_email",
+    "invalid_metadata",
+    "invalid_expires_in",
+    "invalid_idempotency_key",
+    "invalid_origin",
+    "unknown_event_type",
+    "endpoint_limit_reached",
+    "invalid_api_key",
+    "not_found",
+    "session_not_found",
+    "webhook_endpoint_not_found",
+    "event_not_found",
+    "session_not_open",
+    "idempotency_key_in_use",
+    "request_too_large",
+    "idempotency_key_reused",
+    "database_unavailable",
+    "internal_error",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400, with the given `code` (`invalid_json`, `parameter_missing`, `invalid_amount`,

@@ -8,6 +8,7 @@ mod embed;
 mod health;
 mod helpers;
 mod modes;
+mod openapi;
 mod pages;
 mod pay_flow;
 mod payments;

@@ -1,0 +1,279 @@
+//! The API reference: an OpenAPI 3.1 document generated from the handlers'
+//! `#[utoipa::path]` annotations and the response types' `ToSchema` derives, served at
+//! `GET /v1/openapi.json`. The routes themselves are registered from the same
+//! annotations (`utoipa_axum::routes!`), so a documented path is a served path.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::{
+    Modify, OpenApi, ToSchema,
+    openapi::{
+        ObjectBuilder, Type,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
+};
+
+use crate::http::error::ERROR_CODES;
+
+/// `{"error": {...}}`: every 4xx and 5xx answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, with a stable `code` to branch on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    #[schema(schema_with = error_code)]
+    pub code: String,
+    /// For people: may change wording at any time.
+    pub message: String,
+    /// The request field at fault, for 400s about one field (`customer.phone`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+}
+
+fn error_code() -> utoipa::openapi::Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ERROR_CODES.iter().copied()))
+        .description(Some("Stable, snake_case; see the README's error table."))
+        .build()
+}
+
+/// The shopper, for prefilling the page.
+#[derive(Debug, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documentation of the request body; parsed by hand"
+)]
+pub struct CustomerParams {
+    /// Any usual form: `0712 345 678`, `+254712345678`; stored as international digits.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// `POST /v1/checkout/sessions`.
+#[derive(Debug, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documentation of the request body; parsed by hand"
+)]
+pub struct CreateSessionParams {
+    /// Integer minor units of `currency`: KES 1,500 is `150000`.
+    #[schema(minimum = 1)]
+    pub amount: i64,
+    /// ISO 4217: KES, TZS, UGX, RWF, ZMW, GHS, CDF, MWK, USD, EUR, GBP.
+    pub currency: String,
+    /// The merchant's booking reference (≤ 64 characters).
+    pub reference: String,
+    /// What the shopper is paying for (≤ 200 characters).
+    pub description: String,
+    /// Absolute http(s) URL; `{CHECKOUT_SESSION_ID}` is replaced by the session id.
+    pub success_url: String,
+    /// Absolute http(s) URL; `{CHECKOUT_SESSION_ID}` is replaced by the session id.
+    pub cancel_url: String,
+    pub customer: Option<CustomerParams>,
+    /// Up to 20 string pairs (keys ≤ 40, values ≤ 500 characters), returned untouched.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Seconds until the session expires: 60–86400, default 1800.
+    pub expires_in: Option<i64>,
+    /// Accepted for compatibility; use `reference`.
+    pub client_reference_id: Option<String>,
+}
+
+/// `POST /v1/webhook_endpoints`.
+#[derive(Debug, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documentation of the request body; parsed by hand"
+)]
+pub struct CreateEndpointParams {
+    /// `https://…` (`http://` allowed in test mode).
+    pub url: String,
+    /// Event types, or `["*"]` for all: `checkout.session.completed`,
+    /// `checkout.session.expired`, `payment.succeeded`, `payment.failed`.
+    pub enabled_events: Vec<String>,
+    pub description: Option<String>,
+}
+
+/// `POST /v1/webhook_endpoints/{id}/rotate_secret` (the body may be empty).
+#[derive(Debug, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documentation of the request body; parsed by hand"
+)]
+pub struct RotateSecretParams {
+    /// Seconds the old secret keeps signing too: 0–604800, default 86400.
+    pub expires_in: Option<i64>,
+}
+
+/// `POST /v1/account`.
+#[derive(Debug, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documentation of the request body; parsed by hand"
+)]
+pub struct UpdateAccountParams {
+    /// Origins allowed to frame the checkout (replaces the list): `https://host[:port]`,
+    /// or `http://localhost:PORT`; at most 10.
+    pub embed_origins: Option<Vec<String>>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "secret_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A secret key: `Authorization: Bearer sk_test_…` or `sk_live_…`. \
+                         The key's mode scopes every object.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Malipo merchant API",
+        description = "Checkout sessions, webhooks and events for Malipo's hosted mobile-money \
+            checkout. JSON over HTTPS; every POST accepts an `Idempotency-Key` header \
+            (replayed answers carry `Idempotent-Replayed: true`). Webhooks are signed with \
+            `Malipo-Signature: t=…,v1=…` (HMAC-SHA256 of `{t}.{body}`).",
+    ),
+    components(schemas(ErrorBody, crate::resources::PaymentObject)),
+    modifiers(&BearerAuth),
+    security(("secret_key" = [])),
+    tags(
+        (name = "checkout", description = "Checkout sessions"),
+        (name = "webhooks", description = "Webhook endpoints and events"),
+        (name = "account", description = "The merchant's settings"),
+    )
+)]
+pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> serde_json::Value {
+        serde_json::to_value(crate::api::openapi_document("https://pay.example")).unwrap()
+    }
+
+    #[test]
+    fn is_openapi_3_1_with_every_route() {
+        let d = doc();
+        assert!(d["openapi"].as_str().unwrap().starts_with("3.1"));
+        let mut routes: Vec<String> = Vec::new();
+        for (path, item) in d["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                routes.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+        routes.sort();
+        assert_eq!(
+            routes,
+            [
+                "DELETE /v1/webhook_endpoints/{id}",
+                "GET /v1/account",
+                "GET /v1/checkout/sessions/{id}",
+                "GET /v1/events",
+                "GET /v1/events/{id}",
+                "GET /v1/events/{id}/deliveries",
+                "GET /v1/webhook_endpoints",
+                "GET /v1/webhook_endpoints/{id}",
+                "POST /v1/account",
+                "POST /v1/checkout/sessions",
+                "POST /v1/checkout/sessions/{id}/expire",
+                "POST /v1/events/{id}/redeliver",
+                "POST /v1/webhook_endpoints",
+                "POST /v1/webhook_endpoints/{id}/rotate_secret",
+            ]
+        );
+    }
+
+    /// The fields each hand-written parser accepts are exactly the documented ones.
+    #[test]
+    fn request_bodies_match_the_parsers() {
+        let d = doc();
+        let props = |schema: &str| -> Vec<String> {
+            let mut v: Vec<String> = d["components"]["schemas"][schema]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{schema} not in the document"))
+                .keys()
+                .cloned()
+                .collect();
+            v.sort();
+            v
+        };
+        let sorted = |f: &[&str]| {
+            let mut v: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            props("CreateSessionParams"),
+            sorted(&crate::api::sessions::FIELDS)
+        );
+        assert_eq!(
+            props("CreateEndpointParams"),
+            sorted(&crate::api::webhook_endpoints::CREATE_FIELDS)
+        );
+        assert_eq!(
+            props("RotateSecretParams"),
+            sorted(&crate::api::webhook_endpoints::ROTATE_FIELDS)
+        );
+        assert_eq!(
+            props("UpdateAccountParams"),
+            sorted(&crate::api::account::UPDATE_FIELDS)
+        );
+    }
+
+    /// Every error code the API code can produce is a documented one.
+    #[test]
+    fn every_error_code_in_the_source_is_documented() {
+        let sources = [
+            include_str!("sessions.rs"),
+            include_str!("webhook_endpoints.rs"),
+            include_str!("events.rs"),
+            include_str!("account.rs"),
+            include_str!("body.rs"),
+            include_str!("idempotency.rs"),
+            include_str!("../http/error.rs"),
+        ];
+        let mut found = Vec::new();
+        for src in sources {
+            for marker in ["ApiError::invalid(", "code: \""] {
+                for (i, _) in src.match_indices(marker) {
+                    let rest = &src[i + marker.len()..];
+                    let rest = rest.trim_start().trim_start_matches('"');
+                    let code: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    if !code.is_empty() {
+                        found.push(code);
+                    }
+                }
+            }
+        }
+        assert!(found.len() > 20, "the scan finds the codes: {found:?}");
+        for code in &found {
+            assert!(
+                ERROR_CODES.contains(&code.as_str()),
+                "undocumented error code {code}"
+            );
+        }
+        let d = doc();
+        let listed = &d["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"];
+        assert_eq!(listed.as_array().unwrap().len(), ERROR_CODES.len());
+    }
+}
