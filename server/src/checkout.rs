@@ -118,6 +118,13 @@ pub fn success_url(session: &SessionRecord) -> String {
         .replace("{CHECKOUT_SESSION_ID}", session.id.as_str())
 }
 
+/// `cancel_url` with `{CHECKOUT_SESSION_ID}` filled in.
+pub fn cancel_url(session: &SessionRecord) -> String {
+    session
+        .cancel_url
+        .replace("{CHECKOUT_SESSION_ID}", session.id.as_str())
+}
+
 /// The payment's live state from the session and its latest attempt.
 pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: i64) -> LiveState {
     if session.payment_status == PaymentStatus::Paid {
@@ -167,7 +174,7 @@ pub fn checkout_view(
         expires_at_ms: session.expires_at,
         seconds_left: ((session.expires_at - now) / 1000).max(0),
         expires_at_label: eat_label(session.expires_at),
-        cancel_url: session.cancel_url.clone(),
+        cancel_url: cancel_url(session),
         success_url: success_url(session),
         live: live_state(session, latest, now),
         phone: latest
@@ -221,6 +228,22 @@ impl PageService for CheckoutService {
 mod tests {
     use super::*;
     use crate::domain::money::Currency;
+
+    #[test]
+    fn both_redirects_fill_the_session_id() {
+        let mut s = session(SessionStatus::Open, false, i64::MAX);
+        s.success_url = "https://m.example/ok?cs={CHECKOUT_SESSION_ID}".into();
+        s.cancel_url = "https://m.example/book/{CHECKOUT_SESSION_ID}/cancel".into();
+        let view = checkout_view(&s, "M".into(), None, 0);
+        assert_eq!(
+            view.success_url,
+            format!("https://m.example/ok?cs={}", s.id)
+        );
+        assert_eq!(
+            view.cancel_url,
+            format!("https://m.example/book/{}/cancel", s.id)
+        );
+    }
 
     fn session(status: SessionStatus, paid: bool, expires_at: i64) -> SessionRecord {
         SessionRecord {

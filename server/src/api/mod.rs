@@ -48,9 +48,25 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(account::retrieve, account::update))
 }
 
+/// The public documents: no key needed (served by other routers; listed here so the
+/// reference covers every `/v1` route).
+fn public_paths() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(crate::embed::checkout_js))
+        .routes(routes!(openapi_json))
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "account", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi_document(""))
+}
+
 /// The OpenAPI 3.1 document, with `public_url` as its server.
 pub fn openapi_document(public_url: &str) -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = documented().split_for_parts();
+    let (_, mut doc) = documented().merge(public_paths()).split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.servers = Some(vec![utoipa::openapi::Server::new(public_url)]);
     doc

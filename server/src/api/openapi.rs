@@ -184,10 +184,12 @@ mod tests {
             [
                 "DELETE /v1/webhook_endpoints/{id}",
                 "GET /v1/account",
+                "GET /v1/checkout.js",
                 "GET /v1/checkout/sessions/{id}",
                 "GET /v1/events",
                 "GET /v1/events/{id}",
                 "GET /v1/events/{id}/deliveries",
+                "GET /v1/openapi.json",
                 "GET /v1/webhook_endpoints",
                 "GET /v1/webhook_endpoints/{id}",
                 "POST /v1/account",

@@ -72,18 +72,24 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/checkout.js", get(checkout_js))
 }
 
-async fn checkout_js() -> Response {
+/// The embeddable checkout script (`Malipo.open`, `Malipo.mount`). Public, immutable:
+/// pin it with the `integrity` hash the README shows.
+#[utoipa::path(get, path = "/v1/checkout.js", tag = "checkout", security(()),
+    responses((status = 200, description = "The script", content_type = "text/javascript", body = String))
+)]
+pub async fn checkout_js() -> Response {
     (
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/javascript; charset=utf-8"),
             ),
-            // A day fresh, then a week served stale while revalidating: long enough to
-            // spare 2G shoppers, short enough that fixes reach everyone within days.
+            // The v1 script is frozen: merchants pin its integrity hash, so a change
+            // would break every embedding page. Changes ship under a new versioned path,
+            // which lets this one be cached for a year.
             (
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=86400, stale-while-revalidate=604800"),
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
             ),
             (
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,

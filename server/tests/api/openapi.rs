@@ -343,6 +343,33 @@ async fn every_answer_matches_the_document() {
     )
     .await;
 
+    // The two public documents: no key, and the documented content types.
+    for (path, media) in [
+        ("/v1/checkout.js", "text/javascript"),
+        ("/v1/openapi.json", "application/json"),
+    ] {
+        let op = &doc["paths"][path]["get"];
+        assert_eq!(op["security"], json!([{}]), "{path} needs no key");
+        assert!(
+            op["responses"]["200"]["content"][media].is_object(),
+            "{path}"
+        );
+        let res = app
+            .client
+            .get(format!("{}{path}", app.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(media)
+        );
+        covered.insert(format!("GET {path}"));
+    }
+
     // Every documented operation was exercised.
     let mut documented = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
