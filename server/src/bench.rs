@@ -250,8 +250,57 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     .await;
     report("read session", &ours, &base);
 
-    // 3. Callback → paid, as the page sees it.
+    // 3. Callback → paid, as the page sees it, and as the merchant's webhook receiver
+    // (which verifies the signature, as a real one must) sees it.
+    let (hook_tx, mut hook_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook_url = format!("http://{}/hooks", receiver.local_addr()?);
+    let secret = crate::webhooks::create_endpoint(
+        &store,
+        &created.merchant.id,
+        crate::domain::Mode::Test,
+        &hook_url,
+        &["checkout.session.completed".into()],
+        "bench receiver",
+        now_ms(),
+    )
+    .await
+    .context("registering the bench's webhook endpoint")?
+    .secret;
+    let hook = Router::new().route(
+        "/hooks",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (tx, secret) = (hook_tx.clone(), secret.clone());
+                async move {
+                    let at = Instant::now();
+                    let sig = headers
+                        .get(crate::webhooks::signature::HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    if crate::webhooks::signature::verify(
+                        sig,
+                        &body,
+                        secret.expose_secret(),
+                        now_ms() / 1000,
+                        300,
+                    )
+                    .is_err()
+                    {
+                        return axum::http::StatusCode::BAD_REQUEST;
+                    }
+                    let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    if let Some(id) = event["data"]["object"]["id"].as_str() {
+                        let _ = tx.send((id.to_owned(), at));
+                    }
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(receiver, hook).await });
     let mut latencies = Vec::with_capacity(opts.payments);
+    let mut webhook_latencies = Vec::with_capacity(opts.payments);
     for i in 0..opts.payments {
         let session = crate::checkout::CheckoutService::new(store.clone(), malipo.clone())
             .create(crate::checkout::CreateSession {
@@ -310,6 +359,19 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         anyhow::ensure!(res.status() == 200, "callback refused: {}", res.status());
         read_until(&mut events, &mut buf, "data: paid").await?;
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some((id, at)) = hook_rx.recv().await {
+                if id == session.id.as_str() {
+                    return Some(at);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow::anyhow!("no webhook for {}", session.id))?;
+        webhook_latencies.push(arrived.duration_since(t0).as_secs_f64() * 1000.0);
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
     println!(
@@ -318,6 +380,15 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         percentile(&latencies, 99.0),
         latencies.last().copied().unwrap_or(f64::NAN),
         latencies.len()
+    );
+    webhook_latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "callback → merchant receives the signed checkout.session.completed webhook: \
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} payments",
+        percentile(&webhook_latencies, 50.0),
+        percentile(&webhook_latencies, 99.0),
+        webhook_latencies.last().copied().unwrap_or(f64::NAN),
+        webhook_latencies.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
