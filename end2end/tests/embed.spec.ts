@@ -9,7 +9,8 @@ const elsewhere = merchant.replace("127.0.0.1", "localhost");
 const shop = `${merchant}/sandbox/merchant`;
 
 test.beforeEach(({}, info) => {
-  test.skip(info.project.name !== "js", "checkout.js needs JavaScript");
+  const redirectFlow = info.titlePath.includes("without JavaScript");
+  test.skip(info.project.name !== "js" && !redirectFlow, "checkout.js needs JavaScript");
 });
 
 test("the merchant's page embeds the checkout, the shopper pays, the webhook confirms", async ({ page }) => {
@@ -87,4 +88,27 @@ test("a forged success message from another origin is ignored", async ({ page })
   await page.waitForTimeout(500);
   await expect(page.locator("#success-calls")).toHaveText("0");
   await expect(page.locator("#booking-status")).toHaveAttribute("data-state", "waiting");
+});
+
+test.describe("without JavaScript", () => {
+  test.beforeEach(({}, info) => {
+    test.skip(info.project.name !== "no-js", "the redirect flow is what no-JS shoppers get");
+  });
+
+  test("the merchant's form sends the shopper to the hosted page and back, confirmed by the API", async ({ page }) => {
+    await page.goto(shop);
+    await page.getByRole("button", { name: "Book & pay", exact: true }).click();
+    // On Malipo's own page now (the redirect flow), for this booking.
+    await expect(page.locator("main[data-page=checkout]")).toBeVisible();
+    const reference = (await page.locator(".reference").textContent())!.replace("Reference", "").trim();
+    expect(reference).toMatch(/^SAF-/);
+    const sessionId = new URL(page.url()).pathname.split("/").pop()!;
+    await page.getByLabel("M-PESA phone number").fill("0722 000 222");
+    await page.getByRole("button", { name: /^Pay KES/ }).click();
+    await approveOnHandset("254722000222", reference);
+    // The page refreshes itself, shows paid, then goes on to success_url with the id.
+    await page.waitForURL(`${merchant}/sandbox/merchant/return?session=${sessionId}`, { timeout: 20_000 });
+    await expect(page.locator("#return-status")).toHaveAttribute("data-paid", "true");
+    await expect(page.locator("#return-status")).toContainText("your safari is booked");
+  });
 });

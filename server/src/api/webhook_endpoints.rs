@@ -31,7 +31,7 @@ impl From<EndpointError> for ApiError {
             EndpointError::InvalidUrl => ApiError::invalid(
                 "invalid_url",
                 "url",
-                "url must be an absolute https URL (http is allowed in test mode only).",
+                "url must be an absolute https URL on a public host (test mode also allows http:// and local or private addresses).",
             ),
             EndpointError::UnknownEvent(t) => {
                 let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();

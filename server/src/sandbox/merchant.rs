@@ -149,7 +149,13 @@ async fn page(State(site): State<Arc<Site>>) -> Html<String> {
 }
 
 /// Creates a booking and its checkout session, server to server with the secret key.
-async fn book(State(site): State<Arc<Site>>) -> Response {
+/// From the page's script (no body) it answers JSON for the embed; from the plain HTML
+/// form (JavaScript off) it sends the shopper to the hosted page: the redirect flow.
+async fn book(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response {
+    let from_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let booking_id = format!("SAF-{}", random_base62(6).to_uppercase());
     let res = site
         .http
@@ -191,7 +197,10 @@ async fn book(State(site): State<Arc<Site>>) -> Response {
     if let Ok(mut all) = site.bookings.lock() {
         all.insert(booking_id, booking.clone());
     }
-    Json(json!({ "booking": booking, "url": session["url"] })).into_response()
+    match session["url"].as_str() {
+        Some(url) if from_form => axum::response::Redirect::to(url).into_response(),
+        _ => Json(json!({ "booking": booking, "url": session["url"] })).into_response(),
+    }
 }
 
 async fn booking(State(site): State<Arc<Site>>, Path(id): Path<String>) -> Response {
@@ -321,7 +330,9 @@ button{font:inherit;padding:.7em 1.2em;border:0;border-radius:8px;background:#b5
 <h1>Maasai Mara 3-day safari — Book &amp; pay</h1>
 <p>Three days in the Mara: game drives at dawn and dusk, two nights in a tented camp, all meals.</p>
 <p class="price">KES 45,000</p>
-<button id="book" type="button">Book &amp; pay</button>
+<form id="book-form" method="post" action="/sandbox/merchant/bookings">
+<button id="book" type="submit">Book &amp; pay</button>
+</form>
 <button id="book-inline" type="button">Book &amp; pay on this page</button>
 <p id="booking-status" data-state="none" role="status">Not booked yet.</p>
 <p>Booking <strong id="booking-ref">—</strong> · onSuccess calls: <span id="success-calls">0</span></p>
@@ -363,7 +374,9 @@ button{font:inherit;padding:.7em 1.2em;border:0;border-radius:8px;background:#b5
       if (inline) Malipo.mount("#inline", opts); else Malipo.open(opts);
     }).catch(function(e){ show("error", "Could not create the booking: " + e.message); });
   }
-  document.getElementById("book").addEventListener("click", function(){ book(false); });
+  // With JavaScript the checkout opens over the page; without, the form posts and the
+  // shopper is sent to the hosted page and back (the redirect flow).
+  document.getElementById("book-form").addEventListener("submit", function(e){ e.preventDefault(); book(false); });
   document.getElementById("book-inline").addEventListener("click", function(){ book(true); });
 })();
 </script>

@@ -28,8 +28,10 @@ pub const MAX_ENDPOINTS: usize = 16;
 /// Why an endpoint could not be created or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    /// Not an absolute URL, or plain `http://` in live mode.
-    #[error("url must be an absolute https URL (http is allowed in test mode)")]
+    /// Not an absolute URL, or, in live mode, plain `http://` or a local/private host.
+    #[error(
+        "url must be an absolute https URL on a public host (test mode also allows http and local hosts)"
+    )]
     InvalidUrl,
     #[error("unknown event type {0:?}")]
     UnknownEvent(String),
@@ -59,6 +61,9 @@ pub fn parse_endpoint_url(mode: Mode, raw: &str) -> Result<String, EndpointError
         "http" => mode == Mode::Test,
         _ => false,
     };
+    if mode == Mode::Live && is_internal(&url) {
+        return Err(EndpointError::InvalidUrl);
+    }
     if !scheme_ok
         || url.host_str().is_none_or(str::is_empty)
         || !url.username().is_empty()
@@ -68,6 +73,34 @@ pub fn parse_endpoint_url(mode: Mode, raw: &str) -> Result<String, EndpointError
         return Err(EndpointError::InvalidUrl);
     }
     Ok(url.into())
+}
+
+/// Whether a URL names this machine or a private network by literal address or
+/// `localhost`: live webhooks must not be a way to make Malipo call its own
+/// neighbourhood. (Names that resolve to private addresses are not caught here.)
+fn is_internal(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal")
+        }
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some()
+        }
+        None => true,
+    }
 }
 
 /// Checks and de-duplicates a list of event types; `"*"` means all of them.
@@ -154,6 +187,25 @@ mod tests {
         assert!(parse_endpoint_url(Mode::Test, "ftp://lodge.example/").is_err());
         assert!(parse_endpoint_url(Mode::Test, "https://user:pw@lodge.example/").is_err());
         assert!(parse_endpoint_url(Mode::Test, "/relative").is_err());
+        // Live endpoints may not point Malipo at its own machine or private networks.
+        for internal in [
+            "https://localhost/h",
+            "https://127.0.0.1/h",
+            "https://10.1.2.3/h",
+            "https://192.168.0.10:8443/h",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/h",
+            "https://[fd00::1]/h",
+            "https://[::ffff:10.0.0.1]/h",
+            "https://metadata.google.internal/h",
+        ] {
+            assert!(
+                parse_endpoint_url(Mode::Live, internal).is_err(),
+                "{internal}"
+            );
+        }
+        assert!(parse_endpoint_url(Mode::Live, "https://41.90.64.10/hooks").is_ok());
+        assert!(parse_endpoint_url(Mode::Test, "https://192.168.0.10/hooks").is_ok());
     }
 
     #[test]

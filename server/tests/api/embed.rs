@@ -240,6 +240,18 @@ async fn the_sandbox_merchant_books_pays_and_trusts_only_the_signed_webhook() {
             .all(|e| e.as_str().unwrap().starts_with("evt_"))
     );
 
+    // Without JavaScript the booking form sends the shopper to the hosted page.
+    let res = app
+        .client
+        .post(format!("{site}/sandbox/merchant/bookings"))
+        .form(&[("book", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap();
+    assert!(to.starts_with(&format!("{}/pay/cs_", app.addr)), "{to}");
+
     // The redirect flow confirms with the API rather than trusting the URL.
     let back = app
         .client
