@@ -120,6 +120,39 @@ pub struct UpdateAccountParams {
     pub embed_origins: Option<Vec<String>>,
 }
 
+/// The `webhooks` section: one POST per event type, as Malipo sends it.
+pub fn webhooks() -> serde_json::Value {
+    use crate::resources::EventType;
+    let mut out = serde_json::Map::new();
+    for kind in EventType::ALL {
+        let summary = match kind {
+            EventType::CheckoutSessionCompleted => "The session is paid: confirm the booking.",
+            EventType::CheckoutSessionExpired => "The session expired unpaid.",
+            EventType::PaymentSucceeded => "A payment attempt brought the money in.",
+            EventType::PaymentFailed => {
+                "A payment attempt failed, was cancelled or timed out; the shopper may retry."
+            }
+        };
+        out.insert(
+            kind.as_str().to_owned(),
+            serde_json::json!({ "post": {
+                "summary": summary,
+                "description": "Sent to every endpoint subscribed to this type. Verify                     `Malipo-Signature` on the raw body, answer any 2xx within 10 s, and                     de-duplicate by `id`: anything else is retried with exponential backoff                     and jitter for 5 days, with the same id and body.",
+                "parameters": [{
+                    "name": "Malipo-Signature", "in": "header", "required": true,
+                    "schema": { "type": "string" },
+                    "description": "`t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<raw body>\")>`,                         one `v1` per active secret (two during a rotation's overlap).",
+                }],
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/EventObject" } } } },
+                "responses": { "2XX": { "description": "Acknowledged." } },
+                "security": [],
+            }}),
+        );
+    }
+    serde_json::Value::Object(out)
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -165,7 +198,29 @@ mod tests {
     use super::*;
 
     fn doc() -> serde_json::Value {
-        serde_json::to_value(crate::api::openapi_document("https://pay.example")).unwrap()
+        crate::api::openapi_document("https://pay.example")
+    }
+
+    #[test]
+    fn describes_the_webhooks_malipo_sends() {
+        let d = doc();
+        let mut kinds: Vec<&String> = d["webhooks"].as_object().unwrap().keys().collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                "checkout.session.completed",
+                "checkout.session.expired",
+                "payment.failed",
+                "payment.succeeded"
+            ]
+        );
+        for (_, hook) in d["webhooks"].as_object().unwrap() {
+            let schema = &hook["post"]["requestBody"]["content"]["application/json"]["schema"];
+            let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            assert!(d["components"]["schemas"][name].is_object(), "{name}");
+            assert_eq!(hook["post"]["parameters"][0]["name"], "Malipo-Signature");
+        }
     }
 
     #[test]

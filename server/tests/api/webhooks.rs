@@ -273,6 +273,20 @@ async fn a_payment_sends_signed_ordered_events_to_the_endpoint() {
             tampered[10] ^= 1;
             assert!(!signed_by(&r.signature, &tampered, &secret));
         }
+        // Each body is what the reference's `webhooks` section says, object included.
+        let doc = malipo::api::openapi_document(&app.addr);
+        for event in &got {
+            let hook = &doc["webhooks"][event["type"].as_str().unwrap()]["post"];
+            let schema = &hook["requestBody"]["content"]["application/json"]["schema"];
+            crate::openapi::check(&doc, schema, event, "event").unwrap();
+            let object = if event["type"].as_str().unwrap().starts_with("payment.") {
+                "PaymentObject"
+            } else {
+                "CheckoutSessionObject"
+            };
+            let schema = json!({ "$ref": format!("#/components/schemas/{object}") });
+            crate::openapi::check(&doc, &schema, &event["data"]["object"], "data.object").unwrap();
+        }
         let completed = &got[1];
         assert_eq!(completed["object"], "event");
         assert_eq!(completed["livemode"], false);
