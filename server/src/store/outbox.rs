@@ -501,35 +501,41 @@ impl Store {
             what: format!("type {:?}", event.kind),
         })?;
         let mut tx = self.pool.begin().await?;
-        let endpoints = sqlx::query(
-            "SELECT id, enabled_events FROM webhook_endpoints \
-             WHERE merchant_id = $1 AND mode = $2 AND deleted_at IS NULL",
+        // Write first: on SQLite a transaction that reads and then writes can fail with
+        // "database is locked" if another writer committed in between (its read snapshot
+        // is stale); starting with the write takes the lock up front, and waits for it.
+        // A delivery exists only for an endpoint that subscribed when the event was
+        // written (subscriptions never change), so these need no subscription check.
+        let reset = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, \
+             retry_from = $2, updated_at = $2 WHERE event_id = $1 AND endpoint_id IN \
+             (SELECT id FROM webhook_endpoints WHERE deleted_at IS NULL)",
+        )
+        .bind(event.id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Endpoints registered since the event: they get it too, if they subscribe.
+        let missing = sqlx::query(
+            "SELECT w.id, w.enabled_events FROM webhook_endpoints w \
+             WHERE w.merchant_id = $1 AND w.mode = $2 AND w.deleted_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                             WHERE d.event_id = $3 AND d.endpoint_id = w.id)",
         )
         .bind(event.merchant_id.as_str())
         .bind(event.mode.as_str())
+        .bind(event.id.as_str())
         .fetch_all(&mut *tx)
         .await?;
-        let mut scheduled = 0;
-        for endpoint in endpoints {
+        let mut scheduled = usize::try_from(reset).unwrap_or(usize::MAX);
+        for endpoint in missing {
             let endpoint_id: String = endpoint.try_get("id")?;
             let enabled: String = endpoint.try_get("enabled_events")?;
-            if !subscribes(&enabled, kind) {
-                continue;
-            }
-            let reset = sqlx::query(
-                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, \
-                 retry_from = $3, updated_at = $3 WHERE event_id = $1 AND endpoint_id = $2",
-            )
-            .bind(event.id.as_str())
-            .bind(&endpoint_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if reset == 0 {
+            if subscribes(&enabled, kind) {
                 insert_delivery(&mut tx, &event.id, &endpoint_id, now).await?;
+                scheduled += 1;
             }
-            scheduled += 1;
         }
         tx.commit().await?;
         Ok(scheduled)

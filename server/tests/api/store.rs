@@ -47,6 +47,7 @@ on_both_backends!(
     migrations_are_idempotent,
     events_and_deliveries_commit_with_the_state_change,
     a_failed_outbox_write_undoes_the_state_change,
+    redelivery_survives_concurrent_writers,
 );
 
 fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
@@ -677,4 +678,52 @@ async fn a_failed_outbox_write_undoes_the_state_change(store: TestStore) {
     );
     let log = store.session_events(session.id.as_str()).await.unwrap();
     assert!(log.iter().all(|e| e.kind != "session.expired"));
+}
+
+async fn redelivery_survives_concurrent_writers(store: TestStore) {
+    let m = merchant(&store).await;
+    malipo::webhooks::create_endpoint(
+        &store,
+        &m,
+        Mode::Test,
+        "https://ferry.example/hooks",
+        &["*".into()],
+        "",
+        1_000,
+    )
+    .await
+    .unwrap();
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .expire_session(&session.id, 2_000, "merchant")
+            .await
+            .unwrap()
+    );
+    let event = store
+        .events(&m, Mode::Test, &EventFilter::default(), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    // Another writer commits all the while (as the delivery worker does).
+    let writer = {
+        let store = store.store.clone();
+        let m = m.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let origins = vec![format!("https://lodge{i}.example")];
+                store.set_embed_origins(&m, &origins).await.unwrap();
+            }
+        })
+    };
+    for i in 0..100 {
+        let n = store.redeliver(&event, 3_000 + i).await.unwrap();
+        assert_eq!(n, 1, "one endpoint, one delivery");
+    }
+    writer.await.unwrap();
+    let due = store.due_deliveries(10_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "still one delivery, pending again");
 }
