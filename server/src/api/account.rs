@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{Caller, body::json_object};
 use crate::{
-    api::openapi::{ErrorBody, UpdateAccountParams},
+    api::openapi::{PostErrors, ReadErrors, UpdateAccountParams},
     embed::{MAX_ORIGINS, parse_origin},
     http::error::ApiError,
     startup::AppState,
@@ -48,7 +48,7 @@ async fn account(state: &AppState, caller: &Caller) -> Result<AccountObject, Api
 #[utoipa::path(get, path = "/v1/account", tag = "account",
     responses(
         (status = 200, description = "The account", body = AccountObject),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody), (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+        ReadErrors,
     )
 )]
 pub async fn retrieve(
@@ -64,12 +64,7 @@ pub async fn retrieve(
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
     responses(
         (status = 200, description = "Updated", body = AccountObject),
-        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
-        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+        PostErrors,
     )
 )]
 pub async fn update(

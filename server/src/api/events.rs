@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::Caller;
 use crate::{
-    api::openapi::ErrorBody,
+    api::openapi::{ErrorBody, PostErrors, ReadErrors},
     domain::{EventId, SessionId},
     http::error::ApiError,
     resources::{EventObject, EventType, List, WebhookDeliveryObject},
@@ -33,7 +33,7 @@ const MAX_LIMIT: i64 = 100;
     responses(
         (status = 200, description = "One page", body = List<EventObject>),
         (status = 400, description = "Bad query parameter", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody), (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+        ReadErrors,
     )
 )]
 pub async fn list(
@@ -125,9 +125,8 @@ pub async fn list(
     params(("id" = String, Path, description = "evt_…")),
     responses(
         (status = 200, description = "The event", body = EventObject),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        ReadErrors,
         (status = 404, description = "No such event (`event_not_found`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn retrieve(
@@ -144,9 +143,8 @@ pub async fn retrieve(
     params(("id" = String, Path, description = "evt_…")),
     responses(
         (status = 200, description = "One delivery per endpoint", body = List<WebhookDeliveryObject>),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        ReadErrors,
         (status = 404, description = "No such event (`event_not_found`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn deliveries(
@@ -168,13 +166,8 @@ pub async fn deliveries(
     params(("id" = String, Path, description = "evt_…"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
     responses(
         (status = 200, description = "Scheduled now; the event's deliveries", body = List<WebhookDeliveryObject>),
-        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        PostErrors,
         (status = 404, description = "No such event (`event_not_found`)", body = ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
-        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn redeliver(

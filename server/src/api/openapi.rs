@@ -41,6 +41,61 @@ fn error_code() -> utoipa::openapi::Object {
         .build()
 }
 
+/// The error answers every POST of the API can give (beside its own 404/409s).
+#[derive(utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "documentation of responses; ApiError builds the bodies"
+)]
+pub enum PostErrors {
+    #[response(
+        status = 400,
+        description = "Invalid request: `code` and `param` say what"
+    )]
+    Invalid(ErrorBody),
+    #[response(
+        status = 401,
+        description = "Missing, unknown or revoked secret key (`invalid_api_key`)"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 409,
+        description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)"
+    )]
+    InUse(ErrorBody),
+    #[response(status = 413, description = "Body over 64 KiB (`request_too_large`)")]
+    TooLarge(ErrorBody),
+    #[response(
+        status = 422,
+        description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)"
+    )]
+    Reused(ErrorBody),
+    #[response(
+        status = 503,
+        description = "Database unavailable; retry with the same Idempotency-Key"
+    )]
+    Unavailable(ErrorBody),
+}
+
+/// The error answers every authenticated GET and DELETE can give (beside its own 404s).
+#[derive(utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "documentation of responses; ApiError builds the bodies"
+)]
+pub enum ReadErrors {
+    #[response(
+        status = 401,
+        description = "Missing, unknown or revoked secret key (`invalid_api_key`)"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 503,
+        description = "Database unavailable; retry with the same Idempotency-Key"
+    )]
+    Unavailable(ErrorBody),
+}
+
 /// The shopper, for prefilling the page.
 #[derive(Debug, ToSchema)]
 #[allow(

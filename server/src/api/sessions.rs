@@ -15,7 +15,7 @@ use super::{
     body::{json_object, missing, text},
 };
 use crate::{
-    api::openapi::{CreateSessionParams, ErrorBody},
+    api::openapi::{CreateSessionParams, ErrorBody, PostErrors, ReadErrors},
     checkout::{CreateError, CreateSession, DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN, MIN_EXPIRES_IN},
     domain::{
         Money, SessionId,
@@ -48,12 +48,7 @@ pub(crate) const FIELDS: [&str; 10] = [
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
     responses(
         (status = 201, description = "Created", body = CheckoutSessionObject),
-        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
-        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+        PostErrors,
     )
 )]
 pub async fn create(
@@ -82,9 +77,8 @@ pub async fn create(
     params(("id" = String, Path, description = "cs_…")),
     responses(
         (status = 200, description = "The session", body = CheckoutSessionObject),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        ReadErrors,
         (status = 404, description = "No such session for this merchant and mode (`session_not_found`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn retrieve(
@@ -101,13 +95,9 @@ pub async fn retrieve(
     params(("id" = String, Path, description = "cs_…"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
     responses(
         (status = 200, description = "Expired", body = CheckoutSessionObject),
-        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
-        (status = 404, description = "No such session (`session_not_found`)", body = ErrorBody), (status = 409, description = "Complete or expired already (`session_not_open`)", body = ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
-        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+        PostErrors,
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorBody),
+        (status = 409, description = "Complete or expired already (`session_not_open`), or a request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
     )
 )]
 pub async fn expire(

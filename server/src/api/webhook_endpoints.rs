@@ -15,7 +15,7 @@ use super::{
     body::{json_object, missing, optional_json_object, text},
 };
 use crate::{
-    api::openapi::{CreateEndpointParams, ErrorBody, RotateSecretParams},
+    api::openapi::{CreateEndpointParams, ErrorBody, PostErrors, ReadErrors, RotateSecretParams},
     domain::WebhookEndpointId,
     http::error::ApiError,
     resources::{EventType, List, WebhookEndpointObject},
@@ -78,12 +78,7 @@ pub(crate) const ROTATE_FIELDS: [&str; 1] = ["expires_in"];
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
     responses(
         (status = 201, description = "Created; `secret` is shown once", body = WebhookEndpointObject),
-        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
-        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+        PostErrors,
     )
 )]
 pub async fn create(
@@ -137,7 +132,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/webhook_endpoints", tag = "webhooks",
     responses(
         (status = 200, description = "Every endpoint (no secrets)", body = List<WebhookEndpointObject>),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody), (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
+        ReadErrors,
     )
 )]
 pub async fn list(
@@ -163,9 +158,8 @@ pub async fn list(
     params(("id" = String, Path, description = "we_…")),
     responses(
         (status = 200, description = "The endpoint", body = WebhookEndpointObject),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        ReadErrors,
         (status = 404, description = "No such endpoint (`webhook_endpoint_not_found`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn retrieve(
@@ -193,9 +187,8 @@ pub struct Deleted {
     params(("id" = String, Path, description = "we_…")),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        ReadErrors,
         (status = 404, description = "No such endpoint (`webhook_endpoint_not_found`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn delete(
@@ -221,13 +214,8 @@ pub async fn delete(
     params(("id" = String, Path, description = "we_…"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
     responses(
         (status = 200, description = "Rotated; the new `secret` is shown once", body = WebhookEndpointObject),
-        (status = 400, description = "Invalid request: `code` and `param` say what", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked secret key (`invalid_api_key`)", body = ErrorBody),
+        PostErrors,
         (status = 404, description = "No such endpoint (`webhook_endpoint_not_found`)", body = ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB (`request_too_large`)", body = ErrorBody),
-        (status = 422, description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 pub async fn rotate_secret(
