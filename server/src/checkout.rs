@@ -111,18 +111,19 @@ impl CheckoutService {
 /// How long an STK prompt stays on the handset before M-PESA gives up (~60 s).
 pub const PROMPT_SECS: i64 = 60;
 
+/// A redirect URL with `{CHECKOUT_SESSION_ID}` filled in.
+fn with_session_id(url: &str, session: &SessionRecord) -> String {
+    url.replace("{CHECKOUT_SESSION_ID}", session.id.as_str())
+}
+
 /// `success_url` with `{CHECKOUT_SESSION_ID}` filled in.
 pub fn success_url(session: &SessionRecord) -> String {
-    session
-        .success_url
-        .replace("{CHECKOUT_SESSION_ID}", session.id.as_str())
+    with_session_id(&session.success_url, session)
 }
 
 /// `cancel_url` with `{CHECKOUT_SESSION_ID}` filled in.
 pub fn cancel_url(session: &SessionRecord) -> String {
-    session
-        .cancel_url
-        .replace("{CHECKOUT_SESSION_ID}", session.id.as_str())
+    with_session_id(&session.cancel_url, session)
 }
 
 /// The payment's live state from the session and its latest attempt.

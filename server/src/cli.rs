@@ -234,7 +234,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Merchant {
             command: MerchantCommand::EmbedOrigins { merchant, origins },
         } => {
-            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let merchant = parse_merchant(&merchant)?;
             let parsed = origins
                 .iter()
                 .map(|o| {
@@ -314,8 +314,7 @@ pub async fn run() -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            let merchant_id =
-                MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let merchant_id = parse_merchant(&merchant)?;
             let currency = Currency::parse(&currency)
                 .context("--currency is not a supported ISO 4217 code")?;
             let amount = Money::new(amount, currency)?;
@@ -359,6 +358,10 @@ pub async fn run() -> anyhow::Result<()> {
     }
 }
 
+fn parse_merchant(id: &str) -> anyhow::Result<MerchantId> {
+    MerchantId::parse(id).context("--merchant must be a mer_… id")
+}
+
 fn parse_mode(mode: &str) -> anyhow::Result<Mode> {
     Mode::parse(mode).context("--mode must be test or live")
 }
@@ -371,7 +374,7 @@ async fn key_command(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
             kind,
             json,
         } => {
-            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let merchant = parse_merchant(&merchant)?;
             let kind = match kind.as_str() {
                 "publishable" => ApiKeyKind::Publishable,
                 _ => ApiKeyKind::Secret,
@@ -394,7 +397,7 @@ async fn key_command(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KeyCommand::List { merchant, json } => {
-            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let merchant = parse_merchant(&merchant)?;
             let keys = store.api_keys(&merchant).await?;
             if json {
                 let list: Vec<_> = keys
@@ -446,7 +449,7 @@ async fn webhook_command(store: &Store, command: WebhookCommand) -> anyhow::Resu
             description,
             json,
         } => {
-            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let merchant = parse_merchant(&merchant)?;
             anyhow::ensure!(
                 store.merchant(&merchant).await?.is_some(),
                 "no merchant {merchant}"
@@ -470,7 +473,7 @@ async fn webhook_command(store: &Store, command: WebhookCommand) -> anyhow::Resu
             mode,
             json,
         } => {
-            let merchant = MerchantId::parse(&merchant).context("--merchant must be a mer_… id")?;
+            let merchant = parse_merchant(&merchant)?;
             let endpoints = store.endpoints(&merchant, parse_mode(&mode)?).await?;
             if json {
                 let list: Vec<_> = endpoints

@@ -28,6 +28,22 @@ pub struct CreatedMerchant {
     pub test_publishable_key: String,
 }
 
+/// What the store keeps of a new key: a secret key by its hash only, a publishable key
+/// as it is.
+fn stored_form(key: &NewKey) -> NewApiKey {
+    let (secret_hash, token) = match key.kind {
+        ApiKeyKind::Secret => (Some(hash_token(key.token.expose_secret())), None),
+        ApiKeyKind::Publishable => (None, Some(key.token.expose_secret().to_owned())),
+    };
+    NewApiKey {
+        kind: key.kind,
+        mode: key.mode,
+        masked: key.masked(),
+        secret_hash,
+        token,
+    }
+}
+
 /// Checks and trims a display name.
 pub fn parse_name(name: &str) -> Result<String, MerchantError> {
     let name = name.trim();
@@ -48,22 +64,7 @@ pub async fn create(store: &Store, name: &str) -> Result<CreatedMerchant, Mercha
     };
     let secret = NewKey::generate(ApiKeyKind::Secret, Mode::Test);
     let publishable = NewKey::generate(ApiKeyKind::Publishable, Mode::Test);
-    let keys = [
-        NewApiKey {
-            kind: secret.kind,
-            mode: secret.mode,
-            masked: secret.masked(),
-            secret_hash: Some(hash_token(secret.token.expose_secret())),
-            token: None,
-        },
-        NewApiKey {
-            kind: publishable.kind,
-            mode: publishable.mode,
-            masked: publishable.masked(),
-            secret_hash: None,
-            token: Some(publishable.token.expose_secret().to_owned()),
-        },
-    ];
+    let keys = [stored_form(&secret), stored_form(&publishable)];
     store.insert_merchant(&merchant, &keys).await?;
     Ok(CreatedMerchant {
         merchant,
@@ -95,18 +96,9 @@ pub async fn create_key(
         return Err(KeyError::NoMerchant(merchant_id.clone()));
     }
     let key = NewKey::generate(kind, mode);
-    let (secret_hash, token) = match kind {
-        ApiKeyKind::Secret => (Some(hash_token(key.token.expose_secret())), None),
-        ApiKeyKind::Publishable => (None, Some(key.token.expose_secret().to_owned())),
-    };
-    let new = NewApiKey {
-        kind,
-        mode,
-        masked: key.masked(),
-        secret_hash,
-        token,
-    };
-    let id = store.insert_api_key(merchant_id, &new, now_ms()).await?;
+    let id = store
+        .insert_api_key(merchant_id, &stored_form(&key), now_ms())
+        .await?;
     Ok((id, key))
 }
 

@@ -69,22 +69,41 @@ pub(crate) async fn enqueue_event(
     .execute(&mut *conn)
     .await?;
 
+    deliver_to_subscribers(conn, &id, &merchant_id, mode, kind, now).await?;
+    Ok(id)
+}
+
+/// Gives the event a pending delivery for every live endpoint of its merchant and mode
+/// that subscribes to `kind` and does not have one yet. Returns how many it added.
+async fn deliver_to_subscribers(
+    conn: &mut AnyConnection,
+    event_id: &EventId,
+    merchant_id: &str,
+    mode: Mode,
+    kind: EventType,
+    now: i64,
+) -> Result<usize, StoreError> {
     let endpoints = sqlx::query(
-        "SELECT id, enabled_events FROM webhook_endpoints \
-         WHERE merchant_id = $1 AND mode = $2 AND deleted_at IS NULL",
+        "SELECT w.id, w.enabled_events FROM webhook_endpoints w \
+         WHERE w.merchant_id = $1 AND w.mode = $2 AND w.deleted_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                         WHERE d.event_id = $3 AND d.endpoint_id = w.id)",
     )
-    .bind(&merchant_id)
+    .bind(merchant_id)
     .bind(mode.as_str())
+    .bind(event_id.as_str())
     .fetch_all(&mut *conn)
     .await?;
+    let mut added = 0;
     for endpoint in endpoints {
         let endpoint_id: String = endpoint.try_get("id")?;
         let enabled: String = endpoint.try_get("enabled_events")?;
         if subscribes(&enabled, kind) {
-            insert_delivery(conn, &id, &endpoint_id, now).await?;
+            insert_delivery(conn, event_id, &endpoint_id, now).await?;
+            added += 1;
         }
     }
-    Ok(id)
+    Ok(added)
 }
 
 /// Whether an endpoint's `enabled_events` (a JSON array) includes `kind`.
@@ -517,28 +536,17 @@ impl Store {
         .await?
         .rows_affected();
         // Endpoints registered since the event: they get it too, if they subscribe.
-        let missing = sqlx::query(
-            "SELECT w.id, w.enabled_events FROM webhook_endpoints w \
-             WHERE w.merchant_id = $1 AND w.mode = $2 AND w.deleted_at IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                             WHERE d.event_id = $3 AND d.endpoint_id = w.id)",
+        let added = deliver_to_subscribers(
+            &mut tx,
+            &event.id,
+            event.merchant_id.as_str(),
+            event.mode,
+            kind,
+            now,
         )
-        .bind(event.merchant_id.as_str())
-        .bind(event.mode.as_str())
-        .bind(event.id.as_str())
-        .fetch_all(&mut *tx)
         .await?;
-        let mut scheduled = usize::try_from(reset).unwrap_or(usize::MAX);
-        for endpoint in missing {
-            let endpoint_id: String = endpoint.try_get("id")?;
-            let enabled: String = endpoint.try_get("enabled_events")?;
-            if subscribes(&enabled, kind) {
-                insert_delivery(&mut tx, &event.id, &endpoint_id, now).await?;
-                scheduled += 1;
-            }
-        }
         tx.commit().await?;
-        Ok(scheduled)
+        Ok(usize::try_from(reset).unwrap_or(usize::MAX) + added)
     }
 }
 
