@@ -67,6 +67,9 @@ pub enum LiveState {
         payer_masked: String,
         seconds_left: i64,
     },
+    /// We could not confirm the last payment with the operator: the shopper may have
+    /// paid. Never shown as "nothing was charged".
+    Unconfirmed { payer_masked: String },
     /// Paid; the receipt when the operator gave one.
     Paid { receipt: Option<String> },
     /// The session expired unpaid.
@@ -74,7 +77,8 @@ pub enum LiveState {
 }
 
 impl LiveState {
-    /// `idle:`, `idle:wrong_pin`, `waiting:60:2547•••••678`, `paid:QKJ4ABC123`, `expired`.
+    /// `idle:`, `idle:wrong_pin`, `waiting:60:2547•••••678`, `unconfirmed:2547•••••678`,
+    /// `paid:QKJ4ABC123`, `expired`.
     pub fn encode(&self) -> String {
         match self {
             LiveState::Idle { failure } => format!("idle:{}", failure.as_deref().unwrap_or("")),
@@ -82,6 +86,7 @@ impl LiveState {
                 payer_masked,
                 seconds_left,
             } => format!("waiting:{seconds_left}:{payer_masked}"),
+            LiveState::Unconfirmed { payer_masked } => format!("unconfirmed:{payer_masked}"),
             LiveState::Paid { receipt } => format!("paid:{}", receipt.as_deref().unwrap_or("")),
             LiveState::Expired => "expired".into(),
         }
@@ -101,6 +106,9 @@ impl LiveState {
                     seconds_left: secs.parse().ok()?,
                 })
             }
+            "unconfirmed" => Some(LiveState::Unconfirmed {
+                payer_masked: rest.to_owned(),
+            }),
             "paid" => Some(LiveState::Paid {
                 receipt: some(rest),
             }),
@@ -144,8 +152,15 @@ pub fn failure_message(code: &str) -> &'static str {
         }
         "not_payable" => "This amount can't be paid with M-PESA.",
         "rail_unavailable" => "M-PESA isn't switched on for this shop yet. Nothing was charged.",
-        "operator_unreachable" | "operator_error" => {
-            "We couldn't reach M-PESA. Nothing was charged; please try again in a minute."
+        "operator_error" => {
+            "M-PESA had a problem and didn't take the payment. Please try again in a minute."
+        }
+        // Older attempts closed before outcomes could be "unknown": we do not know.
+        "operator_unreachable" => {
+            "We couldn't confirm this payment with M-PESA. If an M-PESA SMS arrived, don't pay again: the shop will be told."
+        }
+        "confirm_no_sms" => {
+            "Your last payment from this number isn't confirmed yet. If an M-PESA SMS arrived, don't pay again. If none came, tick the box below and send the prompt again."
         }
         "unavailable" => {
             "We couldn't start the payment just now. Nothing was charged; please try again."
@@ -173,6 +188,9 @@ mod tests {
                 receipt: Some("QKJ4ABC123".into()),
             },
             LiveState::Paid { receipt: None },
+            LiveState::Unconfirmed {
+                payer_masked: "2547•••••678".into(),
+            },
             LiveState::Expired,
         ] {
             assert_eq!(

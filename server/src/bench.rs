@@ -330,7 +330,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 },
                 now_ms(),
             )
-            .await?;
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("a new session refused its first attempt"))?;
         let request_id = format!("ws_CO_bench_{i}");
         store
             .set_operator_request_id(&attempt.id, &request_id, now_ms())

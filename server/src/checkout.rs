@@ -48,6 +48,9 @@ pub enum CreateError {
     /// would turn the page's links into script).
     #[error("{param} must be an absolute http(s) URL")]
     InvalidUrl { param: &'static str },
+    /// Live mode sends real shoppers on with the merchant's booking: https only.
+    #[error("{param} must be an https URL in live mode")]
+    InsecureLiveUrl { param: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -83,6 +86,13 @@ impl CheckoutService {
     pub async fn create(&self, req: CreateSession) -> Result<SessionRecord, CreateError> {
         let success_url = parse_redirect_url("success_url", &req.success_url)?;
         let cancel_url = parse_redirect_url("cancel_url", &req.cancel_url)?;
+        if req.mode == Mode::Live {
+            for (param, url) in [("success_url", &success_url), ("cancel_url", &cancel_url)] {
+                if !url.starts_with("https://") {
+                    return Err(CreateError::InsecureLiveUrl { param });
+                }
+            }
+        }
         let now = now_ms();
         // Callers validate against MIN/MAX_EXPIRES_IN; the CLI may go lower for testing.
         let expires_in = req.expires_in_secs.clamp(1, MAX_EXPIRES_IN);
@@ -111,9 +121,12 @@ impl CheckoutService {
 /// How long an STK prompt stays on the handset before M-PESA gives up (~60 s).
 pub const PROMPT_SECS: i64 = 60;
 
-/// A redirect URL with `{CHECKOUT_SESSION_ID}` filled in.
+/// A redirect URL with `{CHECKOUT_SESSION_ID}` filled in, wherever it stands: URLs are
+/// stored normalised, which percent-encodes the braces in a path (`%7B…%7D`) but not in
+/// a query.
 fn with_session_id(url: &str, session: &SessionRecord) -> String {
     url.replace("{CHECKOUT_SESSION_ID}", session.id.as_str())
+        .replace("%7BCHECKOUT_SESSION_ID%7D", session.id.as_str())
 }
 
 /// `success_url` with `{CHECKOUT_SESSION_ID}` filled in.
@@ -126,7 +139,9 @@ pub fn cancel_url(session: &SessionRecord) -> String {
     with_session_id(&session.cancel_url, session)
 }
 
-/// The payment's live state from the session and its latest attempt.
+/// The payment's live state from the session and its latest attempt. A prompt that
+/// can still be answered keeps the page waiting even past the session's expiry, and an
+/// attempt whose outcome is unknown is never shown as "nothing was charged".
 pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: i64) -> LiveState {
     if session.payment_status == PaymentStatus::Paid {
         let receipt = latest
@@ -134,14 +149,25 @@ pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: 
             .and_then(|a| a.operator_receipt.clone());
         return LiveState::Paid { receipt };
     }
+    let masked = |a: &AttemptRecord| a.payer.as_deref().map(mask).unwrap_or_default();
+    match latest {
+        Some(a) if a.status == AttemptStatus::Pending => {
+            return LiveState::Waiting {
+                payer_masked: masked(a),
+                seconds_left: (PROMPT_SECS - (now - a.created_at) / 1000).max(0),
+            };
+        }
+        Some(a) if a.status == AttemptStatus::Unknown => {
+            return LiveState::Unconfirmed {
+                payer_masked: masked(a),
+            };
+        }
+        _ => {}
+    }
     if session.status == SessionStatus::Expired || session.expires_at <= now {
         return LiveState::Expired;
     }
     match latest {
-        Some(a) if a.status == AttemptStatus::Pending => LiveState::Waiting {
-            payer_masked: a.payer.as_deref().map(mask).unwrap_or_default(),
-            seconds_left: (PROMPT_SECS - (now - a.created_at) / 1000).max(0),
-        },
         Some(a) => LiveState::Idle {
             failure: a.failure_code.clone().or_else(|| Some("failed".into())),
         },
@@ -157,8 +183,12 @@ pub fn checkout_view(
     latest: Option<&AttemptRecord>,
     now: i64,
 ) -> CheckoutView {
+    let live = live_state(session, latest, now);
     let state = if session.payment_status == PaymentStatus::Paid {
         CheckoutState::Paid
+    } else if matches!(live, LiveState::Waiting { .. }) {
+        // The PIN can still be typed: the page waits, whatever the clock says.
+        CheckoutState::Open
     } else if session.status == SessionStatus::Expired || session.expires_at <= now {
         CheckoutState::Expired
     } else {
@@ -177,7 +207,7 @@ pub fn checkout_view(
         expires_at_label: eat_label(session.expires_at),
         cancel_url: cancel_url(session),
         success_url: success_url(session),
-        live: live_state(session, latest, now),
+        live,
         phone: latest
             .and_then(|a| a.payer.as_deref())
             .or(session.customer_phone.as_deref())
@@ -233,8 +263,17 @@ mod tests {
     #[test]
     fn both_redirects_fill_the_session_id() {
         let mut s = session(SessionStatus::Open, false, i64::MAX);
-        s.success_url = "https://m.example/ok?cs={CHECKOUT_SESSION_ID}".into();
-        s.cancel_url = "https://m.example/book/{CHECKOUT_SESSION_ID}/cancel".into();
+        // As stored: normalised by `parse_redirect_url`.
+        s.success_url = parse_redirect_url(
+            "success_url",
+            "https://m.example/ok?cs={CHECKOUT_SESSION_ID}",
+        )
+        .unwrap();
+        s.cancel_url = parse_redirect_url(
+            "cancel_url",
+            "https://m.example/book/{CHECKOUT_SESSION_ID}/cancel",
+        )
+        .unwrap();
         let view = checkout_view(&s, "M".into(), None, 0);
         assert_eq!(
             view.success_url,

@@ -9,6 +9,11 @@
 //! - A poller queries pending attempts with backoff (5/15/30/60/90 s, then every 90 s),
 //!   so lost callbacks never leave a payment hanging, and the schedule is in the database,
 //!   so it survives a restart.
+//! - Nothing the operator says about money is dropped: every callback body is kept, and
+//!   a success outranks any verdict of ours (see `store::attempts`). When we cannot learn
+//!   the outcome, the attempt is `unknown`, never "failed": the page says so, a new push
+//!   to the same phone needs the shopper's word that no M-PESA SMS came, and after
+//!   [`RECONCILE_AFTER_MS`] of asking the merchant is told (`payment.unknown`).
 
 use std::sync::Arc;
 
@@ -36,8 +41,14 @@ use crate::{
 /// Seconds after the push at which the poller queries, then every last interval.
 pub const POLL_SCHEDULE_SECS: [i64; 5] = [5, 15, 30, 60, 90];
 /// How long an attempt whose push got no readable answer waits for a callback before it
-/// is given up as `operator_unreachable` (the prompt itself lasts about a minute).
+/// is marked `unknown` (the prompt itself lasts about a minute).
 pub const UNCONFIRMED_PUSH_MS: i64 = 120_000;
+/// How long after the push the status query may keep saying "still processing" (or fail,
+/// or answer a code we do not know) before the attempt is marked `unknown`.
+pub const UNKNOWN_AFTER_MS: i64 = 180_000;
+/// How long after the push an unknown attempt is still queried; then it is left for
+/// reconciliation and the merchant gets `payment.unknown`.
+pub const RECONCILE_AFTER_MS: i64 = 15 * 60_000;
 /// The rail name stored on M-PESA attempts.
 pub const MPESA: &str = "mpesa";
 
@@ -48,6 +59,10 @@ pub enum PayError {
     SessionNotFound,
     #[error("the checkout session is no longer open")]
     SessionNotOpen,
+    /// An earlier push to this number for this session has an unknown outcome: the
+    /// shopper may have paid. They must say no M-PESA SMS came before we push again.
+    #[error("an earlier payment from this number is not confirmed yet")]
+    PreviousUnconfirmed,
     #[error("not a Kenyan mobile number")]
     InvalidPhone,
     #[error("M-PESA takes whole Kenyan shillings only")]
@@ -152,6 +167,19 @@ impl Payments {
         session_id: &SessionId,
         phone_input: &str,
     ) -> Result<AttemptRecord, PayError> {
+        self.start_mpesa_confirming(session_id, phone_input, false)
+            .await
+    }
+
+    /// [`Payments::start_mpesa`], where `no_sms_arrived` is the shopper's word that no
+    /// M-PESA confirmation came for an earlier, unconfirmed push to the same number.
+    /// Without it, such a push blocks a new one ([`PayError::PreviousUnconfirmed`]).
+    pub async fn start_mpesa_confirming(
+        &self,
+        session_id: &SessionId,
+        phone_input: &str,
+        no_sms_arrived: bool,
+    ) -> Result<AttemptRecord, PayError> {
         let session = self
             .store
             .session(session_id)
@@ -175,6 +203,15 @@ impl Payments {
         if let Some(pending) = self.store.pending_attempt(session_id).await? {
             return Ok(pending);
         }
+        if !no_sms_arrived
+            && !self
+                .store
+                .unknown_attempts_for_payer(session_id, msisdn.as_str())
+                .await?
+                .is_empty()
+        {
+            return Err(PayError::PreviousUnconfirmed);
+        }
         let token = random_base62(32);
         let inserted = self
             .store
@@ -191,7 +228,9 @@ impl Payments {
             )
             .await;
         let attempt = match inserted {
-            Ok(a) => a,
+            Ok(Some(a)) => a,
+            // Expired or paid since we looked: the conditional insert refused it.
+            Ok(None) => return Err(PayError::SessionNotOpen),
             // Lost a race with a concurrent tap: theirs is the one.
             Err(e) if e.is_unique_violation() => {
                 return self
@@ -236,7 +275,7 @@ impl Payments {
             }
             // No answer, or one we cannot read: the prompt may still be on the phone, and
             // the shopper may pay. The attempt stays pending; a callback carrying its token
-            // settles it, and the poller gives up after UNCONFIRMED_PUSH_MS.
+            // settles it, and after UNCONFIRMED_PUSH_MS the poller marks it unknown.
             Err(e) => {
                 tracing::warn!(attempt = %attempt.id, error = %e, "STK push outcome unknown; waiting for a callback");
             }
@@ -266,28 +305,36 @@ impl Payments {
             Some(stored) if stored == hash_token(token) => {}
             _ => return Err(CallbackError::Forbidden),
         }
+        // Kept before anything else, readable or not: what the operator said is evidence.
+        self.store
+            .record_callback(MPESA, &id, body, now_ms())
+            .await?;
         let cb = serde_json::from_slice::<CallbackEnvelope>(body)
             .map_err(|_| CallbackError::BadBody)?
             .body
             .stk_callback;
-        let attempt = self
+        let mut attempt = self
             .store
             .attempt(&id)
             .await?
             .ok_or(CallbackError::Forbidden)?;
         // The push's answer was lost, but Daraja did send it: the token proves the
         // callback is for this attempt, so learn its CheckoutRequestID now.
-        if attempt.operator_request_id.is_none() && !attempt.status.is_final() {
+        if attempt.operator_request_id.is_none() {
             self.store
                 .set_operator_request_id(&id, &cb.checkout_request_id, now_ms())
                 .await?;
-            return Box::pin(self.mpesa_callback(attempt_id, token, body)).await;
+            attempt = self
+                .store
+                .attempt(&id)
+                .await?
+                .ok_or(CallbackError::Forbidden)?;
         }
         if attempt.operator_request_id.as_deref() != Some(cb.checkout_request_id.as_str()) {
             tracing::warn!(attempt = %id, "callback for another CheckoutRequestID; ignored");
             return Ok(());
         }
-        if attempt.status.is_final() {
+        if attempt.status == AttemptStatus::Succeeded {
             tracing::info!(attempt = %id, "duplicate callback; already settled");
             return Ok(());
         }
@@ -298,8 +345,14 @@ impl Payments {
             let amount_ok = paid.amount == Some((attempt.amount.minor() / 100) as u64);
             let phone_ok = paid.phone.is_some() && paid.phone == attempt.payer;
             let Some(receipt) = paid.receipt.filter(|_| amount_ok && phone_ok) else {
-                tracing::warn!(attempt = %id, amount_ok, phone_ok, "success callback does not match; confirming by query");
-                self.store.reschedule_poll(&id, now_ms(), now_ms()).await?;
+                if attempt.status.is_final() {
+                    // Closed, and this "success" does not match it: kept (above) for a
+                    // human, not believed.
+                    tracing::error!(attempt = %id, amount_ok, phone_ok, "success callback for a closed attempt does not match; kept for reconciliation");
+                } else {
+                    tracing::warn!(attempt = %id, amount_ok, phone_ok, "success callback does not match; confirming by query");
+                    self.store.reschedule_poll(&id, now_ms(), now_ms()).await?;
+                }
                 return Ok(());
             };
             let result = AttemptOutcome {
@@ -311,7 +364,12 @@ impl Payments {
                 .finalize_attempt(&id, AttemptStatus::Succeeded, &result, "callback", now_ms())
                 .await
             {
-                Ok(true) => self.changed(&attempt.session_id),
+                Ok(true) => {
+                    if attempt.status != AttemptStatus::Pending {
+                        tracing::warn!(attempt = %id, was = attempt.status.as_str(), "late success: the operator's word settles it");
+                    }
+                    self.changed(&attempt.session_id);
+                }
                 Ok(false) => {}
                 Err(e) if e.is_unique_violation() => {
                     tracing::warn!(attempt = %id, "receipt already used by another attempt; ignored");
@@ -332,44 +390,42 @@ impl Payments {
                 }
             }
             None => {
-                tracing::warn!(attempt = %id, code = %cb.result_code, "unrecognised ResultCode; kept pending, will query");
+                tracing::warn!(attempt = %id, code = %cb.result_code, "unrecognised ResultCode; kept open, will query");
+                self.store.reschedule_poll(&id, now_ms(), now_ms()).await?;
             }
         }
         Ok(())
     }
 
-    /// Queries every pending attempt whose time has come; returns how many settled.
+    /// Queries every pending or unknown attempt whose time has come; returns how many
+    /// changed state.
     pub async fn poll_due(&self) -> Result<usize, StoreError> {
         let now = now_ms();
         let mut settled = 0;
         for attempt in self.store.attempts_due_for_poll(now, 50).await? {
+            let age = now - attempt.created_at;
             let Some(request_id) = attempt.operator_request_id.as_deref() else {
-                if now - attempt.created_at < UNCONFIRMED_PUSH_MS {
+                if age < UNCONFIRMED_PUSH_MS {
                     // Being sent right now, or its answer was lost: a callback may still
                     // come. Look again shortly.
                     self.store
                         .reschedule_poll(&attempt.id, now + 2_000, now)
                         .await?;
-                } else {
-                    let outcome = AttemptOutcome {
-                        failure_code: Some("operator_unreachable".into()),
-                        failure_detail: Some("no answer from Daraja to the STK push".into()),
-                        ..Default::default()
-                    };
-                    if self
-                        .store
-                        .finalize_attempt(
-                            &attempt.id,
-                            AttemptStatus::Expired,
-                            &outcome,
-                            "poller",
-                            now,
-                        )
-                        .await?
-                    {
-                        settled += 1;
-                        self.changed(&attempt.session_id);
-                    }
+                } else if self
+                    .store
+                    .mark_unknown(
+                        &attempt.id,
+                        "no answer from Daraja to the STK push: nothing to query",
+                        None,
+                        now,
+                    )
+                    .await?
+                {
+                    // Without Daraja's id there is nothing to ask: only a callback can
+                    // settle it now, so it goes to reconciliation at once.
+                    tracing::warn!(attempt = %attempt.id, "STK push never confirmed; outcome unknown, left for reconciliation");
+                    settled += 1;
+                    self.changed(&attempt.session_id);
                 }
                 continue;
             };
@@ -377,39 +433,55 @@ impl Payments {
                 Some(session) => session.mode,
                 None => continue,
             };
-            let Some(daraja) = self.daraja(mode) else {
-                tracing::error!(attempt = %attempt.id, "pending live attempt but no live Daraja configured");
-                let next =
-                    next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
-                self.store.reschedule_poll(&attempt.id, next, now).await?;
-                continue;
-            };
-            let outcome = match daraja.stk_query(request_id, now).await {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(attempt = %attempt.id, error = %e, "STK query failed; will retry");
+            let outcome = match self.daraja(mode) {
+                Some(daraja) => match daraja.stk_query(request_id, now).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(attempt = %attempt.id, error = %e, "STK query failed; will retry");
+                        RailOutcome::Pending
+                    }
+                },
+                None => {
+                    tracing::error!(attempt = %attempt.id, "open live attempt but no live Daraja configured");
                     RailOutcome::Pending
                 }
             };
-            match outcome_to_status(&outcome) {
-                Some((status, result)) => {
-                    if self
-                        .store
-                        .finalize_attempt(&attempt.id, status, &result, "query", now_ms())
-                        .await?
-                    {
-                        settled += 1;
-                        self.changed(&attempt.session_id);
-                    }
+            if let Some((status, result)) = outcome_to_status(&outcome) {
+                if self
+                    .store
+                    .finalize_attempt(&attempt.id, status, &result, "query", now_ms())
+                    .await?
+                {
+                    settled += 1;
+                    self.changed(&attempt.session_id);
                 }
-                None => {
-                    if let RailOutcome::Unknown { raw } = &outcome {
-                        tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still pending");
-                    }
-                    let next =
-                        next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
-                    self.store.reschedule_poll(&attempt.id, next, now).await?;
-                }
+                continue;
+            }
+            if let RailOutcome::Unknown { raw } = &outcome {
+                tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still open");
+            }
+            let next = next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
+            let changed = if age >= RECONCILE_AFTER_MS {
+                tracing::warn!(attempt = %attempt.id, "outcome still unknown; left for reconciliation");
+                self.store
+                    .mark_unknown(&attempt.id, "Daraja never gave a final answer", None, now)
+                    .await?
+            } else if age >= UNKNOWN_AFTER_MS && attempt.status == AttemptStatus::Pending {
+                self.store
+                    .mark_unknown(
+                        &attempt.id,
+                        "no final answer from Daraja yet",
+                        Some(next),
+                        now,
+                    )
+                    .await?
+            } else {
+                self.store.reschedule_poll(&attempt.id, next, now).await?;
+                false
+            };
+            if changed {
+                settled += 1;
+                self.changed(&attempt.session_id);
             }
         }
         Ok(settled)

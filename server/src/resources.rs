@@ -21,14 +21,23 @@ pub enum EventType {
     PaymentSucceeded,
     /// One payment attempt failed, was cancelled or timed out; the shopper may retry.
     PaymentFailed,
+    /// A payment attempt brought money in for a session another attempt had already
+    /// paid: the shopper paid twice and the merchant must refund this one.
+    PaymentDuplicate,
+    /// We could not learn a payment attempt's outcome, even by asking the operator for
+    /// a while: the shopper may have paid. Left for reconciliation; a later
+    /// `payment.succeeded` or `payment.failed` settles it.
+    PaymentUnknown,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 6] = [
         EventType::CheckoutSessionCompleted,
         EventType::CheckoutSessionExpired,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
+        EventType::PaymentDuplicate,
+        EventType::PaymentUnknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +46,8 @@ impl EventType {
             EventType::CheckoutSessionExpired => "checkout.session.expired",
             EventType::PaymentSucceeded => "payment.succeeded",
             EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentDuplicate => "payment.duplicate",
+            EventType::PaymentUnknown => "payment.unknown",
         }
     }
 
@@ -134,7 +145,8 @@ pub struct PaymentObject {
     pub checkout_session: String,
     /// `mpesa`, …
     pub rail: String,
-    /// `pending`, `succeeded`, `failed`, `cancelled` or `expired`.
+    /// `pending`, `unknown` (the outcome could not be learned yet: the shopper may have
+    /// paid), `succeeded`, `failed`, `cancelled` or `expired`.
     #[schema(value_type = String)]
     pub status: &'static str,
     pub amount: i64,
@@ -146,6 +158,10 @@ pub struct PaymentObject {
     pub receipt: Option<String>,
     /// Why it did not succeed: `insufficient_funds`, `cancelled_by_user`, …
     pub failure_code: Option<String>,
+    /// The operator reported this success after Malipo had given up on the attempt.
+    pub late: bool,
+    /// This payment paid a session that another payment had already paid: refund it.
+    pub duplicate: bool,
     /// Unix seconds.
     pub created: i64,
     pub livemode: bool,
@@ -164,6 +180,8 @@ impl PaymentObject {
             payer: a.payer.as_deref().map(mask),
             receipt: a.operator_receipt.clone(),
             failure_code: a.failure_code.clone(),
+            late: a.late_from.is_some(),
+            duplicate: a.duplicate,
             created: a.created_at / 1000,
             livemode: mode == Mode::Live,
         }
@@ -172,7 +190,8 @@ impl PaymentObject {
     /// The event an attempt reaching `status` announces, if any.
     pub fn event_for(status: AttemptStatus) -> Option<EventType> {
         match status {
-            AttemptStatus::Pending => None,
+            // `payment.unknown` is sent when asking is over, not on every doubt.
+            AttemptStatus::Pending | AttemptStatus::Unknown => None,
             AttemptStatus::Succeeded => Some(EventType::PaymentSucceeded),
             AttemptStatus::Failed | AttemptStatus::Cancelled | AttemptStatus::Expired => {
                 Some(EventType::PaymentFailed)
@@ -287,7 +306,8 @@ pub struct DeliveryAttemptObject {
     /// The HTTP status, or null when no answer came (timeout, refused connection).
     pub status_code: Option<i64>,
     pub latency_ms: i64,
-    /// Why it failed; null on success.
+    /// Why it failed, as a class: `http_status` (see `status_code`), `timeout`,
+    /// `connect_failed`, `redirect_refused` or `request_failed`; null on success.
     pub error: Option<String>,
 }
 

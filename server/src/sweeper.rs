@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-use crate::{domain::SessionId, payments::Payments, store::Store, time::now_ms};
+use crate::{
+    domain::SessionId,
+    payments::Payments,
+    store::{Expiry, Store},
+    time::now_ms,
+};
 
 /// How often the sweeper wakes.
 pub const INTERVAL: Duration = Duration::from_secs(2);
@@ -18,7 +23,7 @@ pub async fn sweep_once(store: &Store) -> Result<Vec<SessionId>, crate::store::S
         let now = now_ms();
         let due = store.sessions_due_to_expire(now, 100).await?;
         for id in &due {
-            if store.expire_session(id, now, "timeout").await? {
+            if store.expire_session(id, now, "timeout").await? == Expiry::Expired {
                 tracing::info!(session = %id, "checkout session expired");
                 expired.push(id.clone());
             }

@@ -31,6 +31,7 @@ pub fn CheckoutPage() -> impl IntoView {
     let error = query.read_untracked().get("error").filter(|e| {
         [
             "invalid_phone",
+            "confirm_no_sms",
             "not_payable",
             "rail_unavailable",
             "unavailable",
@@ -105,12 +106,26 @@ fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
         }
         _ => None,
     };
+    let unconfirmed = matches!(view.live, LiveState::Unconfirmed { .. });
     let status = match view.state {
+        // Past expiry but a prompt is still waiting: no countdown at zero beside it.
+        CheckoutState::Open if view.seconds_left == 0 => ().into_any(),
         CheckoutState::Open => view! {
             <Countdown seconds_left=view.seconds_left expires_at_label=view.expires_at_label.clone() />
         }
         .into_any(),
         CheckoutState::Paid => ().into_any(),
+        // The last payment may have gone through: never say "nothing was charged".
+        CheckoutState::Expired if unconfirmed => view! {
+            <p class="notice notice-expired" data-live="unconfirmed" role="status">
+                "This checkout expired at "
+                {view.expires_at_label.clone()}
+                ". We couldn't confirm your last M-PESA payment yet. If an M-PESA SMS arrived, "
+                {view.merchant_name.clone()}
+                " will be told as soon as M-PESA confirms it: don't pay again."
+            </p>
+        }
+        .into_any(),
         CheckoutState::Expired => view! {
             <p class="notice notice-expired" role="status">
                 "This checkout expired at "

@@ -70,8 +70,12 @@ pub fn LiveStatus(
     let waiting = move || matches!(state.get(), LiveState::Waiting { .. });
     let paid = move || matches!(state.get(), LiveState::Paid { .. });
     let expired = move || state.get() == LiveState::Expired;
+    let unconfirmed = move || matches!(state.get(), LiveState::Unconfirmed { .. });
+    // The form shows when idle, and when the last outcome is unknown (then with the
+    // "no SMS came" box, so a second push is the shopper's informed choice).
     let idle_failure = move || match state.get() {
         LiveState::Idle { failure } => Some(failure),
+        LiveState::Unconfirmed { .. } => Some(None),
         _ => None,
     };
     let problem = {
@@ -80,7 +84,9 @@ pub fn LiveStatus(
     };
     let retry = move || idle_failure().flatten().is_some();
     let payer = move || match state.get() {
-        LiveState::Waiting { payer_masked, .. } => payer_masked,
+        LiveState::Waiting { payer_masked, .. } | LiveState::Unconfirmed { payer_masked } => {
+            payer_masked
+        }
         _ => String::new(),
     };
     let timer = move || match state.get() {
@@ -117,6 +123,14 @@ pub fn LiveStatus(
                     </a>
                 </p>
             </div>
+            <div class="status status-waiting" data-live="unconfirmed" role="status" hidden=move || !unconfirmed()>
+                <p class="status-title">"We couldn't confirm your payment yet"</p>
+                <p>
+                    "M-PESA hasn't told us whether the payment from " <strong>{payer}</strong>
+                    " went through. If you got an M-PESA confirmation SMS, don't pay again: this page and "
+                    {merchant_name.clone()} " will be updated as soon as M-PESA confirms."
+                </p>
+            </div>
             <div class="status status-failed" data-live="expired" role="status" hidden=move || !expired()>
                 <p>"This checkout has expired. Nothing was charged."</p>
             </div>
@@ -147,6 +161,10 @@ pub fn LiveStatus(
                     required
                     value=phone
                 />
+                <label class="confirm" hidden=move || !unconfirmed()>
+                    <input type="checkbox" name="no_sms" value="1" />
+                    " No M-PESA SMS came for my last payment: send a new prompt"
+                </label>
                 <button class="button pay" type="submit" disabled=move || submitting.get()>
                     {move || if retry() { "Send the prompt again".to_string() } else { pay_label.clone() }}
                 </button>

@@ -43,6 +43,15 @@ pub fn missing(param: &str) -> ApiError {
     ApiError::invalid("parameter_missing", param, format!("{param} is required."))
 }
 
+/// Characters that change how text around them is displayed without being seen:
+/// bidirectional overrides and isolates (U+202A–202E, U+2066–2069), zero-width and
+/// direction marks (U+200B–200F) and the BOM (U+FEFF). In a description or reference
+/// they let a merchant (or anyone who can set the field) make the page read other than
+/// what it says ("Trojan Source"), so they are refused, never stripped.
+pub fn is_spoofing_char(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200F}' | '\u{FEFF}')
+}
+
 pub fn text(
     obj: &Map<String, Value>,
     param: &str,
@@ -55,7 +64,16 @@ pub fn text(
         Some(Value::String(s)) => {
             let s = s.trim();
             let n = s.chars().count();
-            if (required && n == 0) || n > max_chars || s.chars().any(char::is_control) {
+            if s.chars().any(is_spoofing_char) {
+                Err(ApiError::invalid(
+                    "parameter_invalid",
+                    param,
+                    format!(
+                        "{param} contains an invisible or text-direction character \
+                         (U+200B–200F, U+202A–202E, U+2066–2069 or U+FEFF); remove it."
+                    ),
+                ))
+            } else if (required && n == 0) || n > max_chars || s.chars().any(char::is_control) {
                 Err(ApiError::invalid(
                     "parameter_invalid",
                     param,

@@ -187,6 +187,13 @@ pub fn webhooks() -> serde_json::Value {
             EventType::PaymentFailed => {
                 "A payment attempt failed, was cancelled or timed out; the shopper may retry."
             }
+            EventType::PaymentDuplicate => {
+                "A payment brought money in for a session that was already paid: refund it."
+            }
+            EventType::PaymentUnknown => {
+                "Malipo could not learn a payment's outcome: the shopper may have paid. \
+                 Reconcile it; a later payment.succeeded or payment.failed settles it."
+            }
         };
         out.insert(
             kind.as_str().to_owned(),
@@ -266,8 +273,10 @@ mod tests {
             [
                 "checkout.session.completed",
                 "checkout.session.expired",
+                "payment.duplicate",
                 "payment.failed",
-                "payment.succeeded"
+                "payment.succeeded",
+                "payment.unknown"
             ]
         );
         for (_, hook) in d["webhooks"].as_object().unwrap() {

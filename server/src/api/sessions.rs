@@ -25,7 +25,7 @@ use crate::{
     http::error::ApiError,
     resources::CheckoutSessionObject,
     startup::AppState,
-    store::SessionRecord,
+    store::{Expiry, SessionRecord},
     time::now_ms,
 };
 
@@ -63,6 +63,11 @@ pub async fn create(
             param,
             format!("{param} must be an absolute http(s) URL."),
         ),
+        CreateError::InsecureLiveUrl { param } => ApiError::invalid(
+            "invalid_url",
+            param,
+            format!("{param} must be an https:// URL in live mode."),
+        ),
         CreateError::Store(e) => e.into(),
     })?;
     tracing::info!(session = %session.id, amount = %session.amount, "checkout session created");
@@ -97,7 +102,7 @@ pub async fn retrieve(
         (status = 200, description = "Expired", body = CheckoutSessionObject),
         PostErrors,
         (status = 404, description = "No such session (`session_not_found`)", body = ErrorBody),
-        (status = 409, description = "Complete or expired already (`session_not_open`), or a request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
+        (status = 409, description = "Complete or expired already (`session_not_open`), a payment prompt is still on the shopper's phone (`payment_pending`), or a request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
     )
 )]
 pub async fn expire(
@@ -107,12 +112,14 @@ pub async fn expire(
 ) -> Result<Json<CheckoutSessionObject>, ApiError> {
     let session = owned_session(&state, &caller, &id).await?;
     let now = now_ms();
-    if !state
+    match state
         .store
         .expire_session(&session.id, now, "merchant")
         .await?
     {
-        return Err(ApiError::SessionNotOpen);
+        Expiry::Expired => {}
+        Expiry::NotOpen => return Err(ApiError::SessionNotOpen),
+        Expiry::PaymentPending => return Err(ApiError::PaymentPending),
     }
     // Open pages and the webhook worker both want to know.
     state.payments.changed(&session.id);

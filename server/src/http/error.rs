@@ -34,6 +34,7 @@ pub const ERROR_CODES: &[&str] = &[
     "webhook_endpoint_not_found",
     "event_not_found",
     "session_not_open",
+    "payment_pending",
     "idempotency_key_in_use",
     "request_too_large",
     "idempotency_key_reused",
@@ -69,6 +70,9 @@ pub enum ApiError {
     /// 409 `session_not_open`: the session is complete or expired already.
     #[error("checkout session is not open")]
     SessionNotOpen,
+    /// 409 `payment_pending`: a payment prompt is still on the shopper's phone.
+    #[error("a payment is pending")]
+    PaymentPending,
     /// 409 `idempotency_key_in_use`: a request with this key is still running.
     #[error("idempotency key in use")]
     IdempotencyKeyInUse,
@@ -104,7 +108,9 @@ impl ApiError {
             | ApiError::SessionNotFound
             | ApiError::WebhookEndpointNotFound
             | ApiError::EventNotFound => StatusCode::NOT_FOUND,
-            ApiError::SessionNotOpen | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            ApiError::SessionNotOpen | ApiError::PaymentPending | ApiError::IdempotencyKeyInUse => {
+                StatusCode::CONFLICT
+            }
             ApiError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -121,6 +127,7 @@ impl ApiError {
             ApiError::WebhookEndpointNotFound => "webhook_endpoint_not_found",
             ApiError::EventNotFound => "event_not_found",
             ApiError::SessionNotOpen => "session_not_open",
+            ApiError::PaymentPending => "payment_pending",
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::RequestTooLarge => "request_too_large",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
@@ -140,6 +147,11 @@ impl ApiError {
             ApiError::WebhookEndpointNotFound => "No such webhook endpoint.".into(),
             ApiError::EventNotFound => "No such event.".into(),
             ApiError::SessionNotOpen => "Only open checkout sessions can be changed.".into(),
+            ApiError::PaymentPending => {
+                "A payment prompt is on the shopper's phone and may still be paid. \
+                 Retry once it settles (within about two minutes)."
+                    .into()
+            }
             ApiError::IdempotencyKeyInUse => {
                 "A request with this Idempotency-Key is still being processed; retry shortly."
                     .into()

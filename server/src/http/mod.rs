@@ -9,6 +9,7 @@ mod pay;
 
 use axum::{
     Router,
+    extract::MatchedPath,
     http::{HeaderName, HeaderValue, Request, header},
 };
 use std::time::Duration;
@@ -51,19 +52,33 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("content-security-policy"),
             HeaderValue::from_static("frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
         ))
+        // Answers are private unless a route says otherwise (assets, checkout.js): hosted
+        // pages and API answers carry capabilities and secrets.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(
             TraceLayer::new_for_http()
-                // The path only: query strings may carry tokens.
                 .make_span_with(|req: &Request<_>| {
                     tracing::info_span!(
                         "http",
                         method = %req.method(),
-                        path = %req.uri().path(),
+                        route = route_template(req),
                         merchant = tracing::field::Empty,
                     )
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+}
+
+/// What a request's log line names: the matched route's template
+/// (`/callbacks/mpesa/{attempt}/{token}`), never the raw path, which carries callback
+/// tokens, session ids (capabilities) and phone numbers. Unmatched paths are not logged.
+fn route_template<B>(req: &Request<B>) -> &str {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str)
 }
 
 /// How long a browser may reuse `/pkg` assets before revalidating.

@@ -43,6 +43,9 @@ struct EmbedQuery {
 struct PayForm {
     #[serde(default)]
     phone: String,
+    /// The shopper ticked "No M-PESA confirmation SMS came" for an unconfirmed push.
+    #[serde(default)]
+    no_sms: Option<String>,
 }
 
 async fn pay_mpesa(
@@ -74,10 +77,16 @@ async fn pay_mpesa(
         };
         Redirect::to(&url).into_response()
     };
-    match state.payments.start_mpesa(&sid, &form.phone).await {
+    let no_sms = form.no_sms.is_some_and(|v| !v.is_empty());
+    match state
+        .payments
+        .start_mpesa_confirming(&sid, &form.phone, no_sms)
+        .await
+    {
         Ok(_) | Err(PayError::SessionNotOpen) => back(None),
         Err(PayError::SessionNotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(PayError::InvalidPhone) => back(Some("invalid_phone")),
+        Err(PayError::PreviousUnconfirmed) => back(Some("confirm_no_sms")),
         Err(PayError::NotPayableWithMpesa) => back(Some("not_payable")),
         Err(PayError::RailNotConfigured) => back(Some("rail_unavailable")),
         Err(PayError::Store(e)) => {

@@ -104,7 +104,10 @@ pub async fn tick(store: &Store, sandbox: &Sandbox) -> Result<(), StoreError> {
                     "sandbox daraja: callback delivered"
                 ),
                 // Daraja does not retry, and neither do we.
-                Err(e) => tracing::info!(error = %e, "sandbox daraja: callback not delivered"),
+                // Without the URL: it carries the attempt's callback token.
+                Err(e) => {
+                    tracing::info!(error = %e.without_url(), "sandbox daraja: callback not delivered")
+                }
             }
         });
     }

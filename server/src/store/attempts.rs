@@ -1,8 +1,13 @@
 //! Payment attempts: one try at paying a session on one rail.
 //!
-//! An attempt starts `pending` and is finalised once, by whichever of the callback, the
-//! status poller or the expiry sweep gets there first: the update is conditional on
-//! `status = 'pending'`, so the others see `false` and do nothing.
+//! An attempt starts `pending` and is settled by whichever of the callback or the status
+//! poller gets there first. Every change locks the attempt's row, reads its status and
+//! moves it only along [`AttemptStatus::may_become`], so racing writers cannot both win.
+//!
+//! The operator's word on money outranks our own verdicts: a success reported after we
+//! gave up on an attempt (`failed`, `cancelled`, `expired` or `unknown`) still settles it,
+//! is recorded as late, and completes the session, or, when another attempt already paid
+//! it, is recorded as a duplicate for the merchant to refund. Nothing is ever dropped.
 
 use serde_json::json;
 use sqlx::{Row, any::AnyRow};
@@ -14,8 +19,12 @@ use crate::resources::EventType;
 /// The ~6 states every rail's result codes map onto.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptStatus {
-    /// Sent to the operator; the shopper has not answered yet (or we do not know yet).
+    /// Sent to the operator; the shopper has not answered yet.
     Pending,
+    /// We could not learn the outcome (the push's answer was lost, queries failed, or the
+    /// operator used a code we do not know) and the prompt has lapsed. The shopper may
+    /// have paid: never shown as failed, still settled by a callback or a query.
+    Unknown,
     /// Money received and confirmed.
     Succeeded,
     /// Refused: insufficient funds, wrong PIN, push not deliverable, …
@@ -30,6 +39,7 @@ impl AttemptStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptStatus::Pending => "pending",
+            AttemptStatus::Unknown => "unknown",
             AttemptStatus::Succeeded => "succeeded",
             AttemptStatus::Failed => "failed",
             AttemptStatus::Cancelled => "cancelled",
@@ -40,6 +50,7 @@ impl AttemptStatus {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "pending" => Some(AttemptStatus::Pending),
+            "unknown" => Some(AttemptStatus::Unknown),
             "succeeded" => Some(AttemptStatus::Succeeded),
             "failed" => Some(AttemptStatus::Failed),
             "cancelled" => Some(AttemptStatus::Cancelled),
@@ -48,8 +59,25 @@ impl AttemptStatus {
         }
     }
 
+    /// True once the operator (or our timeout on a definite answer) has decided; a
+    /// `pending` or `unknown` attempt may still go either way.
     pub fn is_final(self) -> bool {
-        !matches!(self, AttemptStatus::Pending)
+        !matches!(self, AttemptStatus::Pending | AttemptStatus::Unknown)
+    }
+
+    /// Whether an attempt in this state may move to `to`. A success is final. The
+    /// operator's success outranks every other verdict; anything else settles only an
+    /// attempt that is still open (`pending` or `unknown`).
+    pub fn may_become(self, to: AttemptStatus) -> bool {
+        use AttemptStatus::*;
+        match (self, to) {
+            (Succeeded, _) | (_, Pending) => false,
+            (Pending, _) => true,
+            (Unknown, Unknown) => false,
+            (Unknown, _) => true,
+            (Failed | Cancelled | Expired, Succeeded) => true,
+            (Failed | Cancelled | Expired, _) => false,
+        }
     }
 }
 
@@ -91,11 +119,15 @@ pub struct AttemptRecord {
     pub created_at: i64,
     pub updated_at: i64,
     pub finalized_at: Option<i64>,
+    /// What the attempt was when the operator's success arrived after we had closed it.
+    pub late_from: Option<AttemptStatus>,
+    /// It paid a session another attempt had already paid: the merchant owes a refund.
+    pub duplicate: bool,
 }
 
 const ATTEMPT_COLUMNS: &str = "id, session_id, rail, status, amount_minor, currency, payer, \
      operator_request_id, operator_receipt, failure_code, failure_detail, next_poll_at, \
-     poll_count, created_at, updated_at, finalized_at";
+     poll_count, created_at, updated_at, finalized_at, late_from, duplicate";
 
 impl AttemptRecord {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -123,9 +155,28 @@ impl AttemptRecord {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             finalized_at: row.try_get("finalized_at")?,
+            late_from: row
+                .try_get::<Option<String>, _>("late_from")?
+                .as_deref()
+                .and_then(AttemptStatus::parse),
+            duplicate: row.try_get::<i64, _>("duplicate")? != 0,
             id: AttemptId::from_db(id),
         })
     }
+}
+
+/// Locks an attempt's row for the rest of the transaction (a no-op write: on SQLite it
+/// takes the write lock before anything is read, so the read cannot go stale; on
+/// PostgreSQL it row-locks), then reads it.
+async fn lock_attempt(
+    conn: &mut sqlx::AnyConnection,
+    id: &AttemptId,
+) -> Result<Option<AttemptRecord>, StoreError> {
+    sqlx::query("UPDATE payment_attempts SET updated_at = updated_at WHERE id = $1")
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    attempt_in(conn, id).await
 }
 
 /// An attempt read through `conn` (inside a transaction, it sees its own writes).
@@ -143,14 +194,32 @@ pub(crate) async fn attempt_in(
 }
 
 impl Store {
-    /// Creates a pending attempt and logs `attempt.created`, in one transaction.
+    /// Creates a pending attempt and logs `attempt.created`, in one transaction, only if
+    /// the session is open and unexpired at `now`: `None` otherwise. The session's row is
+    /// locked first, so an expiry or a payment racing with this insert either happens
+    /// before (and the insert is refused) or waits for it (and sees the pending attempt).
+    /// A second pending attempt for the session fails with a unique violation.
     pub async fn insert_attempt(
         &self,
         new: &NewAttempt,
         now: i64,
-    ) -> Result<AttemptRecord, StoreError> {
+    ) -> Result<Option<AttemptRecord>, StoreError> {
         let id = AttemptId::generate();
         let mut tx = self.pool.begin().await?;
+        let open = sqlx::query(
+            "UPDATE checkout_sessions SET updated_at = $2 \
+             WHERE id = $1 AND status = 'open' AND expires_at > $2",
+        )
+        .bind(new.session_id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !open {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         sqlx::query(
             "INSERT INTO payment_attempts (id, session_id, rail, status, amount_minor, currency, \
              payer, callback_token_hash, next_poll_at, created_at, updated_at) \
@@ -182,11 +251,14 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.attempt(&id).await?.ok_or_else(|| StoreError::Corrupt {
-            table: "payment_attempts",
-            id: id.to_string(),
-            what: "vanished after insert".into(),
-        })
+        self.attempt(&id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "payment_attempts",
+                id: id.to_string(),
+                what: "vanished after insert".into(),
+            })
+            .map(Some)
     }
 
     pub async fn attempt(&self, id: &AttemptId) -> Result<Option<AttemptRecord>, StoreError> {
@@ -258,10 +330,16 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Moves a pending attempt to a final status, exactly once. On success the session
-    /// becomes complete and paid in the same transaction, and the webhook events
-    /// (`payment.*`, `checkout.session.completed`) join the outbox in it too. Returns
-    /// false when the attempt was not pending any more (someone else finalised it first).
+    /// Settles an attempt at a final status, once, along [`AttemptStatus::may_become`]:
+    /// returns false when the attempt may not move there (already succeeded, or a
+    /// failure for an attempt that is closed already).
+    ///
+    /// On success, in the same transaction: the session becomes complete and paid if it
+    /// is still unpaid (even if it expired meanwhile: the shopper paid); if another
+    /// attempt had paid it already, this one is marked `duplicate`. A success after we
+    /// had closed the attempt keeps what it was in `late_from`. The webhook events
+    /// (`payment.*`, `payment.duplicate`, `checkout.session.completed`) join the outbox in
+    /// the same transaction.
     pub async fn finalize_attempt(
         &self,
         id: &AttemptId,
@@ -272,10 +350,22 @@ impl Store {
     ) -> Result<bool, StoreError> {
         debug_assert!(to.is_final(), "finalize_attempt needs a final status");
         let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE payment_attempts SET status = $2, operator_receipt = $3, failure_code = $4, \
-             failure_detail = $5, updated_at = $6, finalized_at = $6, next_poll_at = NULL \
-             WHERE id = $1 AND status = 'pending'",
+        let Some(current) = lock_attempt(&mut tx, id).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let from = current.status;
+        if !from.may_become(to) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let late_from = (to == AttemptStatus::Succeeded && from != AttemptStatus::Pending)
+            .then_some(from.as_str());
+        sqlx::query(
+            "UPDATE payment_attempts SET status = $2, \
+             operator_receipt = COALESCE($3, operator_receipt), failure_code = $4, \
+             failure_detail = COALESCE($5, failure_detail), updated_at = $6, finalized_at = $6, \
+             next_poll_at = NULL, late_from = $7 WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(to.as_str())
@@ -283,80 +373,224 @@ impl Store {
         .bind(outcome.failure_code.as_deref())
         .bind(outcome.failure_detail.as_deref())
         .bind(now)
+        .bind(late_from)
         .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !changed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        let session_id: String =
-            sqlx::query("SELECT session_id FROM payment_attempts WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("session_id")?;
+        .await?;
+        let session_id = current.session_id.as_str();
         insert_event(
             &mut tx,
             NewEvent {
-                session_id: &session_id,
+                session_id,
                 attempt_id: Some(id.as_str()),
                 kind: &format!("attempt.{}", to.as_str()),
-                from_status: Some("pending"),
+                from_status: Some(from.as_str()),
                 to_status: Some(to.as_str()),
                 detail: json!({
                     "source": source,
                     "receipt": outcome.operator_receipt,
                     "failure_code": outcome.failure_code,
+                    "late": late_from.is_some(),
                 }),
                 at: now,
             },
         )
         .await?;
-        super::outbox::enqueue_payment_event(&mut tx, id, now).await?;
+        let mut completed = false;
         if to == AttemptStatus::Succeeded {
             // Money that arrives after expiry still completes the session: the shopper
             // paid, and the merchant must hear about it rather than lose it.
-            let completed = sqlx::query(
+            completed = sqlx::query(
                 "UPDATE checkout_sessions SET status = 'complete', payment_status = 'paid', \
                  updated_at = $2 WHERE id = $1 AND payment_status = 'unpaid'",
             )
-            .bind(&session_id)
+            .bind(session_id)
             .bind(now)
             .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
-            if completed {
+            if !completed {
+                // Paid twice: the second payment is real money the merchant must return.
+                sqlx::query("UPDATE payment_attempts SET duplicate = 1 WHERE id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                 insert_event(
                     &mut tx,
                     NewEvent {
-                        session_id: &session_id,
+                        session_id,
                         attempt_id: Some(id.as_str()),
-                        kind: "session.completed",
+                        kind: "attempt.duplicate",
                         from_status: None,
-                        to_status: Some("complete"),
-                        detail: json!({}),
+                        to_status: None,
+                        detail: json!({ "receipt": outcome.operator_receipt }),
                         at: now,
                     },
                 )
                 .await?;
-                super::outbox::enqueue_session_event(
-                    &mut tx,
-                    &self.public_url,
-                    &SessionId::from_db(session_id.clone()),
-                    EventType::CheckoutSessionCompleted,
-                    now,
-                )
-                .await?;
             }
+        }
+        super::outbox::enqueue_payment_event(&mut tx, id, now).await?;
+        if to == AttemptStatus::Succeeded && !completed {
+            super::outbox::enqueue_attempt_event(&mut tx, id, EventType::PaymentDuplicate, now)
+                .await?;
+        }
+        if completed {
+            insert_event(
+                &mut tx,
+                NewEvent {
+                    session_id,
+                    attempt_id: Some(id.as_str()),
+                    kind: "session.completed",
+                    from_status: None,
+                    to_status: Some("complete"),
+                    detail: json!({}),
+                    at: now,
+                },
+            )
+            .await?;
+            super::outbox::enqueue_session_event(
+                &mut tx,
+                &self.public_url,
+                &current.session_id,
+                EventType::CheckoutSessionCompleted,
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(true)
     }
 
-    /// Pending attempts whose next status query is due, oldest first.
+    /// Marks a `pending` attempt whose outcome we could not learn as `unknown` (or
+    /// re-marks an `unknown` one). With `next_poll_at` the poller keeps asking; without
+    /// it, asking is over: the attempt is left for reconciliation and the merchant is
+    /// told (`payment.unknown`). A callback or query can still settle it at any time.
+    /// Returns false when the attempt was neither pending nor unknown.
+    pub async fn mark_unknown(
+        &self,
+        id: &AttemptId,
+        detail: &str,
+        next_poll_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(current) = lock_attempt(&mut tx, id).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        if !matches!(
+            current.status,
+            AttemptStatus::Pending | AttemptStatus::Unknown
+        ) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE payment_attempts SET status = 'unknown', failure_code = NULL, \
+             failure_detail = $2, next_poll_at = $3, poll_count = poll_count + 1, \
+             updated_at = $4 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(detail)
+        .bind(next_poll_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let reconcile = next_poll_at.is_none();
+        insert_event(
+            &mut tx,
+            NewEvent {
+                session_id: current.session_id.as_str(),
+                attempt_id: Some(id.as_str()),
+                kind: if reconcile {
+                    "attempt.needs_reconciliation"
+                } else {
+                    "attempt.unknown"
+                },
+                from_status: Some(current.status.as_str()),
+                to_status: Some("unknown"),
+                detail: json!({ "detail": detail }),
+                at: now,
+            },
+        )
+        .await?;
+        if reconcile {
+            super::outbox::enqueue_attempt_event(&mut tx, id, EventType::PaymentUnknown, now)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Keeps an operator's callback body exactly as it came (append-only), before it is
+    /// acted on, so a human can always reconcile from what the operator said.
+    pub async fn record_callback(
+        &self,
+        rail: &str,
+        attempt_id: &AttemptId,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO operator_callbacks (rail, attempt_id, body, received_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(rail)
+        .bind(attempt_id.as_str())
+        .bind(String::from_utf8_lossy(body).into_owned())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The callback bodies received for an attempt, oldest first.
+    pub async fn callbacks(&self, attempt_id: &AttemptId) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT body FROM operator_callbacks WHERE attempt_id = $1 ORDER BY id")
+                .bind(attempt_id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("body")?))
+            .collect()
+    }
+
+    /// The session's `unknown` attempts from this payer: the shopper may have paid them.
+    pub async fn unknown_attempts_for_payer(
+        &self,
+        session_id: &SessionId,
+        payer: &str,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
+             WHERE session_id = $1 AND payer = $2 AND status = 'unknown' ORDER BY created_at"
+        ))
+        .bind(session_id.as_str())
+        .bind(payer)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(AttemptRecord::from_row).collect()
+    }
+
+    /// Attempts a human must look at, oldest first: outcomes still unknown, and
+    /// duplicate payments to refund.
+    pub async fn attempts_to_reconcile(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
+             WHERE status = 'unknown' OR duplicate = 1 ORDER BY created_at LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(AttemptRecord::from_row).collect()
+    }
+
+    /// Pending and unknown attempts whose next status query is due, oldest first.
     pub async fn attempts_due_for_poll(
         &self,
         now: i64,
@@ -364,7 +598,8 @@ impl Store {
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
-             WHERE status = 'pending' AND next_poll_at IS NOT NULL AND next_poll_at <= $1 \
+             WHERE status IN ('pending', 'unknown') AND next_poll_at IS NOT NULL \
+             AND next_poll_at <= $1 \
              ORDER BY next_poll_at LIMIT $2"
         ))
         .bind(now)
@@ -374,7 +609,7 @@ impl Store {
         rows.iter().map(AttemptRecord::from_row).collect()
     }
 
-    /// Pushes a pending attempt's next poll back and counts the poll.
+    /// Pushes a pending or unknown attempt's next poll back and counts the poll.
     pub async fn reschedule_poll(
         &self,
         id: &AttemptId,
@@ -383,7 +618,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let changed = sqlx::query(
             "UPDATE payment_attempts SET next_poll_at = $2, poll_count = poll_count + 1, \
-             updated_at = $3 WHERE id = $1 AND status = 'pending'",
+             updated_at = $3 WHERE id = $1 AND status IN ('pending', 'unknown')",
         )
         .bind(id.as_str())
         .bind(next_poll_at)

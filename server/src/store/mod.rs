@@ -26,7 +26,7 @@ pub use outbox::{
     StoredEvent,
 };
 pub use sandbox::{SandboxDecision, SandboxPush};
-pub use sessions::{NewSession, PaymentStatus, SessionRecord, SessionStatus};
+pub use sessions::{Expiry, NewSession, PaymentStatus, SessionRecord, SessionStatus};
 pub use webhooks::EndpointRecord;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -315,6 +315,92 @@ mod tests {
         assert_eq!(
             sqlite_url_with_create("sqlite://a.db?mode=ro"),
             "sqlite://a.db?mode=ro"
+        );
+    }
+
+    /// Migration 7 rebuilds `payment_attempts` on SQLite: a database with payments in
+    /// it must come through with every row, every reference and the append-only log.
+    #[tokio::test]
+    async fn the_reconciliation_migration_keeps_every_payment() {
+        let store = Store::connect(&SecretString::from("sqlite::memory:"), 1)
+            .await
+            .unwrap();
+        let before = Migrator {
+            migrations: SQLITE_MIGRATIONS.migrations[..6].to_vec().into(),
+            ..Migrator::DEFAULT
+        };
+        before.run(&store.pool).await.unwrap();
+        for sql in [
+            "INSERT INTO merchants (id, name, created_at) VALUES ('mer_1', 'Lodge', 1)",
+            "INSERT INTO checkout_sessions (id, merchant_id, mode, amount_minor, currency, \
+             reference, description, status, payment_status, success_url, cancel_url, \
+             expires_at, created_at, updated_at) VALUES ('cs_1', 'mer_1', 'test', 150000, \
+             'KES', 'R', 'D', 'complete', 'paid', 'https://a/', 'https://a/', 9, 1, 1)",
+            "INSERT INTO payment_attempts (id, session_id, rail, status, amount_minor, \
+             currency, payer, operator_receipt, created_at, updated_at) VALUES \
+             ('pa_1', 'cs_1', 'mpesa', 'succeeded', 150000, 'KES', '254712345678', \
+             'QKJ4ABC123', 1, 2)",
+            "INSERT INTO payment_events (session_id, attempt_id, kind, created_at) \
+             VALUES ('cs_1', 'pa_1', 'attempt.succeeded', 2)",
+        ] {
+            sqlx::query(sql).execute(&store.pool).await.unwrap();
+        }
+        store.migrate().await.unwrap();
+        let a = store
+            .attempt(&crate::domain::AttemptId::from_db("pa_1".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.status, AttemptStatus::Succeeded);
+        assert_eq!(a.operator_receipt.as_deref(), Some("QKJ4ABC123"));
+        assert_eq!((a.late_from, a.duplicate), (None, false));
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM payment_events WHERE attempt_id = 'pa_1'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap()
+                .try_get("n")
+                .unwrap();
+        assert_eq!(n, 1);
+        // payment_events still references the (new) payment_attempts.
+        let fks: Vec<String> =
+            sqlx::query("SELECT \"table\" AS t FROM pragma_foreign_key_list('payment_events')")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get("t").unwrap())
+                .collect();
+        assert!(fks.contains(&"payment_attempts".to_string()), "{fks:?}");
+        sqlx::query(
+            "INSERT INTO payment_events (session_id, attempt_id, kind, created_at) \
+                     VALUES ('cs_1', 'pa_1', 'attempt.checked', 3)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        // The rebuilt table enforces its constraints and the log is still append-only.
+        assert!(
+            sqlx::query("UPDATE payment_attempts SET status = 'bogus'")
+                .execute(&store.pool)
+                .await
+                .is_err()
+        );
+        assert!(
+            sqlx::query(
+                "INSERT INTO payment_events (session_id, attempt_id, kind, created_at) \
+                         VALUES ('cs_1', 'pa_missing', 'x', 3)"
+            )
+            .execute(&store.pool)
+            .await
+            .is_err(),
+            "foreign keys are enforced again"
+        );
+        assert!(
+            sqlx::query("DELETE FROM payment_events")
+                .execute(&store.pool)
+                .await
+                .is_err()
         );
     }
 }

@@ -158,16 +158,23 @@ pub(crate) async fn enqueue_payment_event(
     attempt_id: &AttemptId,
     now: i64,
 ) -> Result<Option<EventId>, StoreError> {
-    let attempt = super::attempts::attempt_in(conn, attempt_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt {
-            table: "payment_attempts",
-            id: attempt_id.to_string(),
-            what: "vanished inside its own transaction".into(),
-        })?;
+    let attempt = attempt_now(conn, attempt_id).await?;
     let Some(kind) = PaymentObject::event_for(attempt.status) else {
         return Ok(None);
     };
+    enqueue_attempt_event(conn, attempt_id, kind, now)
+        .await
+        .map(Some)
+}
+
+/// A `payment.*` event carrying the attempt as it is now in `conn`.
+pub(crate) async fn enqueue_attempt_event(
+    conn: &mut AnyConnection,
+    attempt_id: &AttemptId,
+    kind: EventType,
+    now: i64,
+) -> Result<EventId, StoreError> {
+    let attempt = attempt_now(conn, attempt_id).await?;
     let mode: String = sqlx::query("SELECT mode FROM checkout_sessions WHERE id = $1")
         .bind(attempt.session_id.as_str())
         .fetch_one(&mut *conn)
@@ -175,15 +182,27 @@ pub(crate) async fn enqueue_payment_event(
         .try_get("mode")?;
     let mode = Mode::parse(&mode).unwrap_or(Mode::Test);
     let object = PaymentObject::new(&attempt, mode);
-    let id = enqueue_event(
+    enqueue_event(
         conn,
         attempt.session_id.as_str(),
         kind,
         to_value(&object)?,
         now,
     )
-    .await?;
-    Ok(Some(id))
+    .await
+}
+
+async fn attempt_now(
+    conn: &mut AnyConnection,
+    attempt_id: &AttemptId,
+) -> Result<super::AttemptRecord, StoreError> {
+    super::attempts::attempt_in(conn, attempt_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt {
+            table: "payment_attempts",
+            id: attempt_id.to_string(),
+            what: "vanished inside its own transaction".into(),
+        })
 }
 
 fn to_value(object: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {

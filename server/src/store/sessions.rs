@@ -8,6 +8,17 @@ use super::{NewEvent, Store, StoreError, insert_event, parse_column};
 use crate::domain::{MerchantId, Mode, Money, SessionId, money::Currency};
 use crate::resources::EventType;
 
+/// What [`Store::expire_session`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The session is expired now.
+    Expired,
+    /// It was not open (paid, or expired already), or does not exist.
+    NotOpen,
+    /// A payment attempt is pending: not expired, try again once it settles.
+    PaymentPending,
+}
+
 /// Whether the session can still be paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStatus {
@@ -252,16 +263,41 @@ impl Store {
         .transpose()
     }
 
-    /// Expires one open session (the merchant asked, or its time ran out). False when it
-    /// was no longer open, so callers can tell "done now" from "already done".
-    /// Writes `checkout.session.expired` to the webhook outbox in the same transaction.
+    /// Expires one open session (the merchant asked, or its time ran out), unless a
+    /// payment attempt is pending: its prompt may still be answered, so the shopper must
+    /// not read "expired" while they can type their PIN. Writes
+    /// `checkout.session.expired` to the webhook outbox in the same transaction.
     pub async fn expire_session(
         &self,
         id: &SessionId,
         now: i64,
         reason: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Expiry, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Lock the session row first: an attempt being inserted holds it until it
+        // commits, so the pending check below sees that attempt (see `insert_attempt`).
+        let exists =
+            sqlx::query("UPDATE checkout_sessions SET updated_at = updated_at WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        if !exists {
+            tx.rollback().await?;
+            return Ok(Expiry::NotOpen);
+        }
+        let pending = sqlx::query(
+            "SELECT 1 AS one FROM payment_attempts WHERE session_id = $1 AND status = 'pending'",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if pending {
+            tx.rollback().await?;
+            return Ok(Expiry::PaymentPending);
+        }
         let changed = sqlx::query(
             "UPDATE checkout_sessions SET status = 'expired', updated_at = $2 \
              WHERE id = $1 AND status = 'open'",
@@ -272,31 +308,33 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        if changed {
-            insert_event(
-                &mut tx,
-                NewEvent {
-                    session_id: id.as_str(),
-                    attempt_id: None,
-                    kind: "session.expired",
-                    from_status: Some("open"),
-                    to_status: Some("expired"),
-                    detail: json!({ "reason": reason }),
-                    at: now,
-                },
-            )
-            .await?;
-            super::outbox::enqueue_session_event(
-                &mut tx,
-                &self.public_url,
-                id,
-                EventType::CheckoutSessionExpired,
-                now,
-            )
-            .await?;
+        if !changed {
+            tx.rollback().await?;
+            return Ok(Expiry::NotOpen);
         }
+        insert_event(
+            &mut tx,
+            NewEvent {
+                session_id: id.as_str(),
+                attempt_id: None,
+                kind: "session.expired",
+                from_status: Some("open"),
+                to_status: Some("expired"),
+                detail: json!({ "reason": reason }),
+                at: now,
+            },
+        )
+        .await?;
+        super::outbox::enqueue_session_event(
+            &mut tx,
+            &self.public_url,
+            id,
+            EventType::CheckoutSessionExpired,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(changed)
+        Ok(Expiry::Expired)
     }
 
     /// How many sessions a merchant has in a mode.
@@ -315,15 +353,18 @@ impl Store {
         .try_get("n")?)
     }
 
-    /// Ids of open sessions whose time is up, oldest first.
+    /// Ids of open sessions whose time is up, oldest first, except those with a pending
+    /// attempt (they expire once it settles unpaid).
     pub async fn sessions_due_to_expire(
         &self,
         now: i64,
         limit: i64,
     ) -> Result<Vec<SessionId>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM checkout_sessions WHERE status = 'open' AND expires_at <= $1 \
-             ORDER BY expires_at LIMIT $2",
+            "SELECT s.id FROM checkout_sessions s WHERE s.status = 'open' \
+             AND s.expires_at <= $1 AND NOT EXISTS (SELECT 1 FROM payment_attempts a \
+             WHERE a.session_id = s.id AND a.status = 'pending') \
+             ORDER BY s.expires_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)

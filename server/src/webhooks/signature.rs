@@ -76,8 +76,11 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(SignatureError::MissingSignature);
     }
-    if (now_secs - t).abs() > tolerance_secs {
-        return Err(SignatureError::OutsideTolerance);
+    // Checked arithmetic: a hostile `t=` (i64::MIN, say) must not overflow, which
+    // panics in debug builds and wraps into "fresh" in release.
+    match now_secs.checked_sub(t).and_then(i64::checked_abs) {
+        Some(age) if age <= tolerance_secs => {}
+        _ => return Err(SignatureError::OutsideTolerance),
     }
     // `verify_slice` compares in constant time.
     if signatures
@@ -142,6 +145,22 @@ mod tests {
         assert_eq!(
             verify(&format!("t={T}"), BODY, SECRET, T, 300),
             Err(SignatureError::MissingSignature)
+        );
+    }
+
+    #[test]
+    fn hostile_timestamps_are_refused_not_overflowed() {
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+            let h = format!("t={t},v1={VECTOR}");
+            assert_eq!(
+                verify(&h, BODY, SECRET, T, 300),
+                Err(SignatureError::OutsideTolerance),
+                "t={t}"
+            );
+        }
+        assert_eq!(
+            verify(&format!("t={T},v1={VECTOR}"), BODY, SECRET, i64::MIN, 300),
+            Err(SignatureError::OutsideTolerance)
         );
     }
 

@@ -171,16 +171,23 @@ impl Webhooks {
             .send()
             .await;
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        // Only a coarse class is kept and shown: raw error chains name URLs and
+        // addresses, and would turn the delivery log into a network scanner's report.
         let (status_code, error) = match &result {
             Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16()), None),
-            Ok(resp) => (
-                Some(resp.status().as_u16()),
-                Some(format!("HTTP {}", resp.status().as_u16())),
-            ),
-            Err(e) if e.is_timeout() => (None, Some("timed out".to_owned())),
-            Err(e) if e.is_connect() => (None, Some("could not connect".to_owned())),
-            Err(e) => (None, Some(format!("request failed: {}", error_chain(e)))),
+            Ok(resp) => (Some(resp.status().as_u16()), Some("http_status")),
+            Err(e) if e.is_timeout() => (None, Some("timeout")),
+            Err(e) if e.is_connect() => (None, Some("connect_failed")),
+            Err(e) if e.is_redirect() => (None, Some("redirect_refused")),
+            Err(e) => {
+                // The causes only: reqwest's own message names the URL.
+                if let Some(cause) = std::error::Error::source(e) {
+                    tracing::debug!(error = %error_chain(cause), "webhook request failed");
+                }
+                (None, Some("request_failed"))
+            }
         };
+        let error = error.map(str::to_owned);
         let next = if error.is_none() {
             DeliveryNext::Delivered
         } else {

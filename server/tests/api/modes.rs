@@ -54,6 +54,28 @@ async fn live_and_test_objects_never_meet() {
     .await;
     assert_eq!(status, 201);
     assert_eq!(live_session["livemode"], true);
+    // Live redirects carry real shoppers: https only (test mode allows http).
+    for param in ["success_url", "cancel_url"] {
+        let mut plain = session.clone();
+        plain[param] = json!("http://lodge.example/back");
+        let (status, err) = call(
+            &live_key,
+            "POST",
+            "/v1/checkout/sessions",
+            Some(plain.clone()),
+        )
+        .await;
+        assert_eq!(
+            (
+                status,
+                err["error"]["code"].as_str(),
+                err["error"]["param"].as_str()
+            ),
+            (400, Some("invalid_url"), Some(param))
+        );
+        let (status, _) = call(&test_key, "POST", "/v1/checkout/sessions", Some(plain)).await;
+        assert_eq!(status, 201);
+    }
     let (_, test_session) = call(&test_key, "POST", "/v1/checkout/sessions", Some(session)).await;
     assert_eq!(test_session["livemode"], false);
 

@@ -78,11 +78,12 @@ async fn an_expired_session_reads_as_expired() {
 
     // Marked expired in the store too: same page.
     let sid = SessionId::parse(&id).unwrap();
-    assert!(
+    assert_eq!(
         app.store
             .expire_session(&sid, malipo::time::now_ms(), "merchant")
             .await
-            .unwrap()
+            .unwrap(),
+        malipo::store::Expiry::Expired
     );
     let (_, _, html) = get(&app, &format!("/pay/{id}")).await;
     assert!(html.contains(r#"data-state="expired""#));
@@ -116,17 +117,24 @@ async fn pay(store: &Store, id: &str) {
                 callback_token_hash: None,
                 next_poll_at: None,
             },
-            1,
+            malipo::time::now_ms(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the session is open");
     let outcome = AttemptOutcome {
         operator_receipt: Some("NLJ7RT61SV".into()),
         ..Default::default()
     };
     assert!(
         store
-            .finalize_attempt(&attempt.id, AttemptStatus::Succeeded, &outcome, "test", 2)
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Succeeded,
+                &outcome,
+                "test",
+                malipo::time::now_ms(),
+            )
             .await
             .unwrap()
     );

@@ -394,6 +394,7 @@ async fn attempt_with_token(
         )
         .await
         .unwrap()
+        .expect("the session is open")
 }
 
 #[tokio::test]
@@ -454,7 +455,7 @@ async fn a_push_whose_answer_is_lost_stays_pending_and_a_callback_still_settles_
 }
 
 #[tokio::test]
-async fn an_unconfirmed_push_is_given_up_after_two_minutes() {
+async fn an_unconfirmed_push_becomes_unknown_never_failed() {
     let app = spawn_app().await;
     let sid = new_session(&app).await;
     let now = malipo::time::now_ms();
@@ -476,11 +477,224 @@ async fn an_unconfirmed_push_is_given_up_after_two_minutes() {
     .await;
     app.payments.poll_due().await.unwrap();
     let a = app.store.attempt(&old.id).await.unwrap().unwrap();
-    assert_eq!(a.status, AttemptStatus::Expired);
-    assert_eq!(a.failure_code.as_deref(), Some("operator_unreachable"));
+    assert_eq!(
+        a.status,
+        AttemptStatus::Unknown,
+        "the shopper may have paid"
+    );
+    assert_eq!(a.failure_code, None);
+    assert_eq!(a.next_poll_at, None, "no CheckoutRequestID: nothing to ask");
     assert_eq!(
         app.store.session(&other).await.unwrap().unwrap().status,
         SessionStatus::Open,
         "the shopper can retry"
     );
+    // The page says we could not confirm, not "nothing was charged".
+    let page = app
+        .client
+        .get(format!("{}/pay/{other}", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(crate::helpers::shown(&page, "unconfirmed"), "{page}");
+    assert!(
+        !crate::helpers::shown(&page, "failed") && !crate::helpers::shown(&page, "expired"),
+        "never \"nothing was charged\": {page}"
+    );
+    // The merchant is told it needs reconciling.
+    let events = app.store.session_events(other.as_str()).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "attempt.needs_reconciliation")
+    );
+
+    // Another push to the same phone needs the shopper's word that no SMS came.
+    let again = app.payments.start_mpesa(&other, "0712345678").await;
+    assert!(
+        matches!(again, Err(malipo::payments::PayError::PreviousUnconfirmed)),
+        "{again:?}"
+    );
+    assert!(
+        prompts(&app.client, &app.addr, "254712345678")
+            .await
+            .is_empty(),
+        "no second prompt without it"
+    );
+    let form = app
+        .client
+        .post(format!("{}/pay/{other}/mpesa", app.addr))
+        .form(&[("phone", "0712345678")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 303);
+    let location = form.headers()["location"].to_str().unwrap();
+    assert!(location.ends_with("?error=confirm_no_sms"), "{location}");
+    let confirmed = app
+        .payments
+        .start_mpesa_confirming(&other, "0712345678", true)
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status, AttemptStatus::Pending);
+    assert_eq!(
+        prompts(&app.client, &app.addr, "254712345678").await.len(),
+        1
+    );
+
+    // The lost push's callback still settles the unknown attempt, late: the session is
+    // paid once, and the merchant learns of the second payment as a duplicate if both
+    // go through.
+    let callback = json!({"Body": {"stkCallback": {
+        "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_lost_unknown", "ResultCode": 0, "ResultDesc": "ok",
+        "CallbackMetadata": {"Item": [
+            {"Name": "Amount", "Value": 1500.0}, {"Name": "MpesaReceiptNumber", "Value": "QUNKNOWN01"},
+            {"Name": "PhoneNumber", "Value": 254712345678_i64}]}}}});
+    let res = app
+        .client
+        .post(format!(
+            "{}/callbacks/mpesa/{}/lost-answer",
+            app.addr, old.id
+        ))
+        .json(&callback)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let a = app.store.attempt(&old.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Succeeded);
+    assert_eq!(a.late_from, Some(AttemptStatus::Unknown));
+    assert_eq!(
+        app.store
+            .session(&other)
+            .await
+            .unwrap()
+            .unwrap()
+            .payment_status,
+        PaymentStatus::Paid
+    );
+}
+
+#[tokio::test]
+async fn a_success_after_a_timeout_is_never_dropped() {
+    // Daraja answers 1037 "DS timeout", and the payment then completes: the success
+    // callback must settle the attempt, pay the session and tell the merchant.
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let now = malipo::time::now_ms();
+    let attempt = attempt_with_token(&app, &sid, "late-token", None, now).await;
+    app.store
+        .set_operator_request_id(&attempt.id, "ws_CO_late", now)
+        .await
+        .unwrap();
+    let url = format!("{}/callbacks/mpesa/{}/late-token", app.addr, attempt.id);
+    let timeout = json!({"Body": {"stkCallback": {
+        "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_late", "ResultCode": 1037,
+        "ResultDesc": "DS timeout user cannot be reached"}}});
+    let res = app.client.post(&url).json(&timeout).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Expired);
+    let success = json!({"Body": {"stkCallback": {
+        "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_late", "ResultCode": 0, "ResultDesc": "ok",
+        "CallbackMetadata": {"Item": [
+            {"Name": "Amount", "Value": 1500.0}, {"Name": "MpesaReceiptNumber", "Value": "QLATE12345"},
+            {"Name": "PhoneNumber", "Value": 254712345678_i64}]}}}});
+    let res = app.client.post(&url).json(&success).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(
+        a.status,
+        AttemptStatus::Succeeded,
+        "the money is not dropped"
+    );
+    assert_eq!(a.operator_receipt.as_deref(), Some("QLATE12345"));
+    assert_eq!(a.late_from, Some(AttemptStatus::Expired));
+    let s = app.store.session(&sid).await.unwrap().unwrap();
+    assert_eq!(
+        (s.status, s.payment_status),
+        (SessionStatus::Complete, PaymentStatus::Paid)
+    );
+    let kinds: Vec<String> = app
+        .store
+        .events(
+            &s.merchant_id,
+            malipo::domain::Mode::Test,
+            &Default::default(),
+            100,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "payment.failed",
+            "payment.succeeded",
+            "checkout.session.completed"
+        ]
+    );
+    // Both raw bodies are kept, as sent.
+    let kept = app.store.callbacks(&attempt.id).await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert!(kept[0].contains("1037") && kept[1].contains("QLATE12345"));
+    // A replay of the success changes nothing more.
+    app.client.post(&url).json(&success).send().await.unwrap();
+    let s2 = app.store.session_events(sid.as_str()).await.unwrap();
+    assert_eq!(
+        s2.iter().filter(|e| e.kind == "attempt.succeeded").count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_never_becomes_final_is_left_for_reconciliation() {
+    // Daraja accepted the push, but its query never gives a final answer (here: the
+    // sandbox's CheckoutRequestID is one it never issued, so it answers an error code).
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let now = malipo::time::now_ms();
+    let started = now - malipo::payments::UNKNOWN_AFTER_MS - 1_000;
+    let attempt = attempt_with_token(&app, &sid, "t", Some(now), started).await;
+    app.store
+        .set_operator_request_id(&attempt.id, "ws_CO_never_final", now)
+        .await
+        .unwrap();
+    app.payments.poll_due().await.unwrap();
+    let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Unknown);
+    assert!(a.next_poll_at.is_some(), "still asked about");
+
+    let other = new_session(&app).await;
+    let old = now - malipo::payments::RECONCILE_AFTER_MS - 1_000;
+    let stale = attempt_with_token(&app, &other, "t2", Some(now), old).await;
+    app.store
+        .set_operator_request_id(&stale.id, "ws_CO_never_final_2", now)
+        .await
+        .unwrap();
+    app.payments.poll_due().await.unwrap();
+    let a = app.store.attempt(&stale.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Unknown);
+    assert_eq!(a.next_poll_at, None, "asking is capped");
+    let s = app.store.session(&other).await.unwrap().unwrap();
+    let kinds: Vec<String> = app
+        .store
+        .events(
+            &s.merchant_id,
+            malipo::domain::Mode::Test,
+            &Default::default(),
+            100,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"payment.unknown".to_string()), "{kinds:?}");
 }

@@ -194,6 +194,28 @@ async fn bad_input_gets_a_stable_code_and_writes_nothing() {
         ),
         (without("currency"), "parameter_missing", Some("currency")),
         (without("reference"), "parameter_missing", Some("reference")),
+        // What the shopper reads must be what it says: no bidi overrides or
+        // zero-width characters (Trojan Source).
+        (
+            with("description", json!("Safari \u{202E}00.05 SEK")),
+            "parameter_invalid",
+            Some("description"),
+        ),
+        (
+            with("description", json!("Lodge\u{2067} deposit")),
+            "parameter_invalid",
+            Some("description"),
+        ),
+        (
+            with("reference", json!("MARA\u{200B}-1")),
+            "parameter_invalid",
+            Some("reference"),
+        ),
+        (
+            with("reference", json!("\u{FEFF}MARA-1")),
+            "parameter_invalid",
+            Some("reference"),
+        ),
         (
             with("reference", json!("x".repeat(65))),
             "parameter_invalid",

@@ -9,7 +9,7 @@ use malipo::{
     },
     merchants,
     store::{
-        AttemptOutcome, AttemptRecord, AttemptStatus, Backend, EventFilter, MerchantRecord,
+        AttemptOutcome, AttemptRecord, AttemptStatus, Backend, EventFilter, Expiry, MerchantRecord,
         NewApiKey, NewAttempt, NewSession, PaymentStatus, SessionRecord, SessionStatus,
     },
 };
@@ -39,6 +39,10 @@ on_both_backends!(
     expiring_a_session_happens_once,
     racing_finalisations_have_exactly_one_winner,
     late_success_still_completes_an_expired_session,
+    a_second_payment_is_a_duplicate_to_refund,
+    an_unknown_outcome_stays_open_and_is_surfaced,
+    a_pending_payment_blocks_expiry_and_a_closed_session_takes_no_attempt,
+    callbacks_are_kept_append_only,
     failed_attempt_leaves_the_session_open,
     operator_ids_are_unique_per_rail,
     a_session_has_one_pending_attempt_at_most,
@@ -100,7 +104,8 @@ async fn session_with_attempt(
     let attempt = store
         .insert_attempt(&new_attempt(&session.id), 1_000)
         .await
-        .unwrap();
+        .unwrap()
+        .expect("an open session takes an attempt");
     (session, attempt)
 }
 
@@ -219,17 +224,19 @@ async fn expiring_a_session_happens_once(store: TestStore) {
         vec![due.id.clone()]
     );
 
-    assert!(
+    assert_eq!(
         store
             .expire_session(&due.id, 10_000, "timeout")
             .await
-            .unwrap()
+            .unwrap(),
+        Expiry::Expired
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .expire_session(&due.id, 10_001, "timeout")
             .await
             .unwrap(),
+        Expiry::NotOpen,
         "second expiry is a no-op"
     );
     assert_eq!(
@@ -305,9 +312,22 @@ async fn racing_finalisations_have_exactly_one_winner(store: TestStore) {
             winners.push(to);
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one finaliser wins: {winners:?}");
+    // The operator's success outranks any failure verdict: whatever the order, the
+    // attempt ends succeeded, through exactly one success and at most one failure before.
+    let successes = winners
+        .iter()
+        .filter(|w| **w == AttemptStatus::Succeeded)
+        .count();
+    let failures = winners.len() - successes;
+    assert_eq!(successes, 1, "exactly one success wins: {winners:?}");
+    assert!(failures <= 1, "at most one failure before it: {winners:?}");
     let final_attempt = store.attempt(&attempt.id).await.unwrap().unwrap();
-    assert_eq!(final_attempt.status, winners[0]);
+    assert_eq!(final_attempt.status, AttemptStatus::Succeeded);
+    assert_eq!(
+        final_attempt.late_from,
+        (failures == 1).then_some(AttemptStatus::Failed),
+        "a success after a failure is recorded as late"
+    );
     assert!(final_attempt.finalized_at.is_some());
     assert_eq!(
         final_attempt.next_poll_at, None,
@@ -315,24 +335,17 @@ async fn racing_finalisations_have_exactly_one_winner(store: TestStore) {
     );
 
     let session = store.session(&session.id).await.unwrap().unwrap();
-    let paid = winners[0] == AttemptStatus::Succeeded;
-    assert_eq!(session.payment_status == PaymentStatus::Paid, paid);
-    assert_eq!(session.status == SessionStatus::Complete, paid);
+    assert_eq!(
+        (session.status, session.payment_status),
+        (SessionStatus::Complete, PaymentStatus::Paid)
+    );
 
     let events = store.session_events(session.id.as_str()).await.unwrap();
-    let finals = events
-        .iter()
-        .filter(|e| e.kind == "attempt.succeeded" || e.kind == "attempt.failed")
-        .count();
-    assert_eq!(finals, 1, "one final event per attempt");
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.kind == "session.completed")
-            .count(),
-        usize::from(paid)
-    );
-    // And exactly one webhook event for the attempt, plus the completion if paid.
+    let count = |kind: &str| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(count("attempt.succeeded"), 1);
+    assert_eq!(count("attempt.failed"), failures);
+    assert_eq!(count("session.completed"), 1);
+    // One webhook event per transition, plus the completion.
     let outbox = store
         .events(
             &session.merchant_id,
@@ -343,36 +356,69 @@ async fn racing_finalisations_have_exactly_one_winner(store: TestStore) {
         .await
         .unwrap();
     let kinds: Vec<&str> = outbox.iter().rev().map(|e| e.kind.as_str()).collect();
-    if paid {
-        assert_eq!(kinds, ["payment.succeeded", "checkout.session.completed"]);
+    if failures == 1 {
+        assert_eq!(
+            kinds,
+            [
+                "payment.failed",
+                "payment.succeeded",
+                "checkout.session.completed"
+            ]
+        );
     } else {
-        assert_eq!(kinds, ["payment.failed"]);
+        assert_eq!(kinds, ["payment.succeeded", "checkout.session.completed"]);
+    }
+}
+
+fn receipt(r: &str) -> AttemptOutcome {
+    AttemptOutcome {
+        operator_receipt: Some(r.into()),
+        ..Default::default()
+    }
+}
+
+fn failure(code: &str) -> AttemptOutcome {
+    AttemptOutcome {
+        failure_code: Some(code.into()),
+        ..Default::default()
     }
 }
 
 async fn late_success_still_completes_an_expired_session(store: TestStore) {
     let (session, attempt) = session_with_attempt(&store, 5_000).await;
+    // The prompt timed out (Daraja 1037), then the session's time ran out.
     assert!(
         store
-            .expire_session(&session.id, 6_000, "timeout")
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Expired,
+                &failure("no_response"),
+                "callback",
+                5_500
+            )
             .await
             .unwrap()
     );
-    let outcome = AttemptOutcome {
-        operator_receipt: Some("QKJ4ABC123".into()),
-        ..Default::default()
-    };
+    assert_eq!(
+        store
+            .expire_session(&session.id, 6_000, "timeout")
+            .await
+            .unwrap(),
+        Expiry::Expired
+    );
+    // Then M-PESA says the money came after all.
     assert!(
         store
             .finalize_attempt(
                 &attempt.id,
                 AttemptStatus::Succeeded,
-                &outcome,
+                &receipt("QKJ4ABC123"),
                 "callback",
                 7_000
             )
             .await
-            .unwrap()
+            .unwrap(),
+        "the operator's success is never dropped"
     );
     let s = store.session(&session.id).await.unwrap().unwrap();
     assert_eq!(
@@ -381,7 +427,298 @@ async fn late_success_still_completes_an_expired_session(store: TestStore) {
         "money is never lost"
     );
     let a = store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Succeeded);
     assert_eq!(a.operator_receipt.as_deref(), Some("QKJ4ABC123"));
+    assert_eq!(a.late_from, Some(AttemptStatus::Expired));
+    assert!(!a.duplicate);
+    let outbox = store
+        .events(&s.merchant_id, Mode::Test, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = outbox.iter().rev().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "payment.failed",
+            "checkout.session.expired",
+            "payment.succeeded",
+            "checkout.session.completed"
+        ]
+    );
+    let succeeded = outbox[1].object().unwrap();
+    assert_eq!(succeeded.data.object["late"], true);
+    // A success is final: a later failure changes nothing.
+    assert!(
+        !store
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Failed,
+                &failure("wrong_pin"),
+                "query",
+                8_000
+            )
+            .await
+            .unwrap()
+    );
+}
+
+async fn a_second_payment_is_a_duplicate_to_refund(store: TestStore) {
+    let (session, first) = session_with_attempt(&store, 9_000_000).await;
+    // The first push timed out on our side; the shopper paid with a second push...
+    assert!(
+        store
+            .finalize_attempt(
+                &first.id,
+                AttemptStatus::Expired,
+                &failure("no_response"),
+                "callback",
+                1_500
+            )
+            .await
+            .unwrap()
+    );
+    let second = store
+        .insert_attempt(&new_attempt(&session.id), 1_600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .finalize_attempt(
+                &second.id,
+                AttemptStatus::Succeeded,
+                &receipt("QSECOND001"),
+                "callback",
+                1_700
+            )
+            .await
+            .unwrap()
+    );
+    // ...and then the first one's money arrives too.
+    assert!(
+        store
+            .finalize_attempt(
+                &first.id,
+                AttemptStatus::Succeeded,
+                &receipt("QFIRST0001"),
+                "callback",
+                1_800
+            )
+            .await
+            .unwrap()
+    );
+    let a = store.attempt(&first.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Succeeded);
+    assert!(a.duplicate, "paid twice: the first is a duplicate");
+    assert_eq!(a.late_from, Some(AttemptStatus::Expired));
+    assert!(!store.attempt(&second.id).await.unwrap().unwrap().duplicate);
+    let reconcile = store.attempts_to_reconcile(100).await.unwrap();
+    assert!(reconcile.iter().any(|r| r.id == first.id));
+    let outbox = store
+        .events(
+            &session.merchant_id,
+            Mode::Test,
+            &EventFilter::default(),
+            100,
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = outbox.iter().rev().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "payment.failed",
+            "payment.succeeded",
+            "checkout.session.completed",
+            "payment.succeeded",
+            "payment.duplicate"
+        ],
+        "one completion; the duplicate is announced for a refund"
+    );
+    let dup = outbox[0].object().unwrap();
+    assert_eq!(dup.data.object["id"], first.id.as_str());
+    assert_eq!(dup.data.object["duplicate"], true);
+}
+
+async fn an_unknown_outcome_stays_open_and_is_surfaced(store: TestStore) {
+    let (session, attempt) = session_with_attempt(&store, 9_000_000).await;
+    assert!(
+        store
+            .mark_unknown(&attempt.id, "no final answer", Some(5_000), 2_000)
+            .await
+            .unwrap()
+    );
+    let a = store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Unknown);
+    assert!(!a.status.is_final());
+    assert_eq!(a.failure_code, None, "unknown is not a failure");
+    assert_eq!(
+        store
+            .attempts_due_for_poll(5_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.id.clone())
+            .collect::<Vec<_>>(),
+        vec![attempt.id.clone()],
+        "unknown attempts are still asked about"
+    );
+    // Not yet given up on: nothing for the merchant yet.
+    let outbox = || async {
+        store
+            .events(
+                &session.merchant_id,
+                Mode::Test,
+                &EventFilter::default(),
+                100,
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(outbox().await.is_empty());
+    // Asking is over: left for reconciliation, and the merchant is told.
+    assert!(
+        store
+            .mark_unknown(&attempt.id, "never answered", None, 900_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .attempts_due_for_poll(10_000_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(outbox().await, ["payment.unknown"]);
+    assert!(
+        store
+            .attempts_to_reconcile(100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.id == attempt.id)
+    );
+    // The session stays open for another try, and a later answer still settles it.
+    assert_eq!(
+        store.session(&session.id).await.unwrap().unwrap().status,
+        SessionStatus::Open
+    );
+    assert!(
+        store
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Succeeded,
+                &receipt("QLATE00001"),
+                "callback",
+                950_000
+            )
+            .await
+            .unwrap()
+    );
+    let a = store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.late_from, Some(AttemptStatus::Unknown));
+    assert_eq!(
+        store
+            .session(&session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .payment_status,
+        PaymentStatus::Paid
+    );
+}
+
+async fn a_pending_payment_blocks_expiry_and_a_closed_session_takes_no_attempt(store: TestStore) {
+    let (session, attempt) = session_with_attempt(&store, 5_000).await;
+    assert_eq!(
+        store
+            .expire_session(&session.id, 2_000, "merchant")
+            .await
+            .unwrap(),
+        Expiry::PaymentPending,
+        "the PIN can still be typed"
+    );
+    assert!(
+        store
+            .sessions_due_to_expire(6_000, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the sweeper waits for the attempt"
+    );
+    assert!(
+        store
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Cancelled,
+                &failure("cancelled_by_user"),
+                "callback",
+                6_500
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.sessions_due_to_expire(7_000, 100).await.unwrap(),
+        vec![session.id.clone()]
+    );
+    assert_eq!(
+        store
+            .expire_session(&session.id, 7_000, "timeout")
+            .await
+            .unwrap(),
+        Expiry::Expired
+    );
+    // The insert itself checks the session: no push for an expired session.
+    assert!(
+        store
+            .insert_attempt(&new_attempt(&session.id), 7_100)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Nor for one whose time is up but which the sweeper has not marked yet.
+    let m = merchant(&store).await;
+    let lapsed = store
+        .insert_session(&new_session(&m, 8_000), 1_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .insert_attempt(&new_attempt(&lapsed.id), 8_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn callbacks_are_kept_append_only(store: TestStore) {
+    let (_, attempt) = session_with_attempt(&store, 9_000_000).await;
+    store
+        .record_callback("mpesa", &attempt.id, b"{\"Body\":1}", 2_000)
+        .await
+        .unwrap();
+    store
+        .record_callback("mpesa", &attempt.id, b"not json \xff", 2_001)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.callbacks(&attempt.id).await.unwrap(),
+        ["{\"Body\":1}", "not json \u{fffd}"]
+    );
+    for sql in [
+        "UPDATE operator_callbacks SET body = 'x'",
+        "DELETE FROM operator_callbacks",
+    ] {
+        assert!(
+            sqlx::query(sql).execute(store.pool()).await.is_err(),
+            "{sql}"
+        );
+    }
 }
 
 async fn failed_attempt_leaves_the_session_open(store: TestStore) {
@@ -474,6 +811,7 @@ async fn a_session_has_one_pending_attempt_at_most(store: TestStore) {
     let second = store
         .insert_attempt(&new_attempt(&session.id), 1_300)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(
         store
@@ -697,11 +1035,12 @@ async fn redelivery_survives_concurrent_writers(store: TestStore) {
         .insert_session(&new_session(&m, 9_000_000), 1_000)
         .await
         .unwrap();
-    assert!(
+    assert_eq!(
         store
             .expire_session(&session.id, 2_000, "merchant")
             .await
-            .unwrap()
+            .unwrap(),
+        Expiry::Expired
     );
     let event = store
         .events(&m, Mode::Test, &EventFilter::default(), 1)

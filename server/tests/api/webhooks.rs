@@ -376,7 +376,10 @@ async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_try() {
         .map(|a| a["status_code"].as_i64().unwrap())
         .collect();
     assert_eq!(codes, [500, 500, 500, 200]);
-    assert_eq!(d["attempts"][0]["error"], "HTTP 500");
+    assert_eq!(
+        d["attempts"][0]["error"], "http_status",
+        "a coarse class, never a raw error chain"
+    );
     assert!(d["attempts"][3]["error"].is_null());
     // Backoff: the tries are spread out, not fired back to back.
     let at: Vec<i64> = d["attempts"]

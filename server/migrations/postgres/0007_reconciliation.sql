@@ -1,0 +1,32 @@
+-- Reconciliation (PostgreSQL; mirrors sqlite/0007_reconciliation.sql).
+--
+-- An attempt whose outcome we could not learn is `unknown`, never "failed": the shopper
+-- may have paid. An operator's success is authoritative even after we closed the attempt
+-- (`late_from` keeps what it was), and a second payment for an already-paid session is
+-- recorded as a `duplicate` the merchant must refund. Every raw callback is kept.
+ALTER TABLE payment_attempts DROP CONSTRAINT payment_attempts_status_check;
+ALTER TABLE payment_attempts ADD CONSTRAINT payment_attempts_status_check
+    CHECK (status IN ('pending', 'unknown', 'succeeded', 'failed', 'cancelled', 'expired'));
+ALTER TABLE payment_attempts ADD COLUMN late_from TEXT;
+ALTER TABLE payment_attempts ADD COLUMN duplicate BIGINT NOT NULL DEFAULT 0;
+DROP INDEX payment_attempts_due;
+CREATE INDEX payment_attempts_due ON payment_attempts (next_poll_at)
+    WHERE status IN ('pending', 'unknown');
+CREATE INDEX payment_attempts_reconcile ON payment_attempts (created_at)
+    WHERE status = 'unknown' OR duplicate = 1;
+
+CREATE TABLE operator_callbacks (
+    id           BIGSERIAL PRIMARY KEY,
+    rail         TEXT NOT NULL,
+    attempt_id   TEXT NOT NULL REFERENCES payment_attempts (id),
+    body         TEXT NOT NULL,
+    received_at  BIGINT NOT NULL
+);
+CREATE INDEX operator_callbacks_attempt ON operator_callbacks (attempt_id, id);
+CREATE FUNCTION operator_callbacks_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'operator_callbacks is append-only';
+END;
+$$;
+CREATE TRIGGER operator_callbacks_no_update BEFORE UPDATE OR DELETE ON operator_callbacks
+    FOR EACH ROW EXECUTE FUNCTION operator_callbacks_append_only();
