@@ -37,6 +37,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light" />
+                // Checkout pages are capabilities, and a test "Paid" page must never be
+                // found and taken for proof of a real payment.
+                <meta name="robots" content="noindex, nofollow" />
                 <link rel="stylesheet" href="/pkg/malipo.css" />
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
                 <HydrationScripts options islands=true />

@@ -43,6 +43,8 @@ pub struct CheckoutView {
     /// The number to prefill (the last one tried, or the merchant's `customer.phone`),
     /// in local form: `0712345678`.
     pub phone: String,
+    /// False for a test-mode session: the page then says TEST MODE on every view.
+    pub livemode: bool,
     /// When the page is framed by `checkout.js`: the embedding origin, already checked
     /// against the merchant's allowed origins. Messages go to this origin only.
     pub embed_origin: Option<String>,

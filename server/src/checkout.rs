@@ -213,6 +213,7 @@ pub fn checkout_view(
             .or(session.customer_phone.as_deref())
             .map(local_form)
             .unwrap_or_default(),
+        livemode: session.mode == Mode::Live,
         embed_origin: None,
     }
 }

@@ -150,6 +150,12 @@ fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
     view! {
         <PageTitle text=title />
         <main class="page checkout" data-page="checkout" data-state=state data-session=view.id.clone()>
+            {(!view.livemode).then(|| view! {
+                <p class="test-banner" role="note" data-test-mode="true">
+                    <strong>"TEST MODE"</strong>
+                    " · No real money moves. This page is not proof of payment."
+                </p>
+            })}
             <header class="merchant">
                 <p class="merchant-name">{view.merchant_name.clone()}</p>
             </header>

@@ -52,6 +52,10 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("content-security-policy"),
             HeaderValue::from_static("frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
         ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-robots-tag"),
+            HeaderValue::from_static("noindex, nofollow"),
+        ))
         // Answers are private unless a route says otherwise (assets, checkout.js): hosted
         // pages and API answers carry capabilities and secrets.
         .layer(SetResponseHeaderLayer::if_not_present(

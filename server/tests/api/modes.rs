@@ -54,6 +54,30 @@ async fn live_and_test_objects_never_meet() {
     .await;
     assert_eq!(status, 201);
     assert_eq!(live_session["livemode"], true);
+    // A live page carries no TEST MODE banner; a test one does.
+    let page = |id: &str| {
+        let url = format!("{}/pay/{id}", app.addr);
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert!(
+        !page(live_session["id"].as_str().unwrap())
+            .await
+            .contains("data-test-mode")
+    );
+    // API answers are never cached (some carry secrets).
+    let res = app
+        .client
+        .get(format!(
+            "{}/v1/checkout/sessions/{}",
+            app.addr,
+            live_session["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&live_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["cache-control"], "no-store");
     // Live redirects carry real shoppers: https only (test mode allows http).
     for param in ["success_url", "cancel_url"] {
         let mut plain = session.clone();

@@ -40,6 +40,15 @@ async fn an_open_session_renders_its_summary() {
     );
     assert!(html.contains("EAT"), "expiry in East Africa Time");
     assert!(html.contains(r#"data-state="open""#));
+    // A test session says so, and no checkout page is cached or indexed: a test
+    // "Paid" must never pass for proof of a real payment.
+    assert!(
+        html.contains(r#"data-test-mode="true""#),
+        "TEST MODE banner"
+    );
+    assert!(html.contains(r#"<meta name="robots" content="noindex, nofollow""#));
+    assert_eq!(headers["x-robots-tag"], "noindex, nofollow");
+    assert_eq!(headers["cache-control"], "no-store");
     assert!(html.contains("<title>Pay KES 1,500 to Mara Serena Lodge · Malipo</title>"));
     assert!(
         html.contains("https://lodge.example/cancelled"),
