@@ -41,8 +41,10 @@ pub struct CheckoutView {
     /// The payment's live state.
     pub live: LiveState,
     /// The number to prefill (the last one tried, or the merchant's `customer.phone`),
-    /// in local form: `0712345678`.
+    /// masked in local form: `0712•••678`. Posted back as is, it means that number.
     pub phone: String,
+    /// The pay form's hidden token: proves a post came from this page.
+    pub form_token: String,
     /// False for a test-mode session: the page then says TEST MODE on every view.
     pub livemode: bool,
     /// When the page is framed by `checkout.js`: the embedding origin, already checked
@@ -125,6 +127,16 @@ impl LiveState {
     }
 }
 
+/// " You can try again in about 7 minutes." for a limit's wait, in seconds.
+pub fn retry_hint(secs: u32) -> String {
+    let minutes = secs.div_ceil(60).max(1);
+    if minutes == 1 {
+        " You can try again in about a minute.".into()
+    } else {
+        format!(" You can try again in about {minutes} minutes.")
+    }
+}
+
 /// What went wrong, in plain words, for a failure code.
 pub fn failure_message(code: &str) -> &'static str {
     match code {
@@ -153,6 +165,16 @@ pub fn failure_message(code: &str) -> &'static str {
             "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
         }
         "not_payable" => "This amount can't be paid with M-PESA.",
+        "phone_limit" => {
+            "Too many payment prompts were sent to this number. Nothing was charged; please wait before sending another."
+        }
+        "session_limit" => {
+            "This checkout has had too many tries. Nothing was charged; go back to the shop to start again."
+        }
+        "ip_limit" => {
+            "Too many payment requests from your connection. Nothing was charged; please wait a little."
+        }
+        "form_expired" => "This page was out of date. Nothing was charged; please try again.",
         "rail_unavailable" => "M-PESA isn't switched on for this shop yet. Nothing was charged.",
         "operator_error" => {
             "M-PESA had a problem and didn't take the payment. Please try again in a minute."

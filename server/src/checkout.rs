@@ -71,11 +71,52 @@ pub fn parse_redirect_url(param: &'static str, raw: &str) -> Result<String, Crea
 pub struct CheckoutService {
     store: Store,
     public_url: String,
+    /// Keys the pay form's token (see [`CheckoutService::form_token`]).
+    form_key: std::sync::Arc<secrecy::SecretString>,
 }
 
 impl CheckoutService {
+    /// With a random form key, good for this process only; the server uses
+    /// [`CheckoutService::with_form_key`] with the install's stored one.
     pub fn new(store: Store, public_url: String) -> Self {
-        Self { store, public_url }
+        let key = crate::domain::ids::random_base62(43);
+        Self {
+            store,
+            public_url,
+            form_key: std::sync::Arc::new(key.into()),
+        }
+    }
+
+    /// Uses `key` (the same on every instance, across restarts) for form tokens.
+    pub fn with_form_key(mut self, key: secrecy::SecretString) -> Self {
+        self.form_key = std::sync::Arc::new(key);
+        self
+    }
+
+    /// The pay form's token for a session: HMAC-SHA256 of its id under the install's
+    /// key. A page of ours carries it in a hidden field (no JavaScript needed, and it
+    /// works on proxy browsers that send no `Origin`); a form on another site cannot
+    /// know it, so a cross-site POST starts nothing.
+    pub fn form_token(&self, id: &SessionId) -> String {
+        use hmac::Mac;
+        use secrecy::ExposeSecret;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(self.form_key.expose_secret().as_bytes())
+                .expect("HMAC takes any key length");
+        mac.update(b"pay-form:");
+        mac.update(id.as_str().as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Whether `token` is the session's form token (compared in constant time).
+    pub fn form_token_ok(&self, id: &SessionId, token: &str) -> bool {
+        let want = self.form_token(id);
+        want.len() == token.len()
+            && want
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 
     /// The hosted page URL of a session.
@@ -175,6 +216,29 @@ pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: 
     }
 }
 
+/// The numbers the page may prefill, best first: the last one tried, then the
+/// merchant's `customer.phone`.
+pub fn prefill_candidates(session: &SessionRecord, latest: Option<&AttemptRecord>) -> Vec<String> {
+    latest
+        .and_then(|a| a.payer.clone())
+        .into_iter()
+        .chain(session.customer_phone.clone())
+        .collect()
+}
+
+/// The number a posted phone field means: typed digits as they are, or, for the masked
+/// prefill (`0712•••678`), the stored number it masks.
+pub fn resolve_phone(input: &str, candidates: &[String]) -> Option<String> {
+    let input = input.trim();
+    if !input.contains('•') {
+        return Some(input.to_owned());
+    }
+    candidates
+        .iter()
+        .find(|c| mask(&local_form(c)) == input)
+        .cloned()
+}
+
 /// What a shopper sees, decided from the record and the clock: a session past its
 /// expiry reads as expired even before the sweeper has marked it.
 pub fn checkout_view(
@@ -208,11 +272,13 @@ pub fn checkout_view(
         cancel_url: cancel_url(session),
         success_url: success_url(session),
         live,
-        phone: latest
-            .and_then(|a| a.payer.as_deref())
-            .or(session.customer_phone.as_deref())
-            .map(local_form)
+        // Masked: the page (and the server function's answer) never carries a full
+        // number; a masked value posted back stands for the number it masks.
+        phone: prefill_candidates(session, latest)
+            .first()
+            .map(|p| mask(&local_form(p)))
             .unwrap_or_default(),
+        form_token: String::new(),
         livemode: session.mode == Mode::Live,
         embed_origin: None,
     }
@@ -235,6 +301,7 @@ impl PageService for CheckoutService {
                 };
                 let latest = self.store.latest_attempt(&id).await?;
                 let mut view = checkout_view(&session, name, latest.as_ref(), now_ms());
+                view.form_token = self.form_token(&id);
                 // Embedded only for an origin the merchant allows; any other claim is
                 // ignored (and the browser refuses the frame anyway, by CSP).
                 if let Some(origin) = embed.and_then(crate::embed::parse_origin) {

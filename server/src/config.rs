@@ -73,6 +73,40 @@ pub struct Config {
     pub mpesa_live: MpesaConfig,
     /// Webhook delivery: the `[webhooks]` table.
     pub webhooks: WebhooksConfig,
+    /// Abuse limits on payment prompts: the `[limits]` table.
+    pub limits: LimitsConfig,
+}
+
+/// How many payment prompts may be sent, so nobody can push-bomb a phone through a
+/// checkout link. Each is counted in its own sliding window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Prompts to one phone number, across every session and merchant, per window.
+    /// Env `MALIPO_LIMITS_PROMPTS_PER_PHONE`; default 3.
+    pub prompts_per_phone: u32,
+    /// Env `MALIPO_LIMITS_PHONE_WINDOW_SECS`; default 600 (10 min).
+    pub phone_window_secs: u64,
+    /// Attempts on one checkout session, ever.
+    /// Env `MALIPO_LIMITS_ATTEMPTS_PER_SESSION`; default 5.
+    pub attempts_per_session: u32,
+    /// Pay requests from one client address (an IPv6 /64 counts as one), per window.
+    /// Env `MALIPO_LIMITS_REQUESTS_PER_IP`; default 20.
+    pub requests_per_ip: u32,
+    /// Env `MALIPO_LIMITS_IP_WINDOW_SECS`; default 600 (10 min).
+    pub ip_window_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            prompts_per_phone: 3,
+            phone_window_secs: 600,
+            attempts_per_session: 5,
+            requests_per_ip: 20,
+            ip_window_secs: 600,
+        }
+    }
 }
 
 /// How webhooks are delivered and retried.
@@ -236,6 +270,7 @@ impl Default for Config {
                 passkey: SecretString::from(""),
             },
             webhooks: WebhooksConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -398,6 +433,21 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_WEBHOOKS_RETRY_WINDOW_SECS") {
             self.webhooks.retry_window_secs = parse("MALIPO_WEBHOOKS_RETRY_WINDOW_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_PROMPTS_PER_PHONE") {
+            self.limits.prompts_per_phone = parse("MALIPO_LIMITS_PROMPTS_PER_PHONE", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_PHONE_WINDOW_SECS") {
+            self.limits.phone_window_secs = parse("MALIPO_LIMITS_PHONE_WINDOW_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_ATTEMPTS_PER_SESSION") {
+            self.limits.attempts_per_session = parse("MALIPO_LIMITS_ATTEMPTS_PER_SESSION", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_REQUESTS_PER_IP") {
+            self.limits.requests_per_ip = parse("MALIPO_LIMITS_REQUESTS_PER_IP", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_IP_WINDOW_SECS") {
+            self.limits.ip_window_secs = parse("MALIPO_LIMITS_IP_WINDOW_SECS", v)?;
         }
         Ok(())
     }

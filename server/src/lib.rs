@@ -32,6 +32,7 @@ pub mod demo;
 pub mod domain;
 pub mod embed;
 pub mod http;
+pub mod limits;
 pub mod merchants;
 pub mod payments;
 pub mod resources;

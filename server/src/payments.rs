@@ -67,12 +67,40 @@ pub enum PayError {
     InvalidPhone,
     #[error("M-PESA takes whole Kenyan shillings only")]
     NotPayableWithMpesa,
+    /// An abuse limit refused the push (see [`crate::config::LimitsConfig`]).
+    #[error("refused by the {} limit", .limit.as_str())]
+    Limited {
+        limit: Limit,
+        /// Seconds until a retry can succeed; `None`: never, for this session.
+        retry_after: Option<i64>,
+    },
     /// Live mode with no live Daraja credentials configured: live payments never fall
     /// back to a sandbox.
     #[error("M-PESA is not configured for this mode")]
     RailNotConfigured,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Which abuse limit refused a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Too many prompts to one number, across every session and merchant.
+    Phone,
+    /// Too many attempts on one session.
+    Session,
+    /// Too many pay requests from one client address.
+    Ip,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Phone => "phone_limit",
+            Limit::Session => "session_limit",
+            Limit::Ip => "ip_limit",
+        }
+    }
 }
 
 /// Why a callback was refused.
@@ -95,6 +123,7 @@ pub struct Payments {
     /// Live mode's Daraja, when configured. Never a sandbox (the config refuses one).
     daraja_live: Option<Arc<Daraja>>,
     public_url: String,
+    limits: crate::config::LimitsConfig,
     /// Ids of sessions whose payment state just changed (for the live page).
     changes: tokio::sync::broadcast::Sender<String>,
 }
@@ -131,6 +160,7 @@ impl Payments {
         daraja_test: Arc<Daraja>,
         daraja_live: Option<Arc<Daraja>>,
         public_url: String,
+        limits: crate::config::LimitsConfig,
     ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
         Payments {
@@ -138,8 +168,38 @@ impl Payments {
             daraja_test,
             daraja_live,
             public_url,
+            limits,
             changes,
         }
+    }
+
+    /// Refuses a new prompt to `msisdn` for `session_id` when it would exceed the
+    /// per-session or per-phone limit.
+    async fn check_limits(&self, session_id: &SessionId, msisdn: &Msisdn) -> Result<(), PayError> {
+        let limits = &self.limits;
+        if self.store.attempt_count(session_id).await? >= i64::from(limits.attempts_per_session) {
+            return Err(PayError::Limited {
+                limit: Limit::Session,
+                retry_after: None,
+            });
+        }
+        let window_ms = i64::try_from(limits.phone_window_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        let now = now_ms();
+        let (sent, oldest) = self
+            .store
+            .prompts_to_payer_since(msisdn.as_str(), now.saturating_sub(window_ms))
+            .await?;
+        if sent >= i64::from(limits.prompts_per_phone) {
+            // The window frees a place when its oldest prompt leaves it.
+            let free_at = oldest.unwrap_or(now).saturating_add(window_ms);
+            return Err(PayError::Limited {
+                limit: Limit::Phone,
+                retry_after: Some(((free_at - now) / 1000).max(1)),
+            });
+        }
+        Ok(())
     }
 
     /// The Daraja connector for a mode: objects never cross modes, so neither do rails.
@@ -212,6 +272,7 @@ impl Payments {
         {
             return Err(PayError::PreviousUnconfirmed);
         }
+        self.check_limits(session_id, &msisdn).await?;
         let token = random_base62(32);
         let inserted = self
             .store

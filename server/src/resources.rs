@@ -28,16 +28,20 @@ pub enum EventType {
     /// a while: the shopper may have paid. Left for reconciliation; a later
     /// `payment.succeeded` or `payment.failed` settles it.
     PaymentUnknown,
+    /// A pay request was refused by an abuse limit (too many prompts to one number,
+    /// too many tries on one session, too many requests from one address).
+    PaymentRefused,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         EventType::CheckoutSessionCompleted,
         EventType::CheckoutSessionExpired,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentDuplicate,
         EventType::PaymentUnknown,
+        EventType::PaymentRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl EventType {
             EventType::PaymentFailed => "payment.failed",
             EventType::PaymentDuplicate => "payment.duplicate",
             EventType::PaymentUnknown => "payment.unknown",
+            EventType::PaymentRefused => "payment.refused",
         }
     }
 
@@ -200,6 +205,28 @@ impl PaymentObject {
     }
 }
 
+/// `payment_refusal`: a pay request an abuse limit refused (`payment.refused`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PaymentRefusalObject {
+    /// Always `payment_refusal`.
+    #[schema(value_type = String)]
+    pub object: &'static str,
+    /// The `cs_…` the shopper tried to pay.
+    pub checkout_session: String,
+    /// `phone_limit` (too many prompts to this number, across all shops),
+    /// `session_limit` (too many tries on this session) or `ip_limit` (too many
+    /// requests from one address).
+    #[schema(value_type = String)]
+    pub reason: &'static str,
+    /// The number tried, masked (`2547•••••678`), when one was given.
+    pub payer: Option<String>,
+    /// Seconds until the shopper may try again; null when this session may not.
+    pub retry_after: Option<i64>,
+    /// Unix seconds.
+    pub created: i64,
+    pub livemode: bool,
+}
+
 /// `event`: the body of every webhook, and what `GET /v1/events/{id}` returns.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct EventObject {
@@ -221,7 +248,8 @@ pub struct EventObject {
 /// The object the event is about, as it was when the event happened.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct EventData {
-    /// A `checkout.session` (for `checkout.session.*`) or a `payment` (for `payment.*`).
+    /// A `checkout.session` (for `checkout.session.*`), a `payment` (for `payment.*`)
+    /// or a `payment_refusal` (for `payment.refused`).
     #[schema(value_type = Object)]
     pub object: serde_json::Value,
 }

@@ -26,6 +26,10 @@ pub struct AppState {
     pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
     /// The webhook deliverer.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Pay requests per client address.
+    pub pay_limiter: Arc<crate::limits::RateLimiter>,
+    /// Which limit refusals were announced to merchants lately.
+    pub refusals: Arc<crate::limits::RecentOnce>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -65,7 +69,13 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(addr)
             .build();
-        let checkout = CheckoutService::new(store.clone(), config.public_url.clone());
+        let checkout = CheckoutService::new(store.clone(), config.public_url.clone())
+            .with_form_key(
+                store
+                    .instance_secret("pay_form_key")
+                    .await
+                    .context("reading the pay-form key")?,
+            );
         let sandbox = if config.sandbox {
             Some(
                 crate::sandbox::Sandbox::new(config.mpesa.clone())
@@ -88,10 +98,16 @@ impl Application {
             Arc::new(daraja),
             daraja_live,
             config.public_url.clone(),
+            config.limits.clone(),
         );
         let webhooks = crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone())
             .context("webhook HTTP client")?;
         let state = AppState {
+            pay_limiter: Arc::new(crate::limits::RateLimiter::new(
+                config.limits.requests_per_ip,
+                config.limits.ip_window_secs,
+            )),
+            refusals: Arc::new(crate::limits::RecentOnce::new(60_000)),
             webhooks,
             payments,
             sandbox,
@@ -158,11 +174,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .into_future();
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        })
+        .into_future();
         let mut server = tokio::spawn(server);
         let merchant_site = self.merchant_site.map(|(listener, site)| {
             AbortOnDrop(tokio::spawn(async move {

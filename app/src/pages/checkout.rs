@@ -32,12 +32,22 @@ pub fn CheckoutPage() -> impl IntoView {
         [
             "invalid_phone",
             "confirm_no_sms",
+            "phone_limit",
+            "session_limit",
+            "ip_limit",
+            "form_expired",
             "not_payable",
             "rail_unavailable",
             "unavailable",
         ]
         .contains(&e.as_str())
     });
+    // Seconds until a limited shopper may try again (digits only, at most a day).
+    let retry_after = query
+        .read_untracked()
+        .get("retry_after")
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|s| *s <= 86_400);
     let embed = query.read_untracked().get("embed");
     let checkout = Resource::new_blocking(
         move || (params.read().get("id").unwrap_or_default(), embed.clone()),
@@ -49,7 +59,9 @@ pub fn CheckoutPage() -> impl IntoView {
                 let error = error.clone();
                 Suspend::new(async move {
                 match checkout.await {
-                    Ok(Some(view)) => view! { <Checkout view error=error.clone() /> }.into_any(),
+                    Ok(Some(view)) => {
+                        view! { <Checkout view error=error.clone() retry_after /> }.into_any()
+                    }
                     Ok(None) => view! { <NotFound /> }.into_any(),
                     Err(_) => view! { <Unavailable /> }.into_any(),
                 }
@@ -60,7 +72,7 @@ pub fn CheckoutPage() -> impl IntoView {
 }
 
 #[component]
-fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
+fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>) -> impl IntoView {
     let amount = view.amount_label();
     let title = format!("Pay {amount} to {} · Malipo", view.merchant_name);
     let state = match view.state {
@@ -82,8 +94,10 @@ fn Checkout(view: CheckoutView, error: Option<String>) -> impl IntoView {
             merchant_name=view.merchant_name.clone()
             success_url=next_url
             phone=view.phone.clone()
+            form_token=view.form_token.clone()
             initial=view.live.encode()
             error=error
+            retry_after=retry_after
         />
     };
     // Without JavaScript: refresh while a prompt is waiting; go on to the merchant once

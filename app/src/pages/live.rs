@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use std::time::Duration;
 
 use super::countdown::remaining_label;
-use crate::model::{LiveState, failure_message};
+use crate::model::{LiveState, failure_message, retry_hint};
 
 /// Seconds the page waits on "Paid" before sending the shopper to the merchant.
 pub const REDIRECT_AFTER_SECS: u64 = 3;
@@ -22,12 +22,16 @@ pub fn LiveStatus(
     merchant_name: String,
     success_url: String,
     phone: String,
+    /// The pay form's hidden token (proves the post came from this page).
+    form_token: String,
     /// The state when the page was rendered, in its wire form ([`LiveState::encode`]):
     /// island props are JSON-decoded in the browser, and a string keeps serde's enum
     /// machinery out of the WASM bundle.
     initial: String,
     /// A problem with the last form post (`invalid_phone`, …), from the query string.
     error: Option<String>,
+    /// With a limit's error: seconds until the shopper may try again.
+    retry_after: Option<u32>,
 ) -> impl IntoView {
     let (state, set_state) =
         signal(LiveState::decode(&initial).unwrap_or(LiveState::Idle { failure: None }));
@@ -142,6 +146,7 @@ pub fn LiveStatus(
                 hidden=move || problem_shown().is_none()
             >
                 {move || problem_text().map(|code| failure_message(&code)).unwrap_or_default()}
+                {retry_after.map(retry_hint)}
             </p>
             <form
                 class="pay-form"
@@ -150,6 +155,7 @@ pub fn LiveStatus(
                 hidden=move || idle_failure().is_none()
                 on:submit=move |_| set_submitting.set(true)
             >
+                <input type="hidden" name="form_token" value=form_token />
                 <label for="phone">"M-PESA phone number"</label>
                 <input
                     id="phone"

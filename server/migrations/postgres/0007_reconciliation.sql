@@ -30,3 +30,15 @@ END;
 $$;
 CREATE TRIGGER operator_callbacks_no_update BEFORE UPDATE OR DELETE ON operator_callbacks
     FOR EACH ROW EXECUTE FUNCTION operator_callbacks_append_only();
+
+-- Prompts sent to a number, across sessions and merchants: the push-bombing limit.
+CREATE INDEX payment_attempts_payer ON payment_attempts (payer, created_at);
+
+-- Random per-install secrets, made on first start (e.g. the key behind pay-form tokens,
+-- the sandbox Daraja's consumer secret), so no two installs share one and none is
+-- published.
+CREATE TABLE instance_secrets (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);

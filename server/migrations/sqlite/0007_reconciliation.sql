@@ -100,3 +100,15 @@ CREATE TRIGGER operator_callbacks_no_delete BEFORE DELETE ON operator_callbacks
 BEGIN
     SELECT RAISE(ABORT, 'operator_callbacks is append-only');
 END;
+
+-- Prompts sent to a number, across sessions and merchants: the push-bombing limit.
+CREATE INDEX payment_attempts_payer ON payment_attempts (payer, created_at);
+
+-- Random per-install secrets, made on first start (e.g. the key behind pay-form tokens,
+-- the sandbox Daraja's consumer secret), so no two installs share one and none is
+-- published.
+CREATE TABLE instance_secrets (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);

@@ -194,6 +194,9 @@ pub fn webhooks() -> serde_json::Value {
                 "Malipo could not learn a payment's outcome: the shopper may have paid. \
                  Reconcile it; a later payment.succeeded or payment.failed settles it."
             }
+            EventType::PaymentRefused => {
+                "A pay request was refused by an abuse limit; the object is a payment_refusal."
+            }
         };
         out.insert(
             kind.as_str().to_owned(),
@@ -244,7 +247,11 @@ impl Modify for BearerAuth {
             (replayed answers carry `Idempotent-Replayed: true`). Webhooks are signed with \
             `Malipo-Signature: t=…,v1=…` (HMAC-SHA256 of `{t}.{body}`).",
     ),
-    components(schemas(ErrorBody, crate::resources::PaymentObject)),
+    components(schemas(
+        ErrorBody,
+        crate::resources::PaymentObject,
+        crate::resources::PaymentRefusalObject
+    )),
     modifiers(&BearerAuth),
     security(("secret_key" = [])),
     tags(
@@ -275,6 +282,7 @@ mod tests {
                 "checkout.session.expired",
                 "payment.duplicate",
                 "payment.failed",
+                "payment.refused",
                 "payment.succeeded",
                 "payment.unknown"
             ]

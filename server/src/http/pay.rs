@@ -7,8 +7,8 @@
 
 use axum::{
     Form, Router,
-    extract::{Path, Query, State},
-    http::StatusCode,
+    extract::{ConnectInfo, Path, Query, State},
+    http::{HeaderMap, StatusCode},
     response::{
         IntoResponse, Redirect, Response,
         sse::{Event, KeepAlive, Sse},
@@ -17,12 +17,17 @@ use axum::{
 };
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
 use tokio::sync::broadcast;
 
 use crate::{
-    checkout::live_state, domain::SessionId, payments::PayError, startup::AppState,
-    store::StoreError, time::now_ms,
+    checkout::{live_state, prefill_candidates, resolve_phone},
+    domain::{SessionId, phone::mask},
+    payments::{Limit, PayError},
+    resources::PaymentRefusalObject,
+    startup::AppState,
+    store::StoreError,
+    time::now_ms,
 };
 
 /// Even without a notification, the stream re-reads the state this often.
@@ -46,17 +51,45 @@ struct PayForm {
     /// The shopper ticked "No M-PESA confirmation SMS came" for an unconfirmed push.
     #[serde(default)]
     no_sms: Option<String>,
+    /// The page's form token (see `CheckoutService::form_token`).
+    #[serde(default)]
+    form_token: String,
+}
+
+/// True when the browser says the post came from another site. Browsers send
+/// `Sec-Fetch-Site` and `Origin` on form posts; proxy browsers (Opera Mini) may send
+/// neither, and then the form token alone decides.
+fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
+    }
+    match header("origin") {
+        Some(origin) => crate::embed::parse_origin(public_url).as_deref() != Some(origin),
+        None => false,
+    }
 }
 
 async fn pay_mpesa(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Query(query): Query<EmbedQuery>,
+    headers: HeaderMap,
     Form(form): Form<PayForm>,
 ) -> Response {
     let Some(sid) = SessionId::parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if cross_site(&headers, &state.config.public_url) {
+        return (
+            StatusCode::FORBIDDEN,
+            "Cross-site payment requests are refused.",
+        )
+            .into_response();
+    }
     // Back to the page, still embedded if it was (the page re-checks the origin).
     let embed = query
         .embed
@@ -67,9 +100,10 @@ async fn pay_mpesa(
                 .append_pair("embed", &o)
                 .finish()
         });
-    let back = |error: Option<&str>| {
+    let back_after = |error: Option<&str>, retry_after: Option<i64>| {
         let mut params: Vec<String> = embed.iter().cloned().collect();
         params.extend(error.map(|e| format!("error={e}")));
+        params.extend(retry_after.map(|s| format!("retry_after={s}")));
         let url = if params.is_empty() {
             format!("/pay/{sid}")
         } else {
@@ -77,12 +111,65 @@ async fn pay_mpesa(
         };
         Redirect::to(&url).into_response()
     };
+    let back = |error: Option<&str>| back_after(error, None);
+    if !state.checkout.form_token_ok(&sid, &form.form_token) {
+        return back(Some("form_expired"));
+    }
+    let now = now_ms();
+    // Read once for the masked prefill and for refusal events.
+    let (session, latest) = match (
+        state.store.session(&sid).await,
+        state.store.latest_attempt(&sid).await,
+    ) {
+        (Ok(Some(s)), Ok(latest)) => (s, latest),
+        (Ok(None), _) => return StatusCode::NOT_FOUND.into_response(),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "starting payment failed");
+            return back(Some("unavailable"));
+        }
+    };
+    let refuse = async |limit: Limit, payer: Option<String>, retry_after: Option<i64>| {
+        // Announced once a minute per session and limit: hammering must not turn
+        // every refused request into a write and a webhook.
+        if state
+            .refusals
+            .first(format!("{sid}:{}", limit.as_str()), now)
+        {
+            let refusal = PaymentRefusalObject {
+                object: "payment_refusal",
+                checkout_session: sid.to_string(),
+                reason: limit.as_str(),
+                payer,
+                retry_after,
+                created: now / 1000,
+                livemode: session.mode == crate::domain::Mode::Live,
+            };
+            if let Err(e) = state.store.record_refusal(&sid, &refusal, now).await {
+                tracing::warn!(error = %e, "recording a refusal failed");
+            }
+        }
+        tracing::info!(session = %sid, limit = limit.as_str(), "pay request refused by a limit");
+        back_after(Some(limit.as_str()), retry_after)
+    };
+    if let Err(retry_after) = state.pay_limiter.check(peer.ip(), now) {
+        return refuse(Limit::Ip, None, Some(retry_after)).await;
+    }
+    let Some(phone) = resolve_phone(&form.phone, &prefill_candidates(&session, latest.as_ref()))
+    else {
+        return back(Some("invalid_phone"));
+    };
     let no_sms = form.no_sms.is_some_and(|v| !v.is_empty());
     match state
         .payments
-        .start_mpesa_confirming(&sid, &form.phone, no_sms)
+        .start_mpesa_confirming(&sid, &phone, no_sms)
         .await
     {
+        Err(PayError::Limited { limit, retry_after }) => {
+            let payer =
+                crate::domain::phone::Msisdn::parse(&phone, crate::domain::phone::Country::Kenya)
+                    .map(|m| mask(m.as_str()));
+            refuse(limit, payer, retry_after).await
+        }
         Ok(_) | Err(PayError::SessionNotOpen) => back(None),
         Err(PayError::SessionNotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(PayError::InvalidPhone) => back(Some("invalid_phone")),

@@ -557,6 +557,74 @@ impl Store {
             .collect()
     }
 
+    /// How many attempts (prompts) went to `payer` since `since`, across every session
+    /// and merchant, and the oldest of their times (when the window frees a place).
+    pub async fn prompts_to_payer_since(
+        &self,
+        payer: &str,
+        since: i64,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM payment_attempts \
+             WHERE payer = $1 AND created_at > $2",
+        )
+        .bind(payer)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
+
+    /// How many attempts a session has had.
+    pub async fn attempt_count(&self, session_id: &SessionId) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM payment_attempts WHERE session_id = $1")
+                .bind(session_id.as_str())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+        )
+    }
+
+    /// Records that a pay request for the session was refused by a limit: in the
+    /// session's log and, for the merchant, as a `payment.refused` event.
+    pub async fn record_refusal(
+        &self,
+        session_id: &SessionId,
+        refusal: &crate::resources::PaymentRefusalObject,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(
+            &mut tx,
+            NewEvent {
+                session_id: session_id.as_str(),
+                attempt_id: None,
+                kind: "attempt.refused",
+                from_status: None,
+                to_status: None,
+                detail: json!({ "reason": refusal.reason, "retry_after": refusal.retry_after }),
+                at: now,
+            },
+        )
+        .await?;
+        let object = serde_json::to_value(refusal).map_err(|e| StoreError::Corrupt {
+            table: "events",
+            id: String::new(),
+            what: e.to_string(),
+        })?;
+        super::outbox::enqueue_event(
+            &mut tx,
+            session_id.as_str(),
+            EventType::PaymentRefused,
+            object,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The session's `unknown` attempts from this payer: the shopper may have paid them.
     pub async fn unknown_attempts_for_payer(
         &self,

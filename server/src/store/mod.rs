@@ -102,6 +102,27 @@ pub struct Store {
 }
 
 impl Store {
+    /// A random per-install secret called `name`, made on first use and kept in the
+    /// database, so every instance of this install agrees on it and no two installs
+    /// share one.
+    pub async fn instance_secret(&self, name: &str) -> Result<SecretString, StoreError> {
+        sqlx::query(
+            "INSERT INTO instance_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(crate::domain::ids::random_base62(43))
+        .bind(crate::time::now_ms())
+        .execute(&self.pool)
+        .await?;
+        let value: String = sqlx::query("SELECT value FROM instance_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("value")?;
+        Ok(SecretString::from(value))
+    }
+
     /// Connects (creating a SQLite file if missing). Does not migrate.
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();

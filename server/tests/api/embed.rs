@@ -113,12 +113,12 @@ async fn only_allowed_origins_may_frame_the_page() {
     );
     // The embedded page's form post comes back in embed mode, error and all.
     let res = app
-        .client
-        .post(format!("{page}/mpesa?embed=https://lodge.example"))
-        .form(&[("phone", "12")])
-        .send()
-        .await
-        .unwrap();
+        .post_pay_form(
+            page.rsplit('/').next().unwrap(),
+            "?embed=https://lodge.example",
+            &[("phone", "12")],
+        )
+        .await;
     assert_eq!(
         res.headers()["location"].to_str().unwrap(),
         format!(

@@ -106,6 +106,28 @@ pub struct TestApp {
     _site: tempfile::TempDir,
 }
 
+impl TestApp {
+    /// Posts the hosted page's pay form for `session` (`cs_…`), with its form token, as
+    /// a browser on the page would (`path_query`: e.g. `?embed=…`).
+    pub async fn post_pay_form(
+        &self,
+        session: &str,
+        path_query: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let sid = malipo::domain::SessionId::parse(session).expect("a session id");
+        let token = self.checkout.form_token(&sid);
+        let mut form: Vec<(&str, &str)> = vec![("form_token", &token)];
+        form.extend_from_slice(fields);
+        self.client
+            .post(format!("{}/pay/{session}/mpesa{path_query}", self.addr))
+            .form(&form)
+            .send()
+            .await
+            .expect("pay form post")
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_on(Db::Sqlite).await
 }

@@ -3,6 +3,7 @@
 //! Store tests run twice, on SQLite and on PostgreSQL (`MALIPO_TEST_POSTGRES_URL`, set
 //! by `scripts/test`, which starts a throwaway server when none is reachable).
 
+mod abuse;
 mod cli;
 mod embed;
 mod health;

@@ -144,16 +144,12 @@ async fn live_and_test_objects_never_meet() {
 
     // Live mode has no M-PESA configured here, and never falls back to the sandbox.
     let res = app
-        .client
-        .post(format!(
-            "{}/pay/{}/mpesa",
-            app.addr,
-            live_session["id"].as_str().unwrap()
-        ))
-        .form(&[("phone", "0708374149")])
-        .send()
-        .await
-        .unwrap();
+        .post_pay_form(
+            live_session["id"].as_str().unwrap(),
+            "",
+            &[("phone", "0708374149")],
+        )
+        .await;
     assert_eq!(res.status(), 303);
     assert!(
         res.headers()["location"]

@@ -5,12 +5,7 @@ use crate::helpers::{TestApp, accept, prompts, seed_session, shown, spawn_app};
 use std::time::Duration;
 
 async fn post_form(app: &TestApp, id: &str, phone: &str) -> reqwest::Response {
-    app.client
-        .post(format!("{}/pay/{id}/mpesa", app.addr))
-        .form(&[("phone", phone)])
-        .send()
-        .await
-        .unwrap()
+    app.post_pay_form(id, "", &[("phone", phone)]).await
 }
 
 async fn page(app: &TestApp, path: &str) -> String {
@@ -98,9 +93,10 @@ async fn failures_read_in_plain_words_with_a_retry() {
     assert!(html.contains("Not enough money in your M-PESA account"));
     assert!(html.contains("Send the prompt again"));
     assert!(
-        html.contains(r#"value="0700000001""#),
-        "the number is kept for the retry"
+        html.contains(r#"value="0700•••001""#),
+        "the number is kept for the retry, masked"
     );
+    assert!(!html.contains("0700000001"), "never the full number");
 }
 
 #[tokio::test]

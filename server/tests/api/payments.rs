@@ -525,12 +525,8 @@ async fn an_unconfirmed_push_becomes_unknown_never_failed() {
         "no second prompt without it"
     );
     let form = app
-        .client
-        .post(format!("{}/pay/{other}/mpesa", app.addr))
-        .form(&[("phone", "0712345678")])
-        .send()
-        .await
-        .unwrap();
+        .post_pay_form(other.as_str(), "", &[("phone", "0712345678")])
+        .await;
     assert_eq!(form.status(), 303);
     let location = form.headers()["location"].to_str().unwrap();
     assert!(location.ends_with("?error=confirm_no_sms"), "{location}");

@@ -1,0 +1,130 @@
+//! In-memory abuse limits for what cannot wait for the database: pay requests per client
+//! address. (Prompts per phone and attempts per session are counted in the database, in
+//! `payments`, so they hold across restarts and instances.)
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    sync::Mutex,
+};
+
+/// A sliding-window counter per client address. An IPv6 /64 counts as one address (a
+/// home or phone usually gets a whole /64).
+pub struct RateLimiter {
+    max: usize,
+    window_ms: i64,
+    hits: Mutex<HashMap<u128, VecDeque<i64>>>,
+}
+
+/// Beyond this many tracked addresses, idle ones are forgotten on the next call.
+const PRUNE_ABOVE: usize = 50_000;
+
+impl RateLimiter {
+    pub fn new(max: u32, window_secs: u64) -> Self {
+        RateLimiter {
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+            window_ms: i64::try_from(window_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            hits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a request from `ip` at `now` (unix ms). `Err(secs)`: over the limit, and
+    /// how long until the window frees a place; the refused request is not counted.
+    pub fn check(&self, ip: IpAddr, now: i64) -> Result<(), i64> {
+        let since = now.saturating_sub(self.window_ms);
+        let mut hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
+        if hits.len() > PRUNE_ABOVE {
+            hits.retain(|_, times| times.back().is_some_and(|t| *t > since));
+        }
+        let times = hits.entry(key(ip)).or_default();
+        while times.front().is_some_and(|t| *t <= since) {
+            times.pop_front();
+        }
+        if times.len() >= self.max {
+            let free_at = times.front().copied().unwrap_or(now) + self.window_ms;
+            return Err(((free_at - now) / 1000).max(1));
+        }
+        times.push_back(now);
+        Ok(())
+    }
+}
+
+fn key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(v4.to_ipv6_mapped()),
+            None => u128::from(v6) & !((1u128 << 64) - 1),
+        },
+    }
+}
+
+/// Remembers which refusals were recently announced, so an attacker hammering a limit
+/// cannot turn each refused request into a database write and a webhook.
+pub struct RecentOnce {
+    every_ms: i64,
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl RecentOnce {
+    pub fn new(every_ms: i64) -> Self {
+        RecentOnce {
+            every_ms,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True the first time `key` is seen in `every_ms`.
+    pub fn first(&self, key: String, now: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > PRUNE_ABOVE {
+            let every = self.every_ms;
+            seen.retain(|_, at| now - *at < every);
+        }
+        match seen.get(&key) {
+            Some(at) if now - *at < self.every_ms => false,
+            _ => {
+                seen.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_address_in_a_sliding_window() {
+        let l = RateLimiter::new(2, 10);
+        let a: IpAddr = "203.0.113.7".parse().unwrap();
+        let b: IpAddr = "203.0.113.8".parse().unwrap();
+        assert_eq!(l.check(a, 0), Ok(()));
+        assert_eq!(l.check(a, 1_000), Ok(()));
+        assert_eq!(l.check(a, 2_000), Err(8), "full until the first leaves");
+        assert_eq!(l.check(b, 2_000), Ok(()), "another address has its own");
+        assert_eq!(l.check(a, 10_001), Ok(()), "the first left the window");
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_address_and_mapped_v4_is_v4() {
+        let l = RateLimiter::new(1, 60);
+        assert_eq!(l.check("2001:db8:1:2::1".parse().unwrap(), 0), Ok(()));
+        assert!(l.check("2001:db8:1:2:ffff::9".parse().unwrap(), 0).is_err());
+        assert_eq!(l.check("2001:db8:1:3::1".parse().unwrap(), 0), Ok(()));
+        assert_eq!(l.check("198.51.100.1".parse().unwrap(), 0), Ok(()));
+        assert!(l.check("::ffff:198.51.100.1".parse().unwrap(), 0).is_err());
+    }
+
+    #[test]
+    fn refusals_are_announced_once_a_period() {
+        let r = RecentOnce::new(60_000);
+        assert!(r.first("cs_1:phone_limit".into(), 0));
+        assert!(!r.first("cs_1:phone_limit".into(), 59_999));
+        assert!(r.first("cs_1:session_limit".into(), 1));
+        assert!(r.first("cs_1:phone_limit".into(), 60_000));
+    }
+}
