@@ -305,7 +305,10 @@ impl PageService for CheckoutService {
                 // Embedded only for an origin the merchant allows; any other claim is
                 // ignored (and the browser refuses the frame anyway, by CSP).
                 if let Some(origin) = embed.and_then(crate::embed::parse_origin) {
-                    let allowed = self.store.embed_origins(&session.merchant_id).await?;
+                    let allowed = self
+                        .store
+                        .embed_origins(&session.merchant_id, session.mode)
+                        .await?;
                     if allowed.contains(&origin) {
                         view.embed_origin = Some(origin);
                     }

@@ -163,6 +163,9 @@ pub enum MerchantCommand {
     EmbedOrigins {
         #[arg(long)]
         merchant: String,
+        /// Which mode's checkouts the list is for.
+        #[arg(long, value_parser = ["test", "live"], default_value = "test")]
+        mode: String,
         /// `https://host[:port]` (or `http://localhost:PORT`), repeatable.
         origins: Vec<String>,
     },
@@ -232,9 +235,15 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Merchant {
-            command: MerchantCommand::EmbedOrigins { merchant, origins },
+            command:
+                MerchantCommand::EmbedOrigins {
+                    merchant,
+                    mode,
+                    origins,
+                },
         } => {
             let merchant = parse_merchant(&merchant)?;
+            let mode = parse_mode(&mode)?;
             let parsed = origins
                 .iter()
                 .map(|o| {
@@ -250,7 +259,7 @@ pub async fn run() -> anyhow::Result<()> {
                 "at most 10 origins"
             );
             let store = connect(&config).await?;
-            let found = store.set_embed_origins(&merchant, &parsed).await?;
+            let found = store.set_embed_origins(&merchant, mode, &parsed).await?;
             store.close().await;
             anyhow::ensure!(found, "no merchant {merchant}");
             println!(

@@ -6,6 +6,7 @@ use anyhow::Context;
 use app::service::SharedPageService;
 use axum::{Router, extract::FromRef};
 use leptos::config::LeptosOptions;
+use secrecy::ExposeSecret;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
@@ -76,9 +77,23 @@ impl Application {
                     .await
                     .context("reading the pay-form key")?,
             );
+        // The built-in sandbox Daraja's consumer secret is random per install (kept in
+        // the database) unless one is configured: the published default would let anyone
+        // who can reach this server use its sandbox.
+        if config.mpesa.base_url.is_empty()
+            && config.mpesa.consumer_secret.expose_secret()
+                == crate::config::MpesaConfig::default()
+                    .consumer_secret
+                    .expose_secret()
+        {
+            config.mpesa.consumer_secret = store
+                .instance_secret("sandbox_daraja_consumer_secret")
+                .await
+                .context("reading the sandbox consumer secret")?;
+        }
         let sandbox = if config.sandbox {
             Some(
-                crate::sandbox::Sandbox::new(config.mpesa.clone())
+                crate::sandbox::Sandbox::new(config.mpesa.clone(), &config.public_url)
                     .context("sandbox HTTP client")?,
             )
         } else {

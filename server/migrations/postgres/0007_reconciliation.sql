@@ -42,3 +42,12 @@ CREATE TABLE instance_secrets (
     value       TEXT NOT NULL,
     created_at  BIGINT NOT NULL
 );
+
+-- Who may frame checkout pages is decided per mode: a test key must not change who may
+-- frame live checkouts. Existing lists keep working in both modes.
+ALTER TABLE merchants ADD COLUMN embed_origins_live TEXT NOT NULL DEFAULT '[]';
+UPDATE merchants SET embed_origins_live = embed_origins;
+
+-- The sandbox merchant site's own merchant, found by this flag and never by name (a real
+-- merchant may be called anything).
+ALTER TABLE merchants ADD COLUMN sandbox BIGINT NOT NULL DEFAULT 0;

@@ -25,8 +25,9 @@ pub struct AccountObject {
     #[schema(value_type = String)]
     pub object: &'static str,
     pub name: String,
-    /// Origins allowed to frame the hosted checkout (`Malipo.open`/`Malipo.mount`), e.g.
-    /// `https://lodge.example`. Empty: nobody may.
+    /// Origins allowed to frame the hosted checkout (`Malipo.open`/`Malipo.mount`) in
+    /// the key's mode, e.g. `https://lodge.example`. Empty: nobody may. Each mode has
+    /// its own list: a test key never changes who may frame live checkouts.
     pub embed_origins: Vec<String>,
 }
 
@@ -40,7 +41,10 @@ async fn account(state: &AppState, caller: &Caller) -> Result<AccountObject, Api
         id: merchant.id.to_string(),
         object: "account",
         name: merchant.name,
-        embed_origins: state.store.embed_origins(&caller.merchant_id).await?,
+        embed_origins: state
+            .store
+            .embed_origins(&caller.merchant_id, caller.mode)
+            .await?,
     })
 }
 
@@ -77,7 +81,7 @@ pub async fn update(
         let origins = parse_origins(list)?;
         state
             .store
-            .set_embed_origins(&caller.merchant_id, &origins)
+            .set_embed_origins(&caller.merchant_id, caller.mode, &origins)
             .await?;
         tracing::info!(count = origins.len(), "embed origins updated");
     }

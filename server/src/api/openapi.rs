@@ -170,8 +170,8 @@ pub struct RotateSecretParams {
     reason = "documentation of the request body; parsed by hand"
 )]
 pub struct UpdateAccountParams {
-    /// Origins allowed to frame the checkout (replaces the list): `https://host[:port]`,
-    /// or `http://localhost:PORT`; at most 10.
+    /// Origins allowed to frame the checkout in the key's mode (replaces that mode's
+    /// list): `https://host[:port]`, or `http://localhost:PORT`; at most 10.
     pub embed_origins: Option<Vec<String>>,
 }
 

@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, StatusCode, header::AUTHORIZATION},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -12,7 +12,10 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use super::behaviour;
 use crate::{
@@ -197,9 +200,20 @@ fn authorised(
 
 async fn process_request(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
+    if let Some(sandbox) = state.sandbox.as_ref()
+        && sandbox.pushes.check(peer.ip(), now_ms()).is_err()
+    {
+        // Daraja's own answer to a client over its quota.
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "500.003.02",
+            "Spike arrest violation",
+        );
+    }
     let body = match authorised(&state, &headers, body) {
         Ok(body) => body,
         Err(refused) => return *refused,
@@ -234,9 +248,13 @@ async fn process_request(
     {
         return invalid("PartyB");
     }
+    // Only this instance's own callback routes: the sandbox must not be a way to make
+    // Malipo POST to anything else.
     let Some(callback_url) = text(&body, "CallBackURL").filter(|u| {
-        url::Url::parse(u)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        state
+            .sandbox
+            .as_ref()
+            .is_some_and(|s| s.callback_allowed(u))
     }) else {
         return invalid("CallBackURL");
     };
@@ -251,6 +269,24 @@ async fn process_request(
         return invalid("TransactionDesc");
     };
 
+    match state.store.sandbox_pending_count(&phone).await {
+        Ok(n) if n < super::PENDING_PER_PHONE => {}
+        Ok(_) => {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "500.003.02",
+                "Spike arrest violation",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox daraja: counting pushes failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500.001.1001",
+                "Internal Server Error",
+            );
+        }
+    }
     let now = now_ms();
     let b = behaviour::for_phone(&phone);
     let c = civil(now, crate::time::EAT_OFFSET_SECS);

@@ -9,8 +9,10 @@
 //! redirect alone. Bookings live in memory: this is a demonstration site.
 //!
 //! At start-up Malipo sets the merchant up as its owner would in a dashboard: a fresh
-//! test secret key (older ones revoked), its origin allowed to embed the checkout, and a
-//! webhook endpoint pointing here.
+//! test secret key (older test ones revoked), its origin allowed to embed test-mode
+//! checkouts, and a test webhook endpoint pointing here. The merchant is the one Malipo
+//! flagged as the sandbox's own when it made it, never one found by name, and only its
+//! test-mode settings are touched.
 
 use axum::{
     Json, Router,
@@ -84,20 +86,25 @@ pub async fn site(
     malipo_url: &str,
     origin: &str,
 ) -> Result<axum::Router, SetupError> {
-    let merchant = match store.merchant_by_name(MERCHANT_NAME).await? {
+    let merchant = match store.sandbox_merchant().await? {
         Some(m) => m,
-        None => merchants::create(store, MERCHANT_NAME).await?.merchant,
+        None => {
+            let m = merchants::create(store, MERCHANT_NAME).await?.merchant;
+            store.mark_sandbox_merchant(&m.id).await?;
+            m
+        }
     };
-    // A fresh key per start (this site keeps it in memory only); older ones are revoked.
+    // A fresh key per start (this site keeps it in memory only); older test ones are
+    // revoked. Live keys are never touched.
     for key in store.api_keys(&merchant.id).await? {
-        if key.kind == ApiKeyKind::Secret && key.revoked_at.is_none() {
+        if key.kind == ApiKeyKind::Secret && key.mode == Mode::Test && key.revoked_at.is_none() {
             merchants::revoke_key(store, &key.id).await?;
         }
     }
     let (_, key) =
         merchants::create_key(store, &merchant.id, ApiKeyKind::Secret, Mode::Test).await?;
     store
-        .set_embed_origins(&merchant.id, &[origin.to_owned()])
+        .set_embed_origins(&merchant.id, Mode::Test, &[origin.to_owned()])
         .await?;
     let hook_url = format!("{origin}/sandbox/merchant/webhooks");
     let endpoint = match store

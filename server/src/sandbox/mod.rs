@@ -29,20 +29,50 @@ pub struct Sandbox {
     pub(crate) mpesa: MpesaConfig,
     tokens: Mutex<HashMap<String, Instant>>,
     http: reqwest::Client,
+    /// Callbacks go only under this: `{public_url}/callbacks/`.
+    callback_prefix: String,
+    /// STK pushes per client address.
+    pushes: crate::limits::RateLimiter,
 }
 
+/// STK pushes the sandbox accepts from one address per minute.
+pub const PUSHES_PER_MINUTE: u32 = 120;
+/// Prompts one sandbox phone may have waiting at once.
+pub const PENDING_PER_PHONE: i64 = 20;
+/// The longest request body a sandbox operator reads.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
 impl Sandbox {
-    pub fn new(mpesa: MpesaConfig) -> Result<Arc<Sandbox>, reqwest::Error> {
+    /// `public_url`: this instance's own, the only place callbacks may go.
+    pub fn new(mpesa: MpesaConfig, public_url: &str) -> Result<Arc<Sandbox>, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(10))
             .user_agent("malipo-sandbox-daraja")
+            // A callback URL is ours (checked on push); a redirect could send the POST
+            // anywhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Arc::new(Sandbox {
             mpesa,
             tokens: Mutex::new(HashMap::new()),
             http,
+            callback_prefix: format!("{}/callbacks/", public_url.trim_end_matches('/')),
+            pushes: crate::limits::RateLimiter::new(PUSHES_PER_MINUTE, 60),
         }))
+    }
+
+    /// Whether the sandbox may POST a callback to `url`: only this instance's own
+    /// callback routes, so the sandbox is never a way to make Malipo call anything else
+    /// (blind SSRF).
+    pub fn callback_allowed(&self, url: &str) -> bool {
+        url.len() <= 512
+            && url.starts_with(&self.callback_prefix)
+            && url::Url::parse(url).is_ok_and(|u| {
+                u.as_str().starts_with(&self.callback_prefix)
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            })
     }
 }
 
@@ -51,6 +81,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .nest("/sandbox/daraja", daraja::router())
         .merge(handset::router())
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// Escapes text for HTML content and attribute values.

@@ -71,8 +71,13 @@ pub fn callback_body(p: &SandboxPush) -> Value {
     json!({ "Body": { "stkCallback": cb } })
 }
 
-/// One pass: scripted outcomes, then due callbacks.
+/// Decided pushes are forgotten this long after their last callback went out: the
+/// sandbox keeps no history, so nobody can fill the database through it.
+pub const KEEP_DECIDED_MS: i64 = 3_600_000;
+
+/// One pass: scripted outcomes, then due callbacks, then old decided pushes.
 pub async fn tick(store: &Store, sandbox: &Sandbox) -> Result<(), StoreError> {
+    store.sandbox_purge(now_ms() - KEEP_DECIDED_MS).await?;
     for push in store.sandbox_due_outcomes(now_ms()).await? {
         // The scripted code, or Daraja's time-out for a prompt nobody answered.
         let code = push

@@ -168,41 +168,51 @@ impl Store {
         )
     }
 
-    /// Replaces the origins allowed to frame a merchant's checkout pages. False when
-    /// there is no such merchant.
+    /// Replaces the origins allowed to frame a merchant's checkout pages in one mode.
+    /// False when there is no such merchant.
     pub async fn set_embed_origins(
         &self,
         merchant_id: &MerchantId,
+        mode: Mode,
         origins: &[String],
     ) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("UPDATE merchants SET embed_origins = $2 WHERE id = $1")
-                .bind(merchant_id.as_str())
-                .bind(serde_json::Value::from(origins.to_vec()).to_string())
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1,
-        )
+        Ok(sqlx::query(&format!(
+            "UPDATE merchants SET {} = $2 WHERE id = $1",
+            origins_column(mode)
+        ))
+        .bind(merchant_id.as_str())
+        .bind(serde_json::Value::from(origins.to_vec()).to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
-    /// The origins allowed to frame a merchant's checkout pages.
-    pub async fn embed_origins(&self, merchant_id: &MerchantId) -> Result<Vec<String>, StoreError> {
-        let row = sqlx::query("SELECT embed_origins FROM merchants WHERE id = $1")
-            .bind(merchant_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+    /// The origins allowed to frame a merchant's checkout pages in one mode.
+    pub async fn embed_origins(
+        &self,
+        merchant_id: &MerchantId,
+        mode: Mode,
+    ) -> Result<Vec<String>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} AS embed_origins FROM merchants WHERE id = $1",
+            origins_column(mode)
+        ))
+        .bind(merchant_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         parse_origins(row, merchant_id.as_str())
     }
 
-    /// The origins allowed to frame one session's page (its merchant's), or `None` when
-    /// there is no such session.
+    /// The origins allowed to frame one session's page (its merchant's, for its mode),
+    /// or `None` when there is no such session.
     pub async fn embed_origins_for_session(
         &self,
         session_id: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let row = sqlx::query(
-            "SELECT m.embed_origins FROM checkout_sessions s \
+            "SELECT CASE WHEN s.mode = 'live' THEN m.embed_origins_live ELSE m.embed_origins END \
+             AS embed_origins FROM checkout_sessions s \
              JOIN merchants m ON m.id = s.merchant_id WHERE s.id = $1",
         )
         .bind(session_id)
@@ -212,6 +222,26 @@ impl Store {
             Some(row) => parse_origins(Some(row), session_id).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The sandbox merchant site's own merchant, if it was made.
+    pub async fn sandbox_merchant(&self) -> Result<Option<MerchantRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, created_at FROM merchants WHERE sandbox = 1 \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(MerchantRecord::from_row).transpose()
+    }
+
+    /// Flags a merchant as the sandbox merchant site's own.
+    pub async fn mark_sandbox_merchant(&self, merchant_id: &MerchantId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE merchants SET sandbox = 1 WHERE id = $1")
+            .bind(merchant_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// A merchant's keys, newest first, masked.
@@ -239,6 +269,14 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// Test mode's list is `embed_origins`, live mode's `embed_origins_live`.
+fn origins_column(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Test => "embed_origins",
+        Mode::Live => "embed_origins_live",
     }
 }
 

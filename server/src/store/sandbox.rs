@@ -192,4 +192,28 @@ impl Store {
         .rows_affected();
         Ok(changed == 1)
     }
+
+    /// Forgets decided pushes older than `before` whose callbacks are done (a pending
+    /// push or a callback still to send is kept). Returns how many went.
+    pub async fn sandbox_purge(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM sandbox_daraja_pushes WHERE state = 'decided' \
+             AND callback_at IS NULL AND decided_at < $1",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// How many pushes to `phone` are still waiting for an answer.
+    pub async fn sandbox_pending_count(&self, phone: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM sandbox_daraja_pushes WHERE phone = $1 AND state = 'pending'",
+        )
+        .bind(phone)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
 }

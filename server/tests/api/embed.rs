@@ -276,3 +276,148 @@ async fn the_sandbox_merchant_books_pays_and_trusts_only_the_signed_webhook() {
         .unwrap();
     assert!(other.contains("data-paid=\"false\""));
 }
+
+#[tokio::test]
+async fn a_test_key_never_changes_who_may_frame_live_checkouts() {
+    let app = spawn_app_with(Db::Sqlite, |_| {}).await;
+    let created = merchants::create(&app.store, "Two Mode Lodge")
+        .await
+        .unwrap();
+    let test_key = created.test_secret_key.expose_secret().to_owned();
+    let (_, live) = merchants::create_key(
+        &app.store,
+        &created.merchant.id,
+        malipo::domain::ApiKeyKind::Secret,
+        malipo::domain::Mode::Live,
+    )
+    .await
+    .unwrap();
+    let live_key = live.token.expose_secret().to_owned();
+    let post = async |key: &str, path: &str, body: Value| {
+        app.client
+            .post(format!("{}{path}", app.addr))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let set = post(
+        &test_key,
+        "/v1/account",
+        json!({"embed_origins": ["https://attacker.example"]}),
+    )
+    .await;
+    assert_eq!(set["embed_origins"], json!(["https://attacker.example"]));
+    let live_account = app
+        .client
+        .get(format!("{}/v1/account", app.addr))
+        .bearer_auth(&live_key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        live_account["embed_origins"],
+        json!([]),
+        "live list untouched"
+    );
+    let session = json!({"amount": 150000, "currency": "KES", "reference": "M-1", "description": "Safari",
+        "success_url": "https://lodge.example/ok", "cancel_url": "https://lodge.example/no"});
+    let live_session = post(&live_key, "/v1/checkout/sessions", session.clone()).await;
+    let test_session = post(&test_key, "/v1/checkout/sessions", session).await;
+    let policy = async |id: &Value| {
+        let res = app
+            .client
+            .get(format!("{}/pay/{}", app.addr, id.as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        policy(&live_session["id"])
+            .await
+            .starts_with("frame-ancestors 'none'")
+    );
+    assert!(
+        policy(&test_session["id"])
+            .await
+            .starts_with("frame-ancestors https://attacker.example;")
+    );
+}
+
+#[tokio::test]
+async fn the_sandbox_merchant_is_found_by_its_flag_and_never_touches_a_real_namesake() {
+    let db = crate::helpers::test_db(Db::Sqlite).await;
+    let site = tempfile::tempdir().unwrap();
+    let config = |merchant_site: bool| {
+        let mut c = crate::helpers::test_config(&db.url, site.path().into());
+        c.sandbox_merchant_listen = merchant_site.then(|| "127.0.0.1:0".parse().unwrap());
+        c
+    };
+    // A real merchant happens to have the sandbox merchant's name, with a live key and
+    // its own embed origins.
+    let first = malipo::startup::Application::build(config(false))
+        .await
+        .unwrap();
+    let store = first.state().store.clone();
+    let real = merchants::create(&store, malipo::sandbox::merchant::MERCHANT_NAME)
+        .await
+        .unwrap();
+    let (_, live) = merchants::create_key(
+        &store,
+        &real.merchant.id,
+        malipo::domain::ApiKeyKind::Secret,
+        malipo::domain::Mode::Live,
+    )
+    .await
+    .unwrap();
+    for mode in [malipo::domain::Mode::Test, malipo::domain::Mode::Live] {
+        store
+            .set_embed_origins(&real.merchant.id, mode, &["https://real.example".into()])
+            .await
+            .unwrap();
+    }
+    drop(first);
+    // Twice, as across restarts.
+    let mut sandbox_ids = Vec::new();
+    for _ in 0..2 {
+        let app = malipo::startup::Application::build(config(true))
+            .await
+            .unwrap();
+        let store = app.state().store.clone();
+        let keys = store.api_keys(&real.merchant.id).await.unwrap();
+        assert!(
+            keys.iter().all(|k| k.revoked_at.is_none()),
+            "the namesake's keys are untouched: {keys:?}"
+        );
+        assert!(
+            store
+                .merchant_by_secret_hash(&malipo::domain::keys::hash_token(
+                    live.token.expose_secret()
+                ))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        for mode in [malipo::domain::Mode::Test, malipo::domain::Mode::Live] {
+            assert_eq!(
+                store.embed_origins(&real.merchant.id, mode).await.unwrap(),
+                ["https://real.example"]
+            );
+        }
+        let own = store.sandbox_merchant().await.unwrap().unwrap();
+        assert_ne!(own.id, real.merchant.id);
+        sandbox_ids.push(own.id);
+    }
+    assert_eq!(sandbox_ids[0], sandbox_ids[1], "found again by its flag");
+}

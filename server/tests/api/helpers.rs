@@ -97,6 +97,9 @@ pub struct TestApp {
     pub store: Store,
     pub checkout: CheckoutService,
     pub payments: malipo::payments::Payments,
+    /// Test mode's Daraja settings as the server uses them (the sandbox's consumer
+    /// secret is generated per install).
+    pub mpesa: malipo::config::MpesaConfig,
     pub client: reqwest::Client,
     /// The site root the server serves `/pkg` from.
     pub site: PathBuf,
@@ -148,12 +151,14 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
     let checkout = app.state().checkout.clone();
     let payments = app.state().payments.clone();
     let merchant_url = app.sandbox_merchant_url();
+    let mpesa = app.state().config.mpesa.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
         store,
         checkout,
         payments,
+        mpesa,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -1,8 +1,7 @@
 //! The real Daraja connector against the sandbox Daraja, over real HTTP, with a real
 //! callback receiver.
 
-use crate::helpers::{TestApp, prompts, spawn_app, wait_for};
-use axum::{Json, Router, extract::State, routing::post};
+use crate::helpers::{TestApp, prompts, seed_session, spawn_app, wait_for};
 use malipo::{
     config::MpesaConfig,
     connectors::{
@@ -13,31 +12,55 @@ use malipo::{
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-type Received = Arc<Mutex<Vec<Value>>>;
+/// Where the sandbox's callbacks for a test go: this server's own callback route for an
+/// attempt the test planted (the sandbox posts nowhere else), which keeps every body.
+struct Received {
+    store: malipo::store::Store,
+    attempt: malipo::domain::AttemptId,
+}
 
-/// A merchant-side receiver for Daraja callbacks on 127.0.0.1:0.
-async fn callback_receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let app = Router::new()
-        .route(
-            "/cb",
-            post(
-                |State(r): State<Received>, Json(body): Json<Value>| async move {
-                    r.lock().unwrap().push(body);
-                    Json(json!({"ResultCode": 0, "ResultDesc": "Accepted"}))
-                },
-            ),
+impl Received {
+    /// Every callback body received so far, oldest first.
+    async fn all(&self) -> Vec<Value> {
+        self.store
+            .callbacks(&self.attempt)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
+    }
+}
+
+async fn callback_receiver(app: &TestApp) -> (String, Received) {
+    let (_, session) = seed_session(app, "Callback Lodge", 900).await;
+    let attempt = app
+        .store
+        .insert_attempt(
+            &malipo::store::NewAttempt {
+                session_id: malipo::domain::SessionId::parse(&session).unwrap(),
+                rail: "mpesa".into(),
+                amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
+                    .unwrap(),
+                payer: None,
+                callback_token_hash: Some(malipo::domain::keys::hash_token("cb-token")),
+                next_poll_at: None,
+            },
+            now_ms(),
         )
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/cb", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = format!("{}/callbacks/mpesa/{}/cb-token", app.addr, attempt.id);
+    (
+        url,
+        Received {
+            store: app.store.clone(),
+            attempt: attempt.id,
+        },
+    )
 }
 
 fn daraja(app: &TestApp, config: &MpesaConfig) -> Daraja {
@@ -57,8 +80,8 @@ fn push(phone: &str, callback_url: &str) -> PushParams {
 #[tokio::test]
 async fn push_prompt_accept_query_and_callback() {
     let app = spawn_app().await;
-    let (cb_url, received) = callback_receiver().await;
-    let d = daraja(&app, &MpesaConfig::default());
+    let (cb_url, received) = callback_receiver(&app).await;
+    let d = daraja(&app, &app.mpesa);
     let accepted = d
         .stk_push(&push("254708374149", &cb_url), now_ms())
         .await
@@ -127,7 +150,7 @@ async fn push_prompt_accept_query_and_callback() {
         RailOutcome::Succeeded
     );
     let body = wait_for("the callback", 10, async || {
-        received.lock().unwrap().first().cloned()
+        received.all().await.first().cloned()
     })
     .await;
     let cb = serde_json::from_value::<CallbackEnvelope>(body)
@@ -141,14 +164,14 @@ async fn push_prompt_accept_query_and_callback() {
     assert_eq!(paid.receipt.as_deref(), Some(receipt.as_str()));
     assert_eq!(paid.phone.as_deref(), Some("254708374149"));
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(received.lock().unwrap().len(), 1, "delivered once");
+    assert_eq!(received.all().await.len(), 1, "delivered once");
 }
 
 #[tokio::test]
 async fn declining_on_the_handset_cancels() {
     let app = spawn_app().await;
-    let (cb_url, received) = callback_receiver().await;
-    let d = daraja(&app, &MpesaConfig::default());
+    let (cb_url, received) = callback_receiver(&app).await;
+    let d = daraja(&app, &app.mpesa);
     let accepted = d
         .stk_push(&push("254712345678", &cb_url), now_ms())
         .await
@@ -165,7 +188,7 @@ async fn declining_on_the_handset_cancels() {
         RailOutcome::Cancelled
     );
     let body = wait_for("the callback", 10, async || {
-        received.lock().unwrap().first().cloned()
+        received.all().await.first().cloned()
     })
     .await;
     assert_eq!(body["Body"]["stkCallback"]["ResultCode"], 1032);
@@ -179,8 +202,8 @@ async fn declining_on_the_handset_cancels() {
 #[tokio::test]
 async fn scripted_numbers_fail_on_their_own() {
     let app = spawn_app().await;
-    let (cb_url, received) = callback_receiver().await;
-    let d = daraja(&app, &MpesaConfig::default());
+    let (cb_url, received) = callback_receiver(&app).await;
+    let d = daraja(&app, &app.mpesa);
     let cases = [
         (
             "254700000001",
@@ -230,11 +253,10 @@ async fn scripted_numbers_fail_on_their_own() {
         assert_eq!(&got, want, "{phone}");
         let cb = wait_for("its callback", 10, async || {
             received
-                .lock()
-                .unwrap()
-                .iter()
+                .all()
+                .await
+                .into_iter()
                 .find(|b| b["Body"]["stkCallback"]["CheckoutRequestID"] == id.as_str())
-                .cloned()
         })
         .await;
         assert_eq!(cb["Body"]["stkCallback"]["ResultCode"], *code, "{phone}");
@@ -244,8 +266,8 @@ async fn scripted_numbers_fail_on_their_own() {
 #[tokio::test]
 async fn lost_and_duplicated_callbacks_and_a_slow_query() {
     let app = spawn_app().await;
-    let (cb_url, received) = callback_receiver().await;
-    let d = daraja(&app, &MpesaConfig::default());
+    let (cb_url, received) = callback_receiver(&app).await;
+    let d = daraja(&app, &app.mpesa);
     let mut ids = Vec::new();
     for phone in ["254700000404", "254700000202", "254700000102"] {
         let id = d
@@ -267,11 +289,9 @@ async fn lost_and_duplicated_callbacks_and_a_slow_query() {
         ids.push(id);
     }
     tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let all = received.all().await;
     let count = |id: &str| {
-        received
-            .lock()
-            .unwrap()
-            .iter()
+        all.iter()
             .filter(|b| b["Body"]["stkCallback"]["CheckoutRequestID"] == id)
             .count()
     };
@@ -292,7 +312,7 @@ async fn lost_and_duplicated_callbacks_and_a_slow_query() {
 #[tokio::test]
 async fn bad_requests_get_darajas_error_codes() {
     let app = spawn_app().await;
-    let d = daraja(&app, &MpesaConfig::default());
+    let d = daraja(&app, &app.mpesa);
     match d
         .stk_push(&push("254201234567", "https://m.example/cb"), now_ms())
         .await
@@ -305,7 +325,7 @@ async fn bad_requests_get_darajas_error_codes() {
     }
     let wrong_passkey = MpesaConfig {
         passkey: SecretString::from("not-the-passkey"),
-        ..MpesaConfig::default()
+        ..app.mpesa.clone()
     };
     match daraja(&app, &wrong_passkey)
         .stk_push(&push("254708374149", "https://m.example/cb"), now_ms())
@@ -318,14 +338,17 @@ async fn bad_requests_get_darajas_error_codes() {
     }
     let wrong_secret = MpesaConfig {
         consumer_secret: SecretString::from("nope"),
-        ..MpesaConfig::default()
+        ..app.mpesa.clone()
     };
-    assert!(matches!(
-        daraja(&app, &wrong_secret)
-            .stk_push(&push("254708374149", "https://m.example/cb"), now_ms())
-            .await,
-        Err(ConnectorError::BadResponse { status: 400, .. })
-    ));
+    // The published default secret opens nothing: each install makes its own.
+    for config in [wrong_secret, MpesaConfig::default()] {
+        assert!(matches!(
+            daraja(&app, &config)
+                .stk_push(&push("254708374149", "https://m.example/cb"), now_ms())
+                .await,
+            Err(ConnectorError::BadResponse { status: 400, .. })
+        ));
+    }
     // Without a token Daraja answers 404.001.03.
     let res = app
         .client
@@ -348,8 +371,8 @@ async fn bad_requests_get_darajas_error_codes() {
 #[tokio::test]
 async fn the_handset_page_answers_prompts_with_forms() {
     let app = spawn_app().await;
-    let (cb_url, _received) = callback_receiver().await;
-    let d = daraja(&app, &MpesaConfig::default());
+    let (cb_url, _received) = callback_receiver(&app).await;
+    let d = daraja(&app, &app.mpesa);
     let page = |q: &str| {
         let url = format!("{}/sandbox/phone/254722000111{q}", app.addr);
         let client = app.client.clone();
@@ -428,5 +451,89 @@ async fn the_handset_page_answers_prompts_with_forms() {
     assert_eq!(
         d.stk_query(&second, now_ms()).await.unwrap(),
         RailOutcome::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn callbacks_only_ever_go_to_this_servers_own_callback_routes() {
+    let app = spawn_app().await;
+    let d = daraja(&app, &app.mpesa);
+    let (own, received) = callback_receiver(&app).await;
+    // Anything else is refused as Daraja refuses a bad field: the sandbox cannot be
+    // made to POST to the cloud metadata service, an internal host, or another site.
+    for url in [
+        "https://m.example/cb".to_string(),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+        "http://127.0.0.1:9/callbacks/mpesa/x/y".to_string(),
+        format!("{}/sandbox/daraja/oauth/v1/generate", app.addr),
+        format!("{}/callbacks/../v1/account", app.addr),
+        format!("{own}?next=https://evil.example"),
+        format!("{own}{}", "a".repeat(600)),
+    ] {
+        match d.stk_push(&push("254708374149", &url), now_ms()).await {
+            Err(ConnectorError::Rejected { code, message }) => {
+                assert_eq!(code, "400.002.02", "{url}");
+                assert!(message.contains("CallBackURL"), "{url}: {message}");
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    assert!(
+        prompts(&app.client, &app.addr, "254708374149")
+            .await
+            .is_empty()
+    );
+    // Its own route is fine.
+    d.stk_push(&push("254708374149", &own), now_ms())
+        .await
+        .unwrap();
+    assert!(
+        received.all().await.is_empty(),
+        "nothing sent before an answer"
+    );
+}
+
+#[tokio::test]
+async fn a_phone_holds_a_bounded_number_of_waiting_prompts_and_old_ones_are_forgotten() {
+    let app = spawn_app().await;
+    let d = daraja(&app, &app.mpesa);
+    let (own, _received) = callback_receiver(&app).await;
+    let cap = malipo::sandbox::PENDING_PER_PHONE;
+    for _ in 0..cap {
+        d.stk_push(&push("254722000999", &own), now_ms())
+            .await
+            .unwrap();
+    }
+    match d.stk_push(&push("254722000999", &own), now_ms()).await {
+        // Daraja's own "over quota" answer: nothing reached the phone.
+        Err(ConnectorError::Rejected { code, .. }) => assert_eq!(code, "500.003.02"),
+        other => panic!("{other:?}"),
+    }
+    // Decided pushes whose callbacks are done are purged after an hour; pending ones
+    // and those with a callback still due are kept.
+    let shown = prompts(&app.client, &app.addr, "254722000999").await;
+    let id = shown[0]["id"].as_str().unwrap();
+    let decline = format!(
+        "{}/sandbox/phones/254722000999/prompts/{id}/decline",
+        app.addr
+    );
+    app.client.post(&decline).send().await.unwrap();
+    wait_for("the callback to go", 5, async || {
+        app.store
+            .sandbox_push(id)
+            .await
+            .unwrap()
+            .filter(|p| p.callback_at.is_none())
+    })
+    .await;
+    let later = now_ms() + malipo::sandbox::worker::KEEP_DECIDED_MS + 1;
+    assert_eq!(app.store.sandbox_purge(later).await.unwrap(), 1);
+    assert!(app.store.sandbox_push(id).await.unwrap().is_none());
+    assert_eq!(
+        app.store
+            .sandbox_pending_count("254722000999")
+            .await
+            .unwrap(),
+        cap - 1
     );
 }

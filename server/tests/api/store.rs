@@ -1054,7 +1054,10 @@ async fn redelivery_survives_concurrent_writers(store: TestStore) {
         tokio::spawn(async move {
             for i in 0..200 {
                 let origins = vec![format!("https://lodge{i}.example")];
-                store.set_embed_origins(&m, &origins).await.unwrap();
+                store
+                    .set_embed_origins(&m, Mode::Test, &origins)
+                    .await
+                    .unwrap();
             }
         })
     };
