@@ -90,3 +90,36 @@ async fn shutdown_signal_stops_the_server_and_frees_the_port() {
         "nothing listens any more"
     );
 }
+
+/// PostgreSQL over TLS with the server verified (`sslmode=verify-full`): the test
+/// cluster runs TLS with a throwaway CA (scripts/pg). A URL naming that CA connects and
+/// the session is encrypted; without it, an unknown CA is refused rather than used.
+#[tokio::test]
+async fn postgres_connections_use_verified_tls() {
+    let url = std::env::var("MALIPO_TEST_POSTGRES_URL")
+        .expect("MALIPO_TEST_POSTGRES_URL is not set: run the tests with scripts/test");
+    let ca = std::env::var("MALIPO_TEST_POSTGRES_CA").expect(
+        "MALIPO_TEST_POSTGRES_CA is not set: scripts/pg starts PostgreSQL with TLS and exports it",
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let verified = format!("{url}{sep}sslmode=verify-full&sslrootcert={ca}");
+    let store = malipo::store::Store::connect(&secrecy::SecretString::from(verified), 1)
+        .await
+        .expect("verify-full with the right CA connects");
+    let ssl: bool = sqlx::query(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(store.pool())
+    .await
+    .map(|r| sqlx::Row::get(&r, "ssl"))
+    .unwrap();
+    assert!(ssl, "the session is encrypted");
+    let unknown_ca = format!("{url}{sep}sslmode=verify-full");
+    let refused = match malipo::store::Store::connect(&secrecy::SecretString::from(unknown_ca), 1)
+        .await
+    {
+        Ok(store) => store.ping().await.is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "a server whose certificate does not verify is refused");
+}
