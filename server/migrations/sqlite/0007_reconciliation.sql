@@ -121,3 +121,7 @@ UPDATE merchants SET embed_origins_live = embed_origins;
 -- The sandbox merchant site's own merchant, found by this flag and never by name (a real
 -- merchant may be called anything).
 ALTER TABLE merchants ADD COLUMN sandbox BIGINT NOT NULL DEFAULT 0;
+
+-- Who holds an in-flight idempotency claim: only the holder may finish, abandon or
+-- extend it, so a request that outlives its lease cannot overwrite its successor's.
+ALTER TABLE idempotency_keys ADD COLUMN claim_id TEXT;

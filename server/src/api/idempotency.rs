@@ -21,9 +21,30 @@ use crate::{
     time::now_ms,
 };
 
-/// How long a claim holds before another request may take it over (a crashed process or
-/// a dropped connection must not block the key forever).
+/// How long a claim holds before another request may take it over (a crashed process
+/// must not block the key forever). A running request extends it every
+/// [`EXTEND_EVERY`], however long it takes.
 const CLAIM_MS: i64 = 60_000;
+const EXTEND_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What is stored for replay: the answer with any webhook signing secret (`whsec_…`)
+/// blanked. A replay says `whsec_redacted`; a merchant who lost the first answer rotates
+/// the secret (`POST /v1/webhook_endpoints/{id}/rotate_secret`).
+pub fn redact_secrets(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.find("whsec_") {
+        out.push_str(&rest[..at]);
+        out.push_str("whsec_redacted");
+        let after = &rest[at + "whsec_".len()..];
+        let end = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// SHA-256 over method, path and the body. A JSON body is hashed in canonical form
 /// (keys sorted, no whitespace) so the same parameters re-sent with other spacing or key
@@ -100,32 +121,56 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             res
         }
-        Ok(IdempotencyBegin::Started) => {
-            let res = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
+        Ok(IdempotencyBegin::Started { claim }) => {
+            // Hold the claim for as long as the request runs: a slow request must not
+            // lose its key to a retry that would run the work a second time.
+            let run = next.run(Request::from_parts(parts, Body::from(bytes)));
+            let extend = async {
+                let mut tick = tokio::time::interval(EXTEND_EVERY);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match state
+                        .store
+                        .idempotency_extend(scope, &claim, now_ms() + CLAIM_MS)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("idempotency claim lost while running"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not extend an idempotency claim")
+                        }
+                    }
+                }
+            };
+            let res = tokio::select! {
+                res = run => res,
+                () = extend => unreachable!("the extend loop never ends"),
+            };
             let (res_parts, res_body) = res.into_parts();
             let res_bytes: Bytes = match to_bytes(res_body, usize::MAX).await {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = state.store.idempotency_abandon(scope).await;
+                    let _ = state.store.idempotency_abandon(scope, &claim).await;
                     return ApiError::Internal(anyhow::anyhow!("reading response: {e}"))
                         .into_response();
                 }
             };
             let stored = if res_parts.status.is_server_error() {
-                state.store.idempotency_abandon(scope).await
+                state.store.idempotency_abandon(scope, &claim).await
             } else {
-                let text = String::from_utf8_lossy(&res_bytes);
+                let text = redact_secrets(&String::from_utf8_lossy(&res_bytes));
                 state
                     .store
-                    .idempotency_finish(scope, res_parts.status.as_u16(), &text)
+                    .idempotency_finish(scope, &claim, res_parts.status.as_u16(), &text)
                     .await
             };
-            if let Err(e) = stored {
+            match stored {
+                Ok(true) => {}
+                Ok(false) => tracing::error!("idempotency claim was taken over; answer not stored"),
                 // The work is done; only the replay record is missing. A retry would
                 // redo it, so say so loudly.
-                tracing::error!(error = %e, "could not record idempotent response");
+                Err(e) => tracing::error!(error = %e, "could not record idempotent response"),
             }
             Response::from_parts(res_parts, Body::from(res_bytes))
         }
@@ -161,6 +206,16 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
+    }
+
+    #[test]
+    fn stored_answers_never_keep_a_signing_secret() {
+        assert_eq!(
+            redact_secrets(r#"{"secret":"whsec_Ab12cD","url":"x","s2":"whsec_Q"}"#),
+            r#"{"secret":"whsec_redacted","url":"x","s2":"whsec_redacted"}"#
+        );
+        assert_eq!(redact_secrets("no secrets"), "no secrets");
+        assert_eq!(redact_secrets("whsec_"), "whsec_redacted");
     }
 
     #[test]

@@ -106,20 +106,20 @@ async fn postgres_connections_use_verified_tls() {
     let store = malipo::store::Store::connect(&secrecy::SecretString::from(verified), 1)
         .await
         .expect("verify-full with the right CA connects");
-    let ssl: bool = sqlx::query(
-        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-    )
-    .fetch_one(store.pool())
-    .await
-    .map(|r| sqlx::Row::get(&r, "ssl"))
-    .unwrap();
+    let ssl: bool = sqlx::query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .map(|r| sqlx::Row::get(&r, "ssl"))
+        .unwrap();
     assert!(ssl, "the session is encrypted");
     let unknown_ca = format!("{url}{sep}sslmode=verify-full");
-    let refused = match malipo::store::Store::connect(&secrecy::SecretString::from(unknown_ca), 1)
-        .await
-    {
-        Ok(store) => store.ping().await.is_err(),
-        Err(_) => true,
-    };
-    assert!(refused, "a server whose certificate does not verify is refused");
+    let refused =
+        match malipo::store::Store::connect(&secrecy::SecretString::from(unknown_ca), 1).await {
+            Ok(store) => store.ping().await.is_err(),
+            Err(_) => true,
+        };
+    assert!(
+        refused,
+        "a server whose certificate does not verify is refused"
+    );
 }

@@ -52,6 +52,7 @@ on_both_backends!(
     events_and_deliveries_commit_with_the_state_change,
     a_failed_outbox_write_undoes_the_state_change,
     redelivery_survives_concurrent_writers,
+    an_idempotency_claim_belongs_to_its_holder,
 );
 
 fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
@@ -1068,4 +1069,74 @@ async fn redelivery_survives_concurrent_writers(store: TestStore) {
     writer.await.unwrap();
     let due = store.due_deliveries(10_000, 10).await.unwrap();
     assert_eq!(due.len(), 1, "still one delivery, pending again");
+}
+
+async fn an_idempotency_claim_belongs_to_its_holder(store: TestStore) {
+    use malipo::store::{IdempotencyBegin, KeyScope};
+    let m = merchant(&store).await;
+    let scope = KeyScope {
+        merchant_id: &m,
+        mode: Mode::Test,
+        key: "order-42",
+    };
+    let IdempotencyBegin::Started { claim: first } = store
+        .idempotency_begin(scope, "h", 0, 60_000)
+        .await
+        .unwrap()
+    else {
+        panic!("the first request claims the key")
+    };
+    // Still running at 50 s: it extends its lease, so a retry at 61 s waits.
+    assert!(
+        store
+            .idempotency_extend(scope, &first, 110_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .idempotency_begin(scope, "h", 61_000, 60_000)
+            .await
+            .unwrap(),
+        IdempotencyBegin::InFlight
+    );
+    // Had it died, its lease would lapse and a retry would take the key over...
+    let IdempotencyBegin::Started { claim: second } = store
+        .idempotency_begin(scope, "h", 111_000, 60_000)
+        .await
+        .unwrap()
+    else {
+        panic!("a lapsed claim is taken over")
+    };
+    assert_ne!(first, second);
+    // ...and the first, waking late, can neither extend, finish nor abandon it.
+    assert!(
+        !store
+            .idempotency_extend(scope, &first, 200_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .idempotency_finish(scope, &first, 200, "{\"stale\":true}")
+            .await
+            .unwrap()
+    );
+    assert!(!store.idempotency_abandon(scope, &first).await.unwrap());
+    assert!(
+        store
+            .idempotency_finish(scope, &second, 201, "{\"ok\":true}")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .idempotency_begin(scope, "h", 112_000, 60_000)
+            .await
+            .unwrap(),
+        IdempotencyBegin::Replay {
+            status: 201,
+            body: "{\"ok\":true}".into()
+        }
+    );
 }

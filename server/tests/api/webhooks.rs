@@ -791,3 +791,42 @@ async fn events_page_newest_first() {
     }
     assert_eq!(seen, all);
 }
+
+#[tokio::test]
+async fn a_replayed_answer_never_carries_the_signing_secret() {
+    let app = spawn_app_with(Db::Sqlite, |_| {}).await;
+    let m = merchant(&app, "Replay Lodge").await;
+    let create = async || {
+        let res = app
+            .client
+            .post(format!("{}/v1/webhook_endpoints", app.addr))
+            .bearer_auth(&m.key)
+            .header("idempotency-key", "endpoint-1")
+            .json(&json!({"url": "https://lodge.example/hooks", "enabled_events": ["*"]}))
+            .send()
+            .await
+            .unwrap();
+        let replayed = res.headers().get("idempotent-replayed").is_some();
+        (replayed, res.json::<Value>().await.unwrap())
+    };
+    let (replayed, first) = create().await;
+    assert!(!replayed);
+    let secret = first["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_") && secret.len() > 20);
+    let (replayed, again) = create().await;
+    assert!(replayed);
+    assert_eq!(
+        again["id"], first["id"],
+        "the same endpoint, not a second one"
+    );
+    assert_eq!(again["secret"], "whsec_redacted");
+    // Nor is it kept anywhere for replay.
+    let stored: Vec<String> = sqlx::query("SELECT response_body FROM idempotency_keys")
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get(r, "response_body"))
+        .collect();
+    assert!(stored.iter().all(|b| !b.contains(&secret)));
+}
