@@ -35,7 +35,9 @@ pub fn bridge(origin: &str, session_id: &str) -> Option<impl IntoView + use<>> {
     let js = BRIDGE
         .replace("__ORIGIN__", &format!("\"{origin}\""))
         .replace("__SESSION__", &format!("\"{session_id}\""));
-    Some(view! { <script data-malipo-bridge="" inner_html=js></script> })
+    // The page's CSP allows inline script only with this response's nonce.
+    let nonce = leptos::nonce::use_nonce();
+    Some(view! { <script data-malipo-bridge="" nonce=nonce inner_html=js></script> })
 }
 
 #[cfg(test)]

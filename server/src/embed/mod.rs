@@ -101,15 +101,35 @@ pub async fn checkout_js() -> Response {
         .into_response()
 }
 
-/// Sets the hosted page's `frame-ancestors` from its merchant's allowed origins. Runs
-/// on `/pay/{id}` only; everything else keeps the default `'none'`.
-pub async fn frame_policy(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// A fresh CSP nonce for one page response (128 random bits).
+#[derive(Debug, Clone)]
+pub struct CspNonce(pub String);
+
+/// The hosted pages' Content-Security-Policy, with this response's nonce and who may
+/// frame it. Scripts: our own files and inline scripts carrying the nonce (the island
+/// loader, the embed bridge); WASM may compile; nothing else runs. Forms post only to
+/// us, fetches and event streams go only to us.
+pub fn page_policy(nonce: &str, origins: &[String]) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+         {}; base-uri 'none'; object-src 'none'",
+        frame_ancestors(origins)
+    )
+}
+
+/// Sets the hosted pages' CSP: a nonce per response (given to the renderer through the
+/// request's extensions) and, on `/pay/{id}`, `frame-ancestors` from the merchant's
+/// allowed origins for the session's mode; everything else keeps `'none'`.
+pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let session = req
         .uri()
         .path()
         .strip_prefix("/pay/")
         .filter(|rest| !rest.contains('/'))
         .map(str::to_owned);
+    let nonce = crate::domain::ids::random_base62(22);
+    req.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(req).await;
     let origins = match session {
         Some(id) => match state.store.embed_origins_for_session(&id).await {
@@ -119,13 +139,9 @@ pub async fn frame_policy(State(state): State<AppState>, req: Request, next: Nex
                 Vec::new()
             }
         },
-        None => return response,
+        None => Vec::new(),
     };
-    let csp = format!(
-        "{}; base-uri 'none'; object-src 'none'",
-        frame_ancestors(&origins)
-    );
-    if let Ok(value) = HeaderValue::from_str(&csp) {
+    if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, &origins)) {
         response
             .headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, value);

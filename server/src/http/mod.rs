@@ -24,6 +24,13 @@ use crate::startup::AppState;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
+    // HSTS only when Malipo is served over https (never on a plain-http test server).
+    let hsts = state.config.public_url.starts_with("https://").then(|| {
+        SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        )
+    });
     Router::new()
         .merge(health::router())
         .merge(crate::api::router(&state))
@@ -38,6 +45,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .with_state(state)
+        .layer(tower::util::option_layer(hsts))
         .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -22,7 +22,16 @@ use crate::startup::AppState;
 pub fn router(state: &AppState) -> Router<AppState> {
     let options = state.leptos_options.clone();
     let pages: SharedPageService = state.pages.clone();
-    let context = move || provide_context(pages.clone());
+    let context = move || {
+        provide_context(pages.clone());
+        // The nonce `embed::frame_policy` put on this request, for the hydration script
+        // and the embed bridge; the same one is in the response's CSP header.
+        if let Some(nonce) = leptos::prelude::use_context::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<crate::embed::CspNonce>().cloned())
+        {
+            provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+        }
+    };
     let site_root = std::path::PathBuf::from(options.site_root.as_ref());
 
     // Build artefacts: served pre-compressed (`.br`, `.gz` written at build time) when the

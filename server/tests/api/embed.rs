@@ -70,7 +70,7 @@ async fn only_allowed_origins_may_frame_the_page() {
         (csp, res.text().await.unwrap())
     };
     let (policy, html) = csp(&page).await;
-    assert!(policy.starts_with("frame-ancestors 'none'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none';"), "{policy}");
     assert!(!html.contains("data-malipo-bridge"));
 
     let account = async |body: Value| {
@@ -99,12 +99,36 @@ async fn only_allowed_origins_may_frame_the_page() {
 
     let (policy, _) = csp(&page).await;
     assert!(
-        policy.starts_with("frame-ancestors https://lodge.example http://127.0.0.1:4100;"),
+        policy.contains("frame-ancestors https://lodge.example http://127.0.0.1:4100;"),
         "{policy}"
     );
     // Embed mode only for an allowed origin; the bridge posts to that origin only.
-    let (_, html) = csp(&format!("{page}?embed=https://lodge.example")).await;
+    let (policy, html) = csp(&format!("{page}?embed=https://lodge.example")).await;
     assert!(html.contains("data-malipo-bridge"));
+    // Only scripts carrying this response's nonce run: every inline one has it.
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a script nonce")
+        .to_owned();
+    assert!(nonce.len() >= 22, "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    for directive in [
+        "form-action 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+    ] {
+        assert!(policy.contains(directive), "{directive}: {policy}");
+    }
+    let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+    assert!(scripts.len() >= 2, "the island loader and the bridge");
+    for s in &scripts {
+        let tag = &s[..s.find('>').unwrap()];
+        assert!(tag.contains(&format!("nonce=\"{nonce}\"")), "<script{tag}>");
+    }
+    let (again, _) = csp(&format!("{page}?embed=https://lodge.example")).await;
+    assert!(!again.contains(&nonce), "a new nonce per response");
     assert!(html.contains("P=\"https://lodge.example\""));
     let (_, html) = csp(&format!("{page}?embed=https://evil.example")).await;
     assert!(
@@ -346,12 +370,12 @@ async fn a_test_key_never_changes_who_may_frame_live_checkouts() {
     assert!(
         policy(&live_session["id"])
             .await
-            .starts_with("frame-ancestors 'none'")
+            .contains("frame-ancestors 'none';")
     );
     assert!(
         policy(&test_session["id"])
             .await
-            .starts_with("frame-ancestors https://attacker.example;")
+            .contains("frame-ancestors https://attacker.example;")
     );
 }
 

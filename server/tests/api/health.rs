@@ -123,3 +123,30 @@ async fn postgres_connections_use_verified_tls() {
         "a server whose certificate does not verify is refused"
     );
 }
+
+/// HSTS only when Malipo is served over https: never pinned on a plain-http test server.
+#[tokio::test]
+async fn hsts_is_sent_only_behind_an_https_public_url() {
+    let plain = spawn_app().await;
+    let res = plain
+        .client
+        .get(format!("{}/healthz", plain.addr))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("strict-transport-security").is_none());
+    let tls = crate::helpers::spawn_app_with(crate::helpers::Db::Sqlite, |c| {
+        c.public_url = "https://pay.example".into();
+    })
+    .await;
+    let res = tls
+        .client
+        .get(format!("{}/healthz", tls.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+}
