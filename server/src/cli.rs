@@ -78,6 +78,12 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// List the payments a human must look at, oldest first: outcomes still unknown,
+    /// and duplicate payments to refund.
+    Reconcile {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +238,47 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Migrate => {
             let store = connect(&config).await?;
             println!("migrations applied ({})", store.backend().as_str());
+            Ok(())
+        }
+        Command::Reconcile { json } => {
+            let store = connect(&config).await?;
+            let attempts = store.attempts_to_reconcile(1_000).await?;
+            store.close().await;
+            let rows: Vec<serde_json::Value> = attempts
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "payment": a.id.as_str(),
+                        "checkout_session": a.session_id.as_str(),
+                        "why": if a.duplicate { "duplicate" } else { "unknown" },
+                        "rail": a.rail,
+                        "amount": a.amount.minor(),
+                        "currency": a.amount.currency().code(),
+                        "payer": a.payer.as_deref().map(crate::domain::phone::mask),
+                        "receipt": a.operator_receipt,
+                        "operator_request_id": a.operator_request_id,
+                        "created": a.created_at / 1000,
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::Value::from(rows));
+            } else if rows.is_empty() {
+                println!("nothing to reconcile");
+            } else {
+                for (a, r) in attempts.iter().zip(&rows) {
+                    println!(
+                        "{}  {}  {:<9}  {}  {}  payer {}  receipt {}",
+                        r["payment"].as_str().unwrap_or(""),
+                        r["checkout_session"].as_str().unwrap_or(""),
+                        r["why"].as_str().unwrap_or(""),
+                        a.amount,
+                        a.rail,
+                        r["payer"].as_str().unwrap_or("-"),
+                        a.operator_receipt.as_deref().unwrap_or("-"),
+                    );
+                }
+            }
             Ok(())
         }
         Command::Merchant {

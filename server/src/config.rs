@@ -62,6 +62,9 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     /// Env `MALIPO_SHUTDOWN_GRACE_SECS`; default 10.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client may take to send a request's headers (slowloris).
+    /// Env `MALIPO_HEADER_READ_TIMEOUT_SECS`; default 10.
+    pub header_read_timeout_secs: u64,
     /// Test mode's Daraja (M-PESA Express) credentials: the `[mpesa]` table. By default
     /// the built-in sandbox; may point at Safaricom's own sandbox.
     pub mpesa: MpesaConfig,
@@ -75,6 +78,36 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Abuse limits on payment prompts: the `[limits]` table.
     pub limits: LimitsConfig,
+    /// The payment engine's patience: the `[payments]` table.
+    pub payments: PaymentsConfig,
+}
+
+/// How long the engine waits before it calls an outcome unknown, and how long it keeps
+/// asking. The defaults suit M-PESA; tests and the fault suite shorten them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// A push whose answer was lost waits this long for a callback, then is `unknown`.
+    /// Env `MALIPO_PAYMENTS_UNCONFIRMED_PUSH_MS`; default 120000.
+    pub unconfirmed_push_ms: i64,
+    /// Queries may say "still processing" (or fail) this long after the push before the
+    /// attempt is `unknown`.
+    /// Env `MALIPO_PAYMENTS_UNKNOWN_AFTER_MS`; default 180000.
+    pub unknown_after_ms: i64,
+    /// Unknown attempts are queried until this long after the push; then the merchant
+    /// gets `payment.unknown` and a human reconciles.
+    /// Env `MALIPO_PAYMENTS_RECONCILE_AFTER_MS`; default 900000 (15 min).
+    pub reconcile_after_ms: i64,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            unconfirmed_push_ms: crate::payments::UNCONFIRMED_PUSH_MS,
+            unknown_after_ms: crate::payments::UNKNOWN_AFTER_MS,
+            reconcile_after_ms: crate::payments::RECONCILE_AFTER_MS,
+        }
+    }
 }
 
 /// How many payment prompts may be sent, so nobody can push-bomb a phone through a
@@ -95,6 +128,18 @@ pub struct LimitsConfig {
     pub requests_per_ip: u32,
     /// Env `MALIPO_LIMITS_IP_WINDOW_SECS`; default 600 (10 min).
     pub ip_window_secs: u64,
+    /// Open `/pay/{id}/events` streams, in all.
+    /// Env `MALIPO_LIMITS_STREAMS_TOTAL`; default 10000.
+    pub streams_total: usize,
+    /// Open streams of one session (a shopper's tabs and devices).
+    /// Env `MALIPO_LIMITS_STREAMS_PER_SESSION`; default 10.
+    pub streams_per_session: usize,
+    /// Open streams from one client address.
+    /// Env `MALIPO_LIMITS_STREAMS_PER_IP`; default 40.
+    pub streams_per_ip: usize,
+    /// STK pushes the sandbox Daraja accepts from one address per minute.
+    /// Env `MALIPO_LIMITS_SANDBOX_PUSHES_PER_MINUTE`; default 120.
+    pub sandbox_pushes_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -105,6 +150,10 @@ impl Default for LimitsConfig {
             attempts_per_session: 5,
             requests_per_ip: 20,
             ip_window_secs: 600,
+            streams_total: 10_000,
+            streams_per_session: 10,
+            streams_per_ip: 40,
+            sandbox_pushes_per_minute: 120,
         }
     }
 }
@@ -261,6 +310,7 @@ impl Default for Config {
             sandbox: true,
             sandbox_merchant_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
             shutdown_grace_secs: 10,
+            header_read_timeout_secs: 10,
             mpesa: MpesaConfig::default(),
             mpesa_live: MpesaConfig {
                 base_url: String::new(),
@@ -271,6 +321,7 @@ impl Default for Config {
             },
             webhooks: WebhooksConfig::default(),
             limits: LimitsConfig::default(),
+            payments: PaymentsConfig::default(),
         }
     }
 }
@@ -392,6 +443,9 @@ impl Config {
         if let Some(v) = env("MALIPO_SHUTDOWN_GRACE_SECS") {
             self.shutdown_grace_secs = parse("MALIPO_SHUTDOWN_GRACE_SECS", v)?;
         }
+        if let Some(v) = env("MALIPO_HEADER_READ_TIMEOUT_SECS") {
+            self.header_read_timeout_secs = parse("MALIPO_HEADER_READ_TIMEOUT_SECS", v)?;
+        }
         if let Some(v) = env("MALIPO_MPESA_BASE_URL") {
             self.mpesa.base_url = v;
         }
@@ -448,6 +502,28 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_LIMITS_IP_WINDOW_SECS") {
             self.limits.ip_window_secs = parse("MALIPO_LIMITS_IP_WINDOW_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_PAYMENTS_UNCONFIRMED_PUSH_MS") {
+            self.payments.unconfirmed_push_ms = parse("MALIPO_PAYMENTS_UNCONFIRMED_PUSH_MS", v)?;
+        }
+        if let Some(v) = env("MALIPO_PAYMENTS_UNKNOWN_AFTER_MS") {
+            self.payments.unknown_after_ms = parse("MALIPO_PAYMENTS_UNKNOWN_AFTER_MS", v)?;
+        }
+        if let Some(v) = env("MALIPO_PAYMENTS_RECONCILE_AFTER_MS") {
+            self.payments.reconcile_after_ms = parse("MALIPO_PAYMENTS_RECONCILE_AFTER_MS", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_SANDBOX_PUSHES_PER_MINUTE") {
+            self.limits.sandbox_pushes_per_minute =
+                parse("MALIPO_LIMITS_SANDBOX_PUSHES_PER_MINUTE", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_STREAMS_TOTAL") {
+            self.limits.streams_total = parse("MALIPO_LIMITS_STREAMS_TOTAL", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_STREAMS_PER_SESSION") {
+            self.limits.streams_per_session = parse("MALIPO_LIMITS_STREAMS_PER_SESSION", v)?;
+        }
+        if let Some(v) = env("MALIPO_LIMITS_STREAMS_PER_IP") {
+            self.limits.streams_per_ip = parse("MALIPO_LIMITS_STREAMS_PER_IP", v)?;
         }
         Ok(())
     }

@@ -33,6 +33,7 @@ pub mod domain;
 pub mod embed;
 pub mod http;
 pub mod limits;
+pub mod live;
 pub mod merchants;
 pub mod payments;
 pub mod resources;

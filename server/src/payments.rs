@@ -124,6 +124,7 @@ pub struct Payments {
     daraja_live: Option<Arc<Daraja>>,
     public_url: String,
     limits: crate::config::LimitsConfig,
+    timing: crate::config::PaymentsConfig,
     /// Ids of sessions whose payment state just changed (for the live page).
     changes: tokio::sync::broadcast::Sender<String>,
 }
@@ -161,6 +162,7 @@ impl Payments {
         daraja_live: Option<Arc<Daraja>>,
         public_url: String,
         limits: crate::config::LimitsConfig,
+        timing: crate::config::PaymentsConfig,
     ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
         Payments {
@@ -169,6 +171,7 @@ impl Payments {
             daraja_live,
             public_url,
             limits,
+            timing,
             changes,
         }
     }
@@ -336,7 +339,7 @@ impl Payments {
             }
             // No answer, or one we cannot read: the prompt may still be on the phone, and
             // the shopper may pay. The attempt stays pending; a callback carrying its token
-            // settles it, and after UNCONFIRMED_PUSH_MS the poller marks it unknown.
+            // settles it, and after `unconfirmed_push_ms` the poller marks it unknown.
             Err(e) => {
                 tracing::warn!(attempt = %attempt.id, error = %e, "STK push outcome unknown; waiting for a callback");
             }
@@ -466,7 +469,7 @@ impl Payments {
         for attempt in self.store.attempts_due_for_poll(now, 50).await? {
             let age = now - attempt.created_at;
             let Some(request_id) = attempt.operator_request_id.as_deref() else {
-                if age < UNCONFIRMED_PUSH_MS {
+                if age < self.timing.unconfirmed_push_ms {
                     // Being sent right now, or its answer was lost: a callback may still
                     // come. Look again shortly.
                     self.store
@@ -522,12 +525,14 @@ impl Payments {
                 tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still open");
             }
             let next = next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
-            let changed = if age >= RECONCILE_AFTER_MS {
+            let changed = if age >= self.timing.reconcile_after_ms {
                 tracing::warn!(attempt = %attempt.id, "outcome still unknown; left for reconciliation");
                 self.store
                     .mark_unknown(&attempt.id, "Daraja never gave a final answer", None, now)
                     .await?
-            } else if age >= UNKNOWN_AFTER_MS && attempt.status == AttemptStatus::Pending {
+            } else if age >= self.timing.unknown_after_ms
+                && attempt.status == AttemptStatus::Pending
+            {
                 self.store
                     .mark_unknown(
                         &attempt.id,

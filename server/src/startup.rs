@@ -31,6 +31,8 @@ pub struct AppState {
     pub pay_limiter: Arc<crate::limits::RateLimiter>,
     /// Which limit refusals were announced to merchants lately.
     pub refusals: Arc<crate::limits::RecentOnce>,
+    /// Live payment state for the pages' event streams.
+    pub live: Arc<crate::live::LiveHub>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -93,8 +95,12 @@ impl Application {
         }
         let sandbox = if config.sandbox {
             Some(
-                crate::sandbox::Sandbox::new(config.mpesa.clone(), &config.public_url)
-                    .context("sandbox HTTP client")?,
+                crate::sandbox::Sandbox::new(
+                    config.mpesa.clone(),
+                    &config.public_url,
+                    config.limits.sandbox_pushes_per_minute,
+                )
+                .context("sandbox HTTP client")?,
             )
         } else {
             None
@@ -114,6 +120,7 @@ impl Application {
             daraja_live,
             config.public_url.clone(),
             config.limits.clone(),
+            config.payments.clone(),
         );
         let webhooks = crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone())
             .context("webhook HTTP client")?;
@@ -123,6 +130,14 @@ impl Application {
                 config.limits.ip_window_secs,
             )),
             refusals: Arc::new(crate::limits::RecentOnce::new(60_000)),
+            live: crate::live::LiveHub::new(
+                store.clone(),
+                crate::live::StreamLimits {
+                    total: config.limits.streams_total,
+                    per_session: config.limits.streams_per_session,
+                    per_ip: config.limits.streams_per_ip,
+                },
+            ),
             webhooks,
             payments,
             sandbox,
@@ -188,17 +203,17 @@ impl Application {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = crate::http::serve::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .into_future();
-        let mut server = tokio::spawn(server);
+            self.router,
+            stop_rx,
+            Duration::from_secs(self.state.config.header_read_timeout_secs),
+        );
+        let mut server = tokio::spawn(async move {
+            server.await;
+            Ok::<(), std::io::Error>(())
+        });
         let merchant_site = self.merchant_site.map(|(listener, site)| {
             AbortOnDrop(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, site).await {
@@ -212,6 +227,9 @@ impl Application {
             self.state.payments.clone(),
         )));
         let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
+        let live = AbortOnDrop(tokio::spawn(
+            self.state.live.clone().run(self.state.payments.subscribe()),
+        ));
         let webhooks = AbortOnDrop(tokio::spawn(
             self.state
                 .webhooks
@@ -242,6 +260,7 @@ impl Application {
         }
         drop(sweeper);
         drop(poller);
+        drop(live);
         drop(webhooks);
         drop(merchant_site);
         drop(sandbox_worker);

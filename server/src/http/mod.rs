@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod pages;
 mod pay;
+pub mod serve;
 
 use axum::{
     Router,
@@ -45,6 +46,12 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .with_state(state)
+        // A request (until its response starts) gets this long; event streams start at
+        // once and are not cut by it.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(tower::util::option_layer(hsts))
         .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -92,6 +99,9 @@ fn route_template<B>(req: &Request<B>) -> &str {
         .get::<MatchedPath>()
         .map_or("(no route)", MatchedPath::as_str)
 }
+
+/// The longest a request may take to start its response.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a browser may reuse `/pkg` assets before revalidating.
 pub(crate) const ASSET_MAX_AGE: Duration = Duration::from_secs(3600);

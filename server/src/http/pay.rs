@@ -15,23 +15,18 @@ use axum::{
     },
     routing::{get, post},
 };
-use futures_util::stream::{self, Stream};
+use futures_util::stream;
 use serde::Deserialize;
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
-use tokio::sync::broadcast;
 
 use crate::{
-    checkout::{live_state, prefill_candidates, resolve_phone},
+    checkout::{prefill_candidates, resolve_phone},
     domain::{SessionId, phone::mask},
     payments::{Limit, PayError},
     resources::PaymentRefusalObject,
     startup::AppState,
-    store::StoreError,
     time::now_ms,
 };
-
-/// Even without a notification, the stream re-reads the state this often.
-const RECHECK: Duration = Duration::from_secs(5);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -183,42 +178,36 @@ async fn pay_mpesa(
     }
 }
 
-/// The live state now, encoded; `None` if the session does not exist.
-async fn current(state: &AppState, sid: &SessionId) -> Result<Option<(String, bool)>, StoreError> {
-    let Some(session) = state.store.session(sid).await? else {
-        return Ok(None);
-    };
-    let latest = state.store.latest_attempt(sid).await?;
-    let live = live_state(&session, latest.as_ref(), now_ms());
-    Ok(Some((live.encode(), live.is_final())))
-}
-
-struct Follow {
-    state: AppState,
-    sid: SessionId,
-    changes: broadcast::Receiver<String>,
-    last: Option<String>,
-    done: bool,
-}
-
 async fn events(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StatusCode> {
-    let sid = SessionId::parse(&id).ok_or(StatusCode::NOT_FOUND)?;
-    // Subscribe before reading, so no change between the two is missed.
-    let changes = state.payments.subscribe();
-    if current(&state, &sid)
-        .await
-        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?
-        .is_none()
-    {
-        return Err(StatusCode::NOT_FOUND);
+) -> Response {
+    let Some(sid) = SessionId::parse(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match state.store.session(&sid).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+    let (guard, rx) = match state.live.open(&sid, peer.ip()).await {
+        Ok(Ok(opened)) => opened,
+        // Over a cap: the page still works (its form and the no-JS refresh need no
+        // stream), so refuse plainly and let the browser retry later.
+        Ok(Err(refused)) => {
+            tracing::info!(?refused, "event stream refused by a limit");
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, "30")],
+            )
+                .into_response();
+        }
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
     let follow = Follow {
-        state,
-        sid,
-        changes,
+        _guard: guard,
+        rx,
         last: None,
         done: false,
     };
@@ -227,33 +216,30 @@ async fn events(
             if f.done {
                 return None;
             }
-            if f.last.is_some() {
-                // Wait for a change to this session (or the periodic re-check).
-                let _ = tokio::time::timeout(RECHECK, async {
-                    loop {
-                        match f.changes.recv().await {
-                            Ok(changed) if changed == f.sid.as_str() => return,
-                            Ok(_) => continue,
-                            // Lagged behind: re-read. Closed: shutting down.
-                            Err(broadcast::error::RecvError::Lagged(_)) => return,
-                            Err(broadcast::error::RecvError::Closed) => {
-                                std::future::pending().await
-                            }
-                        }
-                    }
-                })
-                .await;
-            }
-            let Ok(Some((line, is_final))) = current(&f.state, &f.sid).await else {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            };
-            if f.last.as_deref() != Some(line.as_str()) {
+            let line = f.rx.borrow_and_update().clone();
+            if let Some((line, is_final)) = line
+                && f.last.as_deref() != Some(line.as_str())
+            {
                 f.done = is_final;
                 f.last = Some(line.clone());
-                return Some((Ok(Event::default().data(line)), f));
+                return Some((Ok::<_, Infallible>(Event::default().data(line)), f));
+            }
+            // Wait for the hub to publish a change (it reads the database once per
+            // change, for every stream of the session).
+            if f.rx.changed().await.is_err() {
+                return None;
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+struct Follow {
+    /// Holds this stream's place in the hub's caps until the client goes away.
+    _guard: crate::live::StreamGuard,
+    rx: tokio::sync::watch::Receiver<crate::live::Line>,
+    last: Option<String>,
+    done: bool,
 }

@@ -35,8 +35,6 @@ pub struct Sandbox {
     pushes: crate::limits::RateLimiter,
 }
 
-/// STK pushes the sandbox accepts from one address per minute.
-pub const PUSHES_PER_MINUTE: u32 = 120;
 /// Prompts one sandbox phone may have waiting at once.
 pub const PENDING_PER_PHONE: i64 = 20;
 /// The longest request body a sandbox operator reads.
@@ -44,7 +42,11 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 
 impl Sandbox {
     /// `public_url`: this instance's own, the only place callbacks may go.
-    pub fn new(mpesa: MpesaConfig, public_url: &str) -> Result<Arc<Sandbox>, reqwest::Error> {
+    pub fn new(
+        mpesa: MpesaConfig,
+        public_url: &str,
+        pushes_per_minute: u32,
+    ) -> Result<Arc<Sandbox>, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(10))
@@ -58,7 +60,7 @@ impl Sandbox {
             tokens: Mutex::new(HashMap::new()),
             http,
             callback_prefix: format!("{}/callbacks/", public_url.trim_end_matches('/')),
-            pushes: crate::limits::RateLimiter::new(PUSHES_PER_MINUTE, 60),
+            pushes: crate::limits::RateLimiter::new(pushes_per_minute, 60),
         }))
     }
 

@@ -445,10 +445,13 @@ impl Store {
             == 1)
     }
 
-    /// Logs one POST and moves the delivery on, in one transaction.
+    /// Logs one POST and moves the delivery on, in one transaction. The move happens
+    /// only while the delivery still holds the lease this worker took (`leased_until`):
+    /// a redelivery asked for during the POST resets the delivery, and it stays reset.
     pub async fn record_delivery_attempt(
         &self,
         id: &DeliveryId,
+        leased_until: i64,
         attempt: &DeliveryAttempt,
         next: DeliveryNext,
     ) -> Result<(), StoreError> {
@@ -470,14 +473,21 @@ impl Store {
             DeliveryNext::GiveUp => (DeliveryStatus::Failed, None),
         };
         sqlx::query(
-            "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3, \
-             attempt_count = attempt_count + 1, updated_at = $4 \
-             WHERE id = $1 AND status = 'pending'",
+            "UPDATE webhook_deliveries SET attempt_count = attempt_count + 1, updated_at = $2 \
+             WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(attempt.attempted_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3 \
+             WHERE id = $1 AND status = 'pending' AND next_attempt_at = $4",
         )
         .bind(id.as_str())
         .bind(status.as_str())
         .bind(next_at)
-        .bind(attempt.attempted_at)
+        .bind(leased_until)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -125,10 +125,13 @@ impl Webhooks {
             .await?;
         let lease_ms = i64::try_from(self.config.timeout_secs).unwrap_or(10) * 1000 + 30_000;
         let mut started = 0;
-        for d in due {
+        for mut d in due {
             if !self.store.claim_delivery(&d, now + lease_ms).await? {
                 continue; // another worker has it
             }
+            // Ours until then; the outcome is recorded only if still so (a redelivery
+            // requested meanwhile resets it, and must not be swallowed).
+            d.next_attempt_at = now + lease_ms;
             let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                 break; // the lease brings it back
             };
@@ -210,7 +213,7 @@ impl Webhooks {
         };
         if let Err(e) = self
             .store
-            .record_delivery_attempt(&d.id, &attempt, next)
+            .record_delivery_attempt(&d.id, d.next_attempt_at, &attempt, next)
             .await
         {
             // The lease runs out and the delivery is tried again: at least once.

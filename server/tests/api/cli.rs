@@ -289,3 +289,75 @@ async fn keys_and_webhook_endpoints_are_managed_from_the_cli() {
         serde_json::from_str(&run(&["webhook", "list", "--merchant", mer, "--json"])).unwrap();
     assert_eq!(list, json!([]));
 }
+
+#[tokio::test]
+async fn reconcile_lists_unknown_outcomes_and_duplicates() {
+    let db = test_db(Db::Sqlite).await;
+    let out = malipo(&db.url, &["reconcile"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "nothing to reconcile"
+    );
+
+    let store = malipo::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 1)
+        .await
+        .unwrap();
+    let m = malipo::merchants::create(&store, "Reconcile Lodge")
+        .await
+        .unwrap();
+    let checkout = malipo::checkout::CheckoutService::new(store.clone(), "http://x".into());
+    let session = checkout
+        .create(malipo::checkout::CreateSession {
+            merchant_id: m.merchant.id.clone(),
+            mode: malipo::domain::Mode::Test,
+            amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
+                .unwrap(),
+            reference: "R-1".into(),
+            description: "Deposit".into(),
+            success_url: "https://lodge.example/ok".into(),
+            cancel_url: "https://lodge.example/no".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 900,
+        })
+        .await
+        .unwrap();
+    let attempt = store
+        .insert_attempt(
+            &malipo::store::NewAttempt {
+                session_id: session.id.clone(),
+                rail: "mpesa".into(),
+                amount: session.amount,
+                payer: Some("254712345678".into()),
+                callback_token_hash: None,
+                next_poll_at: None,
+            },
+            malipo::time::now_ms(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .mark_unknown(&attempt.id, "no answer", None, malipo::time::now_ms())
+        .await
+        .unwrap();
+    store.close().await;
+
+    let out = malipo(&db.url, &["reconcile", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["payment"], attempt.id.as_str());
+    assert_eq!(rows[0]["why"], "unknown");
+    assert_eq!(rows[0]["payer"], "2547•••••678", "never a full number");
+}

@@ -163,3 +163,62 @@ async fn events_stream_from_waiting_to_paid() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn event_streams_are_capped_and_share_one_state() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Db::Sqlite, |c| {
+        c.limits.streams_per_session = 2;
+        c.limits.streams_per_ip = 3;
+    })
+    .await;
+    let (_, id) = seed_session(&app, "Busy Page Lodge", 900).await;
+    let open = async |id: &str| {
+        app.client
+            .get(format!("{}/pay/{id}/events", app.addr))
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut a = open(&id).await;
+    let mut b = open(&id).await;
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let third = open(&id).await;
+    assert_eq!(third.status(), 429, "a session's streams are capped");
+    assert_eq!(third.headers()["retry-after"], "30");
+    // Another session from the same address: the per-address cap applies.
+    let (_, other) = seed_session(&app, "Other Page Lodge", 900).await;
+    let held = open(&other).await;
+    assert_eq!(held.status(), 200);
+    assert_eq!(open(&other).await.status(), 429, "per-address cap");
+    // Both streams of the first session see the same change, pushed once.
+    for s in [&mut a, &mut b] {
+        let first = tokio::time::timeout(Duration::from_secs(5), s.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&first).contains("data: idle:"));
+    }
+    post_form(&app, &id, "0708374149").await;
+    for s in [&mut a, &mut b] {
+        let next = tokio::time::timeout(Duration::from_secs(5), s.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&next).contains("data: waiting:"),
+            "{next:?}"
+        );
+    }
+    // A client that goes away frees its place (noticed at the latest by the next
+    // keep-alive write).
+    drop(a);
+    drop(held);
+    let again = crate::helpers::wait_for("the place to be freed", 20, async || {
+        let res = open(&id).await;
+        (res.status() == 200).then_some(res)
+    })
+    .await;
+    assert_eq!(again.status(), 200);
+}

@@ -53,6 +53,7 @@ on_both_backends!(
     a_failed_outbox_write_undoes_the_state_change,
     redelivery_survives_concurrent_writers,
     an_idempotency_claim_belongs_to_its_holder,
+    a_redelivery_during_a_post_is_not_swallowed,
 );
 
 fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
@@ -1139,4 +1140,60 @@ async fn an_idempotency_claim_belongs_to_its_holder(store: TestStore) {
             body: "{\"ok\":true}".into()
         }
     );
+}
+
+async fn a_redelivery_during_a_post_is_not_swallowed(store: TestStore) {
+    use malipo::store::{DeliveryAttempt, DeliveryNext};
+    let m = merchant(&store).await;
+    malipo::webhooks::create_endpoint(
+        &store,
+        &m,
+        Mode::Test,
+        "https://ferry.example/hooks",
+        &["*".into()],
+        "",
+        1_000,
+    )
+    .await
+    .unwrap();
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .expire_session(&session.id, 2_000, "merchant")
+            .await
+            .unwrap(),
+        Expiry::Expired
+    );
+    let due = store.due_deliveries(3_000, 10).await.unwrap().remove(0);
+    // A worker takes the delivery and posts it...
+    assert!(store.claim_delivery(&due, 40_000).await.unwrap());
+    // ...the merchant asks for a redelivery while the POST is under way...
+    let event = store
+        .events(&m, Mode::Test, &EventFilter::default(), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(store.redeliver(&event, 3_500).await.unwrap(), 1);
+    // ...and the first POST's success, recorded after, must not cancel it.
+    store
+        .record_delivery_attempt(
+            &due.id,
+            40_000,
+            &DeliveryAttempt {
+                attempted_at: 3_600,
+                status_code: Some(200),
+                latency_ms: 5,
+                error: None,
+            },
+            DeliveryNext::Delivered,
+        )
+        .await
+        .unwrap();
+    let again = store.due_deliveries(4_000, 10).await.unwrap();
+    assert_eq!(again.len(), 1, "the redelivery is still due");
+    let log = store.deliveries(&event.id).await.unwrap();
+    assert_eq!(log[0].attempt_count, 1, "the POST is on record");
 }
