@@ -175,6 +175,11 @@ pub struct WebhooksConfig {
     /// retried before it is marked `failed`.
     /// Env `MALIPO_WEBHOOKS_RETRY_WINDOW_SECS`; default 432000 (5 days).
     pub retry_window_secs: u64,
+    /// Hosts webhooks may be delivered to although they are not public, for local
+    /// development only: `127.0.0.1`, `localhost` (any port) or `127.0.0.1:8080`.
+    /// Everything else must resolve to public addresses.
+    /// Env `MALIPO_WEBHOOKS_ALLOW_HOSTS` (comma-separated); default none.
+    pub allow_hosts: Vec<String>,
 }
 
 impl Default for WebhooksConfig {
@@ -184,6 +189,7 @@ impl Default for WebhooksConfig {
             retry_base_ms: 10_000,
             retry_max_ms: 6 * 3600 * 1000,
             retry_window_secs: 5 * 24 * 3600,
+            allow_hosts: Vec::new(),
         }
     }
 }
@@ -487,6 +493,14 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_WEBHOOKS_RETRY_WINDOW_SECS") {
             self.webhooks.retry_window_secs = parse("MALIPO_WEBHOOKS_RETRY_WINDOW_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_WEBHOOKS_ALLOW_HOSTS") {
+            self.webhooks.allow_hosts = v
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = env("MALIPO_LIMITS_PROMPTS_PER_PHONE") {
             self.limits.prompts_per_phone = parse("MALIPO_LIMITS_PROMPTS_PER_PHONE", v)?;

@@ -122,7 +122,24 @@ impl Application {
             config.limits.clone(),
             config.payments.clone(),
         );
-        let webhooks = crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone())
+        // The sandbox merchant site is ours, on loopback: its exact address may receive
+        // webhooks (test mode only ever targets it). Nothing else local is allowed unless
+        // the operator lists it.
+        let mut webhooks_config = config.webhooks.clone();
+        let merchant_listener = match config.sandbox_merchant_listen {
+            Some(addr) if config.sandbox => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the sandbox merchant site on {addr}"))?,
+            ),
+            _ => None,
+        };
+        if let Some(l) = &merchant_listener {
+            webhooks_config
+                .allow_hosts
+                .push(l.local_addr()?.to_string());
+        }
+        let webhooks = crate::webhooks::Webhooks::new(store.clone(), webhooks_config)
             .context("webhook HTTP client")?;
         let state = AppState {
             pay_limiter: Arc::new(crate::limits::RateLimiter::new(
@@ -148,11 +165,8 @@ impl Application {
             leptos_options,
         };
         let router = http::router(state.clone());
-        let merchant_site = match state.config.sandbox_merchant_listen {
-            Some(addr) if state.config.sandbox => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding the sandbox merchant site on {addr}"))?;
+        let merchant_site = match merchant_listener {
+            Some(listener) => {
                 let origin = format!("http://{}", listener.local_addr()?);
                 let site =
                     crate::sandbox::merchant::site(&state.store, &state.config.public_url, &origin)

@@ -5,6 +5,7 @@
 //! causes them (see `store::outbox`); this module only manages endpoints and posts
 //! what the outbox holds, at least once, with the same event id every time.
 
+pub mod egress;
 pub mod signature;
 mod worker;
 

@@ -31,13 +31,19 @@ pub struct Webhooks {
     store: Store,
     config: WebhooksConfig,
     client: reqwest::Client,
+    allow: super::egress::AllowList,
     wake: Arc<Notify>,
     in_flight: Arc<Semaphore>,
 }
 
 impl Webhooks {
     pub fn new(store: Store, config: WebhooksConfig) -> Result<Self, reqwest::Error> {
+        let allow = super::egress::AllowList::new(config.allow_hosts.iter().cloned());
         let client = reqwest::Client::builder()
+            // Only public addresses, checked when connecting (see `egress`).
+            .dns_resolver(Arc::new(super::egress::EgressResolver {
+                allow: allow.clone(),
+            }))
             .timeout(Duration::from_secs(config.timeout_secs))
             .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
             // A redirect is not a 2xx: the merchant must fix the URL, and following it
@@ -49,6 +55,7 @@ impl Webhooks {
             store,
             config,
             client,
+            allow,
             wake: Arc::new(Notify::new()),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         })
@@ -165,24 +172,33 @@ impl Webhooks {
         }
         let t = attempted_at / 1000;
         let header = signature::header_value(&secrets, t, d.payload.as_bytes());
-        let result = self
-            .client
-            .post(&d.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(signature::HEADER, header)
-            .body(d.payload.clone())
-            .send()
-            .await;
+        let blocked = !super::egress::allowed_url(&d.url, &self.allow);
+        let result = if blocked {
+            None
+        } else {
+            Some(
+                self.client
+                    .post(&d.url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(signature::HEADER, header)
+                    .body(d.payload.clone())
+                    .send()
+                    .await,
+            )
+        };
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         // Only a coarse class is kept and shown: raw error chains name URLs and
         // addresses, and would turn the delivery log into a network scanner's report.
         let (status_code, error) = match &result {
-            Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16()), None),
-            Ok(resp) => (Some(resp.status().as_u16()), Some("http_status")),
-            Err(e) if e.is_timeout() => (None, Some("timeout")),
-            Err(e) if e.is_connect() => (None, Some("connect_failed")),
-            Err(e) if e.is_redirect() => (None, Some("redirect_refused")),
-            Err(e) => {
+            // A private address, literal or resolved: never contacted.
+            None => (None, Some("blocked")),
+            Some(Err(e)) if is_blocked(e) => (None, Some("blocked")),
+            Some(Ok(resp)) if resp.status().is_success() => (Some(resp.status().as_u16()), None),
+            Some(Ok(resp)) => (Some(resp.status().as_u16()), Some("http_status")),
+            Some(Err(e)) if e.is_timeout() => (None, Some("timeout")),
+            Some(Err(e)) if e.is_connect() => (None, Some("connect_failed")),
+            Some(Err(e)) if e.is_redirect() => (None, Some("redirect_refused")),
+            Some(Err(e)) => {
                 // The causes only: reqwest's own message names the URL.
                 if let Some(cause) = std::error::Error::source(e) {
                     tracing::debug!(error = %error_chain(cause), "webhook request failed");
@@ -220,6 +236,18 @@ impl Webhooks {
             tracing::error!(error = %e, "could not record a webhook attempt");
         }
     }
+}
+
+/// Whether the egress policy refused the connection.
+fn is_blocked(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<super::egress::Blocked>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The error and its causes on one line (reqwest hides the useful part in `source`).

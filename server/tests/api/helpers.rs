@@ -184,6 +184,8 @@ pub fn test_config(database_url: &str, site_root: PathBuf) -> Config {
     config.webhooks.retry_base_ms = 100;
     config.webhooks.retry_max_ms = 400;
     config.webhooks.timeout_secs = 2;
+    // Receivers in tests listen on loopback: allowed explicitly, as for local development.
+    config.webhooks.allow_hosts = vec!["127.0.0.1".into()];
     config
 }
 

@@ -13,6 +13,15 @@ use malipo::{
 use serde_json::json;
 use std::time::Duration;
 
+/// Daraja's success callback body for a push.
+fn success_callback(request_id: &str, receipt: &str, amount: f64, phone: i64) -> serde_json::Value {
+    json!({"Body": {"stkCallback": {
+        "MerchantRequestID": "1", "CheckoutRequestID": request_id, "ResultCode": 0, "ResultDesc": "ok",
+        "CallbackMetadata": {"Item": [
+            {"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": receipt},
+            {"Name": "PhoneNumber", "Value": phone}]}}}})
+}
+
 async fn settled(store: &Store, attempt: &AttemptRecord, secs: u64) -> AttemptRecord {
     wait_for("the attempt to settle", secs, async || {
         store
@@ -224,13 +233,7 @@ async fn forged_and_mismatched_callbacks_change_nothing() {
     let sid = new_session(&app).await;
     let attempt = app.payments.start_mpesa(&sid, "0712345678").await.unwrap();
     let request_id = attempt.operator_request_id.clone().unwrap();
-    let body = |amount: f64, phone: i64| {
-        json!({"Body": {"stkCallback": {
-            "MerchantRequestID": "1", "CheckoutRequestID": request_id, "ResultCode": 0, "ResultDesc": "ok",
-            "CallbackMetadata": {"Item": [
-                {"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": "FORGED1234"},
-                {"Name": "PhoneNumber", "Value": phone}]}}}})
-    };
+    let body = |amount: f64, phone: i64| success_callback(&request_id, "FORGED1234", amount, phone);
     let forged = app
         .client
         .post(format!(
@@ -275,13 +278,8 @@ async fn forged_and_mismatched_callbacks_change_nothing() {
             .await
             .unwrap()
     );
-    let cb = |amount: f64, phone: i64| {
-        json!({"Body": {"stkCallback": {
-            "MerchantRequestID": "1", "CheckoutRequestID": planted_request, "ResultCode": 0, "ResultDesc": "ok",
-            "CallbackMetadata": {"Item": [
-                {"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": "QKJ4ABC123"},
-                {"Name": "PhoneNumber", "Value": phone}]}}}})
-    };
+    let cb =
+        |amount: f64, phone: i64| success_callback(planted_request, "QKJ4ABC123", amount, phone);
     let url = format!("{}/callbacks/mpesa/{}/known-token", app.addr, planted.id);
     for wrong in [cb(1.0, 254712345678), cb(1500.0, 254799999999)] {
         let res = app.client.post(&url).json(&wrong).send().await.unwrap();
@@ -432,11 +430,7 @@ async fn a_push_whose_answer_is_lost_stays_pending_and_a_callback_still_settles_
         malipo::time::now_ms(),
     )
     .await;
-    let callback = json!({"Body": {"stkCallback": {
-        "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_lost_answer", "ResultCode": 0, "ResultDesc": "ok",
-        "CallbackMetadata": {"Item": [
-            {"Name": "Amount", "Value": 1500.0}, {"Name": "MpesaReceiptNumber", "Value": "QLOST12345"},
-            {"Name": "PhoneNumber", "Value": 254712345678_i64}]}}}});
+    let callback = success_callback("ws_CO_lost_answer", "QLOST12345", 1500.0, 254712345678);
     let res = app
         .client
         .post(format!(
@@ -544,11 +538,7 @@ async fn an_unconfirmed_push_becomes_unknown_never_failed() {
     // The lost push's callback still settles the unknown attempt, late: the session is
     // paid once, and the merchant learns of the second payment as a duplicate if both
     // go through.
-    let callback = json!({"Body": {"stkCallback": {
-        "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_lost_unknown", "ResultCode": 0, "ResultDesc": "ok",
-        "CallbackMetadata": {"Item": [
-            {"Name": "Amount", "Value": 1500.0}, {"Name": "MpesaReceiptNumber", "Value": "QUNKNOWN01"},
-            {"Name": "PhoneNumber", "Value": 254712345678_i64}]}}}});
+    let callback = success_callback("ws_CO_lost_unknown", "QUNKNOWN01", 1500.0, 254712345678);
     let res = app
         .client
         .post(format!(
@@ -594,11 +584,7 @@ async fn a_success_after_a_timeout_is_never_dropped() {
     assert_eq!(res.status(), 200);
     let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();
     assert_eq!(a.status, AttemptStatus::Expired);
-    let success = json!({"Body": {"stkCallback": {
-        "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_late", "ResultCode": 0, "ResultDesc": "ok",
-        "CallbackMetadata": {"Item": [
-            {"Name": "Amount", "Value": 1500.0}, {"Name": "MpesaReceiptNumber", "Value": "QLATE12345"},
-            {"Name": "PhoneNumber", "Value": 254712345678_i64}]}}}});
+    let success = success_callback("ws_CO_late", "QLATE12345", 1500.0, 254712345678);
     let res = app.client.post(&url).json(&success).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();

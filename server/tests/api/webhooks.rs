@@ -830,3 +830,50 @@ async fn a_replayed_answer_never_carries_the_signing_secret() {
         .collect();
     assert!(stored.iter().all(|b| !b.contains(&secret)));
 }
+
+#[tokio::test]
+async fn deliveries_never_reach_private_addresses_unless_allowed() {
+    // No allow-list: a test endpoint may be registered on loopback, but Malipo never
+    // connects to it, and the log says only "blocked".
+    let app = spawn_app_with(Db::Sqlite, |c| c.webhooks.allow_hosts.clear()).await;
+    let m = merchant(&app, "Scanner Lodge").await;
+    let receiver = Receiver::new(0);
+    let (url, _server) = receiver.start().await;
+    register(&app, &m, &url, json!(["*"])).await;
+    // A name that resolves to loopback is refused at connect time too.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    register(&app, &m, &by_name, json!(["*"])).await;
+    let session = new_session(&app, &m).await;
+    api(
+        &app,
+        &m,
+        "POST",
+        &format!("/v1/checkout/sessions/{session}/expire"),
+        None,
+    )
+    .await;
+    let (_, events) = api(&app, &m, "GET", "/v1/events", None).await;
+    let event = events["data"][0]["id"].as_str().unwrap().to_owned();
+    let errors = wait_for("both deliveries tried", 10, async || {
+        let (_, d) = api(
+            &app,
+            &m,
+            "GET",
+            &format!("/v1/events/{event}/deliveries"),
+            None,
+        )
+        .await;
+        let errors: Vec<Value> = d["data"]
+            .as_array()?
+            .iter()
+            .filter_map(|x| x["attempts"].get(0).map(|a| a["error"].clone()))
+            .collect();
+        (errors.len() == 2).then_some(errors)
+    })
+    .await;
+    assert_eq!(errors, [json!("blocked"), json!("blocked")]);
+    assert!(
+        receiver.delivered().is_empty(),
+        "nothing reached the receiver"
+    );
+}

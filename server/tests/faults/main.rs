@@ -448,6 +448,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
         ("MALIPO_PAYMENTS_UNCONFIRMED_PUSH_MS", "4000"),
         ("MALIPO_WEBHOOKS_RETRY_BASE_MS", "200"),
         ("MALIPO_WEBHOOKS_RETRY_MAX_MS", "2000"),
+        ("MALIPO_WEBHOOKS_ALLOW_HOSTS", "127.0.0.1"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
