@@ -76,7 +76,7 @@ impl AllowList {
     /// Whether `host` is allowed on any port.
     fn allows(&self, host: &str) -> bool {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        self.0.iter().any(|h| *h == host)
+        self.0.contains(&host)
     }
 
     /// Whether `host:port` is allowed (by host, or by that exact pair).
@@ -85,7 +85,7 @@ impl AllowList {
         self.allows(&bare)
             || port.is_some_and(|p| {
                 let pair = format!("{bare}:{p}");
-                self.0.iter().any(|h| *h == pair)
+                self.0.contains(&pair)
             })
     }
 }
