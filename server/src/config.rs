@@ -62,6 +62,11 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     /// Env `MALIPO_SHUTDOWN_GRACE_SECS`; default 10.
     pub shutdown_grace_secs: u64,
+    /// The operator's own reverse proxies: from these peers, the shopper's address for
+    /// the per-address limits is read from `X-Forwarded-For`; from anyone else the
+    /// header is ignored.
+    /// Env `MALIPO_TRUSTED_PROXIES` (comma-separated addresses); default none.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Seconds a client may take to send a request's headers (slowloris).
     /// Env `MALIPO_HEADER_READ_TIMEOUT_SECS`; default 10.
     pub header_read_timeout_secs: u64,
@@ -317,6 +322,7 @@ impl Default for Config {
             sandbox_merchant_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
             mpesa: MpesaConfig::default(),
             mpesa_live: MpesaConfig {
                 base_url: String::new(),
@@ -448,6 +454,14 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_SHUTDOWN_GRACE_SECS") {
             self.shutdown_grace_secs = parse("MALIPO_SHUTDOWN_GRACE_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| parse("MALIPO_TRUSTED_PROXIES", a.to_owned()))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = env("MALIPO_HEADER_READ_TIMEOUT_SECS") {
             self.header_read_timeout_secs = parse("MALIPO_HEADER_READ_TIMEOUT_SECS", v)?;

@@ -51,13 +51,46 @@ impl RateLimiter {
     }
 }
 
-fn key(ip: IpAddr) -> u128 {
+/// The key an address is counted under: IPv4 as itself, IPv6 by its /64.
+pub fn key(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => u128::from(v4.to_ipv6_mapped()),
             None => u128::from(v6) & !((1u128 << 64) - 1),
         },
+    }
+}
+
+/// The shopper's address: the TCP peer, unless the peer is one of the operator's own
+/// reverse proxies (`trusted_proxies`), in which case the address that proxy saw, taken
+/// from the right of `X-Forwarded-For` past every trusted hop. A client cannot spoof it:
+/// a header from an untrusted peer is ignored.
+pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .map(canonical)
+        .collect();
+    while let Some(hop) = hops.pop() {
+        if !trusted.contains(&hop) {
+            return hop;
+        }
+    }
+    peer
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -117,6 +150,29 @@ mod tests {
         assert_eq!(l.check("2001:db8:1:3::1".parse().unwrap(), 0), Ok(()));
         assert_eq!(l.check("198.51.100.1".parse().unwrap(), 0), Ok(()));
         assert!(l.check("::ffff:198.51.100.1".parse().unwrap(), 0).is_err());
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6, 41.90.1.7".parse().unwrap());
+        // From the proxy: the address it saw (the right-most untrusted one).
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy]),
+            "41.90.1.7".parse::<IpAddr>().unwrap()
+        );
+        // From anyone else, the header is the client's own claim: ignored.
+        let stranger: IpAddr = "41.90.1.8".parse().unwrap();
+        assert_eq!(client_ip(stranger, &h, &[proxy]), stranger);
+        assert_eq!(client_ip(proxy, &h, &[]), proxy);
+        // Two trusted hops.
+        let edge: IpAddr = "10.0.0.3".parse().unwrap();
+        h.insert("x-forwarded-for", "41.90.1.9, 10.0.0.3".parse().unwrap());
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy, edge]),
+            "41.90.1.9".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

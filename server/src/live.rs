@@ -43,7 +43,8 @@ pub enum Refused {
 struct Counts {
     total: usize,
     sessions: HashMap<String, (watch::Sender<Line>, usize)>,
-    ips: HashMap<IpAddr, usize>,
+    /// Per client address (an IPv6 /64 counts as one).
+    ips: HashMap<u128, usize>,
 }
 
 /// Every live session being followed, and who follows it.
@@ -57,7 +58,7 @@ pub struct LiveHub {
 pub struct StreamGuard {
     hub: Arc<LiveHub>,
     session: String,
-    ip: IpAddr,
+    ip: u128,
 }
 
 impl Drop for StreamGuard {
@@ -103,6 +104,7 @@ impl LiveHub {
         session: &SessionId,
         ip: IpAddr,
     ) -> Result<Result<(StreamGuard, watch::Receiver<Line>), Refused>, StoreError> {
+        let ip = crate::limits::key(ip);
         let (rx, first) = {
             let mut c = self.lock();
             if c.total >= self.limits.total {

@@ -33,7 +33,8 @@ use crate::{
         phone::{Country, Msisdn},
     },
     store::{
-        AttemptOutcome, AttemptRecord, AttemptStatus, NewAttempt, SessionStatus, Store, StoreError,
+        AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt,
+        SessionStatus, Store, StoreError,
     },
     time::now_ms,
 };
@@ -46,6 +47,9 @@ pub const UNCONFIRMED_PUSH_MS: i64 = 120_000;
 /// How long after the push the status query may keep saying "still processing" (or fail,
 /// or answer a code we do not know) before the attempt is marked `unknown`.
 pub const UNKNOWN_AFTER_MS: i64 = 180_000;
+/// How far back an unconfirmed payment from the same number (at the same merchant, on
+/// any session) makes a new push wait for the shopper's "no SMS came".
+pub const UNCONFIRMED_LOOKBACK_MS: i64 = 24 * 3600 * 1000;
 /// How long after the push an unknown attempt is still queried; then it is left for
 /// reconciliation and the merchant gets `payment.unknown`.
 pub const RECONCILE_AFTER_MS: i64 = 15 * 60_000;
@@ -176,35 +180,6 @@ impl Payments {
         }
     }
 
-    /// Refuses a new prompt to `msisdn` for `session_id` when it would exceed the
-    /// per-session or per-phone limit.
-    async fn check_limits(&self, session_id: &SessionId, msisdn: &Msisdn) -> Result<(), PayError> {
-        let limits = &self.limits;
-        if self.store.attempt_count(session_id).await? >= i64::from(limits.attempts_per_session) {
-            return Err(PayError::Limited {
-                limit: Limit::Session,
-                retry_after: None,
-            });
-        }
-        let window_ms = i64::try_from(limits.phone_window_secs)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000);
-        let now = now_ms();
-        let (sent, oldest) = self
-            .store
-            .prompts_to_payer_since(msisdn.as_str(), now.saturating_sub(window_ms))
-            .await?;
-        if sent >= i64::from(limits.prompts_per_phone) {
-            // The window frees a place when its oldest prompt leaves it.
-            let free_at = oldest.unwrap_or(now).saturating_add(window_ms);
-            return Err(PayError::Limited {
-                limit: Limit::Phone,
-                retry_after: Some(((free_at - now) / 1000).max(1)),
-            });
-        }
-        Ok(())
-    }
-
     /// The Daraja connector for a mode: objects never cross modes, so neither do rails.
     fn daraja(&self, mode: Mode) -> Option<&Arc<Daraja>> {
         match mode {
@@ -269,17 +244,28 @@ impl Payments {
         if !no_sms_arrived
             && !self
                 .store
-                .unknown_attempts_for_payer(session_id, msisdn.as_str())
+                .unknown_attempts_for_payer(
+                    session_id,
+                    msisdn.as_str(),
+                    now - UNCONFIRMED_LOOKBACK_MS,
+                )
                 .await?
                 .is_empty()
         {
             return Err(PayError::PreviousUnconfirmed);
         }
-        self.check_limits(session_id, &msisdn).await?;
         let token = random_base62(32);
+        let window_ms = i64::try_from(self.limits.phone_window_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        let caps = AttemptCaps {
+            per_session: i64::from(self.limits.attempts_per_session),
+            per_payer: i64::from(self.limits.prompts_per_phone),
+            payer_since: now.saturating_sub(window_ms),
+        };
         let inserted = self
             .store
-            .insert_attempt(
+            .insert_attempt_capped(
                 &NewAttempt {
                     session_id: session_id.clone(),
                     rail: MPESA.into(),
@@ -289,12 +275,26 @@ impl Payments {
                     next_poll_at: Some(next_poll_at(now, 0)),
                 },
                 now,
+                Some(&caps),
             )
             .await;
         let attempt = match inserted {
-            Ok(Some(a)) => a,
+            Ok(Inserted::Attempt(a)) => a,
             // Expired or paid since we looked: the conditional insert refused it.
-            Ok(None) => return Err(PayError::SessionNotOpen),
+            Ok(Inserted::SessionNotOpen) => return Err(PayError::SessionNotOpen),
+            Ok(Inserted::SessionCap) => {
+                return Err(PayError::Limited {
+                    limit: Limit::Session,
+                    retry_after: None,
+                });
+            }
+            Ok(Inserted::PayerCap { oldest }) => {
+                // The window frees a place when its oldest prompt leaves it.
+                return Err(PayError::Limited {
+                    limit: Limit::Phone,
+                    retry_after: Some(((oldest + window_ms - now) / 1000).max(1)),
+                });
+            }
             // Lost a race with a concurrent tap: theirs is the one.
             Err(e) if e.is_unique_violation() => {
                 return self
@@ -369,10 +369,18 @@ impl Payments {
             Some(stored) if stored == hash_token(token) => {}
             _ => return Err(CallbackError::Forbidden),
         }
-        // Kept before anything else, readable or not: what the operator said is evidence.
+        // Kept before anything else, readable or not: what the operator said is evidence,
+        // and `redrive_callbacks` applies it again if applying it now fails midway.
         self.store
             .record_callback(MPESA, &id, body, now_ms())
             .await?;
+        self.apply_callback(&id, body).await
+    }
+
+    /// Acts on a callback body already stored for attempt `id`. Idempotent: a body
+    /// applied twice changes nothing the second time.
+    async fn apply_callback(&self, id: &AttemptId, body: &[u8]) -> Result<(), CallbackError> {
+        let id = id.clone();
         let cb = serde_json::from_slice::<CallbackEnvelope>(body)
             .map_err(|_| CallbackError::BadBody)?
             .body
@@ -553,15 +561,46 @@ impl Payments {
         Ok(settled)
     }
 
+    /// Applies again every stored success callback of the last day whose attempt has not
+    /// succeeded: its first application may have failed midway (the database refused a
+    /// write, the process died), and Daraja never sends a callback twice. Returns how
+    /// many attempts it settled.
+    pub async fn redrive_callbacks(&self) -> Result<usize, StoreError> {
+        let since = now_ms() - 24 * 3600 * 1000;
+        let mut settled = 0;
+        for (id, body) in self.store.unapplied_success_callbacks(since, 100).await? {
+            let before = self.store.attempt(&id).await?.map(|a| a.status);
+            match self.apply_callback(&id, body.as_bytes()).await {
+                Ok(()) => {}
+                Err(CallbackError::Store(e)) => return Err(e),
+                Err(_) => continue,
+            }
+            let after = self.store.attempt(&id).await?.map(|a| a.status);
+            if after == Some(AttemptStatus::Succeeded) && before != after {
+                tracing::warn!(attempt = %id, "a stored success callback settled its attempt on re-drive");
+                settled += 1;
+            }
+        }
+        Ok(settled)
+    }
+
     /// Runs [`Payments::poll_due`] every second until aborted.
     pub async fn run_poller(self) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
         loop {
             tick.tick().await;
             if let Err(e) = self.poll_due().await {
                 tracing::warn!(error = %e, "poller failed; retrying");
             }
+            // Every 30 s, and at start-up: stored callbacks that never took effect.
+            if ticks % 30 == 0
+                && let Err(e) = self.redrive_callbacks().await
+            {
+                tracing::warn!(error = %e, "re-driving callbacks failed; retrying");
+            }
+            ticks += 1;
         }
     }
 }

@@ -40,18 +40,19 @@ pub fn router(state: AppState) -> Router {
         .merge(pay::router())
         .merge(crate::embed::router())
         .merge(
-            pages::router(&state).route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                crate::embed::frame_policy,
-            )),
+            pages::router(&state)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::embed::frame_policy,
+                ))
+                // Rendering a page must not hang. Only pages: cutting a write midway (a
+                // push, a callback, an idempotent POST) would leave it half-known.
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                )),
         )
         .with_state(state)
-        // A request (until its response starts) gets this long; event streams start at
-        // once and are not cut by it.
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
         .layer(tower::util::option_layer(hsts))
         .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -100,7 +101,7 @@ fn route_template<B>(req: &Request<B>) -> &str {
         .map_or("(no route)", MatchedPath::as_str)
 }
 
-/// The longest a request may take to start its response.
+/// The longest a page may take to start its response.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a browser may reuse `/pkg` assets before revalidating.

@@ -146,7 +146,8 @@ async fn pay_mpesa(
         tracing::info!(session = %sid, limit = limit.as_str(), "pay request refused by a limit");
         back_after(Some(limit.as_str()), retry_after)
     };
-    if let Err(retry_after) = state.pay_limiter.check(peer.ip(), now) {
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    if let Err(retry_after) = state.pay_limiter.check(client, now) {
         return refuse(Limit::Ip, None, Some(retry_after)).await;
     }
     let Some(phone) = resolve_phone(&form.phone, &prefill_candidates(&session, latest.as_ref()))
@@ -182,6 +183,7 @@ async fn events(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
     let Some(sid) = SessionId::parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
@@ -191,7 +193,8 @@ async fn events(
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
-    let (guard, rx) = match state.live.open(&sid, peer.ip()).await {
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    let (guard, rx) = match state.live.open(&sid, client).await {
         Ok(Ok(opened)) => opened,
         // Over a cap: the page still works (its form and the no-JS refresh need no
         // stream), so refuse plainly and let the browser retry later.

@@ -47,7 +47,9 @@ pub async fn serve(
         let mut stop = stop.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
+            // HTTP/1 only: TLS (and with it HTTP/2) ends at the reverse proxy in front,
+            // and hyper's header-read timeout covers HTTP/1 alone.
+            let mut builder = Builder::new(TokioExecutor::new()).http1_only();
             builder
                 .http1()
                 .timer(TokioTimer::new())

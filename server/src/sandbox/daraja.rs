@@ -204,8 +204,14 @@ async fn process_request(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
+    let body = match authorised(&state, &headers, body) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
+    // Counted after authentication: strangers' junk must not use up the quota.
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     if let Some(sandbox) = state.sandbox.as_ref()
-        && sandbox.pushes.check(peer.ip(), now_ms()).is_err()
+        && sandbox.pushes.check(client, now_ms()).is_err()
     {
         // Daraja's own answer to a client over its quota.
         return error(
@@ -214,10 +220,6 @@ async fn process_request(
             "Spike arrest violation",
         );
     }
-    let body = match authorised(&state, &headers, body) {
-        Ok(body) => body,
-        Err(refused) => return *refused,
-    };
     match text(&body, "TransactionType") {
         Some("CustomerPayBillOnline" | "CustomerBuyGoodsOnline") => {}
         _ => return invalid("TransactionType"),

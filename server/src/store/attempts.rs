@@ -93,6 +93,30 @@ pub struct NewAttempt {
     pub next_poll_at: Option<i64>,
 }
 
+/// Caps a new attempt must respect (see [`Store::insert_attempt_capped`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptCaps {
+    /// Attempts one session may have.
+    pub per_session: i64,
+    /// Attempts (prompts) one payer may get since `payer_since`, across all sessions.
+    pub per_payer: i64,
+    pub payer_since: i64,
+}
+
+/// What [`Store::insert_attempt_capped`] did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    Attempt(AttemptRecord),
+    /// Expired, paid, or past its expiry.
+    SessionNotOpen,
+    /// The session has had its attempts.
+    SessionCap,
+    /// The payer has had their prompts; the oldest in the window was sent then.
+    PayerCap {
+        oldest: i64,
+    },
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Default)]
 pub struct AttemptOutcome {
@@ -165,13 +189,21 @@ impl AttemptRecord {
     }
 }
 
-/// Locks an attempt's row for the rest of the transaction (a no-op write: on SQLite it
-/// takes the write lock before anything is read, so the read cannot go stale; on
-/// PostgreSQL it row-locks), then reads it.
+/// Locks an attempt's session row, then the attempt's row, for the rest of the
+/// transaction (no-op writes: on SQLite the first takes the write lock before anything
+/// is read, so the read cannot go stale; on PostgreSQL they row-lock), then reads it.
+/// Session first, as `insert_attempt` does, so the two never deadlock.
 async fn lock_attempt(
     conn: &mut sqlx::AnyConnection,
     id: &AttemptId,
 ) -> Result<Option<AttemptRecord>, StoreError> {
+    sqlx::query(
+        "UPDATE checkout_sessions SET updated_at = updated_at \
+         WHERE id = (SELECT session_id FROM payment_attempts WHERE id = $1)",
+    )
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("UPDATE payment_attempts SET updated_at = updated_at WHERE id = $1")
         .bind(id.as_str())
         .execute(&mut *conn)
@@ -195,15 +227,33 @@ pub(crate) async fn attempt_in(
 
 impl Store {
     /// Creates a pending attempt and logs `attempt.created`, in one transaction, only if
-    /// the session is open and unexpired at `now`: `None` otherwise. The session's row is
-    /// locked first, so an expiry or a payment racing with this insert either happens
-    /// before (and the insert is refused) or waits for it (and sees the pending attempt).
-    /// A second pending attempt for the session fails with a unique violation.
+    /// the session is open and unexpired at `now`: `None` otherwise. See
+    /// [`Store::insert_attempt_capped`].
     pub async fn insert_attempt(
         &self,
         new: &NewAttempt,
         now: i64,
     ) -> Result<Option<AttemptRecord>, StoreError> {
+        Ok(match self.insert_attempt_capped(new, now, None).await? {
+            Inserted::Attempt(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// Creates a pending attempt, in one transaction, only if the session is open and
+    /// unexpired at `now` and the `caps` hold. The session's row is locked first, so an
+    /// expiry or a payment racing with this insert either happens before (and the insert
+    /// is refused) or waits for it (and sees the pending attempt); on PostgreSQL the
+    /// payer's number is locked too (an advisory lock), so parallel requests for one
+    /// phone on different sessions are counted one after another (SQLite's single
+    /// writer already serialises them). A second pending attempt for the session fails
+    /// with a unique violation.
+    pub async fn insert_attempt_capped(
+        &self,
+        new: &NewAttempt,
+        now: i64,
+        caps: Option<&AttemptCaps>,
+    ) -> Result<Inserted, StoreError> {
         let id = AttemptId::generate();
         let mut tx = self.pool.begin().await?;
         let open = sqlx::query(
@@ -218,7 +268,45 @@ impl Store {
             == 1;
         if !open {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(Inserted::SessionNotOpen);
+        }
+        if let Some(caps) = caps {
+            let tried: i64 =
+                sqlx::query("SELECT COUNT(*) AS n FROM payment_attempts WHERE session_id = $1")
+                    .bind(new.session_id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+            if tried >= caps.per_session {
+                tx.rollback().await?;
+                return Ok(Inserted::SessionCap);
+            }
+            if let Some(payer) = new.payer.as_deref() {
+                if self.backend == super::Backend::Postgres {
+                    sqlx::query(
+                        "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS l",
+                    )
+                    .bind(payer)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM payment_attempts \
+                     WHERE payer = $1 AND created_at > $2",
+                )
+                .bind(payer)
+                .bind(caps.payer_since)
+                .fetch_one(&mut *tx)
+                .await?;
+                let sent: i64 = row.try_get("n")?;
+                if sent >= caps.per_payer {
+                    let oldest: Option<i64> = row.try_get("oldest")?;
+                    tx.rollback().await?;
+                    return Ok(Inserted::PayerCap {
+                        oldest: oldest.unwrap_or(now),
+                    });
+                }
+            }
         }
         sqlx::query(
             "INSERT INTO payment_attempts (id, session_id, rail, status, amount_minor, currency, \
@@ -258,7 +346,7 @@ impl Store {
                 id: id.to_string(),
                 what: "vanished after insert".into(),
             })
-            .map(Some)
+            .map(Inserted::Attempt)
     }
 
     pub async fn attempt(&self, id: &AttemptId) -> Result<Option<AttemptRecord>, StoreError> {
@@ -479,10 +567,14 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         };
-        if !matches!(
-            current.status,
-            AttemptStatus::Pending | AttemptStatus::Unknown
-        ) {
+        // Pending, or unknown and still being asked about: once left for reconciliation
+        // an attempt is announced (`payment.unknown`) once, not again.
+        let open = match current.status {
+            AttemptStatus::Pending => true,
+            AttemptStatus::Unknown => current.next_poll_at.is_some(),
+            _ => false,
+        };
+        if !open {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -543,6 +635,35 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Stored callbacks since `since` that carry a success (`"ResultCode": 0`, however
+    /// spaced) for attempts that have not succeeded, oldest first: candidates for being
+    /// applied again. The body is parsed by the caller; this only narrows the search.
+    pub async fn unapplied_success_callbacks(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<(AttemptId, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.attempt_id, c.body FROM operator_callbacks c \
+             JOIN payment_attempts a ON a.id = c.attempt_id \
+             WHERE c.received_at > $1 AND a.status <> 'succeeded' \
+             AND c.body LIKE '%ResultCode%' AND c.body LIKE '%MpesaReceiptNumber%' \
+             ORDER BY c.id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    AttemptId::from_db(r.try_get("attempt_id")?),
+                    r.try_get("body")?,
+                ))
+            })
+            .collect()
     }
 
     /// The callback bodies received for an attempt, oldest first.
@@ -625,24 +746,29 @@ impl Store {
         Ok(())
     }
 
-    /// The session's `unknown` attempts from this payer: the shopper may have paid them.
+    /// This payer's `unknown` attempts since `since` at the session's merchant (on this
+    /// session or another one the shopper started again): they may have paid them.
     pub async fn unknown_attempts_for_payer(
         &self,
         session_id: &SessionId,
         payer: &str,
+        since: i64,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
-             WHERE session_id = $1 AND payer = $2 AND status = 'unknown' ORDER BY created_at"
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE payer = $2 \
+             AND status = 'unknown' AND created_at > $3 AND session_id IN \
+             (SELECT id FROM checkout_sessions WHERE merchant_id = \
+              (SELECT merchant_id FROM checkout_sessions WHERE id = $1)) ORDER BY created_at"
         ))
         .bind(session_id.as_str())
         .bind(payer)
+        .bind(since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(AttemptRecord::from_row).collect()
     }
 
-    /// Attempts a human must look at, oldest first: outcomes still unknown, and
+    /// Attempts a human must look at, newest first: outcomes still unknown, and
     /// duplicate payments to refund.
     pub async fn attempts_to_reconcile(
         &self,
@@ -650,7 +776,7 @@ impl Store {
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
-             WHERE status = 'unknown' OR duplicate = 1 ORDER BY created_at LIMIT $1"
+             WHERE status = 'unknown' OR duplicate = 1 ORDER BY created_at DESC LIMIT $1"
         ))
         .bind(limit)
         .fetch_all(&self.pool)
@@ -677,7 +803,8 @@ impl Store {
         rows.iter().map(AttemptRecord::from_row).collect()
     }
 
-    /// Pushes a pending or unknown attempt's next poll back and counts the poll.
+    /// Pushes a pending attempt's next poll back and counts the poll; an unknown one
+    /// only while it is still being asked about (a reconciled one stays reconciled).
     pub async fn reschedule_poll(
         &self,
         id: &AttemptId,
@@ -686,7 +813,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let changed = sqlx::query(
             "UPDATE payment_attempts SET next_poll_at = $2, poll_count = poll_count + 1, \
-             updated_at = $3 WHERE id = $1 AND status IN ('pending', 'unknown')",
+             updated_at = $3 WHERE id = $1 AND (status = 'pending' \
+             OR (status = 'unknown' AND next_poll_at IS NOT NULL))",
         )
         .bind(id.as_str())
         .bind(next_poll_at)

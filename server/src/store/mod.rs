@@ -18,7 +18,9 @@ mod sandbox;
 mod sessions;
 mod webhooks;
 
-pub use attempts::{AttemptOutcome, AttemptRecord, AttemptStatus, NewAttempt};
+pub use attempts::{
+    AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt,
+};
 pub use idempotency::{IdempotencyBegin, KeyScope};
 pub use merchants::{ApiKeyRecord, MerchantRecord, NewApiKey};
 pub use outbox::{

@@ -273,3 +273,41 @@ async fn the_merchants_customer_phone_is_prefilled_masked_and_still_pays() {
         .await;
     assert_eq!(location(&res), format!("/pay/{other}?error=invalid_phone"));
 }
+
+/// Parallel pay requests for one phone on many sessions are counted one after another:
+/// the cap holds under a race, on both databases.
+#[tokio::test]
+async fn the_phone_cap_holds_under_parallel_requests() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let app = crate::helpers::spawn_app_on(db).await;
+        let mut sessions = Vec::new();
+        for i in 0..12 {
+            let (_, id) = seed_session(&app, &format!("Race Lodge {i}"), 900).await;
+            sessions.push(SessionId::parse(&id).unwrap());
+        }
+        let tasks: Vec<_> = sessions
+            .into_iter()
+            .map(|sid| {
+                let payments = app.payments.clone();
+                tokio::spawn(async move { payments.start_mpesa(&sid, "0722000333").await })
+            })
+            .collect();
+        let mut started = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => started += 1,
+                Err(PayError::Limited {
+                    limit: Limit::Phone,
+                    ..
+                }) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(started, 3, "{db:?}");
+        assert_eq!(
+            prompts(&app.client, &app.addr, "254722000333").await.len(),
+            3,
+            "{db:?}"
+        );
+    }
+}

@@ -680,3 +680,103 @@ async fn an_answer_that_never_becomes_final_is_left_for_reconciliation() {
         .collect();
     assert!(kinds.contains(&"payment.unknown".to_string()), "{kinds:?}");
 }
+
+#[tokio::test]
+async fn a_stored_success_that_failed_to_apply_is_applied_again() {
+    // The callback was kept, then applying it failed midway (the database refused, the
+    // process died): Daraja never sends it again, so Malipo re-drives what it kept.
+    let app = spawn_app().await;
+    let sid = new_session(&app).await;
+    let now = malipo::time::now_ms();
+    let attempt = attempt_with_token(&app, &sid, "redrive", None, now).await;
+    app.store
+        .set_operator_request_id(&attempt.id, "ws_CO_redrive", now)
+        .await
+        .unwrap();
+    assert!(
+        app.store
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Expired,
+                &malipo::store::AttemptOutcome {
+                    failure_code: Some("no_response".into()),
+                    ..Default::default()
+                },
+                "callback",
+                now,
+            )
+            .await
+            .unwrap()
+    );
+    let body = success_callback("ws_CO_redrive", "QREDRIVE01", 1500.0, 254712345678);
+    app.store
+        .record_callback("mpesa", &attempt.id, body.to_string().as_bytes(), now)
+        .await
+        .unwrap();
+    assert_eq!(app.payments.redrive_callbacks().await.unwrap(), 1);
+    let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Succeeded);
+    assert_eq!(a.operator_receipt.as_deref(), Some("QREDRIVE01"));
+    assert_eq!(
+        app.store
+            .session(&sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .payment_status,
+        PaymentStatus::Paid
+    );
+    // Applied once: a second pass finds nothing to do.
+    assert_eq!(app.payments.redrive_callbacks().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_unconfirmed_payment_holds_a_new_push_on_another_session_too() {
+    // "Go back to the shop and start again" makes a new session; the number's earlier
+    // unknown payment at the same shop still needs the shopper's word.
+    let app = spawn_app().await;
+    let first = new_session(&app).await;
+    let now = malipo::time::now_ms();
+    let stuck = attempt_with_token(&app, &first, "stuck", None, now).await;
+    app.store
+        .mark_unknown(&stuck.id, "no answer", None, now)
+        .await
+        .unwrap();
+    let merchant = app
+        .store
+        .session(&first)
+        .await
+        .unwrap()
+        .unwrap()
+        .merchant_id;
+    let again = app
+        .checkout
+        .create(malipo::checkout::CreateSession {
+            merchant_id: merchant,
+            mode: malipo::domain::Mode::Test,
+            amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
+                .unwrap(),
+            reference: "MARA-0042".into(),
+            description: "Again".into(),
+            success_url: "https://lodge.example/ok".into(),
+            cancel_url: "https://lodge.example/no".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 900,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        app.payments.start_mpesa(&again.id, "0712345678").await,
+        Err(malipo::payments::PayError::PreviousUnconfirmed)
+    ));
+    // Another shop's session is not held.
+    let elsewhere = new_session(&app).await;
+    assert!(
+        app.payments
+            .start_mpesa(&elsewhere, "0712345678")
+            .await
+            .is_ok()
+    );
+}
