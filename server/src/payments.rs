@@ -279,7 +279,7 @@ impl Payments {
             )
             .await;
         let attempt = match inserted {
-            Ok(Inserted::Attempt(a)) => a,
+            Ok(Inserted::Attempt(a)) => *a,
             // Expired or paid since we looked: the conditional insert refused it.
             Ok(Inserted::SessionNotOpen) => return Err(PayError::SessionNotOpen),
             Ok(Inserted::SessionCap) => {
@@ -595,7 +595,7 @@ impl Payments {
                 tracing::warn!(error = %e, "poller failed; retrying");
             }
             // Every 30 s, and at start-up: stored callbacks that never took effect.
-            if ticks % 30 == 0
+            if ticks.is_multiple_of(30)
                 && let Err(e) = self.redrive_callbacks().await
             {
                 tracing::warn!(error = %e, "re-driving callbacks failed; retrying");

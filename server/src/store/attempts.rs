@@ -106,7 +106,7 @@ pub struct AttemptCaps {
 /// What [`Store::insert_attempt_capped`] did.
 #[derive(Debug, Clone)]
 pub enum Inserted {
-    Attempt(AttemptRecord),
+    Attempt(Box<AttemptRecord>),
     /// Expired, paid, or past its expiry.
     SessionNotOpen,
     /// The session has had its attempts.
@@ -235,7 +235,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<AttemptRecord>, StoreError> {
         Ok(match self.insert_attempt_capped(new, now, None).await? {
-            Inserted::Attempt(a) => Some(a),
+            Inserted::Attempt(a) => Some(*a),
             _ => None,
         })
     }
@@ -346,7 +346,7 @@ impl Store {
                 id: id.to_string(),
                 what: "vanished after insert".into(),
             })
-            .map(Inserted::Attempt)
+            .map(|a| Inserted::Attempt(Box::new(a)))
     }
 
     pub async fn attempt(&self, id: &AttemptId) -> Result<Option<AttemptRecord>, StoreError> {
