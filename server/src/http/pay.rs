@@ -52,18 +52,27 @@ struct PayForm {
 }
 
 /// True when the browser says the post came from another site. Browsers send
-/// `Sec-Fetch-Site` and `Origin` on form posts; proxy browsers (Opera Mini) may send
-/// neither, and then the form token alone decides.
+/// `Sec-Fetch-Site` on form posts, and it decides. `Origin` counts when it names a
+/// site: our own pages send `Origin: null` (their `Referrer-Policy: no-referrer` makes
+/// browsers hide it), so `null` says nothing. Proxy browsers (Opera Mini) may send
+/// neither; then the form token alone decides.
 fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = header("sec-fetch-site")
-        && !matches!(site, "same-origin" | "none")
-    {
-        return true;
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
     }
     match header("origin") {
-        Some(origin) => crate::embed::parse_origin(public_url).as_deref() != Some(origin),
-        None => false,
+        None | Some("null") => false,
+        Some(origin) => {
+            let ours = crate::embed::parse_origin(public_url);
+            // The page's own address as this request reached us (a proxy may serve it
+            // under another name than the public URL's).
+            let host = header("host").map(|h| h.to_ascii_lowercase());
+            let authority = origin
+                .split_once("://")
+                .map(|(_, a)| a.to_ascii_lowercase());
+            ours.as_deref() != Some(origin) && (host.is_none() || authority != host)
+        }
     }
 }
 
