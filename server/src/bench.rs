@@ -165,6 +165,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     config.public_url = String::new();
     config.log = "warn".into();
     config.database_max_connections = 8;
+    // The merchant's webhook receiver below listens on loopback: allowed explicitly.
+    config.webhooks.allow_hosts = vec!["127.0.0.1".into()];
+    config.sandbox_merchant_listen = None;
     let app = Application::build(config).await?;
     let malipo = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();

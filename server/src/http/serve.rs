@@ -37,6 +37,11 @@ pub async fn serve(
             },
             () = stopped(&mut stop) => break,
         };
+        // Small writes (event-stream lines) go out at once, not after Nagle's wait for
+        // the client's delayed ACK (40 ms on Linux).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
         let service = router
             .clone()
             .map_request(move |req: Request<hyper::body::Incoming>| {
