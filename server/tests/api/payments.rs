@@ -643,9 +643,14 @@ async fn an_answer_that_never_becomes_final_is_left_for_reconciliation() {
     let sid = new_session(&app).await;
     let now = malipo::time::now_ms();
     let started = now - malipo::payments::UNKNOWN_AFTER_MS - 1_000;
-    let attempt = attempt_with_token(&app, &sid, "t", Some(now), started).await;
+    // Not due until it has its CheckoutRequestID (the background poller runs too).
+    let attempt = attempt_with_token(&app, &sid, "t", None, started).await;
     app.store
         .set_operator_request_id(&attempt.id, "ws_CO_never_final", now)
+        .await
+        .unwrap();
+    app.store
+        .reschedule_poll(&attempt.id, now, now)
         .await
         .unwrap();
     app.payments.poll_due().await.unwrap();
@@ -655,9 +660,13 @@ async fn an_answer_that_never_becomes_final_is_left_for_reconciliation() {
 
     let other = new_session(&app).await;
     let old = now - malipo::payments::RECONCILE_AFTER_MS - 1_000;
-    let stale = attempt_with_token(&app, &other, "t2", Some(now), old).await;
+    let stale = attempt_with_token(&app, &other, "t2", None, old).await;
     app.store
         .set_operator_request_id(&stale.id, "ws_CO_never_final_2", now)
+        .await
+        .unwrap();
+    app.store
+        .reschedule_poll(&stale.id, now, now)
         .await
         .unwrap();
     app.payments.poll_due().await.unwrap();
