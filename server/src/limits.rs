@@ -10,16 +10,16 @@ use std::{
 
 /// A sliding-window counter per client address. An IPv6 /64 counts as one address (a
 /// home or phone usually gets a whole /64).
-pub struct RateLimiter {
+pub struct RateLimiter<K = u128> {
     max: usize,
     window_ms: i64,
-    hits: Mutex<HashMap<u128, VecDeque<i64>>>,
+    hits: Mutex<HashMap<K, VecDeque<i64>>>,
 }
 
 /// Beyond this many tracked addresses, idle ones are forgotten on the next call.
 const PRUNE_ABOVE: usize = 50_000;
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     pub fn new(max: u32, window_secs: u64) -> Self {
         RateLimiter {
             max: usize::try_from(max).unwrap_or(usize::MAX),
@@ -30,15 +30,15 @@ impl RateLimiter {
         }
     }
 
-    /// Counts a request from `ip` at `now` (unix ms). `Err(secs)`: over the limit, and
+    /// Counts a request for `k` at `now` (unix ms). `Err(secs)`: over the limit, and
     /// how long until the window frees a place; the refused request is not counted.
-    pub fn check(&self, ip: IpAddr, now: i64) -> Result<(), i64> {
+    pub fn check_key(&self, k: K, now: i64) -> Result<(), i64> {
         let since = now.saturating_sub(self.window_ms);
         let mut hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
         if hits.len() > PRUNE_ABOVE {
             hits.retain(|_, times| times.back().is_some_and(|t| *t > since));
         }
-        let times = hits.entry(key(ip)).or_default();
+        let times = hits.entry(k).or_default();
         while times.front().is_some_and(|t| *t <= since) {
             times.pop_front();
         }
@@ -48,6 +48,13 @@ impl RateLimiter {
         }
         times.push_back(now);
         Ok(())
+    }
+}
+
+impl RateLimiter<u128> {
+    /// Counts a request from `ip` (an IPv6 /64 counts as one address).
+    pub fn check(&self, ip: IpAddr, now: i64) -> Result<(), i64> {
+        self.check_key(key(ip), now)
     }
 }
 

@@ -33,6 +33,8 @@ pub struct AppState {
     pub refusals: Arc<crate::limits::RecentOnce>,
     /// Live payment state for the pages' event streams.
     pub live: Arc<crate::live::LiveHub>,
+    /// Redeliveries per merchant and mode.
+    pub redeliveries: Arc<crate::limits::RateLimiter<(String, &'static str)>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -147,6 +149,10 @@ impl Application {
                 config.limits.ip_window_secs,
             )),
             refusals: Arc::new(crate::limits::RecentOnce::new(60_000)),
+            redeliveries: Arc::new(crate::limits::RateLimiter::new(
+                crate::api::events::REDELIVERIES_PER_MINUTE,
+                60,
+            )),
             live: crate::live::LiveHub::new(
                 store.clone(),
                 crate::live::StreamLimits {

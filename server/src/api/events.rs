@@ -161,13 +161,15 @@ pub async fn deliveries(
 }
 
 /// Sends the event again, now, to every current endpoint that subscribes to it, and
-/// answers with its deliveries. The event keeps its id, so receivers de-duplicate.
+/// answers with its deliveries. The event keeps its id, so receivers de-duplicate. At
+/// most [`REDELIVERIES_PER_MINUTE`] per merchant and mode.
 #[utoipa::path(post, path = "/v1/events/{id}/redeliver", tag = "webhooks",
     params(("id" = String, Path, description = "evt_…"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
     responses(
         (status = 200, description = "Scheduled now; the event's deliveries", body = List<WebhookDeliveryObject>),
         PostErrors,
         (status = 404, description = "No such event (`event_not_found`)", body = ErrorBody),
+        (status = 429, description = "More than 20 redeliveries a minute for this merchant and mode (`rate_limited`); `Retry-After` says when", body = ErrorBody),
     )
 )]
 pub async fn redeliver(
@@ -176,6 +178,14 @@ pub async fn redeliver(
     Path(id): Path<String>,
 ) -> Result<Json<List<WebhookDeliveryObject>>, ApiError> {
     let event = owned_event(&state, &caller, &id).await?;
+    // Redelivery re-fires on demand: bounded, so it cannot be a load generator.
+    state
+        .redeliveries
+        .check_key(
+            (caller.merchant_id.to_string(), caller.mode.as_str()),
+            now_ms(),
+        )
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let scheduled = state.store.redeliver(&event, now_ms()).await?;
     tracing::info!(event = %event.id, scheduled, "event redelivery scheduled");
     state.webhooks.wake();
@@ -185,6 +195,9 @@ pub async fn redeliver(
         false,
     )))
 }
+
+/// Redeliveries one merchant may ask for per minute, per mode.
+pub const REDELIVERIES_PER_MINUTE: u32 = 20;
 
 /// An event of this merchant in this mode; anyone else's reads as not found.
 async fn owned_event(state: &AppState, caller: &Caller, id: &str) -> Result<StoredEvent, ApiError> {

@@ -5,7 +5,8 @@
 mod account;
 mod auth;
 mod body;
-mod events;
+pub(crate) mod events;
+pub use events::REDELIVERIES_PER_MINUTE;
 mod idempotency;
 pub mod openapi;
 mod sessions;

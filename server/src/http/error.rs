@@ -37,6 +37,7 @@ pub const ERROR_CODES: &[&str] = &[
     "payment_pending",
     "idempotency_key_in_use",
     "request_too_large",
+    "rate_limited",
     "idempotency_key_reused",
     "database_unavailable",
     "internal_error",
@@ -76,6 +77,9 @@ pub enum ApiError {
     /// 409 `idempotency_key_in_use`: a request with this key is still running.
     #[error("idempotency key in use")]
     IdempotencyKeyInUse,
+    /// 429 `rate_limited`: too many of these requests; retry after the given seconds.
+    #[error("rate limited")]
+    RateLimited { retry_after: i64 },
     /// 413 `request_too_large`: the body is over 64 KiB.
     #[error("request too large")]
     RequestTooLarge,
@@ -112,6 +116,7 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,6 +135,7 @@ impl ApiError {
             ApiError::PaymentPending => "payment_pending",
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::RequestTooLarge => "request_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -157,6 +163,9 @@ impl ApiError {
                     .into()
             }
             ApiError::RequestTooLarge => "The request body is larger than 64 KiB.".into(),
+            ApiError::RateLimited { retry_after } => {
+                format!("Too many of these requests; retry in {retry_after} s.")
+            }
             ApiError::IdempotencyKeyReused => {
                 "This Idempotency-Key was used with different parameters.".into()
             }
@@ -192,6 +201,12 @@ impl IntoResponse for ApiError {
         {
             error["param"] = json!(param);
         }
-        (self.status(), Json(json!({ "error": error }))).into_response()
+        let mut res = (self.status(), Json(json!({ "error": error }))).into_response();
+        if let ApiError::RateLimited { retry_after } = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
+        {
+            res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        res
     }
 }

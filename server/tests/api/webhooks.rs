@@ -877,3 +877,49 @@ async fn deliveries_never_reach_private_addresses_unless_allowed() {
         "nothing reached the receiver"
     );
 }
+
+#[tokio::test]
+async fn redelivery_is_rate_limited_per_merchant() {
+    let app = spawn_app_with(Db::Sqlite, |_| {}).await;
+    let m = merchant(&app, "Eager Lodge").await;
+    let other = merchant(&app, "Calm Lodge").await;
+    let mut events = Vec::new();
+    for who in [&m, &other] {
+        let session = new_session(&app, who).await;
+        api(
+            &app,
+            who,
+            "POST",
+            &format!("/v1/checkout/sessions/{session}/expire"),
+            None,
+        )
+        .await;
+        let (_, list) = api(&app, who, "GET", "/v1/events", None).await;
+        events.push(list["data"][0]["id"].as_str().unwrap().to_owned());
+    }
+    let path = |e: &str| format!("/v1/events/{e}/redeliver");
+    for _ in 0..malipo::api::REDELIVERIES_PER_MINUTE {
+        assert_eq!(api(&app, &m, "POST", &path(&events[0]), None).await.0, 200);
+    }
+    let res = app
+        .client
+        .post(format!("{}{}", app.addr, path(&events[0])))
+        .bearer_auth(&m.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    let wait: i64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another merchant is not held back by this one.
+    assert_eq!(
+        api(&app, &other, "POST", &path(&events[1]), None).await.0,
+        200
+    );
+}
