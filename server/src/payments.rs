@@ -318,6 +318,9 @@ impl Payments {
                 self.store
                     .set_operator_request_id(&attempt.id, &accepted.checkout_request_id, now_ms())
                     .await?;
+                // If the answer was so slow that the attempt was already given up as
+                // unknown (no id to ask with), ask again now that there is one.
+                self.store.resume_polling(&attempt.id, now_ms()).await?;
             }
             // Daraja said no: nothing reached the phone.
             Err(ConnectorError::Rejected { code, message }) => {

@@ -678,35 +678,6 @@ impl Store {
             .collect()
     }
 
-    /// How many attempts (prompts) went to `payer` since `since`, across every session
-    /// and merchant, and the oldest of their times (when the window frees a place).
-    pub async fn prompts_to_payer_since(
-        &self,
-        payer: &str,
-        since: i64,
-    ) -> Result<(i64, Option<i64>), StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM payment_attempts \
-             WHERE payer = $1 AND created_at > $2",
-        )
-        .bind(payer)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((row.try_get("n")?, row.try_get("oldest")?))
-    }
-
-    /// How many attempts a session has had.
-    pub async fn attempt_count(&self, session_id: &SessionId) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) AS n FROM payment_attempts WHERE session_id = $1")
-                .bind(session_id.as_str())
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?,
-        )
-    }
-
     /// Records that a pay request for the session was refused by a limit: in the
     /// session's log and, for the merchant, as a `payment.refused` event.
     pub async fn record_refusal(
@@ -801,6 +772,21 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(AttemptRecord::from_row).collect()
+    }
+
+    /// Resumes asking about an attempt left for reconciliation only because it had no
+    /// operator id to ask with, now that it has one (the push's answer came late).
+    pub async fn resume_polling(&self, id: &AttemptId, at: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE payment_attempts SET next_poll_at = $2 WHERE id = $1 \
+             AND status = 'unknown' AND next_poll_at IS NULL AND operator_request_id IS NOT NULL",
+        )
+        .bind(id.as_str())
+        .bind(at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Pushes a pending attempt's next poll back and counts the poll; an unknown one

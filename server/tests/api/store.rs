@@ -608,6 +608,25 @@ async fn an_unknown_outcome_stays_open_and_is_surfaced(store: TestStore) {
             .iter()
             .any(|r| r.id == attempt.id)
     );
+    // An operator id learnt late (the push's answer came after all) resumes the asking;
+    // without one, nothing to resume.
+    assert!(!store.resume_polling(&attempt.id, 910_000).await.unwrap());
+    assert!(
+        store
+            .set_operator_request_id(&attempt.id, "ws_CO_late_answer", 910_000)
+            .await
+            .unwrap()
+    );
+    assert!(store.resume_polling(&attempt.id, 910_000).await.unwrap());
+    assert_eq!(
+        store
+            .attempts_due_for_poll(910_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "asked about again"
+    );
     // The session stays open for another try, and a later answer still settles it.
     assert_eq!(
         store.session(&session.id).await.unwrap().unwrap().status,
