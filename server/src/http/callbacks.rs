@@ -17,8 +17,13 @@ use serde_json::json;
 
 use crate::{payments::CallbackError, startup::AppState};
 
+/// The largest callback body read: Daraja's are about 1 KiB.
+pub const MAX_CALLBACK_BODY: usize = 64 * 1024;
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/callbacks/mpesa/{attempt}/{token}", post(mpesa))
+    Router::new()
+        .route("/callbacks/mpesa/{attempt}/{token}", post(mpesa))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BODY))
 }
 
 async fn mpesa(
@@ -35,7 +40,7 @@ async fn mpesa(
         )
             .into_response(),
         Err(CallbackError::Store(e)) => {
-            tracing::error!(error = %e, "callback not recorded; the poller will settle the attempt");
+            tracing::error!(error = %e, "callback not applied; a kept body is re-driven, and the poller settles pending attempts");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
