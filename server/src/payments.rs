@@ -383,25 +383,24 @@ impl Payments {
     /// Acts on a callback body already stored for attempt `id`. Idempotent: a body
     /// applied twice changes nothing the second time.
     async fn apply_callback(&self, id: &AttemptId, body: &[u8]) -> Result<(), CallbackError> {
-        let id = id.clone();
         let cb = serde_json::from_slice::<CallbackEnvelope>(body)
             .map_err(|_| CallbackError::BadBody)?
             .body
             .stk_callback;
         let mut attempt = self
             .store
-            .attempt(&id)
+            .attempt(id)
             .await?
             .ok_or(CallbackError::Forbidden)?;
         // The push's answer was lost, but Daraja did send it: the token proves the
         // callback is for this attempt, so learn its CheckoutRequestID now.
         if attempt.operator_request_id.is_none() {
             self.store
-                .set_operator_request_id(&id, &cb.checkout_request_id, now_ms())
+                .set_operator_request_id(id, &cb.checkout_request_id, now_ms())
                 .await?;
             attempt = self
                 .store
-                .attempt(&id)
+                .attempt(id)
                 .await?
                 .ok_or(CallbackError::Forbidden)?;
         }
@@ -426,7 +425,7 @@ impl Payments {
                     tracing::error!(attempt = %id, amount_ok, phone_ok, "success callback for a closed attempt does not match; kept for reconciliation");
                 } else {
                     tracing::warn!(attempt = %id, amount_ok, phone_ok, "success callback does not match; confirming by query");
-                    self.store.reschedule_poll(&id, now_ms(), now_ms()).await?;
+                    self.store.reschedule_poll(id, now_ms(), now_ms()).await?;
                 }
                 return Ok(());
             };
@@ -436,7 +435,7 @@ impl Payments {
             };
             match self
                 .store
-                .finalize_attempt(&id, AttemptStatus::Succeeded, &result, "callback", now_ms())
+                .finalize_attempt(id, AttemptStatus::Succeeded, &result, "callback", now_ms())
                 .await
             {
                 Ok(true) => {
@@ -458,7 +457,7 @@ impl Payments {
                 result.failure_detail = Some(format!("{} {}", cb.result_code, cb.result_desc));
                 if self
                     .store
-                    .finalize_attempt(&id, status, &result, "callback", now_ms())
+                    .finalize_attempt(id, status, &result, "callback", now_ms())
                     .await?
                 {
                     self.changed(&attempt.session_id);
@@ -466,7 +465,7 @@ impl Payments {
             }
             None => {
                 tracing::warn!(attempt = %id, code = %cb.result_code, "unrecognised ResultCode; kept open, will query");
-                self.store.reschedule_poll(&id, now_ms(), now_ms()).await?;
+                self.store.reschedule_poll(id, now_ms(), now_ms()).await?;
             }
         }
         Ok(())

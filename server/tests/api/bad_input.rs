@@ -2,7 +2,7 @@
 //! to the operator callback route. Each must get a clear 4xx (never a 5xx) and leave
 //! nothing written half-way.
 
-use crate::helpers::{TestApp, seed_session, spawn_app};
+use crate::helpers::{TestApp, attempt_with_token, seed_session, spawn_app};
 use malipo::{domain::SessionId, store::AttemptStatus};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -154,23 +154,8 @@ async fn hostile_callback_bodies_never_settle_anything_or_fail_loudly() {
     let app = spawn_app().await;
     let (_, session) = seed_session(&app, "Corpus Camp", 900).await;
     let sid = SessionId::parse(&session).unwrap();
-    let attempt = app
-        .store
-        .insert_attempt(
-            &malipo::store::NewAttempt {
-                session_id: sid.clone(),
-                rail: "mpesa".into(),
-                amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
-                    .unwrap(),
-                payer: Some("254712345678".into()),
-                callback_token_hash: Some(malipo::domain::keys::hash_token("corpus")),
-                next_poll_at: None,
-            },
-            malipo::time::now_ms(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let attempt =
+        attempt_with_token(&app.store, &sid, "corpus", None, malipo::time::now_ms()).await;
     app.store
         .set_operator_request_id(&attempt.id, "ws_CO_corpus", 1)
         .await

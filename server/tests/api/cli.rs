@@ -307,42 +307,17 @@ async fn reconcile_lists_unknown_outcomes_and_duplicates() {
     let store = malipo::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 1)
         .await
         .unwrap();
-    let m = malipo::merchants::create(&store, "Reconcile Lodge")
-        .await
-        .unwrap();
     let checkout = malipo::checkout::CheckoutService::new(store.clone(), "http://x".into());
-    let session = checkout
-        .create(malipo::checkout::CreateSession {
-            merchant_id: m.merchant.id.clone(),
-            mode: malipo::domain::Mode::Test,
-            amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
-                .unwrap(),
-            reference: "R-1".into(),
-            description: "Deposit".into(),
-            success_url: "https://lodge.example/ok".into(),
-            cancel_url: "https://lodge.example/no".into(),
-            customer_phone: None,
-            customer_email: None,
-            metadata: Default::default(),
-            expires_in_secs: 900,
-        })
-        .await
-        .unwrap();
-    let attempt = store
-        .insert_attempt(
-            &malipo::store::NewAttempt {
-                session_id: session.id.clone(),
-                rail: "mpesa".into(),
-                amount: session.amount,
-                payer: Some("254712345678".into()),
-                callback_token_hash: None,
-                next_poll_at: None,
-            },
-            malipo::time::now_ms(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, session) =
+        crate::helpers::open_kes_session(&store, &checkout, "Reconcile Lodge", 900).await;
+    let attempt = crate::helpers::attempt_with_token(
+        &store,
+        &session.id,
+        "reconcile",
+        None,
+        malipo::time::now_ms(),
+    )
+    .await;
     store
         .mark_unknown(&attempt.id, "no answer", None, malipo::time::now_ms())
         .await

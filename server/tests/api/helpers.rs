@@ -230,6 +230,32 @@ pub async fn open_kes_session(
     (created.merchant.id, session)
 }
 
+/// A pending KES 1,500 M-PESA attempt from 254712345678 on `sid`, with a known callback
+/// `token` and no CheckoutRequestID (as if the push's answer had been lost).
+pub async fn attempt_with_token(
+    store: &Store,
+    sid: &malipo::domain::SessionId,
+    token: &str,
+    next_poll_at: Option<i64>,
+    created_at: i64,
+) -> malipo::store::AttemptRecord {
+    store
+        .insert_attempt(
+            &malipo::store::NewAttempt {
+                session_id: sid.clone(),
+                rail: "mpesa".into(),
+                amount: Money::new(150_000, Currency::Kes).expect("money"),
+                payer: Some("254712345678".into()),
+                callback_token_hash: Some(malipo::domain::keys::hash_token(token)),
+                next_poll_at,
+            },
+            created_at,
+        )
+        .await
+        .expect("insert attempt")
+        .expect("the session is open")
+}
+
 /// Whether the live-status block `data-live="{which}"` is shown (present and not
 /// `hidden`) in a rendered page.
 pub fn shown(html: &str, which: &str) -> bool {

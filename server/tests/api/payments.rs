@@ -2,8 +2,8 @@
 //! sandbox Daraja and handset, over real HTTP, with real callbacks.
 
 use crate::helpers::{
-    Db, TestApp, accept, open_kes_session, prompts, seed_session, spawn_app, test_config, test_db,
-    wait_for,
+    Db, TestApp, accept, attempt_with_token, open_kes_session, prompts, seed_session, spawn_app,
+    test_config, test_db, wait_for,
 };
 use malipo::{
     domain::SessionId,
@@ -269,8 +269,14 @@ async fn forged_and_mismatched_callbacks_change_nothing() {
     // With the right token, a "success" whose amount or phone does not match the attempt
     // is not believed (the query decides); a matching one settles it.
     let other = new_session(&app).await;
-    let planted =
-        attempt_with_token(&app, &other, "known-token", None, malipo::time::now_ms()).await;
+    let planted = attempt_with_token(
+        &app.store,
+        &other,
+        "known-token",
+        None,
+        malipo::time::now_ms(),
+    )
+    .await;
     let planted_request = "ws_CO_planted";
     assert!(
         app.store
@@ -368,31 +374,27 @@ async fn a_pending_attempt_survives_a_restart() {
     assert_eq!(s.payment_status, PaymentStatus::Paid);
 }
 
-/// A pending attempt for 254712345678 with a known callback token and no
-/// CheckoutRequestID (as if the push's answer had been lost).
-async fn attempt_with_token(
+/// A planted attempt (see `helpers::attempt_with_token`) that already knows its
+/// CheckoutRequestID and is due for a status query now. It is due only once it has the
+/// id, so the background poller never sees it without one.
+async fn attempt_due_with_request_id(
     app: &TestApp,
     sid: &SessionId,
     token: &str,
-    next_poll_at: Option<i64>,
     created_at: i64,
+    request_id: &str,
 ) -> AttemptRecord {
+    let now = malipo::time::now_ms();
+    let attempt = attempt_with_token(&app.store, sid, token, None, created_at).await;
     app.store
-        .insert_attempt(
-            &malipo::store::NewAttempt {
-                session_id: sid.clone(),
-                rail: "mpesa".into(),
-                amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
-                    .unwrap(),
-                payer: Some("254712345678".into()),
-                callback_token_hash: Some(malipo::domain::keys::hash_token(token)),
-                next_poll_at,
-            },
-            created_at,
-        )
+        .set_operator_request_id(&attempt.id, request_id, now)
         .await
-        .unwrap()
-        .expect("the session is open")
+        .unwrap();
+    app.store
+        .reschedule_poll(&attempt.id, now, now)
+        .await
+        .unwrap();
+    attempt
 }
 
 #[tokio::test]
@@ -423,7 +425,7 @@ async fn a_push_whose_answer_is_lost_stays_pending_and_a_callback_still_settles_
     let app = spawn_app().await;
     let sid = new_session(&app).await;
     let planted = attempt_with_token(
-        &app,
+        &app.store,
         &sid,
         "lost-answer",
         Some(malipo::time::now_ms()),
@@ -453,7 +455,7 @@ async fn an_unconfirmed_push_becomes_unknown_never_failed() {
     let app = spawn_app().await;
     let sid = new_session(&app).await;
     let now = malipo::time::now_ms();
-    let recent = attempt_with_token(&app, &sid, "lost-answer", Some(now), now).await;
+    let recent = attempt_with_token(&app.store, &sid, "lost-answer", Some(now), now).await;
     app.payments.poll_due().await.unwrap();
     assert_eq!(
         app.store.attempt(&recent.id).await.unwrap().unwrap().status,
@@ -462,7 +464,7 @@ async fn an_unconfirmed_push_becomes_unknown_never_failed() {
 
     let other = new_session(&app).await;
     let old = attempt_with_token(
-        &app,
+        &app.store,
         &other,
         "lost-answer",
         Some(now - malipo::payments::UNCONFIRMED_PUSH_MS - 1_000),
@@ -571,7 +573,7 @@ async fn a_success_after_a_timeout_is_never_dropped() {
     let app = spawn_app().await;
     let sid = new_session(&app).await;
     let now = malipo::time::now_ms();
-    let attempt = attempt_with_token(&app, &sid, "late-token", None, now).await;
+    let attempt = attempt_with_token(&app.store, &sid, "late-token", None, now).await;
     app.store
         .set_operator_request_id(&attempt.id, "ws_CO_late", now)
         .await
@@ -643,16 +645,7 @@ async fn an_answer_that_never_becomes_final_is_left_for_reconciliation() {
     let sid = new_session(&app).await;
     let now = malipo::time::now_ms();
     let started = now - malipo::payments::UNKNOWN_AFTER_MS - 1_000;
-    // Not due until it has its CheckoutRequestID (the background poller runs too).
-    let attempt = attempt_with_token(&app, &sid, "t", None, started).await;
-    app.store
-        .set_operator_request_id(&attempt.id, "ws_CO_never_final", now)
-        .await
-        .unwrap();
-    app.store
-        .reschedule_poll(&attempt.id, now, now)
-        .await
-        .unwrap();
+    let attempt = attempt_due_with_request_id(&app, &sid, "t", started, "ws_CO_never_final").await;
     app.payments.poll_due().await.unwrap();
     let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();
     assert_eq!(a.status, AttemptStatus::Unknown);
@@ -660,15 +653,7 @@ async fn an_answer_that_never_becomes_final_is_left_for_reconciliation() {
 
     let other = new_session(&app).await;
     let old = now - malipo::payments::RECONCILE_AFTER_MS - 1_000;
-    let stale = attempt_with_token(&app, &other, "t2", None, old).await;
-    app.store
-        .set_operator_request_id(&stale.id, "ws_CO_never_final_2", now)
-        .await
-        .unwrap();
-    app.store
-        .reschedule_poll(&stale.id, now, now)
-        .await
-        .unwrap();
+    let stale = attempt_due_with_request_id(&app, &other, "t2", old, "ws_CO_never_final_2").await;
     app.payments.poll_due().await.unwrap();
     let a = app.store.attempt(&stale.id).await.unwrap().unwrap();
     assert_eq!(a.status, AttemptStatus::Unknown);
@@ -697,7 +682,7 @@ async fn a_stored_success_that_failed_to_apply_is_applied_again() {
     let app = spawn_app().await;
     let sid = new_session(&app).await;
     let now = malipo::time::now_ms();
-    let attempt = attempt_with_token(&app, &sid, "redrive", None, now).await;
+    let attempt = attempt_with_token(&app.store, &sid, "redrive", None, now).await;
     app.store
         .set_operator_request_id(&attempt.id, "ws_CO_redrive", now)
         .await
@@ -746,7 +731,7 @@ async fn an_unconfirmed_payment_holds_a_new_push_on_another_session_too() {
     let app = spawn_app().await;
     let first = new_session(&app).await;
     let now = malipo::time::now_ms();
-    let stuck = attempt_with_token(&app, &first, "stuck", None, now).await;
+    let stuck = attempt_with_token(&app.store, &first, "stuck", None, now).await;
     app.store
         .mark_unknown(&stuck.id, "no answer", None, now)
         .await

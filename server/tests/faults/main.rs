@@ -297,13 +297,13 @@ async fn proxy(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     p.forward(&method, &path, &headers, &body).await
 }
 
-/// A verified event: its type, session, and (for `payment.*`) the payment and status.
-type Seen = (String, String, Option<String>, Option<String>);
+/// A verified event: its type, session, and (for `payment.*`) the payment.
+type Seen = (String, String, Option<String>);
 
 /// Signed webhooks as a merchant receives them.
 struct Receiver {
     secret: Mutex<String>,
-    /// Every verified event by id: (type, session, payment id, payment status).
+    /// Every verified event by id: (type, session, payment id).
     events: Mutex<HashMap<String, Seen>>,
     bad_signatures: AtomicUsize,
 }
@@ -322,18 +322,17 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
     let v: Value = serde_json::from_slice(&body).unwrap();
     let kind = v["type"].as_str().unwrap_or("").to_owned();
     let object = &v["data"]["object"];
-    let (session, payment, status) = if kind.starts_with("checkout.session.") {
-        (object["id"].as_str().unwrap_or("").to_owned(), None, None)
+    let (session, payment) = if kind.starts_with("checkout.session.") {
+        (object["id"].as_str().unwrap_or("").to_owned(), None)
     } else {
         (
             object["checkout_session"].as_str().unwrap_or("").to_owned(),
             object["id"].as_str().map(str::to_owned),
-            object["status"].as_str().map(str::to_owned),
         )
     };
     r.events.lock().unwrap().insert(
         v["id"].as_str().unwrap().to_owned(),
-        (kind, session, payment, status),
+        (kind, session, payment),
     );
     StatusCode::OK
 }
@@ -705,7 +704,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
     let completed_hooks: HashMap<String, usize> =
         events
             .values()
-            .fold(HashMap::new(), |mut m, (kind, session, _, _)| {
+            .fold(HashMap::new(), |mut m, (kind, session, _)| {
                 if kind == "checkout.session.completed" {
                     *m.entry(session.clone()).or_default() += 1;
                 }
@@ -714,7 +713,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
     let unknown_hooks: HashSet<String> = events
         .values()
         .filter(|(kind, ..)| kind == "payment.unknown")
-        .filter_map(|(_, _, payment, _)| payment.clone())
+        .filter_map(|(_, _, payment)| payment.clone())
         .collect();
 
     // Lost: approved on the handset, yet neither recorded as succeeded nor surfaced to
@@ -755,7 +754,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
     // Per payment: a succeeded one is announced succeeded exactly once; one that did
     // not succeed is never announced as succeeded.
     let mut announced: HashMap<String, Vec<String>> = HashMap::new();
-    for (kind, _, payment, _) in events.values() {
+    for (kind, _, payment) in events.values() {
         if let Some(p) = payment {
             announced.entry(p.clone()).or_default().push(kind.clone());
         }
