@@ -161,6 +161,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let mut config = Config::load_from(None, |_| None)?;
     config.database_url = SecretString::from(format!("sqlite://{}/bench.db", dir.display()));
+    config.master_key_file = dir.join("master.key");
     config.listen = "127.0.0.1:0".parse()?;
     config.public_url = String::new();
     config.log = "warn".into();

@@ -582,10 +582,14 @@ fn print_endpoint(e: &crate::store::EndpointRecord, now: i64, json: bool) {
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.database_url, 2)
+    let mut store = Store::connect(&config.database_url, 2)
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("migrating the database")?;
+    store
+        .set_master_key(config.load_master_key()?)
+        .await
+        .context("opening the secrets at rest")?;
     tracing::info!(backend = store.backend().as_str(), "database ready");
     Ok(store)
 }

@@ -70,6 +70,18 @@ pub struct Config {
     /// Seconds a client may take to send a request's headers (slowloris).
     /// Env `MALIPO_HEADER_READ_TIMEOUT_SECS`; default 10.
     pub header_read_timeout_secs: u64,
+    /// The master key that webhook signing secrets and per-install secrets are sealed
+    /// under in the database: 64 hex digits (`openssl rand -hex 32`). Wins over
+    /// `master_key_file`.
+    /// Env `MALIPO_MASTER_KEY`; default none.
+    #[serde(deserialize_with = "secret")]
+    pub master_key: SecretString,
+    /// A file holding the master key (64 hex digits), used when `master_key` is empty.
+    /// If it does not exist and live mode is off, a new key is written there on start;
+    /// with live mode on (`[mpesa_live]` set), Malipo refuses to start without a key.
+    /// Keep it out of database backups: it is what makes them useless to a thief.
+    /// Env `MALIPO_MASTER_KEY_FILE`; default `malipo-master.key`.
+    pub master_key_file: PathBuf,
     /// Test mode's Daraja (M-PESA Express) credentials: the `[mpesa]` table. By default
     /// the built-in sandbox; may point at Safaricom's own sandbox.
     pub mpesa: MpesaConfig,
@@ -252,6 +264,40 @@ impl Config {
 
 impl Config {
     /// Where live mode's Daraja connector sends requests, if live M-PESA is on.
+    /// The master key: `master_key` if set, else the one in `master_key_file`, which a
+    /// test-only install creates on first start. Live mode never runs on a key it made
+    /// up itself: it must be given one.
+    pub fn load_master_key(&self) -> Result<crate::sealing::MasterKey, ConfigError> {
+        let invalid = |why: String| ConfigError::Invalid {
+            field: "master_key",
+            why,
+        };
+        if !self.master_key.expose_secret().is_empty() {
+            return crate::sealing::MasterKey::from_hex(self.master_key.expose_secret())
+                .map_err(|e| invalid(e.to_string()));
+        }
+        let live = self.mpesa_live_base_url().is_some();
+        if live && !self.master_key_file.exists() {
+            return Err(invalid(format!(
+                "live mode is on but there is no master key: set MALIPO_MASTER_KEY, or put \
+                 one in {} (64 hex digits, e.g. from `openssl rand -hex 32`)",
+                self.master_key_file.display()
+            )));
+        }
+        let (key, created) =
+            crate::sealing::MasterKey::load_or_create(&self.master_key_file, !live)
+                .map_err(|e| invalid(e.to_string()))?;
+        if created {
+            tracing::warn!(
+                path = %self.master_key_file.display(),
+                key = key.id(),
+                "no master key configured: made a new one for this test-mode install; \
+                 keep the file, or the secrets in the database cannot be read"
+            );
+        }
+        Ok(key)
+    }
+
     pub fn mpesa_live_base_url(&self) -> Option<String> {
         let url = self.mpesa_live.base_url.trim_end_matches('/');
         (!url.is_empty()).then(|| url.to_owned())
@@ -323,6 +369,8 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             trusted_proxies: Vec::new(),
+            master_key: SecretString::from(""),
+            master_key_file: PathBuf::from("malipo-master.key"),
             mpesa: MpesaConfig::default(),
             mpesa_live: MpesaConfig {
                 base_url: String::new(),
@@ -407,6 +455,12 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_DATABASE_MAX_CONNECTIONS") {
             self.database_max_connections = parse("MALIPO_DATABASE_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = env("MALIPO_MASTER_KEY") {
+            self.master_key = SecretString::from(v);
+        }
+        if let Some(v) = env("MALIPO_MASTER_KEY_FILE") {
+            self.master_key_file = PathBuf::from(v);
         }
         if let Some(v) = env("MALIPO_LISTEN") {
             self.listen = parse("MALIPO_LISTEN", v)?;
@@ -575,6 +629,14 @@ impl Config {
         }
         self.public_url = url;
         self.check_mpesa_live()?;
+        if !self.master_key.expose_secret().is_empty()
+            && crate::sealing::MasterKey::from_hex(self.master_key.expose_secret()).is_err()
+        {
+            return Err(ConfigError::Invalid {
+                field: "master_key",
+                why: "must be 64 hex digits (32 bytes)".into(),
+            });
+        }
         let w = &self.webhooks;
         if w.timeout_secs == 0 || w.retry_base_ms == 0 || w.retry_max_ms < w.retry_base_ms {
             return Err(ConfigError::Invalid {
@@ -691,6 +753,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("credentials"), "{err}");
+    }
+
+    #[test]
+    fn live_mode_needs_a_master_key_test_mode_makes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("master.key");
+        let file_s = file.display().to_string();
+        let live = [
+            ("MALIPO_MPESA_LIVE_BASE_URL", "https://api.safaricom.co.ke"),
+            ("MALIPO_MPESA_LIVE_CONSUMER_KEY", "ck-live"),
+            ("MALIPO_MPESA_LIVE_CONSUMER_SECRET", "cs-live"),
+            ("MALIPO_MPESA_LIVE_SHORTCODE", "600100"),
+            ("MALIPO_MPESA_LIVE_PASSKEY", "live-passkey"),
+            ("MALIPO_MASTER_KEY_FILE", file_s.as_str()),
+        ];
+        // Live, no key anywhere: refused, and no key is made up.
+        let c = Config::load_from(None, env(&live)).unwrap();
+        let err = c.load_master_key().unwrap_err();
+        assert!(err.to_string().contains("master key"), "{err}");
+        assert!(!file.exists());
+        // Test mode: made on first start, the same one afterwards.
+        let c = Config::load_from(None, env(&[("MALIPO_MASTER_KEY_FILE", &file_s)])).unwrap();
+        let made = c.load_master_key().unwrap();
+        assert!(file.exists());
+        assert_eq!(c.load_master_key().unwrap().id(), made.id());
+        // Live with that file (or a key in the environment): runs.
+        let c = Config::load_from(None, env(&live)).unwrap();
+        assert_eq!(c.load_master_key().unwrap().id(), made.id());
+        let hex_key = "11".repeat(32);
+        let mut with_key = live.to_vec();
+        with_key[5] = ("MALIPO_MASTER_KEY_FILE", "/nonexistent/master.key");
+        with_key.push(("MALIPO_MASTER_KEY", &hex_key));
+        let c = Config::load_from(None, env(&with_key)).unwrap();
+        assert_ne!(c.load_master_key().unwrap().id(), made.id());
+        // A malformed key is a configuration error, and is never echoed.
+        let err =
+            Config::load_from(None, env(&[("MALIPO_MASTER_KEY", "not-hex-secret")])).unwrap_err();
+        assert!(err.to_string().contains("master_key"), "{err}");
+        assert!(!err.to_string().contains("not-hex-secret"), "{err}");
     }
 
     #[test]

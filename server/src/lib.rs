@@ -38,6 +38,7 @@ pub mod merchants;
 pub mod payments;
 pub mod resources;
 pub mod sandbox;
+pub mod sealing;
 pub mod startup;
 pub mod store;
 pub mod sweeper;

@@ -58,6 +58,10 @@ impl Application {
             .await
             .context("connecting to the database")?;
         store.migrate().await.context("migrating the database")?;
+        store
+            .set_master_key(config.load_master_key()?)
+            .await
+            .context("opening the secrets at rest")?;
 
         let listener = TcpListener::bind(config.listen)
             .await

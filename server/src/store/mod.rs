@@ -39,6 +39,13 @@ use sqlx::{
 };
 use std::time::Duration;
 
+use crate::sealing::MasterKey;
+
+/// What an instance secret is sealed to: its name.
+fn instance_secret_place(name: &str) -> String {
+    format!("instance_secrets:{name}")
+}
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -85,6 +92,9 @@ pub enum StoreError {
         id: String,
         what: String,
     },
+    /// A secret at rest could not be sealed or opened (wrong master key, damage).
+    #[error(transparent)]
+    Sealing(#[from] crate::sealing::SealError),
 }
 
 impl StoreError {
@@ -101,6 +111,9 @@ pub struct Store {
     backend: Backend,
     /// Where hosted pages live, for the session objects written into events.
     public_url: std::sync::Arc<str>,
+    /// Seals the secrets kept in the database (see [`crate::sealing`]). A new random key
+    /// until [`Store::set_master_key`] installs the configured one.
+    master: MasterKey,
 }
 
 impl Store {
@@ -108,12 +121,16 @@ impl Store {
     /// database, so every instance of this install agrees on it and no two installs
     /// share one.
     pub async fn instance_secret(&self, name: &str) -> Result<SecretString, StoreError> {
+        let place = instance_secret_place(name);
         sqlx::query(
             "INSERT INTO instance_secrets (name, value, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(crate::domain::ids::random_base62(43))
+        .bind(
+            self.master
+                .seal(&place, &crate::domain::ids::random_base62(43))?,
+        )
         .bind(crate::time::now_ms())
         .execute(&self.pool)
         .await?;
@@ -122,7 +139,7 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get("value")?;
-        Ok(SecretString::from(value))
+        Ok(SecretString::from(self.master.open(&place, &value)?))
     }
 
     /// Connects (creating a SQLite file if missing). Does not migrate.
@@ -159,7 +176,98 @@ impl Store {
             pool,
             backend,
             public_url: "".into(),
+            master: MasterKey::generate()?.0,
         })
+    }
+
+    /// Installs the master key the secrets at rest are sealed under, after checking that
+    /// every sealed secret in the database was sealed with it; then seals any secret
+    /// still stored in clear (written before sealing existed).
+    pub async fn set_master_key(&mut self, key: MasterKey) -> Result<(), StoreError> {
+        for (table, column) in [
+            ("instance_secrets", "value"),
+            ("webhook_endpoints", "secret"),
+            ("webhook_endpoints", "previous_secret"),
+        ] {
+            let other: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT {column} FROM {table} WHERE {column} LIKE 'sealed:v1:%' \
+                 AND {column} NOT LIKE $1 LIMIT 1"
+            ))
+            .bind(format!("sealed:v1:{}:%", key.id()))
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(found) = other.as_deref().and_then(crate::sealing::sealed_with) {
+                return Err(crate::sealing::SealError::WrongKey {
+                    found: found.to_owned(),
+                    configured: key.id().to_owned(),
+                }
+                .into());
+            }
+        }
+        self.master = key;
+        self.seal_plain_secrets().await?;
+        Ok(())
+    }
+
+    /// Seals every secret still stored in clear; returns how many it sealed.
+    async fn seal_plain_secrets(&self) -> Result<usize, StoreError> {
+        let mut sealed = 0;
+        let rows = sqlx::query(
+            "SELECT name, value FROM instance_secrets WHERE value NOT LIKE 'sealed:v1:%'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let name: String = row.try_get("name")?;
+            let value: String = row.try_get("value")?;
+            let place = instance_secret_place(&name);
+            sqlx::query("UPDATE instance_secrets SET value = $2 WHERE name = $1 AND value = $3")
+                .bind(&name)
+                .bind(self.master.seal(&place, &value)?)
+                .bind(&value)
+                .execute(&self.pool)
+                .await?;
+            sealed += 1;
+        }
+        let rows = sqlx::query(
+            "SELECT id, secret, previous_secret FROM webhook_endpoints \
+             WHERE secret NOT LIKE 'sealed:v1:%' \
+             OR (previous_secret IS NOT NULL AND previous_secret NOT LIKE 'sealed:v1:%')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let place = webhooks::endpoint_secret_place(&id);
+            let secret: String = row.try_get("secret")?;
+            let previous: Option<String> = row.try_get("previous_secret")?;
+            let seal = |v: &str| -> Result<String, StoreError> {
+                Ok(if crate::sealing::is_sealed(v) {
+                    v.to_owned()
+                } else {
+                    self.master.seal(&place, v)?
+                })
+            };
+            sqlx::query(
+                "UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 \
+                 WHERE id = $1 AND secret = $4",
+            )
+            .bind(&id)
+            .bind(seal(&secret)?)
+            .bind(previous.as_deref().map(seal).transpose()?)
+            .bind(&secret)
+            .execute(&self.pool)
+            .await?;
+            sealed += 1;
+        }
+        if sealed > 0 {
+            tracing::info!(
+                sealed,
+                key = self.master.id(),
+                "sealed secrets stored in clear"
+            );
+        }
+        Ok(sealed)
     }
 
     /// Sets the public URL that session objects inside events link to.

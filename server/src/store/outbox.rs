@@ -410,19 +410,25 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
+                let endpoint_id: String = r.try_get("endpoint_id")?;
+                let place = super::webhooks::endpoint_secret_place(&endpoint_id);
                 Ok(DueDelivery {
                     id: DeliveryId::from_db(r.try_get("id")?),
                     event_id: EventId::from_db(r.try_get("event_id")?),
-                    endpoint_id: WebhookEndpointId::from_db(r.try_get("endpoint_id")?),
+                    endpoint_id: WebhookEndpointId::from_db(endpoint_id),
                     url: r.try_get("url")?,
                     payload: r.try_get("payload")?,
                     attempt_count: r.try_get("attempt_count")?,
                     next_attempt_at: r.try_get("next_attempt_at")?,
                     retry_from: r.try_get("retry_from")?,
-                    secret: SecretString::from(r.try_get::<String, _>("secret")?),
+                    secret: SecretString::from(
+                        self.master
+                            .open(&place, &r.try_get::<String, _>("secret")?)?,
+                    ),
                     previous_secret: r
                         .try_get::<Option<String>, _>("previous_secret")?
-                        .map(SecretString::from),
+                        .map(|v| self.master.open(&place, &v).map(SecretString::from))
+                        .transpose()?,
                     previous_expires_at: r.try_get("previous_expires_at")?,
                 })
             })

@@ -5,9 +5,18 @@ use secrecy::SecretString;
 use sqlx::{Row, any::AnyRow};
 
 use super::{Store, StoreError, parse_column};
-use crate::domain::{MerchantId, Mode, WebhookEndpointId};
+use crate::{
+    domain::{MerchantId, Mode, WebhookEndpointId},
+    sealing::MasterKey,
+};
 
-/// An endpoint as stored. The secrets are kept in clear because signing needs them.
+/// What an endpoint's secrets are sealed to: the endpoint (both columns, since a rotation
+/// moves the current secret into `previous_secret`).
+pub(super) fn endpoint_secret_place(id: &str) -> String {
+    format!("webhook_endpoints:{id}")
+}
+
+/// An endpoint, its secrets opened (they are stored sealed: see [`crate::sealing`]).
 #[derive(Debug, Clone)]
 pub struct EndpointRecord {
     pub id: WebhookEndpointId,
@@ -27,8 +36,9 @@ const ENDPOINT_COLUMNS: &str = "id, merchant_id, mode, url, description, enabled
      previous_secret, previous_expires_at, created_at";
 
 impl EndpointRecord {
-    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+    fn from_row(row: &AnyRow, master: &MasterKey) -> Result<Self, StoreError> {
         let id: String = row.try_get("id")?;
+        let place = endpoint_secret_place(&id);
         let events: String = row.try_get("enabled_events")?;
         Ok(EndpointRecord {
             merchant_id: MerchantId::from_db(row.try_get("merchant_id")?),
@@ -40,10 +50,11 @@ impl EndpointRecord {
                 id: id.clone(),
                 what: e.to_string(),
             })?,
-            secret: SecretString::from(row.try_get::<String, _>("secret")?),
+            secret: SecretString::from(master.open(&place, &row.try_get::<String, _>("secret")?)?),
             previous_secret: row
                 .try_get::<Option<String>, _>("previous_secret")?
-                .map(SecretString::from),
+                .map(|v| master.open(&place, &v).map(SecretString::from))
+                .transpose()?,
             previous_expires_at: row.try_get("previous_expires_at")?,
             created_at: row.try_get("created_at")?,
             id: WebhookEndpointId::from_db(id),
@@ -64,7 +75,10 @@ impl Store {
         .bind(&e.url)
         .bind(&e.description)
         .bind(serde_json::Value::from(e.enabled_events.clone()).to_string())
-        .bind(e.secret.expose_secret())
+        .bind(self.master.seal(
+            &endpoint_secret_place(e.id.as_str()),
+            e.secret.expose_secret(),
+        )?)
         .bind(e.created_at)
         .execute(&self.pool)
         .await?;
@@ -82,7 +96,9 @@ impl Store {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(EndpointRecord::from_row).transpose()
+        row.as_ref()
+            .map(|r| EndpointRecord::from_row(r, &self.master))
+            .transpose()
     }
 
     /// A merchant's live endpoints in one mode, oldest first.
@@ -99,7 +115,9 @@ impl Store {
         .bind(mode.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(EndpointRecord::from_row).collect()
+        rows.iter()
+            .map(|r| EndpointRecord::from_row(r, &self.master))
+            .collect()
     }
 
     /// Deletes an endpoint and gives up its pending deliveries, in one transaction.
@@ -146,7 +164,10 @@ impl Store {
              previous_expires_at = $3 WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(id.as_str())
-        .bind(new_secret.expose_secret())
+        .bind(self.master.seal(
+            &endpoint_secret_place(id.as_str()),
+            new_secret.expose_secret(),
+        )?)
         .bind(previous_expires_at)
         .execute(&self.pool)
         .await?

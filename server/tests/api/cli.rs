@@ -8,6 +8,7 @@ fn malipo(db_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_malipo"))
         .args(args)
         .env("MALIPO_DATABASE_URL", db_url)
+        .env("MALIPO_MASTER_KEY", crate::helpers::TEST_MASTER_KEY)
         .env("MALIPO_LOG", "warn")
         .env_remove("MALIPO_CONFIG")
         .output()
@@ -159,6 +160,7 @@ async fn log_format_flag_switches_to_json_lines() {
             "x",
         ])
         .env("MALIPO_DATABASE_URL", &db.url)
+        .env("MALIPO_MASTER_KEY", crate::helpers::TEST_MASTER_KEY)
         .env("MALIPO_LOG", "info")
         .env_remove("RUST_LOG")
         .output()

@@ -170,12 +170,18 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
     }
 }
 
+/// The master key the CLI tests run with (the servers use a key file in their site dir).
+pub const TEST_MASTER_KEY: &str =
+    "5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e";
+
 pub fn test_config(database_url: &str, site_root: PathBuf) -> Config {
     let mut config = Config::load_from(None, |_| None).expect("default config");
     config.database_url = SecretString::from(database_url.to_owned());
     config.listen = "127.0.0.1:0".parse().expect("addr");
     // Links and callback URLs point at the port actually bound.
     config.public_url = String::new();
+    // A key file per test app (made on first start), shared by its restarts.
+    config.master_key_file = site_root.join("master.key");
     config.site_root = site_root;
     config.shutdown_grace_secs = 2;
     // Tests that want the sandbox merchant site turn it on (on port 0).

@@ -923,3 +923,130 @@ async fn redelivery_is_rate_limited_per_merchant() {
         200
     );
 }
+
+#[tokio::test]
+async fn signing_secrets_are_sealed_at_rest_and_need_their_key() {
+    let db = test_db(Db::Sqlite).await;
+    let site = tempfile::tempdir().unwrap();
+    let config = || test_config(&db.url, site.path().into());
+    let receiver = Receiver::new(0);
+    let (url, _server) = receiver.start().await;
+
+    let first = Application::build(config()).await.unwrap();
+    let store = first.state().store.clone();
+    let addr = format!("http://127.0.0.1:{}", first.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(first.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let created = merchants::create(&store, "Sealed Lodge").await.unwrap();
+    use secrecy::ExposeSecret;
+    let key = created.test_secret_key.expose_secret().to_owned();
+    let client = reqwest::Client::new();
+    let endpoint: Value = client
+        .post(format!("{addr}/v1/webhook_endpoints"))
+        .bearer_auth(&key)
+        .json(&json!({"url": url, "enabled_events": ["*"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+    let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    // The stopped server closed its pool: look with a connection of our own.
+    let store = malipo::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 1)
+        .await
+        .unwrap();
+
+    // Nothing in the database is readable without the key: not the signing secret, not
+    // the per-install secrets (pay-form key, sandbox consumer secret).
+    let stored: String = sqlx::query_scalar("SELECT secret FROM webhook_endpoints")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(stored.starts_with("sealed:v1:") && !stored.contains(&secret));
+    let install: Vec<String> = sqlx::query_scalar("SELECT value FROM instance_secrets")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert!(install.len() >= 2);
+    assert!(install.iter().all(|v| v.starts_with("sealed:v1:")));
+
+    // Another key: start-up refuses, names both keys, and changes nothing.
+    let mut wrong = config();
+    wrong.master_key = secrecy::SecretString::from("22".repeat(32));
+    let err = match Application::build(wrong).await {
+        Ok(_) => panic!("started with the wrong master key"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("sealed with master key"), "{err}");
+    let after: String = sqlx::query_scalar("SELECT secret FROM webhook_endpoints")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(after, stored);
+
+    // A secret stored in clear (before sealing existed) is sealed at the next start and
+    // still signs.
+    sqlx::query("UPDATE webhook_endpoints SET secret = $1")
+        .bind(&secret)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let second = Application::build(config()).await.unwrap();
+    let addr = format!("http://127.0.0.1:{}", second.port());
+    tokio::spawn(second.run_until(std::future::pending()));
+    let resealed: String = sqlx::query_scalar("SELECT secret FROM webhook_endpoints")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(resealed.starts_with("sealed:v1:") && !resealed.contains(&secret));
+    let session: Value = client
+        .post(format!("{addr}/v1/checkout/sessions"))
+        .bearer_auth(&key)
+        .json(&json!({"amount": 5000, "currency": "KES", "description": "Game drive", "reference": "GD-1",
+            "success_url": "https://lodge.example/ok", "cancel_url": "https://lodge.example/no"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = session["id"].as_str().unwrap_or_else(|| panic!("{session}"));
+    client
+        .post(format!("{addr}/v1/checkout/sessions/{sid}/expire"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let got = wait_for("the expiry event", 10, async || {
+        receiver.received().into_iter().next()
+    })
+    .await;
+    assert!(signed_by(&got.signature, &got.body, &secret));
+    // A rotation keeps both secrets sealed.
+    let rotated: Value = client
+        .post(format!(
+            "{addr}/v1/webhook_endpoints/{endpoint_id}/rotate_secret"
+        ))
+        .bearer_auth(&key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap_or_else(|| panic!("{rotated}"));
+    let (now, before): (String, String) =
+        sqlx::query_as("SELECT secret, previous_secret FROM webhook_endpoints")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(now.starts_with("sealed:v1:") && !now.contains(new_secret));
+    assert!(before.starts_with("sealed:v1:") && !before.contains(&secret));
+}

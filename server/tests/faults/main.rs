@@ -337,10 +337,14 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
     StatusCode::OK
 }
 
+/// The master key every server and CLI run of the suite shares.
+const MASTER_KEY: &str = "5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e";
+
 fn malipo_cli(bin: &Path, db: &str, args: &[&str]) -> Value {
     let out = Command::new(bin)
         .args(args)
         .env("MALIPO_DATABASE_URL", db)
+        .env("MALIPO_MASTER_KEY", MASTER_KEY)
         .env("MALIPO_LOG", "warn")
         .env_remove("MALIPO_CONFIG")
         .output()
@@ -431,6 +435,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
 
     let env: Vec<(String, String)> = [
         ("MALIPO_DATABASE_URL", db.as_str()),
+        ("MALIPO_MASTER_KEY", MASTER_KEY),
         ("MALIPO_LISTEN", &format!("127.0.0.1:{port}")),
         ("MALIPO_PUBLIC_URL", &public_url),
         (
