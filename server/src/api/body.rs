@@ -39,6 +39,22 @@ pub fn json_object(body: &[u8], fields: &[&str]) -> Result<Map<String, Value>, A
     Ok(obj)
 }
 
+/// A JSON number that is a whole number, as JSON Schema's `integer` means it: `1500` and
+/// `1500.0` alike (some JSON encoders write every number as a float). A fraction, or a
+/// float too large to be exact (beyond 2^53), is not one.
+pub fn whole_number(n: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let f = n.as_f64()?;
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "checked: integral and within ±2^53, so exact"
+    )]
+    (f.is_finite() && f.fract() == 0.0 && f.abs() <= EXACT).then_some(f as i64)
+}
+
 pub fn missing(param: &str) -> ApiError {
     ApiError::invalid("parameter_missing", param, format!("{param} is required."))
 }
@@ -88,5 +104,21 @@ pub fn text(
             param,
             format!("{param} must be a string."),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_as_json_schema_reads_them() {
+        let n = |s: &str| whole_number(&serde_json::from_str(s).unwrap());
+        assert_eq!(n("1500"), Some(1500));
+        assert_eq!(n("1500.0"), Some(1500));
+        assert_eq!(n("-3"), Some(-3));
+        assert_eq!(n("1.5"), None);
+        assert_eq!(n("1e300"), None);
+        assert_eq!(n("18446744073709551615"), None);
     }
 }

@@ -20,7 +20,7 @@ use crate::{
 
 /// Default and largest page size.
 const DEFAULT_LIMIT: i64 = 10;
-const MAX_LIMIT: i64 = 100;
+pub(crate) const MAX_LIMIT: i64 = 100;
 
 /// The merchant's events in the key's mode, newest first.
 #[utoipa::path(get, path = "/v1/events", tag = "webhooks",

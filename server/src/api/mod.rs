@@ -73,6 +73,7 @@ pub fn openapi_document(public_url: &str) -> serde_json::Value {
     doc.servers = Some(vec![utoipa::openapi::Server::new(public_url)]);
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     doc["webhooks"] = openapi::webhooks();
+    openapi::constrain(&mut doc);
     doc
 }
 

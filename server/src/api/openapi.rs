@@ -218,6 +218,150 @@ pub fn webhooks() -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// Text a shopper reads (`reference`, `description`): no control characters, and none
+/// of the invisible or direction-changing ones (see `api::body::is_spoofing_char`).
+/// Required text also needs one visible character (it is trimmed, then must be
+/// non-empty).
+const TEXT_CHAR: &str =
+    r"[^\u0000-\u001F\u007F-\u009F\u200B-\u200F\u202A-\u202E\u2066-\u2069\uFEFF]";
+const TEXT_VISIBLE: &str =
+    r"[^\s\u0000-\u001F\u007F-\u009F\u200B-\u200F\u202A-\u202E\u2066-\u2069\uFEFF]";
+/// An absolute http(s) URL on a host name (no `xn--` labels: those must be valid
+/// punycode), the form every parser here accepts.
+/// (Live mode also wants `https` and a public host; see each field.)
+const URL: &str = r"^https?://([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()*+,;=:@%{}/-]*)?(\?[A-Za-z0-9._~!$&'()*+,;=:@%{}/?-]*)?$";
+/// A mobile number in international form, of a country Malipo's rails serve (local forms
+/// such as `0712 345 678` are accepted too, read in the currency's country).
+const PHONE: &str = r"^\+?(254[17]|255[67]|2567|2507|260[79])[0-9]{8}$";
+const EMAIL: &str = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$";
+/// An origin that may embed the checkout.
+const ORIGIN: &str = r"^(https://([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*(:[1-9][0-9]{0,3})?|http://localhost:[1-9][0-9]{0,3})$";
+/// What `Idempotency-Key` may be: 1–255 printable ASCII characters, no spaces.
+pub const IDEMPOTENCY_KEY: &str = "^[!-~]{1,255}$";
+
+fn text_pattern(visible_required: bool) -> String {
+    if visible_required {
+        format!("^{TEXT_CHAR}*{TEXT_VISIBLE}{TEXT_CHAR}*$")
+    } else {
+        format!("^{TEXT_CHAR}*$")
+    }
+}
+
+/// Writes into the generated document every constraint the hand-written parsers enforce
+/// (ranges, enums, lengths, patterns, no unknown fields), so a request that matches the
+/// document is one the server accepts. The schemathesis run in `scripts/test` holds the
+/// two together.
+pub fn constrain(doc: &mut serde_json::Value) {
+    use crate::{
+        checkout::{MAX_EXPIRES_IN, MIN_EXPIRES_IN},
+        domain::{
+            ids::RANDOM_LEN,
+            money::{CURRENCIES, MAX_MINOR},
+        },
+        resources::EventType,
+        webhooks::MAX_ROTATION_OVERLAP_SECS,
+    };
+    use serde_json::{Value, json};
+    let currencies: Vec<&str> = CURRENCIES.iter().map(|c| c.code()).collect();
+    let event_types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+    let mut subscribable = vec!["*"];
+    subscribable.extend(&event_types);
+
+    // Sets `schema`'s properties, keeping each one's description.
+    let set = |doc: &mut Value, schema: &str, props: Value| {
+        let s = &mut doc["components"]["schemas"][schema];
+        s["additionalProperties"] = json!(false);
+        for (name, mut constraint) in props.as_object().cloned().unwrap_or_default() {
+            let p = &mut s["properties"][&name];
+            if let Some(d) = p.get("description").cloned() {
+                constraint["description"] = d;
+            }
+            *p = constraint;
+        }
+    };
+    let text = |max: usize, required: bool| {
+        json!({"type": "string", "minLength": usize::from(required), "maxLength": max,
+               "pattern": text_pattern(required)})
+    };
+    let url = json!({"type": "string", "maxLength": 2048, "pattern": URL});
+    set(
+        doc,
+        "CreateSessionParams",
+        json!({
+            "amount": {"type": "integer", "minimum": 1, "maximum": MAX_MINOR},
+            "currency": {"type": "string", "enum": currencies},
+            "reference": text(64, true),
+            "description": text(200, true),
+            "success_url": url,
+            "cancel_url": url,
+            "customer": {"$ref": "#/components/schemas/CustomerParams"},
+            "metadata": {"type": "object", "maxProperties": 20,
+                "propertyNames": {"minLength": 1, "maxLength": 40},
+                "additionalProperties": {"type": "string", "maxLength": 500}},
+            "expires_in": {"type": "integer", "minimum": MIN_EXPIRES_IN, "maximum": MAX_EXPIRES_IN},
+            "client_reference_id": {"type": "string", "maxLength": 200},
+        }),
+    );
+    set(
+        doc,
+        "CustomerParams",
+        json!({
+            "phone": {"type": "string", "pattern": PHONE},
+            "email": {"type": "string", "maxLength": 254, "pattern": EMAIL},
+        }),
+    );
+    set(
+        doc,
+        "CreateEndpointParams",
+        json!({
+            "url": url,
+            "enabled_events": {"type": "array", "minItems": 1,
+                "items": {"type": "string", "enum": subscribable}},
+            "description": text(200, false),
+        }),
+    );
+    set(
+        doc,
+        "RotateSecretParams",
+        json!({"expires_in": {"type": "integer", "minimum": 0, "maximum": MAX_ROTATION_OVERLAP_SECS}}),
+    );
+    set(
+        doc,
+        "UpdateAccountParams",
+        json!({"embed_origins": {"type": "array", "maxItems": crate::embed::MAX_ORIGINS,
+            "items": {"type": "string", "maxLength": 300, "pattern": ORIGIN}}}),
+    );
+
+    let id = |prefix: &str| json!({"type": "string", "pattern": format!("^{prefix}[0-9A-Za-z]{{{RANDOM_LEN}}}$")});
+    let query = json!({
+        "limit": {"type": "integer", "minimum": 1, "maximum": super::events::MAX_LIMIT},
+        "starting_after": id("evt_"),
+        "type": {"type": "string", "enum": event_types},
+        "checkout_session": id("cs_"),
+    });
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else {
+                continue;
+            };
+            for p in params {
+                let name = p["name"].as_str().unwrap_or_default().to_owned();
+                if name == "Idempotency-Key" {
+                    p["schema"] = json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY});
+                } else if path == "/v1/events" && p["in"] == "query" {
+                    p["schema"] = query[&name].clone();
+                }
+            }
+        }
+    }
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -364,6 +508,53 @@ mod tests {
             props("UpdateAccountParams"),
             sorted(&crate::api::account::UPDATE_FIELDS)
         );
+    }
+
+    /// The parsers' limits are in the document (schemathesis holds the rest together).
+    #[test]
+    fn states_the_parsers_constraints() {
+        let d = doc();
+        let session = &d["components"]["schemas"]["CreateSessionParams"];
+        assert_eq!(session["additionalProperties"], false);
+        assert_eq!(session["properties"]["amount"]["minimum"], 1);
+        assert_eq!(
+            session["properties"]["amount"]["maximum"],
+            crate::domain::money::MAX_MINOR
+        );
+        assert_eq!(
+            session["properties"]["currency"]["enum"]
+                .as_array()
+                .unwrap()
+                .len(),
+            crate::domain::money::CURRENCIES.len()
+        );
+        assert_eq!(session["properties"]["reference"]["maxLength"], 64);
+        assert!(session["properties"]["description"]["description"].is_string());
+        let events = &d["paths"]["/v1/events"]["get"]["parameters"];
+        let limit = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(limit["schema"]["minimum"], 1);
+        assert_eq!(limit["schema"]["maximum"], 100);
+        let mut keys = 0;
+        for item in d["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                assert!(op.get("parameters") != Some(&serde_json::Value::Null));
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    if p["name"] == "Idempotency-Key" {
+                        assert_eq!(p["schema"]["pattern"], IDEMPOTENCY_KEY);
+                        keys += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(keys, 6, "every POST takes an Idempotency-Key");
+        // The text pattern refuses what `api::body::text` refuses.
+        let pattern = text_pattern(true);
+        assert!(pattern.contains(r"\u202A-\u202E") && pattern.contains(r"\u0000-\u001F"));
     }
 
     /// Every error code the API code can produce is a documented one.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::{
     Caller,
-    body::{json_object, missing, text},
+    body::{json_object, missing, text, whole_number},
 };
 use crate::{
     api::openapi::{CreateSessionParams, ErrorBody, PostErrors, ReadErrors},
@@ -176,7 +176,7 @@ fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError>
     };
     let amount = match obj.get("amount") {
         None | Some(Value::Null) => return Err(missing("amount")),
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+        Some(Value::Number(n)) => whole_number(n).ok_or_else(|| {
             ApiError::invalid(
                 "invalid_amount",
                 "amount",
@@ -299,7 +299,7 @@ fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError>
 
     let expires_in = match obj.get("expires_in") {
         None | Some(Value::Null) => DEFAULT_EXPIRES_IN,
-        Some(Value::Number(n)) => match n.as_i64() {
+        Some(Value::Number(n)) => match whole_number(n) {
             Some(s) if (MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&s) => s,
             _ => return Err(bad_expiry()),
         },

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{
     Caller,
-    body::{json_object, missing, optional_json_object, text},
+    body::{json_object, missing, optional_json_object, text, whole_number},
 };
 use crate::{
     api::openapi::{CreateEndpointParams, ErrorBody, PostErrors, ReadErrors, RotateSecretParams},
@@ -22,7 +22,7 @@ use crate::{
     startup::AppState,
     store::EndpointRecord,
     time::now_ms,
-    webhooks::{self, DEFAULT_ROTATION_OVERLAP_SECS, EndpointError, MAX_ENDPOINTS},
+    webhooks::{self, DEFAULT_ROTATION_OVERLAP_SECS, EndpointError},
 };
 
 impl From<EndpointError> for ApiError {
@@ -49,11 +49,7 @@ impl From<EndpointError> for ApiError {
                 "enabled_events",
                 "enabled_events must list at least one event type, or \"*\".",
             ),
-            EndpointError::TooMany => ApiError::invalid(
-                "endpoint_limit_reached",
-                "url",
-                format!("A merchant may have at most {MAX_ENDPOINTS} endpoints per mode."),
-            ),
+            EndpointError::TooMany => ApiError::EndpointLimitReached,
             EndpointError::InvalidOverlap => ApiError::invalid(
                 "parameter_invalid",
                 "expires_in",
@@ -79,6 +75,7 @@ pub(crate) const ROTATE_FIELDS: [&str; 1] = ["expires_in"];
     responses(
         (status = 201, description = "Created; `secret` is shown once", body = WebhookEndpointObject),
         PostErrors,
+        (status = 409, description = "Already 16 endpoints in this mode (`endpoint_limit_reached`), or a request with this Idempotency-Key is still running (`idempotency_key_in_use`)", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -227,7 +224,7 @@ pub async fn rotate_secret(
     let obj = optional_json_object(&body, &ROTATE_FIELDS)?;
     let overlap = match obj.get("expires_in") {
         None | Some(Value::Null) => DEFAULT_ROTATION_OVERLAP_SECS,
-        Some(Value::Number(n)) => n.as_i64().ok_or(EndpointError::InvalidOverlap)?,
+        Some(Value::Number(n)) => whole_number(n).ok_or(EndpointError::InvalidOverlap)?,
         Some(_) => return Err(EndpointError::InvalidOverlap.into()),
     };
     let endpoint = owned_endpoint(&state, &caller, &id).await?;

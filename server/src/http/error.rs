@@ -77,6 +77,9 @@ pub enum ApiError {
     /// 409 `idempotency_key_in_use`: a request with this key is still running.
     #[error("idempotency key in use")]
     IdempotencyKeyInUse,
+    /// 409 `endpoint_limit_reached`: the mode already has the most webhook endpoints.
+    #[error("webhook endpoint limit reached")]
+    EndpointLimitReached,
     /// 429 `rate_limited`: too many of these requests; retry after the given seconds.
     #[error("rate limited")]
     RateLimited { retry_after: i64 },
@@ -112,9 +115,10 @@ impl ApiError {
             | ApiError::SessionNotFound
             | ApiError::WebhookEndpointNotFound
             | ApiError::EventNotFound => StatusCode::NOT_FOUND,
-            ApiError::SessionNotOpen | ApiError::PaymentPending | ApiError::IdempotencyKeyInUse => {
-                StatusCode::CONFLICT
-            }
+            ApiError::SessionNotOpen
+            | ApiError::PaymentPending
+            | ApiError::IdempotencyKeyInUse
+            | ApiError::EndpointLimitReached => StatusCode::CONFLICT,
             ApiError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -134,6 +138,7 @@ impl ApiError {
             ApiError::SessionNotOpen => "session_not_open",
             ApiError::PaymentPending => "payment_pending",
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ApiError::EndpointLimitReached => "endpoint_limit_reached",
             ApiError::RequestTooLarge => "request_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
@@ -162,6 +167,10 @@ impl ApiError {
                 "A request with this Idempotency-Key is still being processed; retry shortly."
                     .into()
             }
+            ApiError::EndpointLimitReached => format!(
+                "A merchant may have at most {} webhook endpoints per mode; delete one first.",
+                crate::webhooks::MAX_ENDPOINTS
+            ),
             ApiError::RequestTooLarge => "The request body is larger than 64 KiB.".into(),
             ApiError::RateLimited { retry_after } => {
                 format!("Too many of these requests; retry in {retry_after} s.")

@@ -1016,7 +1016,9 @@ async fn signing_secrets_are_sealed_at_rest_and_need_their_key() {
         .json()
         .await
         .unwrap();
-    let sid = session["id"].as_str().unwrap_or_else(|| panic!("{session}"));
+    let sid = session["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{session}"));
     client
         .post(format!("{addr}/v1/checkout/sessions/{sid}/expire"))
         .bearer_auth(&key)
@@ -1041,7 +1043,9 @@ async fn signing_secrets_are_sealed_at_rest_and_need_their_key() {
         .json()
         .await
         .unwrap();
-    let new_secret = rotated["secret"].as_str().unwrap_or_else(|| panic!("{rotated}"));
+    let new_secret = rotated["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{rotated}"));
     let (now, before): (String, String) =
         sqlx::query_as("SELECT secret, previous_secret FROM webhook_endpoints")
             .fetch_one(store.pool())
