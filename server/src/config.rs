@@ -197,6 +197,26 @@ pub struct WebhooksConfig {
     /// Everything else must resolve to public addresses.
     /// Env `MALIPO_WEBHOOKS_ALLOW_HOSTS` (comma-separated); default none.
     pub allow_hosts: Vec<String>,
+    /// Most live-mode POSTs in flight at once. Live and test deliveries have separate
+    /// slots, so test traffic never delays a live `checkout.session.completed`; within
+    /// a mode, merchants take turns and one merchant holds at most a quarter of the
+    /// slots.
+    /// Env `MALIPO_WEBHOOKS_LIVE_CONCURRENCY`; default 32.
+    pub live_concurrency: usize,
+    /// Most test-mode POSTs in flight at once.
+    /// Env `MALIPO_WEBHOOKS_TEST_CONCURRENCY`; default 8.
+    pub test_concurrency: usize,
+    /// Most POSTs in flight to one endpoint.
+    /// Env `MALIPO_WEBHOOKS_ENDPOINT_CONCURRENCY`; default 4.
+    pub endpoint_concurrency: usize,
+    /// Timeouts or refused connections in a row after which an endpoint's circuit opens:
+    /// its deliveries wait out a cool-down (doubling per trip, at most 10 min), then one
+    /// probe goes; a probe answered (any status) closes it.
+    /// Env `MALIPO_WEBHOOKS_BREAKER_FAILURES`; default 5.
+    pub breaker_failures: u32,
+    /// The first cool-down of an open circuit.
+    /// Env `MALIPO_WEBHOOKS_BREAKER_COOLDOWN_SECS`; default 60.
+    pub breaker_cooldown_secs: u64,
 }
 
 impl Default for WebhooksConfig {
@@ -207,6 +227,11 @@ impl Default for WebhooksConfig {
             retry_max_ms: 6 * 3600 * 1000,
             retry_window_secs: 5 * 24 * 3600,
             allow_hosts: Vec::new(),
+            live_concurrency: 32,
+            test_concurrency: 8,
+            endpoint_concurrency: 4,
+            breaker_failures: 5,
+            breaker_cooldown_secs: 60,
         }
     }
 }
@@ -550,6 +575,22 @@ impl Config {
         if let Some(v) = env("MALIPO_MPESA_LIVE_PASSKEY") {
             self.mpesa_live.passkey = SecretString::from(v);
         }
+        if let Some(v) = env("MALIPO_WEBHOOKS_LIVE_CONCURRENCY") {
+            self.webhooks.live_concurrency = parse("MALIPO_WEBHOOKS_LIVE_CONCURRENCY", v)?;
+        }
+        if let Some(v) = env("MALIPO_WEBHOOKS_TEST_CONCURRENCY") {
+            self.webhooks.test_concurrency = parse("MALIPO_WEBHOOKS_TEST_CONCURRENCY", v)?;
+        }
+        if let Some(v) = env("MALIPO_WEBHOOKS_ENDPOINT_CONCURRENCY") {
+            self.webhooks.endpoint_concurrency = parse("MALIPO_WEBHOOKS_ENDPOINT_CONCURRENCY", v)?;
+        }
+        if let Some(v) = env("MALIPO_WEBHOOKS_BREAKER_FAILURES") {
+            self.webhooks.breaker_failures = parse("MALIPO_WEBHOOKS_BREAKER_FAILURES", v)?;
+        }
+        if let Some(v) = env("MALIPO_WEBHOOKS_BREAKER_COOLDOWN_SECS") {
+            self.webhooks.breaker_cooldown_secs =
+                parse("MALIPO_WEBHOOKS_BREAKER_COOLDOWN_SECS", v)?;
+        }
         if let Some(v) = env("MALIPO_WEBHOOKS_TIMEOUT_SECS") {
             self.webhooks.timeout_secs = parse("MALIPO_WEBHOOKS_TIMEOUT_SECS", v)?;
         }
@@ -638,6 +679,16 @@ impl Config {
             });
         }
         let w = &self.webhooks;
+        if w.live_concurrency == 0
+            || w.test_concurrency == 0
+            || w.endpoint_concurrency == 0
+            || w.breaker_failures == 0
+        {
+            return Err(ConfigError::Invalid {
+                field: "webhooks",
+                why: "the concurrency limits and breaker_failures must be at least 1".into(),
+            });
+        }
         if w.timeout_secs == 0 || w.retry_base_ms == 0 || w.retry_max_ms < w.retry_base_ms {
             return Err(ConfigError::Invalid {
                 field: "webhooks",

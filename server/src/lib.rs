@@ -24,6 +24,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod breaker;
 pub mod checkout;
 pub mod cli;
 pub mod config;

@@ -297,6 +297,7 @@ pub struct DueDelivery {
     pub id: DeliveryId,
     pub event_id: EventId,
     pub endpoint_id: WebhookEndpointId,
+    pub merchant_id: MerchantId,
     pub url: String,
     pub payload: String,
     pub attempt_count: i64,
@@ -388,23 +389,39 @@ impl Store {
         rows.iter().map(StoredEvent::from_row).collect()
     }
 
-    /// Pending deliveries whose time has come, oldest first, on endpoints that still
-    /// exist.
+    /// Due deliveries of one mode, taking turns: at most `per_endpoint` of any one
+    /// endpoint (the oldest), then ordered so that every merchant's oldest comes before
+    /// anyone's second — one merchant's backlog never holds up another's first event.
     pub async fn due_deliveries(
         &self,
         now: i64,
+        mode: Mode,
+        per_endpoint: i64,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = sqlx::query(
-            "SELECT d.id, d.event_id, d.endpoint_id, d.attempt_count, d.next_attempt_at, \
+            "WITH due AS ( \
+                SELECT d.id, w.merchant_id, d.next_attempt_at, \
+                ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS endpoint_turn \
+                FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+                WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                AND w.deleted_at IS NULL AND w.mode = $2 \
+             ), turns AS ( \
+                SELECT id, next_attempt_at, \
+                ROW_NUMBER() OVER (PARTITION BY merchant_id ORDER BY next_attempt_at, id) AS merchant_turn \
+                FROM due WHERE endpoint_turn <= $3 \
+             ) \
+             SELECT d.id, d.event_id, d.endpoint_id, w.merchant_id, d.attempt_count, d.next_attempt_at, \
              d.retry_from, e.payload, w.url, w.secret, w.previous_secret, w.previous_expires_at \
-             FROM webhook_deliveries d \
+             FROM turns t \
+             JOIN webhook_deliveries d ON d.id = t.id \
              JOIN events e ON e.id = d.event_id \
              JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.deleted_at IS NULL \
-             ORDER BY d.next_attempt_at LIMIT $2",
+             ORDER BY t.merchant_turn, t.next_attempt_at, t.id LIMIT $4",
         )
         .bind(now)
+        .bind(mode.as_str())
+        .bind(per_endpoint)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -416,6 +433,7 @@ impl Store {
                     id: DeliveryId::from_db(r.try_get("id")?),
                     event_id: EventId::from_db(r.try_get("event_id")?),
                     endpoint_id: WebhookEndpointId::from_db(endpoint_id),
+                    merchant_id: MerchantId::from_db(r.try_get("merchant_id")?),
                     url: r.try_get("url")?,
                     payload: r.try_get("payload")?,
                     attempt_count: r.try_get("attempt_count")?,
@@ -433,6 +451,27 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Holds an endpoint's due deliveries until `until` (its circuit is open). Those
+    /// being posted right now hold a lease in the future and are left alone. Returns
+    /// how many were held.
+    pub async fn hold_endpoint_deliveries(
+        &self,
+        endpoint_id: &WebhookEndpointId,
+        now: i64,
+        until: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = $3 \
+             WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= $2",
+        )
+        .bind(endpoint_id.as_str())
+        .bind(now)
+        .bind(until)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Takes a due delivery for `until` (a lease: if this worker dies mid-post, the

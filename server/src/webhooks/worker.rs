@@ -5,9 +5,21 @@
 //! delivery is claimed with a lease before it is posted: a worker that dies mid-post
 //! leaves it due again when the lease runs out, so it is sent at least once (a receiver
 //! de-duplicates by the event id, which never changes).
+//!
+//! Fairness: live and test deliveries have separate slots (a test key's dead endpoints
+//! never delay a live `checkout.session.completed`); within a mode merchants take turns
+//! (the store lists every merchant's oldest before anyone's second) and one merchant
+//! holds at most a quarter of the slots; one endpoint has at most
+//! `endpoint_concurrency` posts in flight; and an endpoint that keeps timing out has
+//! its circuit opened ([`crate::breaker`]): its deliveries wait out a cool-down instead
+//! of holding slots, then one probe goes.
 
 use secrecy::ExposeSecret;
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tokio::{
     sync::{Notify, Semaphore, broadcast},
     task::JoinSet,
@@ -15,15 +27,74 @@ use tokio::{
 
 use super::signature;
 use crate::{
+    breaker::{Breaker, BreakerPolicy, Gate},
     config::WebhooksConfig,
+    domain::{MerchantId, Mode, WebhookEndpointId},
     store::{DeliveryAttempt, DeliveryNext, DueDelivery, Store, StoreError},
     time::now_ms,
 };
 
-/// Most posts in flight at once.
-const MAX_IN_FLIGHT: usize = 32;
 /// How often the worker looks for due deliveries when nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// The longest an endpoint's circuit stays open before a probe.
+const MAX_COOLDOWN_MS: i64 = 10 * 60 * 1000;
+
+/// One mode's share of the worker: its own slots.
+struct Lane {
+    mode: Mode,
+    slots: Arc<Semaphore>,
+    /// Most slots one merchant may hold.
+    per_merchant: usize,
+}
+
+/// Who holds slots now, and which endpoints' circuits are open.
+#[derive(Default)]
+struct Turns {
+    endpoints: HashMap<WebhookEndpointId, usize>,
+    merchants: HashMap<MerchantId, usize>,
+    breakers: HashMap<WebhookEndpointId, Breaker>,
+}
+
+fn bump<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, usize>, key: &K, up: bool) {
+    if up {
+        *map.entry(key.clone()).or_default() += 1;
+    } else if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+impl Turns {
+    /// Whether `d` may be posted now.
+    fn may_start(
+        &self,
+        d: &DueDelivery,
+        lane: &Lane,
+        per_endpoint: usize,
+        policy: &BreakerPolicy,
+        now: i64,
+    ) -> bool {
+        let at_endpoint = self.endpoints.get(&d.endpoint_id).copied().unwrap_or(0);
+        let endpoint_cap = match self
+            .breakers
+            .get(&d.endpoint_id)
+            .map(|b| b.gate(policy, now))
+        {
+            Some(Gate::Open) => return false,
+            Some(Gate::Probe) => 1,
+            _ => per_endpoint,
+        };
+        at_endpoint < endpoint_cap
+            && self.merchants.get(&d.merchant_id).copied().unwrap_or(0) < lane.per_merchant
+    }
+
+    fn hold(&mut self, d: &DueDelivery, up: bool) {
+        bump(&mut self.endpoints, &d.endpoint_id, up);
+        bump(&mut self.merchants, &d.merchant_id, up);
+    }
+}
 
 /// The deliverer. Cheap to clone.
 #[derive(Clone)]
@@ -33,7 +104,9 @@ pub struct Webhooks {
     client: reqwest::Client,
     allow: super::egress::AllowList,
     wake: Arc<Notify>,
-    in_flight: Arc<Semaphore>,
+    lanes: Arc<[Lane; 2]>,
+    turns: Arc<Mutex<Turns>>,
+    breaker: BreakerPolicy,
 }
 
 impl Webhooks {
@@ -51,13 +124,29 @@ impl Webhooks {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Malipo-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let lane = |mode, slots: usize| Lane {
+            mode,
+            slots: Arc::new(Semaphore::new(slots)),
+            per_merchant: (slots / 4).max(1),
+        };
         Ok(Webhooks {
             store,
-            config,
             client,
             allow,
             wake: Arc::new(Notify::new()),
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            lanes: Arc::new([
+                lane(Mode::Live, config.live_concurrency),
+                lane(Mode::Test, config.test_concurrency),
+            ]),
+            turns: Arc::default(),
+            breaker: BreakerPolicy {
+                threshold: config.breaker_failures,
+                cooldown_ms: i64::try_from(config.breaker_cooldown_secs)
+                    .unwrap_or(i64::MAX / 1000)
+                    .saturating_mul(1000),
+                max_cooldown_ms: MAX_COOLDOWN_MS,
+            },
+            config,
         })
     }
 
@@ -118,38 +207,105 @@ impl Webhooks {
         }
     }
 
-    /// One pass: claims due deliveries and starts posting them (up to the in-flight
-    /// limit). Returns how many it started.
+    /// One pass over both modes: claims due deliveries and starts posting them, within
+    /// each lane's slots and the fairness limits. Returns how many it started.
     async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
-        let free = self.in_flight.available_permits();
+        let mut started = 0;
+        for i in 0..self.lanes.len() {
+            started += self.dispatch_lane(i, tasks).await?;
+        }
+        Ok(started)
+    }
+
+    async fn dispatch_lane(&self, i: usize, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
+        let lane = &self.lanes[i];
+        let free = lane.slots.available_permits();
         if free == 0 {
             return Ok(0);
         }
         let now = now_ms();
+        let per_endpoint = self.config.endpoint_concurrency;
+        // More than there are slots: some may have to wait their turn.
         let due = self
             .store
-            .due_deliveries(now, i64::try_from(free).unwrap_or(32))
+            .due_deliveries(
+                now,
+                lane.mode,
+                i64::try_from(per_endpoint).unwrap_or(4),
+                i64::try_from(free.saturating_mul(4)).unwrap_or(128),
+            )
             .await?;
         let lease_ms = i64::try_from(self.config.timeout_secs).unwrap_or(10) * 1000 + 30_000;
         let mut started = 0;
         for mut d in due {
+            let may = self.turns.lock().expect("turns lock").may_start(
+                &d,
+                lane,
+                per_endpoint,
+                &self.breaker,
+                now,
+            );
+            if !may {
+                continue; // its turn comes on a later pass
+            }
+            let Ok(permit) = lane.slots.clone().try_acquire_owned() else {
+                break;
+            };
             if !self.store.claim_delivery(&d, now + lease_ms).await? {
                 continue; // another worker has it
             }
             // Ours until then; the outcome is recorded only if still so (a redelivery
             // requested meanwhile resets it, and must not be swallowed).
             d.next_attempt_at = now + lease_ms;
-            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-                break; // the lease brings it back
-            };
+            self.turns.lock().expect("turns lock").hold(&d, true);
             let me = self.clone();
             tasks.spawn(async move {
-                me.deliver(d).await;
+                let failed_to_connect = me.deliver(&d).await;
+                me.finished(&d, failed_to_connect).await;
                 drop(permit);
             });
             started += 1;
         }
         Ok(started)
+    }
+
+    /// Gives back `d`'s turn and feeds its endpoint's breaker (`unreachable`: the
+    /// endpoint timed out or refused the connection; otherwise it answered, or was
+    /// never tried).
+    async fn finished(&self, d: &DueDelivery, unreachable: Option<bool>) {
+        let now = now_ms();
+        let opened = {
+            let mut turns = self.turns.lock().expect("turns lock");
+            turns.hold(d, false);
+            match unreachable {
+                Some(true) => turns
+                    .breakers
+                    .entry(d.endpoint_id.clone())
+                    .or_default()
+                    .failure(&self.breaker, now),
+                Some(false) => {
+                    turns.breakers.remove(&d.endpoint_id);
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(until) = opened {
+            match self
+                .store
+                .hold_endpoint_deliveries(&d.endpoint_id, now, until)
+                .await
+            {
+                Ok(held) => tracing::warn!(
+                    endpoint = %d.endpoint_id,
+                    held,
+                    cooldown_ms = until - now,
+                    "webhook endpoint keeps failing; circuit open, its deliveries wait"
+                ),
+                // They stay due; the breaker still keeps them from being posted.
+                Err(e) => tracing::warn!(error = %e, "could not hold an endpoint's deliveries"),
+            }
+        }
     }
 
     /// Delivers everything due now and waits for the posts to finish (tests, CLI).
@@ -160,8 +316,11 @@ impl Webhooks {
         Ok(n)
     }
 
+    /// Posts `d` and records the attempt. Returns whether the endpoint was unreachable
+    /// (timed out, refused the connection), for its breaker: `None` when it was not
+    /// contacted at all (blocked by the egress policy).
     #[tracing::instrument(skip_all, fields(delivery = %d.id, event = %d.event_id, endpoint = %d.endpoint_id))]
-    async fn deliver(&self, d: DueDelivery) {
+    async fn deliver(&self, d: &DueDelivery) -> Option<bool> {
         let started = std::time::Instant::now();
         let attempted_at = now_ms();
         let mut secrets = vec![d.secret.expose_secret()];
@@ -206,11 +365,16 @@ impl Webhooks {
                 (None, Some("request_failed"))
             }
         };
+        let unreachable = match error {
+            Some("blocked") => None,
+            Some("timeout" | "connect_failed") => Some(true),
+            _ => Some(false),
+        };
         let error = error.map(str::to_owned);
         let next = if error.is_none() {
             DeliveryNext::Delivered
         } else {
-            self.after_failure(&d, now_ms())
+            self.after_failure(d, now_ms())
         };
         match next {
             DeliveryNext::Delivered => tracing::info!(latency_ms, "webhook delivered"),
@@ -235,6 +399,7 @@ impl Webhooks {
             // The lease runs out and the delivery is tried again: at least once.
             tracing::error!(error = %e, "could not record a webhook attempt");
         }
+        unreachable
     }
 }
 

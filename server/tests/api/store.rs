@@ -54,6 +54,7 @@ on_both_backends!(
     redelivery_survives_concurrent_writers,
     an_idempotency_claim_belongs_to_its_holder,
     a_redelivery_during_a_post_is_not_swallowed,
+    due_deliveries_take_turns_by_merchant_and_endpoint,
 );
 
 fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
@@ -971,7 +972,10 @@ async fn events_and_deliveries_commit_with_the_state_change(store: TestStore) {
         "NLJ7RT61SV"
     );
 
-    let due = store.due_deliveries(2_000, 10).await.unwrap();
+    let due = store
+        .due_deliveries(2_000, Mode::Test, 10, 10)
+        .await
+        .unwrap();
     assert_eq!(
         due.len(),
         2,
@@ -995,8 +999,22 @@ async fn events_and_deliveries_commit_with_the_state_change(store: TestStore) {
     // A claimed delivery is not due again until its lease ends, and one claim wins.
     assert!(store.claim_delivery(&due[0], 60_000).await.unwrap());
     assert!(!store.claim_delivery(&due[0], 60_000).await.unwrap());
-    assert_eq!(store.due_deliveries(2_000, 10).await.unwrap().len(), 1);
-    assert_eq!(store.due_deliveries(60_000, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .due_deliveries(2_000, Mode::Test, 10, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .due_deliveries(60_000, Mode::Test, 10, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 async fn a_failed_outbox_write_undoes_the_state_change(store: TestStore) {
@@ -1091,7 +1109,10 @@ async fn redelivery_survives_concurrent_writers(store: TestStore) {
         assert_eq!(n, 1, "one endpoint, one delivery");
     }
     writer.await.unwrap();
-    let due = store.due_deliveries(10_000, 10).await.unwrap();
+    let due = store
+        .due_deliveries(10_000, Mode::Test, 10, 10)
+        .await
+        .unwrap();
     assert_eq!(due.len(), 1, "still one delivery, pending again");
 }
 
@@ -1190,7 +1211,11 @@ async fn a_redelivery_during_a_post_is_not_swallowed(store: TestStore) {
             .unwrap(),
         Expiry::Expired
     );
-    let due = store.due_deliveries(3_000, 10).await.unwrap().remove(0);
+    let due = store
+        .due_deliveries(3_000, Mode::Test, 10, 10)
+        .await
+        .unwrap()
+        .remove(0);
     // A worker takes the delivery and posts it...
     assert!(store.claim_delivery(&due, 40_000).await.unwrap());
     // ...the merchant asks for a redelivery while the POST is under way...
@@ -1215,8 +1240,83 @@ async fn a_redelivery_during_a_post_is_not_swallowed(store: TestStore) {
         )
         .await
         .unwrap();
-    let again = store.due_deliveries(4_000, 10).await.unwrap();
+    let again = store
+        .due_deliveries(4_000, Mode::Test, 10, 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1, "the redelivery is still due");
     let log = store.deliveries(&event.id).await.unwrap();
     assert_eq!(log[0].attempt_count, 1, "the POST is on record");
+}
+
+async fn due_deliveries_take_turns_by_merchant_and_endpoint(store: TestStore) {
+    let expired_events = async |name: &str, n: i64, at: i64| {
+        let m = merchants::create(&store, name).await.unwrap().merchant.id;
+        let endpoint = malipo::webhooks::create_endpoint(
+            &store,
+            &m,
+            Mode::Test,
+            "https://ferry.example/hooks",
+            &["*".into()],
+            "",
+            1_000,
+        )
+        .await
+        .unwrap();
+        for i in 0..n {
+            let session = store
+                .insert_session(&new_session(&m, 9_000_000), 1_000)
+                .await
+                .unwrap();
+            store
+                .expire_session(&session.id, at + i, "merchant")
+                .await
+                .unwrap();
+        }
+        (m, endpoint.id)
+    };
+    // A has a backlog of four; B's one event came after all of them.
+    let (a, a_endpoint) = expired_events("Backlog Buses", 4, 2_000).await;
+    let (b, _) = expired_events("Punctual Ferries", 1, 5_000).await;
+    let due = store
+        .due_deliveries(10_000, Mode::Test, 2, 10)
+        .await
+        .unwrap();
+    let order: Vec<&MerchantId> = due.iter().map(|d| &d.merchant_id).collect();
+    assert_eq!(
+        order,
+        [&a, &b, &a],
+        "B's first before A's second; at most two of A's endpoint"
+    );
+    assert!(due[0].next_attempt_at <= due[2].next_attempt_at);
+    assert!(
+        store
+            .due_deliveries(10_000, Mode::Live, 2, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "live work is listed apart"
+    );
+    // A's endpoint's circuit opens: its due deliveries wait, B's do not.
+    assert_eq!(
+        store
+            .hold_endpoint_deliveries(&a_endpoint, 10_000, 70_000)
+            .await
+            .unwrap(),
+        4
+    );
+    let due = store
+        .due_deliveries(10_000, Mode::Test, 2, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].merchant_id, b);
+    assert_eq!(
+        store
+            .due_deliveries(70_000, Mode::Test, 2, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }

@@ -1054,3 +1054,176 @@ async fn signing_secrets_are_sealed_at_rest_and_need_their_key() {
     assert!(now.starts_with("sealed:v1:") && !now.contains(new_secret));
     assert!(before.starts_with("sealed:v1:") && !before.contains(&secret));
 }
+
+/// A receiver that accepts connections and never answers; counts them.
+async fn black_hole() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (url, accepted)
+}
+
+/// An open session of `merchant` in `mode`, expired at once: one event to deliver.
+async fn expired_session(
+    app: &TestApp,
+    merchant: &malipo::domain::MerchantId,
+    mode: malipo::domain::Mode,
+) {
+    use malipo::{
+        checkout::CreateSession,
+        domain::{Money, money::Currency},
+    };
+    let session = app
+        .checkout
+        .create(CreateSession {
+            merchant_id: merchant.clone(),
+            mode,
+            amount: Money::new(150_000, Currency::Kes).unwrap(),
+            reference: "BUS-1".into(),
+            description: "Arusha–Moshi shuttle".into(),
+            success_url: "https://bus.example/paid".into(),
+            cancel_url: "https://bus.example/cancelled".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 1800,
+        })
+        .await
+        .unwrap();
+    app.store
+        .expire_session(&session.id, malipo::time::now_ms(), "merchant")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_merchants_dead_endpoints_never_delay_anyone_else() {
+    use malipo::domain::Mode;
+    // Posts that hang for 30 s, and no breaker: only the fair shares keep others moving.
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.webhooks.timeout_secs = 30;
+        c.webhooks.breaker_failures = 1_000;
+    })
+    .await;
+    let (dead, accepted) = black_hole().await;
+    let a = merchants::create(&app.store, "Dead Endpoint Tours")
+        .await
+        .unwrap()
+        .merchant
+        .id;
+    for _ in 0..10 {
+        malipo::webhooks::create_endpoint(&app.store, &a, Mode::Test, &dead, &["*".into()], "", 1)
+            .await
+            .unwrap();
+    }
+    // Forty test-mode deliveries that will hang: more than every slot there is.
+    for _ in 0..4 {
+        expired_session(&app, &a, Mode::Test).await;
+    }
+    wait_for("the first hanging posts", 10, async || {
+        (accepted.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+
+    // Another merchant in test mode, and one in live mode (its endpoint stands for a
+    // public one: the API only takes https on public hosts for live).
+    let receiver = Receiver::new(0);
+    let (url, _server) = receiver.start().await;
+    let c = merchants::create(&app.store, "Punctual Ferries")
+        .await
+        .unwrap()
+        .merchant
+        .id;
+    malipo::webhooks::create_endpoint(&app.store, &c, Mode::Test, &url, &["*".into()], "", 1)
+        .await
+        .unwrap();
+    let b = merchants::create(&app.store, "Live Lodge")
+        .await
+        .unwrap()
+        .merchant
+        .id;
+    let live = malipo::webhooks::create_endpoint(
+        &app.store,
+        &b,
+        Mode::Live,
+        "https://lodge.example/hooks",
+        &["*".into()],
+        "",
+        1,
+    )
+    .await
+    .unwrap();
+    sqlx::query("UPDATE webhook_endpoints SET url = $1 WHERE id = $2")
+        .bind(&url)
+        .bind(live.id.as_str())
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    expired_session(&app, &c, Mode::Test).await;
+    expired_session(&app, &b, Mode::Live).await;
+
+    // Both arrive at once, not after the hanging posts time out.
+    let got = wait_for("the other merchants' events", 5, async || {
+        let d = receiver.delivered();
+        (d.len() >= 2).then_some(d)
+    })
+    .await;
+    let mut modes: Vec<bool> = got
+        .iter()
+        .map(|e| e["livemode"].as_bool().unwrap())
+        .collect();
+    modes.sort();
+    assert_eq!(modes, [false, true]);
+    // The dead endpoints hold no more than their merchant's share of the test slots.
+    let in_flight = accepted.load(Ordering::SeqCst);
+    assert!(in_flight <= 2, "{in_flight} hanging posts at once");
+}
+
+#[tokio::test]
+async fn an_endpoint_that_keeps_timing_out_has_its_circuit_opened() {
+    use malipo::domain::Mode;
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.webhooks.timeout_secs = 1;
+        c.webhooks.breaker_failures = 3;
+        c.webhooks.breaker_cooldown_secs = 60;
+    })
+    .await;
+    let (dead, accepted) = black_hole().await;
+    let a = merchants::create(&app.store, "Timeout Safaris")
+        .await
+        .unwrap()
+        .merchant
+        .id;
+    malipo::webhooks::create_endpoint(&app.store, &a, Mode::Test, &dead, &["*".into()], "", 1)
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        expired_session(&app, &a, Mode::Test).await;
+    }
+    // Retries come every 100–400 ms here: without a breaker the endpoint would see dozens
+    // of posts in these seconds. It sees the ones that opened the circuit, then none.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let posts = accepted.load(Ordering::SeqCst);
+    assert!((3..=4).contains(&posts), "{posts} posts to a dead endpoint");
+    // Its deliveries wait out the cool-down, still pending.
+    let now = malipo::time::now_ms();
+    let waits: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, next_attempt_at FROM webhook_deliveries")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(waits.len(), 6);
+    assert!(waits.iter().all(|(s, _)| s == "pending"));
+    assert!(
+        waits.iter().filter(|(_, at)| *at > now + 45_000).count() >= 2,
+        "the ones never tried are held for the cool-down: {waits:?}"
+    );
+}
