@@ -14,8 +14,12 @@
 //!   the outcome, the attempt is `unknown`, never "failed": the page says so, a new push
 //!   to the same phone needs the shopper's word that no M-PESA SMS came, and after
 //!   [`RECONCILE_AFTER_MS`] of asking the merchant is told (`payment.unknown`).
+//! - Queries are fair: live and test attempts are polled in separate lanes (a hung test
+//!   operator never delays a live shopper's green page), merchants take turns within a
+//!   lane, a few queries run at once, and a lane whose operator keeps failing has its
+//!   circuit opened ([`crate::breaker`]) so it stops spending its slots on timeouts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::{
     connectors::{
@@ -131,6 +135,33 @@ pub struct Payments {
     timing: crate::config::PaymentsConfig,
     /// Ids of sessions whose payment state just changed (for the live page).
     changes: tokio::sync::broadcast::Sender<String>,
+    /// Each lane's breaker on its operator's status queries: `[live, test]`.
+    query_breakers: Arc<Mutex<[QueryBreaker; 2]>>,
+}
+
+/// Status queries in flight at once, per lane.
+const QUERIES_AT_ONCE: usize = 8;
+/// Due attempts one pass of a lane takes.
+const POLL_BATCH: i64 = 50;
+/// A lane's operator failing this many queries in a row opens its circuit.
+const QUERY_BREAKER: crate::breaker::BreakerPolicy = crate::breaker::BreakerPolicy {
+    threshold: 5,
+    cooldown_ms: 30_000,
+    max_cooldown_ms: 5 * 60_000,
+};
+
+#[derive(Default)]
+struct QueryBreaker {
+    breaker: crate::breaker::Breaker,
+    /// A probe is under way (only one while the cool-down is over).
+    probing: bool,
+}
+
+fn lane(mode: Mode) -> usize {
+    match mode {
+        Mode::Live => 0,
+        Mode::Test => 1,
+    }
 }
 
 /// When the next query is due after `polls_done` queries of an attempt created at
@@ -177,6 +208,7 @@ impl Payments {
             limits,
             timing,
             changes,
+            query_breakers: Arc::default(),
         }
     }
 
@@ -471,96 +503,169 @@ impl Payments {
         Ok(())
     }
 
-    /// Queries every pending or unknown attempt whose time has come; returns how many
-    /// changed state.
+    /// Queries every pending or unknown attempt whose time has come, in both lanes at
+    /// once; returns how many changed state.
     pub async fn poll_due(&self) -> Result<usize, StoreError> {
-        let now = now_ms();
+        let (live, test) = tokio::join!(self.poll_lane(Mode::Live), self.poll_lane(Mode::Test));
+        Ok(live? + test?)
+    }
+
+    /// One pass of one mode's lane: its due attempts, merchants taking turns, a few
+    /// queries at once.
+    pub async fn poll_lane(&self, mode: Mode) -> Result<usize, StoreError> {
+        let due = self
+            .store
+            .attempts_due_for_poll(now_ms(), mode, POLL_BATCH)
+            .await?;
+        let slots = Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE));
+        let mut tasks = tokio::task::JoinSet::new();
+        for attempt in due {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let me = self.clone();
+            tasks.spawn(async move {
+                let settled = me.poll_one(attempt, mode).await;
+                drop(permit);
+                settled
+            });
+        }
         let mut settled = 0;
-        for attempt in self.store.attempts_due_for_poll(now, 50).await? {
-            let age = now - attempt.created_at;
-            let Some(request_id) = attempt.operator_request_id.as_deref() else {
-                if age < self.timing.unconfirmed_push_ms {
-                    // Being sent right now, or its answer was lost: a callback may still
-                    // come. Look again shortly.
-                    self.store
-                        .reschedule_poll(&attempt.id, now + 2_000, now)
-                        .await?;
-                } else if self
-                    .store
-                    .mark_unknown(
-                        &attempt.id,
-                        "no answer from Daraja to the STK push: nothing to query",
-                        None,
-                        now,
-                    )
-                    .await?
-                {
-                    // Without Daraja's id there is nothing to ask: only a callback can
-                    // settle it now, so it goes to reconciliation at once.
-                    tracing::warn!(attempt = %attempt.id, "STK push never confirmed; outcome unknown, left for reconciliation");
-                    settled += 1;
-                    self.changed(&attempt.session_id);
-                }
-                continue;
-            };
-            let mode = match self.store.session(&attempt.session_id).await? {
-                Some(session) => session.mode,
-                None => continue,
-            };
-            let outcome = match self.daraja(mode) {
-                Some(daraja) => match daraja.stk_query(request_id, now).await {
+        let mut failed = None;
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(true)) => settled += 1,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => failed = Some(e),
+                Err(e) => tracing::error!(error = %e, "a status query task failed"),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(settled),
+        }
+    }
+
+    /// Whether this lane may query its operator now (its circuit closed, or this is
+    /// the one probe after the cool-down).
+    fn may_query(&self, mode: Mode, now: i64) -> bool {
+        let mut breakers = self.query_breakers.lock().expect("breaker lock");
+        let b = &mut breakers[lane(mode)];
+        match b.breaker.gate(&QUERY_BREAKER, now) {
+            crate::breaker::Gate::Closed => true,
+            crate::breaker::Gate::Open => false,
+            crate::breaker::Gate::Probe if b.probing => false,
+            crate::breaker::Gate::Probe => {
+                b.probing = true;
+                true
+            }
+        }
+    }
+
+    fn query_answered(&self, mode: Mode, answered: bool, now: i64) {
+        let mut breakers = self.query_breakers.lock().expect("breaker lock");
+        let b = &mut breakers[lane(mode)];
+        b.probing = false;
+        if answered {
+            b.breaker.success();
+        } else if let Some(until) = b.breaker.failure(&QUERY_BREAKER, now) {
+            tracing::warn!(
+                mode = mode.as_str(),
+                cooldown_ms = until - now,
+                "Daraja keeps failing status queries; pausing them (callbacks still settle payments)"
+            );
+        }
+    }
+
+    /// Queries one due attempt (or, without an operator id, decides what its silence
+    /// means); true when it changed state.
+    async fn poll_one(&self, attempt: AttemptRecord, mode: Mode) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let age = now - attempt.created_at;
+        let Some(request_id) = attempt.operator_request_id.as_deref() else {
+            if age < self.timing.unconfirmed_push_ms {
+                // Being sent right now, or its answer was lost: a callback may still
+                // come. Look again shortly.
+                self.store
+                    .reschedule_poll(&attempt.id, now + 2_000, now)
+                    .await?;
+                return Ok(false);
+            }
+            let changed = self
+                .store
+                .mark_unknown(
+                    &attempt.id,
+                    "no answer from Daraja to the STK push: nothing to query",
+                    None,
+                    now,
+                )
+                .await?;
+            if changed {
+                // Without Daraja's id there is nothing to ask: only a callback can
+                // settle it now, so it goes to reconciliation at once.
+                tracing::warn!(attempt = %attempt.id, "STK push never confirmed; outcome unknown, left for reconciliation");
+                self.changed(&attempt.session_id);
+            }
+            return Ok(changed);
+        };
+        let outcome = match self.daraja(mode) {
+            Some(_) if !self.may_query(mode, now) => {
+                // The operator keeps failing: its circuit is open. The schedule below
+                // still runs, so the attempt goes unknown on time.
+                RailOutcome::Pending
+            }
+            Some(daraja) => {
+                let answer = daraja.stk_query(request_id, now).await;
+                self.query_answered(mode, answer.is_ok(), now_ms());
+                match answer {
                     Ok(o) => o,
                     Err(e) => {
                         tracing::warn!(attempt = %attempt.id, error = %e, "STK query failed; will retry");
                         RailOutcome::Pending
                     }
-                },
-                None => {
-                    tracing::error!(attempt = %attempt.id, "open live attempt but no live Daraja configured");
-                    RailOutcome::Pending
                 }
-            };
-            if let Some((status, result)) = outcome_to_status(&outcome) {
-                if self
-                    .store
-                    .finalize_attempt(&attempt.id, status, &result, "query", now_ms())
-                    .await?
-                {
-                    settled += 1;
-                    self.changed(&attempt.session_id);
-                }
-                continue;
             }
-            if let RailOutcome::Unknown { raw } = &outcome {
-                tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still open");
+            None => {
+                tracing::error!(attempt = %attempt.id, "open live attempt but no live Daraja configured");
+                RailOutcome::Pending
             }
-            let next = next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
-            let changed = if age >= self.timing.reconcile_after_ms {
-                tracing::warn!(attempt = %attempt.id, "outcome still unknown; left for reconciliation");
-                self.store
-                    .mark_unknown(&attempt.id, "Daraja never gave a final answer", None, now)
-                    .await?
-            } else if age >= self.timing.unknown_after_ms
-                && attempt.status == AttemptStatus::Pending
-            {
-                self.store
-                    .mark_unknown(
-                        &attempt.id,
-                        "no final answer from Daraja yet",
-                        Some(next),
-                        now,
-                    )
-                    .await?
-            } else {
-                self.store.reschedule_poll(&attempt.id, next, now).await?;
-                false
-            };
+        };
+        if let Some((status, result)) = outcome_to_status(&outcome) {
+            let changed = self
+                .store
+                .finalize_attempt(&attempt.id, status, &result, "query", now_ms())
+                .await?;
             if changed {
-                settled += 1;
                 self.changed(&attempt.session_id);
             }
+            return Ok(changed);
         }
-        Ok(settled)
+        if let RailOutcome::Unknown { raw } = &outcome {
+            tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still open");
+        }
+        let next = next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
+        let changed = if age >= self.timing.reconcile_after_ms {
+            tracing::warn!(attempt = %attempt.id, "outcome still unknown; left for reconciliation");
+            self.store
+                .mark_unknown(&attempt.id, "Daraja never gave a final answer", None, now)
+                .await?
+        } else if age >= self.timing.unknown_after_ms && attempt.status == AttemptStatus::Pending {
+            self.store
+                .mark_unknown(
+                    &attempt.id,
+                    "no final answer from Daraja yet",
+                    Some(next),
+                    now,
+                )
+                .await?
+        } else {
+            self.store.reschedule_poll(&attempt.id, next, now).await?;
+            false
+        };
+        if changed {
+            self.changed(&attempt.session_id);
+        }
+        Ok(changed)
     }
 
     /// Applies again every stored success callback of the last day whose attempt has not
@@ -586,24 +691,34 @@ impl Payments {
         Ok(settled)
     }
 
-    /// Runs [`Payments::poll_due`] every second until aborted.
+    /// Runs until aborted: each lane polls every second on its own (a lane stuck on a
+    /// hung operator never holds up the other), and stored callbacks that never took
+    /// effect are re-driven every 30 s (and at start-up).
     pub async fn run_poller(self) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks: u64 = 0;
-        loop {
-            tick.tick().await;
-            if let Err(e) = self.poll_due().await {
-                tracing::warn!(error = %e, "poller failed; retrying");
+        let lane = |mode: Mode| {
+            let me = self.clone();
+            async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = me.poll_lane(mode).await {
+                        tracing::warn!(mode = mode.as_str(), error = %e, "poller failed; retrying");
+                    }
+                }
             }
-            // Every 30 s, and at start-up: stored callbacks that never took effect.
-            if ticks.is_multiple_of(30)
-                && let Err(e) = self.redrive_callbacks().await
-            {
-                tracing::warn!(error = %e, "re-driving callbacks failed; retrying");
+        };
+        let redrive = async {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.redrive_callbacks().await {
+                    tracing::warn!(error = %e, "re-driving callbacks failed; retrying");
+                }
             }
-            ticks += 1;
-        }
+        };
+        tokio::join!(lane(Mode::Live), lane(Mode::Test), redrive);
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use sqlx::{Row, any::AnyRow};
 
 use super::{NewEvent, Store, StoreError, insert_event, parse_column};
-use crate::domain::{AttemptId, Money, SessionId, money::Currency};
+use crate::domain::{AttemptId, Mode, Money, SessionId, money::Currency};
 use crate::resources::EventType;
 
 /// The ~6 states every rail's result codes map onto.
@@ -755,19 +755,33 @@ impl Store {
         rows.iter().map(AttemptRecord::from_row).collect()
     }
 
-    /// Pending and unknown attempts whose next status query is due, oldest first.
+    /// Pending and unknown attempts of one mode whose next status query is due, taking
+    /// turns: every merchant's oldest before anyone's second, so one merchant's backlog
+    /// never holds up another's shopper.
     pub async fn attempts_due_for_poll(
         &self,
         now: i64,
+        mode: Mode,
         limit: i64,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let columns: Vec<String> = ATTEMPT_COLUMNS
+            .split(',')
+            .map(|c| format!("a.{}", c.trim()))
+            .collect();
         let rows = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
-             WHERE status IN ('pending', 'unknown') AND next_poll_at IS NOT NULL \
-             AND next_poll_at <= $1 \
-             ORDER BY next_poll_at LIMIT $2"
+            "WITH due AS ( \
+                SELECT a.id, a.next_poll_at, \
+                ROW_NUMBER() OVER (PARTITION BY s.merchant_id ORDER BY a.next_poll_at, a.id) AS turn \
+                FROM payment_attempts a JOIN checkout_sessions s ON s.id = a.session_id \
+                WHERE a.status IN ('pending', 'unknown') AND a.next_poll_at IS NOT NULL \
+                AND a.next_poll_at <= $1 AND s.mode = $2 \
+             ) \
+             SELECT {} FROM due JOIN payment_attempts a ON a.id = due.id \
+             ORDER BY due.turn, due.next_poll_at, due.id LIMIT $3",
+            columns.join(", ")
         ))
         .bind(now)
+        .bind(mode.as_str())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -774,3 +774,170 @@ async fn an_unconfirmed_payment_holds_a_new_push_on_another_session_too() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn a_hung_test_operator_never_delays_live_status_queries() {
+    use malipo::{
+        checkout::CreateSession,
+        connectors::mpesa::{Daraja, PushParams},
+        domain::{Mode, Money, money::Currency},
+        payments::Payments,
+    };
+    use std::sync::Arc;
+    let app = spawn_app().await;
+    // Test mode's operator takes connections and never answers (each query waits out
+    // the connector's 15 s timeout); live mode's is this server's sandbox Daraja,
+    // standing in for Safaricom.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            held.push(socket);
+        }
+    });
+    let live = Arc::new(Daraja::new(format!("{}/sandbox/daraja", app.addr), &app.mpesa).unwrap());
+    let payments = Payments::new(
+        app.store.clone(),
+        Arc::new(Daraja::new(hung_url, &app.mpesa).unwrap()),
+        Some(live.clone()),
+        app.addr.clone(),
+        malipo::config::LimitsConfig::default(),
+        malipo::config::PaymentsConfig::default(),
+    );
+
+    // Twenty test-mode attempts due first, each asking the hung operator.
+    let now = malipo::time::now_ms();
+    for i in 0..20 {
+        let (_, session) =
+            open_kes_session(&app.store, &app.checkout, &format!("Test Lodge {i}"), 900).await;
+        let a = attempt_with_token(
+            &app.store,
+            &session.id,
+            "t",
+            Some(now - 60_000),
+            now - 60_000,
+        )
+        .await;
+        app.store
+            .set_operator_request_id(&a.id, &format!("ws_CO_hung_{i}"), now)
+            .await
+            .unwrap();
+    }
+    // Then one live attempt: pushed to the live operator, paid on the handset; its
+    // callback goes nowhere, so only a status query can settle it.
+    let merchant = malipo::merchants::create(&app.store, "Live Safaris")
+        .await
+        .unwrap();
+    let session = app
+        .checkout
+        .create(CreateSession {
+            merchant_id: merchant.merchant.id.clone(),
+            mode: Mode::Live,
+            amount: Money::new(150_000, Currency::Kes).unwrap(),
+            reference: "LIVE-1".into(),
+            description: "Game drive".into(),
+            success_url: "https://lodge.example/paid".into(),
+            cancel_url: "https://lodge.example/cancelled".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 900,
+        })
+        .await
+        .unwrap();
+    let pushed = live
+        .stk_push(
+            &PushParams {
+                amount: 1_500,
+                phone: "254708374149".into(),
+                callback_url: format!("{}/callbacks/mpesa/pa_lost/lost", app.addr),
+                account_reference: "LIVE-1".into(),
+                description: "Game drive".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let shown = prompts(&app.client, &app.addr, "254708374149").await;
+    accept(
+        &app.client,
+        &app.addr,
+        "254708374149",
+        shown[0]["id"].as_str().unwrap(),
+    )
+    .await;
+    let attempt = attempt_with_token(&app.store, &session.id, "l", Some(now), now).await;
+    app.store
+        .set_operator_request_id(&attempt.id, &pushed.checkout_request_id, now)
+        .await
+        .unwrap();
+
+    tokio::spawn(payments.run_poller());
+    // Mixed in one sequential loop, the live query would wait behind twenty 15 s
+    // timeouts; in its own lane it is asked at once.
+    let done = settled(&app.store, &attempt, 5).await;
+    assert_eq!(done.status, AttemptStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn an_operator_that_keeps_failing_queries_is_paused() {
+    use malipo::{connectors::mpesa::Daraja, domain::Mode, payments::Payments};
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let app = spawn_app().await;
+    // An operator that hangs up on every request, and counts them.
+    let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rude_url = format!("http://{}", rude.local_addr().unwrap());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = rude.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let payments = Payments::new(
+        app.store.clone(),
+        Arc::new(Daraja::new(rude_url, &app.mpesa).unwrap()),
+        None,
+        app.addr.clone(),
+        malipo::config::LimitsConfig::default(),
+        malipo::config::PaymentsConfig::default(),
+    );
+    let now = malipo::time::now_ms();
+    for i in 0..20 {
+        let (_, session) =
+            open_kes_session(&app.store, &app.checkout, &format!("Lodge {i}"), 900).await;
+        let a = attempt_with_token(
+            &app.store,
+            &session.id,
+            "t",
+            Some(now - 60_000),
+            now - 60_000,
+        )
+        .await;
+        app.store
+            .set_operator_request_id(&a.id, &format!("ws_CO_rude_{i}"), now)
+            .await
+            .unwrap();
+    }
+    // Four passes a second apart: each would ask about all twenty attempts again. After
+    // a handful of failures in a row the lane stops asking for its cool-down (30 s).
+    for _ in 0..4 {
+        payments.poll_lane(Mode::Test).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
+    let n = asked.load(Ordering::SeqCst);
+    assert!((5..=12).contains(&n), "{n} requests to a failing operator");
+    // The attempts' schedule still runs: they are open, polled again later.
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payment_attempts WHERE status = 'pending' AND next_poll_at IS NOT NULL",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(open, 20);
+}

@@ -55,6 +55,7 @@ on_both_backends!(
     an_idempotency_claim_belongs_to_its_holder,
     a_redelivery_during_a_post_is_not_swallowed,
     due_deliveries_take_turns_by_merchant_and_endpoint,
+    due_polls_take_turns_by_merchant,
 );
 
 fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
@@ -561,7 +562,7 @@ async fn an_unknown_outcome_stays_open_and_is_surfaced(store: TestStore) {
     assert_eq!(a.failure_code, None, "unknown is not a failure");
     assert_eq!(
         store
-            .attempts_due_for_poll(5_000, 10)
+            .attempts_due_for_poll(5_000, Mode::Test, 10)
             .await
             .unwrap()
             .iter()
@@ -595,7 +596,7 @@ async fn an_unknown_outcome_stays_open_and_is_surfaced(store: TestStore) {
     );
     assert!(
         store
-            .attempts_due_for_poll(10_000_000, 10)
+            .attempts_due_for_poll(10_000_000, Mode::Test, 10)
             .await
             .unwrap()
             .is_empty()
@@ -621,7 +622,7 @@ async fn an_unknown_outcome_stays_open_and_is_surfaced(store: TestStore) {
     assert!(store.resume_polling(&attempt.id, 910_000).await.unwrap());
     assert_eq!(
         store
-            .attempts_due_for_poll(910_000, 10)
+            .attempts_due_for_poll(910_000, Mode::Test, 10)
             .await
             .unwrap()
             .len(),
@@ -853,12 +854,15 @@ async fn due_polls_are_listed_and_rescheduled(store: TestStore) {
     let (_, a) = session_with_attempt(&store, 9_000_000).await;
     assert!(
         store
-            .attempts_due_for_poll(999, 10)
+            .attempts_due_for_poll(999, Mode::Test, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    let due = store.attempts_due_for_poll(1_000, 10).await.unwrap();
+    let due = store
+        .attempts_due_for_poll(1_000, Mode::Test, 10)
+        .await
+        .unwrap();
     assert_eq!(
         due.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         vec![a.id.clone()]
@@ -866,13 +870,58 @@ async fn due_polls_are_listed_and_rescheduled(store: TestStore) {
     assert!(store.reschedule_poll(&a.id, 16_000, 1_001).await.unwrap());
     assert!(
         store
-            .attempts_due_for_poll(15_999, 10)
+            .attempts_due_for_poll(15_999, Mode::Test, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    let again = store.attempts_due_for_poll(16_000, 10).await.unwrap();
+    let again = store
+        .attempts_due_for_poll(16_000, Mode::Test, 10)
+        .await
+        .unwrap();
     assert_eq!(again[0].poll_count, 1);
+    assert!(
+        store
+            .attempts_due_for_poll(16_000, Mode::Live, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "live queries are listed apart"
+    );
+}
+
+async fn due_polls_take_turns_by_merchant(store: TestStore) {
+    // A has three attempts due before B's one: B's comes second, not fourth.
+    let a = merchant(&store).await;
+    let mut a_attempts = Vec::new();
+    for i in 0..3 {
+        let session = store
+            .insert_session(&new_session(&a, 9_000_000), 1_000)
+            .await
+            .unwrap();
+        let mut n = new_attempt(&session.id);
+        n.next_poll_at = Some(1_000 + i);
+        a_attempts.push(store.insert_attempt(&n, 1_000).await.unwrap().unwrap().id);
+    }
+    let b = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&b, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let mut n = new_attempt(&session.id);
+    n.next_poll_at = Some(5_000);
+    let b_attempt = store.insert_attempt(&n, 1_000).await.unwrap().unwrap().id;
+    let due: Vec<_> = store
+        .attempts_due_for_poll(10_000, Mode::Test, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        due,
+        [a_attempts[0].clone(), b_attempt, a_attempts[1].clone()]
+    );
 }
 
 async fn the_event_log_is_append_only(store: TestStore) {
