@@ -39,10 +39,21 @@ pub enum Refused {
     Ip,
 }
 
+/// One followed session: its channel, its streams, and the order of its refreshes.
+struct Followed {
+    tx: watch::Sender<Line>,
+    streams: usize,
+    /// Refreshes started (each takes the next number) …
+    started: u64,
+    /// … and the newest whose reading was applied: an older reading that finishes
+    /// later (a slow database read) never overwrites a newer one.
+    applied: u64,
+}
+
 #[derive(Default)]
 struct Counts {
     total: usize,
-    sessions: HashMap<String, (watch::Sender<Line>, usize)>,
+    sessions: HashMap<String, Followed>,
     /// Per client address (an IPv6 /64 counts as one).
     ips: HashMap<u128, usize>,
 }
@@ -71,9 +82,9 @@ impl Drop for StreamGuard {
                 c.ips.remove(&self.ip);
             }
         }
-        if let Some((_, n)) = c.sessions.get_mut(&self.session) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(f) = c.sessions.get_mut(&self.session) {
+            f.streams -= 1;
+            if f.streams == 0 {
                 c.sessions.remove(&self.session);
             }
         }
@@ -113,7 +124,7 @@ impl LiveHub {
             if c.ips.get(&ip).copied().unwrap_or(0) >= self.limits.per_ip {
                 return Ok(Err(Refused::Ip));
             }
-            let per_session = c.sessions.get(session.as_str()).map_or(0, |(_, n)| *n);
+            let per_session = c.sessions.get(session.as_str()).map_or(0, |f| f.streams);
             if per_session >= self.limits.per_session {
                 return Ok(Err(Refused::Session));
             }
@@ -122,9 +133,14 @@ impl LiveHub {
             let entry = c
                 .sessions
                 .entry(session.to_string())
-                .or_insert_with(|| (watch::channel(None).0, 0));
-            entry.1 += 1;
-            (entry.0.subscribe(), entry.1 == 1)
+                .or_insert_with(|| Followed {
+                    tx: watch::channel(None).0,
+                    streams: 0,
+                    started: 0,
+                    applied: 0,
+                });
+            entry.streams += 1;
+            (entry.tx.subscribe(), entry.streams == 1)
         };
         let guard = StreamGuard {
             hub: self.clone(),
@@ -139,43 +155,90 @@ impl LiveHub {
     }
 
     /// Re-reads one followed session and tells its streams if the line changed.
+    /// Refreshes of one session may overlap (a stream opening while a change arrives);
+    /// only a reading newer than the last one applied is applied.
     async fn refresh(&self, session: &SessionId) -> Result<(), StoreError> {
+        let Some(ticket) = self.begin_refresh(session) else {
+            return Ok(()); // nobody follows it any more
+        };
         let line = current(&self.store, session).await?;
-        let c = self.lock();
-        if let Some((tx, _)) = c.sessions.get(session.as_str()) {
-            tx.send_if_modified(|old| {
-                let changed = *old != line;
+        self.apply(session, ticket, &line);
+        Ok(())
+    }
+
+    /// Numbers a refresh of `session` about to read; `None` if it is not followed.
+    fn begin_refresh(&self, session: &SessionId) -> Option<u64> {
+        let mut c = self.lock();
+        let f = c.sessions.get_mut(session.as_str())?;
+        f.started += 1;
+        Some(f.started)
+    }
+
+    /// Applies refresh `ticket`'s reading, unless a newer one was applied already.
+    fn apply(&self, session: &SessionId, ticket: u64, line: &Line) {
+        let mut c = self.lock();
+        if let Some(f) = c.sessions.get_mut(session.as_str())
+            && ticket > f.applied
+        {
+            f.applied = ticket;
+            f.tx.send_if_modified(|old| {
+                let changed = old != line;
                 if changed {
-                    old.clone_from(&line);
+                    old.clone_from(line);
                 }
                 changed
             });
         }
-        Ok(())
     }
 
-    /// Follows the engine's change signal (and refreshes everything now and then)
-    /// until aborted.
+    /// Follows the engine's change signal until aborted; a separate task re-reads every
+    /// followed session now and then (a few at a time), so that sweep never delays a
+    /// change reaching its page.
     pub async fn run(self: Arc<Self>, mut changes: broadcast::Receiver<String>) {
-        let mut tick = tokio::time::interval(REFRESH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let due: Vec<SessionId> = tokio::select! {
-                changed = changes.recv() => match changed {
-                    Ok(id) => SessionId::parse(&id).into_iter().collect(),
-                    // Fell behind: re-read everything followed.
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.followed(),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = tick.tick() => self.followed(),
-            };
-            for id in due {
-                let followed = self.lock().sessions.contains_key(id.as_str());
-                if followed && let Err(e) = self.refresh(&id).await {
-                    tracing::warn!(error = %e, "live state refresh failed");
+        let sweeper = {
+            let hub = self.clone();
+            crate::startup::AbortOnDrop(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(REFRESH);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    hub.refresh_all().await;
                 }
+            }))
+        };
+        loop {
+            match changes.recv().await {
+                Ok(id) => {
+                    if let Some(id) = SessionId::parse(&id)
+                        && let Err(e) = self.refresh(&id).await
+                    {
+                        tracing::warn!(error = %e, "live state refresh failed");
+                    }
+                }
+                // Fell behind: re-read everything followed.
+                Err(broadcast::error::RecvError::Lagged(_)) => self.refresh_all().await,
+                Err(broadcast::error::RecvError::Closed) => break,
             }
         }
+        drop(sweeper);
+    }
+
+    /// Re-reads every followed session, a few at a time.
+    async fn refresh_all(self: &Arc<Self>) {
+        const AT_ONCE: usize = 4;
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in self.followed() {
+            while tasks.len() >= AT_ONCE {
+                tasks.join_next().await;
+            }
+            let hub = self.clone();
+            tasks.spawn(async move {
+                if let Err(e) = hub.refresh(&id).await {
+                    tracing::warn!(error = %e, "live state refresh failed");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
     }
 
     fn followed(&self) -> Vec<SessionId> {
@@ -200,4 +263,41 @@ pub async fn current(store: &Store, sid: &SessionId) -> Result<Line, StoreError>
     let latest = store.latest_attempt(sid).await?;
     let live = live_state(&session, latest.as_ref(), now_ms());
     Ok(Some((live.encode(), live.is_final())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_older_reading_never_overwrites_a_newer_one() {
+        let store = Store::connect(&secrecy::SecretString::from("sqlite::memory:"), 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let hub = LiveHub::new(
+            store,
+            StreamLimits {
+                total: 10,
+                per_session: 10,
+                per_ip: 10,
+            },
+        );
+        let sid = SessionId::generate();
+        // Following a session that does not exist reads `None`; then two refreshes
+        // overlap, and the older reading comes back last.
+        let (_guard, rx) = hub
+            .open(&sid, "127.0.0.1".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let waiting = hub.begin_refresh(&sid).unwrap();
+        let paid = hub.begin_refresh(&sid).unwrap();
+        hub.apply(&sid, paid, &Some(("paid".into(), true)));
+        hub.apply(&sid, waiting, &Some(("waiting".into(), false)));
+        assert_eq!(*rx.borrow(), Some(("paid".to_owned(), true)));
+        // Nobody follows it any more: nothing to refresh.
+        drop(_guard);
+        assert_eq!(hub.begin_refresh(&sid), None);
+    }
 }
