@@ -70,6 +70,11 @@ pub struct Config {
     /// Seconds a client may take to send a request's headers (slowloris).
     /// Env `MALIPO_HEADER_READ_TIMEOUT_SECS`; default 10.
     pub header_read_timeout_secs: u64,
+    /// Most client connections open at once; past it new clients wait in the kernel's
+    /// backlog. Keep it below the process's open-files limit (`ulimit -n`), which the
+    /// database and outgoing requests need too.
+    /// Env `MALIPO_MAX_CONNECTIONS`; default 4096.
+    pub max_connections: usize,
     /// The master key that webhook signing secrets and per-install secrets are sealed
     /// under in the database: 64 hex digits (`openssl rand -hex 32`). Wins over
     /// `master_key_file`.
@@ -393,6 +398,7 @@ impl Default for Config {
             sandbox_merchant_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
+            max_connections: 4096,
             trusted_proxies: Vec::new(),
             master_key: SecretString::from(""),
             master_key_file: PathBuf::from("malipo-master.key"),
@@ -480,6 +486,9 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_DATABASE_MAX_CONNECTIONS") {
             self.database_max_connections = parse("MALIPO_DATABASE_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = env("MALIPO_MAX_CONNECTIONS") {
+            self.max_connections = parse("MALIPO_MAX_CONNECTIONS", v)?;
         }
         if let Some(v) = env("MALIPO_MASTER_KEY") {
             self.master_key = SecretString::from(v);

@@ -13,11 +13,38 @@ use std::{
 pub struct RateLimiter<K = u128> {
     max: usize,
     window_ms: i64,
-    hits: Mutex<HashMap<K, VecDeque<i64>>>,
+    hits: Mutex<Pruned<HashMap<K, VecDeque<i64>>>>,
 }
 
-/// Beyond this many tracked addresses, idle ones are forgotten on the next call.
+/// Beyond this many tracked keys, idle ones are forgotten.
 const PRUNE_ABOVE: usize = 50_000;
+
+/// A map that forgets idle entries when it grows, at an amortised cost: after a prune
+/// it may grow to twice what was left before the next one, so a flood of distinct keys
+/// that are all still active (many addresses within the window) costs a scan per
+/// doubling, not a scan per request.
+struct Pruned<M> {
+    map: M,
+    prune_at: usize,
+}
+
+impl<M> Pruned<M> {
+    fn new(map: M) -> Self {
+        Pruned {
+            map,
+            prune_at: PRUNE_ABOVE,
+        }
+    }
+
+    /// Runs `prune` on the map if it is due; returns the map.
+    fn map(&mut self, len: impl Fn(&M) -> usize, prune: impl FnOnce(&mut M)) -> &mut M {
+        if len(&self.map) > self.prune_at {
+            prune(&mut self.map);
+            self.prune_at = PRUNE_ABOVE.max(len(&self.map).saturating_mul(2));
+        }
+        &mut self.map
+    }
+}
 
 impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     pub fn new(max: u32, window_secs: u64) -> Self {
@@ -26,7 +53,7 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
             window_ms: i64::try_from(window_secs)
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
-            hits: Mutex::new(HashMap::new()),
+            hits: Mutex::new(Pruned::new(HashMap::new())),
         }
     }
 
@@ -34,10 +61,10 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     /// how long until the window frees a place; the refused request is not counted.
     pub fn check_key(&self, k: K, now: i64) -> Result<(), i64> {
         let since = now.saturating_sub(self.window_ms);
-        let mut hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
-        if hits.len() > PRUNE_ABOVE {
-            hits.retain(|_, times| times.back().is_some_and(|t| *t > since));
-        }
+        let mut guard = self.hits.lock().unwrap_or_else(|p| p.into_inner());
+        let hits = guard.map(HashMap::len, |m| {
+            m.retain(|_, times| times.back().is_some_and(|t| *t > since));
+        });
         let times = hits.entry(k).or_default();
         while times.front().is_some_and(|t| *t <= since) {
             times.pop_front();
@@ -105,24 +132,22 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// cannot turn each refused request into a database write and a webhook.
 pub struct RecentOnce {
     every_ms: i64,
-    seen: Mutex<HashMap<String, i64>>,
+    seen: Mutex<Pruned<HashMap<String, i64>>>,
 }
 
 impl RecentOnce {
     pub fn new(every_ms: i64) -> Self {
         RecentOnce {
             every_ms,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Pruned::new(HashMap::new())),
         }
     }
 
     /// True the first time `key` is seen in `every_ms`.
     pub fn first(&self, key: String, now: i64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() > PRUNE_ABOVE {
-            let every = self.every_ms;
-            seen.retain(|_, at| now - *at < every);
-        }
+        let mut guard = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let every = self.every_ms;
+        let seen = guard.map(HashMap::len, |m| m.retain(|_, at| now - *at < every));
         match seen.get(&key) {
             Some(at) if now - *at < self.every_ms => false,
             _ => {
@@ -136,6 +161,23 @@ impl RecentOnce {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_active_keys_is_pruned_once_per_doubling() {
+        let mut p = Pruned::new(HashMap::<u32, ()>::new());
+        let mut scans = 0;
+        for k in 0..400_000u32 {
+            p.map(HashMap::len, |_| scans += 1).insert(k, ());
+        }
+        // Every key stays active: a scan per request would be 350,000 of them.
+        assert!(scans <= 4, "{scans} scans");
+        // Idle keys are forgotten when a scan comes.
+        let mut p = Pruned::new(HashMap::<u32, ()>::new());
+        for k in 0..=PRUNE_ABOVE as u32 {
+            p.map(HashMap::len, |_| {}).insert(k, ());
+        }
+        assert_eq!(p.map(HashMap::len, HashMap::clear).len(), 0);
+    }
 
     #[test]
     fn counts_per_address_in_a_sliding_window() {

@@ -233,6 +233,7 @@ impl Application {
             self.router,
             stop_rx,
             Duration::from_secs(self.state.config.header_read_timeout_secs),
+            self.state.config.max_connections,
         );
         let mut server = tokio::spawn(async move {
             server.await;

@@ -1,7 +1,9 @@
 //! The accept loop. axum's `serve` sets no timer on hyper, so a client could hold a
 //! connection open forever by sending its request headers a byte at a time (slowloris).
 //! This loop serves the same router with a header-read timeout, the peer's address as
-//! `ConnectInfo`, and graceful shutdown.
+//! `ConnectInfo`, graceful shutdown, and a cap on open connections: at the cap it stops
+//! accepting (new clients wait in the kernel's backlog) instead of running out of file
+//! descriptors, which the database pool needs too.
 
 use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
 use hyper_util::{
@@ -21,10 +23,26 @@ pub async fn serve(
     router: Router,
     mut stop: watch::Receiver<bool>,
     header_read_timeout: Duration,
+    max_connections: usize,
 ) {
     // Every connection task holds a clone; `closed()` resolves once all are gone.
     let (open_tx, open_rx) = watch::channel(());
+    let places = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let mut warned_full = false;
     loop {
+        let place = tokio::select! {
+            place = places.clone().acquire_owned() => match place {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = stopped(&mut stop) => break,
+        };
+        if places.available_permits() == 0 && !warned_full {
+            tracing::warn!(max_connections, "connection cap reached; new clients wait");
+            warned_full = true;
+        } else if places.available_permits() > max_connections / 10 {
+            warned_full = false;
+        }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -76,6 +94,7 @@ pub async fn serve(
                 }
             }
             drop(open);
+            drop(place);
         });
     }
     drop(listener);
@@ -99,7 +118,13 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = watch::channel(false);
         let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
-        let server = tokio::spawn(serve(listener, router, stop_rx, Duration::from_millis(300)));
+        let server = tokio::spawn(serve(
+            listener,
+            router,
+            stop_rx,
+            Duration::from_millis(300),
+            100,
+        ));
         // A well-behaved request is served, with the peer address available.
         let mut good = tokio::net::TcpStream::connect(addr).await.unwrap();
         good.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
@@ -122,5 +147,40 @@ mod tests {
             .await
             .expect("stops")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn past_the_connection_cap_new_clients_wait_their_turn() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(serve(listener, router, stop_rx, Duration::from_secs(30), 2));
+        // Two clients hold the only places, saying nothing.
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A third is connected by the kernel but not served…
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        let early = tokio::time::timeout(
+            Duration::from_millis(500),
+            third.read_to_string(&mut answer),
+        )
+        .await;
+        assert!(early.is_err(), "served past the cap: {answer}");
+        // … until a place frees.
+        drop(idle);
+        tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut answer))
+            .await
+            .expect("served once a place is free")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 }
