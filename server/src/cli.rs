@@ -78,11 +78,21 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
-    /// List the payments a human must look at, oldest first: outcomes still unknown,
-    /// and duplicate payments to refund.
+    /// List the payments a human must look at, newest first: outcomes still unknown,
+    /// and duplicate payments to refund; or mark one resolved.
     Reconcile {
         #[arg(long)]
         json: bool,
+        /// Also list the ones already resolved, with what was found.
+        #[arg(long)]
+        all: bool,
+        /// Mark this payment (`pa_…`) resolved; `--note` says what you found (it is
+        /// kept, and the payment leaves the list).
+        #[arg(long, value_name = "PAYMENT", requires = "note")]
+        resolve: Option<String>,
+        /// What you found, e.g. "not on the M-PESA statement" or "refunded, R-123".
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
     },
 }
 
@@ -240,13 +250,46 @@ pub async fn run() -> anyhow::Result<()> {
             println!("migrations applied ({})", store.backend().as_str());
             Ok(())
         }
-        Command::Reconcile { json } => {
+        Command::Reconcile {
+            json,
+            all,
+            resolve: Some(payment),
+            note,
+        } => {
+            let id = crate::domain::AttemptId::parse(&payment)
+                .with_context(|| format!("{payment:?} is not a payment id (pa_…)"))?;
+            let note = note.unwrap_or_default();
+            let note = note.trim();
+            if note.is_empty() || note.chars().count() > 500 || note.chars().any(char::is_control) {
+                anyhow::bail!("--note must be 1 to 500 characters saying what you found");
+            }
+            let _ = (json, all);
             let store = connect(&config).await?;
-            let attempts = store.attempts_to_reconcile(1_000).await?;
+            let done = store
+                .resolve_reconciliation(&id, note, crate::time::now_ms())
+                .await?;
+            store.close().await;
+            if !done {
+                anyhow::bail!(
+                    "{payment} is not waiting for reconciliation (unknown outcome or duplicate), \
+                     or was resolved already"
+                );
+            }
+            println!("{payment} resolved");
+            Ok(())
+        }
+        Command::Reconcile {
+            json,
+            all,
+            resolve: None,
+            ..
+        } => {
+            let store = connect(&config).await?;
+            let attempts = store.attempts_to_reconcile(all, 1_000).await?;
             store.close().await;
             let rows: Vec<serde_json::Value> = attempts
                 .iter()
-                .map(|a| {
+                .map(|(a, done)| {
                     serde_json::json!({
                         "payment": a.id.as_str(),
                         "checkout_session": a.session_id.as_str(),
@@ -258,6 +301,9 @@ pub async fn run() -> anyhow::Result<()> {
                         "receipt": a.operator_receipt,
                         "operator_request_id": a.operator_request_id,
                         "created": a.created_at / 1000,
+                        "resolved": done.as_ref().map(|d| serde_json::json!({
+                            "at": d.at / 1000, "note": d.note,
+                        })),
                     })
                 })
                 .collect();
@@ -266,9 +312,9 @@ pub async fn run() -> anyhow::Result<()> {
             } else if rows.is_empty() {
                 println!("nothing to reconcile");
             } else {
-                for (a, r) in attempts.iter().zip(&rows) {
+                for ((a, done), r) in attempts.iter().zip(&rows) {
                     println!(
-                        "{}  {}  {:<9}  {}  {}  payer {}  receipt {}",
+                        "{}  {}  {:<9}  {}  {}  payer {}  receipt {}{}",
                         r["payment"].as_str().unwrap_or(""),
                         r["checkout_session"].as_str().unwrap_or(""),
                         r["why"].as_str().unwrap_or(""),
@@ -276,6 +322,9 @@ pub async fn run() -> anyhow::Result<()> {
                         a.rail,
                         r["payer"].as_str().unwrap_or("-"),
                         a.operator_receipt.as_deref().unwrap_or("-"),
+                        done.as_ref()
+                            .map(|d| format!("  resolved: {}", d.note))
+                            .unwrap_or_default(),
                     );
                 }
             }

@@ -153,6 +153,13 @@ const ATTEMPT_COLUMNS: &str = "id, session_id, rail, status, amount_minor, curre
      operator_request_id, operator_receipt, failure_code, failure_detail, next_poll_at, \
      poll_count, created_at, updated_at, finalized_at, late_from, duplicate";
 
+/// A person's resolution of an attempt left for reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    pub at: i64,
+    pub note: String,
+}
+
 impl AttemptRecord {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         let id: String = row.try_get("id")?;
@@ -740,19 +747,87 @@ impl Store {
     }
 
     /// Attempts a human must look at, newest first: outcomes still unknown, and
-    /// duplicate payments to refund.
+    /// duplicate payments to refund; with `resolved`, also those already resolved.
     pub async fn attempts_to_reconcile(
         &self,
+        resolved: bool,
         limit: i64,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
+    ) -> Result<Vec<(AttemptRecord, Option<Reconciled>)>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
-             WHERE status = 'unknown' OR duplicate = 1 ORDER BY created_at DESC LIMIT $1"
+            "SELECT {ATTEMPT_COLUMNS}, reconciled_at, reconciled_note FROM payment_attempts \
+             WHERE (status = 'unknown' OR duplicate = 1) AND ($1 = 1 OR reconciled_at IS NULL) \
+             ORDER BY created_at DESC LIMIT $2"
         ))
+        .bind(i64::from(resolved))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(AttemptRecord::from_row).collect()
+        rows.iter()
+            .map(|r| {
+                let done = match r.try_get::<Option<i64>, _>("reconciled_at")? {
+                    Some(at) => Some(Reconciled {
+                        at,
+                        note: r
+                            .try_get::<Option<String>, _>("reconciled_note")?
+                            .unwrap_or_default(),
+                    }),
+                    None => None,
+                };
+                Ok((AttemptRecord::from_row(r)?, done))
+            })
+            .collect()
+    }
+
+    /// Records that a person resolved an attempt left for reconciliation, with what
+    /// they found (logged in `payment_events` too). False when the attempt is not one
+    /// to reconcile, or was resolved already.
+    pub async fn resolve_reconciliation(
+        &self,
+        id: &AttemptId,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(current) = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE id = $1 \
+             AND (status = 'unknown' OR duplicate = 1) AND reconciled_at IS NULL"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| AttemptRecord::from_row(&r))
+        .transpose()?
+        else {
+            return Ok(false);
+        };
+        let changed = sqlx::query(
+            "UPDATE payment_attempts SET reconciled_at = $2, reconciled_note = $3 \
+             WHERE id = $1 AND reconciled_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Ok(false);
+        }
+        insert_event(
+            &mut tx,
+            NewEvent {
+                session_id: current.session_id.as_str(),
+                attempt_id: Some(id.as_str()),
+                kind: "attempt.reconciled",
+                from_status: Some(current.status.as_str()),
+                to_status: Some(current.status.as_str()),
+                detail: json!({ "note": note }),
+                at: now,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Pending and unknown attempts of one mode whose next status query is due, taking

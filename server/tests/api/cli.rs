@@ -337,4 +337,46 @@ async fn reconcile_lists_unknown_outcomes_and_duplicates() {
     assert_eq!(rows[0]["payment"], attempt.id.as_str());
     assert_eq!(rows[0]["why"], "unknown");
     assert_eq!(rows[0]["payer"], "2547•••••678", "never a full number");
+    assert_eq!(rows[0]["resolved"], Value::Null);
+
+    // A person resolves it, saying what they found: it leaves the list, and is kept.
+    let id = attempt.id.as_str();
+    let out = malipo(&db.url, &["reconcile", "--resolve", id]);
+    assert!(!out.status.success(), "a resolution needs a note");
+    let out = malipo(
+        &db.url,
+        &[
+            "reconcile",
+            "--resolve",
+            id,
+            "--note",
+            "not on the M-PESA statement",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = malipo(&db.url, &["reconcile", "--resolve", id, "--note", "again"]);
+    assert!(!out.status.success(), "resolved once");
+    let out = malipo(&db.url, &["reconcile"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "nothing to reconcile"
+    );
+    let out = malipo(&db.url, &["reconcile", "--all", "--json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["resolved"]["note"], "not on the M-PESA statement");
+    let store = malipo::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 1)
+        .await
+        .unwrap();
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payment_events WHERE kind = 'attempt.reconciled' AND attempt_id = $1",
+    )
+    .bind(id)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(logged, 1);
 }

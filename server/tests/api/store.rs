@@ -520,8 +520,8 @@ async fn a_second_payment_is_a_duplicate_to_refund(store: TestStore) {
     assert!(a.duplicate, "paid twice: the first is a duplicate");
     assert_eq!(a.late_from, Some(AttemptStatus::Expired));
     assert!(!store.attempt(&second.id).await.unwrap().unwrap().duplicate);
-    let reconcile = store.attempts_to_reconcile(100).await.unwrap();
-    assert!(reconcile.iter().any(|r| r.id == first.id));
+    let reconcile = store.attempts_to_reconcile(false, 100).await.unwrap();
+    assert!(reconcile.iter().any(|(r, _)| r.id == first.id));
     let outbox = store
         .events(
             &session.merchant_id,
@@ -604,12 +604,31 @@ async fn an_unknown_outcome_stays_open_and_is_surfaced(store: TestStore) {
     assert_eq!(outbox().await, ["payment.unknown"]);
     assert!(
         store
-            .attempts_to_reconcile(100)
+            .attempts_to_reconcile(false, 100)
             .await
             .unwrap()
             .iter()
-            .any(|r| r.id == attempt.id)
+            .any(|(r, _)| r.id == attempt.id)
     );
+    // A person resolves it: it leaves the to-do list (once), its status unchanged.
+    assert!(
+        store
+            .resolve_reconciliation(&attempt.id, "not on the statement", 900_500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .resolve_reconciliation(&attempt.id, "again", 900_600)
+            .await
+            .unwrap()
+    );
+    let listed = store.attempts_to_reconcile(false, 100).await.unwrap();
+    assert!(!listed.iter().any(|(r, _)| r.id == attempt.id));
+    let all = store.attempts_to_reconcile(true, 100).await.unwrap();
+    let (r, done) = all.iter().find(|(r, _)| r.id == attempt.id).unwrap();
+    assert_eq!(r.status, AttemptStatus::Unknown);
+    assert_eq!(done.as_ref().unwrap().note, "not on the statement");
     // An operator id learnt late (the push's answer came after all) resumes the asking;
     // without one, nothing to resume.
     assert!(!store.resume_polling(&attempt.id, 910_000).await.unwrap());
