@@ -65,6 +65,11 @@ impl Breaker {
         Some(self.open_until)
     }
 
+    /// When the current (or last) cool-down ends.
+    pub fn open_until(&self) -> i64 {
+        self.open_until
+    }
+
     /// Whether it holds nothing worth remembering (closed, no failures).
     pub fn is_clear(&self) -> bool {
         self.failures == 0

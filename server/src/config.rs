@@ -73,7 +73,8 @@ pub struct Config {
     /// Most client connections open at once; past it new clients wait in the kernel's
     /// backlog. Keep it below the process's open-files limit (`ulimit -n`), which the
     /// database and outgoing requests need too.
-    /// Env `MALIPO_MAX_CONNECTIONS`; default 4096.
+    /// Must leave a quarter for other requests above `[limits] streams_total`.
+    /// Env `MALIPO_MAX_CONNECTIONS`; default 16384.
     pub max_connections: usize,
     /// The master key that webhook signing secrets and per-install secrets are sealed
     /// under in the database: 64 hex digits (`openssl rand -hex 32`). Wins over
@@ -398,7 +399,7 @@ impl Default for Config {
             sandbox_merchant_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
-            max_connections: 4096,
+            max_connections: 16_384,
             trusted_proxies: Vec::new(),
             master_key: SecretString::from(""),
             master_key_file: PathBuf::from("malipo-master.key"),
@@ -685,6 +686,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "master_key",
                 why: "must be 64 hex digits (32 bytes)".into(),
+            });
+        }
+        // Open event streams must not be able to take every connection place: callbacks
+        // and pay requests need some.
+        if self.limits.streams_total.saturating_mul(4) > self.max_connections.saturating_mul(3) {
+            return Err(ConfigError::Invalid {
+                field: "max_connections",
+                why: format!(
+                    "must be at least 4/3 of [limits] streams_total ({}), so event streams \
+                     cannot take every connection",
+                    self.limits.streams_total
+                ),
             });
         }
         let w = &self.webhooks;

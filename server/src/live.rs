@@ -39,14 +39,14 @@ pub enum Refused {
     Ip,
 }
 
-/// One followed session: its channel, its streams, and the order of its refreshes.
+/// One followed session: its channel, its streams, and the newest refresh applied.
 struct Followed {
     tx: watch::Sender<Line>,
     streams: usize,
-    /// Refreshes started (each takes the next number) …
-    started: u64,
-    /// … and the newest whose reading was applied: an older reading that finishes
-    /// later (a slow database read) never overwrites a newer one.
+    /// The ticket of the newest reading applied: an older reading that finishes later
+    /// (a slow database read) never overwrites a newer one. Tickets come from one
+    /// hub-wide counter, so a refresh begun before the session was last unfollowed is
+    /// older than any begun since.
     applied: u64,
 }
 
@@ -63,6 +63,8 @@ pub struct LiveHub {
     store: Store,
     limits: StreamLimits,
     counts: Mutex<Counts>,
+    /// Numbers refreshes in the order they begin.
+    tickets: std::sync::atomic::AtomicU64,
 }
 
 /// Holds one stream's place; dropping it (the client went away) frees it.
@@ -101,6 +103,7 @@ impl LiveHub {
             store,
             limits,
             counts: Mutex::new(Counts::default()),
+            tickets: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -136,7 +139,6 @@ impl LiveHub {
                 .or_insert_with(|| Followed {
                     tx: watch::channel(None).0,
                     streams: 0,
-                    started: 0,
                     applied: 0,
                 });
             entry.streams += 1;
@@ -168,10 +170,13 @@ impl LiveHub {
 
     /// Numbers a refresh of `session` about to read; `None` if it is not followed.
     fn begin_refresh(&self, session: &SessionId) -> Option<u64> {
-        let mut c = self.lock();
-        let f = c.sessions.get_mut(session.as_str())?;
-        f.started += 1;
-        Some(f.started)
+        let c = self.lock();
+        c.sessions.get(session.as_str())?;
+        Some(
+            self.tickets
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1,
+        )
     }
 
     /// Applies refresh `ticket`'s reading, unless a newer one was applied already.
@@ -299,5 +304,15 @@ mod tests {
         // Nobody follows it any more: nothing to refresh.
         drop(_guard);
         assert_eq!(hub.begin_refresh(&sid), None);
+        // Followed again (a reload): a reading begun before is older than any since.
+        let (_again, rx) = hub
+            .open(&sid, "127.0.0.1".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let fresh = hub.begin_refresh(&sid).unwrap();
+        hub.apply(&sid, fresh, &Some(("paid".into(), true)));
+        hub.apply(&sid, paid, &Some(("waiting".into(), false)));
+        assert_eq!(*rx.borrow(), Some(("paid".to_owned(), true)));
     }
 }

@@ -153,9 +153,14 @@ const QUERY_BREAKER: crate::breaker::BreakerPolicy = crate::breaker::BreakerPoli
 #[derive(Default)]
 struct QueryBreaker {
     breaker: crate::breaker::Breaker,
-    /// A probe is under way (only one while the cool-down is over).
-    probing: bool,
+    /// When the probe under way began (only one while the cool-down is over). A probe
+    /// whose answer never came back (its task died) no longer counts after
+    /// [`PROBE_EXPIRES_MS`].
+    probing_since: Option<i64>,
 }
+
+/// Longer than any status query may take (the connector gives up after 15 s).
+const PROBE_EXPIRES_MS: i64 = 60_000;
 
 fn lane(mode: Mode) -> usize {
     match mode {
@@ -554,9 +559,13 @@ impl Payments {
         match b.breaker.gate(&QUERY_BREAKER, now) {
             crate::breaker::Gate::Closed => true,
             crate::breaker::Gate::Open => false,
-            crate::breaker::Gate::Probe if b.probing => false,
+            crate::breaker::Gate::Probe
+                if b.probing_since.is_some_and(|t| now - t < PROBE_EXPIRES_MS) =>
+            {
+                false
+            }
             crate::breaker::Gate::Probe => {
-                b.probing = true;
+                b.probing_since = Some(now);
                 true
             }
         }
@@ -565,7 +574,7 @@ impl Payments {
     fn query_answered(&self, mode: Mode, answered: bool, now: i64) {
         let mut breakers = self.query_breakers.lock().expect("breaker lock");
         let b = &mut breakers[lane(mode)];
-        b.probing = false;
+        b.probing_since = None;
         if answered {
             b.breaker.success();
         } else if let Some(until) = b.breaker.failure(&QUERY_BREAKER, now) {

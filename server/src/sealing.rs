@@ -88,16 +88,23 @@ impl MasterKey {
     pub fn load_or_create(path: &Path, create: bool) -> Result<(MasterKey, bool), SealError> {
         let shown = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Ok((MasterKey::from_hex(&text)?, false)),
+            Ok(text) => {
+                warn_if_readable_by_others(path);
+                Ok((MasterKey::from_hex(&text)?, false))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let (key, hex_key) = MasterKey::generate()?;
-                write_new_private(path, &format!("{hex_key}\n")).map_err(|source| {
-                    SealError::Write {
+                match write_new_private(path, &format!("{hex_key}\n")) {
+                    Ok(()) => Ok((key, true)),
+                    // Another instance made it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path, false)
+                    }
+                    Err(source) => Err(SealError::Write {
                         path: shown,
                         source,
-                    }
-                })?;
-                Ok((key, true))
+                    }),
+                }
             }
             Err(source) => Err(SealError::Read {
                 path: shown,
@@ -170,9 +177,16 @@ pub fn sealed_with(stored: &str) -> Option<&str> {
         .map(|(id, _)| id)
 }
 
-/// Creates `path` with `text`, failing if it exists; owner-only on Unix.
+/// Creates `path` with `text`, owner-only on Unix, failing with `AlreadyExists` if it
+/// exists. Written whole to a temporary file first, then linked into place: a crash
+/// never leaves a half-written key, and two first starts at once agree on one key.
 fn write_new_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).map_err(std::io::Error::other)?;
+    tmp.push(format!(".{}.tmp", hex::encode(suffix)));
+    let tmp = std::path::PathBuf::from(tmp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -180,9 +194,33 @@ fn write_new_private(path: &Path, text: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written
+}
+
+/// A key file others may read is a key others may have: say so (not fatal: the
+/// operator's file system, the operator's call).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the master key file is readable by other users: chmod 600 it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 #[cfg(test)]

@@ -52,7 +52,14 @@ pub fn router(state: AppState) -> Router {
                     REQUEST_TIMEOUT,
                 )),
         )
-        .with_state(state)
+        .with_state(state.clone())
+        // A request's body must arrive within the header timeout too: a client that
+        // sends headers, then trickles its body, would otherwise hold a connection
+        // place for ever (hyper's header-read timeout stops at the headers).
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_secs(state.config.header_read_timeout_secs),
+            body_deadline,
+        ))
         .layer(tower::util::option_layer(hsts))
         .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -99,6 +106,36 @@ fn route_template<B>(req: &Request<B>) -> &str {
     req.extensions()
         .get::<MatchedPath>()
         .map_or("(no route)", MatchedPath::as_str)
+}
+
+/// Largest request body any route takes (each route has its own, smaller, limit).
+const MAX_ANY_BODY: usize = 1024 * 1024;
+
+/// Reads the whole request body within `deadline` before the route sees it: 408 if it
+/// does not come in time, 413 past [`MAX_ANY_BODY`]. Bodiless requests pass straight on.
+async fn body_deadline(
+    axum::extract::State(deadline): axum::extract::State<Duration>,
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let empty = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_none_or(|v| v == "0")
+        && !req.headers().contains_key(header::TRANSFER_ENCODING);
+    if empty {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_ANY_BODY)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 /// The longest a page may take to start its response.

@@ -460,7 +460,8 @@ impl Store {
             "UPDATE payment_attempts SET status = $2, \
              operator_receipt = COALESCE($3, operator_receipt), failure_code = $4, \
              failure_detail = COALESCE($5, failure_detail), updated_at = $6, finalized_at = $6, \
-             next_poll_at = NULL, late_from = $7 WHERE id = $1",
+             next_poll_at = NULL, late_from = $7, reconciled_at = NULL, reconciled_note = NULL \
+             WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(to.as_str())
@@ -506,10 +507,13 @@ impl Store {
                 == 1;
             if !completed {
                 // Paid twice: the second payment is real money the merchant must return.
-                sqlx::query("UPDATE payment_attempts SET duplicate = 1 WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE payment_attempts SET duplicate = 1, reconciled_at = NULL, \
+                     reconciled_note = NULL WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
                 insert_event(
                     &mut tx,
                     NewEvent {
@@ -588,7 +592,7 @@ impl Store {
         sqlx::query(
             "UPDATE payment_attempts SET status = 'unknown', failure_code = NULL, \
              failure_detail = $2, next_poll_at = $3, poll_count = poll_count + 1, \
-             updated_at = $4 WHERE id = $1",
+             updated_at = $4, reconciled_at = NULL, reconciled_note = NULL WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(detail)
@@ -788,18 +792,22 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let Some(current) = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE id = $1 \
-             AND (status = 'unknown' OR duplicate = 1) AND reconciled_at IS NULL"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| AttemptRecord::from_row(&r))
-        .transpose()?
-        else {
+        // Locked as every transition locks it, so a callback settling it meanwhile
+        // either comes first (and it is no longer to reconcile) or after (and clears
+        // the resolution if it makes it a duplicate).
+        let Some(current) = lock_attempt(&mut tx, id).await? else {
             return Ok(false);
         };
+        let reconcilable = current.duplicate
+            || (current.status == AttemptStatus::Unknown && current.next_poll_at.is_none());
+        let resolved: Option<i64> =
+            sqlx::query_scalar("SELECT reconciled_at FROM payment_attempts WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if !reconcilable || resolved.is_some() {
+            return Ok(false);
+        }
         let changed = sqlx::query(
             "UPDATE payment_attempts SET reconciled_at = $2, reconciled_note = $3 \
              WHERE id = $1 AND reconciled_at IS NULL",

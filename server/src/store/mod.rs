@@ -248,14 +248,16 @@ impl Store {
                     self.master.seal(&place, v)?
                 })
             };
+            // Only if neither changed meanwhile (a rotation on another instance).
             sqlx::query(
                 "UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 \
-                 WHERE id = $1 AND secret = $4",
+                 WHERE id = $1 AND secret = $4 AND previous_secret IS NOT DISTINCT FROM $5",
             )
             .bind(&id)
             .bind(seal(&secret)?)
             .bind(previous.as_deref().map(seal).transpose()?)
             .bind(&secret)
+            .bind(previous.as_deref())
             .execute(&self.pool)
             .await?;
             sealed += 1;

@@ -425,32 +425,49 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let endpoint_id: String = r.try_get("endpoint_id")?;
-                let place = super::webhooks::endpoint_secret_place(&endpoint_id);
-                Ok(DueDelivery {
-                    id: DeliveryId::from_db(r.try_get("id")?),
-                    event_id: EventId::from_db(r.try_get("event_id")?),
-                    endpoint_id: WebhookEndpointId::from_db(endpoint_id),
-                    merchant_id: MerchantId::from_db(r.try_get("merchant_id")?),
-                    url: r.try_get("url")?,
-                    payload: r.try_get("payload")?,
-                    attempt_count: r.try_get("attempt_count")?,
-                    next_attempt_at: r.try_get("next_attempt_at")?,
-                    retry_from: r.try_get("retry_from")?,
-                    secret: SecretString::from(
-                        self.master
-                            .open(&place, &r.try_get::<String, _>("secret")?)?,
-                    ),
-                    previous_secret: r
-                        .try_get::<Option<String>, _>("previous_secret")?
-                        .map(|v| self.master.open(&place, &v).map(SecretString::from))
-                        .transpose()?,
-                    previous_expires_at: r.try_get("previous_expires_at")?,
-                })
-            })
-            .collect()
+        let mut due = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let endpoint_id: String = r.try_get("endpoint_id")?;
+            let place = super::webhooks::endpoint_secret_place(&endpoint_id);
+            // One secret that cannot be opened (damaged, sealed under another key) holds
+            // up that endpoint only, never everyone's deliveries.
+            let secret = match self.master.open(&place, &r.try_get::<String, _>("secret")?) {
+                Ok(s) => SecretString::from(s),
+                Err(e) => {
+                    tracing::error!(endpoint = %endpoint_id, error = %e, "cannot open a webhook signing secret; its deliveries wait");
+                    continue;
+                }
+            };
+            let previous_expires_at: Option<i64> = r.try_get("previous_expires_at")?;
+            // The previous secret only while it still signs.
+            let previous_secret = match r.try_get::<Option<String>, _>("previous_secret")? {
+                Some(v) if previous_expires_at.is_some_and(|until| until > now) => {
+                    match self.master.open(&place, &v) {
+                        Ok(s) => Some(SecretString::from(s)),
+                        Err(e) => {
+                            tracing::error!(endpoint = %endpoint_id, error = %e, "cannot open a previous webhook signing secret; signing with the current one only");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            due.push(DueDelivery {
+                id: DeliveryId::from_db(r.try_get("id")?),
+                event_id: EventId::from_db(r.try_get("event_id")?),
+                endpoint_id: WebhookEndpointId::from_db(endpoint_id),
+                merchant_id: MerchantId::from_db(r.try_get("merchant_id")?),
+                url: r.try_get("url")?,
+                payload: r.try_get("payload")?,
+                attempt_count: r.try_get("attempt_count")?,
+                next_attempt_at: r.try_get("next_attempt_at")?,
+                retry_from: r.try_get("retry_from")?,
+                secret,
+                previous_secret,
+                previous_expires_at,
+            });
+        }
+        Ok(due)
     }
 
     /// Holds an endpoint's due deliveries until `until` (its circuit is open). Those

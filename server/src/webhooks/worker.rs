@@ -66,28 +66,56 @@ fn bump<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, usize>, key: &K, u
     }
 }
 
+/// A delivery's turn, given back when dropped.
+struct TurnHeld {
+    turns: Arc<Mutex<Turns>>,
+    d: DueDelivery,
+}
+
+impl Drop for TurnHeld {
+    fn drop(&mut self) {
+        self.turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hold(&self.d, false);
+    }
+}
+
+/// Whether a due delivery may be posted now.
+enum Turn {
+    Go,
+    /// Not now (its endpoint or merchant has its share in flight): a later pass.
+    Wait,
+    /// Its endpoint's circuit is open until then: held in the database till then, so
+    /// it stops taking a place in every pass's list.
+    Hold(i64),
+}
+
 impl Turns {
-    /// Whether `d` may be posted now.
-    fn may_start(
+    fn turn(
         &self,
         d: &DueDelivery,
         lane: &Lane,
         per_endpoint: usize,
         policy: &BreakerPolicy,
         now: i64,
-    ) -> bool {
+    ) -> Turn {
         let at_endpoint = self.endpoints.get(&d.endpoint_id).copied().unwrap_or(0);
-        let endpoint_cap = match self
-            .breakers
-            .get(&d.endpoint_id)
-            .map(|b| b.gate(policy, now))
-        {
-            Some(Gate::Open) => return false,
+        let breaker = self.breakers.get(&d.endpoint_id);
+        let endpoint_cap = match breaker.map(|b| b.gate(policy, now)) {
+            Some(Gate::Open) => {
+                return Turn::Hold(breaker.map_or(now, Breaker::open_until));
+            }
             Some(Gate::Probe) => 1,
             _ => per_endpoint,
         };
-        at_endpoint < endpoint_cap
+        if at_endpoint < endpoint_cap
             && self.merchants.get(&d.merchant_id).copied().unwrap_or(0) < lane.per_merchant
+        {
+            Turn::Go
+        } else {
+            Turn::Wait
+        }
     }
 
     fn hold(&mut self, d: &DueDelivery, up: bool) {
@@ -211,10 +239,22 @@ impl Webhooks {
     /// each lane's slots and the fairness limits. Returns how many it started.
     async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
         let mut started = 0;
+        let mut failed = None;
+        // Each lane on its own: one failing never keeps the other from its turn.
         for i in 0..self.lanes.len() {
-            started += self.dispatch_lane(i, tasks).await?;
+            match self.dispatch_lane(i, tasks).await {
+                Ok(n) => started += n,
+                Err(e) => failed = Some(e),
+            }
         }
-        Ok(started)
+        match failed {
+            Some(e) if started == 0 => Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "webhook dispatch failed in one lane");
+                Ok(started)
+            }
+            None => Ok(started),
+        }
     }
 
     async fn dispatch_lane(&self, i: usize, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
@@ -237,16 +277,27 @@ impl Webhooks {
             .await?;
         let lease_ms = i64::try_from(self.config.timeout_secs).unwrap_or(10) * 1000 + 30_000;
         let mut started = 0;
+        let mut held: Vec<WebhookEndpointId> = Vec::new();
         for mut d in due {
-            let may = self.turns.lock().expect("turns lock").may_start(
+            let turn = self.turns.lock().unwrap_or_else(|p| p.into_inner()).turn(
                 &d,
                 lane,
                 per_endpoint,
                 &self.breaker,
                 now,
             );
-            if !may {
-                continue; // its turn comes on a later pass
+            match turn {
+                Turn::Go => {}
+                Turn::Wait => continue, // its turn comes on a later pass
+                Turn::Hold(until) => {
+                    if !held.contains(&d.endpoint_id) {
+                        self.store
+                            .hold_endpoint_deliveries(&d.endpoint_id, now, until)
+                            .await?;
+                        held.push(d.endpoint_id.clone());
+                    }
+                    continue;
+                }
             }
             let Ok(permit) = lane.slots.clone().try_acquire_owned() else {
                 break;
@@ -257,11 +308,20 @@ impl Webhooks {
             // Ours until then; the outcome is recorded only if still so (a redelivery
             // requested meanwhile resets it, and must not be swallowed).
             d.next_attempt_at = now + lease_ms;
-            self.turns.lock().expect("turns lock").hold(&d, true);
+            self.turns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .hold(&d, true);
+            // Gives the turn back however the task ends (a panic included).
+            let turn = TurnHeld {
+                turns: self.turns.clone(),
+                d: d.clone(),
+            };
             let me = self.clone();
             tasks.spawn(async move {
-                let failed_to_connect = me.deliver(&d).await;
-                me.finished(&d, failed_to_connect).await;
+                let unreachable = me.deliver(&d).await;
+                me.finished(&d, unreachable).await;
+                drop(turn);
                 drop(permit);
             });
             started += 1;
@@ -269,14 +329,13 @@ impl Webhooks {
         Ok(started)
     }
 
-    /// Gives back `d`'s turn and feeds its endpoint's breaker (`unreachable`: the
+    /// Feeds `d`'s endpoint's breaker (`unreachable`: the
     /// endpoint timed out or refused the connection; otherwise it answered, or was
     /// never tried).
     async fn finished(&self, d: &DueDelivery, unreachable: Option<bool>) {
         let now = now_ms();
         let opened = {
-            let mut turns = self.turns.lock().expect("turns lock");
-            turns.hold(d, false);
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
             match unreachable {
                 Some(true) => turns
                     .breakers

@@ -150,3 +150,35 @@ async fn hsts_is_sent_only_behind_an_https_public_url() {
         "max-age=31536000; includeSubDomains"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_cut_off_and_normal_bodies_pass() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(Db::Sqlite, |c| c.header_read_timeout_secs = 1).await;
+    let addr = app.addr.trim_start_matches("http://").to_owned();
+    // Headers promise 200 bytes; 10 come, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/checkout/sessions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 200\r\nauthorization: Bearer sk_test_x\r\n\r\n{\"amount\":",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut answer))
+        .await
+        .expect("cut off after the deadline, not left hanging")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // A whole body is read as before (here: a 401 for the made-up key, from the API).
+    let res = app
+        .client
+        .post(format!("{}/v1/checkout/sessions", app.addr))
+        .bearer_auth("sk_test_x")
+        .json(&serde_json::json!({"amount": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}

@@ -667,6 +667,15 @@ async fn an_unknown_outcome_stays_open_and_is_surfaced(store: TestStore) {
     );
     let a = store.attempt(&attempt.id).await.unwrap().unwrap();
     assert_eq!(a.late_from, Some(AttemptStatus::Unknown));
+    // The operator's word replaces the person's resolution (a duplicate would be listed
+    // again).
+    let resolution: Option<i64> =
+        sqlx::query_scalar("SELECT reconciled_at FROM payment_attempts WHERE id = $1")
+            .bind(attempt.id.as_str())
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(resolution, None);
     assert_eq!(
         store
             .session(&session.id)

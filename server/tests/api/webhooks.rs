@@ -1226,4 +1226,18 @@ async fn an_endpoint_that_keeps_timing_out_has_its_circuit_opened() {
         waits.iter().filter(|(_, at)| *at > now + 45_000).count() >= 2,
         "the ones never tried are held for the cool-down: {waits:?}"
     );
+    // New events while the circuit is open are held too, never posted.
+    for _ in 0..3 {
+        expired_session(&app, &a, Mode::Test).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), posts);
+    let later: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at > $1",
+    )
+    .bind(now + 45_000)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert!(later >= 5, "{later} held");
 }
