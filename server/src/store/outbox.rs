@@ -392,6 +392,7 @@ impl Store {
     /// Due deliveries of one mode, taking turns: at most `per_endpoint` of any one
     /// endpoint (the oldest), then ordered so that every merchant's oldest comes before
     /// anyone's second — one merchant's backlog never holds up another's first event.
+    /// Events of one change go out in their `sequence` order.
     pub async fn due_deliveries(
         &self,
         now: i64,
@@ -401,14 +402,17 @@ impl Store {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = sqlx::query(
             "WITH due AS ( \
-                SELECT d.id, w.merchant_id, d.next_attempt_at, \
-                ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS endpoint_turn \
+                SELECT d.id, w.merchant_id, d.next_attempt_at, e.sequence, \
+                ROW_NUMBER() OVER (PARTITION BY d.endpoint_id \
+                    ORDER BY d.next_attempt_at, e.sequence, d.id) AS endpoint_turn \
                 FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+                JOIN events e ON e.id = d.event_id \
                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
                 AND w.deleted_at IS NULL AND w.mode = $2 \
              ), turns AS ( \
-                SELECT id, next_attempt_at, \
-                ROW_NUMBER() OVER (PARTITION BY merchant_id ORDER BY next_attempt_at, id) AS merchant_turn \
+                SELECT id, next_attempt_at, sequence, \
+                ROW_NUMBER() OVER (PARTITION BY merchant_id \
+                    ORDER BY next_attempt_at, sequence, id) AS merchant_turn \
                 FROM due WHERE endpoint_turn <= $3 \
              ) \
              SELECT d.id, d.event_id, d.endpoint_id, w.merchant_id, d.attempt_count, d.next_attempt_at, \
@@ -417,7 +421,7 @@ impl Store {
              JOIN webhook_deliveries d ON d.id = t.id \
              JOIN events e ON e.id = d.event_id \
              JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-             ORDER BY t.merchant_turn, t.next_attempt_at, t.id LIMIT $4",
+             ORDER BY t.merchant_turn, t.next_attempt_at, t.sequence, t.id LIMIT $4",
         )
         .bind(now)
         .bind(mode.as_str())
