@@ -17,6 +17,7 @@
 pub mod model;
 pub mod money;
 pub mod pages;
+pub mod rail;
 #[cfg(feature = "ssr")]
 pub mod service;
 

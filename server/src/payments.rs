@@ -22,20 +22,8 @@
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    connectors::{
-        RailOutcome,
-        mpesa::{
-            ConnectorError, Daraja, PushParams,
-            wire::{CallbackEnvelope, ResultCode},
-        },
-    },
-    domain::{
-        AttemptId, Mode, SessionId,
-        ids::random_base62,
-        keys::hash_token,
-        money::Currency,
-        phone::{Country, Msisdn},
-    },
+    connectors::{Connector, ConnectorError, InitiateRequest, RailId, RailOutcome, Registry},
+    domain::{AttemptId, Mode, SessionId, ids::random_base62, keys::hash_token, phone::Msisdn},
     store::{
         AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt,
         SessionStatus, Store, StoreError,
@@ -57,8 +45,6 @@ pub const UNCONFIRMED_LOOKBACK_MS: i64 = 24 * 3600 * 1000;
 /// How long after the push an unknown attempt is still queried; then it is left for
 /// reconciliation and the merchant gets `payment.unknown`.
 pub const RECONCILE_AFTER_MS: i64 = 15 * 60_000;
-/// The rail name stored on M-PESA attempts.
-pub const MPESA: &str = "mpesa";
 
 /// Why a payment could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -71,10 +57,12 @@ pub enum PayError {
     /// shopper may have paid. They must say no M-PESA SMS came before we push again.
     #[error("an earlier payment from this number is not confirmed yet")]
     PreviousUnconfirmed,
-    #[error("not a Kenyan mobile number")]
+    #[error("not a mobile number this rail serves")]
     InvalidPhone,
-    #[error("M-PESA takes whole Kenyan shillings only")]
-    NotPayableWithMpesa,
+    /// The session's currency or amount is not one the rail takes (M-PESA: whole Kenyan
+    /// shillings).
+    #[error("this rail cannot take the session's amount")]
+    NotPayable,
     /// An abuse limit refused the push (see [`crate::config::LimitsConfig`]).
     #[error("refused by the {} limit", .limit.as_str())]
     Limited {
@@ -82,9 +70,9 @@ pub enum PayError {
         /// Seconds until a retry can succeed; `None`: never, for this session.
         retry_after: Option<i64>,
     },
-    /// Live mode with no live Daraja credentials configured: live payments never fall
-    /// back to a sandbox.
-    #[error("M-PESA is not configured for this mode")]
+    /// The rail is not on in the session's mode (live mode with no live credentials):
+    /// live payments never fall back to a sandbox.
+    #[error("this rail is not configured for this mode")]
     RailNotConfigured,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -126,10 +114,9 @@ pub enum CallbackError {
 #[derive(Clone)]
 pub struct Payments {
     store: Store,
-    /// Test mode's Daraja (the built-in sandbox by default).
-    daraja_test: Arc<Daraja>,
-    /// Live mode's Daraja, when configured. Never a sandbox (the config refuses one).
-    daraja_live: Option<Arc<Daraja>>,
+    /// The connector for each rail in each mode. Live ones are never sandboxes (the
+    /// config refuses one).
+    rails: Registry,
     public_url: String,
     limits: crate::config::LimitsConfig,
     timing: crate::config::PaymentsConfig,
@@ -198,8 +185,7 @@ fn outcome_to_status(o: &RailOutcome) -> Option<(AttemptStatus, AttemptOutcome)>
 impl Payments {
     pub fn new(
         store: Store,
-        daraja_test: Arc<Daraja>,
-        daraja_live: Option<Arc<Daraja>>,
+        rails: Registry,
         public_url: String,
         limits: crate::config::LimitsConfig,
         timing: crate::config::PaymentsConfig,
@@ -207,8 +193,7 @@ impl Payments {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
         Payments {
             store,
-            daraja_test,
-            daraja_live,
+            rails,
             public_url,
             limits,
             timing,
@@ -217,11 +202,18 @@ impl Payments {
         }
     }
 
-    /// The Daraja connector for a mode: objects never cross modes, so neither do rails.
-    fn daraja(&self, mode: Mode) -> Option<&Arc<Daraja>> {
-        match mode {
-            Mode::Test => Some(&self.daraja_test),
-            Mode::Live => self.daraja_live.as_ref(),
+    /// The connector for `rail` in `mode`: objects never cross modes, so neither do
+    /// rails.
+    fn connector(&self, rail: RailId, mode: Mode) -> Option<&Arc<dyn Connector>> {
+        self.rails.get(rail, mode)
+    }
+
+    /// What `rail`'s operator expects back from a callback (taken, or unreadable).
+    pub fn callback_ack(&self, rail: RailId, accepted: bool) -> (u16, &'static str) {
+        match self.rails.any(rail) {
+            Some(c) => c.callback_ack(accepted),
+            None if accepted => (200, ""),
+            None => (400, ""),
         }
     }
 
@@ -242,16 +234,31 @@ impl Payments {
         session_id: &SessionId,
         phone_input: &str,
     ) -> Result<AttemptRecord, PayError> {
-        self.start_mpesa_confirming(session_id, phone_input, false)
+        self.start(session_id, RailId::Mpesa, phone_input, false)
             .await
     }
 
     /// [`Payments::start_mpesa`], where `no_sms_arrived` is the shopper's word that no
     /// M-PESA confirmation came for an earlier, unconfirmed push to the same number.
-    /// Without it, such a push blocks a new one ([`PayError::PreviousUnconfirmed`]).
     pub async fn start_mpesa_confirming(
         &self,
         session_id: &SessionId,
+        phone_input: &str,
+        no_sms_arrived: bool,
+    ) -> Result<AttemptRecord, PayError> {
+        self.start(session_id, RailId::Mpesa, phone_input, no_sms_arrived)
+            .await
+    }
+
+    /// Starts a payment of `session_id` on `rail` from the number the shopper typed:
+    /// one push, or the pending attempt back if there is one (a double tap). With
+    /// `no_sms_arrived`, the shopper's word that no confirmation came for an earlier,
+    /// unconfirmed push to the same number; without it, such a push blocks a new one
+    /// ([`PayError::PreviousUnconfirmed`]).
+    pub async fn start(
+        &self,
+        session_id: &SessionId,
+        rail: RailId,
         phone_input: &str,
         no_sms_arrived: bool,
     ) -> Result<AttemptRecord, PayError> {
@@ -264,17 +271,22 @@ impl Payments {
         if session.status != SessionStatus::Open || session.expires_at <= now {
             return Err(PayError::SessionNotOpen);
         }
-        let msisdn = Msisdn::parse(phone_input, Country::Kenya).ok_or(PayError::InvalidPhone)?;
-        if !msisdn.as_str().starts_with("254") {
-            return Err(PayError::InvalidPhone);
-        }
-        if session.amount.currency() != Currency::Kes || session.amount.minor() % 100 != 0 {
-            return Err(PayError::NotPayableWithMpesa);
-        }
-        let daraja = self
-            .daraja(session.mode)
+        let connector = self
+            .connector(rail, session.mode)
             .ok_or(PayError::RailNotConfigured)?
             .clone();
+        let capabilities = connector.capabilities();
+        let msisdn =
+            Msisdn::parse(phone_input, capabilities.country).ok_or(PayError::InvalidPhone)?;
+        if !msisdn
+            .as_str()
+            .starts_with(capabilities.country.calling_code())
+        {
+            return Err(PayError::InvalidPhone);
+        }
+        if !capabilities.accepts(session.amount) {
+            return Err(PayError::NotPayable);
+        }
         if let Some(pending) = self.store.pending_attempt(session_id).await? {
             return Ok(pending);
         }
@@ -305,7 +317,7 @@ impl Payments {
             .insert_attempt_capped(
                 &NewAttempt {
                     session_id: session_id.clone(),
-                    rail: MPESA.into(),
+                    rail: rail.as_str().into(),
                     amount: session.amount,
                     payer: Some(msisdn.to_string()),
                     callback_token_hash: Some(hash_token(&token)),
@@ -342,26 +354,32 @@ impl Payments {
             }
             Err(e) => return Err(e.into()),
         };
-        tracing::info!(attempt = %attempt.id, session = %session_id, payer = %msisdn.masked(), "sending STK push");
-        let params = PushParams {
-            amount: (session.amount.minor() / 100) as u64,
-            phone: msisdn.to_string(),
-            callback_url: format!("{}/callbacks/mpesa/{}/{token}", self.public_url, attempt.id),
-            account_reference: session.reference.clone(),
-            description: self.merchant_label(&session.merchant_id).await,
+        tracing::info!(attempt = %attempt.id, session = %session_id, %rail, payer = %msisdn.masked(), "sending push");
+        let callback_url = format!(
+            "{}/callbacks/{rail}/{}/{token}",
+            self.public_url, attempt.id
+        );
+        let description = self.merchant_label(&session.merchant_id).await;
+        let request = InitiateRequest {
+            attempt_id: &attempt.id,
+            amount: session.amount,
+            payer: &msisdn,
+            reference: &session.reference,
+            description: &description,
+            callback_url: &callback_url,
         };
-        match daraja.stk_push(&params, now).await {
-            Ok(accepted) => {
+        match connector.initiate(request, now).await {
+            Ok(initiated) => {
                 self.store
-                    .set_operator_request_id(&attempt.id, &accepted.checkout_request_id, now_ms())
+                    .set_operator_request_id(&attempt.id, &initiated.operator_request_id, now_ms())
                     .await?;
                 // If the answer was so slow that the attempt was already given up as
                 // unknown (no id to ask with), ask again now that there is one.
                 self.store.resume_polling(&attempt.id, now_ms()).await?;
             }
-            // Daraja said no: nothing reached the phone.
-            Err(ConnectorError::Rejected { code, message }) => {
-                tracing::warn!(attempt = %attempt.id, %code, "STK push refused");
+            // The operator said no: nothing reached the phone.
+            Err(ConnectorError::Rejected { code, message, .. }) => {
+                tracing::warn!(attempt = %attempt.id, %code, "push refused");
                 let outcome = AttemptOutcome {
                     failure_code: Some("push_rejected".into()),
                     failure_detail: Some(format!("{code} {message}")),
@@ -381,7 +399,7 @@ impl Payments {
             // the shopper may pay. The attempt stays pending; a callback carrying its token
             // settles it, and after `unconfirmed_push_ms` the poller marks it unknown.
             Err(e) => {
-                tracing::warn!(attempt = %attempt.id, error = %e, "STK push outcome unknown; waiting for a callback");
+                tracing::warn!(attempt = %attempt.id, error = %e, "push outcome unknown; waiting for a callback");
             }
         }
         self.changed(session_id);
@@ -403,6 +421,17 @@ impl Payments {
         token: &str,
         body: &[u8],
     ) -> Result<(), CallbackError> {
+        self.callback(RailId::Mpesa, attempt_id, token, body).await
+    }
+
+    /// Handles an operator's POST to `/callbacks/{rail}/{attempt}/{token}`.
+    pub async fn callback(
+        &self,
+        rail: RailId,
+        attempt_id: &str,
+        token: &str,
+        body: &[u8],
+    ) -> Result<(), CallbackError> {
         let id = AttemptId::parse(attempt_id).ok_or(CallbackError::Forbidden)?;
         // Comparing hashes of a 190-bit token: no timing oracle worth having.
         match self.store.attempt_callback_hash(&id).await? {
@@ -412,7 +441,7 @@ impl Payments {
         // Kept before anything else, readable or not: what the operator said is evidence,
         // and `redrive_callbacks` applies it again if applying it now fails midway.
         self.store
-            .record_callback(MPESA, &id, body, now_ms())
+            .record_callback(rail.as_str(), &id, body, now_ms())
             .await?;
         self.apply_callback(&id, body).await
     }
@@ -420,20 +449,22 @@ impl Payments {
     /// Acts on a callback body already stored for attempt `id`. Idempotent: a body
     /// applied twice changes nothing the second time.
     async fn apply_callback(&self, id: &AttemptId, body: &[u8]) -> Result<(), CallbackError> {
-        let cb = serde_json::from_slice::<CallbackEnvelope>(body)
-            .map_err(|_| CallbackError::BadBody)?
-            .body
-            .stk_callback;
         let mut attempt = self
             .store
             .attempt(id)
             .await?
             .ok_or(CallbackError::Forbidden)?;
-        // The push's answer was lost, but Daraja did send it: the token proves the
-        // callback is for this attempt, so learn its CheckoutRequestID now.
+        let connector = RailId::parse(&attempt.rail)
+            .and_then(|rail| self.rails.any(rail))
+            .ok_or(CallbackError::Forbidden)?;
+        let report = connector
+            .parse_callback(body)
+            .map_err(|_| CallbackError::BadBody)?;
+        // The push's answer was lost, but the operator did send it: the token proves the
+        // callback is for this attempt, so learn the operator's id for it now.
         if attempt.operator_request_id.is_none() {
             self.store
-                .set_operator_request_id(id, &cb.checkout_request_id, now_ms())
+                .set_operator_request_id(id, &report.operator_request_id, now_ms())
                 .await?;
             attempt = self
                 .store
@@ -441,21 +472,19 @@ impl Payments {
                 .await?
                 .ok_or(CallbackError::Forbidden)?;
         }
-        if attempt.operator_request_id.as_deref() != Some(cb.checkout_request_id.as_str()) {
-            tracing::warn!(attempt = %id, "callback for another CheckoutRequestID; ignored");
+        if attempt.operator_request_id.as_deref() != Some(report.operator_request_id.as_str()) {
+            tracing::warn!(attempt = %id, "callback for another operator request id; ignored");
             return Ok(());
         }
         if attempt.status == AttemptStatus::Succeeded {
             tracing::info!(attempt = %id, "duplicate callback; already settled");
             return Ok(());
         }
-        let code = ResultCode::parse(&cb.result_code);
-        let outcome = code.outcome();
-        if outcome == RailOutcome::Succeeded {
-            let paid = cb.paid_details();
-            let amount_ok = paid.amount == Some((attempt.amount.minor() / 100) as u64);
-            let phone_ok = paid.phone.is_some() && paid.phone == attempt.payer;
-            let Some(receipt) = paid.receipt.filter(|_| amount_ok && phone_ok) else {
+        if report.outcome == RailOutcome::Succeeded {
+            let paid = &report.paid;
+            let amount_ok = paid.amount == Some(attempt.amount);
+            let phone_ok = paid.payer.is_some() && paid.payer == attempt.payer;
+            let Some(receipt) = paid.receipt.clone().filter(|_| amount_ok && phone_ok) else {
                 if attempt.status.is_final() {
                     // Closed, and this "success" does not match it: kept (above) for a
                     // human, not believed.
@@ -489,9 +518,9 @@ impl Payments {
             }
             return Ok(());
         }
-        match outcome_to_status(&outcome) {
+        match outcome_to_status(&report.outcome) {
             Some((status, mut result)) => {
-                result.failure_detail = Some(format!("{} {}", cb.result_code, cb.result_desc));
+                result.failure_detail = Some(report.detail);
                 if self
                     .store
                     .finalize_attempt(id, status, &result, "callback", now_ms())
@@ -501,7 +530,7 @@ impl Payments {
                 }
             }
             None => {
-                tracing::warn!(attempt = %id, code = %cb.result_code, "unrecognised ResultCode; kept open, will query");
+                tracing::warn!(attempt = %id, detail = %report.detail, "unrecognised result code; kept open, will query");
                 self.store.reschedule_poll(id, now_ms(), now_ms()).await?;
             }
         }
@@ -617,25 +646,26 @@ impl Payments {
             }
             return Ok(changed);
         };
-        let outcome = match self.daraja(mode) {
+        let connector = RailId::parse(&attempt.rail).and_then(|rail| self.connector(rail, mode));
+        let outcome = match connector {
             Some(_) if !self.may_query(mode, now) => {
                 // The operator keeps failing: its circuit is open. The schedule below
                 // still runs, so the attempt goes unknown on time.
                 RailOutcome::Pending
             }
-            Some(daraja) => {
-                let answer = daraja.stk_query(request_id, now).await;
+            Some(connector) => {
+                let answer = connector.query(request_id, now).await;
                 self.query_answered(mode, answer.is_ok(), now_ms());
                 match answer {
                     Ok(o) => o,
                     Err(e) => {
-                        tracing::warn!(attempt = %attempt.id, error = %e, "STK query failed; will retry");
+                        tracing::warn!(attempt = %attempt.id, error = %e, "status query failed; will retry");
                         RailOutcome::Pending
                     }
                 }
             }
             None => {
-                tracing::error!(attempt = %attempt.id, "open live attempt but no live Daraja configured");
+                tracing::error!(attempt = %attempt.id, rail = %attempt.rail, "open attempt but its rail is not configured in its mode");
                 RailOutcome::Pending
             }
         };

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
-use crate::{checkout::CheckoutService, config::Config, http, store::Store};
+use crate::{checkout::CheckoutService, config::Config, domain::Mode, http, store::Store};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -111,19 +111,27 @@ impl Application {
         } else {
             None
         };
-        let daraja = crate::connectors::mpesa::Daraja::new(config.mpesa_base_url(), &config.mpesa)
-            .context("Daraja HTTP client")?;
-        let daraja_live = match config.mpesa_live_base_url() {
-            Some(url) => Some(Arc::new(
-                crate::connectors::mpesa::Daraja::new(url, &config.mpesa_live)
-                    .context("live Daraja HTTP client")?,
-            )),
-            None => None,
-        };
+        // Every rail's connector in each mode it is on. Test mode: the configured or
+        // built-in sandbox; live: only rails given live credentials.
+        let mut rails = crate::connectors::Registry::new().with(
+            Mode::Test,
+            Arc::new(
+                crate::connectors::mpesa::Daraja::new(config.mpesa_base_url(), &config.mpesa)
+                    .context("Daraja HTTP client")?,
+            ),
+        );
+        if let Some(url) = config.mpesa_live_base_url() {
+            rails = rails.with(
+                Mode::Live,
+                Arc::new(
+                    crate::connectors::mpesa::Daraja::new(url, &config.mpesa_live)
+                        .context("live Daraja HTTP client")?,
+                ),
+            );
+        }
         let payments = crate::payments::Payments::new(
             store.clone(),
-            Arc::new(daraja),
-            daraja_live,
+            rails,
             config.public_url.clone(),
             config.limits.clone(),
             config.payments.clone(),

@@ -1,7 +1,149 @@
 //! Connectors to payment rails. One folder per rail; `wire.rs` holds the operator's own
 //! types and the mapping from its result codes to [`RailOutcome`].
+//!
+//! The engine (`payments`) knows rails only through [`Connector`]: what a rail takes
+//! ([`Capabilities`]), how to send a push, ask how it ended, and read the operator's
+//! callback. Units are the connector's business (Daraja counts whole shillings; the
+//! engine only ever sees [`Money`]), and so is every operator-specific word.
 
 pub mod mpesa;
+pub mod registry;
+
+pub use app::rail::RailId;
+pub use registry::Registry;
+
+use std::{future::Future, pin::Pin};
+
+use crate::domain::{
+    AttemptId, Money,
+    money::Currency,
+    phone::{Country, Msisdn},
+};
+
+/// A boxed future, so the trait stays object-safe (`Arc<dyn Connector>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a rail takes: the page and the engine check a session against it.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Currencies it can charge.
+    pub currencies: &'static [Currency],
+    /// Whether amounts must be whole units of the currency (Daraja: whole shillings).
+    pub whole_units: bool,
+    /// Whose mobile numbers it serves (for reading local forms like `0712…`).
+    pub country: Country,
+}
+
+impl Capabilities {
+    /// Whether `amount` can be charged on this rail as it is.
+    pub fn accepts(&self, amount: Money) -> bool {
+        let currency = amount.currency();
+        let unit = 10i64.pow(currency.exponent());
+        self.currencies.contains(&currency) && (!self.whole_units || amount.minor() % unit == 0)
+    }
+}
+
+/// One push to send.
+#[derive(Debug, Clone)]
+pub struct InitiateRequest<'a> {
+    pub attempt_id: &'a AttemptId,
+    pub amount: Money,
+    pub payer: &'a Msisdn,
+    /// The merchant's booking reference.
+    pub reference: &'a str,
+    /// What the prompt shows as the payee (the merchant's name).
+    pub description: &'a str,
+    /// Where the operator reports the outcome: `/callbacks/{rail}/{attempt}/{token}`.
+    pub callback_url: &'a str,
+}
+
+/// The operator took the push.
+#[derive(Debug, Clone)]
+pub struct Initiated {
+    /// The operator's id for it, to ask about it with (Daraja's CheckoutRequestID).
+    pub operator_request_id: String,
+}
+
+/// What the operator says was paid, as far as its callback says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaidFacts {
+    pub amount: Option<Money>,
+    /// International digits, as stored on the attempt.
+    pub payer: Option<String>,
+    pub receipt: Option<String>,
+}
+
+/// An operator's callback, read.
+#[derive(Debug, Clone)]
+pub struct CallbackReport {
+    /// The operator's id for the push it reports on.
+    pub operator_request_id: String,
+    pub outcome: RailOutcome,
+    /// For a success: what was paid, to be matched against the attempt.
+    pub paid: PaidFacts,
+    /// The operator's code and words, for the record (`1032 Request cancelled by user`).
+    pub detail: String,
+}
+
+/// What went wrong talking to an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// It could not be reached or did not answer in time: the outcome is unknown.
+    #[error("{rail} unreachable: {source}")]
+    Unreachable {
+        rail: RailId,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// It refused the request (Daraja's `400.002.02` invalid phone, …): nothing was sent
+    /// to the phone.
+    #[error("{rail} refused the request: {code} {message}")]
+    Rejected {
+        rail: RailId,
+        code: String,
+        message: String,
+    },
+    /// It answered something we cannot read.
+    #[error("unexpected answer from {rail} (HTTP {status}): {body}")]
+    BadResponse {
+        rail: RailId,
+        status: u16,
+        body: String,
+    },
+}
+
+/// A callback body that cannot be read as the operator's.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable callback body")]
+pub struct BadCallback;
+
+/// What the engine needs from a rail. Everything operator-specific lives behind it.
+pub trait Connector: Send + Sync + 'static {
+    fn rail(&self) -> RailId;
+
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Sends the push. `Ok`: the operator took it, and the prompt is on its way.
+    fn initiate<'a>(
+        &'a self,
+        req: InitiateRequest<'a>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Initiated, ConnectorError>>;
+
+    /// Where the push stands now (`Pending` while the shopper has not answered).
+    fn query<'a>(
+        &'a self,
+        operator_request_id: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<RailOutcome, ConnectorError>>;
+
+    /// The operator's callback body (already tied to an attempt by the URL's token).
+    fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback>;
+
+    /// What the operator expects back: for a callback taken (or already known), and for
+    /// one that could not be read.
+    fn callback_ack(&self, accepted: bool) -> (u16, &'static str);
+}
 
 /// What a rail said about an attempt, in our terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,5 +189,31 @@ impl FailureCode {
             FailureCode::OperatorError => "operator_error",
             FailureCode::Expired => "expired",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_take_their_currencies_in_whole_units() {
+        let caps = Capabilities {
+            currencies: &[Currency::Kes],
+            whole_units: true,
+            country: Country::Kenya,
+        };
+        let kes = |minor| Money::new(minor, Currency::Kes).unwrap();
+        assert!(caps.accepts(kes(150_000)));
+        assert!(
+            !caps.accepts(kes(150_050)),
+            "KES 1,500.50 is not whole shillings"
+        );
+        assert!(!caps.accepts(Money::new(150_000, Currency::Tzs).unwrap()));
+        let cents = Capabilities {
+            whole_units: false,
+            ..caps
+        };
+        assert!(cents.accepts(kes(150_050)));
     }
 }

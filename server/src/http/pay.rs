@@ -1,5 +1,5 @@
 //! The shopper's side of paying, around the hosted page:
-//! - `POST /pay/{id}/mpesa` (form: `phone`) starts the STK push and answers 303 back to
+//! - `POST /pay/{id}/{rail}` (form: `phone`; rail `mpesa`, …) starts the push and answers 303 back to
 //!   the page, so it works without JavaScript and a reload never re-posts (an embedded
 //!   page posts `?embed=<origin>` and is sent back in embed mode);
 //! - `GET /pay/{id}/events`: server-sent events, one line per change of the payment's
@@ -21,6 +21,7 @@ use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use crate::{
     checkout::{prefill_candidates, resolve_phone},
+    connectors::RailId,
     domain::{SessionId, phone::mask},
     payments::{Limit, PayError},
     resources::PaymentRefusalObject,
@@ -30,7 +31,7 @@ use crate::{
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/pay/{id}/mpesa", post(pay_mpesa))
+        .route("/pay/{id}/{rail}", post(pay))
         .route("/pay/{id}/events", get(events))
 }
 
@@ -76,15 +77,15 @@ fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
     }
 }
 
-async fn pay_mpesa(
+async fn pay(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    Path((id, rail)): Path<(String, String)>,
     Query(query): Query<EmbedQuery>,
     headers: HeaderMap,
     Form(form): Form<PayForm>,
 ) -> Response {
-    let Some(sid) = SessionId::parse(&id) else {
+    let (Some(sid), Some(rail)) = (SessionId::parse(&id), RailId::parse(&rail)) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     if cross_site(&headers, &state.config.public_url) {
@@ -164,11 +165,7 @@ async fn pay_mpesa(
         return back(Some("invalid_phone"));
     };
     let no_sms = form.no_sms.is_some_and(|v| !v.is_empty());
-    match state
-        .payments
-        .start_mpesa_confirming(&sid, &phone, no_sms)
-        .await
-    {
+    match state.payments.start(&sid, rail, &phone, no_sms).await {
         Err(PayError::Limited { limit, retry_after }) => {
             let payer =
                 crate::domain::phone::Msisdn::parse(&phone, crate::domain::phone::Country::Kenya)
@@ -179,7 +176,7 @@ async fn pay_mpesa(
         Err(PayError::SessionNotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(PayError::InvalidPhone) => back(Some("invalid_phone")),
         Err(PayError::PreviousUnconfirmed) => back(Some("confirm_no_sms")),
-        Err(PayError::NotPayableWithMpesa) => back(Some("not_payable")),
+        Err(PayError::NotPayable) => back(Some("not_payable")),
         Err(PayError::RailNotConfigured) => back(Some("rail_unavailable")),
         Err(PayError::Store(e)) => {
             tracing::error!(error = %e, "starting payment failed");

@@ -222,3 +222,38 @@ async fn event_streams_are_capped_and_share_one_state() {
     .await;
     assert_eq!(again.status(), 200);
 }
+
+#[tokio::test]
+async fn rails_we_do_not_speak_are_not_there() {
+    let app = spawn_app().await;
+    let (_, id) = seed_session(&app, "Rail Lodge", 900).await;
+    let sid = malipo::domain::SessionId::parse(&id).unwrap();
+    let token = app.checkout.form_token(&sid);
+    for rail in ["paypal", "MPESA", "mpesa2"] {
+        let res = app
+            .client
+            .post(format!("{}/pay/{id}/{rail}", app.addr))
+            .form(&[("form_token", token.as_str()), ("phone", "0712345678")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "pay on {rail}");
+        let res = app
+            .client
+            .post(format!(
+                "{}/callbacks/{rail}/pa_000000000000000000000000/t",
+                app.addr
+            ))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "callback on {rail}");
+    }
+    // Nothing was pushed.
+    assert!(
+        prompts(&app.client, &app.addr, "254712345678")
+            .await
+            .is_empty()
+    );
+}

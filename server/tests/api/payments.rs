@@ -775,42 +775,38 @@ async fn an_unconfirmed_payment_holds_a_new_push_on_another_session_too() {
     );
 }
 
-#[tokio::test]
-async fn a_hung_test_operator_never_delays_live_status_queries() {
-    use malipo::{
-        checkout::CreateSession,
-        connectors::mpesa::{Daraja, PushParams},
-        domain::{Mode, Money, money::Currency},
-        payments::Payments,
-    };
-    use std::sync::Arc;
-    let app = spawn_app().await;
-    // Test mode's operator takes connections and never answers (each query waits out
-    // the connector's 15 s timeout); live mode's is this server's sandbox Daraja,
-    // standing in for Safaricom.
-    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+/// An operator on a real port that accepts connections and then either holds them
+/// without a word (`hang`) or hangs up at once; it counts them.
+async fn bad_operator(hang: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
-        while let Ok((socket, _)) = hung.accept().await {
-            held.push(socket);
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            if hang {
+                held.push(socket);
+            }
         }
     });
-    let live = Arc::new(Daraja::new(format!("{}/sandbox/daraja", app.addr), &app.mpesa).unwrap());
-    let payments = Payments::new(
-        app.store.clone(),
-        Arc::new(Daraja::new(hung_url, &app.mpesa).unwrap()),
-        Some(live.clone()),
-        app.addr.clone(),
-        malipo::config::LimitsConfig::default(),
-        malipo::config::PaymentsConfig::default(),
-    );
+    (url, asked)
+}
 
-    // Twenty test-mode attempts due first, each asking the hung operator.
+/// `n` test-mode attempts due for a status query a minute ago, each on its own
+/// merchant's session, with operator ids `{prefix}{i}`.
+async fn due_test_attempts(app: &TestApp, n: usize, prefix: &str) {
     let now = malipo::time::now_ms();
-    for i in 0..20 {
-        let (_, session) =
-            open_kes_session(&app.store, &app.checkout, &format!("Test Lodge {i}"), 900).await;
+    for i in 0..n {
+        let (_, session) = open_kes_session(
+            &app.store,
+            &app.checkout,
+            &format!("Lodge {prefix}{i}"),
+            900,
+        )
+        .await;
         let a = attempt_with_token(
             &app.store,
             &session.id,
@@ -820,10 +816,55 @@ async fn a_hung_test_operator_never_delays_live_status_queries() {
         )
         .await;
         app.store
-            .set_operator_request_id(&a.id, &format!("ws_CO_hung_{i}"), now)
+            .set_operator_request_id(&a.id, &format!("{prefix}{i}"), now)
             .await
             .unwrap();
     }
+}
+
+/// An engine over `test` (and `live`, if given) Daraja connectors.
+fn engine(
+    app: &TestApp,
+    test: malipo::connectors::mpesa::Daraja,
+    live: Option<std::sync::Arc<malipo::connectors::mpesa::Daraja>>,
+) -> malipo::payments::Payments {
+    use malipo::{connectors::Registry, domain::Mode};
+    let mut rails = Registry::new().with(Mode::Test, std::sync::Arc::new(test));
+    if let Some(live) = live {
+        rails = rails.with(Mode::Live, live);
+    }
+    malipo::payments::Payments::new(
+        app.store.clone(),
+        rails,
+        app.addr.clone(),
+        malipo::config::LimitsConfig::default(),
+        malipo::config::PaymentsConfig::default(),
+    )
+}
+
+#[tokio::test]
+async fn a_hung_test_operator_never_delays_live_status_queries() {
+    use malipo::{
+        checkout::CreateSession,
+        connectors::mpesa::{Daraja, PushParams},
+        domain::{Mode, Money, money::Currency},
+    };
+    use std::sync::Arc;
+    let app = spawn_app().await;
+    // Test mode's operator takes connections and never answers (each query waits out
+    // the connector's 15 s timeout); live mode's is this server's sandbox Daraja,
+    // standing in for Safaricom.
+    let (hung_url, _) = bad_operator(true).await;
+    let live = Arc::new(Daraja::new(format!("{}/sandbox/daraja", app.addr), &app.mpesa).unwrap());
+    let payments = engine(
+        &app,
+        Daraja::new(hung_url, &app.mpesa).unwrap(),
+        Some(live.clone()),
+    );
+
+    // Twenty test-mode attempts due first, each asking the hung operator.
+    due_test_attempts(&app, 20, "ws_CO_hung_").await;
+    let now = malipo::time::now_ms();
     // Then one live attempt: pushed to the live operator, paid on the handset; its
     // callback goes nowhere, so only a status query can settle it.
     let merchant = malipo::merchants::create(&app.store, "Live Safaris")
@@ -882,48 +923,13 @@ async fn a_hung_test_operator_never_delays_live_status_queries() {
 
 #[tokio::test]
 async fn an_operator_that_keeps_failing_queries_is_paused() {
-    use malipo::{connectors::mpesa::Daraja, domain::Mode, payments::Payments};
-    use std::sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    };
+    use malipo::{connectors::mpesa::Daraja, domain::Mode};
+    use std::sync::atomic::Ordering;
     let app = spawn_app().await;
     // An operator that hangs up on every request, and counts them.
-    let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rude_url = format!("http://{}", rude.local_addr().unwrap());
-    let asked = Arc::new(AtomicUsize::new(0));
-    let count = asked.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = rude.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            drop(socket);
-        }
-    });
-    let payments = Payments::new(
-        app.store.clone(),
-        Arc::new(Daraja::new(rude_url, &app.mpesa).unwrap()),
-        None,
-        app.addr.clone(),
-        malipo::config::LimitsConfig::default(),
-        malipo::config::PaymentsConfig::default(),
-    );
-    let now = malipo::time::now_ms();
-    for i in 0..20 {
-        let (_, session) =
-            open_kes_session(&app.store, &app.checkout, &format!("Lodge {i}"), 900).await;
-        let a = attempt_with_token(
-            &app.store,
-            &session.id,
-            "t",
-            Some(now - 60_000),
-            now - 60_000,
-        )
-        .await;
-        app.store
-            .set_operator_request_id(&a.id, &format!("ws_CO_rude_{i}"), now)
-            .await
-            .unwrap();
-    }
+    let (rude_url, asked) = bad_operator(false).await;
+    let payments = engine(&app, Daraja::new(rude_url, &app.mpesa).unwrap(), None);
+    due_test_attempts(&app, 20, "ws_CO_rude_").await;
     // Four passes a second apart: each would ask about all twenty attempts again. After
     // a handful of failures in a row the lane stops asking for its cool-down (30 s).
     for _ in 0..4 {

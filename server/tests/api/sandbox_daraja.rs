@@ -317,7 +317,7 @@ async fn bad_requests_get_darajas_error_codes() {
         .stk_push(&push("254201234567", "https://m.example/cb"), now_ms())
         .await
     {
-        Err(ConnectorError::Rejected { code, message }) => {
+        Err(ConnectorError::Rejected { code, message, .. }) => {
             assert_eq!(code, "400.002.02");
             assert!(message.contains("PhoneNumber"), "{message}");
         }
@@ -471,7 +471,7 @@ async fn callbacks_only_ever_go_to_this_servers_own_callback_routes() {
         format!("{own}{}", "a".repeat(600)),
     ] {
         match d.stk_push(&push("254708374149", &url), now_ms()).await {
-            Err(ConnectorError::Rejected { code, message }) => {
+            Err(ConnectorError::Rejected { code, message, .. }) => {
                 assert_eq!(code, "400.002.02", "{url}");
                 assert!(message.contains("CallBackURL"), "{url}: {message}");
             }

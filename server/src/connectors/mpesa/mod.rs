@@ -16,23 +16,26 @@ use tokio::sync::Mutex;
 use self::wire::{
     ErrorResponse, StkPushRequest, StkPushResponse, StkQueryRequest, TokenResponse, TransactionType,
 };
-use crate::{config::MpesaConfig, connectors::RailOutcome, time::daraja_timestamp};
+use crate::{
+    config::MpesaConfig,
+    connectors::{
+        BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, InitiateRequest,
+        Initiated, PaidFacts, RailId, RailOutcome,
+    },
+    domain::{Money, money::Currency, phone::Country},
+    time::daraja_timestamp,
+};
 
 /// Refresh the token this long before Daraja says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
-/// What went wrong talking to Daraja.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectorError {
-    /// Daraja could not be reached or did not answer in time: the outcome is unknown.
-    #[error("Daraja unreachable: {0}")]
-    Unreachable(#[source] reqwest::Error),
-    /// Daraja refused the request (`400.002.02` invalid phone, …).
-    #[error("Daraja refused the request: {code} {message}")]
-    Rejected { code: String, message: String },
-    /// Daraja answered something we cannot read.
-    #[error("unexpected answer from Daraja (HTTP {status}): {body}")]
-    BadResponse { status: u16, body: String },
+pub use crate::connectors::ConnectorError;
+
+fn unreachable(source: reqwest::Error) -> ConnectorError {
+    ConnectorError::Unreachable {
+        rail: RailId::Mpesa,
+        source,
+    }
 }
 
 /// Daraja's `Password`: base64(ShortCode + Passkey + Timestamp).
@@ -108,9 +111,9 @@ impl Daraja {
             )
             .send()
             .await
-            .map_err(ConnectorError::Unreachable)?;
+            .map_err(unreachable)?;
         let status = res.status().as_u16();
-        let body = res.bytes().await.map_err(ConnectorError::Unreachable)?;
+        let body = res.bytes().await.map_err(unreachable)?;
         let token: TokenResponse = serde_json::from_slice(&body).map_err(|_| bad(status, &body))?;
         let lifetime = Duration::from_secs(token.expires_in).saturating_sub(TOKEN_MARGIN);
         *cached = Some((token.access_token.clone(), Instant::now() + lifetime));
@@ -137,9 +140,9 @@ impl Daraja {
                 .json(body)
                 .send()
                 .await
-                .map_err(ConnectorError::Unreachable)?;
+                .map_err(unreachable)?;
             let status = res.status().as_u16();
-            let bytes = res.bytes().await.map_err(ConnectorError::Unreachable)?;
+            let bytes = res.bytes().await.map_err(unreachable)?;
             if attempt == 0
                 && let Ok(err) = serde_json::from_slice::<ErrorResponse>(&bytes)
                 && err.error_code == ErrorResponse::INVALID_TOKEN
@@ -185,12 +188,14 @@ impl Daraja {
                 return Ok(accepted);
             }
             return Err(ConnectorError::Rejected {
+                rail: RailId::Mpesa,
                 code: accepted.response_code,
                 message: accepted.response_description,
             });
         }
         match serde_json::from_slice::<ErrorResponse>(&body) {
             Ok(err) => Err(ConnectorError::Rejected {
+                rail: RailId::Mpesa,
                 code: err.error_code,
                 message: err.error_message,
             }),
@@ -216,9 +221,91 @@ impl Daraja {
     }
 }
 
+/// M-PESA Express takes whole Kenyan shillings from Kenyan numbers.
+const CAPABILITIES: Capabilities = Capabilities {
+    currencies: &[Currency::Kes],
+    whole_units: true,
+    country: Country::Kenya,
+};
+
+impl Connector for Daraja {
+    fn rail(&self) -> RailId {
+        RailId::Mpesa
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &CAPABILITIES
+    }
+
+    fn initiate<'a>(
+        &'a self,
+        req: InitiateRequest<'a>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Initiated, ConnectorError>> {
+        Box::pin(async move {
+            // Whole shillings: the engine checked `capabilities().accepts` first.
+            let shillings = u64::try_from(req.amount.minor() / 100).unwrap_or(0);
+            let params = PushParams {
+                amount: shillings,
+                phone: req.payer.to_string(),
+                callback_url: req.callback_url.to_owned(),
+                account_reference: req.reference.to_owned(),
+                description: req.description.to_owned(),
+            };
+            let accepted = self.stk_push(&params, now_ms).await?;
+            Ok(Initiated {
+                operator_request_id: accepted.checkout_request_id,
+            })
+        })
+    }
+
+    fn query<'a>(
+        &'a self,
+        operator_request_id: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<RailOutcome, ConnectorError>> {
+        Box::pin(self.stk_query(operator_request_id, now_ms))
+    }
+
+    fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback> {
+        let cb = serde_json::from_slice::<wire::CallbackEnvelope>(body)
+            .map_err(|_| BadCallback)?
+            .body
+            .stk_callback;
+        let outcome = wire::ResultCode::parse(&cb.result_code).outcome();
+        let paid = cb.paid_details();
+        Ok(CallbackReport {
+            paid: PaidFacts {
+                amount: paid
+                    .amount
+                    .and_then(|shillings| i64::try_from(shillings).ok()?.checked_mul(100))
+                    .and_then(|minor| Money::new(minor, Currency::Kes).ok()),
+                payer: paid.phone,
+                receipt: paid.receipt,
+            },
+            detail: format!("{} {}", cb.result_code, cb.result_desc),
+            operator_request_id: cb.checkout_request_id,
+            outcome,
+        })
+    }
+
+    fn callback_ack(&self, accepted: bool) -> (u16, &'static str) {
+        // Daraja resends nothing whatever we answer; it wants its own shape back.
+        if accepted {
+            (200, r#"{"ResultCode":0,"ResultDesc":"Accepted"}"#)
+        } else {
+            (
+                400,
+                r#"{"ResultCode":1,"ResultDesc":"Unreadable callback"}"#,
+            )
+        }
+    }
+}
+
 fn bad(status: u16, body: &[u8]) -> ConnectorError {
     let text = String::from_utf8_lossy(body);
     ConnectorError::BadResponse {
+        rail: RailId::Mpesa,
         status,
         body: text.chars().take(300).collect(),
     }
