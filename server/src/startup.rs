@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
-use crate::{checkout::CheckoutService, config::Config, domain::Mode, http, store::Store};
+use crate::{checkout::CheckoutService, config::Config, http, store::Store};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -88,13 +88,13 @@ impl Application {
         // The built-in sandbox Daraja's consumer secret is random per install (kept in
         // the database) unless one is configured: the published default would let anyone
         // who can reach this server use its sandbox.
-        if config.mpesa.base_url.is_empty()
-            && config.mpesa.consumer_secret.expose_secret()
+        if config.rails.mpesa.base_url.is_empty()
+            && config.rails.mpesa.consumer_secret.expose_secret()
                 == crate::config::MpesaConfig::default()
                     .consumer_secret
                     .expose_secret()
         {
-            config.mpesa.consumer_secret = store
+            config.rails.mpesa.consumer_secret = store
                 .instance_secret("sandbox_daraja_consumer_secret")
                 .await
                 .context("reading the sandbox consumer secret")?;
@@ -102,7 +102,7 @@ impl Application {
         let sandbox = if config.sandbox {
             Some(
                 crate::sandbox::Sandbox::new(
-                    config.mpesa.clone(),
+                    config.rails.mpesa.clone(),
                     &config.public_url,
                     config.limits.sandbox_pushes_per_minute,
                 )
@@ -111,24 +111,8 @@ impl Application {
         } else {
             None
         };
-        // Every rail's connector in each mode it is on. Test mode: the configured or
-        // built-in sandbox; live: only rails given live credentials.
-        let mut rails = crate::connectors::Registry::new().with(
-            Mode::Test,
-            Arc::new(
-                crate::connectors::mpesa::Daraja::new(config.mpesa_base_url(), &config.mpesa)
-                    .context("Daraja HTTP client")?,
-            ),
-        );
-        if let Some(url) = config.mpesa_live_base_url() {
-            rails = rails.with(
-                Mode::Live,
-                Arc::new(
-                    crate::connectors::mpesa::Daraja::new(url, &config.mpesa_live)
-                        .context("live Daraja HTTP client")?,
-                ),
-            );
-        }
+        let rails =
+            crate::connectors::Registry::from_config(&config).context("rail HTTP clients")?;
         let payments = crate::payments::Payments::new(
             store.clone(),
             rails,

@@ -4,7 +4,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use super::{Connector, RailId};
-use crate::domain::Mode;
+use crate::{
+    config::{Config, Rails},
+    domain::Mode,
+};
 
 /// (rail, mode) → the configured connector. Cheap to clone.
 #[derive(Clone, Default)]
@@ -34,4 +37,32 @@ impl Registry {
     pub fn get(&self, rail: RailId, mode: Mode) -> Option<&Arc<dyn Connector>> {
         self.rails.get(&(rail, mode))
     }
+}
+
+impl Registry {
+    /// Every rail's connector in each mode it is on: test mode on the configured (or
+    /// this server's own) sandbox; live mode only for rails given live settings (which
+    /// the configuration checked are no sandbox).
+    pub fn from_config(config: &Config) -> Result<Registry, reqwest::Error> {
+        let mut registry = Registry::new();
+        for rail in RailId::ALL {
+            let url = config.rail_base_url(rail);
+            registry = registry.with(Mode::Test, connector(rail, url, &config.rails)?);
+        }
+        for (rail, url) in config.live_rails() {
+            registry = registry.with(Mode::Live, connector(rail, url, &config.rails_live)?);
+        }
+        Ok(registry)
+    }
+}
+
+/// A rail's connector at `base_url` with its settings: the one line each rail adds.
+fn connector(
+    rail: RailId,
+    base_url: String,
+    settings: &Rails,
+) -> Result<Arc<dyn Connector>, reqwest::Error> {
+    Ok(match rail {
+        RailId::Mpesa => Arc::new(super::mpesa::Daraja::new(base_url, &settings.mpesa)?),
+    })
 }

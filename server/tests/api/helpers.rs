@@ -151,7 +151,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
     let checkout = app.state().checkout.clone();
     let payments = app.state().payments.clone();
     let merchant_url = app.sandbox_merchant_url();
-    let mpesa = app.state().config.mpesa.clone();
+    let mpesa = app.state().config.rails.mpesa.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,

@@ -403,7 +403,7 @@ async fn a_push_whose_answer_is_lost_stays_pending_and_a_callback_still_settles_
     let db = test_db(Db::Sqlite).await;
     let site = tempfile::tempdir().unwrap();
     let mut config = test_config(&db.url, site.path().into());
-    config.mpesa.base_url = "http://127.0.0.1:9".into();
+    config.rails.mpesa.base_url = "http://127.0.0.1:9".into();
     let app = Application::build(config).await.unwrap();
     let store = app.state().store.clone();
     let checkout = app.state().checkout.clone();

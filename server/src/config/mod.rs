@@ -5,6 +5,11 @@
 //! field names below (`database_url = "postgres://…"`). Unknown keys are an error, so a
 //! typo never silently falls back to a default.
 
+mod rails;
+
+pub use rails::{MpesaConfig, RailSettings, Rails, SANDBOX_PASSKEY};
+
+use crate::connectors::RailId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use std::{
@@ -84,19 +89,27 @@ pub struct Config {
     pub master_key: SecretString,
     /// A file holding the master key (64 hex digits), used when `master_key` is empty.
     /// If it does not exist and live mode is off, a new key is written there on start;
-    /// with live mode on (`[mpesa_live]` set), Malipo refuses to start without a key.
+    /// with live mode on (any `[rails_live.<rail>]` set), Malipo refuses to start without a key.
     /// Keep it out of database backups: it is what makes them useless to a thief.
     /// Env `MALIPO_MASTER_KEY_FILE`; default `malipo-master.key`.
     pub master_key_file: PathBuf,
-    /// Test mode's Daraja (M-PESA Express) credentials: the `[mpesa]` table. By default
-    /// the built-in sandbox; may point at Safaricom's own sandbox.
-    pub mpesa: MpesaConfig,
-    /// Live mode's Daraja credentials: the `[mpesa_live]` table, env `MALIPO_MPESA_LIVE_*`.
-    /// Empty `base_url` (the default) means live M-PESA is off: live sessions cannot be
-    /// paid with M-PESA. When set, it must be an `https://` URL that is not a sandbox,
+    /// Every rail's settings for test mode: `[rails.<rail>]` (e.g. `[rails.mpesa]`), env
+    /// `MALIPO_RAILS_<RAIL>_<FIELD>`. By default each rail uses this server's sandbox
+    /// operator; a rail may point at the operator's own sandbox instead.
+    pub rails: Rails,
+    /// Every rail's settings for live mode: `[rails_live.<rail>]`, env
+    /// `MALIPO_RAILS_LIVE_<RAIL>_<FIELD>`. A rail with an empty `base_url` (the default)
+    /// is off in live mode. When set, it must be an `https://` URL that is not a sandbox,
     /// with real credentials — start-up fails otherwise, so live money never reaches a
     /// sandbox.
-    pub mpesa_live: MpesaConfig,
+    #[serde(default = "Rails::live_default")]
+    pub rails_live: Rails,
+    /// The old names of `[rails.mpesa]` and `[rails_live.mpesa]`, still read (and their
+    /// `MALIPO_MPESA_*` / `MALIPO_MPESA_LIVE_*` variables) for one release.
+    #[serde(rename = "mpesa")]
+    legacy_mpesa: Option<MpesaConfig>,
+    #[serde(rename = "mpesa_live")]
+    legacy_mpesa_live: Option<MpesaConfig>,
     /// Webhook delivery: the `[webhooks]` table.
     pub webhooks: WebhooksConfig,
     /// Abuse limits on payment prompts: the `[limits]` table.
@@ -242,59 +255,7 @@ impl Default for WebhooksConfig {
     }
 }
 
-/// Daraja credentials. The defaults are those of Malipo's own sandbox Daraja (and
-/// Safaricom's public sandbox shortcode and passkey), so test mode works out of the box;
-/// a merchant going live sets all of these.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MpesaConfig {
-    /// Daraja's base URL, e.g. `https://api.safaricom.co.ke`. Empty means this server's
-    /// own sandbox at `{public_url}/sandbox/daraja`.
-    /// Env `MALIPO_MPESA_BASE_URL`; default empty.
-    pub base_url: String,
-    /// Env `MALIPO_MPESA_CONSUMER_KEY`; default `malipo-sandbox-key`.
-    pub consumer_key: String,
-    /// Env `MALIPO_MPESA_CONSUMER_SECRET`; default `malipo-sandbox-secret`.
-    #[serde(deserialize_with = "secret")]
-    pub consumer_secret: SecretString,
-    /// The paybill or store number (`BusinessShortCode`).
-    /// Env `MALIPO_MPESA_SHORTCODE`; default `174379`.
-    pub shortcode: String,
-    /// The Lipa Na M-PESA Online passkey.
-    /// Env `MALIPO_MPESA_PASSKEY`; default Safaricom's public sandbox passkey.
-    #[serde(deserialize_with = "secret")]
-    pub passkey: SecretString,
-}
-
-/// Safaricom's published sandbox passkey for shortcode 174379 (public test data).
-pub const SANDBOX_PASSKEY: &str =
-    "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919";
-
-impl Default for MpesaConfig {
-    fn default() -> Self {
-        MpesaConfig {
-            base_url: String::new(),
-            consumer_key: "malipo-sandbox-key".into(),
-            consumer_secret: SecretString::from("malipo-sandbox-secret"),
-            shortcode: "174379".into(),
-            passkey: SecretString::from(SANDBOX_PASSKEY),
-        }
-    }
-}
-
 impl Config {
-    /// Where the Daraja connector sends requests.
-    pub fn mpesa_base_url(&self) -> String {
-        if self.mpesa.base_url.is_empty() {
-            format!("{}/sandbox/daraja", self.public_url)
-        } else {
-            self.mpesa.base_url.trim_end_matches('/').to_owned()
-        }
-    }
-}
-
-impl Config {
-    /// Where live mode's Daraja connector sends requests, if live M-PESA is on.
     /// The master key: `master_key` if set, else the one in `master_key_file`, which a
     /// test-only install creates on first start. Live mode never runs on a key it made
     /// up itself: it must be given one.
@@ -307,7 +268,7 @@ impl Config {
             return crate::sealing::MasterKey::from_hex(self.master_key.expose_secret())
                 .map_err(|e| invalid(e.to_string()));
         }
-        let live = self.mpesa_live_base_url().is_some();
+        let live = self.live_rails().next().is_some();
         if live && !self.master_key_file.exists() {
             return Err(invalid(format!(
                 "live mode is on but there is no master key: set MALIPO_MASTER_KEY, or put \
@@ -329,45 +290,54 @@ impl Config {
         Ok(key)
     }
 
-    pub fn mpesa_live_base_url(&self) -> Option<String> {
-        let url = self.mpesa_live.base_url.trim_end_matches('/');
-        (!url.is_empty()).then(|| url.to_owned())
+    /// Where `rail`'s connector sends requests in test mode: its configured base URL,
+    /// or this server's own sandbox operator.
+    pub fn rail_base_url(&self, rail: RailId) -> String {
+        let settings = self.rails.get(rail);
+        let url = settings.base_url().trim_end_matches('/');
+        if url.is_empty() {
+            format!("{}/sandbox/{}", self.public_url, settings.sandbox_path())
+        } else {
+            url.to_owned()
+        }
     }
 
-    /// Live M-PESA, when switched on, must be a real Daraja with real credentials.
-    fn check_mpesa_live(&self) -> Result<(), ConfigError> {
-        let live = &self.mpesa_live;
-        let Some(url) = self.mpesa_live_base_url() else {
-            return Ok(());
-        };
-        let invalid = |why: &str| {
-            Err(ConfigError::Invalid {
-                field: "mpesa_live",
-                why: why.into(),
-            })
-        };
-        let parsed = url::Url::parse(&url).ok();
-        let host = parsed.as_ref().and_then(|u| u.host_str()).unwrap_or("");
-        if parsed.as_ref().is_none_or(|u| u.scheme() != "https") {
-            return invalid("base_url must be an https:// URL");
-        }
-        if url.contains("/sandbox")
-            || host.contains("sandbox")
-            || (!self.public_url.is_empty() && url.starts_with(&self.public_url))
-        {
-            return invalid("base_url points at a sandbox; live mode never reaches one");
-        }
-        if live.consumer_key.is_empty()
-            || live.consumer_key == MpesaConfig::default().consumer_key
-            || live.consumer_secret.expose_secret().is_empty()
-            || live.shortcode.is_empty()
-            || live.passkey.expose_secret().is_empty()
-            || live.passkey.expose_secret() == SANDBOX_PASSKEY
-        {
-            return invalid(
-                "consumer_key, consumer_secret, shortcode and passkey must all be set to live \
-                 credentials",
-            );
+    /// The rails switched on for live mode, with their base URLs.
+    pub fn live_rails(&self) -> impl Iterator<Item = (RailId, String)> + '_ {
+        self.rails_live.each().into_iter().filter_map(|(rail, s)| {
+            let url = s.base_url().trim_end_matches('/');
+            (!url.is_empty()).then(|| (rail, url.to_owned()))
+        })
+    }
+
+    /// A live rail, when switched on, must be a real operator with real credentials:
+    /// one check for every rail.
+    fn check_live_rails(&self) -> Result<(), ConfigError> {
+        for (rail, settings) in self.rails_live.each() {
+            let url = settings.base_url().trim_end_matches('/');
+            if url.is_empty() {
+                continue;
+            }
+            let invalid = |why: &str| {
+                Err(ConfigError::Invalid {
+                    field: "rails_live",
+                    why: format!("{rail}: {why}"),
+                })
+            };
+            let parsed = url::Url::parse(url).ok();
+            let host = parsed.as_ref().and_then(|u| u.host_str()).unwrap_or("");
+            if parsed.as_ref().is_none_or(|u| u.scheme() != "https") {
+                return invalid("base_url must be an https:// URL");
+            }
+            if url.contains("/sandbox")
+                || host.contains("sandbox")
+                || (!self.public_url.is_empty() && url.starts_with(&self.public_url))
+            {
+                return invalid("base_url points at a sandbox; live mode never reaches one");
+            }
+            if let Err(why) = settings.check_live_credentials() {
+                return invalid(&why);
+            }
         }
         Ok(())
     }
@@ -403,14 +373,10 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             master_key: SecretString::from(""),
             master_key_file: PathBuf::from("malipo-master.key"),
-            mpesa: MpesaConfig::default(),
-            mpesa_live: MpesaConfig {
-                base_url: String::new(),
-                consumer_key: String::new(),
-                consumer_secret: SecretString::from(""),
-                shortcode: String::new(),
-                passkey: SecretString::from(""),
-            },
+            rails: Rails::default(),
+            rails_live: Rails::live_default(),
+            legacy_mpesa: None,
+            legacy_mpesa_live: None,
             webhooks: WebhooksConfig::default(),
             limits: LimitsConfig::default(),
             payments: PaymentsConfig::default(),
@@ -555,36 +521,25 @@ impl Config {
         if let Some(v) = env("MALIPO_HEADER_READ_TIMEOUT_SECS") {
             self.header_read_timeout_secs = parse("MALIPO_HEADER_READ_TIMEOUT_SECS", v)?;
         }
-        if let Some(v) = env("MALIPO_MPESA_BASE_URL") {
-            self.mpesa.base_url = v;
+        // The old tables, then every rail's variables, from the one shape.
+        if let Some(old) = self.legacy_mpesa.take() {
+            self.rails.mpesa = old;
         }
-        if let Some(v) = env("MALIPO_MPESA_CONSUMER_KEY") {
-            self.mpesa.consumer_key = v;
+        if let Some(old) = self.legacy_mpesa_live.take() {
+            self.rails_live.mpesa = old;
         }
-        if let Some(v) = env("MALIPO_MPESA_CONSUMER_SECRET") {
-            self.mpesa.consumer_secret = SecretString::from(v);
+        // The old M-PESA names, for one release (the new names win).
+        for field in self.rails.mpesa.fields() {
+            let upper = field.to_ascii_uppercase();
+            if let Some(v) = env(&format!("MALIPO_MPESA_{upper}")) {
+                self.rails.mpesa.set(field, v);
+            }
+            if let Some(v) = env(&format!("MALIPO_MPESA_LIVE_{upper}")) {
+                self.rails_live.mpesa.set(field, v);
+            }
         }
-        if let Some(v) = env("MALIPO_MPESA_SHORTCODE") {
-            self.mpesa.shortcode = v;
-        }
-        if let Some(v) = env("MALIPO_MPESA_PASSKEY") {
-            self.mpesa.passkey = SecretString::from(v);
-        }
-        if let Some(v) = env("MALIPO_MPESA_LIVE_BASE_URL") {
-            self.mpesa_live.base_url = v;
-        }
-        if let Some(v) = env("MALIPO_MPESA_LIVE_CONSUMER_KEY") {
-            self.mpesa_live.consumer_key = v;
-        }
-        if let Some(v) = env("MALIPO_MPESA_LIVE_CONSUMER_SECRET") {
-            self.mpesa_live.consumer_secret = SecretString::from(v);
-        }
-        if let Some(v) = env("MALIPO_MPESA_LIVE_SHORTCODE") {
-            self.mpesa_live.shortcode = v;
-        }
-        if let Some(v) = env("MALIPO_MPESA_LIVE_PASSKEY") {
-            self.mpesa_live.passkey = SecretString::from(v);
-        }
+        self.rails.apply_env("MALIPO_RAILS_", env);
+        self.rails_live.apply_env("MALIPO_RAILS_LIVE_", env);
         if let Some(v) = env("MALIPO_WEBHOOKS_LIVE_CONCURRENCY") {
             self.webhooks.live_concurrency = parse("MALIPO_WEBHOOKS_LIVE_CONCURRENCY", v)?;
         }
@@ -679,7 +634,7 @@ impl Config {
             });
         }
         self.public_url = url;
-        self.check_mpesa_live()?;
+        self.check_live_rails()?;
         if !self.master_key.expose_secret().is_empty()
             && crate::sealing::MasterKey::from_hex(self.master_key.expose_secret()).is_err()
         {
@@ -790,26 +745,30 @@ mod tests {
     }
 
     #[test]
-    fn live_mpesa_is_off_by_default_and_never_a_sandbox() {
+    fn live_rails_are_off_by_default_and_never_a_sandbox() {
         let c = Config::load_from(None, env(&[])).unwrap();
-        assert_eq!(c.mpesa_live_base_url(), None);
+        assert_eq!(c.live_rails().count(), 0);
+        assert_eq!(
+            c.rail_base_url(RailId::Mpesa),
+            "http://127.0.0.1:3000/sandbox/daraja"
+        );
         let live = [
-            ("MALIPO_MPESA_LIVE_CONSUMER_KEY", "ck-live"),
-            ("MALIPO_MPESA_LIVE_CONSUMER_SECRET", "cs-live"),
-            ("MALIPO_MPESA_LIVE_SHORTCODE", "600100"),
-            ("MALIPO_MPESA_LIVE_PASSKEY", "live-passkey"),
+            ("MALIPO_RAILS_LIVE_MPESA_CONSUMER_KEY", "ck-live"),
+            ("MALIPO_RAILS_LIVE_MPESA_CONSUMER_SECRET", "cs-live"),
+            ("MALIPO_RAILS_LIVE_MPESA_SHORTCODE", "600100"),
+            ("MALIPO_RAILS_LIVE_MPESA_PASSKEY", "live-passkey"),
         ];
         let with = |url: &'static str| {
             let mut pairs = live.to_vec();
-            pairs.push(("MALIPO_MPESA_LIVE_BASE_URL", url));
+            pairs.push(("MALIPO_RAILS_LIVE_MPESA_BASE_URL", url));
             Config::load_from(None, env(&pairs))
         };
+        let c = with("https://api.safaricom.co.ke/").unwrap();
         assert_eq!(
-            with("https://api.safaricom.co.ke/")
-                .unwrap()
-                .mpesa_live_base_url(),
-            Some("https://api.safaricom.co.ke".into())
+            c.live_rails().collect::<Vec<_>>(),
+            [(RailId::Mpesa, "https://api.safaricom.co.ke".to_owned())]
         );
+        assert_eq!(c.rails_live.mpesa.shortcode, "600100");
         for bad in [
             "https://sandbox.safaricom.co.ke",
             "http://api.safaricom.co.ke",
@@ -817,15 +776,49 @@ mod tests {
             "https://127.0.0.1:3000/sandbox/daraja",
         ] {
             let err = with(bad).unwrap_err();
-            assert!(err.to_string().contains("mpesa_live"), "{bad}: {err}");
+            assert!(err.to_string().contains("rails_live"), "{bad}: {err}");
         }
         // A live URL with the sandbox's credentials is refused too.
         let err = Config::load_from(
             None,
-            env(&[("MALIPO_MPESA_LIVE_BASE_URL", "https://api.safaricom.co.ke")]),
+            env(&[(
+                "MALIPO_RAILS_LIVE_MPESA_BASE_URL",
+                "https://api.safaricom.co.ke",
+            )]),
         )
         .unwrap_err();
         assert!(err.to_string().contains("credentials"), "{err}");
+    }
+
+    #[test]
+    fn rail_settings_come_from_one_shape_and_the_old_names_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("malipo.toml");
+        std::fs::write(
+            &path,
+            "[rails.mpesa]\nshortcode = \"600000\"\n\n[rails_live.mpesa]\nbase_url = \"\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.rails.mpesa.shortcode, "600000");
+        // The old table and variables, for one release; the new names win.
+        std::fs::write(&path, "[mpesa]\nshortcode = \"600111\"\n").unwrap();
+        let c = Config::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.rails.mpesa.shortcode, "600111");
+        let c = Config::load_from(None, env(&[("MALIPO_MPESA_SHORTCODE", "600222")])).unwrap();
+        assert_eq!(c.rails.mpesa.shortcode, "600222");
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("MALIPO_MPESA_SHORTCODE", "600222"),
+                ("MALIPO_RAILS_MPESA_SHORTCODE", "600333"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.rails.mpesa.shortcode, "600333");
+        // A key no rail has is an error, as everywhere in the file.
+        std::fs::write(&path, "[rails.mpesa]\nshort_code = \"1\"\n").unwrap();
+        assert!(Config::load_from(Some(&path), env(&[])).is_err());
     }
 
     #[test]

@@ -1,0 +1,182 @@
+//! Every rail's settings in one shape: `[rails.<rail>]` for test mode and
+//! `[rails_live.<rail>]` for live mode, each a rail's own struct, with environment
+//! variables generated from its field names (`MALIPO_RAILS_MPESA_SHORTCODE`,
+//! `MALIPO_RAILS_LIVE_MPESA_PASSKEY`). One live check serves every rail
+//! (`Config::check_live_rails`); each rail says only what "real credentials" means.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+use crate::connectors::RailId;
+
+/// What the configuration needs to know of a rail's settings.
+pub trait RailSettings {
+    /// Its fields, as file keys; upper-cased, they end its environment variables.
+    fn fields(&self) -> &'static [&'static str];
+    /// Sets a field from an environment variable.
+    fn set(&mut self, field: &str, value: String);
+    /// The operator's base URL; empty: this server's sandbox (test), off (live).
+    fn base_url(&self) -> &str;
+    /// Where this server's sandbox operator for the rail lives, under `/sandbox/`.
+    fn sandbox_path(&self) -> &'static str;
+    /// Whether these are real credentials (for live mode): `Err` says what is missing.
+    fn check_live_credentials(&self) -> Result<(), String>;
+}
+
+/// Every rail's settings for one mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rails {
+    /// `[rails.mpesa]`: Safaricom Daraja (M-PESA Express), Kenya.
+    pub mpesa: MpesaConfig,
+}
+
+impl Default for Rails {
+    /// Test mode: every rail on this server's sandbox.
+    fn default() -> Self {
+        Rails {
+            mpesa: MpesaConfig::default(),
+        }
+    }
+}
+
+impl Rails {
+    /// Live mode: every rail off until configured.
+    pub fn live_default() -> Self {
+        Rails {
+            mpesa: MpesaConfig::off(),
+        }
+    }
+
+    /// Each rail's settings. A new rail adds its line here.
+    pub fn each(&self) -> [(RailId, &dyn RailSettings); 1] {
+        [(RailId::Mpesa, &self.mpesa)]
+    }
+
+    fn each_mut(&mut self) -> [(RailId, &mut dyn RailSettings); 1] {
+        [(RailId::Mpesa, &mut self.mpesa)]
+    }
+
+    pub fn get(&self, rail: RailId) -> &dyn RailSettings {
+        match rail {
+            RailId::Mpesa => &self.mpesa,
+        }
+    }
+
+    /// `{prefix}{RAIL}_{FIELD}` for every rail and field (`MALIPO_RAILS_MPESA_SHORTCODE`).
+    pub fn apply_env(&mut self, prefix: &str, env: &impl Fn(&str) -> Option<String>) {
+        for (rail, settings) in self.each_mut() {
+            let rail = rail.as_str().to_ascii_uppercase();
+            for field in settings.fields() {
+                let var = format!("{prefix}{rail}_{}", field.to_ascii_uppercase());
+                if let Some(v) = env(&var) {
+                    settings.set(field, v);
+                }
+            }
+        }
+    }
+}
+
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    String::deserialize(d).map(SecretString::from)
+}
+
+/// Daraja credentials. The defaults are those of Malipo's own sandbox Daraja (and
+/// Safaricom's public sandbox shortcode and passkey), so test mode works out of the box;
+/// a merchant going live sets all of these in `[rails_live.mpesa]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MpesaConfig {
+    /// Daraja's base URL, e.g. `https://api.safaricom.co.ke`. Empty means this server's
+    /// own sandbox at `{public_url}/sandbox/daraja` (test), or off (live).
+    pub base_url: String,
+    /// Default (test) `malipo-sandbox-key`.
+    pub consumer_key: String,
+    /// Default (test) `malipo-sandbox-secret` (the built-in sandbox then uses a random
+    /// per-install one).
+    #[serde(deserialize_with = "secret")]
+    pub consumer_secret: SecretString,
+    /// The paybill or store number (`BusinessShortCode`). Default (test) `174379`.
+    pub shortcode: String,
+    /// The Lipa Na M-PESA Online passkey. Default (test) Safaricom's public sandbox one.
+    #[serde(deserialize_with = "secret")]
+    pub passkey: SecretString,
+}
+
+/// Safaricom's published sandbox passkey for shortcode 174379 (public test data).
+pub const SANDBOX_PASSKEY: &str =
+    "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919";
+
+impl Default for MpesaConfig {
+    fn default() -> Self {
+        MpesaConfig {
+            base_url: String::new(),
+            consumer_key: "malipo-sandbox-key".into(),
+            consumer_secret: SecretString::from("malipo-sandbox-secret"),
+            shortcode: "174379".into(),
+            passkey: SecretString::from(SANDBOX_PASSKEY),
+        }
+    }
+}
+
+impl MpesaConfig {
+    /// Nothing set: the rail is off (live mode's default).
+    pub fn off() -> Self {
+        MpesaConfig {
+            base_url: String::new(),
+            consumer_key: String::new(),
+            consumer_secret: SecretString::from(""),
+            shortcode: String::new(),
+            passkey: SecretString::from(""),
+        }
+    }
+}
+
+impl RailSettings for MpesaConfig {
+    fn fields(&self) -> &'static [&'static str] {
+        &[
+            "base_url",
+            "consumer_key",
+            "consumer_secret",
+            "shortcode",
+            "passkey",
+        ]
+    }
+
+    fn set(&mut self, field: &str, value: String) {
+        match field {
+            "base_url" => self.base_url = value,
+            "consumer_key" => self.consumer_key = value,
+            "consumer_secret" => self.consumer_secret = SecretString::from(value),
+            "shortcode" => self.shortcode = value,
+            "passkey" => self.passkey = SecretString::from(value),
+            _ => {}
+        }
+    }
+
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn sandbox_path(&self) -> &'static str {
+        "daraja"
+    }
+
+    fn check_live_credentials(&self) -> Result<(), String> {
+        let sandbox = MpesaConfig::default();
+        if self.consumer_key.is_empty()
+            || self.consumer_key == sandbox.consumer_key
+            || self.consumer_secret.expose_secret().is_empty()
+            || self.shortcode.is_empty()
+            || self.passkey.expose_secret().is_empty()
+            || self.passkey.expose_secret() == SANDBOX_PASSKEY
+        {
+            return Err(
+                "consumer_key, consumer_secret, shortcode and passkey must all be set \
+                        to live credentials"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
