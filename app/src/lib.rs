@@ -29,6 +29,24 @@ use leptos_router::{
     path,
 };
 
+/// The built stylesheet, when the server has it (in the render context): inlined into
+/// every page's head, so the first paint needs only the HTML's round trip (on 2G, a
+/// linked stylesheet costs a second one: about 2 s). Under 1 kB brotli.
+#[derive(Debug, Clone)]
+pub struct InlineCss(pub std::sync::Arc<str>);
+
+/// The page's styles: inline (with this response's CSP nonce) when known, else linked.
+#[component]
+fn Stylesheet() -> impl IntoView {
+    match use_context::<InlineCss>() {
+        Some(InlineCss(css)) => {
+            let nonce = leptos::nonce::use_nonce();
+            view! { <style nonce=nonce inner_html=css.to_string()></style> }.into_any()
+        }
+        None => view! { <link rel="stylesheet" href="/pkg/malipo.css" /> }.into_any(),
+    }
+}
+
 /// The HTML document around every page. Rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -41,7 +59,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // Checkout pages are capabilities, and a test "Paid" page must never be
                 // found and taken for proof of a real payment.
                 <meta name="robots" content="noindex, nofollow" />
-                <link rel="stylesheet" href="/pkg/malipo.css" />
+                <Stylesheet />
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
                 <HydrationScripts options islands=true />
                 <MetaTags />

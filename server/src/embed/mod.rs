@@ -107,12 +107,13 @@ pub struct CspNonce(pub String);
 
 /// The hosted pages' Content-Security-Policy, with this response's nonce and who may
 /// frame it. Scripts: our own files and inline scripts carrying the nonce (the island
-/// loader, the embed bridge); WASM may compile; nothing else runs. Forms post only to
+/// loader, the embed bridge); WASM may compile; nothing else runs. Styles: our own, and
+/// the inlined stylesheet carrying the nonce. Forms post only to
 /// us, fetches and event streams go only to us.
 pub fn page_policy(nonce: &str, origins: &[String]) -> String {
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+         style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
          {}; base-uri 'none'; object-src 'none'",
         frame_ancestors(origins)
     )
