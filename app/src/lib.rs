@@ -16,6 +16,7 @@
 
 pub mod model;
 pub mod money;
+pub mod operators;
 pub mod pages;
 pub mod rail;
 #[cfg(feature = "ssr")]
