@@ -644,11 +644,12 @@ async fn connect(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn serve(config: Config, seed_demo: bool) -> anyhow::Result<()> {
-    let public_url = config.public_url.clone();
     let app = Application::build(config).await?;
     tracing::info!(addr = %app.local_addr(), backend = app.state().store.backend().as_str(), "listening");
+    // Read after the build: an empty public URL is filled from the bound address.
     println!(
-        "Malipo is running at {public_url}  (listening on {})",
+        "Malipo is running at {}  (listening on {})",
+        app.state().config.public_url,
         app.local_addr()
     );
     if seed_demo {
