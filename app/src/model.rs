@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::money::{Currency, format_amount};
+use crate::{
+    money::{Currency, format_amount},
+    rail::RailId,
+};
 
 /// Where a checkout session stands, as the shopper should see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +43,9 @@ pub struct CheckoutView {
     pub success_url: String,
     /// The payment's live state.
     pub live: LiveState,
+    /// The rails that can take this session (its currency and amount), in the order the
+    /// page offers them. Empty: nothing here can take it.
+    pub methods: Vec<RailId>,
     /// The number to prefill (the last one tried, or the merchant's `customer.phone`),
     /// masked in local form: `0712•••678`. Posted back as is, it means that number.
     pub phone: String,
@@ -64,34 +70,55 @@ impl CheckoutView {
 /// bundle needs no JSON parser.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LiveState {
-    /// Nothing sent yet (or the last try failed: then `failure` says why).
-    Idle { failure: Option<String> },
+    /// Nothing sent yet (or the last try failed: then `failure` says why, and `rail`
+    /// on which).
+    Idle {
+        failure: Option<String>,
+        rail: Option<RailId>,
+    },
     /// A prompt is on the shopper's phone.
     Waiting {
+        rail: RailId,
         payer_masked: String,
         seconds_left: i64,
     },
     /// We could not confirm the last payment with the operator: the shopper may have
     /// paid. Never shown as "nothing was charged".
-    Unconfirmed { payer_masked: String },
+    Unconfirmed { rail: RailId, payer_masked: String },
     /// Paid; the receipt when the operator gave one.
-    Paid { receipt: Option<String> },
+    Paid {
+        rail: Option<RailId>,
+        receipt: Option<String>,
+    },
     /// The session expired unpaid.
     Expired,
 }
 
 impl LiveState {
-    /// `idle:`, `idle:wrong_pin`, `waiting:60:2547•••••678`, `unconfirmed:2547•••••678`,
-    /// `paid:QKJ4ABC123`, `expired`.
+    /// `idle:`, `idle:mpesa:wrong_pin`, `waiting:mpesa:60:2547•••••678`,
+    /// `unconfirmed:mpesa:2547•••••678`, `paid:mpesa:QKJ4ABC123`, `expired` (a rail
+    /// may be empty: `idle::failed`, `paid::`).
     pub fn encode(&self) -> String {
+        let name = |r: &Option<RailId>| r.map(RailId::as_str).unwrap_or("");
         match self {
-            LiveState::Idle { failure } => format!("idle:{}", failure.as_deref().unwrap_or("")),
+            LiveState::Idle {
+                failure: None,
+                rail: None,
+            } => "idle:".into(),
+            LiveState::Idle { failure, rail } => {
+                format!("idle:{}:{}", name(rail), failure.as_deref().unwrap_or(""))
+            }
             LiveState::Waiting {
+                rail,
                 payer_masked,
                 seconds_left,
-            } => format!("waiting:{seconds_left}:{payer_masked}"),
-            LiveState::Unconfirmed { payer_masked } => format!("unconfirmed:{payer_masked}"),
-            LiveState::Paid { receipt } => format!("paid:{}", receipt.as_deref().unwrap_or("")),
+            } => format!("waiting:{rail}:{seconds_left}:{payer_masked}"),
+            LiveState::Unconfirmed { rail, payer_masked } => {
+                format!("unconfirmed:{rail}:{payer_masked}")
+            }
+            LiveState::Paid { rail, receipt } => {
+                format!("paid:{}:{}", name(rail), receipt.as_deref().unwrap_or(""))
+            }
             LiveState::Expired => "expired".into(),
         }
     }
@@ -99,23 +126,50 @@ impl LiveState {
     pub fn decode(s: &str) -> Option<LiveState> {
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        // `rail:rest`, the rail possibly empty.
+        let railed = |v: &str| -> Option<(Option<RailId>, String)> {
+            let (rail, rest) = v.split_once(':')?;
+            let rail = match rail {
+                "" => None,
+                r => Some(RailId::parse(r)?),
+            };
+            Some((rail, rest.to_owned()))
+        };
         match kind {
-            "idle" => Some(LiveState::Idle {
-                failure: some(rest),
+            "idle" if rest.is_empty() => Some(LiveState::Idle {
+                failure: None,
+                rail: None,
             }),
+            "idle" => {
+                let (rail, failure) = railed(rest)?;
+                Some(LiveState::Idle {
+                    failure: some(&failure),
+                    rail,
+                })
+            }
             "waiting" => {
+                let (rail, rest) = railed(rest)?;
                 let (secs, who) = rest.split_once(':')?;
                 Some(LiveState::Waiting {
+                    rail: rail?,
                     payer_masked: who.to_owned(),
                     seconds_left: secs.parse().ok()?,
                 })
             }
-            "unconfirmed" => Some(LiveState::Unconfirmed {
-                payer_masked: rest.to_owned(),
-            }),
-            "paid" => Some(LiveState::Paid {
-                receipt: some(rest),
-            }),
+            "unconfirmed" => {
+                let (rail, who) = railed(rest)?;
+                Some(LiveState::Unconfirmed {
+                    rail: rail?,
+                    payer_masked: who,
+                })
+            }
+            "paid" => {
+                let (rail, receipt) = railed(rest)?;
+                Some(LiveState::Paid {
+                    rail,
+                    receipt: some(&receipt),
+                })
+            }
             "expired" => Some(LiveState::Expired),
             _ => None,
         }
@@ -137,34 +191,63 @@ pub fn retry_hint(secs: u32) -> String {
     }
 }
 
-/// What went wrong, in plain words, for a failure code.
-pub fn failure_message(code: &str) -> &'static str {
+/// What went wrong, in plain words, for a failure code on `rail` (the words are per
+/// failure, not per rail: a rail adds only its name and number format).
+pub fn failure_message(code: &str, rail: RailId) -> String {
+    let wallet = rail.label();
     match code {
-        "insufficient_funds" => {
-            "Not enough money in your M-PESA account. Top up, then send the prompt again."
+        "insufficient_funds" => format!(
+            "Not enough money in your {wallet} account. Top up, then send the prompt again."
+        ),
+        "wrong_pin" => format!(
+            "The {wallet} PIN was wrong. Send the prompt again and enter your PIN carefully."
+        ),
+        "push_not_delivered" => format!(
+            "{wallet} couldn't show the prompt on your phone. Check the number; an old SIM may need an upgrade."
+        ),
+        "subscriber_busy" => format!(
+            "Your phone is busy with another {wallet} payment. Finish it, then send the prompt again."
+        ),
+        "operator_busy" => format!(
+            "{wallet} is busy right now. Please try again in a minute, or use another number."
+        ),
+        "push_rejected" => {
+            format!("{wallet} refused this number. Check it, or use another number.")
         }
-        "wrong_pin" => {
-            "The M-PESA PIN was wrong. Send the prompt again and enter your PIN carefully."
+        "invalid_phone" => format!(
+            "That doesn't look like a {} mobile number. Try {} or {}.",
+            rail.country_adjective(),
+            rail.number_example(),
+            rail.international_example()
+        ),
+        "not_payable" => format!("This amount can't be paid with {wallet}."),
+        "rail_unavailable" => {
+            format!("{wallet} isn't switched on for this shop yet. Nothing was charged.")
         }
+        "operator_error" => format!(
+            "{wallet} had a problem and didn't take the payment. Please try again in a minute."
+        ),
+        // Older attempts closed before outcomes could be "unknown": we do not know.
+        "operator_unreachable" => format!(
+            "We couldn't confirm this payment with {wallet}. If {} SMS arrived, don't pay again: the shop will be told.",
+            rail.a_label()
+        ),
+        "confirm_no_sms" => format!(
+            "Your last payment from this number isn't confirmed yet. If {} SMS arrived, don't pay again. If none came, tick the box below and send the prompt again.",
+            rail.a_label()
+        ),
+        other => plain_failure(other).to_owned(),
+    }
+}
+
+/// The failures whose words name no rail.
+fn plain_failure(code: &str) -> &'static str {
+    match code {
         "cancelled_by_user" => "You cancelled the payment on your phone. Nothing was charged.",
         "no_response" => {
             "We didn't hear back from your phone. Check it is on and has signal, then send the prompt again."
         }
         "expired" => "The prompt on your phone expired. Send it again.",
-        "push_not_delivered" => {
-            "M-PESA couldn't show the prompt on your phone. Check the number; an old SIM may need an upgrade."
-        }
-        "subscriber_busy" => {
-            "Your phone is busy with another M-PESA payment. Finish it, then send the prompt again."
-        }
-        "operator_busy" => {
-            "M-PESA is busy right now. Please try again in a minute, or use another number."
-        }
-        "push_rejected" => "M-PESA refused this number. Check it, or use another number.",
-        "invalid_phone" => {
-            "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
-        }
-        "not_payable" => "This amount can't be paid with M-PESA.",
         "phone_limit" => {
             "Too many payment prompts were sent to this number. Nothing was charged; please wait before sending another."
         }
@@ -175,17 +258,6 @@ pub fn failure_message(code: &str) -> &'static str {
             "Too many payment requests from your connection. Nothing was charged; please wait a little."
         }
         "form_expired" => "This page was out of date. Nothing was charged; please try again.",
-        "rail_unavailable" => "M-PESA isn't switched on for this shop yet. Nothing was charged.",
-        "operator_error" => {
-            "M-PESA had a problem and didn't take the payment. Please try again in a minute."
-        }
-        // Older attempts closed before outcomes could be "unknown": we do not know.
-        "operator_unreachable" => {
-            "We couldn't confirm this payment with M-PESA. If an M-PESA SMS arrived, don't pay again: the shop will be told."
-        }
-        "confirm_no_sms" => {
-            "Your last payment from this number isn't confirmed yet. If an M-PESA SMS arrived, don't pay again. If none came, tick the box below and send the prompt again."
-        }
         "unavailable" => {
             "We couldn't start the payment just now. Nothing was charged; please try again."
         }
@@ -199,20 +271,35 @@ mod tests {
 
     #[test]
     fn live_states_round_trip_through_their_wire_form() {
+        let mpesa = RailId::Mpesa;
         for s in [
-            LiveState::Idle { failure: None },
+            LiveState::Idle {
+                failure: None,
+                rail: None,
+            },
             LiveState::Idle {
                 failure: Some("wrong_pin".into()),
+                rail: Some(mpesa),
+            },
+            LiveState::Idle {
+                failure: Some("failed".into()),
+                rail: None,
             },
             LiveState::Waiting {
+                rail: mpesa,
                 payer_masked: "2547•••••678".into(),
                 seconds_left: 58,
             },
             LiveState::Paid {
+                rail: Some(mpesa),
                 receipt: Some("QKJ4ABC123".into()),
             },
-            LiveState::Paid { receipt: None },
+            LiveState::Paid {
+                rail: None,
+                receipt: None,
+            },
             LiveState::Unconfirmed {
+                rail: mpesa,
                 payer_masked: "2547•••••678".into(),
             },
             LiveState::Expired,
@@ -224,8 +311,35 @@ mod tests {
                 s.encode()
             );
         }
-        assert_eq!(LiveState::decode("nonsense"), None);
-        assert_eq!(LiveState::decode("waiting:x:y"), None);
+        assert_eq!(
+            LiveState::Waiting {
+                rail: mpesa,
+                payer_masked: "2547•••••678".into(),
+                seconds_left: 58
+            }
+            .encode(),
+            "waiting:mpesa:58:2547•••••678"
+        );
+        for bad in [
+            "nonsense",
+            "waiting:x:y",
+            "waiting:mpesa:x:y",
+            "paid:paypal:X",
+        ] {
+            assert_eq!(LiveState::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn failure_words_name_the_rail_not_the_code() {
+        assert_eq!(
+            failure_message("wrong_pin", RailId::Mpesa),
+            "The M-PESA PIN was wrong. Send the prompt again and enter your PIN carefully."
+        );
+        assert_eq!(
+            failure_message("invalid_phone", RailId::Mpesa),
+            "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
+        );
     }
 
     #[test]
@@ -240,8 +354,8 @@ mod tests {
             "operator_busy",
         ] {
             assert_ne!(
-                failure_message(code),
-                failure_message("something_new"),
+                failure_message(code, RailId::Mpesa),
+                failure_message("something_new", RailId::Mpesa),
                 "{code}"
             );
         }

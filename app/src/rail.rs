@@ -6,7 +6,10 @@ use std::fmt;
 
 /// A payment rail. The list grows one rail at a time; every `match` on it is
 /// exhaustive, so adding one shows every place that must learn about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum RailId {
     /// Safaricom M-PESA, Kenya (Daraja's M-PESA Express).
     Mpesa,
@@ -30,6 +33,34 @@ impl RailId {
     pub fn label(self) -> &'static str {
         match self {
             RailId::Mpesa => "M-PESA",
+        }
+    }
+
+    /// The name with its article, as in "an M-PESA SMS".
+    pub fn a_label(self) -> &'static str {
+        match self {
+            RailId::Mpesa => "an M-PESA",
+        }
+    }
+
+    /// Whose numbers it takes, as an adjective: "Kenyan".
+    pub fn country_adjective(self) -> &'static str {
+        match self {
+            RailId::Mpesa => "Kenyan",
+        }
+    }
+
+    /// A number in the local form shoppers type, for the field's placeholder.
+    pub fn number_example(self) -> &'static str {
+        match self {
+            RailId::Mpesa => "0712 345 678",
+        }
+    }
+
+    /// The same number in international form.
+    pub fn international_example(self) -> &'static str {
+        match self {
+            RailId::Mpesa => "+254712345678",
         }
     }
 }

@@ -8,6 +8,7 @@ use app::{
 };
 
 use crate::{
+    connectors::{RailId, Registry},
     domain::phone::{local_form, mask},
     domain::{MerchantId, Mode, Money, SessionId},
     store::{
@@ -73,6 +74,8 @@ pub struct CheckoutService {
     public_url: String,
     /// Keys the pay form's token (see [`CheckoutService::form_token`]).
     form_key: std::sync::Arc<secrecy::SecretString>,
+    /// The rails, for which can take a session (what the page offers).
+    rails: Registry,
 }
 
 impl CheckoutService {
@@ -84,7 +87,28 @@ impl CheckoutService {
             store,
             public_url,
             form_key: std::sync::Arc::new(key.into()),
+            rails: Registry::new(),
         }
+    }
+
+    /// Offers the rails of `rails` on the pages.
+    pub fn with_rails(mut self, rails: Registry) -> Self {
+        self.rails = rails;
+        self
+    }
+
+    /// The rails that can take `session`: those whose capabilities accept its currency
+    /// and amount, in `RailId` order. (Whether a rail is switched on in the session's
+    /// mode is told when the shopper pays: "not switched on for this shop yet".)
+    pub fn methods(&self, session: &SessionRecord) -> Vec<RailId> {
+        RailId::ALL
+            .into_iter()
+            .filter(|rail| {
+                self.rails
+                    .any(*rail)
+                    .is_some_and(|c| c.capabilities().accepts(session.amount))
+            })
+            .collect()
     }
 
     /// Uses `key` (the same on every instance, across restarts) for form tokens.
@@ -184,22 +208,27 @@ pub fn cancel_url(session: &SessionRecord) -> String {
 /// can still be answered keeps the page waiting even past the session's expiry, and an
 /// attempt whose outcome is unknown is never shown as "nothing was charged".
 pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: i64) -> LiveState {
+    // Attempts only ever carry a rail we speak; an unknown name reads as none.
+    let rail_of = |a: &AttemptRecord| RailId::parse(&a.rail);
     if session.payment_status == PaymentStatus::Paid {
-        let receipt = latest
-            .filter(|a| a.status == AttemptStatus::Succeeded)
-            .and_then(|a| a.operator_receipt.clone());
-        return LiveState::Paid { receipt };
+        let paid = latest.filter(|a| a.status == AttemptStatus::Succeeded);
+        return LiveState::Paid {
+            rail: paid.and_then(rail_of),
+            receipt: paid.and_then(|a| a.operator_receipt.clone()),
+        };
     }
     let masked = |a: &AttemptRecord| a.payer.as_deref().map(mask).unwrap_or_default();
-    match latest {
-        Some(a) if a.status == AttemptStatus::Pending => {
+    match latest.and_then(|a| Some((a, rail_of(a)?))) {
+        Some((a, rail)) if a.status == AttemptStatus::Pending => {
             return LiveState::Waiting {
+                rail,
                 payer_masked: masked(a),
                 seconds_left: (PROMPT_SECS - (now - a.created_at) / 1000).max(0),
             };
         }
-        Some(a) if a.status == AttemptStatus::Unknown => {
+        Some((a, rail)) if a.status == AttemptStatus::Unknown => {
             return LiveState::Unconfirmed {
+                rail,
                 payer_masked: masked(a),
             };
         }
@@ -211,8 +240,12 @@ pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: 
     match latest {
         Some(a) => LiveState::Idle {
             failure: a.failure_code.clone().or_else(|| Some("failed".into())),
+            rail: rail_of(a),
         },
-        None => LiveState::Idle { failure: None },
+        None => LiveState::Idle {
+            failure: None,
+            rail: None,
+        },
     }
 }
 
@@ -245,6 +278,7 @@ pub fn checkout_view(
     session: &SessionRecord,
     merchant_name: String,
     latest: Option<&AttemptRecord>,
+    methods: Vec<RailId>,
     now: i64,
 ) -> CheckoutView {
     let live = live_state(session, latest, now);
@@ -272,6 +306,7 @@ pub fn checkout_view(
         cancel_url: cancel_url(session),
         success_url: success_url(session),
         live,
+        methods,
         // Masked: the page (and the server function's answer) never carries a full
         // number; a masked value posted back stands for the number it masks.
         phone: prefill_candidates(session, latest)
@@ -300,7 +335,8 @@ impl PageService for CheckoutService {
                     return Ok(None);
                 };
                 let latest = self.store.latest_attempt(&id).await?;
-                let mut view = checkout_view(&session, name, latest.as_ref(), now_ms());
+                let methods = self.methods(&session);
+                let mut view = checkout_view(&session, name, latest.as_ref(), methods, now_ms());
                 view.form_token = self.form_token(&id);
                 // Embedded only for an origin the merchant allows; any other claim is
                 // ignored (and the browser refuses the frame anyway, by CSP).
@@ -345,7 +381,7 @@ mod tests {
             "https://m.example/book/{CHECKOUT_SESSION_ID}/cancel",
         )
         .unwrap();
-        let view = checkout_view(&s, "M".into(), None, 0);
+        let view = checkout_view(&s, "M".into(), None, vec![], 0);
         assert_eq!(
             view.success_url,
             format!("https://m.example/ok?cs={}", s.id)
@@ -403,6 +439,7 @@ mod tests {
             &session(SessionStatus::Open, false, now + 90_500),
             "M".into(),
             None,
+            vec![],
             now,
         );
         assert_eq!(open.state, CheckoutState::Open);
@@ -411,6 +448,7 @@ mod tests {
             &session(SessionStatus::Open, false, now),
             "M".into(),
             None,
+            vec![],
             now,
         );
         assert_eq!(
@@ -423,6 +461,7 @@ mod tests {
             &session(SessionStatus::Complete, true, now - 1),
             "M".into(),
             None,
+            vec![],
             now,
         );
         assert_eq!(paid.state, CheckoutState::Paid, "paid wins over expiry");

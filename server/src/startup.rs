@@ -113,6 +113,7 @@ impl Application {
         };
         let rails =
             crate::connectors::Registry::from_config(&config).context("rail HTTP clients")?;
+        let checkout = checkout.with_rails(rails.clone());
         let payments = crate::payments::Payments::new(
             store.clone(),
             rails,

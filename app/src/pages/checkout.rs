@@ -87,6 +87,12 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
     } else {
         view.success_url.clone()
     };
+    let methods = view
+        .methods
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let live = view! {
         <LiveStatus
             session_id=view.id.clone()
@@ -98,6 +104,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             initial=view.live.encode()
             error=error
             retry_after=retry_after
+            methods=methods
         />
     };
     // Without JavaScript: refresh while a prompt is waiting; go on to the merchant once
@@ -120,7 +127,10 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
         }
         _ => None,
     };
-    let unconfirmed = matches!(view.live, LiveState::Unconfirmed { .. });
+    let unconfirmed = match &view.live {
+        LiveState::Unconfirmed { rail, .. } => Some(*rail),
+        _ => None,
+    };
     let status = match view.state {
         // Past expiry but a prompt is still waiting: no countdown at zero beside it.
         CheckoutState::Open if view.seconds_left == 0 => ().into_any(),
@@ -130,16 +140,19 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
         .into_any(),
         CheckoutState::Paid => ().into_any(),
         // The last payment may have gone through: never say "nothing was charged".
-        CheckoutState::Expired if unconfirmed => view! {
-            <p class="notice notice-expired" data-live="unconfirmed" role="status">
-                "This checkout expired at "
-                {view.expires_at_label.clone()}
-                ". We couldn't confirm your last M-PESA payment yet. If an M-PESA SMS arrived, "
-                {view.merchant_name.clone()}
-                " will be told as soon as M-PESA confirms it: don't pay again."
-            </p>
+        CheckoutState::Expired if unconfirmed.is_some() => {
+            let rail = unconfirmed.unwrap_or(crate::rail::RailId::Mpesa);
+            view! {
+                <p class="notice notice-expired" data-live="unconfirmed" role="status">
+                    "This checkout expired at "
+                    {view.expires_at_label.clone()}
+                    ". We couldn't confirm your last " {rail.label()} " payment yet. If "
+                    {rail.a_label()} " SMS arrived, " {view.merchant_name.clone()}
+                    " will be told as soon as " {rail.label()} " confirms it: don't pay again."
+                </p>
+            }
+            .into_any()
         }
-        .into_any(),
         CheckoutState::Expired => view! {
             <p class="notice notice-expired" role="status">
                 "This checkout expired at "

@@ -13,7 +13,7 @@ function state(){var m=d.querySelector("main[data-state]");return m?m.getAttribu
 function check(){var p=d.querySelector('[data-live="paid"]');if(p&&!p.hidden&&!sent){sent=true;post("success");}}
 function size(){post("resize",{height:d.documentElement.scrollHeight});}
 new MutationObserver(function(){check();size();}).observe(d.body,{attributes:true,childList:true,subtree:true,attributeFilter:["hidden"]});
-d.querySelectorAll('form[action$="/mpesa"]').forEach(function(f){f.action=f.getAttribute("action")+"?embed="+encodeURIComponent(P);});
+d.querySelectorAll('form.pay-form').forEach(function(f){f.action=f.getAttribute("action")+"?embed="+encodeURIComponent(P);});
 var c=d.querySelector("a.cancel");if(c)c.addEventListener("click",function(e){e.preventDefault();post("cancel");});
 addEventListener("message",function(e){if(e.origin!==P||e.source!==parent)return;var m=e.data;
 if(m&&m.source==="malipo-embed"&&m.type==="hello"){post("ready",{state:state()});size();check();}});

@@ -1,6 +1,7 @@
-//! The live part of the checkout page: the M-PESA form and the payment's status.
+//! The live part of the checkout page: the pay form and the payment's status, worded
+//! for the rail (its name and number format; the failure words are per failure code).
 //!
-//! Without JavaScript it is plain HTML: the form posts to `/pay/{id}/mpesa`, and while a
+//! Without JavaScript it is plain HTML: the form posts to `/pay/{id}/{rail}`, and while a
 //! prompt is waiting the (server-only) page adds a `<noscript>` refresh. With JavaScript
 //! this island follows `/pay/{id}/events` (server-sent events) and turns green the moment
 //! the money is in, then sends the shopper on to the merchant.
@@ -10,7 +11,10 @@ use leptos::prelude::*;
 use std::time::Duration;
 
 use super::countdown::remaining_label;
-use crate::model::{LiveState, failure_message, retry_hint};
+use crate::{
+    model::{LiveState, failure_message, retry_hint},
+    rail::RailId,
+};
 
 /// Seconds the page waits on "Paid" before sending the shopper to the merchant.
 pub const REDIRECT_AFTER_SECS: u64 = 3;
@@ -32,9 +36,15 @@ pub fn LiveStatus(
     error: Option<String>,
     /// With a limit's error: seconds until the shopper may try again.
     retry_after: Option<u32>,
+    /// The rails that can take this session, comma-separated (`mpesa`); the form is for
+    /// the first. Empty: nothing here can take it, and no form shows.
+    methods: String,
 ) -> impl IntoView {
-    let (state, set_state) =
-        signal(LiveState::decode(&initial).unwrap_or(LiveState::Idle { failure: None }));
+    let (state, set_state) = signal(LiveState::decode(&initial).unwrap_or(LiveState::Idle {
+        failure: None,
+        rail: None,
+    }));
+    let method = methods.split(',').find_map(RailId::parse);
     let (submitting, set_submitting) = signal(false);
     let (hydrated, set_hydrated) = signal(false);
     let (elapsed, set_elapsed) = signal(0_i64);
@@ -68,7 +78,22 @@ pub fn LiveStatus(
         });
     }
 
-    let action = format!("/pay/{session_id}/mpesa");
+    // Words for the rail of what happened (the attempt's), else the form's.
+    let rail = move || {
+        match state.get() {
+            LiveState::Waiting { rail, .. } | LiveState::Unconfirmed { rail, .. } => Some(rail),
+            LiveState::Idle { rail, .. } | LiveState::Paid { rail, .. } => rail,
+            LiveState::Expired => None,
+        }
+        .or(method)
+        .unwrap_or(RailId::Mpesa)
+    };
+    let wallet = move || rail().label();
+    // No rail can take the session: the form never shows, and names none.
+    let action = method.map_or(String::new(), |r| format!("/pay/{session_id}/{r}"));
+    let phone_label = method.map_or("Phone number".to_string(), |r| {
+        format!("{} phone number", r.label())
+    });
     // Every block is rendered once and shown or hidden by state: only attributes and
     // text change, which keeps the island's WASM small (no type-erased view switching).
     let waiting = move || matches!(state.get(), LiveState::Waiting { .. });
@@ -78,17 +103,18 @@ pub fn LiveStatus(
     // The form shows when idle, and when the last outcome is unknown (then with the
     // "no SMS came" box, so a second push is the shopper's informed choice).
     let idle_failure = move || match state.get() {
-        LiveState::Idle { failure } => Some(failure),
-        LiveState::Unconfirmed { .. } => Some(None),
+        LiveState::Idle { failure, .. } if method.is_some() => Some(failure),
+        LiveState::Unconfirmed { .. } if method.is_some() => Some(None),
         _ => None,
     };
+    let unpayable = move || method.is_none() && matches!(state.get(), LiveState::Idle { .. });
     let problem = {
         let error = error.clone();
         move || idle_failure().and_then(|failure| error.clone().or(failure))
     };
     let retry = move || idle_failure().flatten().is_some();
     let payer = move || match state.get() {
-        LiveState::Waiting { payer_masked, .. } | LiveState::Unconfirmed { payer_masked } => {
+        LiveState::Waiting { payer_masked, .. } | LiveState::Unconfirmed { payer_masked, .. } => {
             payer_masked
         }
         _ => String::new(),
@@ -100,10 +126,10 @@ pub fn LiveStatus(
                 remaining_label(seconds_left - elapsed.get())
             )
         }
-        _ => "Still waiting for M-PESA to confirm…".to_string(),
+        _ => format!("Still waiting for {} to confirm…", wallet()),
     };
     let receipt = move || match state.get() {
-        LiveState::Paid { receipt } => receipt,
+        LiveState::Paid { receipt, .. } => receipt,
         _ => None,
     };
     let problem_text = problem.clone();
@@ -112,14 +138,14 @@ pub fn LiveStatus(
     view! {
         <section class="live" aria-live="polite" data-hydrated=move || hydrated.get().then_some("true")>
             <div class="status status-waiting" data-live="waiting" role="status" hidden=move || !waiting()>
-                <p class="status-title">"Check your phone and enter your M-PESA PIN"</p>
+                <p class="status-title">"Check your phone and enter your " {wallet} " PIN"</p>
                 <p>"We sent a payment prompt to " <strong>{payer}</strong> "."</p>
                 <p class="status-timer">{timer}</p>
             </div>
             <div class="status status-paid" data-live="paid" role="status" hidden=move || !paid()>
                 <p class="status-title">"Paid. Thank you!"</p>
                 <p hidden=move || receipt().is_none()>
-                    "M-PESA receipt " <strong class="receipt">{move || receipt().unwrap_or_default()}</strong>
+                    {wallet} " receipt " <strong class="receipt">{move || receipt().unwrap_or_default()}</strong>
                 </p>
                 <p hidden=success_url.is_empty()>
                     <a class="button" href=success_url.clone()>
@@ -130,9 +156,9 @@ pub fn LiveStatus(
             <div class="status status-waiting" data-live="unconfirmed" role="status" hidden=move || !unconfirmed()>
                 <p class="status-title">"We couldn't confirm your payment yet"</p>
                 <p>
-                    "M-PESA hasn't told us whether the payment from " <strong>{payer}</strong>
-                    " went through. If you got an M-PESA confirmation SMS, don't pay again: this page and "
-                    {merchant_name.clone()} " will be updated as soon as M-PESA confirms."
+                    {wallet} " hasn't told us whether the payment from " <strong>{payer}</strong>
+                    " went through. If you got " {move || rail().a_label()} " confirmation SMS, don't pay again: this page and "
+                    {merchant_name.clone()} " will be updated as soon as " {wallet} " confirms."
                 </p>
             </div>
             <div class="status status-failed" data-live="expired" role="status" hidden=move || !expired()>
@@ -145,8 +171,11 @@ pub fn LiveStatus(
                 role="alert"
                 hidden=move || problem_shown().is_none()
             >
-                {move || problem_text().map(|code| failure_message(&code)).unwrap_or_default()}
+                {move || problem_text().map(|code| failure_message(&code, rail())).unwrap_or_default()}
                 {retry_after.map(retry_hint)}
+            </p>
+            <p class="status status-failed" data-live="unpayable" role="status" hidden=move || !unpayable()>
+                "This checkout can't be paid with mobile money here yet. Nothing was charged; please go back to the shop."
             </p>
             <form
                 class="pay-form"
@@ -156,20 +185,20 @@ pub fn LiveStatus(
                 on:submit=move |_| set_submitting.set(true)
             >
                 <input type="hidden" name="form_token" value=form_token />
-                <label for="phone">"M-PESA phone number"</label>
+                <label for="phone">{phone_label}</label>
                 <input
                     id="phone"
                     name="phone"
                     type="tel"
                     inputmode="tel"
                     autocomplete="tel"
-                    placeholder="0712 345 678"
+                    placeholder=method.map_or("", RailId::number_example)
                     required
                     value=phone
                 />
                 <label class="confirm" hidden=move || !unconfirmed()>
                     <input type="checkbox" name="no_sms" value="1" />
-                    " No M-PESA SMS came for my last payment: send a new prompt"
+                    " No " {wallet} " SMS came for my last payment: send a new prompt"
                 </label>
                 <button class="button pay" type="submit" disabled=move || submitting.get()>
                     {move || if retry() { "Send the prompt again".to_string() } else { pay_label.clone() }}

@@ -143,7 +143,7 @@ async fn events_stream_from_waiting_to_paid() {
         waiting_prompts[0]["id"].as_str().unwrap(),
     )
     .await;
-    assert_eq!(next_data().await, format!("paid:{receipt}"));
+    assert_eq!(next_data().await, format!("paid:mpesa:{receipt}"));
 
     let html = page(&app, &format!("/pay/{id}")).await;
     assert!(shown(&html, "paid") && !shown(&html, "waiting"));
@@ -256,4 +256,47 @@ async fn rails_we_do_not_speak_are_not_there() {
             .await
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_session_no_rail_can_take_offers_no_form() {
+    use malipo::{
+        checkout::CreateSession,
+        domain::{Mode, Money, money::Currency},
+    };
+    let app = spawn_app().await;
+    let merchant = malipo::merchants::create(&app.store, "Kampala Coaches")
+        .await
+        .unwrap();
+    let session = app
+        .checkout
+        .create(CreateSession {
+            merchant_id: merchant.merchant.id,
+            mode: Mode::Test,
+            amount: Money::new(75_000, Currency::Ugx).unwrap(),
+            reference: "KLA-1".into(),
+            description: "Kampala–Kigali coach".into(),
+            success_url: "https://coach.example/ok".into(),
+            cancel_url: "https://coach.example/no".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 900,
+        })
+        .await
+        .unwrap();
+    let html = page(&app, &format!("/pay/{}", session.id)).await;
+    assert!(
+        html.contains("can't be paid with mobile money here yet"),
+        "{html}"
+    );
+    // The form is in the page (the island switches blocks), but hidden, and the words
+    // name no rail that cannot take it.
+    assert!(html.contains(r#"data-live="unpayable""#));
+    assert!(!html.contains("M-PESA phone number"));
+    // A KES session offers M-PESA, worded for it.
+    let (_, id) = seed_session(&app, "Nairobi Lodge", 900).await;
+    let html = page(&app, &format!("/pay/{id}")).await;
+    assert!(html.contains("M-PESA phone number"));
+    assert!(html.contains(&format!(r#"action="/pay/{id}/mpesa""#)));
 }
