@@ -217,23 +217,55 @@ pub async fn open_kes_session(
     let created = merchants::create(store, merchant_name)
         .await
         .expect("merchant");
-    let session = checkout
-        .create(CreateSession {
-            merchant_id: created.merchant.id.clone(),
-            mode: Mode::Test,
-            amount: Money::new(150_000, Currency::Kes).expect("money"),
-            reference: "MARA-0042".into(),
-            description: "Maasai Mara 3-day safari".into(),
-            success_url: "https://lodge.example/paid".into(),
-            cancel_url: "https://lodge.example/cancelled".into(),
-            customer_phone: None,
-            customer_email: None,
-            metadata: Default::default(),
-            expires_in_secs,
-        })
-        .await
-        .expect("session");
+    let mut session = open_session(
+        &created.merchant.id,
+        Mode::Test,
+        Money::new(150_000, Currency::Kes).expect("money"),
+    );
+    session.expires_in_secs = expires_in_secs;
+    let session = checkout.create(session).await.expect("session");
     (created.merchant.id, session)
+}
+
+/// A session request of `merchant` in `mode` for `amount` ("Maasai Mara 3-day safari",
+/// 15 minutes), to adjust and pass to `CheckoutService::create`.
+pub fn open_session(merchant: &MerchantId, mode: Mode, amount: Money) -> CreateSession {
+    CreateSession {
+        merchant_id: merchant.clone(),
+        mode,
+        amount,
+        reference: "MARA-0042".into(),
+        description: "Maasai Mara 3-day safari".into(),
+        success_url: "https://lodge.example/paid".into(),
+        cancel_url: "https://lodge.example/cancelled".into(),
+        customer_phone: None,
+        customer_email: None,
+        metadata: Default::default(),
+        expires_in_secs: 900,
+    }
+}
+
+/// A TCP listener on loopback that counts the connections it accepts and then holds
+/// them without a word (`hang`: an operator or receiver that never answers) or hangs up
+/// at once. Its `http://` base URL, and the count.
+pub async fn silent_peer(hang: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            if hang {
+                held.push(socket);
+            }
+        }
+    });
+    (url, accepted)
 }
 
 /// A pending KES 1,500 M-PESA attempt from 254712345678 on `sid`, with a known callback

@@ -260,29 +260,18 @@ async fn rails_we_do_not_speak_are_not_there() {
 
 #[tokio::test]
 async fn a_session_no_rail_can_take_offers_no_form() {
-    use malipo::{
-        checkout::CreateSession,
-        domain::{Mode, Money, money::Currency},
-    };
+    use malipo::domain::{Mode, Money, money::Currency};
     let app = spawn_app().await;
     let merchant = malipo::merchants::create(&app.store, "Kampala Coaches")
         .await
         .unwrap();
     let session = app
         .checkout
-        .create(CreateSession {
-            merchant_id: merchant.merchant.id,
-            mode: Mode::Test,
-            amount: Money::new(75_000, Currency::Ugx).unwrap(),
-            reference: "KLA-1".into(),
-            description: "Kampala–Kigali coach".into(),
-            success_url: "https://coach.example/ok".into(),
-            cancel_url: "https://coach.example/no".into(),
-            customer_phone: None,
-            customer_email: None,
-            metadata: Default::default(),
-            expires_in_secs: 900,
-        })
+        .create(crate::helpers::open_session(
+            &merchant.merchant.id,
+            Mode::Test,
+            Money::new(75_000, Currency::Ugx).unwrap(),
+        ))
         .await
         .unwrap();
     let html = page(&app, &format!("/pay/{}", session.id)).await;

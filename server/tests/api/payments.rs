@@ -745,20 +745,11 @@ async fn an_unconfirmed_payment_holds_a_new_push_on_another_session_too() {
         .merchant_id;
     let again = app
         .checkout
-        .create(malipo::checkout::CreateSession {
-            merchant_id: merchant,
-            mode: malipo::domain::Mode::Test,
-            amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
-                .unwrap(),
-            reference: "MARA-0042".into(),
-            description: "Again".into(),
-            success_url: "https://lodge.example/ok".into(),
-            cancel_url: "https://lodge.example/no".into(),
-            customer_phone: None,
-            customer_email: None,
-            metadata: Default::default(),
-            expires_in_secs: 900,
-        })
+        .create(crate::helpers::open_session(
+            &merchant,
+            malipo::domain::Mode::Test,
+            malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes).unwrap(),
+        ))
         .await
         .unwrap();
     assert!(matches!(
@@ -773,26 +764,6 @@ async fn an_unconfirmed_payment_holds_a_new_push_on_another_session_too() {
             .await
             .is_ok()
     );
-}
-
-/// An operator on a real port that accepts connections and then either holds them
-/// without a word (`hang`) or hangs up at once; it counts them.
-async fn bad_operator(hang: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let asked = Arc::new(AtomicUsize::new(0));
-    let count = asked.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            if hang {
-                held.push(socket);
-            }
-        }
-    });
-    (url, asked)
 }
 
 /// `n` test-mode attempts due for a status query a minute ago, each on its own
@@ -845,7 +816,6 @@ fn engine(
 #[tokio::test]
 async fn a_hung_test_operator_never_delays_live_status_queries() {
     use malipo::{
-        checkout::CreateSession,
         connectors::mpesa::{Daraja, PushParams},
         domain::{Mode, Money, money::Currency},
     };
@@ -854,7 +824,7 @@ async fn a_hung_test_operator_never_delays_live_status_queries() {
     // Test mode's operator takes connections and never answers (each query waits out
     // the connector's 15 s timeout); live mode's is this server's sandbox Daraja,
     // standing in for Safaricom.
-    let (hung_url, _) = bad_operator(true).await;
+    let (hung_url, _) = crate::helpers::silent_peer(true).await;
     let live = Arc::new(Daraja::new(format!("{}/sandbox/daraja", app.addr), &app.mpesa).unwrap());
     let payments = engine(
         &app,
@@ -872,19 +842,11 @@ async fn a_hung_test_operator_never_delays_live_status_queries() {
         .unwrap();
     let session = app
         .checkout
-        .create(CreateSession {
-            merchant_id: merchant.merchant.id.clone(),
-            mode: Mode::Live,
-            amount: Money::new(150_000, Currency::Kes).unwrap(),
-            reference: "LIVE-1".into(),
-            description: "Game drive".into(),
-            success_url: "https://lodge.example/paid".into(),
-            cancel_url: "https://lodge.example/cancelled".into(),
-            customer_phone: None,
-            customer_email: None,
-            metadata: Default::default(),
-            expires_in_secs: 900,
-        })
+        .create(crate::helpers::open_session(
+            &merchant.merchant.id,
+            Mode::Live,
+            Money::new(150_000, Currency::Kes).unwrap(),
+        ))
         .await
         .unwrap();
     let pushed = live
@@ -927,7 +889,7 @@ async fn an_operator_that_keeps_failing_queries_is_paused() {
     use std::sync::atomic::Ordering;
     let app = spawn_app().await;
     // An operator that hangs up on every request, and counts them.
-    let (rude_url, asked) = bad_operator(false).await;
+    let (rude_url, asked) = crate::helpers::silent_peer(false).await;
     let payments = engine(&app, Daraja::new(rude_url, &app.mpesa).unwrap(), None);
     due_test_attempts(&app, 20, "ws_CO_rude_").await;
     // Four passes a second apart: each would ask about all twenty attempts again. After

@@ -1057,18 +1057,8 @@ async fn signing_secrets_are_sealed_at_rest_and_need_their_key() {
 
 /// A receiver that accepts connections and never answers; counts them.
 async fn black_hole() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            held.push(socket);
-        }
-    });
-    (url, accepted)
+    let (base, accepted) = crate::helpers::silent_peer(true).await;
+    (format!("{base}/hooks"), accepted)
 }
 
 /// An open session of `merchant` in `mode`, expired at once: one event to deliver.
@@ -1077,25 +1067,14 @@ async fn expired_session(
     merchant: &malipo::domain::MerchantId,
     mode: malipo::domain::Mode,
 ) {
-    use malipo::{
-        checkout::CreateSession,
-        domain::{Money, money::Currency},
-    };
+    use malipo::domain::{Money, money::Currency};
     let session = app
         .checkout
-        .create(CreateSession {
-            merchant_id: merchant.clone(),
+        .create(crate::helpers::open_session(
+            merchant,
             mode,
-            amount: Money::new(150_000, Currency::Kes).unwrap(),
-            reference: "BUS-1".into(),
-            description: "Arusha–Moshi shuttle".into(),
-            success_url: "https://bus.example/paid".into(),
-            cancel_url: "https://bus.example/cancelled".into(),
-            customer_phone: None,
-            customer_email: None,
-            metadata: Default::default(),
-            expires_in_secs: 1800,
-        })
+            Money::new(150_000, Currency::Kes).unwrap(),
+        ))
         .await
         .unwrap();
     app.store
