@@ -208,6 +208,11 @@ impl Payments {
         self.rails.get(rail, mode)
     }
 
+    /// Whose numbers `rail` takes (for reading what a shopper typed), if it is on.
+    pub fn payer_country(&self, rail: RailId) -> Option<crate::domain::phone::Country> {
+        self.rails.any(rail).map(|c| c.capabilities().country)
+    }
+
     /// What `rail`'s operator expects back from a callback (taken, or unreadable).
     pub fn callback_ack(&self, rail: RailId, accepted: bool) -> (u16, &'static str) {
         match self.rails.any(rail) {
@@ -291,15 +296,14 @@ impl Payments {
             return Ok(pending);
         }
         if !no_sms_arrived
-            && !self
+            && self
                 .store
-                .unknown_attempts_for_payer(
+                .has_unknown_attempt_for_payer(
                     session_id,
                     msisdn.as_str(),
                     now - UNCONFIRMED_LOOKBACK_MS,
                 )
                 .await?
-                .is_empty()
         {
             return Err(PayError::PreviousUnconfirmed);
         }

@@ -167,9 +167,11 @@ async fn pay(
     let no_sms = form.no_sms.is_some_and(|v| !v.is_empty());
     match state.payments.start(&sid, rail, &phone, no_sms).await {
         Err(PayError::Limited { limit, retry_after }) => {
-            let payer =
-                crate::domain::phone::Msisdn::parse(&phone, crate::domain::phone::Country::Kenya)
-                    .map(|m| mask(m.as_str()));
+            let payer = state
+                .payments
+                .payer_country(rail)
+                .and_then(|country| crate::domain::phone::Msisdn::parse(&phone, country))
+                .map(|m| mask(m.as_str()));
             refuse(limit, payer, retry_after).await
         }
         Ok(_) | Err(PayError::SessionNotOpen) => back(None),

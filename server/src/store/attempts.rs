@@ -728,26 +728,28 @@ impl Store {
         Ok(())
     }
 
-    /// This payer's `unknown` attempts since `since` at the session's merchant (on this
-    /// session or another one the shopper started again): they may have paid them.
-    pub async fn unknown_attempts_for_payer(
+    /// Whether this payer has an `unknown` attempt since `since` at the session's
+    /// merchant (on this session or another one the shopper started again): they may
+    /// have paid it.
+    pub async fn has_unknown_attempt_for_payer(
         &self,
         session_id: &SessionId,
         payer: &str,
         since: i64,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE payer = $2 \
+    ) -> Result<bool, StoreError> {
+        // One row at most: only whether there is one matters.
+        let found = sqlx::query(
+            "SELECT 1 AS one FROM payment_attempts WHERE payer = $2 \
              AND status = 'unknown' AND created_at > $3 AND session_id IN \
              (SELECT id FROM checkout_sessions WHERE merchant_id = \
-              (SELECT merchant_id FROM checkout_sessions WHERE id = $1)) ORDER BY created_at"
-        ))
+              (SELECT merchant_id FROM checkout_sessions WHERE id = $1)) LIMIT 1",
+        )
         .bind(session_id.as_str())
         .bind(payer)
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        rows.iter().map(AttemptRecord::from_row).collect()
+        Ok(found.is_some())
     }
 
     /// Attempts a human must look at, newest first: outcomes still unknown, and
