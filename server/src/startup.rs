@@ -105,6 +105,7 @@ impl Application {
                     config.rails.mpesa.clone(),
                     &config.public_url,
                     config.limits.sandbox_pushes_per_minute,
+                    config.sandbox_delay_percent,
                 )
                 .context("sandbox HTTP client")?,
             )

@@ -58,6 +58,11 @@ pub struct Config {
     /// Serve the sandbox operators (test mode only; live mode never reaches them).
     /// Env `MALIPO_SANDBOX`; default `true`.
     pub sandbox: bool,
+    /// Every sandbox operator's scripted delay and time-out at this percentage of the
+    /// documented one (an unanswered prompt's minute, a test number's 12 s, a late
+    /// callback's 10 s): tests and demos need not wait real minutes. 100 = as documented.
+    /// Env `MALIPO_SANDBOX_DELAY_PERCENT`; default 100.
+    pub sandbox_delay_percent: u32,
     /// Where the sandbox merchant site ("Maasai Mara Safaris", `/sandbox/merchant`)
     /// listens: its own origin, to show the embedded checkout working across origins.
     /// Only with `sandbox` on; empty or `off` turns it off.
@@ -366,6 +371,7 @@ impl Default for Config {
             log: "info,sqlx=warn".into(),
             site_root: PathBuf::from("target/site"),
             sandbox: true,
+            sandbox_delay_percent: 100,
             sandbox_merchant_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
@@ -453,6 +459,9 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_DATABASE_MAX_CONNECTIONS") {
             self.database_max_connections = parse("MALIPO_DATABASE_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = env("MALIPO_SANDBOX_DELAY_PERCENT") {
+            self.sandbox_delay_percent = parse("MALIPO_SANDBOX_DELAY_PERCENT", v)?;
         }
         if let Some(v) = env("MALIPO_MAX_CONNECTIONS") {
             self.max_connections = parse("MALIPO_MAX_CONNECTIONS", v)?;

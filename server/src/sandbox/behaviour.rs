@@ -15,6 +15,20 @@ pub struct Behaviour {
     pub query_hidden_ms: i64,
 }
 
+impl Behaviour {
+    /// With every delay at `percent` % (the sandbox's `delay_percent`: tests and demos
+    /// need not wait real minutes for a time-out).
+    pub fn scaled(self, percent: u32) -> Behaviour {
+        let scale = |ms: i64| ms.saturating_mul(i64::from(percent)) / 100;
+        Behaviour {
+            auto: self.auto.map(|(code, desc, ms)| (code, desc, scale(ms))),
+            callback_delay_ms: scale(self.callback_delay_ms),
+            query_hidden_ms: scale(self.query_hidden_ms),
+            ..self
+        }
+    }
+}
+
 /// Unanswered prompts time out like Daraja's: 1037 after a minute.
 pub const UNANSWERED_TIMEOUT_MS: i64 = 60_000;
 
@@ -109,6 +123,18 @@ pub fn auto_at(b: &Behaviour) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delays_scale_outcomes_do_not() {
+        let b = for_phone("254700001037").scaled(10);
+        assert_eq!(
+            b.auto,
+            Some(("1037", "DS timeout user cannot be reached", 1_200))
+        );
+        assert_eq!(for_phone("254708374149").scaled(50).auto.unwrap().2, 30_000);
+        assert_eq!(for_phone("254700000102").scaled(0).query_hidden_ms, 0);
+        assert_eq!(for_phone("254700000202").scaled(10).callbacks, 2);
+    }
 
     #[test]
     fn every_documented_number_has_its_behaviour() {

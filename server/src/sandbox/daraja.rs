@@ -290,7 +290,10 @@ async fn process_request(
         }
     }
     let now = now_ms();
-    let b = behaviour::for_phone(&phone);
+    let b = match state.sandbox.as_ref() {
+        Some(sandbox) => sandbox.behaviour(&phone),
+        None => behaviour::for_phone(&phone),
+    };
     let c = civil(now, crate::time::EAT_OFFSET_SECS);
     let checkout_request_id = format!(
         "ws_CO_{:02}{:02}{:04}{:02}{:02}{:02}{}",

@@ -116,11 +116,15 @@ async fn do_accept(
             "The M-PESA PIN is 4 digits.",
         ));
     }
+    let Some(sandbox) = state.sandbox.as_deref() else {
+        return Err(ApiError::NotFound);
+    };
     worker::decide(
         &state.store,
         &push,
         "0",
         "The service request is processed successfully.",
+        sandbox,
     )
     .await?
     .ok_or_else(not_pending)
@@ -128,9 +132,18 @@ async fn do_accept(
 
 async fn do_decline(state: &AppState, msisdn: &str, id: &str) -> Result<(), ApiError> {
     let push = pending_prompt(state, msisdn, id).await?;
-    worker::decide(&state.store, &push, "1032", "Request cancelled by user")
-        .await?
-        .ok_or_else(not_pending)?;
+    let Some(sandbox) = state.sandbox.as_deref() else {
+        return Err(ApiError::NotFound);
+    };
+    worker::decide(
+        &state.store,
+        &push,
+        "1032",
+        "Request cancelled by user",
+        sandbox,
+    )
+    .await?
+    .ok_or_else(not_pending)?;
     Ok(())
 }
 

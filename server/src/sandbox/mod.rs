@@ -33,6 +33,8 @@ pub struct Sandbox {
     callback_prefix: String,
     /// STK pushes per client address.
     pushes: crate::limits::RateLimiter,
+    /// Every scripted delay and time-out at this percentage (100: as documented).
+    delay_percent: u32,
 }
 
 /// Prompts one sandbox phone may have waiting at once.
@@ -46,6 +48,7 @@ impl Sandbox {
         mpesa: MpesaConfig,
         public_url: &str,
         pushes_per_minute: u32,
+        delay_percent: u32,
     ) -> Result<Arc<Sandbox>, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -61,7 +64,13 @@ impl Sandbox {
             http,
             callback_prefix: format!("{}/callbacks/", public_url.trim_end_matches('/')),
             pushes: crate::limits::RateLimiter::new(pushes_per_minute, 60),
+            delay_percent,
         }))
+    }
+
+    /// What the sandbox does with a push to `phone`, its delays scaled.
+    pub fn behaviour(&self, phone: &str) -> behaviour::Behaviour {
+        behaviour::for_phone(phone).scaled(self.delay_percent)
     }
 
     /// Whether the sandbox may POST a callback to `url`: only this instance's own

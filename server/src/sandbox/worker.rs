@@ -21,9 +21,10 @@ pub async fn decide(
     push: &SandboxPush,
     code: &str,
     desc: &str,
+    sandbox: &Sandbox,
 ) -> Result<Option<String>, StoreError> {
     let now = now_ms();
-    let b = behaviour::for_phone(&push.phone);
+    let b = sandbox.behaviour(&push.phone);
     let receipt = (code == "0").then(|| random_base62(10).to_uppercase());
     let decided = store
         .sandbox_decide(
@@ -88,7 +89,7 @@ pub async fn tick(store: &Store, sandbox: &Sandbox) -> Result<(), StoreError> {
             .auto
             .filter(|(c, _, _)| *c == code)
             .map_or("DS timeout user cannot be reached", |(_, d, _)| d);
-        decide(store, &push, &code, desc).await?;
+        decide(store, &push, &code, desc, sandbox).await?;
     }
     for push in store.sandbox_due_callbacks(now_ms()).await? {
         let next = (push.callbacks_sent + 1 < push.callbacks_due).then(|| now_ms() + 1_000);

@@ -537,3 +537,25 @@ async fn a_phone_holds_a_bounded_number_of_waiting_prompts_and_old_ones_are_forg
         cap - 1
     );
 }
+
+#[tokio::test]
+async fn sandbox_delays_scale_so_nobody_waits_a_real_minute() {
+    // At 5 %, the "no answer" number's 12 s is 0.6 s: the engine sees Daraja's 1037 at
+    // once, as a merchant's test suite wants.
+    let app = crate::helpers::spawn_app_with(crate::helpers::Db::Sqlite, |c| {
+        c.sandbox_delay_percent = 5;
+    })
+    .await;
+    let (_, id) = seed_session(&app, "Quick Lodge", 900).await;
+    let sid = malipo::domain::SessionId::parse(&id).unwrap();
+    let attempt = app.payments.start_mpesa(&sid, "0700001037").await.unwrap();
+    let settled = wait_for("the scripted no-answer", 5, async || {
+        app.store
+            .attempt(&attempt.id)
+            .await
+            .unwrap()
+            .filter(|a| a.status.is_final())
+    })
+    .await;
+    assert_eq!(settled.failure_code.as_deref(), Some("no_response"));
+}
