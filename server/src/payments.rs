@@ -16,8 +16,9 @@
 //!   [`RECONCILE_AFTER_MS`] of asking the merchant is told (`payment.unknown`).
 //! - Queries are fair: live and test attempts are polled in separate lanes (a hung test
 //!   operator never delays a live shopper's green page), merchants take turns within a
-//!   lane, a few queries run at once, and a lane whose operator keeps failing has its
-//!   circuit opened ([`crate::breaker`]) so it stops spending its slots on timeouts.
+//!   lane, a few queries run at once, and an operator (rail and mode) that keeps failing
+//!   has its circuit opened ([`crate::breaker`]) so its lane stops spending slots on
+//!   timeouts; other operators in the lane are still asked.
 
 use std::sync::{Arc, Mutex};
 
@@ -122,8 +123,9 @@ pub struct Payments {
     timing: crate::config::PaymentsConfig,
     /// Ids of sessions whose payment state just changed (for the live page).
     changes: tokio::sync::broadcast::Sender<String>,
-    /// Each lane's breaker on its operator's status queries: `[live, test]`.
-    query_breakers: Arc<Mutex<[QueryBreaker; 2]>>,
+    /// A breaker per operator (rail and mode) on its status queries: one operator
+    /// failing never pauses another's.
+    query_breakers: Arc<Mutex<std::collections::HashMap<(RailId, Mode), QueryBreaker>>>,
 }
 
 /// Status queries in flight at once, per lane.
@@ -148,13 +150,6 @@ struct QueryBreaker {
 
 /// Longer than any status query may take (the connector gives up after 15 s).
 const PROBE_EXPIRES_MS: i64 = 60_000;
-
-fn lane(mode: Mode) -> usize {
-    match mode {
-        Mode::Live => 0,
-        Mode::Test => 1,
-    }
-}
 
 /// When the next query is due after `polls_done` queries of an attempt created at
 /// `created_at`.
@@ -584,11 +579,11 @@ impl Payments {
         }
     }
 
-    /// Whether this lane may query its operator now (its circuit closed, or this is
-    /// the one probe after the cool-down).
-    fn may_query(&self, mode: Mode, now: i64) -> bool {
+    /// Whether `rail`'s operator in `mode` may be asked now (its circuit closed, or
+    /// this is the one probe after the cool-down).
+    fn may_query(&self, rail: RailId, mode: Mode, now: i64) -> bool {
         let mut breakers = self.query_breakers.lock().expect("breaker lock");
-        let b = &mut breakers[lane(mode)];
+        let b = breakers.entry((rail, mode)).or_default();
         match b.breaker.gate(&QUERY_BREAKER, now) {
             crate::breaker::Gate::Closed => true,
             crate::breaker::Gate::Open => false,
@@ -604,17 +599,18 @@ impl Payments {
         }
     }
 
-    fn query_answered(&self, mode: Mode, answered: bool, now: i64) {
+    fn query_answered(&self, rail: RailId, mode: Mode, answered: bool, now: i64) {
         let mut breakers = self.query_breakers.lock().expect("breaker lock");
-        let b = &mut breakers[lane(mode)];
+        let b = breakers.entry((rail, mode)).or_default();
         b.probing_since = None;
         if answered {
             b.breaker.success();
         } else if let Some(until) = b.breaker.failure(&QUERY_BREAKER, now) {
             tracing::warn!(
+                %rail,
                 mode = mode.as_str(),
                 cooldown_ms = until - now,
-                "Daraja keeps failing status queries; pausing them (callbacks still settle payments)"
+                "the operator keeps failing status queries; pausing them (callbacks still settle payments)"
             );
         }
     }
@@ -650,16 +646,17 @@ impl Payments {
             }
             return Ok(changed);
         };
-        let connector = RailId::parse(&attempt.rail).and_then(|rail| self.connector(rail, mode));
+        let connector =
+            RailId::parse(&attempt.rail).and_then(|rail| Some((rail, self.connector(rail, mode)?)));
         let outcome = match connector {
-            Some(_) if !self.may_query(mode, now) => {
+            Some((rail, _)) if !self.may_query(rail, mode, now) => {
                 // The operator keeps failing: its circuit is open. The schedule below
                 // still runs, so the attempt goes unknown on time.
                 RailOutcome::Pending
             }
-            Some(connector) => {
+            Some((rail, connector)) => {
                 let answer = connector.query(request_id, now).await;
-                self.query_answered(mode, answer.is_ok(), now_ms());
+                self.query_answered(rail, mode, answer.is_ok(), now_ms());
                 match answer {
                     Ok(o) => o,
                     Err(e) => {
