@@ -326,7 +326,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             .insert_attempt(
                 &NewAttempt {
                     session_id: session.id.clone(),
-                    rail: "mpesa".into(),
+                    rail: crate::connectors::RailId::Mpesa,
                     amount: session.amount,
                     payer: Some("254708374149".into()),
                     callback_token_hash: Some(hash_token(&token)),

@@ -208,27 +208,25 @@ pub fn cancel_url(session: &SessionRecord) -> String {
 /// can still be answered keeps the page waiting even past the session's expiry, and an
 /// attempt whose outcome is unknown is never shown as "nothing was charged".
 pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: i64) -> LiveState {
-    // Attempts only ever carry a rail we speak; an unknown name reads as none.
-    let rail_of = |a: &AttemptRecord| RailId::parse(&a.rail);
     if session.payment_status == PaymentStatus::Paid {
         let paid = latest.filter(|a| a.status == AttemptStatus::Succeeded);
         return LiveState::Paid {
-            rail: paid.and_then(rail_of),
+            rail: paid.map(|a| a.rail),
             receipt: paid.and_then(|a| a.operator_receipt.clone()),
         };
     }
     let masked = |a: &AttemptRecord| a.payer.as_deref().map(mask).unwrap_or_default();
-    match latest.and_then(|a| Some((a, rail_of(a)?))) {
-        Some((a, rail)) if a.status == AttemptStatus::Pending => {
+    match latest {
+        Some(a) if a.status == AttemptStatus::Pending => {
             return LiveState::Waiting {
-                rail,
+                rail: a.rail,
                 payer_masked: masked(a),
                 seconds_left: (PROMPT_SECS - (now - a.created_at) / 1000).max(0),
             };
         }
-        Some((a, rail)) if a.status == AttemptStatus::Unknown => {
+        Some(a) if a.status == AttemptStatus::Unknown => {
             return LiveState::Unconfirmed {
-                rail,
+                rail: a.rail,
                 payer_masked: masked(a),
             };
         }
@@ -240,7 +238,7 @@ pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: 
     match latest {
         Some(a) => LiveState::Idle {
             failure: a.failure_code.clone().or_else(|| Some("failed".into())),
-            rail: rail_of(a),
+            rail: Some(a.rail),
         },
         None => LiveState::Idle {
             failure: None,

@@ -294,7 +294,7 @@ pub async fn run() -> anyhow::Result<()> {
                         "payment": a.id.as_str(),
                         "checkout_session": a.session_id.as_str(),
                         "why": if a.duplicate { "duplicate" } else { "unknown" },
-                        "rail": a.rail,
+                        "rail": a.rail.as_str(),
                         "amount": a.amount.minor(),
                         "currency": a.amount.currency().code(),
                         "payer": a.payer.as_deref().map(crate::domain::phone::mask),

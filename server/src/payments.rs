@@ -316,7 +316,7 @@ impl Payments {
             .insert_attempt_capped(
                 &NewAttempt {
                     session_id: session_id.clone(),
-                    rail: rail.as_str().into(),
+                    rail,
                     amount: session.amount,
                     payer: Some(msisdn.to_string()),
                     callback_token_hash: Some(hash_token(&token)),
@@ -453,8 +453,9 @@ impl Payments {
             .attempt(id)
             .await?
             .ok_or(CallbackError::Forbidden)?;
-        let connector = RailId::parse(&attempt.rail)
-            .and_then(|rail| self.rails.any(rail))
+        let connector = self
+            .rails
+            .any(attempt.rail)
             .ok_or(CallbackError::Forbidden)?;
         let report = connector
             .parse_callback(body)
@@ -646,8 +647,9 @@ impl Payments {
             }
             return Ok(changed);
         };
-        let connector =
-            RailId::parse(&attempt.rail).and_then(|rail| Some((rail, self.connector(rail, mode)?)));
+        let connector = self
+            .connector(attempt.rail, mode)
+            .map(|c| (attempt.rail, c));
         let outcome = match connector {
             Some((rail, _)) if !self.may_query(rail, mode, now) => {
                 // The operator keeps failing: its circuit is open. The schedule below

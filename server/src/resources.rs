@@ -178,7 +178,7 @@ impl PaymentObject {
             id: a.id.to_string(),
             object: "payment",
             checkout_session: a.session_id.to_string(),
-            rail: a.rail.clone(),
+            rail: a.rail.as_str().to_owned(),
             status: a.status.as_str(),
             amount: a.amount.minor(),
             currency: a.amount.currency().code(),

@@ -13,8 +13,11 @@ use serde_json::json;
 use sqlx::{Row, any::AnyRow};
 
 use super::{NewEvent, Store, StoreError, insert_event, parse_column};
-use crate::domain::{AttemptId, Mode, Money, SessionId, money::Currency};
 use crate::resources::EventType;
+use crate::{
+    connectors::RailId,
+    domain::{AttemptId, Mode, Money, SessionId, money::Currency},
+};
 
 /// The ~6 states every rail's result codes map onto.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +88,7 @@ impl AttemptStatus {
 #[derive(Debug, Clone)]
 pub struct NewAttempt {
     pub session_id: SessionId,
-    pub rail: String,
+    pub rail: RailId,
     pub amount: Money,
     /// The payer's MSISDN, international digits only.
     pub payer: Option<String>,
@@ -130,7 +133,7 @@ pub struct AttemptOutcome {
 pub struct AttemptRecord {
     pub id: AttemptId,
     pub session_id: SessionId,
-    pub rail: String,
+    pub rail: RailId,
     pub status: AttemptStatus,
     pub amount: Money,
     pub payer: Option<String>,
@@ -173,7 +176,7 @@ impl AttemptRecord {
         })?;
         Ok(AttemptRecord {
             session_id: SessionId::from_db(row.try_get("session_id")?),
-            rail: row.try_get("rail")?,
+            rail: parse_column(row, "rail", "payment_attempts", RailId::parse)?,
             status: parse_column(row, "status", "payment_attempts", AttemptStatus::parse)?,
             amount,
             payer: row.try_get("payer")?,
@@ -322,7 +325,7 @@ impl Store {
         )
         .bind(id.as_str())
         .bind(new.session_id.as_str())
-        .bind(&new.rail)
+        .bind(new.rail.as_str())
         .bind(new.amount.minor())
         .bind(new.amount.currency().code())
         .bind(new.payer.as_deref())
@@ -340,7 +343,7 @@ impl Store {
                 kind: "attempt.created",
                 from_status: None,
                 to_status: Some("pending"),
-                detail: json!({ "rail": new.rail }),
+                detail: json!({ "rail": new.rail.as_str() }),
                 at: now,
             },
         )

@@ -87,7 +87,7 @@ async fn merchant(store: &TestStore) -> MerchantId {
 fn new_attempt(session_id: &SessionId) -> NewAttempt {
     NewAttempt {
         session_id: session_id.clone(),
-        rail: "mpesa".into(),
+        rail: malipo::connectors::RailId::Mpesa,
         amount: Money::new(250_000, Currency::Tzs).unwrap(),
         payer: Some("255712345678".into()),
         callback_token_hash: Some(hash_token("cb-token")),
