@@ -43,6 +43,13 @@ impl RailId {
         }
     }
 
+    /// How long its prompt stays on the phone, in seconds (the page's countdown).
+    pub fn prompt_secs(self) -> i64 {
+        match self {
+            RailId::Mpesa => 60,
+        }
+    }
+
     /// Whose numbers it takes, as an adjective: "Kenyan".
     pub fn country_adjective(self) -> &'static str {
         match self {

@@ -183,9 +183,6 @@ impl CheckoutService {
     }
 }
 
-/// How long an STK prompt stays on the handset before M-PESA gives up (~60 s).
-pub const PROMPT_SECS: i64 = 60;
-
 /// A redirect URL with `{CHECKOUT_SESSION_ID}` filled in, wherever it stands: URLs are
 /// stored normalised, which percent-encodes the braces in a path (`%7B…%7D`) but not in
 /// a query.
@@ -221,7 +218,7 @@ pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: 
             return LiveState::Waiting {
                 rail: a.rail,
                 payer_masked: masked(a),
-                seconds_left: (PROMPT_SECS - (now - a.created_at) / 1000).max(0),
+                seconds_left: (a.rail.prompt_secs() - (now - a.created_at) / 1000).max(0),
             };
         }
         Some(a) if a.status == AttemptStatus::Unknown => {

@@ -6,9 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use super::{Sandbox, behaviour};
 use crate::{
+    connectors::mpesa::daraja_timestamp,
     domain::ids::random_base62,
     store::{SandboxDecision, SandboxPush, Store, StoreError},
-    time::{daraja_timestamp, now_ms},
+    time::now_ms,
 };
 
 /// How often the worker looks for work.

@@ -23,8 +23,18 @@ use crate::{
         Initiated, PaidFacts, RailId, RailOutcome,
     },
     domain::{Money, money::Currency, phone::Country},
-    time::daraja_timestamp,
+    time::{EAT_OFFSET_SECS, civil},
 };
+
+/// `YYYYMMDDHHmmss` in Nairobi time, the timestamp Daraja signs requests with (and
+/// writes in its callbacks).
+pub fn daraja_timestamp(ms: i64) -> String {
+    let c = civil(ms, EAT_OFFSET_SECS);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
 
 /// Refresh the token this long before Daraja says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -324,6 +334,17 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_nairobi_time() {
+        // 2019-12-19T07:21:15Z = 10:21:15 in Nairobi (the Daraja docs' sample callback).
+        assert_eq!(daraja_timestamp(1_576_740_075_000), "20191219102115");
+        // The day rolls over in Nairobi before it does in UTC.
+        assert_eq!(
+            daraja_timestamp(1_709_229_600_000 + 3 * 3_600_000),
+            "20240301000000"
+        );
+    }
 
     #[test]
     fn password_is_base64_of_shortcode_passkey_timestamp() {
