@@ -126,14 +126,16 @@ impl LiveState {
     pub fn decode(s: &str) -> Option<LiveState> {
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
-        // `rail:rest`, the rail possibly empty.
-        let railed = |v: &str| -> Option<(Option<RailId>, String)> {
-            let (rail, rest) = v.split_once(':')?;
-            let rail = match rail {
-                "" => None,
-                r => Some(RailId::parse(r)?),
-            };
-            Some((rail, rest.to_owned()))
+        // `rail:rest`, the rail possibly empty; a line without a rail (from a server, or
+        // a cached page script, of the version before rails were named) reads as none.
+        let railed = |v: &str| -> (Option<RailId>, String) {
+            match v.split_once(':') {
+                Some(("", rest)) => (None, rest.to_owned()),
+                Some((r, rest)) if RailId::parse(r).is_some() => {
+                    (RailId::parse(r), rest.to_owned())
+                }
+                _ => (None, v.to_owned()),
+            }
         };
         match kind {
             "idle" if rest.is_empty() => Some(LiveState::Idle {
@@ -141,30 +143,31 @@ impl LiveState {
                 rail: None,
             }),
             "idle" => {
-                let (rail, failure) = railed(rest)?;
+                let (rail, failure) = railed(rest);
                 Some(LiveState::Idle {
                     failure: some(&failure),
                     rail,
                 })
             }
             "waiting" => {
-                let (rail, rest) = railed(rest)?;
+                let (rail, rest) = railed(rest);
                 let (secs, who) = rest.split_once(':')?;
                 Some(LiveState::Waiting {
-                    rail: rail?,
+                    // Before rails were named, M-PESA was the only one.
+                    rail: rail.unwrap_or(RailId::Mpesa),
                     payer_masked: who.to_owned(),
                     seconds_left: secs.parse().ok()?,
                 })
             }
             "unconfirmed" => {
-                let (rail, who) = railed(rest)?;
+                let (rail, who) = railed(rest);
                 Some(LiveState::Unconfirmed {
-                    rail: rail?,
+                    rail: rail.unwrap_or(RailId::Mpesa),
                     payer_masked: who,
                 })
             }
             "paid" => {
-                let (rail, receipt) = railed(rest)?;
+                let (rail, receipt) = railed(rest);
                 Some(LiveState::Paid {
                     rail,
                     receipt: some(&receipt),
@@ -320,14 +323,40 @@ mod tests {
             .encode(),
             "waiting:mpesa:58:2547•••••678"
         );
-        for bad in [
-            "nonsense",
-            "waiting:x:y",
-            "waiting:mpesa:x:y",
-            "paid:paypal:X",
-        ] {
+        for bad in ["nonsense", "waiting:x:y", "waiting:mpesa:x:y"] {
             assert_eq!(LiveState::decode(bad), None, "{bad}");
         }
+        // Lines of the version before rails were named still read (a cached page script
+        // meeting a new server, or the other way round, during a deploy).
+        assert_eq!(
+            LiveState::decode("paid:QKJ4ABC123"),
+            Some(LiveState::Paid {
+                rail: None,
+                receipt: Some("QKJ4ABC123".into())
+            })
+        );
+        assert_eq!(
+            LiveState::decode("idle:wrong_pin"),
+            Some(LiveState::Idle {
+                failure: Some("wrong_pin".into()),
+                rail: None
+            })
+        );
+        assert_eq!(
+            LiveState::decode("waiting:58:2547•••••678"),
+            Some(LiveState::Waiting {
+                rail: mpesa,
+                payer_masked: "2547•••••678".into(),
+                seconds_left: 58
+            })
+        );
+        assert_eq!(
+            LiveState::decode("unconfirmed:2547•••••678"),
+            Some(LiveState::Unconfirmed {
+                rail: mpesa,
+                payer_masked: "2547•••••678".into()
+            })
+        );
     }
 
     #[test]

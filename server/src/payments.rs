@@ -271,11 +271,14 @@ impl Payments {
         if session.status != SessionStatus::Open || session.expires_at <= now {
             return Err(PayError::SessionNotOpen);
         }
-        let connector = self
-            .connector(rail, session.mode)
+        // What the rail takes does not depend on the mode: the shopper hears about the
+        // number and the amount first, then whether the rail is on for this shop.
+        let capabilities = self
+            .rails
+            .any(rail)
             .ok_or(PayError::RailNotConfigured)?
+            .capabilities()
             .clone();
-        let capabilities = connector.capabilities();
         let msisdn =
             Msisdn::parse(phone_input, capabilities.country).ok_or(PayError::InvalidPhone)?;
         if !msisdn
@@ -287,6 +290,10 @@ impl Payments {
         if !capabilities.accepts(session.amount) {
             return Err(PayError::NotPayable);
         }
+        let connector = self
+            .connector(rail, session.mode)
+            .ok_or(PayError::RailNotConfigured)?
+            .clone();
         if let Some(pending) = self.store.pending_attempt(session_id).await? {
             return Ok(pending);
         }
@@ -433,8 +440,10 @@ impl Payments {
     ) -> Result<(), CallbackError> {
         let id = AttemptId::parse(attempt_id).ok_or(CallbackError::Forbidden)?;
         // Comparing hashes of a 190-bit token: no timing oracle worth having.
+        // The token, and the rail it was issued for: a token posted under another rail's
+        // route is as good as none.
         match self.store.attempt_callback_hash(&id).await? {
-            Some(stored) if stored == hash_token(token) => {}
+            Some((issued_for, stored)) if issued_for == rail && stored == hash_token(token) => {}
             _ => return Err(CallbackError::Forbidden),
         }
         // Kept before anything else, readable or not: what the operator said is evidence,

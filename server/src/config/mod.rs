@@ -531,10 +531,21 @@ impl Config {
             self.header_read_timeout_secs = parse("MALIPO_HEADER_READ_TIMEOUT_SECS", v)?;
         }
         // The old tables, then every rail's variables, from the one shape.
+        // The old tables only where the new ones were not written: both is an error.
+        let both = |field: &'static str| ConfigError::Invalid {
+            field,
+            why: "set in both the old and the new table; keep only the new one".into(),
+        };
         if let Some(old) = self.legacy_mpesa.take() {
+            if !self.rails.mpesa.same_as(&MpesaConfig::default()) {
+                return Err(both("rails.mpesa"));
+            }
             self.rails.mpesa = old;
         }
         if let Some(old) = self.legacy_mpesa_live.take() {
+            if !self.rails_live.mpesa.same_as(&MpesaConfig::off()) {
+                return Err(both("rails_live.mpesa"));
+            }
             self.rails_live.mpesa = old;
         }
         // The old M-PESA names, for one release (the new names win).
@@ -825,6 +836,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.rails.mpesa.shortcode, "600333");
+        // Both the old and the new table: an error, not a silent choice.
+        std::fs::write(
+            &path,
+            "[mpesa]\nshortcode = \"600111\"\n\n[rails.mpesa]\nshortcode = \"600000\"\n",
+        )
+        .unwrap();
+        let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("both"), "{err}");
+        // A live rail with the sandbox's shortcode is refused like the sandbox's passkey.
+        let err = Config::load_from(
+            None,
+            env(&[
+                (
+                    "MALIPO_RAILS_LIVE_MPESA_BASE_URL",
+                    "https://api.safaricom.co.ke",
+                ),
+                ("MALIPO_RAILS_LIVE_MPESA_CONSUMER_KEY", "ck-live"),
+                ("MALIPO_RAILS_LIVE_MPESA_CONSUMER_SECRET", "cs-live"),
+                ("MALIPO_RAILS_LIVE_MPESA_SHORTCODE", "174379"),
+                ("MALIPO_RAILS_LIVE_MPESA_PASSKEY", "live-passkey"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("credentials"), "{err}");
         // A key no rail has is an error, as everywhere in the file.
         std::fs::write(&path, "[rails.mpesa]\nshort_code = \"1\"\n").unwrap();
         assert!(Config::load_from(Some(&path), env(&[])).is_err());

@@ -120,6 +120,15 @@ impl Default for MpesaConfig {
 }
 
 impl MpesaConfig {
+    /// Whether every field equals `other`'s.
+    pub fn same_as(&self, other: &MpesaConfig) -> bool {
+        self.base_url == other.base_url
+            && self.consumer_key == other.consumer_key
+            && self.consumer_secret.expose_secret() == other.consumer_secret.expose_secret()
+            && self.shortcode == other.shortcode
+            && self.passkey.expose_secret() == other.passkey.expose_secret()
+    }
+
     /// Nothing set: the rail is off (live mode's default).
     pub fn off() -> Self {
         MpesaConfig {
@@ -167,7 +176,9 @@ impl RailSettings for MpesaConfig {
         if self.consumer_key.is_empty()
             || self.consumer_key == sandbox.consumer_key
             || self.consumer_secret.expose_secret().is_empty()
+            || self.consumer_secret.expose_secret() == sandbox.consumer_secret.expose_secret()
             || self.shortcode.is_empty()
+            || self.shortcode == sandbox.shortcode
             || self.passkey.expose_secret().is_empty()
             || self.passkey.expose_secret() == SANDBOX_PASSKEY
         {

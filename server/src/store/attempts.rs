@@ -397,15 +397,18 @@ impl Store {
     pub async fn attempt_callback_hash(
         &self,
         id: &AttemptId,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT callback_token_hash FROM payment_attempts WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get("callback_token_hash")?,
-            None => None,
-        })
+    ) -> Result<Option<(RailId, String)>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, rail, callback_token_hash FROM payment_attempts WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let rail = parse_column(&r, "rail", "payment_attempts", RailId::parse)?;
+        Ok(r.try_get::<Option<String>, _>("callback_token_hash")?
+            .map(|hash| (rail, hash)))
     }
 
     /// Records the operator's id for a pending attempt (e.g. Daraja's CheckoutRequestID).
