@@ -50,9 +50,7 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     pub fn new(max: u32, window_secs: u64) -> Self {
         RateLimiter {
             max: usize::try_from(max).unwrap_or(usize::MAX),
-            window_ms: i64::try_from(window_secs)
-                .unwrap_or(i64::MAX / 1000)
-                .saturating_mul(1000),
+            window_ms: crate::time::secs_to_ms(window_secs),
             hits: Mutex::new(Pruned::new(HashMap::new())),
         }
     }

@@ -310,9 +310,7 @@ impl Payments {
             return Err(PayError::PreviousUnconfirmed);
         }
         let token = random_base62(32);
-        let window_ms = i64::try_from(self.limits.phone_window_secs)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000);
+        let window_ms = crate::time::secs_to_ms(self.limits.phone_window_secs);
         let caps = AttemptCaps {
             per_session: i64::from(self.limits.attempts_per_session),
             per_payer: i64::from(self.limits.prompts_per_phone),
@@ -656,18 +654,15 @@ impl Payments {
             }
             return Ok(changed);
         };
-        let connector = self
-            .connector(attempt.rail, mode)
-            .map(|c| (attempt.rail, c));
-        let outcome = match connector {
-            Some((rail, _)) if !self.may_query(rail, mode, now) => {
+        let outcome = match self.connector(attempt.rail, mode) {
+            Some(_) if !self.may_query(attempt.rail, mode, now) => {
                 // The operator keeps failing: its circuit is open. The schedule below
                 // still runs, so the attempt goes unknown on time.
                 RailOutcome::Pending
             }
-            Some((rail, connector)) => {
+            Some(connector) => {
                 let answer = connector.query(request_id, now).await;
-                self.query_answered(rail, mode, answer.is_ok(), now_ms());
+                self.query_answered(attempt.rail, mode, answer.is_ok(), now_ms());
                 match answer {
                     Ok(o) => o,
                     Err(e) => {

@@ -14,6 +14,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A configured number of seconds as milliseconds, saturating instead of overflowing.
+pub fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000)
+}
+
 /// A civil date-time, broken down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Civil {

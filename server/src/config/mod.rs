@@ -356,7 +356,7 @@ fn optional_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, 
     }
 }
 
-fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+pub(super) fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
     String::deserialize(d).map(SecretString::from)
 }
 

@@ -5,7 +5,9 @@
 //! (`Config::check_live_rails`); each rail says only what "real credentials" means.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+use super::secret;
 
 use crate::connectors::RailId;
 
@@ -75,10 +77,6 @@ impl Rails {
             }
         }
     }
-}
-
-fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
-    String::deserialize(d).map(SecretString::from)
 }
 
 /// Daraja credentials. The defaults are those of Malipo's own sandbox Daraja (and

@@ -169,9 +169,7 @@ impl Webhooks {
             turns: Arc::default(),
             breaker: BreakerPolicy {
                 threshold: config.breaker_failures,
-                cooldown_ms: i64::try_from(config.breaker_cooldown_secs)
-                    .unwrap_or(i64::MAX / 1000)
-                    .saturating_mul(1000),
+                cooldown_ms: crate::time::secs_to_ms(config.breaker_cooldown_secs),
                 max_cooldown_ms: MAX_COOLDOWN_MS,
             },
             config,
@@ -204,9 +202,7 @@ impl Webhooks {
 
     /// What happens after a failed attempt made at `now`.
     fn after_failure(&self, d: &DueDelivery, now: i64) -> DeliveryNext {
-        let window_ms = i64::try_from(self.config.retry_window_secs)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000);
+        let window_ms = crate::time::secs_to_ms(self.config.retry_window_secs);
         let deadline = d.retry_from.saturating_add(window_ms);
         if now >= deadline {
             DeliveryNext::GiveUp
