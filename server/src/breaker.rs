@@ -69,11 +69,6 @@ impl Breaker {
     pub fn open_until(&self) -> i64 {
         self.open_until
     }
-
-    /// Whether it holds nothing worth remembering (closed, no failures).
-    pub fn is_clear(&self) -> bool {
-        self.failures == 0
-    }
 }
 
 #[cfg(test)]
@@ -103,7 +98,10 @@ mod tests {
         assert_eq!(b.gate(&POLICY, 6_100), Gate::Probe);
         b.success();
         assert_eq!(b.gate(&POLICY, 6_100), Gate::Closed);
-        assert!(b.is_clear());
+        // Cleared: the count of failures in a row starts again.
+        assert_eq!(b.failure(&POLICY, 6_200), None);
+        assert_eq!(b.failure(&POLICY, 6_200), None);
+        assert_eq!(b.gate(&POLICY, 6_200), Gate::Closed);
     }
 
     #[test]

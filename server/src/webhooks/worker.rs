@@ -66,10 +66,24 @@ fn bump<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, usize>, key: &K, u
     }
 }
 
-/// A delivery's turn, given back when dropped.
+/// A delivery's turn: taken when made, given back when dropped (however the task that
+/// holds it ends, a panic included).
 struct TurnHeld {
     turns: Arc<Mutex<Turns>>,
     d: DueDelivery,
+}
+
+impl TurnHeld {
+    fn take(turns: &Arc<Mutex<Turns>>, d: &DueDelivery) -> TurnHeld {
+        turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hold(d, true);
+        TurnHeld {
+            turns: turns.clone(),
+            d: d.clone(),
+        }
+    }
 }
 
 impl Drop for TurnHeld {
@@ -304,15 +318,7 @@ impl Webhooks {
             // Ours until then; the outcome is recorded only if still so (a redelivery
             // requested meanwhile resets it, and must not be swallowed).
             d.next_attempt_at = now + lease_ms;
-            self.turns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .hold(&d, true);
-            // Gives the turn back however the task ends (a panic included).
-            let turn = TurnHeld {
-                turns: self.turns.clone(),
-                d: d.clone(),
-            };
+            let turn = TurnHeld::take(&self.turns, &d);
             let me = self.clone();
             tasks.spawn(async move {
                 let unreachable = me.deliver(&d).await;
