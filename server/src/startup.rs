@@ -102,7 +102,7 @@ impl Application {
         let sandbox = if config.sandbox {
             Some(
                 crate::sandbox::Sandbox::new(
-                    config.rails.mpesa.clone(),
+                    config.rails.clone(),
                     &config.public_url,
                     config.limits.sandbox_pushes_per_minute,
                     config.sandbox_delay_percent,

@@ -1,6 +1,7 @@
-//! The sandbox handset's JSON API: what a phone shows, and the shopper's answer.
-//! (A PIN is typed here because this *is* the simulated phone; Malipo's own pages
-//! never ask for one.)
+//! The sandbox handset: one simulated phone per number, showing the prompts of every
+//! operator that pushed to it, each in that operator's words, and taking the shopper's
+//! answer (a JSON API for tests and a page for people). A PIN is typed here because
+//! this *is* the simulated phone; Malipo's own pages never ask for one.
 
 use axum::{
     Form, Json, Router,
@@ -13,12 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-use super::{behaviour, worker};
+use super::{Answer, SandboxRequest, operator, worker};
 use crate::{
-    domain::money::{Currency, format_amount},
-    http::error::ApiError,
-    startup::AppState,
-    store::SandboxPush,
+    connectors::RailId, domain::money::format_amount, http::error::ApiError, startup::AppState,
 };
 
 pub fn router() -> Router<AppState> {
@@ -40,20 +38,20 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn prompt_json(p: &SandboxPush) -> Value {
+fn prompt_json(p: &SandboxRequest) -> Value {
+    let op = operator(p.operator);
     json!({
-        "id": p.checkout_request_id,
-        "merchant": p.transaction_desc,
-        "amount": p.amount,
-        "amount_label": format_amount(p.amount * 100, Currency::Kes),
-        "account_reference": p.account_reference,
-        "business_short_code": p.short_code,
-        "text": format!(
-            "Do you want to pay {} to {} account no. {}? Enter M-PESA PIN",
-            format_amount(p.amount * 100, Currency::Kes),
-            p.transaction_desc,
-            p.account_reference
-        ),
+        "id": p.id,
+        "operator": p.operator,
+        "network": op.network(),
+        "wallet": op.wallet(),
+        "merchant": p.payee,
+        "amount": p.whole_amount(),
+        "currency": p.currency.code(),
+        "amount_label": format_amount(p.amount, p.currency),
+        "account_reference": p.reference,
+        "text": op.prompt(p),
+        "pin_digits": op.pin_digits(),
         "created_at": p.created_at / 1000,
     })
 }
@@ -72,18 +70,18 @@ async fn prompts(
 }
 
 /// A pending prompt on this phone, or 404 / 409.
-async fn pending_prompt(state: &AppState, msisdn: &str, id: &str) -> Result<SandboxPush, ApiError> {
+async fn pending_prompt(
+    state: &AppState,
+    msisdn: &str,
+    id: &str,
+) -> Result<SandboxRequest, ApiError> {
     if state.sandbox.is_none() {
         return Err(ApiError::NotFound);
     }
-    match state.store.sandbox_push(id).await? {
-        Some(p) if p.phone == msisdn && !p.decided => Ok(p),
-        Some(p) if p.phone == msisdn => Err(ApiError::Invalid {
-            code: "prompt_not_pending",
-            message: "This prompt has already been answered or timed out.".into(),
-            param: None,
-        }),
-        _ => Err(ApiError::NotFound),
+    match state.store.sandbox_request_on_phone(msisdn, id).await? {
+        Some(p) if !p.decided => Ok(p),
+        Some(_) => Err(not_pending()),
+        None => Err(ApiError::NotFound),
     }
 }
 
@@ -109,25 +107,20 @@ async fn do_accept(
     pin: &str,
 ) -> Result<String, ApiError> {
     let push = pending_prompt(state, msisdn, id).await?;
-    if pin.len() != 4 || !pin.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid(
-            "invalid_pin",
-            "pin",
-            "The M-PESA PIN is 4 digits.",
-        ));
+    let op = operator(push.operator);
+    if pin.len() != op.pin_digits() || !pin.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::Invalid {
+            code: "invalid_pin",
+            message: pin_rule(push.operator),
+            param: Some("pin".into()),
+        });
     }
     let Some(sandbox) = state.sandbox.as_deref() else {
         return Err(ApiError::NotFound);
     };
-    worker::decide(
-        &state.store,
-        &push,
-        "0",
-        "The service request is processed successfully.",
-        sandbox,
-    )
-    .await?
-    .ok_or_else(not_pending)
+    worker::answer(&state.store, &push, Answer::Approved, sandbox)
+        .await?
+        .ok_or_else(not_pending)
 }
 
 async fn do_decline(state: &AppState, msisdn: &str, id: &str) -> Result<(), ApiError> {
@@ -135,15 +128,9 @@ async fn do_decline(state: &AppState, msisdn: &str, id: &str) -> Result<(), ApiE
     let Some(sandbox) = state.sandbox.as_deref() else {
         return Err(ApiError::NotFound);
     };
-    worker::decide(
-        &state.store,
-        &push,
-        "1032",
-        "Request cancelled by user",
-        sandbox,
-    )
-    .await?
-    .ok_or_else(not_pending)?;
+    worker::answer(&state.store, &push, Answer::Declined, sandbox)
+        .await?
+        .ok_or_else(not_pending)?;
     Ok(())
 }
 
@@ -154,7 +141,7 @@ async fn accept(
 ) -> Result<Json<Value>, ApiError> {
     let pin = body.and_then(|Json(b)| b.pin).unwrap_or_default();
     let receipt = do_accept(&state, &msisdn, &id, &pin).await?;
-    Ok(Json(json!({ "result_code": "0", "receipt": receipt })))
+    Ok(Json(json!({ "receipt": receipt })))
 }
 
 async fn decline(
@@ -162,7 +149,7 @@ async fn decline(
     Path((msisdn, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     do_decline(&state, &msisdn, &id).await?;
-    Ok(Json(json!({ "result_code": "1032" })))
+    Ok(Json(json!({ "declined": true })))
 }
 
 async fn accept_form(
@@ -179,9 +166,15 @@ async fn accept_form(
     .await
     {
         Ok(receipt) => format!("/sandbox/phone/{msisdn}?paid={receipt}"),
-        Err(e) => format!("/sandbox/phone/{msisdn}?error={}", e.code()),
+        Err(e) => format!("/sandbox/phone/{msisdn}?error={}&prompt={id}", e.code()),
     };
     Redirect::to(&to).into_response()
+}
+
+/// What a PIN must be on this operator's phone.
+fn pin_rule(rail: RailId) -> String {
+    let op = operator(rail);
+    format!("The {} PIN is {} digits.", op.wallet(), op.pin_digits())
 }
 
 async fn decline_form(
@@ -221,37 +214,55 @@ async fn phone_page(
     }
     if let Some(code) = q.get("error") {
         let text = match code.as_str() {
-            "invalid_pin" => "The M-PESA PIN is 4 digits.",
-            _ => "That prompt is no longer waiting.",
+            "invalid_pin" => {
+                let rail = match q.get("prompt") {
+                    Some(id) => state
+                        .store
+                        .sandbox_request_on_phone(&msisdn, id)
+                        .await?
+                        .map(|p| p.operator),
+                    None => None,
+                };
+                rail.map_or_else(|| "Wrong PIN format.".to_owned(), pin_rule)
+            }
+            _ => "That prompt is no longer waiting.".to_owned(),
         };
         body.push_str(&format!(
-            r#"<p class="sms error" data-sms="error">{text}</p>"#
+            r#"<p class="sms error" data-sms="error">{}</p>"#,
+            esc(&text)
         ));
     }
     for p in &pending {
-        let id = esc(&p.checkout_request_id);
+        let id = esc(&p.id);
+        let op = operator(p.operator);
+        let digits = op.pin_digits();
         body.push_str(&format!(
-            r#"<form class="prompt" method="post" action="/sandbox/phone/{phone}/prompts/{id}/accept" data-prompt="{id}">
-<p class="prompt-text">Do you want to pay <b>{amount}</b> to <b>{merchant}</b> account no. <b>{reference}</b>?</p>
-<label>Enter M-PESA PIN <input name="pin" type="password" inputmode="numeric" pattern="[0-9]{{4}}" maxlength="4" autocomplete="off" required></label>
+            r#"<form class="prompt" method="post" action="/sandbox/phone/{phone}/prompts/{id}/accept" data-prompt="{id}" data-operator="{rail}">
+<p class="prompt-from">{network} · {wallet}</p>
+<p class="prompt-text">{text}</p>
+<label>PIN <input name="pin" type="password" inputmode="numeric" pattern="[0-9]{{{digits}}}" maxlength="{digits}" autocomplete="off" required></label>
 <button type="submit">OK</button>
 <button type="submit" formaction="/sandbox/phone/{phone}/prompts/{id}/decline" formnovalidate>Cancel</button></form>"#,
-            amount = esc(&format_amount(p.amount * 100, Currency::Kes)),
-            merchant = esc(&p.transaction_desc),
-            reference = esc(&p.account_reference),
+            rail = p.operator,
+            network = esc(op.network()),
+            wallet = esc(op.wallet()),
+            text = esc(&op.prompt(p)),
         ));
     }
     let refresh = if pending.is_empty() {
-        body.push_str(r#"<p class="idle">No prompts. Waiting for an STK push…</p>"#);
+        body.push_str(r#"<p class="idle">No prompts. Waiting for a payment request…</p>"#);
         r#"<meta http-equiv="refresh" content="2">"#
     } else {
         ""
     };
-    let scripted: String = behaviour::SCRIPTED
-        .iter()
-        .map(|(n, what)| {
+    let scripted: String = RailId::ALL
+        .into_iter()
+        .map(operator)
+        .flat_map(|op| op.scripted().iter().map(move |s| (op, s)))
+        .map(|(op, (n, what))| {
             format!(
-                r#"<li><a href="/sandbox/phone/{n}">{n}</a>: {}</li>"#,
+                r#"<li><a href="/sandbox/phone/{n}">{n}</a> ({}): {}</li>"#,
+                esc(op.wallet()),
                 esc(what)
             )
         })
@@ -260,7 +271,7 @@ async fn phone_page(
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">{refresh}
 <title>Sandbox phone {phone}</title><style>{CSS}</style></head><body>
-<main class="phone"><p class="bar">Safaricom · {phone}</p>{body}</main>
+<main class="phone"><p class="bar">{phone}</p>{body}</main>
 <details><summary>Scripted test numbers</summary><ul>{scripted}</ul></details>
 <p class="note">Malipo sandbox: a simulated handset. Malipo's own pages never ask for a PIN.</p>
 </body></html>"#
@@ -270,7 +281,7 @@ async fn phone_page(
 
 const CSS: &str = "body{margin:0;font:16px/1.4 system-ui,sans-serif;background:#222;color:#eee}\
 .phone{max-width:22rem;margin:1rem auto;background:#111;border-radius:18px;padding:1rem;min-height:18rem}\
-.bar{font-size:.8rem;color:#9c9;margin:0 0 1rem}\
+.bar{font-size:.8rem;color:#9c9;margin:0 0 1rem}.prompt-from{font-size:.8rem;font-weight:600;margin:0}\
 .prompt{background:#f4f4f4;color:#111;border-radius:8px;padding:.75rem;margin:0 0 1rem}\
 .prompt input{display:block;width:100%;box-sizing:border-box;font-size:1.2rem;padding:.4rem;margin:.4rem 0}\
 .prompt button{min-width:45%;min-height:44px;margin:.2rem 2% 0 0;font-size:1rem}\

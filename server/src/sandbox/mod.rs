@@ -2,36 +2,98 @@
 //! formats, so merchants can test offline and Malipo's real connectors reach them by base
 //! URL only. Test mode only; live mode never reaches them.
 //!
-//! - [`daraja`]: Safaricom Daraja (token, STK push, STK query, callbacks).
-//! - [`handset`]: the shopper's phone: pending prompts, accept with a PIN, decline.
-//! - [`worker`]: scripted outcomes and callback delivery (lost, duplicated, delayed).
+//! One framework serves every operator: one table of requests ([`requests`]), one
+//! scheduler and callback worker ([`worker`]), scripted behaviours by test number
+//! ([`behaviour`]), and one simulated phone per number ([`handset`]) that shows every
+//! operator's prompts in that operator's words. An operator supplies only what is its
+//! own ([`SandboxOperator`]): its routes and wire types, its codes and words, its
+//! callback body.
+//!
+//! - [`operators`]: one file per operator (Safaricom Daraja, MTN MoMo, …).
 //! - [`merchant`]: a merchant's booking site on its own origin, integrating Malipo as a
 //!   real merchant would (API with a secret key, `checkout.js`, verified webhooks).
 
 pub mod behaviour;
-mod daraja;
 mod handset;
 pub mod merchant;
+pub mod operators;
+pub mod requests;
 pub mod worker;
 
 use axum::Router;
+use serde_json::Value;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
-use crate::{config::MpesaConfig, startup::AppState};
+pub use requests::{SandboxDecision, SandboxRequest};
 
-/// State the sandbox keeps in memory (tokens, like Daraja's, do not survive a restart;
-/// pushes live in the database and do).
+use crate::{config::Rails, connectors::RailId, domain::ids::random_base62, startup::AppState};
+
+/// What the shopper (or the clock) did with a prompt, before the operator words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Approved with the PIN.
+    Approved,
+    /// Cancelled on the handset.
+    Declined,
+    /// Nobody answered in time.
+    TimedOut,
+}
+
+/// A callback an operator sends for a decided request.
+pub struct OutgoingCallback {
+    pub method: reqwest::Method,
+    pub body: Value,
+}
+
+/// What one sandbox operator supplies; the framework does the rest.
+pub trait SandboxOperator: Send + Sync + 'static {
+    fn rail(&self) -> RailId;
+    /// Its own paths (token, push, status…), nested at `/sandbox/{path}`.
+    fn router(&self) -> Router<AppState>;
+    /// The network on the handset's status bar ("Safaricom").
+    fn network(&self) -> &'static str;
+    /// The wallet, as the prompt names it ("M-PESA").
+    fn wallet(&self) -> &'static str;
+    /// How many digits its PIN has.
+    fn pin_digits(&self) -> usize;
+    /// What a request to `phone` does, before the sandbox scales its delays.
+    fn script(&self, phone: &str) -> behaviour::Behaviour;
+    /// The scripted test numbers and what each does (handset page, README).
+    fn scripted(&self) -> &'static [(&'static str, &'static str)];
+    /// Its result code and words for an answer.
+    fn answer(&self, answer: Answer) -> (&'static str, &'static str);
+    /// A new receipt (transaction id) in its format.
+    fn receipt(&self) -> String {
+        random_base62(10).to_uppercase()
+    }
+    /// The prompt's text, in its words.
+    fn prompt(&self, req: &SandboxRequest) -> String;
+    /// The callback it sends for a decided request (`None`: it sends none).
+    fn callback(&self, req: &SandboxRequest) -> Option<OutgoingCallback>;
+}
+
+/// The sandbox operator for a rail: the one line each sandbox operator adds.
+pub fn operator(rail: RailId) -> &'static dyn SandboxOperator {
+    match rail {
+        RailId::Mpesa => &operators::daraja::Daraja,
+    }
+}
+
+/// State the sandbox keeps in memory (tokens, like the operators', do not survive a
+/// restart; requests live in the database and do).
 pub struct Sandbox {
-    pub(crate) mpesa: MpesaConfig,
-    tokens: Mutex<HashMap<String, Instant>>,
+    /// The test-mode settings of every rail: the credentials the operators accept.
+    pub(crate) rails: Rails,
+    /// Bearer tokens issued, with the operator that issued them.
+    tokens: Mutex<HashMap<String, (RailId, Instant)>>,
     http: reqwest::Client,
     /// Callbacks go only under this: `{public_url}/callbacks/`.
     callback_prefix: String,
-    /// STK pushes per client address.
+    /// Pushes per client address, across operators.
     pushes: crate::limits::RateLimiter,
     /// Every scripted delay and time-out at this percentage (100: as documented).
     delay_percent: u32,
@@ -45,21 +107,21 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 impl Sandbox {
     /// `public_url`: this instance's own, the only place callbacks may go.
     pub fn new(
-        mpesa: MpesaConfig,
+        rails: Rails,
         public_url: &str,
         pushes_per_minute: u32,
         delay_percent: u32,
     ) -> Result<Arc<Sandbox>, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(10))
-            .user_agent("malipo-sandbox-daraja")
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .user_agent("malipo-sandbox")
             // A callback URL is ours (checked on push); a redirect could send the POST
             // anywhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Arc::new(Sandbox {
-            mpesa,
+            rails,
             tokens: Mutex::new(HashMap::new()),
             http,
             callback_prefix: format!("{}/callbacks/", public_url.trim_end_matches('/')),
@@ -68,12 +130,19 @@ impl Sandbox {
         }))
     }
 
-    /// What the sandbox does with a push to `phone`, its delays scaled.
-    pub fn behaviour(&self, phone: &str) -> behaviour::Behaviour {
-        behaviour::for_phone(phone).scaled(self.delay_percent)
+    /// What `operator` does with a request to `phone`, its delays scaled.
+    pub fn behaviour(&self, operator: RailId, phone: &str) -> behaviour::Behaviour {
+        self::operator(operator)
+            .script(phone)
+            .scaled(self.delay_percent)
     }
 
-    /// Whether the sandbox may POST a callback to `url`: only this instance's own
+    /// A delay of the operator's own (a time-out, a slow answer) at the sandbox's scale.
+    pub fn scaled_ms(&self, ms: i64) -> i64 {
+        ms.saturating_mul(i64::from(self.delay_percent)) / 100
+    }
+
+    /// Whether the sandbox may send a callback to `url`: only this instance's own
     /// callback routes, so the sandbox is never a way to make Malipo call anything else
     /// (blind SSRF).
     pub fn callback_allowed(&self, url: &str) -> bool {
@@ -85,14 +154,46 @@ impl Sandbox {
                     && u.fragment().is_none()
             })
     }
+
+    /// Counts a push from `client`; `false` when it is over the sandbox's quota.
+    pub fn push_allowed(&self, client: std::net::IpAddr, now_ms: i64) -> bool {
+        self.pushes.check(client, now_ms).is_ok()
+    }
+
+    /// Issues `operator`'s bearer token for `lifetime` (`len` characters).
+    pub fn issue_token(&self, operator: RailId, len: usize, lifetime: Duration) -> String {
+        let token = random_base62(len);
+        if let Ok(mut tokens) = self.tokens.lock() {
+            let now = Instant::now();
+            tokens.retain(|_, (_, until)| *until > now);
+            tokens.insert(token.clone(), (operator, now + lifetime));
+        }
+        token
+    }
+
+    /// Whether `token` is a live bearer token `operator` issued.
+    pub fn token_valid(&self, operator: RailId, token: &str) -> bool {
+        self.tokens
+            .lock()
+            .map(|tokens| {
+                tokens
+                    .get(token)
+                    .is_some_and(|(rail, until)| *rail == operator && *until > Instant::now())
+            })
+            .unwrap_or(false)
+    }
 }
 
-/// `/sandbox/daraja/…` and `/sandbox/phones/…`.
+/// Every operator's routes at `/sandbox/{path}`, and the handset's at
+/// `/sandbox/phone(s)/…`.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .nest("/sandbox/daraja", daraja::router())
-        .merge(handset::router())
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+    let defaults = Rails::default();
+    let mut router = handset::router();
+    for rail in RailId::ALL {
+        let path = format!("/sandbox/{}", defaults.get(rail).sandbox_path());
+        router = router.nest(&path, operator(rail).router());
+    }
+    router.layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// Escapes text for HTML content and attribute values.

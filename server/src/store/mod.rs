@@ -14,7 +14,6 @@ mod attempts;
 mod idempotency;
 mod merchants;
 mod outbox;
-mod sandbox;
 mod sessions;
 mod webhooks;
 
@@ -27,7 +26,6 @@ pub use outbox::{
     DeliveryAttempt, DeliveryNext, DeliveryRecord, DeliveryStatus, DueDelivery, EventFilter,
     StoredEvent,
 };
-pub use sandbox::{SandboxDecision, SandboxPush};
 pub use sessions::{Expiry, NewSession, PaymentStatus, SessionRecord, SessionStatus};
 pub use webhooks::EndpointRecord;
 
@@ -449,6 +447,42 @@ mod tests {
             sqlite_url_with_create("sqlite://a.db?mode=ro"),
             "sqlite://a.db?mode=ro"
         );
+    }
+
+    /// Migration 9 moves the sandbox Daraja's pushes into every operator's table: a
+    /// prompt waiting across the upgrade is still there, in cents, with its wire fields.
+    #[tokio::test]
+    async fn the_sandbox_migration_keeps_waiting_prompts() {
+        let store = Store::connect(&SecretString::from("sqlite::memory:"), 1)
+            .await
+            .unwrap();
+        let before = Migrator {
+            migrations: SQLITE_MIGRATIONS.migrations[..8].to_vec().into(),
+            ..Migrator::DEFAULT
+        };
+        before.run(&store.pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO sandbox_daraja_pushes (checkout_request_id, merchant_request_id, \
+             short_code, amount, phone, account_reference, transaction_desc, callback_url, \
+             state, auto_result_code, auto_at, callbacks_due, created_at) VALUES ('ws_CO_1', \
+             '123-456-1', '174379', 1500, '254712345678', 'BK-1', 'Lodge', \
+             'http://x/callbacks/mpesa/pa_1/t', 'pending', '1037', 9, 1, 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let p = store
+            .sandbox_request(crate::connectors::RailId::Mpesa, "ws_CO_1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.amount, p.currency.code()), (150_000, "KES"));
+        assert_eq!((p.payee.as_str(), p.reference.as_str()), ("Lodge", "BK-1"));
+        assert_eq!(p.wire_str("merchant_request_id"), "123-456-1");
+        assert_eq!(p.wire_str("short_code"), "174379");
+        assert!(!p.decided);
+        assert_eq!(p.auto_at, Some(9));
     }
 
     /// Migration 7 rebuilds `payment_attempts` on SQLite: a database with payments in

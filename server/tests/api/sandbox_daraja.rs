@@ -395,7 +395,7 @@ async fn the_handset_page_answers_prompts_with_forms() {
         .checkout_request_id;
     let shown = page("").await;
     assert!(
-        shown.contains("Do you want to pay <b>KES 1,500</b>"),
+        shown.contains("Safaricom · M-PESA") && shown.contains("Do you want to pay KES 1,500"),
         "{shown}"
     );
     assert!(
@@ -418,9 +418,16 @@ async fn the_handset_page_answers_prompts_with_forms() {
     };
     let bad = accept(&first, "12").await;
     assert_eq!(bad.status(), 303);
+    let to = bad.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(
-        bad.headers()["location"],
-        "/sandbox/phone/254722000111?error=invalid_pin"
+        to,
+        format!("/sandbox/phone/254722000111?error=invalid_pin&prompt={first}")
+    );
+    assert!(
+        page(&to["/sandbox/phone/254722000111".len()..])
+            .await
+            .contains("The M-PESA PIN is 4 digits."),
+        "the operator's own PIN rule"
     );
     let ok = accept(&first, "2468").await;
     let to = ok.headers()["location"].to_str().unwrap().to_owned();
@@ -520,7 +527,7 @@ async fn a_phone_holds_a_bounded_number_of_waiting_prompts_and_old_ones_are_forg
     app.client.post(&decline).send().await.unwrap();
     wait_for("the callback to go", 5, async || {
         app.store
-            .sandbox_push(id)
+            .sandbox_request(malipo::connectors::RailId::Mpesa, id)
             .await
             .unwrap()
             .filter(|p| p.callback_at.is_none())
@@ -528,7 +535,13 @@ async fn a_phone_holds_a_bounded_number_of_waiting_prompts_and_old_ones_are_forg
     .await;
     let later = now_ms() + malipo::sandbox::worker::KEEP_DECIDED_MS + 1;
     assert_eq!(app.store.sandbox_purge(later).await.unwrap(), 1);
-    assert!(app.store.sandbox_push(id).await.unwrap().is_none());
+    assert!(
+        app.store
+            .sandbox_request(malipo::connectors::RailId::Mpesa, id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         app.store
             .sandbox_pending_count("254722000999")

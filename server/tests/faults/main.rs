@@ -646,7 +646,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
             .await
             + scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").await
             + scalar(
-                "SELECT COUNT(*) FROM sandbox_daraja_pushes \
+                "SELECT COUNT(*) FROM sandbox_requests \
                  WHERE state = 'pending' OR callback_at IS NOT NULL",
             )
             .await;
@@ -661,7 +661,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
 
     // The handset's own record of what was approved (the sandbox is the phone).
     let approved: HashMap<String, i64> = sqlx::query(
-        "SELECT phone, COUNT(*) AS n FROM sandbox_daraja_pushes WHERE result_code = '0' GROUP BY phone",
+        "SELECT phone, COUNT(*) AS n FROM sandbox_requests WHERE result_code = '0' GROUP BY phone",
     )
     .fetch_all(&pool)
     .await
@@ -778,7 +778,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
     // Nothing sensitive in a whole run's logs: no callback token, no full test phone
     // number, no API key.
     let log = std::fs::read_to_string(dir.path().join("malipo.log")).unwrap();
-    let tokens: Vec<String> = sqlx::query("SELECT callback_url FROM sandbox_daraja_pushes")
+    let tokens: Vec<String> = sqlx::query("SELECT callback_url FROM sandbox_requests")
         .fetch_all(&pool)
         .await
         .unwrap()

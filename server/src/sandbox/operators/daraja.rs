@@ -1,5 +1,5 @@
 //! The sandbox Daraja: the same paths, JSON and error codes as Safaricom's, with
-//! credentials and passwords checked.
+//! credentials and passwords checked; its scripted numbers, prompt and callback body.
 
 use axum::{
     Json, Router,
@@ -12,21 +12,181 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
-use super::behaviour;
 use crate::{
-    connectors::mpesa::{password, wire::ErrorResponse},
-    domain::ids::random_base62,
+    connectors::{
+        RailId,
+        mpesa::{daraja_timestamp, password, wire::ErrorResponse},
+    },
+    domain::{
+        ids::random_base62,
+        money::{Currency, format_amount},
+    },
+    sandbox::{Answer, OutgoingCallback, SandboxOperator, SandboxRequest, behaviour::Behaviour},
     startup::AppState,
-    store::SandboxPush,
     time::{civil, now_ms},
 };
 
-pub fn router() -> Router<AppState> {
+/// Safaricom's Daraja (M-PESA Express), Kenya.
+pub struct Daraja;
+
+/// Unanswered prompts time out like Daraja's: 1037 after a minute.
+pub const UNANSWERED_TIMEOUT_MS: i64 = 60_000;
+
+const TIMEOUT: (&str, &str) = ("1037", "DS timeout user cannot be reached");
+
+const NORMAL: Behaviour = Behaviour::waiting(TIMEOUT, UNANSWERED_TIMEOUT_MS);
+
+/// The scripted test numbers and what they do, for the README and the handset page.
+pub const SCRIPTED: [(&str, &str); 10] = [
+    ("254700000001", "insufficient funds: ResultCode 1 after 2 s"),
+    ("254700002001", "wrong PIN: ResultCode 2001 after 2 s"),
+    (
+        "254700001032",
+        "cancelled on the phone: ResultCode 1032 after 2 s",
+    ),
+    ("254700001037", "no answer: ResultCode 1037 after 12 s"),
+    (
+        "254700001025",
+        "push cannot be sent: ResultCode 1025 after 1 s",
+    ),
+    ("254700001001", "subscriber busy: ResultCode 1001 after 1 s"),
+    (
+        "254700000404",
+        "callback never delivered (answer on the handset; the query knows)",
+    ),
+    ("254700000202", "callback delivered twice"),
+    ("254700000010", "callback delayed 10 s"),
+    (
+        "254700000102",
+        "query says \"still processing\" for 30 s after the answer",
+    ),
+];
+
+impl SandboxOperator for Daraja {
+    fn rail(&self) -> RailId {
+        RailId::Mpesa
+    }
+
+    fn router(&self) -> Router<AppState> {
+        router()
+    }
+
+    fn network(&self) -> &'static str {
+        "Safaricom"
+    }
+
+    fn wallet(&self) -> &'static str {
+        "M-PESA"
+    }
+
+    fn pin_digits(&self) -> usize {
+        4
+    }
+
+    fn script(&self, phone: &str) -> Behaviour {
+        match phone {
+            "254700000001" => NORMAL.decided(
+                "1",
+                "The balance is insufficient for the transaction.",
+                2_000,
+            ),
+            "254700002001" => {
+                NORMAL.decided("2001", "The initiator information is invalid.", 2_000)
+            }
+            "254700001032" => NORMAL.decided("1032", "Request cancelled by user", 2_000),
+            "254700001037" => NORMAL.decided(TIMEOUT.0, TIMEOUT.1, 12_000),
+            "254700001025" => NORMAL.decided(
+                "1025",
+                "An error occurred while sending a push request",
+                1_000,
+            ),
+            "254700001001" => NORMAL.decided(
+                "1001",
+                "Unable to lock subscriber, a transaction is already in process for the current subscriber",
+                1_000,
+            ),
+            "254700000404" => Behaviour {
+                callbacks: 0,
+                ..NORMAL
+            },
+            "254700000202" => Behaviour {
+                callbacks: 2,
+                ..NORMAL
+            },
+            "254700000010" => Behaviour {
+                callback_delay_ms: 10_000,
+                ..NORMAL
+            },
+            "254700000102" => Behaviour {
+                query_hidden_ms: 30_000,
+                ..NORMAL
+            },
+            _ => NORMAL,
+        }
+    }
+
+    fn scripted(&self) -> &'static [(&'static str, &'static str)] {
+        &SCRIPTED
+    }
+
+    fn answer(&self, answer: Answer) -> (&'static str, &'static str) {
+        match answer {
+            Answer::Approved => ("0", "The service request is processed successfully."),
+            Answer::Declined => ("1032", "Request cancelled by user"),
+            Answer::TimedOut => TIMEOUT,
+        }
+    }
+
+    fn prompt(&self, req: &SandboxRequest) -> String {
+        format!(
+            "Do you want to pay {} to {} account no. {}? Enter M-PESA PIN",
+            format_amount(req.amount, req.currency),
+            req.payee,
+            req.reference
+        )
+    }
+
+    fn callback(&self, req: &SandboxRequest) -> Option<OutgoingCallback> {
+        Some(OutgoingCallback {
+            method: reqwest::Method::POST,
+            body: callback_body(req),
+        })
+    }
+}
+
+/// The callback body Daraja would POST for a decided push.
+pub fn callback_body(p: &SandboxRequest) -> Value {
+    let code: Value = p
+        .result_code
+        .as_deref()
+        .and_then(|c| c.parse::<i64>().ok())
+        .map(Value::from)
+        .unwrap_or_else(|| json!(p.result_code));
+    let mut cb = json!({
+        "MerchantRequestID": p.wire_str("merchant_request_id"),
+        "CheckoutRequestID": p.id,
+        "ResultCode": code,
+        "ResultDesc": p.result_desc,
+    });
+    if p.result_code.as_deref() == Some("0") {
+        let date: i64 = daraja_timestamp(p.decided_at.unwrap_or(p.created_at))
+            .parse()
+            .unwrap_or(0);
+        let phone: i64 = p.phone.parse().unwrap_or(0);
+        cb["CallbackMetadata"] = json!({ "Item": [
+            { "Name": "Amount", "Value": p.whole_amount() as f64 },
+            { "Name": "MpesaReceiptNumber", "Value": p.receipt },
+            { "Name": "Balance" },
+            { "Name": "TransactionDate", "Value": date },
+            { "Name": "PhoneNumber", "Value": phone },
+        ]});
+    }
+    json!({ "Body": { "stkCallback": cb } })
+}
+
+fn router() -> Router<AppState> {
     Router::new()
         .route("/oauth/v1/generate", get(token))
         .route("/mpesa/stkpush/v1/processrequest", post(process_request))
@@ -77,8 +237,8 @@ async fn token(
     }
     let expected = format!(
         "{}:{}",
-        sandbox.mpesa.consumer_key,
-        sandbox.mpesa.consumer_secret.expose_secret()
+        sandbox.rails.mpesa.consumer_key,
+        sandbox.rails.mpesa.consumer_secret.expose_secret()
     );
     let presented = headers
         .get(AUTHORIZATION)
@@ -92,13 +252,7 @@ async fn token(
             "Invalid Authentication passed",
         );
     }
-    let token = random_base62(28);
-    let lifetime = Duration::from_secs(3599);
-    if let Ok(mut tokens) = sandbox.tokens.lock() {
-        let now = Instant::now();
-        tokens.retain(|_, until| *until > now);
-        tokens.insert(token.clone(), now + lifetime);
-    }
+    let token = sandbox.issue_token(RailId::Mpesa, 28, Duration::from_secs(3599));
     Json(json!({ "access_token": token, "expires_in": "3599" })).into_response()
 }
 
@@ -110,13 +264,7 @@ fn check_bearer(state: &AppState, headers: &HeaderMap) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let valid = token.is_some_and(|t| {
-        sandbox
-            .tokens
-            .lock()
-            .map(|tokens| tokens.get(t).is_some_and(|until| *until > Instant::now()))
-            .unwrap_or(false)
-    });
+    let valid = token.is_some_and(|t| sandbox.token_valid(RailId::Mpesa, t));
     (!valid).then(|| {
         error(
             StatusCode::NOT_FOUND,
@@ -156,7 +304,7 @@ fn check_credentials(state: &AppState, body: &Value) -> Option<Response> {
     else {
         return Some(invalid("BusinessShortCode"));
     };
-    if shortcode != sandbox.mpesa.shortcode {
+    if shortcode != sandbox.rails.mpesa.shortcode {
         return Some(invalid("BusinessShortCode"));
     }
     let Some(timestamp) =
@@ -164,7 +312,11 @@ fn check_credentials(state: &AppState, body: &Value) -> Option<Response> {
     else {
         return Some(invalid("Timestamp"));
     };
-    let expected = password(&shortcode, sandbox.mpesa.passkey.expose_secret(), timestamp);
+    let expected = password(
+        &shortcode,
+        sandbox.rails.mpesa.passkey.expose_secret(),
+        timestamp,
+    );
     if text(body, "Password") != Some(expected.as_str()) {
         return Some(error(
             StatusCode::BAD_REQUEST,
@@ -211,7 +363,7 @@ async fn process_request(
     // Counted after authentication: strangers' junk must not use up the quota.
     let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     if let Some(sandbox) = state.sandbox.as_ref()
-        && sandbox.pushes.check(client, now_ms()).is_err()
+        && !sandbox.push_allowed(client, now_ms())
     {
         // Daraja's own answer to a client over its quota.
         return error(
@@ -272,7 +424,7 @@ async fn process_request(
     };
 
     match state.store.sandbox_pending_count(&phone).await {
-        Ok(n) if n < super::PENDING_PER_PHONE => {}
+        Ok(n) if n < crate::sandbox::PENDING_PER_PHONE => {}
         Ok(_) => {
             return error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -289,11 +441,11 @@ async fn process_request(
             );
         }
     }
-    let now = now_ms();
-    let b = match state.sandbox.as_ref() {
-        Some(sandbox) => sandbox.behaviour(&phone),
-        None => behaviour::for_phone(&phone),
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
     };
+    let now = now_ms();
+    let b = sandbox.behaviour(RailId::Mpesa, &phone);
     let c = civil(now, crate::time::EAT_OFFSET_SECS);
     let checkout_request_id = format!(
         "ws_CO_{:02}{:02}{:04}{:02}{:02}{:02}{}",
@@ -308,33 +460,34 @@ async fn process_request(
             .map(|x| (x % 10 + b'0') as char)
             .collect::<String>()
     );
-    let push = SandboxPush {
-        checkout_request_id: checkout_request_id.clone(),
-        merchant_request_id: request_id(),
-        short_code: state
-            .sandbox
-            .as_ref()
-            .map(|s| s.mpesa.shortcode.clone())
-            .unwrap_or_default(),
-        amount,
+    let merchant_request_id = request_id();
+    let mut wire = serde_json::Map::new();
+    wire.insert("merchant_request_id".into(), json!(merchant_request_id));
+    wire.insert("short_code".into(), json!(sandbox.rails.mpesa.shortcode));
+    let push = SandboxRequest {
+        operator: RailId::Mpesa,
+        id: checkout_request_id.clone(),
         phone,
-        account_reference: account_reference.to_owned(),
-        transaction_desc: description.to_owned(),
-        callback_url: callback_url.to_owned(),
+        amount: amount * 100,
+        currency: Currency::Kes,
+        payee: description.to_owned(),
+        reference: account_reference.to_owned(),
+        callback_url: Some(callback_url.to_owned()),
         decided: false,
         result_code: None,
         result_desc: None,
         receipt: None,
         auto_result_code: b.auto.map(|(code, _, _)| code.to_owned()),
-        auto_at: behaviour::auto_at(&b),
+        auto_at: b.auto_at(),
         callbacks_due: b.callbacks,
         callbacks_sent: 0,
         callback_at: None,
         query_hidden_until: None,
         created_at: now,
         decided_at: None,
+        wire,
     };
-    if let Err(e) = state.store.insert_sandbox_push(&push).await {
+    if let Err(e) = state.store.insert_sandbox_request(&push).await {
         tracing::error!(error = %e, "sandbox daraja: storing push failed");
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -343,7 +496,7 @@ async fn process_request(
         );
     }
     Json(json!({
-        "MerchantRequestID": push.merchant_request_id,
+        "MerchantRequestID": merchant_request_id,
         "CheckoutRequestID": checkout_request_id,
         "ResponseCode": "0",
         "ResponseDescription": "Success. Request accepted for processing",
@@ -364,7 +517,7 @@ async fn query(
     let Some(id) = text(&body, "CheckoutRequestID") else {
         return invalid("CheckoutRequestID");
     };
-    let push = match state.store.sandbox_push(id).await {
+    let push = match state.store.sandbox_request(RailId::Mpesa, id).await {
         Ok(Some(p)) => p,
         Ok(None) => return invalid("CheckoutRequestID"),
         Err(e) => {
@@ -387,8 +540,8 @@ async fn query(
     Json(json!({
         "ResponseCode": "0",
         "ResponseDescription": "The service request has been accepted successsfully",
-        "MerchantRequestID": push.merchant_request_id,
-        "CheckoutRequestID": push.checkout_request_id,
+        "MerchantRequestID": push.wire_str("merchant_request_id"),
+        "CheckoutRequestID": push.id,
         "ResultCode": push.result_code.unwrap_or_default(),
         "ResultDesc": push.result_desc.unwrap_or_default(),
     }))
