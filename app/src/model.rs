@@ -214,6 +214,12 @@ pub fn failure_message(code: &str, rail: RailId) -> String {
         "operator_busy" => format!(
             "{wallet} is busy right now. Please try again in a minute, or use another number."
         ),
+        "not_registered" => format!(
+            "This number has no {wallet} account. Check it, or pay from another number or with another wallet."
+        ),
+        "wallet_limit" => format!(
+            "This payment is over your {wallet} limit. Pay from another number or with another wallet."
+        ),
         "push_rejected" => {
             format!("{wallet} refused this number. Check it, or use another number.")
         }

@@ -42,6 +42,7 @@ impl Operator {
     pub fn rail(self) -> Option<RailId> {
         match self {
             Operator::Safaricom => Some(RailId::Mpesa),
+            Operator::Mtn => Some(RailId::MtnMomo),
             Operator::Airtel
             | Operator::Telkom
             | Operator::Equitel
@@ -49,7 +50,6 @@ impl Operator {
             | Operator::Yas
             | Operator::Halotel
             | Operator::Ttcl
-            | Operator::Mtn
             | Operator::Zamtel
             | Operator::Other => None,
         }
@@ -239,6 +239,7 @@ mod tests {
         assert_eq!(operator_of("254765123456"), Some(Equitel));
         assert_eq!(operator_of("254770123456"), Some(Telkom));
         assert_eq!(Safaricom.rail(), Some(RailId::Mpesa));
+        assert_eq!(Mtn.rail(), Some(RailId::MtnMomo));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use std::fmt;
 
-/// A payment rail. The list grows one rail at a time; every `match` on it is
-/// exhaustive, so adding one shows every place that must learn about it.
+/// A payment rail. The list grows one rail at a time: a variant here and its line in
+/// [`INFO`]; every `match` on it is exhaustive, so adding one shows every place that must
+/// learn about it.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -13,16 +14,61 @@ use std::fmt;
 pub enum RailId {
     /// Safaricom M-PESA, Kenya (Daraja's M-PESA Express).
     Mpesa,
+    /// MTN Mobile Money (MoMo), Uganda (the Collection API's request to pay).
+    MtnMomo,
 }
 
+/// What the page and the server say about a rail.
+pub struct RailInfo {
+    /// The stored and URL form: `mpesa`.
+    pub id: &'static str,
+    /// The name shoppers know it by.
+    pub label: &'static str,
+    /// The name with its article, as in "an M-PESA SMS".
+    pub a_label: &'static str,
+    /// How long its prompt stays on the phone, in seconds (the page's countdown).
+    pub prompt_secs: i64,
+    /// Whose numbers it takes, as an adjective: "Kenyan".
+    pub country_adjective: &'static str,
+    /// A number in the local form shoppers type, for the field's placeholder.
+    pub number_example: &'static str,
+    /// The same number in international form.
+    pub international_example: &'static str,
+}
+
+/// One line per rail, in the order of [`RailId`]'s variants.
+const INFO: [RailInfo; 2] = [
+    RailInfo {
+        id: "mpesa",
+        label: "M-PESA",
+        a_label: "an M-PESA",
+        prompt_secs: 60,
+        country_adjective: "Kenyan",
+        number_example: "0712 345 678",
+        international_example: "+254712345678",
+    },
+    RailInfo {
+        id: "mtn_momo",
+        label: "MTN MoMo",
+        a_label: "an MTN MoMo",
+        // MTN: "approve a transaction within the given time frame (5 minutes)".
+        prompt_secs: 300,
+        country_adjective: "Ugandan",
+        number_example: "0772 123 456",
+        international_example: "+256772123456",
+    },
+];
+
 impl RailId {
-    pub const ALL: [RailId; 1] = [RailId::Mpesa];
+    pub const ALL: [RailId; 2] = [RailId::Mpesa, RailId::MtnMomo];
+
+    pub fn info(self) -> &'static RailInfo {
+        &INFO[self as usize]
+    }
 
     /// The stored and URL form: `mpesa`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            RailId::Mpesa => "mpesa",
-        }
+        self.info().id
     }
 
     pub fn parse(s: &str) -> Option<RailId> {
@@ -31,44 +77,32 @@ impl RailId {
 
     /// The name shoppers know it by.
     pub fn label(self) -> &'static str {
-        match self {
-            RailId::Mpesa => "M-PESA",
-        }
+        self.info().label
     }
 
     /// The name with its article, as in "an M-PESA SMS".
     pub fn a_label(self) -> &'static str {
-        match self {
-            RailId::Mpesa => "an M-PESA",
-        }
+        self.info().a_label
     }
 
     /// How long its prompt stays on the phone, in seconds (the page's countdown).
     pub fn prompt_secs(self) -> i64 {
-        match self {
-            RailId::Mpesa => 60,
-        }
+        self.info().prompt_secs
     }
 
     /// Whose numbers it takes, as an adjective: "Kenyan".
     pub fn country_adjective(self) -> &'static str {
-        match self {
-            RailId::Mpesa => "Kenyan",
-        }
+        self.info().country_adjective
     }
 
     /// A number in the local form shoppers type, for the field's placeholder.
     pub fn number_example(self) -> &'static str {
-        match self {
-            RailId::Mpesa => "0712 345 678",
-        }
+        self.info().number_example
     }
 
     /// The same number in international form.
     pub fn international_example(self) -> &'static str {
-        match self {
-            RailId::Mpesa => "+254712345678",
-        }
+        self.info().international_example
     }
 }
 
@@ -84,7 +118,8 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for r in RailId::ALL {
+        for (i, r) in RailId::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i, "ALL is in variant order");
             assert_eq!(RailId::parse(r.as_str()), Some(r));
         }
         assert_eq!(RailId::parse("MPESA"), None);

@@ -163,6 +163,11 @@ pub fn next_poll_at(created_at: i64, polls_done: i64) -> i64 {
     created_at + at * 1000
 }
 
+/// How much longer than a minute `rail`'s prompt stays on the phone, in ms.
+fn longer_prompt_ms(rail: RailId) -> i64 {
+    (rail.prompt_secs() - 60).max(0) * 1000
+}
+
 fn outcome_to_status(o: &RailOutcome) -> Option<(AttemptStatus, AttemptOutcome)> {
     let failure = |code: &str| AttemptOutcome {
         failure_code: Some(code.to_owned()),
@@ -372,6 +377,11 @@ impl Payments {
             description: &description,
             callback_url: &callback_url,
         };
+        if let Some(chosen) = connector.chosen_request_id(&attempt.id) {
+            self.store
+                .set_operator_request_id(&attempt.id, &chosen, now)
+                .await?;
+        }
         match connector.initiate(request, now).await {
             Ok(initiated) => {
                 self.store
@@ -467,21 +477,23 @@ impl Payments {
         let report = connector
             .parse_callback(body)
             .map_err(|_| CallbackError::BadBody)?;
-        // The push's answer was lost, but the operator did send it: the token proves the
-        // callback is for this attempt, so learn the operator's id for it now.
-        if attempt.operator_request_id.is_none() {
-            self.store
-                .set_operator_request_id(id, &report.operator_request_id, now_ms())
-                .await?;
-            attempt = self
-                .store
-                .attempt(id)
-                .await?
-                .ok_or(CallbackError::Forbidden)?;
-        }
-        if attempt.operator_request_id.as_deref() != Some(report.operator_request_id.as_str()) {
-            tracing::warn!(attempt = %id, "callback for another operator request id; ignored");
-            return Ok(());
+        if let Some(reported) = &report.operator_request_id {
+            // The push's answer was lost, but the operator did send it: the token proves
+            // the callback is for this attempt, so learn the operator's id for it now.
+            if attempt.operator_request_id.is_none() {
+                self.store
+                    .set_operator_request_id(id, reported, now_ms())
+                    .await?;
+                attempt = self
+                    .store
+                    .attempt(id)
+                    .await?
+                    .ok_or(CallbackError::Forbidden)?;
+            }
+            if attempt.operator_request_id.as_deref() != Some(reported.as_str()) {
+                tracing::warn!(attempt = %id, "callback for another operator request id; ignored");
+                return Ok(());
+            }
         }
         if attempt.status == AttemptStatus::Succeeded {
             tracing::info!(attempt = %id, "duplicate callback; already settled");
@@ -627,7 +639,11 @@ impl Payments {
     /// means); true when it changed state.
     async fn poll_one(&self, attempt: AttemptRecord, mode: Mode) -> Result<bool, StoreError> {
         let now = now_ms();
-        let age = now - attempt.created_at;
+        // The configured waits assume a one-minute prompt (M-PESA's); a rail whose
+        // prompt stays up longer (MTN's five minutes) gets the difference on top, so a
+        // shopper still looking at the prompt is never told "we couldn't confirm".
+        let age = now - attempt.created_at - longer_prompt_ms(attempt.rail);
+        let rail_name = attempt.rail.label();
         let Some(request_id) = attempt.operator_request_id.as_deref() else {
             if age < self.timing.unconfirmed_push_ms {
                 // Being sent right now, or its answer was lost: a callback may still
@@ -641,13 +657,13 @@ impl Payments {
                 .store
                 .mark_unknown(
                     &attempt.id,
-                    "no answer from Daraja to the STK push: nothing to query",
+                    &format!("no answer from {rail_name} to the push: nothing to query"),
                     None,
                     now,
                 )
                 .await?;
             if changed {
-                // Without Daraja's id there is nothing to ask: only a callback can
+                // Without the operator's id there is nothing to ask: only a callback can
                 // settle it now, so it goes to reconciliation at once.
                 tracing::warn!(attempt = %attempt.id, "STK push never confirmed; outcome unknown, left for reconciliation");
                 self.changed(&attempt.session_id);
@@ -693,13 +709,18 @@ impl Payments {
         let changed = if age >= self.timing.reconcile_after_ms {
             tracing::warn!(attempt = %attempt.id, "outcome still unknown; left for reconciliation");
             self.store
-                .mark_unknown(&attempt.id, "Daraja never gave a final answer", None, now)
+                .mark_unknown(
+                    &attempt.id,
+                    &format!("{rail_name} never gave a final answer"),
+                    None,
+                    now,
+                )
                 .await?
         } else if age >= self.timing.unknown_after_ms && attempt.status == AttemptStatus::Pending {
             self.store
                 .mark_unknown(
                     &attempt.id,
-                    "no final answer from Daraja yet",
+                    &format!("no final answer from {rail_name} yet"),
                     Some(next),
                     now,
                 )
@@ -716,12 +737,20 @@ impl Payments {
 
     /// Applies again every stored success callback of the last day whose attempt has not
     /// succeeded: its first application may have failed midway (the database refused a
-    /// write, the process died), and Daraja never sends a callback twice. Returns how
+    /// write, the process died), and operators rarely send a callback twice. Returns how
     /// many attempts it settled.
     pub async fn redrive_callbacks(&self) -> Result<usize, StoreError> {
         let since = now_ms() - 24 * 3600 * 1000;
         let mut settled = 0;
-        for (id, body) in self.store.unapplied_success_callbacks(since, 100).await? {
+        let markers: Vec<(RailId, &str)> = RailId::ALL
+            .into_iter()
+            .filter_map(|rail| Some((rail, self.rails.any(rail)?.success_marker())))
+            .collect();
+        for (id, body) in self
+            .store
+            .unapplied_success_callbacks(since, 100, &markers)
+            .await?
+        {
             let before = self.store.attempt(&id).await?.map(|a| a.status);
             match self.apply_callback(&id, body.as_bytes()).await {
                 Ok(()) => {}

@@ -6,7 +6,6 @@ use anyhow::Context;
 use app::service::SharedPageService;
 use axum::{Router, extract::FromRef};
 use leptos::config::LeptosOptions;
-use secrecy::ExposeSecret;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
@@ -85,19 +84,19 @@ impl Application {
                     .await
                     .context("reading the pay-form key")?,
             );
-        // The built-in sandbox Daraja's consumer secret is random per install (kept in
-        // the database) unless one is configured: the published default would let anyone
+        // The secrets the built-in sandbox operators check are random per install (kept
+        // in the database) unless configured: the published defaults would let anyone
         // who can reach this server use its sandbox.
-        if config.rails.mpesa.base_url.is_empty()
-            && config.rails.mpesa.consumer_secret.expose_secret()
-                == crate::config::MpesaConfig::default()
-                    .consumer_secret
-                    .expose_secret()
-        {
-            config.rails.mpesa.consumer_secret = store
-                .instance_secret("sandbox_daraja_consumer_secret")
-                .await
-                .context("reading the sandbox consumer secret")?;
+        for (_, settings) in config.rails.each_mut() {
+            if !settings.base_url().is_empty() {
+                continue;
+            }
+            if let Some((name, secret)) = settings.sandbox_secret() {
+                *secret = store
+                    .instance_secret(name)
+                    .await
+                    .with_context(|| format!("reading the sandbox secret {name}"))?;
+            }
         }
         let sandbox = if config.sandbox {
             Some(

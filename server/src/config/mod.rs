@@ -7,7 +7,7 @@
 
 mod rails;
 
-pub use rails::{MpesaConfig, RailSettings, Rails, SANDBOX_PASSKEY};
+pub use rails::{MpesaConfig, MtnConfig, RailSettings, Rails, SANDBOX_PASSKEY};
 
 use crate::connectors::RailId;
 use secrecy::{ExposeSecret, SecretString};
@@ -318,6 +318,16 @@ impl Config {
     /// A live rail, when switched on, must be a real operator with real credentials:
     /// one check for every rail.
     fn check_live_rails(&self) -> Result<(), ConfigError> {
+        for (field, rails) in [("rails", &self.rails), ("rails_live", &self.rails_live)] {
+            for (rail, settings) in rails.each() {
+                if let Err(why) = settings.check() {
+                    return Err(ConfigError::Invalid {
+                        field,
+                        why: format!("{rail}: {why}"),
+                    });
+                }
+            }
+        }
         for (rail, settings) in self.rails_live.each() {
             let url = settings.base_url().trim_end_matches('/');
             if url.is_empty() {
@@ -356,7 +366,7 @@ fn optional_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, 
     }
 }
 
-pub(super) fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+pub(crate) fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
     String::deserialize(d).map(SecretString::from)
 }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::secret;
 
 use crate::connectors::RailId;
+pub use crate::connectors::mtn::MtnConfig;
 
 /// What the configuration needs to know of a rail's settings.
 pub trait RailSettings {
@@ -23,48 +24,68 @@ pub trait RailSettings {
     fn sandbox_path(&self) -> &'static str;
     /// Whether these are real credentials (for live mode): `Err` says what is missing.
     fn check_live_credentials(&self) -> Result<(), String>;
-}
-
-/// Every rail's settings for one mode.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Rails {
-    /// `[rails.mpesa]`: Safaricom Daraja (M-PESA Express), Kenya.
-    pub mpesa: MpesaConfig,
-}
-
-impl Default for Rails {
-    /// Test mode: every rail on this server's sandbox.
-    fn default() -> Self {
-        Rails {
-            mpesa: MpesaConfig::default(),
-        }
+    /// Whether the settings make sense at all, in either mode: `Err` says why not.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
     }
+    /// The secret the built-in sandbox operator checks, while it is still the published
+    /// default, with the name it is kept under: each install then uses a random one of
+    /// its own (kept, sealed, in the database), so the default opens nothing.
+    fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
+        None
+    }
+}
+
+/// Every rail's settings for one mode: one line per rail (its field, its id, its
+/// settings type, which has `Default` for test mode and `off()` for live).
+macro_rules! rails {
+    ($($(#[$doc:meta])* $field:ident: $rail:ident => $ty:ty,)+) => {
+        /// Every rail's settings for one mode.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Rails {
+            $($(#[$doc])* pub $field: $ty,)+
+        }
+
+        impl Default for Rails {
+            /// Test mode: every rail on this server's sandbox.
+            fn default() -> Self {
+                Rails { $($field: <$ty>::default(),)+ }
+            }
+        }
+
+        impl Rails {
+            /// Live mode: every rail off until configured.
+            pub fn live_default() -> Self {
+                Rails { $($field: <$ty>::off(),)+ }
+            }
+
+            /// Each rail's settings.
+            pub fn each(&self) -> Vec<(RailId, &dyn RailSettings)> {
+                vec![$((RailId::$rail, &self.$field as &dyn RailSettings),)+]
+            }
+
+            pub fn each_mut(&mut self) -> Vec<(RailId, &mut dyn RailSettings)> {
+                vec![$((RailId::$rail, &mut self.$field as &mut dyn RailSettings),)+]
+            }
+
+            pub fn get(&self, rail: RailId) -> &dyn RailSettings {
+                match rail {
+                    $(RailId::$rail => &self.$field,)+
+                }
+            }
+        }
+    };
+}
+
+rails! {
+    /// `[rails.mpesa]`: Safaricom Daraja (M-PESA Express), Kenya.
+    mpesa: Mpesa => MpesaConfig,
+    /// `[rails.mtn_momo]`: MTN MoMo Collection (Uganda, Rwanda or Zambia).
+    mtn_momo: MtnMomo => MtnConfig,
 }
 
 impl Rails {
-    /// Live mode: every rail off until configured.
-    pub fn live_default() -> Self {
-        Rails {
-            mpesa: MpesaConfig::off(),
-        }
-    }
-
-    /// Each rail's settings. A new rail adds its line here.
-    pub fn each(&self) -> [(RailId, &dyn RailSettings); 1] {
-        [(RailId::Mpesa, &self.mpesa)]
-    }
-
-    fn each_mut(&mut self) -> [(RailId, &mut dyn RailSettings); 1] {
-        [(RailId::Mpesa, &mut self.mpesa)]
-    }
-
-    pub fn get(&self, rail: RailId) -> &dyn RailSettings {
-        match rail {
-            RailId::Mpesa => &self.mpesa,
-        }
-    }
-
     /// `{prefix}{RAIL}_{FIELD}` for every rail and field (`MALIPO_RAILS_MPESA_SHORTCODE`).
     pub fn apply_env(&mut self, prefix: &str, env: &impl Fn(&str) -> Option<String>) {
         for (rail, settings) in self.each_mut() {
@@ -167,6 +188,12 @@ impl RailSettings for MpesaConfig {
 
     fn sandbox_path(&self) -> &'static str {
         "daraja"
+    }
+
+    fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
+        (self.consumer_secret.expose_secret()
+            == MpesaConfig::default().consumer_secret.expose_secret())
+        .then_some(("sandbox_daraja_consumer_secret", &mut self.consumer_secret))
     }
 
     fn check_live_credentials(&self) -> Result<(), String> {

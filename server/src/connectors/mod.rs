@@ -7,7 +7,9 @@
 //! engine only ever sees [`Money`]), and so is every operator-specific word.
 
 pub mod mpesa;
+pub mod mtn;
 pub mod registry;
+pub mod shared;
 
 pub use app::rail::RailId;
 pub use registry::Registry;
@@ -76,8 +78,9 @@ pub struct PaidFacts {
 /// An operator's callback, read.
 #[derive(Debug, Clone)]
 pub struct CallbackReport {
-    /// The operator's id for the push it reports on.
-    pub operator_request_id: String,
+    /// The operator's id for the push it reports on; `None` when its callback names
+    /// none (MTN): the attempt's own callback URL and token tie it.
+    pub operator_request_id: Option<String>,
     pub outcome: RailOutcome,
     /// For a success: what was paid, to be matched against the attempt.
     pub paid: PaidFacts,
@@ -123,6 +126,13 @@ pub trait Connector: Send + Sync + 'static {
 
     fn capabilities(&self) -> &Capabilities;
 
+    /// The operator's id for an attempt's push when we choose it ourselves (MTN's
+    /// `X-Reference-Id`): known before sending, so a push whose answer is lost can
+    /// still be asked about. `None` (the default): the operator gives it.
+    fn chosen_request_id(&self, _attempt: &AttemptId) -> Option<String> {
+        None
+    }
+
     /// Sends the push. `Ok`: the operator took it, and the prompt is on its way.
     fn initiate<'a>(
         &'a self,
@@ -139,6 +149,10 @@ pub trait Connector: Send + Sync + 'static {
 
     /// The operator's callback body (already tied to an attempt by the URL's token).
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback>;
+
+    /// A text every success callback body of this operator contains (Daraja's
+    /// `MpesaReceiptNumber`): narrows the search for stored callbacks to apply again.
+    fn success_marker(&self) -> &'static str;
 
     /// What the operator expects back: for a callback taken (or already known), and for
     /// one that could not be read.
@@ -174,6 +188,11 @@ pub enum FailureCode {
     OperatorBusy,
     OperatorError,
     Expired,
+    /// The number has no wallet with this operator ("not a customer of ours"): another
+    /// rail may take it.
+    NotRegistered,
+    /// Over the wallet's own limit (per transaction or per day).
+    WalletLimit,
 }
 
 impl FailureCode {
@@ -188,6 +207,8 @@ impl FailureCode {
             FailureCode::OperatorBusy => "operator_busy",
             FailureCode::OperatorError => "operator_error",
             FailureCode::Expired => "expired",
+            FailureCode::NotRegistered => "not_registered",
+            FailureCode::WalletLimit => "wallet_limit",
         }
     }
 }

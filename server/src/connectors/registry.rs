@@ -64,5 +64,6 @@ fn connector(
 ) -> Result<Arc<dyn Connector>, reqwest::Error> {
     Ok(match rail {
         RailId::Mpesa => Arc::new(super::mpesa::Daraja::new(base_url, &settings.mpesa)?),
+        RailId::MtnMomo => Arc::new(super::mtn::MtnMomo::new(base_url, &settings.mtn_momo)?),
     })
 }

@@ -80,6 +80,7 @@ pub trait SandboxOperator: Send + Sync + 'static {
 pub fn operator(rail: RailId) -> &'static dyn SandboxOperator {
     match rail {
         RailId::Mpesa => &operators::daraja::Daraja,
+        RailId::MtnMomo => &operators::mtn::Mtn,
     }
 }
 

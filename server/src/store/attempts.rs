@@ -654,25 +654,36 @@ impl Store {
         Ok(())
     }
 
-    /// Stored callbacks since `since` that carry a success (`"ResultCode": 0`, however
-    /// spaced) for attempts that have not succeeded, oldest first: candidates for being
-    /// applied again. The body is parsed by the caller; this only narrows the search.
+    /// Stored callbacks since `since` that may carry a success, for attempts that have
+    /// not succeeded, oldest first: candidates for being applied again. `markers` holds,
+    /// per rail, a text every success callback of that rail contains (Daraja's
+    /// `MpesaReceiptNumber`); the body is parsed by the rail's connector, and this only
+    /// narrows the search.
     pub async fn unapplied_success_callbacks(
         &self,
         since: i64,
         limit: i64,
+        markers: &[(RailId, &str)],
     ) -> Result<Vec<(AttemptId, String)>, StoreError> {
-        let rows = sqlx::query(
+        if markers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Placeholders only: the rails and markers are bound, never spliced in.
+        let by_rail = (0..markers.len())
+            .map(|i| format!("(a.rail = ${} AND c.body LIKE ${})", 3 + 2 * i, 4 + 2 * i))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!(
             "SELECT c.attempt_id, c.body FROM operator_callbacks c \
              JOIN payment_attempts a ON a.id = c.attempt_id \
-             WHERE c.received_at > $1 AND a.status <> 'succeeded' \
-             AND c.body LIKE '%ResultCode%' AND c.body LIKE '%MpesaReceiptNumber%' \
-             ORDER BY c.id LIMIT $2",
-        )
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE c.received_at > $1 AND a.status <> 'succeeded' AND ({by_rail}) \
+             ORDER BY c.id LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql).bind(since).bind(limit);
+        for (rail, marker) in markers {
+            query = query.bind(rail.as_str()).bind(format!("%{marker}%"));
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok((

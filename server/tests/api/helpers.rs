@@ -330,13 +330,20 @@ pub async fn prompts(client: &reqwest::Client, addr: &str, phone: &str) -> Vec<s
     v["prompts"].as_array().unwrap().clone()
 }
 
-/// Answers a prompt on a sandbox handset with a PIN; returns the receipt.
+/// Answers a prompt on a sandbox handset with a PIN of the operator's length; returns
+/// the receipt.
 pub async fn accept(client: &reqwest::Client, addr: &str, phone: &str, prompt: &str) -> String {
+    let digits = prompts(client, addr, phone)
+        .await
+        .iter()
+        .find(|p| p["id"] == prompt)
+        .and_then(|p| p["pin_digits"].as_u64())
+        .unwrap_or(4) as usize;
     let res = client
         .post(format!(
             "{addr}/sandbox/phones/{phone}/prompts/{prompt}/accept"
         ))
-        .json(&serde_json::json!({"pin": "1234"}))
+        .json(&serde_json::json!({"pin": &"24680"[..digits]}))
         .send()
         .await
         .unwrap();

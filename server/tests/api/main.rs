@@ -10,6 +10,7 @@ mod embed;
 mod health;
 mod helpers;
 mod modes;
+mod mtn;
 mod openapi;
 mod pages;
 mod pay_flow;

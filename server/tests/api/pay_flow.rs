@@ -262,7 +262,7 @@ async fn rails_we_do_not_speak_are_not_there() {
 async fn a_session_no_rail_can_take_offers_no_form() {
     use malipo::domain::{Mode, Money, money::Currency};
     let app = spawn_app().await;
-    let merchant = malipo::merchants::create(&app.store, "Kampala Coaches")
+    let merchant = malipo::merchants::create(&app.store, "Accra Coaches")
         .await
         .unwrap();
     let session = app
@@ -270,7 +270,7 @@ async fn a_session_no_rail_can_take_offers_no_form() {
         .create(crate::helpers::open_session(
             &merchant.merchant.id,
             Mode::Test,
-            Money::new(75_000, Currency::Ugx).unwrap(),
+            Money::new(75_000, Currency::Ghs).unwrap(),
         ))
         .await
         .unwrap();

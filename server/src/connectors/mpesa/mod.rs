@@ -10,8 +10,7 @@ pub mod wire;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use secrecy::{ExposeSecret, SecretString};
-use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
+use std::time::Duration;
 
 use self::wire::{
     ErrorResponse, StkPushRequest, StkPushResponse, StkQueryRequest, TokenResponse, TransactionType,
@@ -21,6 +20,7 @@ use crate::{
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, InitiateRequest,
         Initiated, PaidFacts, RailId, RailOutcome,
+        shared::{TokenCache, bad_response, http_client},
     },
     domain::{Money, money::Currency, phone::Country},
     time::{EAT_OFFSET_SECS, civil},
@@ -42,10 +42,7 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 pub use crate::connectors::ConnectorError;
 
 fn unreachable(source: reqwest::Error) -> ConnectorError {
-    ConnectorError::Unreachable {
-        rail: RailId::Mpesa,
-        source,
-    }
+    crate::connectors::shared::unreachable(RailId::Mpesa)(source)
 }
 
 /// Daraja's `Password`: base64(ShortCode + Passkey + Timestamp).
@@ -75,16 +72,12 @@ pub struct Daraja {
     shortcode: String,
     passkey: SecretString,
     http: reqwest::Client,
-    token: Mutex<Option<(String, Instant)>>,
+    token: TokenCache,
 }
 
 impl Daraja {
     pub fn new(base_url: String, config: &MpesaConfig) -> Result<Daraja, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .user_agent(concat!("malipo/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = http_client(Duration::from_secs(15))?;
         Ok(Daraja {
             base_url: base_url.trim_end_matches('/').to_owned(),
             consumer_key: config.consumer_key.clone(),
@@ -92,7 +85,7 @@ impl Daraja {
             shortcode: config.shortcode.clone(),
             passkey: config.passkey.clone(),
             http,
-            token: Mutex::new(None),
+            token: TokenCache::default(),
         })
     }
 
@@ -100,38 +93,30 @@ impl Daraja {
         &self.base_url
     }
 
-    /// A valid access token, from the cache or freshly fetched. The lock makes concurrent
-    /// callers share one fetch instead of stampeding the token endpoint.
+    /// A valid access token, from the cache or freshly fetched.
     async fn token(&self) -> Result<String, ConnectorError> {
-        let mut cached = self.token.lock().await;
-        if let Some((token, good_until)) = cached.as_ref()
-            && Instant::now() < *good_until
-        {
-            return Ok(token.clone());
-        }
-        let res = self
-            .http
-            .get(format!(
-                "{}/oauth/v1/generate?grant_type=client_credentials",
-                self.base_url
-            ))
-            .basic_auth(
-                &self.consumer_key,
-                Some(self.consumer_secret.expose_secret()),
-            )
-            .send()
+        self.token
+            .get(TOKEN_MARGIN, || async {
+                let res = self
+                    .http
+                    .get(format!(
+                        "{}/oauth/v1/generate?grant_type=client_credentials",
+                        self.base_url
+                    ))
+                    .basic_auth(
+                        &self.consumer_key,
+                        Some(self.consumer_secret.expose_secret()),
+                    )
+                    .send()
+                    .await
+                    .map_err(unreachable)?;
+                let status = res.status().as_u16();
+                let body = res.bytes().await.map_err(unreachable)?;
+                let token: TokenResponse =
+                    serde_json::from_slice(&body).map_err(|_| bad(status, &body))?;
+                Ok((token.access_token, Duration::from_secs(token.expires_in)))
+            })
             .await
-            .map_err(unreachable)?;
-        let status = res.status().as_u16();
-        let body = res.bytes().await.map_err(unreachable)?;
-        let token: TokenResponse = serde_json::from_slice(&body).map_err(|_| bad(status, &body))?;
-        let lifetime = Duration::from_secs(token.expires_in).saturating_sub(TOKEN_MARGIN);
-        *cached = Some((token.access_token.clone(), Instant::now() + lifetime));
-        Ok(token.access_token)
-    }
-
-    async fn forget_token(&self) {
-        *self.token.lock().await = None;
     }
 
     /// POSTs `body` with a bearer token, retrying once with a fresh token if Daraja says
@@ -157,7 +142,7 @@ impl Daraja {
                 && let Ok(err) = serde_json::from_slice::<ErrorResponse>(&bytes)
                 && err.error_code == ErrorResponse::INVALID_TOKEN
             {
-                self.forget_token().await;
+                self.token.forget().await;
                 continue;
             }
             return Ok((status, bytes));
@@ -294,9 +279,13 @@ impl Connector for Daraja {
                 receipt: paid.receipt,
             },
             detail: format!("{} {}", cb.result_code, cb.result_desc),
-            operator_request_id: cb.checkout_request_id,
+            operator_request_id: Some(cb.checkout_request_id),
             outcome,
         })
+    }
+
+    fn success_marker(&self) -> &'static str {
+        "MpesaReceiptNumber"
     }
 
     fn callback_ack(&self, accepted: bool) -> (u16, &'static str) {
@@ -313,12 +302,7 @@ impl Connector for Daraja {
 }
 
 fn bad(status: u16, body: &[u8]) -> ConnectorError {
-    let text = String::from_utf8_lossy(body);
-    ConnectorError::BadResponse {
-        rail: RailId::Mpesa,
-        status,
-        body: text.chars().take(300).collect(),
-    }
+    bad_response(RailId::Mpesa, status, body)
 }
 
 /// At most `max` characters (Daraja rejects longer fields).

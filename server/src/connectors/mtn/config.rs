@@ -1,0 +1,141 @@
+//! `[rails.mtn_momo]` / `[rails_live.mtn_momo]`: MTN MoMo Collection settings.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::{
+    config::{RailSettings, secret},
+    domain::{money::Currency, phone::Country},
+};
+
+/// MTN MoMo Collection credentials. The defaults are those of Malipo's own sandbox MTN,
+/// so test mode works out of the box; a merchant going live sets all of these in
+/// `[rails_live.mtn_momo]` (from MTN's partner portal for their country).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MtnConfig {
+    /// The API's base URL (`https://proxy.momoapi.mtn.com`). Empty: this server's own
+    /// sandbox at `{public_url}/sandbox/mtn` (test), or off (live).
+    pub base_url: String,
+    /// The Collection product's `Ocp-Apim-Subscription-Key`.
+    #[serde(deserialize_with = "secret")]
+    pub subscription_key: SecretString,
+    /// The API user (a UUID).
+    pub api_user: String,
+    /// The API user's key. Default (test) random per install with the built-in sandbox.
+    #[serde(deserialize_with = "secret")]
+    pub api_key: SecretString,
+    /// `X-Target-Environment`: `mtnuganda` (UGX), `mtnrwanda` (RWF), `mtnzambia` (ZMW),
+    /// or `sandbox` (MTN's own sandbox, EUR only). It decides the currency.
+    pub target_environment: String,
+}
+
+/// The built-in sandbox's subscription key and API user (public test data).
+pub const SANDBOX_SUBSCRIPTION_KEY: &str = "malipo-sandbox-collection-key";
+pub const SANDBOX_API_USER: &str = "7c1f4b2e-9d3a-4e8f-b6a1-2f5c8d9e0a13";
+pub const SANDBOX_API_KEY: &str = "malipo-sandbox-api-key";
+
+impl Default for MtnConfig {
+    fn default() -> Self {
+        MtnConfig {
+            base_url: String::new(),
+            subscription_key: SecretString::from(SANDBOX_SUBSCRIPTION_KEY),
+            api_user: SANDBOX_API_USER.into(),
+            api_key: SecretString::from(SANDBOX_API_KEY),
+            target_environment: "mtnuganda".into(),
+        }
+    }
+}
+
+impl MtnConfig {
+    /// Nothing set: the rail is off (live mode's default).
+    pub fn off() -> Self {
+        MtnConfig {
+            base_url: String::new(),
+            subscription_key: SecretString::from(""),
+            api_user: String::new(),
+            api_key: SecretString::from(""),
+            target_environment: String::new(),
+        }
+    }
+}
+
+/// What an `X-Target-Environment` charges in, and whose numbers it serves.
+pub fn environment(name: &str) -> Option<(&'static [Currency], Country)> {
+    match name {
+        "mtnuganda" => Some((&[Currency::Ugx], Country::Uganda)),
+        "mtnrwanda" => Some((&[Currency::Rwf], Country::Rwanda)),
+        "mtnzambia" => Some((&[Currency::Zmw], Country::Zambia)),
+        // MTN's own sandbox takes EUR only; its test numbers are Swedish-looking.
+        "sandbox" => Some((&[Currency::Eur], Country::Uganda)),
+        _ => None,
+    }
+}
+
+impl RailSettings for MtnConfig {
+    fn fields(&self) -> &'static [&'static str] {
+        &[
+            "base_url",
+            "subscription_key",
+            "api_user",
+            "api_key",
+            "target_environment",
+        ]
+    }
+
+    fn set(&mut self, field: &str, value: String) {
+        match field {
+            "base_url" => self.base_url = value,
+            "subscription_key" => self.subscription_key = SecretString::from(value),
+            "api_user" => self.api_user = value,
+            "api_key" => self.api_key = SecretString::from(value),
+            "target_environment" => self.target_environment = value,
+            _ => {}
+        }
+    }
+
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn sandbox_path(&self) -> &'static str {
+        "mtn"
+    }
+
+    fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
+        (self.api_key.expose_secret() == SANDBOX_API_KEY)
+            .then_some(("sandbox_mtn_api_key", &mut self.api_key))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.base_url.is_empty() && self.target_environment.is_empty() {
+            return Ok(());
+        }
+        environment(&self.target_environment).map(|_| ()).ok_or_else(|| {
+            format!(
+                "target_environment {:?} is not one of mtnuganda, mtnrwanda, mtnzambia, sandbox",
+                self.target_environment
+            )
+        })
+    }
+
+    fn check_live_credentials(&self) -> Result<(), String> {
+        let key = self.subscription_key.expose_secret();
+        let api_key = self.api_key.expose_secret();
+        if key.is_empty()
+            || key == SANDBOX_SUBSCRIPTION_KEY
+            || self.api_user.is_empty()
+            || self.api_user == SANDBOX_API_USER
+            || api_key.is_empty()
+            || api_key == SANDBOX_API_KEY
+        {
+            return Err(
+                "subscription_key, api_user and api_key must all be set to live credentials".into(),
+            );
+        }
+        if self.target_environment == "sandbox" {
+            return Err("target_environment is MTN's sandbox".into());
+        }
+        Ok(())
+    }
+}
