@@ -194,9 +194,10 @@ pub fn retry_hint(secs: u32) -> String {
     }
 }
 
-/// What went wrong, in plain words, for a failure code on `rail` (the words are per
-/// failure, not per rail: a rail adds only its name and number format).
-pub fn failure_message(code: &str, rail: RailId) -> String {
+/// What went wrong, in plain words, for a failure code on `rail`, paying in `currency`
+/// (the words are per failure, not per rail: a rail adds only its name; numbers are
+/// written as in the currency's country).
+pub fn failure_message(code: &str, rail: RailId, currency: &str) -> String {
     let wallet = rail.label();
     match code {
         "insufficient_funds" => format!(
@@ -223,12 +224,12 @@ pub fn failure_message(code: &str, rail: RailId) -> String {
         "push_rejected" => {
             format!("{wallet} refused this number. Check it, or use another number.")
         }
-        "invalid_phone" => format!(
-            "That doesn't look like a {} mobile number. Try {} or {}.",
-            rail.country_adjective(),
-            rail.number_example(),
-            rail.international_example()
-        ),
+        "invalid_phone" => {
+            let (country, local, international) = crate::operators::number_style(currency);
+            format!(
+                "That doesn't look like a {country} mobile number. Try {local} or {international}."
+            )
+        }
         "not_payable" => format!("This amount can't be paid with {wallet}."),
         "rail_unavailable" => {
             format!("{wallet} isn't switched on for this shop yet. Nothing was charged.")
@@ -368,12 +369,16 @@ mod tests {
     #[test]
     fn failure_words_name_the_rail_not_the_code() {
         assert_eq!(
-            failure_message("wrong_pin", RailId::Mpesa),
+            failure_message("wrong_pin", RailId::Mpesa, "KES"),
             "The M-PESA PIN was wrong. Send the prompt again and enter your PIN carefully."
         );
         assert_eq!(
-            failure_message("invalid_phone", RailId::Mpesa),
+            failure_message("invalid_phone", RailId::Mpesa, "KES"),
             "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
+        );
+        assert_eq!(
+            failure_message("invalid_phone", RailId::MtnMomo, "UGX"),
+            "That doesn't look like a Ugandan mobile number. Try 0772 123 456 or +256772123456."
         );
     }
 
@@ -389,8 +394,8 @@ mod tests {
             "operator_busy",
         ] {
             assert_ne!(
-                failure_message(code, RailId::Mpesa),
-                failure_message("something_new", RailId::Mpesa),
+                failure_message(code, RailId::Mpesa, "KES"),
+                failure_message("something_new", RailId::Mpesa, "KES"),
                 "{code}"
             );
         }

@@ -56,6 +56,19 @@ impl Operator {
     }
 }
 
+/// How mobile numbers are written where `currency` is spent: the country as an
+/// adjective, a number in the local form shoppers type, and the same in international
+/// form (for the field's placeholder and the "doesn't look like a number" message).
+pub fn number_style(currency: &str) -> (&'static str, &'static str, &'static str) {
+    match currency {
+        "TZS" => ("Tanzanian", "0754 123 456", "+255754123456"),
+        "UGX" => ("Ugandan", "0772 123 456", "+256772123456"),
+        "RWF" => ("Rwandan", "0788 123 456", "+250788123456"),
+        "ZMW" => ("Zambian", "0971 234 567", "+260971234567"),
+        _ => ("Kenyan", "0712 345 678", "+254712345678"),
+    }
+}
+
 use Operator::*;
 
 /// Kenya (+254).

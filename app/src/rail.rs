@@ -18,7 +18,8 @@ pub enum RailId {
     MtnMomo,
 }
 
-/// What the page and the server say about a rail.
+/// What the page and the server say about a rail. (How numbers are written depends on
+/// the country, not the rail: [`crate::operators::number_style`].)
 pub struct RailInfo {
     /// The stored and URL form: `mpesa`.
     pub id: &'static str,
@@ -28,12 +29,6 @@ pub struct RailInfo {
     pub a_label: &'static str,
     /// How long its prompt stays on the phone, in seconds (the page's countdown).
     pub prompt_secs: i64,
-    /// Whose numbers it takes, as an adjective: "Kenyan".
-    pub country_adjective: &'static str,
-    /// A number in the local form shoppers type, for the field's placeholder.
-    pub number_example: &'static str,
-    /// The same number in international form.
-    pub international_example: &'static str,
 }
 
 /// One line per rail, in the order of [`RailId`]'s variants.
@@ -43,9 +38,6 @@ const INFO: [RailInfo; 2] = [
         label: "M-PESA",
         a_label: "an M-PESA",
         prompt_secs: 60,
-        country_adjective: "Kenyan",
-        number_example: "0712 345 678",
-        international_example: "+254712345678",
     },
     RailInfo {
         id: "mtn_momo",
@@ -53,9 +45,6 @@ const INFO: [RailInfo; 2] = [
         a_label: "an MTN MoMo",
         // MTN: "approve a transaction within the given time frame (5 minutes)".
         prompt_secs: 300,
-        country_adjective: "Ugandan",
-        number_example: "0772 123 456",
-        international_example: "+256772123456",
     },
 ];
 
@@ -88,21 +77,6 @@ impl RailId {
     /// How long its prompt stays on the phone, in seconds (the page's countdown).
     pub fn prompt_secs(self) -> i64 {
         self.info().prompt_secs
-    }
-
-    /// Whose numbers it takes, as an adjective: "Kenyan".
-    pub fn country_adjective(self) -> &'static str {
-        self.info().country_adjective
-    }
-
-    /// A number in the local form shoppers type, for the field's placeholder.
-    pub fn number_example(self) -> &'static str {
-        self.info().number_example
-    }
-
-    /// The same number in international form.
-    pub fn international_example(self) -> &'static str {
-        self.info().international_example
     }
 }
 

@@ -51,8 +51,9 @@ export function seedSession(
 
 const base = process.env.MALIPO_E2E_URL ?? "http://127.0.0.1:3000";
 
-/** Answers the STK prompt for `reference` on the sandbox handset, as the shopper would. */
-export async function approveOnHandset(phone: string, reference: string, pin = "1234"): Promise<string> {
+/** Answers the prompt for `reference` on the sandbox handset, as the shopper would (a PIN
+ *  of the operator's length). */
+export async function approveOnHandset(phone: string, reference: string): Promise<string> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     const res = await fetch(`${base}/sandbox/phones/${phone}/prompts`);
@@ -62,7 +63,7 @@ export async function approveOnHandset(phone: string, reference: string, pin = "
       const accepted = await fetch(`${base}/sandbox/phones/${phone}/prompts/${prompt.id}/accept`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ pin }),
+        body: JSON.stringify({ pin: "24680".slice(0, prompt.pin_digits) }),
       });
       if (!accepted.ok) throw new Error(`accept failed: ${accepted.status}`);
       return ((await accepted.json()) as any).receipt;

@@ -28,6 +28,7 @@ use std::{
 
 use crate::{
     config::Config,
+    connectors::RailId,
     domain::{Money, SessionId, keys::hash_token, money::Currency},
     merchants,
     startup::Application,
@@ -303,89 +304,82 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         ),
     );
     tokio::spawn(async move { axum::serve(receiver, hook).await });
-    let mut latencies = Vec::with_capacity(opts.payments);
-    let mut webhook_latencies = Vec::with_capacity(opts.payments);
-    for i in 0..opts.payments {
-        let session = crate::checkout::CheckoutService::new(store.clone(), malipo.clone())
-            .create(crate::checkout::CreateSession {
-                merchant_id: created.merchant.id.clone(),
-                mode: crate::domain::Mode::Test,
-                amount: Money::new(150_000, Currency::Kes)?,
-                reference: format!("L-{i}"),
-                description: "Latency".into(),
-                success_url: "https://lodge.example/paid".into(),
-                cancel_url: "https://lodge.example/no".into(),
-                customer_phone: None,
-                customer_email: None,
-                metadata: Default::default(),
-                expires_in_secs: 900,
-            })
-            .await?;
-        let token = format!("bench-token-{i}");
-        let attempt = store
-            .insert_attempt(
-                &NewAttempt {
-                    session_id: session.id.clone(),
-                    rail: crate::connectors::RailId::Mpesa,
-                    amount: session.amount,
-                    payer: Some("254708374149".into()),
-                    callback_token_hash: Some(hash_token(&token)),
-                    next_poll_at: None,
-                },
-                now_ms(),
-            )
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("a new session refused its first attempt"))?;
-        let request_id = format!("ws_CO_bench_{i}");
-        store
-            .set_operator_request_id(&attempt.id, &request_id, now_ms())
-            .await?;
-        let mut events = client
-            .get(format!("{malipo}/pay/{}/events", session.id))
-            .send()
-            .await?;
-        let mut buf = String::new();
-        read_until(&mut events, &mut buf, "data: waiting").await?;
-        let callback = json!({"Body": {"stkCallback": {
-            "MerchantRequestID": "1", "CheckoutRequestID": request_id, "ResultCode": 0,
-            "ResultDesc": "The service request is processed successfully.",
-            "CallbackMetadata": {"Item": [
-                {"Name": "Amount", "Value": 1500.0},
-                {"Name": "MpesaReceiptNumber", "Value": format!("BENCH{i:05}")},
-                {"Name": "Balance"},
-                {"Name": "TransactionDate", "Value": 20261123101010_i64},
-                {"Name": "PhoneNumber", "Value": 254708374149_i64}]}}}});
-        let t0 = Instant::now();
-        let res = client
-            .post(format!("{malipo}/callbacks/mpesa/{}/{token}", attempt.id))
-            .json(&callback)
-            .send()
-            .await?;
-        anyhow::ensure!(res.status() == 200, "callback refused: {}", res.status());
-        read_until(&mut events, &mut buf, "data: paid").await?;
-        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let arrived = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some((id, at)) = hook_rx.recv().await {
-                if id == session.id.as_str() {
-                    return Some(at);
+    let mut webhook_latencies = Vec::with_capacity(opts.payments * RailId::ALL.len());
+    for rail in RailId::ALL {
+        let mut latencies = Vec::with_capacity(opts.payments);
+        for i in 0..opts.payments {
+            let (amount, payer, callback) = paid_callback(rail, i)?;
+            let session = crate::checkout::CheckoutService::new(store.clone(), malipo.clone())
+                .create(crate::checkout::CreateSession {
+                    merchant_id: created.merchant.id.clone(),
+                    mode: crate::domain::Mode::Test,
+                    amount,
+                    reference: format!("L-{rail}-{i}"),
+                    description: "Latency".into(),
+                    success_url: "https://lodge.example/paid".into(),
+                    cancel_url: "https://lodge.example/no".into(),
+                    customer_phone: None,
+                    customer_email: None,
+                    metadata: Default::default(),
+                    expires_in_secs: 900,
+                })
+                .await?;
+            let token = format!("bench-token-{rail}-{i}");
+            let attempt = store
+                .insert_attempt(
+                    &NewAttempt {
+                        session_id: session.id.clone(),
+                        rail,
+                        amount: session.amount,
+                        payer: Some(payer.into()),
+                        callback_token_hash: Some(hash_token(&token)),
+                        next_poll_at: None,
+                    },
+                    now_ms(),
+                )
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("a new session refused its first attempt"))?;
+            store
+                .set_operator_request_id(&attempt.id, &format!("bench-{rail}-{i}"), now_ms())
+                .await?;
+            let mut events = client
+                .get(format!("{malipo}/pay/{}/events", session.id))
+                .send()
+                .await?;
+            let mut buf = String::new();
+            read_until(&mut events, &mut buf, "data: waiting").await?;
+            let t0 = Instant::now();
+            let res = client
+                .post(format!("{malipo}/callbacks/{rail}/{}/{token}", attempt.id))
+                .json(&callback)
+                .send()
+                .await?;
+            anyhow::ensure!(res.status() == 200, "callback refused: {}", res.status());
+            read_until(&mut events, &mut buf, "data: paid").await?;
+            latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+            let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some((id, at)) = hook_rx.recv().await {
+                    if id == session.id.as_str() {
+                        return Some(at);
+                    }
                 }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| anyhow::anyhow!("no webhook for {}", session.id))?;
-        webhook_latencies.push(arrived.duration_since(t0).as_secs_f64() * 1000.0);
+                None
+            })
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| anyhow::anyhow!("no webhook for {}", session.id))?;
+            webhook_latencies.push(arrived.duration_since(t0).as_secs_f64() * 1000.0);
+        }
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "callback → page shows paid ({rail}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} payments",
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            latencies.last().copied().unwrap_or(f64::NAN),
+            latencies.len()
+        );
     }
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "callback → page shows paid: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} payments",
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
-        latencies.last().copied().unwrap_or(f64::NAN),
-        latencies.len()
-    );
     webhook_latencies.sort_by(|a, b| a.total_cmp(b));
     println!(
         "callback → merchant receives the signed checkout.session.completed webhook: \
@@ -397,6 +391,34 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// A session's amount, the payer, and the operator's success callback for payment `i`
+/// of the benchmark on `rail` (request id `bench-{rail}-{i}`).
+fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<(Money, &'static str, Value)> {
+    Ok(match rail {
+        RailId::Mpesa => (
+            Money::new(150_000, Currency::Kes)?,
+            "254708374149",
+            json!({"Body": {"stkCallback": {
+                "MerchantRequestID": "1", "CheckoutRequestID": format!("bench-{rail}-{i}"), "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "CallbackMetadata": {"Item": [
+                    {"Name": "Amount", "Value": 1500.0},
+                    {"Name": "MpesaReceiptNumber", "Value": format!("BENCH{i:05}")},
+                    {"Name": "Balance"},
+                    {"Name": "TransactionDate", "Value": 20261123101010_i64},
+                    {"Name": "PhoneNumber", "Value": 254708374149_i64}]}}}}),
+        ),
+        RailId::MtnMomo => (
+            Money::new(75_000, Currency::Ugx)?,
+            "256772123456",
+            json!({"financialTransactionId": format!("{}", 600_000_000 + i), "externalId": "bench",
+                "amount": "75000", "currency": "UGX",
+                "payer": {"partyIdType": "MSISDN", "partyId": "256772123456"},
+                "status": "SUCCESSFUL"}),
+        ),
+    })
 }
 
 fn report(what: &str, ours: &Load, base: &Load) {

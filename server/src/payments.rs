@@ -208,9 +208,14 @@ impl Payments {
         self.rails.get(rail, mode)
     }
 
-    /// Whose numbers `rail` takes (for reading what a shopper typed), if it is on.
-    pub fn payer_country(&self, rail: RailId) -> Option<crate::domain::phone::Country> {
-        self.rails.any(rail).map(|c| c.capabilities().country)
+    /// Whose numbers `rail` takes when paying in `currency` (for reading what a shopper
+    /// typed), if it is on and takes that currency.
+    pub fn payer_country(
+        &self,
+        rail: RailId,
+        currency: crate::domain::money::Currency,
+    ) -> Option<crate::domain::phone::Country> {
+        self.rails.any(rail)?.capabilities().country(currency)
     }
 
     /// What `rail`'s operator expects back from a callback (taken, or unreadable).
@@ -284,12 +289,11 @@ impl Payments {
             .ok_or(PayError::RailNotConfigured)?
             .capabilities()
             .clone();
-        let msisdn =
-            Msisdn::parse(phone_input, capabilities.country).ok_or(PayError::InvalidPhone)?;
-        if !msisdn
-            .as_str()
-            .starts_with(capabilities.country.calling_code())
-        {
+        let Some(country) = capabilities.country(session.amount.currency()) else {
+            return Err(PayError::NotPayable);
+        };
+        let msisdn = Msisdn::parse(phone_input, country).ok_or(PayError::InvalidPhone)?;
+        if !msisdn.as_str().starts_with(country.calling_code()) {
             return Err(PayError::InvalidPhone);
         }
         if !capabilities.accepts(session.amount) {

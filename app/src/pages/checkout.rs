@@ -105,6 +105,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             error=error
             retry_after=retry_after
             methods=methods
+            currency=view.currency.code().to_string()
         />
     };
     // Without JavaScript: refresh while a prompt is waiting; go on to the merchant once

@@ -39,7 +39,10 @@ pub fn LiveStatus(
     /// The rails that can take this session, comma-separated (`mpesa`); the form is for
     /// the first. Empty: nothing here can take it, and no form shows.
     methods: String,
+    /// The session's currency code (`KES`): how numbers are written where it is spent.
+    currency: String,
 ) -> impl IntoView {
+    let (_, number_example, _) = crate::operators::number_style(&currency);
     let (state, set_state) = signal(LiveState::decode(&initial).unwrap_or(LiveState::Idle {
         failure: None,
         rail: None,
@@ -171,7 +174,7 @@ pub fn LiveStatus(
                 role="alert"
                 hidden=move || problem_shown().is_none()
             >
-                {move || problem_text().map(|code| failure_message(&code, rail())).unwrap_or_default()}
+                {move || problem_text().map(|code| failure_message(&code, rail(), &currency)).unwrap_or_default()}
                 {retry_after.map(retry_hint)}
             </p>
             <p class="status status-failed" data-live="unpayable" role="status" hidden=move || !unpayable()>
@@ -192,7 +195,7 @@ pub fn LiveStatus(
                     type="tel"
                     inputmode="tel"
                     autocomplete="tel"
-                    placeholder=method.map_or("", RailId::number_example)
+                    placeholder=method.map(|_| number_example)
                     required
                     value=phone
                 />

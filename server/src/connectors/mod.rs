@@ -28,12 +28,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What a rail takes: the page and the engine check a session against it.
 #[derive(Debug, Clone)]
 pub struct Capabilities {
-    /// Currencies it can charge.
-    pub currencies: &'static [Currency],
+    /// Each currency it can charge, with the country whose numbers it serves for it
+    /// (for reading local forms like `0712…`).
+    pub markets: Vec<(Currency, Country)>,
     /// Whether amounts must be whole units of the currency (Daraja: whole shillings).
     pub whole_units: bool,
-    /// Whose mobile numbers it serves (for reading local forms like `0712…`).
-    pub country: Country,
 }
 
 impl Capabilities {
@@ -41,7 +40,15 @@ impl Capabilities {
     pub fn accepts(&self, amount: Money) -> bool {
         let currency = amount.currency();
         let unit = 10i64.pow(currency.exponent());
-        self.currencies.contains(&currency) && (!self.whole_units || amount.minor() % unit == 0)
+        self.country(currency).is_some() && (!self.whole_units || amount.minor() % unit == 0)
+    }
+
+    /// Whose numbers pay in `currency` on this rail, if it takes that currency.
+    pub fn country(&self, currency: Currency) -> Option<Country> {
+        self.markets
+            .iter()
+            .find(|(c, _)| *c == currency)
+            .map(|(_, country)| *country)
     }
 }
 
@@ -220,9 +227,8 @@ mod tests {
     #[test]
     fn capabilities_take_their_currencies_in_whole_units() {
         let caps = Capabilities {
-            currencies: &[Currency::Kes],
+            markets: vec![(Currency::Kes, Country::Kenya)],
             whole_units: true,
-            country: Country::Kenya,
         };
         let kes = |minor| Money::new(minor, Currency::Kes).unwrap();
         assert!(caps.accepts(kes(150_000)));
@@ -231,6 +237,8 @@ mod tests {
             "KES 1,500.50 is not whole shillings"
         );
         assert!(!caps.accepts(Money::new(150_000, Currency::Tzs).unwrap()));
+        assert_eq!(caps.country(Currency::Kes), Some(Country::Kenya));
+        assert_eq!(caps.country(Currency::Tzs), None);
         let cents = Capabilities {
             whole_units: false,
             ..caps

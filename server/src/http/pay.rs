@@ -169,7 +169,7 @@ async fn pay(
         Err(PayError::Limited { limit, retry_after }) => {
             let payer = state
                 .payments
-                .payer_country(rail)
+                .payer_country(rail, session.amount.currency())
                 .and_then(|country| crate::domain::phone::Msisdn::parse(&phone, country))
                 .map(|m| mask(m.as_str()));
             refuse(limit, payer, retry_after).await

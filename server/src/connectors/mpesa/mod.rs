@@ -73,6 +73,7 @@ pub struct Daraja {
     passkey: SecretString,
     http: reqwest::Client,
     token: TokenCache,
+    capabilities: Capabilities,
 }
 
 impl Daraja {
@@ -86,6 +87,11 @@ impl Daraja {
             passkey: config.passkey.clone(),
             http,
             token: TokenCache::default(),
+            // M-PESA Express takes whole Kenyan shillings from Kenyan numbers.
+            capabilities: Capabilities {
+                markets: vec![(Currency::Kes, Country::Kenya)],
+                whole_units: true,
+            },
         })
     }
 
@@ -216,20 +222,13 @@ impl Daraja {
     }
 }
 
-/// M-PESA Express takes whole Kenyan shillings from Kenyan numbers.
-const CAPABILITIES: Capabilities = Capabilities {
-    currencies: &[Currency::Kes],
-    whole_units: true,
-    country: Country::Kenya,
-};
-
 impl Connector for Daraja {
     fn rail(&self) -> RailId {
         RailId::Mpesa
     }
 
     fn capabilities(&self) -> &Capabilities {
-        &CAPABILITIES
+        &self.capabilities
     }
 
     fn initiate<'a>(

@@ -61,13 +61,13 @@ impl MtnConfig {
 }
 
 /// What an `X-Target-Environment` charges in, and whose numbers it serves.
-pub fn environment(name: &str) -> Option<(&'static [Currency], Country)> {
+pub fn environment(name: &str) -> Option<(Currency, Country)> {
     match name {
-        "mtnuganda" => Some((&[Currency::Ugx], Country::Uganda)),
-        "mtnrwanda" => Some((&[Currency::Rwf], Country::Rwanda)),
-        "mtnzambia" => Some((&[Currency::Zmw], Country::Zambia)),
+        "mtnuganda" => Some((Currency::Ugx, Country::Uganda)),
+        "mtnrwanda" => Some((Currency::Rwf, Country::Rwanda)),
+        "mtnzambia" => Some((Currency::Zmw, Country::Zambia)),
         // MTN's own sandbox takes EUR only; its test numbers are Swedish-looking.
-        "sandbox" => Some((&[Currency::Eur], Country::Uganda)),
+        "sandbox" => Some((Currency::Eur, Country::Uganda)),
         _ => None,
     }
 }

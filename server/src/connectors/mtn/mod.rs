@@ -68,8 +68,9 @@ pub fn reference_id(attempt: &AttemptId) -> String {
 impl MtnMomo {
     pub fn new(base_url: String, config: &MtnConfig) -> Result<MtnMomo, reqwest::Error> {
         // The configuration checked the environment; an unknown one takes nothing.
-        let (currencies, country) = config::environment(&config.target_environment)
-            .unwrap_or((&[], crate::domain::phone::Country::Uganda));
+        let markets = config::environment(&config.target_environment)
+            .into_iter()
+            .collect();
         Ok(MtnMomo {
             base_url: base_url.trim_end_matches('/').to_owned(),
             subscription_key: config.subscription_key.clone(),
@@ -79,9 +80,8 @@ impl MtnMomo {
             // MTN's amounts are whole units (UGX and RWF have no minor unit; for ZMW
             // and EUR decimals are not confirmed, so we never send them).
             capabilities: Capabilities {
-                currencies,
+                markets,
                 whole_units: true,
-                country,
             },
             http: http_client(Duration::from_secs(15))?,
             token: TokenCache::default(),

@@ -328,13 +328,7 @@ fn subscribed<'a>(
 fn authorised<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
-) -> Result<
-    (
-        &'a crate::sandbox::Sandbox,
-        &'static [crate::domain::money::Currency],
-    ),
-    Box<Response>,
-> {
+) -> Result<(&'a crate::sandbox::Sandbox, crate::domain::money::Currency), Box<Response>> {
     let sandbox = subscribed(state, headers)?;
     let token = header(headers, "authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -347,7 +341,7 @@ fn authorised<'a>(
         )));
     }
     match header(headers, "x-target-environment").and_then(environment) {
-        Some((currencies, _)) => Ok((sandbox, currencies)),
+        Some((currency, _)) => Ok((sandbox, currency)),
         None => Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "NOT_ALLOWED_TARGET_ENVIRONMENT",
@@ -411,7 +405,7 @@ async fn request_to_pay(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let (sandbox, currencies) = match authorised(&state, &headers) {
+    let (sandbox, currency) = match authorised(&state, &headers) {
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
@@ -446,11 +440,7 @@ async fn request_to_pay(
     let Ok(req) = serde_json::from_value::<RequestToPay>(body) else {
         return bad("The request body does not match the schema");
     };
-    let Some(currency) = currencies
-        .iter()
-        .copied()
-        .find(|c| c.code() == req.currency)
-    else {
+    if currency.code() != req.currency {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INVALID_CURRENCY",
