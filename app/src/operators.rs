@@ -43,8 +43,8 @@ impl Operator {
         match self {
             Operator::Safaricom => Some(RailId::Mpesa),
             Operator::Mtn => Some(RailId::MtnMomo),
-            Operator::Airtel
-            | Operator::Telkom
+            Operator::Airtel => Some(RailId::Airtel),
+            Operator::Telkom
             | Operator::Equitel
             | Operator::Vodacom
             | Operator::Yas
@@ -54,6 +54,27 @@ impl Operator {
             | Operator::Other => None,
         }
     }
+}
+
+/// The operator a number typed on a page paying in `currency` belongs to, if it reads
+/// as a mobile number there (`0733 123 456`, `+254733123456`, `733123456`): to
+/// pre-select the shopper's wallet as they type.
+pub fn operator_typed(input: &str, currency: &str) -> Option<Operator> {
+    let calling = match currency {
+        "TZS" => "255",
+        "UGX" => "256",
+        "RWF" => "250",
+        "ZMW" => "260",
+        _ => "254",
+    };
+    let digits: String = input.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.strip_prefix("00").unwrap_or(&digits);
+    let international = match digits.len() {
+        9 => format!("{calling}{digits}"),
+        10 if digits.starts_with('0') => format!("{calling}{}", &digits[1..]),
+        _ => digits.to_owned(),
+    };
+    operator_of(&international)
 }
 
 /// How mobile numbers are written where `currency` is spent: the country as an
@@ -253,6 +274,12 @@ mod tests {
         assert_eq!(operator_of("254770123456"), Some(Telkom));
         assert_eq!(Safaricom.rail(), Some(RailId::Mpesa));
         assert_eq!(Mtn.rail(), Some(RailId::MtnMomo));
+        assert_eq!(Airtel.rail(), Some(RailId::Airtel));
+        assert_eq!(operator_typed("0733 123 456", "KES"), Some(Airtel));
+        assert_eq!(operator_typed("+254 712 345 678", "KES"), Some(Safaricom));
+        assert_eq!(operator_typed("772123456", "UGX"), Some(Mtn));
+        assert_eq!(operator_typed("0750 123 456", "UGX"), Some(Airtel));
+        assert_eq!(operator_typed("07", "KES"), None);
     }
 
     #[test]

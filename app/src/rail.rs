@@ -16,6 +16,8 @@ pub enum RailId {
     Mpesa,
     /// MTN Mobile Money (MoMo), Uganda (the Collection API's request to pay).
     MtnMomo,
+    /// Airtel Money, Kenya, Uganda, Tanzania, Rwanda, Zambia (the Open API's USSD push).
+    Airtel,
 }
 
 /// What the page and the server say about a rail. (How numbers are written depends on
@@ -32,7 +34,7 @@ pub struct RailInfo {
 }
 
 /// One line per rail, in the order of [`RailId`]'s variants.
-const INFO: [RailInfo; 2] = [
+const INFO: [RailInfo; 3] = [
     RailInfo {
         id: "mpesa",
         label: "M-PESA",
@@ -46,10 +48,16 @@ const INFO: [RailInfo; 2] = [
         // MTN: "approve a transaction within the given time frame (5 minutes)".
         prompt_secs: 300,
     },
+    RailInfo {
+        id: "airtel",
+        label: "Airtel Money",
+        a_label: "an Airtel Money",
+        prompt_secs: 60,
+    },
 ];
 
 impl RailId {
-    pub const ALL: [RailId; 2] = [RailId::Mpesa, RailId::MtnMomo];
+    pub const ALL: [RailId; 3] = [RailId::Mpesa, RailId::MtnMomo, RailId::Airtel];
 
     pub fn info(self) -> &'static RailInfo {
         &INFO[self as usize]

@@ -308,7 +308,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     for rail in RailId::ALL {
         let mut latencies = Vec::with_capacity(opts.payments);
         for i in 0..opts.payments {
-            let (amount, payer, callback) = paid_callback(rail, i)?;
+            let Some((amount, payer, callback)) = paid_callback(rail, i)? else {
+                break;
+            };
             let session = crate::checkout::CheckoutService::new(store.clone(), malipo.clone())
                 .create(crate::checkout::CreateSession {
                     merchant_id: created.merchant.id.clone(),
@@ -371,6 +373,13 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("no webhook for {}", session.id))?;
             webhook_latencies.push(arrived.duration_since(t0).as_secs_f64() * 1000.0);
         }
+        if latencies.is_empty() {
+            println!(
+                "callback → page shows paid ({rail}): not measured (its callbacks only cue an \
+                 enquiry: settled by the poller's next pass, within a second)"
+            );
+            continue;
+        }
         latencies.sort_by(|a, b| a.total_cmp(b));
         println!(
             "callback → page shows paid ({rail}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} payments",
@@ -395,8 +404,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
 
 /// A session's amount, the payer, and the operator's success callback for payment `i`
 /// of the benchmark on `rail` (request id `bench-{rail}-{i}`).
-fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<(Money, &'static str, Value)> {
-    Ok(match rail {
+fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<Option<(Money, &'static str, Value)>> {
+    Ok(Some(match rail {
         RailId::Mpesa => (
             Money::new(150_000, Currency::Kes)?,
             "254708374149",
@@ -418,7 +427,8 @@ fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<(Money, &'static str,
                 "payer": {"partyIdType": "MSISDN", "partyId": "256772123456"},
                 "status": "SUCCESSFUL"}),
         ),
-    })
+        RailId::Airtel => return Ok(None),
+    }))
 }
 
 fn report(what: &str, ours: &Load, base: &Load) {

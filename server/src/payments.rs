@@ -23,7 +23,10 @@
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    connectors::{Connector, ConnectorError, InitiateRequest, RailId, RailOutcome, Registry},
+    connectors::{
+        Connector, ConnectorError, InitiateRequest, Queried, QueryRequest, RailId, RailOutcome,
+        Registry,
+    },
     domain::{AttemptId, Mode, SessionId, ids::random_base62, keys::hash_token, phone::Msisdn},
     store::{
         AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt,
@@ -381,7 +384,7 @@ impl Payments {
             description: &description,
             callback_url: &callback_url,
         };
-        if let Some(chosen) = connector.chosen_request_id(&attempt.id) {
+        if let Some(chosen) = connector.chosen_request_id(&request) {
             self.store
                 .set_operator_request_id(&attempt.id, &chosen, now)
                 .await?;
@@ -464,6 +467,37 @@ impl Payments {
             .record_callback(rail.as_str(), &id, body, now_ms())
             .await?;
         self.apply_callback(&id, body).await
+    }
+
+    /// Handles an operator's POST to its one portal-configured URL, `/callbacks/{rail}`
+    /// (Airtel). The body is authenticated by the connector (the operator's own
+    /// signature, when configured), kept as evidence, and never believed: the attempt it
+    /// names is asked about at once (the poller's next pass, within a second).
+    pub async fn portal_callback(&self, rail: RailId, body: &[u8]) -> Result<(), CallbackError> {
+        let connector = self.rails.any(rail).ok_or(CallbackError::Forbidden)?;
+        let request_id = match connector.portal_callback(body) {
+            None => return Err(CallbackError::Forbidden),
+            Some(Err(_)) => {
+                tracing::warn!(%rail, "portal callback refused: unreadable or not authentic");
+                return Err(CallbackError::BadBody);
+            }
+            Some(Ok(id)) => id,
+        };
+        // An id we never gave out: answered like any other, so nothing is learnt.
+        let Some(id) = self
+            .store
+            .attempt_by_operator_request_id(rail, &request_id)
+            .await?
+        else {
+            return Ok(());
+        };
+        self.store
+            .record_callback(rail.as_str(), &id, body, now_ms())
+            .await?;
+        if self.store.reschedule_poll(&id, now_ms(), now_ms()).await? {
+            tracing::info!(attempt = %id, %rail, "callback received; asking the operator");
+        }
+        Ok(())
     }
 
     /// Acts on a callback body already stored for attempt `id`. Idempotent: a body
@@ -674,29 +708,41 @@ impl Payments {
             }
             return Ok(changed);
         };
-        let outcome = match self.connector(attempt.rail, mode) {
+        let queried: Queried = match self.connector(attempt.rail, mode) {
             Some(_) if !self.may_query(attempt.rail, mode, now) => {
                 // The operator keeps failing: its circuit is open. The schedule below
                 // still runs, so the attempt goes unknown on time.
-                RailOutcome::Pending
+                RailOutcome::Pending.into()
             }
             Some(connector) => {
-                let answer = connector.query(request_id, now).await;
+                let answer = connector
+                    .query(
+                        QueryRequest {
+                            operator_request_id: request_id,
+                            amount: attempt.amount,
+                        },
+                        now,
+                    )
+                    .await;
                 self.query_answered(attempt.rail, mode, answer.is_ok(), now_ms());
                 match answer {
-                    Ok(o) => o,
+                    Ok(q) => q,
                     Err(e) => {
                         tracing::warn!(attempt = %attempt.id, error = %e, "status query failed; will retry");
-                        RailOutcome::Pending
+                        RailOutcome::Pending.into()
                     }
                 }
             }
             None => {
                 tracing::error!(attempt = %attempt.id, rail = %attempt.rail, "open attempt but its rail is not configured in its mode");
-                RailOutcome::Pending
+                RailOutcome::Pending.into()
             }
         };
-        if let Some((status, result)) = outcome_to_status(&outcome) {
+        let outcome = queried.outcome;
+        if let Some((status, mut result)) = outcome_to_status(&outcome) {
+            if status == AttemptStatus::Succeeded {
+                result.operator_receipt = queried.receipt;
+            }
             let changed = self
                 .store
                 .finalize_attempt(&attempt.id, status, &result, "query", now_ms())
@@ -748,7 +794,7 @@ impl Payments {
         let mut settled = 0;
         let markers: Vec<(RailId, &str)> = RailId::ALL
             .into_iter()
-            .filter_map(|rail| Some((rail, self.rails.any(rail)?.success_marker())))
+            .filter_map(|rail| Some((rail, self.rails.any(rail)?.success_marker()?)))
             .collect();
         for (id, body) in self
             .store

@@ -47,7 +47,11 @@ pub fn LiveStatus(
         failure: None,
         rail: None,
     }));
-    let method = methods.split(',').find_map(RailId::parse);
+    let offered: Vec<RailId> = methods.split(',').filter_map(RailId::parse).collect();
+    // The form is for the shopper's choice: the first rail offered until they pick
+    // another, or type a number of another rail's network.
+    let method = offered.first().copied();
+    let chosen = RwSignal::new(method);
     let (submitting, set_submitting) = signal(false);
     let (hydrated, set_hydrated) = signal(false);
     let (elapsed, set_elapsed) = signal(0_i64);
@@ -88,15 +92,57 @@ pub fn LiveStatus(
             LiveState::Idle { rail, .. } | LiveState::Paid { rail, .. } => rail,
             LiveState::Expired => None,
         }
-        .or(method)
+        .or(chosen.get())
         .unwrap_or(RailId::Mpesa)
     };
     let wallet = move || rail().label();
-    // No rail can take the session: the form never shows, and names none.
+    // No rail can take the session: the form never shows, and names none. The path
+    // names the default; the `rail` field, when sent, is the shopper's choice.
     let action = method.map_or(String::new(), |r| format!("/pay/{session_id}/{r}"));
-    let phone_label = method.map_or("Phone number".to_string(), |r| {
-        format!("{} phone number", r.label())
+    let phone_label = move || {
+        chosen.get().map_or("Phone number".to_string(), |r| {
+            format!("{} phone number", r.label())
+        })
+    };
+    let picker = (offered.len() > 1).then(|| {
+        let choices = offered
+            .iter()
+            .map(|&r| {
+                view! {
+                    <label class="method">
+                        <input
+                            type="radio"
+                            name="rail"
+                            value=r.as_str()
+                            checked=Some(r) == method
+                            prop:checked=move || chosen.get() == Some(r)
+                            on:change=move |_| chosen.set(Some(r))
+                        />
+                        " " {r.label()}
+                    </label>
+                }
+            })
+            .collect::<Vec<_>>();
+        view! {
+            <fieldset class="methods">
+                <legend>"Pay with"</legend>
+                {choices}
+            </fieldset>
+        }
     });
+    let typed = {
+        let offered = offered.clone();
+        let currency = currency.clone();
+        move |ev: leptos::ev::Event| {
+            let value = event_target_value(&ev);
+            if let Some(r) = crate::operators::operator_typed(&value, &currency)
+                .and_then(|op| op.rail())
+                .filter(|r| offered.contains(r))
+            {
+                chosen.set(Some(r));
+            }
+        }
+    };
     // Every block is rendered once and shown or hidden by state: only attributes and
     // text change, which keeps the island's WASM small (no type-erased view switching).
     let waiting = move || matches!(state.get(), LiveState::Waiting { .. });
@@ -188,6 +234,7 @@ pub fn LiveStatus(
                 on:submit=move |_| set_submitting.set(true)
             >
                 <input type="hidden" name="form_token" value=form_token />
+                {picker}
                 <label for="phone">{phone_label}</label>
                 <input
                     id="phone"
@@ -198,6 +245,7 @@ pub fn LiveStatus(
                     placeholder=method.map(|_| number_example)
                     required
                     value=phone
+                    on:input=typed
                 />
                 <label class="confirm" hidden=move || !unconfirmed()>
                     <input type="checkbox" name="no_sms" value="1" />

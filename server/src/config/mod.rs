@@ -7,7 +7,7 @@
 
 mod rails;
 
-pub use rails::{MpesaConfig, MtnConfig, RailSettings, Rails, SANDBOX_PASSKEY};
+pub use rails::{AirtelConfig, MpesaConfig, MtnConfig, RailSettings, Rails, SANDBOX_PASSKEY};
 
 use crate::connectors::RailId;
 use secrecy::{ExposeSecret, SecretString};

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::secret;
 
 use crate::connectors::RailId;
-pub use crate::connectors::mtn::MtnConfig;
+pub use crate::connectors::{airtel::AirtelConfig, mtn::MtnConfig};
 
 /// What the configuration needs to know of a rail's settings.
 pub trait RailSettings {
@@ -83,6 +83,8 @@ rails! {
     mpesa: Mpesa => MpesaConfig,
     /// `[rails.mtn_momo]`: MTN MoMo Collection (Uganda, Rwanda or Zambia).
     mtn_momo: MtnMomo => MtnConfig,
+    /// `[rails.airtel]`: Airtel Money Open API (Kenya, Uganda, Tanzania, Rwanda, Zambia).
+    airtel: Airtel => AirtelConfig,
 }
 
 impl Rails {

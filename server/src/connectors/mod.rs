@@ -6,6 +6,7 @@
 //! callback. Units are the connector's business (Daraja counts whole shillings; the
 //! engine only ever sees [`Money`]), and so is every operator-specific word.
 
+pub mod airtel;
 pub mod mpesa;
 pub mod mtn;
 pub mod registry;
@@ -64,6 +65,32 @@ pub struct InitiateRequest<'a> {
     pub description: &'a str,
     /// Where the operator reports the outcome: `/callbacks/{rail}/{attempt}/{token}`.
     pub callback_url: &'a str,
+}
+
+/// An attempt to ask the operator about.
+#[derive(Debug, Clone)]
+pub struct QueryRequest<'a> {
+    /// The operator's id for the push.
+    pub operator_request_id: &'a str,
+    /// What was asked for (Airtel's enquiry names the country and currency).
+    pub amount: Money,
+}
+
+/// What the operator's status query said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queried {
+    pub outcome: RailOutcome,
+    /// For a success, the operator's receipt, when its query gives one.
+    pub receipt: Option<String>,
+}
+
+impl From<RailOutcome> for Queried {
+    fn from(outcome: RailOutcome) -> Queried {
+        Queried {
+            outcome,
+            receipt: None,
+        }
+    }
 }
 
 /// The operator took the push.
@@ -134,9 +161,10 @@ pub trait Connector: Send + Sync + 'static {
     fn capabilities(&self) -> &Capabilities;
 
     /// The operator's id for an attempt's push when we choose it ourselves (MTN's
-    /// `X-Reference-Id`): known before sending, so a push whose answer is lost can
-    /// still be asked about. `None` (the default): the operator gives it.
-    fn chosen_request_id(&self, _attempt: &AttemptId) -> Option<String> {
+    /// `X-Reference-Id`, Airtel's `transaction.id`): known before sending, so a push
+    /// whose answer is lost can still be asked about. `None` (the default): the operator
+    /// gives it.
+    fn chosen_request_id(&self, _req: &InitiateRequest<'_>) -> Option<String> {
         None
     }
 
@@ -150,16 +178,26 @@ pub trait Connector: Send + Sync + 'static {
     /// Where the push stands now (`Pending` while the shopper has not answered).
     fn query<'a>(
         &'a self,
-        operator_request_id: &'a str,
+        req: QueryRequest<'a>,
         now_ms: i64,
-    ) -> BoxFuture<'a, Result<RailOutcome, ConnectorError>>;
+    ) -> BoxFuture<'a, Result<Queried, ConnectorError>>;
 
     /// The operator's callback body (already tied to an attempt by the URL's token).
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback>;
 
     /// A text every success callback body of this operator contains (Daraja's
     /// `MpesaReceiptNumber`): narrows the search for stored callbacks to apply again.
-    fn success_marker(&self) -> &'static str;
+    /// `None`: its callbacks are never applied, so there is nothing to re-drive.
+    fn success_marker(&self) -> Option<&'static str>;
+
+    /// For an operator that posts every callback to one URL configured on its portal
+    /// (`/callbacks/{rail}`, Airtel): the operator's id for the push it reports on, once
+    /// the body is found authentic by the operator's own means (a signature, when one
+    /// is configured). Such a callback is never believed: it only makes the engine ask
+    /// the operator at once. `None` (the default): the rail has no such URL.
+    fn portal_callback(&self, _body: &[u8]) -> Option<Result<String, BadCallback>> {
+        None
+    }
 
     /// What the operator expects back: for a callback taken (or already known), and for
     /// one that could not be read.

@@ -1,4 +1,7 @@
-//! Operator callbacks: `POST /callbacks/{rail}/{attempt}/{token}`.
+//! Operator callbacks: `POST /callbacks/{rail}/{attempt}/{token}`, and
+//! `POST /callbacks/{rail}` for operators that post every callback to one URL set on
+//! their portal (Airtel): those are checked by the operator's own means (its `hash`),
+//! never believed, and only make the engine ask the operator at once.
 //!
 //! Daraja's callbacks are not signed; the unguessable per-attempt token in the URL is
 //! the primary control (Safaricom's source-IP allow-list can be added in front as a
@@ -22,7 +25,42 @@ pub const MAX_CALLBACK_BODY: usize = 64 * 1024;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/callbacks/{rail}/{attempt}/{token}", post(callback))
+        .route("/callbacks/{rail}", post(portal_callback))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BODY))
+}
+
+fn ack(state: &AppState, rail: RailId, accepted: bool) -> Response {
+    let (status, body) = state.payments.callback_ack(rail, accepted);
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn answer(state: &AppState, rail: RailId, result: Result<(), CallbackError>) -> Response {
+    match result {
+        Ok(()) => ack(state, rail, true),
+        Err(CallbackError::Forbidden) => StatusCode::NOT_FOUND.into_response(),
+        Err(CallbackError::BadBody) => ack(state, rail, false),
+        Err(CallbackError::Store(e)) => {
+            tracing::error!(error = %e, "callback not applied; a kept body is re-driven, and the poller settles pending attempts");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+async fn portal_callback(
+    State(state): State<AppState>,
+    Path(rail): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(rail) = RailId::parse(&rail) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let result = state.payments.portal_callback(rail, &body).await;
+    answer(&state, rail, result)
 }
 
 async fn callback(
@@ -33,22 +71,6 @@ async fn callback(
     let Some(rail) = RailId::parse(&rail) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let ack = |accepted: bool| {
-        let (status, body) = state.payments.callback_ack(rail, accepted);
-        (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
-    };
-    match state.payments.callback(rail, &attempt, &token, &body).await {
-        Ok(()) => ack(true),
-        Err(CallbackError::Forbidden) => StatusCode::NOT_FOUND.into_response(),
-        Err(CallbackError::BadBody) => ack(false),
-        Err(CallbackError::Store(e)) => {
-            tracing::error!(error = %e, "callback not applied; a kept body is re-driven, and the poller settles pending attempts");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-    }
+    let result = state.payments.callback(rail, &attempt, &token, &body).await;
+    answer(&state, rail, result)
 }

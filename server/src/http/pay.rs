@@ -50,6 +50,10 @@ struct PayForm {
     /// The page's form token (see `CheckoutService::form_token`).
     #[serde(default)]
     form_token: String,
+    /// The shopper's choice of rail on a page offering several (radio buttons); the
+    /// path's rail is the page's default.
+    #[serde(default)]
+    rail: Option<String>,
 }
 
 /// True when the browser says the post came from another site. Browsers send
@@ -85,8 +89,15 @@ async fn pay(
     headers: HeaderMap,
     Form(form): Form<PayForm>,
 ) -> Response {
-    let (Some(sid), Some(rail)) = (SessionId::parse(&id), RailId::parse(&rail)) else {
+    let (Some(sid), Some(path_rail)) = (SessionId::parse(&id), RailId::parse(&rail)) else {
         return StatusCode::NOT_FOUND.into_response();
+    };
+    let rail = match form.rail.as_deref() {
+        None | Some("") => path_rail,
+        Some(chosen) => match RailId::parse(chosen) {
+            Some(r) => r,
+            None => return StatusCode::NOT_FOUND.into_response(),
+        },
     };
     if cross_site(&headers, &state.config.public_url) {
         return (

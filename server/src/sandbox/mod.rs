@@ -81,6 +81,7 @@ pub fn operator(rail: RailId) -> &'static dyn SandboxOperator {
     match rail {
         RailId::Mpesa => &operators::daraja::Daraja,
         RailId::MtnMomo => &operators::mtn::Mtn,
+        RailId::Airtel => &operators::airtel::Airtel,
     }
 }
 

@@ -364,6 +364,23 @@ impl Store {
         attempt_in(&mut conn, id).await
     }
 
+    /// The attempt `rail`'s operator knows by `operator_request_id` (unique per rail).
+    pub async fn attempt_by_operator_request_id(
+        &self,
+        rail: RailId,
+        operator_request_id: &str,
+    ) -> Result<Option<AttemptId>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id FROM payment_attempts WHERE rail = $1 AND operator_request_id = $2",
+        )
+        .bind(rail.as_str())
+        .bind(operator_request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(AttemptId::from_db(r.try_get("id")?)))
+            .transpose()
+    }
+
     /// The session's pending attempt, if any (there is at most one).
     pub async fn pending_attempt(
         &self,

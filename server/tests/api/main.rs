@@ -4,6 +4,7 @@
 //! by `scripts/test`, which starts a throwaway server when none is reachable).
 
 mod abuse;
+mod airtel;
 mod bad_input;
 mod cli;
 mod embed;

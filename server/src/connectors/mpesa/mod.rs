@@ -19,7 +19,7 @@ use crate::{
     config::MpesaConfig,
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, InitiateRequest,
-        Initiated, PaidFacts, RailId, RailOutcome,
+        Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome,
         shared::{TokenCache, bad_response, http_client},
     },
     domain::{Money, money::Currency, phone::Country},
@@ -255,10 +255,15 @@ impl Connector for Daraja {
 
     fn query<'a>(
         &'a self,
-        operator_request_id: &'a str,
+        req: QueryRequest<'a>,
         now_ms: i64,
-    ) -> BoxFuture<'a, Result<RailOutcome, ConnectorError>> {
-        Box::pin(self.stk_query(operator_request_id, now_ms))
+    ) -> BoxFuture<'a, Result<Queried, ConnectorError>> {
+        // Daraja's STK query gives no receipt: the callback carries it.
+        Box::pin(async move {
+            self.stk_query(req.operator_request_id, now_ms)
+                .await
+                .map(Queried::from)
+        })
     }
 
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback> {
@@ -283,8 +288,8 @@ impl Connector for Daraja {
         })
     }
 
-    fn success_marker(&self) -> &'static str {
-        "MpesaReceiptNumber"
+    fn success_marker(&self) -> Option<&'static str> {
+        Some("MpesaReceiptNumber")
     }
 
     fn callback_ack(&self, accepted: bool) -> (u16, &'static str) {

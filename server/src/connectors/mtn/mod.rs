@@ -22,7 +22,7 @@ use self::wire::{ErrorBody, Party, RequestToPay, RequestToPayResult, TokenRespon
 use crate::{
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, ConnectorError,
-        InitiateRequest, Initiated, PaidFacts, RailId, RailOutcome,
+        InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome,
         shared::{TokenCache, bad_response, http_client, unreachable},
     },
     domain::{AttemptId, Money},
@@ -190,6 +190,11 @@ impl MtnMomo {
 
     /// Asks MTN how a request to pay stands.
     pub async fn status(&self, reference_id: &str) -> Result<RailOutcome, ConnectorError> {
+        self.status_report(reference_id).await.map(|q| q.outcome)
+    }
+
+    /// How a request to pay stands, with MTN's `financialTransactionId` once paid.
+    async fn status_report(&self, reference_id: &str) -> Result<Queried, ConnectorError> {
         let url = format!(
             "{}/collection/v1_0/requesttopay/{reference_id}",
             self.base_url
@@ -197,10 +202,13 @@ impl MtnMomo {
         let (status, bytes) = self.send(|_| self.http.get(&url)).await?;
         match status {
             200 => serde_json::from_slice::<RequestToPayResult>(&bytes)
-                .map(|r| r.outcome())
+                .map(|r| Queried {
+                    outcome: r.outcome(),
+                    receipt: r.financial_transaction_id,
+                })
                 .map_err(|_| bad_response(RAIL, status, &bytes)),
             // Moments after a 202 it may not be visible yet: not a verdict.
-            404 => Ok(RailOutcome::Pending),
+            404 => Ok(RailOutcome::Pending.into()),
             _ => Err(bad_response(RAIL, status, &bytes)),
         }
     }
@@ -215,8 +223,8 @@ impl Connector for MtnMomo {
         &self.capabilities
     }
 
-    fn chosen_request_id(&self, attempt: &AttemptId) -> Option<String> {
-        Some(reference_id(attempt))
+    fn chosen_request_id(&self, req: &InitiateRequest<'_>) -> Option<String> {
+        Some(reference_id(req.attempt_id))
     }
 
     fn initiate<'a>(
@@ -250,10 +258,10 @@ impl Connector for MtnMomo {
 
     fn query<'a>(
         &'a self,
-        operator_request_id: &'a str,
+        req: QueryRequest<'a>,
         _now_ms: i64,
-    ) -> BoxFuture<'a, Result<RailOutcome, ConnectorError>> {
-        Box::pin(self.status(operator_request_id))
+    ) -> BoxFuture<'a, Result<Queried, ConnectorError>> {
+        Box::pin(self.status_report(req.operator_request_id))
     }
 
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback> {
@@ -289,8 +297,8 @@ impl Connector for MtnMomo {
         })
     }
 
-    fn success_marker(&self) -> &'static str {
-        "SUCCESSFUL"
+    fn success_marker(&self) -> Option<&'static str> {
+        Some("SUCCESSFUL")
     }
 
     fn callback_ack(&self, accepted: bool) -> (u16, &'static str) {
