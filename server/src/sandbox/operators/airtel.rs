@@ -272,20 +272,17 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The sandbox is on, the bearer token is Airtel's, and `X-Country`/`X-Currency` name a
 /// market: its currency, country and Airtel code.
+/// A market: currency, country, Airtel's country code.
+type Market = (
+    crate::domain::money::Currency,
+    crate::domain::phone::Country,
+    &'static str,
+);
+
 fn authorised<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
-) -> Result<
-    (
-        &'a crate::sandbox::Sandbox,
-        (
-            crate::domain::money::Currency,
-            crate::domain::phone::Country,
-            &'static str,
-        ),
-    ),
-    Box<Response>,
-> {
+) -> Result<(&'a crate::sandbox::Sandbox, Market), Box<Response>> {
     let Some(sandbox) = state.sandbox.as_deref() else {
         return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
     };
