@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { seedSession } from "./support";
+import { approveOnHandset, seedSession } from "./support";
 
 // Every rail beside M-PESA, on the hosted page and the sandbox handset page, with
 // JavaScript on and off (the two projects).
@@ -36,4 +36,41 @@ test("an MTN number with no MoMo account reads as such and offers another try", 
   const problem = page.locator("[data-live=failed][data-reason=not_registered]");
   await expect(problem).toContainText("This number has no MTN MoMo account", { timeout: 15_000 });
   await expect(page.getByRole("button", { name: "Send the prompt again" })).toBeVisible();
+});
+
+test("a KES session offers M-PESA and Airtel Money; an Airtel number picks Airtel", async ({ page }, info) => {
+  const s = seedSession();
+  const js = info.project.name === "js";
+  const phone = js ? "254733100011" : "254733100012";
+  await page.goto(s.path);
+  const picker = page.getByRole("group", { name: "Pay with" });
+  await expect(picker.getByLabel("M-PESA")).toBeChecked();
+  if (js) {
+    await expect(page.locator(".live[data-hydrated=true]")).toBeVisible();
+    // Typing the number pre-selects its network's wallet (the shopper can change it).
+    await page.locator("#phone").pressSequentially(`0${phone.slice(3, 6)} ${phone.slice(6, 9)} ${phone.slice(9)}`);
+    await expect(picker.getByLabel("Airtel Money")).toBeChecked();
+    await expect(page.getByLabel("Airtel Money phone number")).toBeVisible();
+  } else {
+    // Without JavaScript the shopper picks it.
+    await picker.getByLabel("Airtel Money").check();
+    await page.locator("#phone").fill(`0${phone.slice(3, 6)} ${phone.slice(6, 9)} ${phone.slice(9)}`);
+  }
+  await page.getByRole("button", { name: /^Pay KES/ }).click();
+  await expect(page.getByText("Check your phone and enter your Airtel Money PIN")).toBeVisible();
+  const receipt = await approveOnHandset(phone, s.reference);
+  await expect(page.locator("[data-live=paid]")).toBeVisible({ timeout: 15_000 });
+  await expect(page.locator(".receipt")).toHaveText(receipt);
+});
+
+test("a UGX session is paid with Airtel Money", async ({ page }, info) => {
+  const s = seedSession({ amount: 75000, currency: "UGX" });
+  const phone = info.project.name === "js" ? "256750100021" : "256750100022";
+  await page.goto(s.path);
+  await page.getByRole("group", { name: "Pay with" }).getByLabel("Airtel Money").check();
+  await page.locator("#phone").fill(`0${phone.slice(3)}`);
+  await page.getByRole("button", { name: /^Pay UGX/ }).click();
+  await expect(page.getByText("Check your phone and enter your Airtel Money PIN")).toBeVisible();
+  await approveOnHandset(phone, s.reference);
+  await expect(page.locator("[data-live=paid]")).toBeVisible({ timeout: 15_000 });
 });
