@@ -44,10 +44,10 @@ impl Operator {
             Operator::Safaricom => Some(RailId::Mpesa),
             Operator::Mtn => Some(RailId::MtnMomo),
             Operator::Airtel => Some(RailId::Airtel),
+            Operator::Yas => Some(RailId::Tigo),
             Operator::Telkom
             | Operator::Equitel
             | Operator::Vodacom
-            | Operator::Yas
             | Operator::Halotel
             | Operator::Ttcl
             | Operator::Zamtel
@@ -275,6 +275,8 @@ mod tests {
         assert_eq!(Safaricom.rail(), Some(RailId::Mpesa));
         assert_eq!(Mtn.rail(), Some(RailId::MtnMomo));
         assert_eq!(Airtel.rail(), Some(RailId::Airtel));
+        assert_eq!(Yas.rail(), Some(RailId::Tigo));
+        assert_eq!(operator_typed("0713 123 456", "TZS"), Some(Yas));
         assert_eq!(operator_typed("0733 123 456", "KES"), Some(Airtel));
         assert_eq!(operator_typed("+254 712 345 678", "KES"), Some(Safaricom));
         assert_eq!(operator_typed("772123456", "UGX"), Some(Mtn));

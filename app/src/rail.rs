@@ -18,6 +18,8 @@ pub enum RailId {
     MtnMomo,
     /// Airtel Money, Kenya, Uganda, Tanzania, Rwanda, Zambia (the Open API's USSD push).
     Airtel,
+    /// Mixx by Yas (formerly Tigo Pesa), Tanzania (push bill-pay).
+    Tigo,
 }
 
 /// What the page and the server say about a rail. (How numbers are written depends on
@@ -34,7 +36,7 @@ pub struct RailInfo {
 }
 
 /// One line per rail, in the order of [`RailId`]'s variants.
-const INFO: [RailInfo; 3] = [
+const INFO: [RailInfo; 4] = [
     RailInfo {
         id: "mpesa",
         label: "M-PESA",
@@ -54,10 +56,16 @@ const INFO: [RailInfo; 3] = [
         a_label: "an Airtel Money",
         prompt_secs: 60,
     },
+    RailInfo {
+        id: "tigo",
+        label: "Mixx by Yas",
+        a_label: "a Mixx by Yas",
+        prompt_secs: 60,
+    },
 ];
 
 impl RailId {
-    pub const ALL: [RailId; 3] = [RailId::Mpesa, RailId::MtnMomo, RailId::Airtel];
+    pub const ALL: [RailId; 4] = [RailId::Mpesa, RailId::MtnMomo, RailId::Airtel, RailId::Tigo];
 
     pub fn info(self) -> &'static RailInfo {
         &INFO[self as usize]

@@ -74,3 +74,25 @@ test("a UGX session is paid with Airtel Money", async ({ page }, info) => {
   await approveOnHandset(phone, s.reference);
   await expect(page.locator("[data-live=paid]")).toBeVisible({ timeout: 15_000 });
 });
+
+test("a TZS session is paid with Mixx by Yas; a Yas number picks it", async ({ page }, info) => {
+  const s = seedSession({ amount: 5000000, currency: "TZS" });
+  const js = info.project.name === "js";
+  const phone = js ? "255713100031" : "255713100032";
+  await page.goto(s.path);
+  await expect(page.locator(".amount")).toHaveText("TZS 50,000");
+  const picker = page.getByRole("group", { name: "Pay with" });
+  const typed = `0${phone.slice(3, 6)} ${phone.slice(6, 9)} ${phone.slice(9)}`;
+  if (js) {
+    await expect(page.locator(".live[data-hydrated=true]")).toBeVisible();
+    await page.locator("#phone").pressSequentially(typed);
+    await expect(picker.getByLabel("Mixx by Yas")).toBeChecked();
+  } else {
+    await picker.getByLabel("Mixx by Yas").check();
+    await page.locator("#phone").fill(typed);
+  }
+  await page.getByRole("button", { name: /^Pay TZS/ }).click();
+  await expect(page.getByText("Check your phone and enter your Mixx by Yas PIN")).toBeVisible();
+  await approveOnHandset(phone, s.reference);
+  await expect(page.locator("[data-live=paid]")).toBeVisible({ timeout: 15_000 });
+});

@@ -58,7 +58,10 @@ export async function approveOnHandset(phone: string, reference: string): Promis
   while (Date.now() < deadline) {
     const res = await fetch(`${base}/sandbox/phones/${phone}/prompts`);
     const body: any = await res.json();
-    const prompt = body.prompts.find((p: any) => p.account_reference === reference);
+    // Tigo has no account reference: Malipo's Remarks end with it.
+    const prompt = body.prompts.find(
+      (p: any) => p.account_reference === reference || String(p.merchant).endsWith(` ${reference}`),
+    );
     if (prompt) {
       const accepted = await fetch(`${base}/sandbox/phones/${phone}/prompts/${prompt.id}/accept`, {
         method: "POST",

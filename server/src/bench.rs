@@ -352,7 +352,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             read_until(&mut events, &mut buf, "data: waiting").await?;
             let t0 = Instant::now();
             let res = client
-                .post(format!("{malipo}/callbacks/{rail}/{}/{token}", attempt.id))
+                .post(match rail {
+                    // Tigo posts to the merchant's one callback URL.
+                    RailId::Tigo => format!("{malipo}/callbacks/tigo"),
+                    _ => format!("{malipo}/callbacks/{rail}/{}/{token}", attempt.id),
+                })
                 .json(&callback)
                 .send()
                 .await?;
@@ -428,6 +432,14 @@ fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<Option<(Money, &'stat
                 "status": "SUCCESSFUL"}),
         ),
         RailId::Airtel => return Ok(None),
+        // To Tigo's one portal URL; the ReferenceID is the attempt's request id.
+        RailId::Tigo => (
+            Money::new(5_000_000, Currency::Tzs)?,
+            "255713123456",
+            json!({"Status": true, "Description": "Success",
+                "MFSTransactionID": format!("BENCH{i:05}"),
+                "ReferenceID": format!("bench-{rail}-{i}"), "Amount": "50000"}),
+        ),
     }))
 }
 

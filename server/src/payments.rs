@@ -222,11 +222,10 @@ impl Payments {
     }
 
     /// What `rail`'s operator expects back from a callback (taken, or unreadable).
-    pub fn callback_ack(&self, rail: RailId, accepted: bool) -> (u16, &'static str) {
+    pub fn callback_ack(&self, rail: RailId, accepted: bool, body: &[u8]) -> (u16, String) {
         match self.rails.any(rail) {
-            Some(c) => c.callback_ack(accepted),
-            None if accepted => (200, ""),
-            None => (400, ""),
+            Some(c) => c.callback_ack(accepted, body),
+            None => (if accepted { 200 } else { 400 }, String::new()),
         }
     }
 
@@ -401,8 +400,11 @@ impl Payments {
             // The operator said no: nothing reached the phone.
             Err(ConnectorError::Rejected { code, message, .. }) => {
                 tracing::warn!(attempt = %attempt.id, %code, "push refused");
+                let failure = connector
+                    .rejection_failure(&code)
+                    .map_or("push_rejected", |f| f.as_str());
                 let outcome = AttemptOutcome {
-                    failure_code: Some("push_rejected".into()),
+                    failure_code: Some(failure.into()),
                     failure_detail: Some(format!("{code} {message}")),
                     ..Default::default()
                 };
@@ -494,6 +496,11 @@ impl Payments {
         self.store
             .record_callback(rail.as_str(), &id, body, now_ms())
             .await?;
+        if !connector.has_status_query() {
+            // Nothing to ask (Tigo): its callback, found authentic by the connector (an
+            // unguessable reference), is the operator's word.
+            return self.apply_callback(&id, body).await;
+        }
         if self.store.reschedule_poll(&id, now_ms(), now_ms()).await? {
             tracing::info!(attempt = %id, %rail, "callback received; asking the operator");
         }
@@ -540,7 +547,11 @@ impl Payments {
         if report.outcome == RailOutcome::Succeeded {
             let paid = &report.paid;
             let amount_ok = paid.amount == Some(attempt.amount);
-            let phone_ok = paid.payer.is_some() && paid.payer == attempt.payer;
+            // The payer must match where the operator names one. Tigo's callback names
+            // none and Tigo cannot be asked: there the unguessable reference and the
+            // amount are all there is.
+            let phone_ok = (paid.payer.is_some() && paid.payer == attempt.payer)
+                || (paid.payer.is_none() && !connector.has_status_query());
             let Some(receipt) = paid.receipt.clone().filter(|_| amount_ok && phone_ok) else {
                 if attempt.status.is_final() {
                     // Closed, and this "success" does not match it: kept (above) for a

@@ -7,7 +7,9 @@
 
 mod rails;
 
-pub use rails::{AirtelConfig, MpesaConfig, MtnConfig, RailSettings, Rails, SANDBOX_PASSKEY};
+pub use rails::{
+    AirtelConfig, MpesaConfig, MtnConfig, RailSettings, Rails, SANDBOX_PASSKEY, TigoConfig,
+};
 
 use crate::connectors::RailId;
 use secrecy::{ExposeSecret, SecretString};

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::secret;
 
 use crate::connectors::RailId;
-pub use crate::connectors::{airtel::AirtelConfig, mtn::MtnConfig};
+pub use crate::connectors::{airtel::AirtelConfig, mtn::MtnConfig, tigo::TigoConfig};
 
 /// What the configuration needs to know of a rail's settings.
 pub trait RailSettings {
@@ -85,6 +85,8 @@ rails! {
     mtn_momo: MtnMomo => MtnConfig,
     /// `[rails.airtel]`: Airtel Money Open API (Kenya, Uganda, Tanzania, Rwanda, Zambia).
     airtel: Airtel => AirtelConfig,
+    /// `[rails.tigo]`: Mixx by Yas (formerly Tigo Pesa) push bill-pay, Tanzania.
+    tigo: Tigo => TigoConfig,
 }
 
 impl Rails {

@@ -11,6 +11,7 @@ pub mod mpesa;
 pub mod mtn;
 pub mod registry;
 pub mod shared;
+pub mod tigo;
 
 pub use app::rail::RailId;
 pub use registry::Registry;
@@ -199,9 +200,23 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
-    /// What the operator expects back: for a callback taken (or already known), and for
-    /// one that could not be read.
-    fn callback_ack(&self, accepted: bool) -> (u16, &'static str);
+    /// Our failure code for a push the operator refused with `code`, where the code
+    /// says more than "refused" (Airtel's `DP00800001005` Msisdn Not Found: the number
+    /// has no wallet there, so the page suggests another). `None`: `push_rejected`.
+    fn rejection_failure(&self, _code: &str) -> Option<FailureCode> {
+        None
+    }
+
+    /// Whether the operator can be asked how a push ended. Without a status query
+    /// (Tigo), its callback is the only word: one that comes to its portal URL is
+    /// applied (when the connector found it authentic) instead of cueing a query.
+    fn has_status_query(&self) -> bool {
+        true
+    }
+
+    /// What the operator expects back (status and body) for the callback `body`: taken
+    /// (or already known), or not readable.
+    fn callback_ack(&self, accepted: bool, body: &[u8]) -> (u16, String);
 }
 
 /// What a rail said about an attempt, in our terms.

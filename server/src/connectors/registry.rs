@@ -66,5 +66,6 @@ fn connector(
         RailId::Mpesa => Arc::new(super::mpesa::Daraja::new(base_url, &settings.mpesa)?),
         RailId::MtnMomo => Arc::new(super::mtn::MtnMomo::new(base_url, &settings.mtn_momo)?),
         RailId::Airtel => Arc::new(super::airtel::Airtel::new(base_url, &settings.airtel)?),
+        RailId::Tigo => Arc::new(super::tigo::Tigo::new(base_url, &settings.tigo)?),
     })
 }

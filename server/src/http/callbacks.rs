@@ -29,8 +29,8 @@ pub fn router() -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BODY))
 }
 
-fn ack(state: &AppState, rail: RailId, accepted: bool) -> Response {
-    let (status, body) = state.payments.callback_ack(rail, accepted);
+fn ack(state: &AppState, rail: RailId, accepted: bool, received: &[u8]) -> Response {
+    let (status, body) = state.payments.callback_ack(rail, accepted, received);
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -39,11 +39,16 @@ fn ack(state: &AppState, rail: RailId, accepted: bool) -> Response {
         .into_response()
 }
 
-fn answer(state: &AppState, rail: RailId, result: Result<(), CallbackError>) -> Response {
+fn answer(
+    state: &AppState,
+    rail: RailId,
+    received: &[u8],
+    result: Result<(), CallbackError>,
+) -> Response {
     match result {
-        Ok(()) => ack(state, rail, true),
+        Ok(()) => ack(state, rail, true, received),
         Err(CallbackError::Forbidden) => StatusCode::NOT_FOUND.into_response(),
-        Err(CallbackError::BadBody) => ack(state, rail, false),
+        Err(CallbackError::BadBody) => ack(state, rail, false, received),
         Err(CallbackError::Store(e)) => {
             tracing::error!(error = %e, "callback not applied; a kept body is re-driven, and the poller settles pending attempts");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
@@ -60,7 +65,7 @@ async fn portal_callback(
         return StatusCode::NOT_FOUND.into_response();
     };
     let result = state.payments.portal_callback(rail, &body).await;
-    answer(&state, rail, result)
+    answer(&state, rail, &body, result)
 }
 
 async fn callback(
@@ -72,5 +77,5 @@ async fn callback(
         return StatusCode::NOT_FOUND.into_response();
     };
     let result = state.payments.callback(rail, &attempt, &token, &body).await;
-    answer(&state, rail, result)
+    answer(&state, rail, &body, result)
 }

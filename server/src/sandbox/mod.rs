@@ -82,6 +82,7 @@ pub fn operator(rail: RailId) -> &'static dyn SandboxOperator {
         RailId::Mpesa => &operators::daraja::Daraja,
         RailId::MtnMomo => &operators::mtn::Mtn,
         RailId::Airtel => &operators::airtel::Airtel,
+        RailId::Tigo => &operators::tigo::Tigo,
     }
 }
 

@@ -257,7 +257,12 @@ async fn failures_lost_and_badly_signed_callbacks() {
             AttemptStatus::Cancelled,
             Some("cancelled_by_user"),
         ),
-        ("0733 000 105", AttemptStatus::Failed, Some("push_rejected")),
+        // Refused at the request: no wallet there, so the page suggests another.
+        (
+            "0733 000 105",
+            AttemptStatus::Failed,
+            Some("not_registered"),
+        ),
     ];
     for (typed, status, code) in cases {
         let sid = session(&app, "Failing Lodge", kes()).await;

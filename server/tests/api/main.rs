@@ -19,4 +19,5 @@ mod payments;
 mod sandbox_daraja;
 mod sessions_api;
 mod store;
+mod tigo;
 mod webhooks;

@@ -318,13 +318,17 @@ impl Connector for Airtel {
         })())
     }
 
+    fn rejection_failure(&self, code: &str) -> Option<crate::connectors::FailureCode> {
+        (code == "DP00800001005").then_some(crate::connectors::FailureCode::NotRegistered)
+    }
+
     fn success_marker(&self) -> Option<&'static str> {
         // Airtel's callbacks are never applied, only a cue to ask: nothing to re-drive.
         None
     }
 
-    fn callback_ack(&self, accepted: bool) -> (u16, &'static str) {
-        if accepted { (200, "") } else { (401, "") }
+    fn callback_ack(&self, accepted: bool, _body: &[u8]) -> (u16, String) {
+        (if accepted { 200 } else { 401 }, String::new())
     }
 }
 

@@ -292,14 +292,14 @@ impl Connector for Daraja {
         Some("MpesaReceiptNumber")
     }
 
-    fn callback_ack(&self, accepted: bool) -> (u16, &'static str) {
+    fn callback_ack(&self, accepted: bool, _body: &[u8]) -> (u16, String) {
         // Daraja resends nothing whatever we answer; it wants its own shape back.
         if accepted {
-            (200, r#"{"ResultCode":0,"ResultDesc":"Accepted"}"#)
+            (200, r#"{"ResultCode":0,"ResultDesc":"Accepted"}"#.into())
         } else {
             (
                 400,
-                r#"{"ResultCode":1,"ResultDesc":"Unreadable callback"}"#,
+                r#"{"ResultCode":1,"ResultDesc":"Unreadable callback"}"#.into(),
             )
         }
     }

@@ -301,9 +301,9 @@ impl Connector for MtnMomo {
         Some("SUCCESSFUL")
     }
 
-    fn callback_ack(&self, accepted: bool) -> (u16, &'static str) {
+    fn callback_ack(&self, accepted: bool, _body: &[u8]) -> (u16, String) {
         // MTN reads only the status and never retries.
-        if accepted { (200, "") } else { (400, "") }
+        (if accepted { 200 } else { 400 }, String::new())
     }
 }
 

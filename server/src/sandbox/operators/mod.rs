@@ -4,3 +4,4 @@
 pub mod airtel;
 pub mod daraja;
 pub mod mtn;
+pub mod tigo;
