@@ -353,3 +353,12 @@ async fn a_portal_callback_is_never_believed_on_its_own() {
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[tokio::test]
+async fn a_pending_airtel_payment_survives_a_restart() {
+    let done =
+        crate::helpers::pay_across_a_restart(RailId::Airtel, ugx(), "0750 100 009", "256750100009")
+            .await;
+    assert_eq!(done.status, AttemptStatus::Succeeded);
+    assert!(done.operator_receipt.is_some(), "from the enquiry");
+}

@@ -351,3 +351,69 @@ pub async fn accept(client: &reqwest::Client, addr: &str, phone: &str, prompt: &
     let v: serde_json::Value = res.json().await.unwrap();
     v["receipt"].as_str().unwrap().to_owned()
 }
+
+/// Starts a payment on `rail` from the number `typed` (its handset `phone`) for a new
+/// session in `amount`, stops the server while the prompt waits, starts it again on the
+/// same database and port, answers the prompt, and returns the attempt once settled: a
+/// pending payment must survive a restart on every rail.
+pub async fn pay_across_a_restart(
+    rail: malipo::connectors::RailId,
+    amount: Money,
+    typed: &str,
+    phone: &str,
+) -> malipo::store::AttemptRecord {
+    let db = test_db(Db::Sqlite).await;
+    let site = tempfile::tempdir().expect("site dir");
+    // A fixed free port, so the callback URL given to the operator stays valid.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = || {
+        let mut c = test_config(&db.url, site.path().into());
+        c.listen = format!("127.0.0.1:{port}").parse().expect("addr");
+        c.sandbox_delay_percent = 5;
+        c
+    };
+    let addr = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let first = Application::build(config()).await.expect("build");
+    let (store, checkout, payments) = (
+        first.state().store.clone(),
+        first.state().checkout.clone(),
+        first.state().payments.clone(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(first.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let merchant = merchants::create(&store, "Restart Lodge")
+        .await
+        .expect("merchant");
+    let session = checkout
+        .create(open_session(&merchant.merchant.id, Mode::Test, amount))
+        .await
+        .expect("session");
+    let attempt = payments
+        .start(&session.id, rail, typed, false)
+        .await
+        .expect("push");
+    stop.send(()).expect("stop");
+    running.await.expect("join").expect("run");
+
+    let second = Application::build(config()).await.expect("rebuild");
+    let store = second.state().store.clone();
+    tokio::spawn(second.run_until(std::future::pending()));
+    let shown = prompts(&client, &addr, phone).await;
+    assert_eq!(shown.len(), 1, "the prompt survived the restart");
+    accept(&client, &addr, phone, shown[0]["id"].as_str().expect("id")).await;
+    wait_for("the attempt to settle", 20, async || {
+        store
+            .attempt(&attempt.id)
+            .await
+            .expect("attempt")
+            .filter(|a| a.status.is_final())
+    })
+    .await
+}

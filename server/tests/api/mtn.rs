@@ -2,9 +2,7 @@
 //! (its wire habits), and the engine paying UGX sessions through it: the hosted page's
 //! form, the handset, callbacks (lost, duplicated, forged), the status GET, a restart.
 
-use crate::helpers::{
-    Db, TestApp, accept, open_session, prompts, spawn_app_with, test_config, test_db, wait_for,
-};
+use crate::helpers::{Db, TestApp, accept, open_session, prompts, spawn_app_with, wait_for};
 use malipo::{
     config::MtnConfig,
     connectors::{
@@ -15,7 +13,6 @@ use malipo::{
         },
     },
     domain::{AttemptId, Mode, Money, SessionId, money::Currency},
-    startup::Application,
     store::{AttemptRecord, AttemptStatus, PaymentStatus, Store},
 };
 use secrecy::ExposeSecret;
@@ -540,61 +537,14 @@ async fn forged_callbacks_change_nothing() {
 
 #[tokio::test]
 async fn a_pending_mtn_payment_survives_a_restart() {
-    let db = test_db(Db::Sqlite).await;
-    let site = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = || {
-        let mut c = test_config(&db.url, site.path().into());
-        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        c.sandbox_delay_percent = 5;
-        c
-    };
-    let addr = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let first = Application::build(config()).await.unwrap();
-    let store = first.state().store.clone();
-    let checkout = first.state().checkout.clone();
-    let payments = first.state().payments.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(first.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let merchant = malipo::merchants::create(&store, "Restart Lodge")
-        .await
-        .unwrap();
-    let session = checkout
-        .create(open_session(
-            &merchant.merchant.id,
-            Mode::Test,
-            Money::new(75_000, Currency::Ugx).unwrap(),
-        ))
-        .await
-        .unwrap();
     // Its callback is lost: only the status GET can settle it.
-    let attempt = payments
-        .start(&session.id, RailId::MtnMomo, "0770123470", false)
-        .await
-        .unwrap();
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
-
-    let second = Application::build(config()).await.unwrap();
-    let store = second.state().store.clone();
-    tokio::spawn(second.run_until(std::future::pending()));
-    let shown = prompts(&client, &addr, "256770123470").await;
-    assert_eq!(shown.len(), 1, "the request survived the restart");
-    accept(
-        &client,
-        &addr,
+    let done = crate::helpers::pay_across_a_restart(
+        RailId::MtnMomo,
+        Money::new(75_000, Currency::Ugx).unwrap(),
+        "0770123470",
         "256770123470",
-        shown[0]["id"].as_str().unwrap(),
     )
     .await;
-    let done = settled(&store, &attempt.id, 20).await;
     assert_eq!(done.status, AttemptStatus::Succeeded);
 }
 

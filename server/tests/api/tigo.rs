@@ -201,3 +201,15 @@ async fn forged_failed_and_lost_callbacks() {
     let s = app.store.session(&sid).await.unwrap().unwrap();
     assert_eq!(s.payment_status, PaymentStatus::Unpaid);
 }
+
+#[tokio::test]
+async fn a_pending_tigo_payment_survives_a_restart() {
+    let done = crate::helpers::pay_across_a_restart(
+        RailId::Tigo,
+        Money::new(5_000_000, Currency::Tzs).unwrap(),
+        "0713 100 009",
+        "255713100009",
+    )
+    .await;
+    assert_eq!(done.status, AttemptStatus::Succeeded);
+}
