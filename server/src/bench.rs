@@ -305,6 +305,12 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     );
     tokio::spawn(async move { axum::serve(receiver, hook).await });
     let mut webhook_latencies = Vec::with_capacity(opts.payments * RailId::ALL.len());
+    // This install's sandbox Tigo callback key (derived from its per-install password).
+    let tigo_key = crate::config::TigoConfig {
+        password: store.instance_secret("sandbox_tigo_password").await?,
+        ..crate::config::TigoConfig::default()
+    }
+    .callback_key();
     for rail in RailId::ALL {
         let mut latencies = Vec::with_capacity(opts.payments);
         for i in 0..opts.payments {
@@ -353,8 +359,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             let t0 = Instant::now();
             let res = client
                 .post(match rail {
-                    // Tigo posts to the merchant's one callback URL.
-                    RailId::Tigo => format!("{malipo}/callbacks/tigo"),
+                    // Tigo posts to the merchant's one callback URL, with its key.
+                    RailId::Tigo => format!("{malipo}/callbacks/tigo/{tigo_key}"),
                     _ => format!("{malipo}/callbacks/{rail}/{}/{token}", attempt.id),
                 })
                 .json(&callback)

@@ -475,34 +475,69 @@ impl Payments {
     /// (Airtel). The body is authenticated by the connector (the operator's own
     /// signature, when configured), kept as evidence, and never believed: the attempt it
     /// names is asked about at once (the poller's next pass, within a second).
-    pub async fn portal_callback(&self, rail: RailId, body: &[u8]) -> Result<(), CallbackError> {
-        let connector = self.rails.any(rail).ok_or(CallbackError::Forbidden)?;
-        let request_id = match connector.portal_callback(body) {
-            None => return Err(CallbackError::Forbidden),
-            Some(Err(_)) => {
-                tracing::warn!(%rail, "portal callback refused: unreadable or not authentic");
-                return Err(CallbackError::BadBody);
+    pub async fn portal_callback(
+        &self,
+        rail: RailId,
+        key: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), CallbackError> {
+        // Live and test connectors have their own secrets: the body must be authentic to
+        // one of them, and then name an attempt of that connector's mode.
+        let mut offers_portal = false;
+        let mut authentic = None;
+        for mode in [Mode::Live, Mode::Test] {
+            let Some(connector) = self.rails.get(rail, mode) else {
+                continue;
+            };
+            match connector.portal_callback(key, body) {
+                None => {}
+                Some(Err(_)) => offers_portal = true,
+                Some(Ok(request_id)) => {
+                    authentic = Some((mode, connector.clone(), request_id));
+                    break;
+                }
             }
-            Some(Ok(id)) => id,
+        }
+        let Some((mode, connector, request_id)) = authentic else {
+            if !offers_portal {
+                return Err(CallbackError::Forbidden);
+            }
+            tracing::warn!(%rail, "portal callback refused: unreadable or not authentic");
+            return Err(CallbackError::BadBody);
         };
-        // An id we never gave out: answered like any other, so nothing is learnt.
-        let Some(id) = self
+        let attempt = match self
             .store
             .attempt_by_operator_request_id(rail, &request_id)
             .await?
-        else {
-            return Ok(());
+        {
+            Some(id) => self.store.attempt(&id).await?,
+            None => None,
         };
+        let session_mode = match &attempt {
+            Some(a) => self.store.session(&a.session_id).await?.map(|s| s.mode),
+            None => None,
+        };
+        let (Some(attempt), Some(session_mode)) = (attempt, session_mode) else {
+            // Authentic, but for nothing of ours: refused, so the operator can tell.
+            tracing::warn!(%rail, "portal callback names no attempt of ours; refused");
+            return Err(CallbackError::BadBody);
+        };
+        if session_mode != mode {
+            tracing::warn!(attempt = %attempt.id, %rail, "portal callback authentic for the other mode; refused");
+            return Err(CallbackError::BadBody);
+        }
         self.store
-            .record_callback(rail.as_str(), &id, body, now_ms())
+            .record_callback(rail.as_str(), &attempt.id, body, now_ms())
             .await?;
         if !connector.has_status_query() {
-            // Nothing to ask (Tigo): its callback, found authentic by the connector (an
-            // unguessable reference), is the operator's word.
-            return self.apply_callback(&id, body).await;
+            // Nothing to ask (Tigo): its callback, found authentic by the connector, is
+            // the operator's word.
+            return self.apply_callback(&attempt.id, body).await;
         }
-        if self.store.reschedule_poll(&id, now_ms(), now_ms()).await? {
-            tracing::info!(attempt = %id, %rail, "callback received; asking the operator");
+        // A cue, not a verdict: ask now, unless a query is due within seconds anyway (a
+        // flood of cues never turns into a flood of queries).
+        if self.store.poll_soon(&attempt.id, now_ms()).await? {
+            tracing::info!(attempt = %attempt.id, %rail, "callback received; asking the operator");
         }
         Ok(())
     }
@@ -552,7 +587,11 @@ impl Payments {
             // amount are all there is.
             let phone_ok = (paid.payer.is_some() && paid.payer == attempt.payer)
                 || (paid.payer.is_none() && !connector.has_status_query());
-            let Some(receipt) = paid.receipt.clone().filter(|_| amount_ok && phone_ok) else {
+            // A receipt is required where the operator can be asked (a success without
+            // one is checked by query); where it cannot (Tigo), the amount and the
+            // authenticated callback are all there is, and a missing receipt is noted.
+            let receipt_ok = paid.receipt.is_some() || !connector.has_status_query();
+            if !(amount_ok && phone_ok && receipt_ok) {
                 if attempt.status.is_final() {
                     // Closed, and this "success" does not match it: kept (above) for a
                     // human, not believed.
@@ -562,9 +601,12 @@ impl Payments {
                     self.store.reschedule_poll(id, now_ms(), now_ms()).await?;
                 }
                 return Ok(());
-            };
+            }
+            if paid.receipt.is_none() {
+                tracing::warn!(attempt = %id, "success without the operator's receipt; settled on the authenticated callback and its amount");
+            }
             let result = AttemptOutcome {
-                operator_receipt: Some(receipt),
+                operator_receipt: paid.receipt.clone(),
                 ..Default::default()
             };
             match self
@@ -754,10 +796,27 @@ impl Payments {
             if status == AttemptStatus::Succeeded {
                 result.operator_receipt = queried.receipt;
             }
-            let changed = self
+            let changed = match self
                 .store
                 .finalize_attempt(&attempt.id, status, &result, "query", now_ms())
-                .await?;
+                .await
+            {
+                Ok(changed) => changed,
+                // The operator says paid, with a receipt another attempt already has:
+                // not settled on it; a human decides (and the poller stops asking).
+                Err(e) if e.is_unique_violation() => {
+                    tracing::error!(attempt = %attempt.id, "the query's receipt belongs to another attempt; left for reconciliation");
+                    self.store
+                        .mark_unknown(
+                            &attempt.id,
+                            "the operator's receipt is already another attempt's",
+                            None,
+                            now_ms(),
+                        )
+                        .await?
+                }
+                Err(e) => return Err(e),
+            };
             if changed {
                 self.changed(&attempt.session_id);
             }

@@ -192,11 +192,16 @@ pub trait Connector: Send + Sync + 'static {
     fn success_marker(&self) -> Option<&'static str>;
 
     /// For an operator that posts every callback to one URL configured on its portal
-    /// (`/callbacks/{rail}`, Airtel): the operator's id for the push it reports on, once
-    /// the body is found authentic by the operator's own means (a signature, when one
-    /// is configured). Such a callback is never believed: it only makes the engine ask
-    /// the operator at once. `None` (the default): the rail has no such URL.
-    fn portal_callback(&self, _body: &[u8]) -> Option<Result<String, BadCallback>> {
+    /// (`/callbacks/{rail}` or `/callbacks/{rail}/{key}`: Airtel, Tigo): the operator's
+    /// id for the push it reports on, once the body (and the URL's `key`, where the rail
+    /// uses one) is found authentic by the connector. Where the operator can be asked,
+    /// such a callback only makes the engine ask at once. `None` (the default): the rail
+    /// has no such URL.
+    fn portal_callback(
+        &self,
+        _key: Option<&str>,
+        _body: &[u8],
+    ) -> Option<Result<String, BadCallback>> {
         None
     }
 

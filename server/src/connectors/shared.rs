@@ -57,6 +57,26 @@ impl TokenCache {
     }
 }
 
+/// Whether two secrets (a MAC, a URL key) are equal, in time independent of where
+/// they differ.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// A token endpoint's answer that cannot be read: never with its body, which may hold
+/// a token.
+pub fn unreadable_token(rail: RailId, status: u16) -> ConnectorError {
+    ConnectorError::BadResponse {
+        rail,
+        status,
+        body: "(token endpoint answer withheld)".into(),
+    }
+}
+
 /// The operator could not be reached, or its answer could not be read in full.
 pub fn unreachable(rail: RailId) -> impl Fn(reqwest::Error) -> ConnectorError {
     move |source| ConnectorError::Unreachable { rail, source }

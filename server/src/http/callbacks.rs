@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/callbacks/{rail}/{attempt}/{token}", post(callback))
         .route("/callbacks/{rail}", post(portal_callback))
+        .route("/callbacks/{rail}/{key}", post(keyed_portal_callback))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BODY))
 }
 
@@ -61,11 +62,24 @@ async fn portal_callback(
     Path(rail): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(rail) = RailId::parse(&rail) else {
+    portal(&state, &rail, None, &body).await
+}
+
+/// A portal URL with a secret last segment (Tigo: its callbacks are unsigned).
+async fn keyed_portal_callback(
+    State(state): State<AppState>,
+    Path((rail, key)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    portal(&state, &rail, Some(&key), &body).await
+}
+
+async fn portal(state: &AppState, rail: &str, key: Option<&str>, body: &[u8]) -> Response {
+    let Some(rail) = RailId::parse(rail) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let result = state.payments.portal_callback(rail, &body).await;
-    answer(&state, rail, &body, result)
+    let result = state.payments.portal_callback(rail, key, body).await;
+    answer(state, rail, body, result)
 }
 
 async fn callback(

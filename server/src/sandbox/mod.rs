@@ -102,6 +102,9 @@ pub struct Sandbox {
     delay_percent: u32,
 }
 
+/// Bearer tokens the sandbox keeps at once, across operators.
+pub const MAX_TOKENS: usize = 10_000;
+
 /// Prompts one sandbox phone may have waiting at once.
 pub const PENDING_PER_PHONE: i64 = 20;
 /// The longest request body a sandbox operator reads.
@@ -163,12 +166,25 @@ impl Sandbox {
         self.pushes.check(client, now_ms).is_ok()
     }
 
-    /// Issues `operator`'s bearer token for `lifetime` (`len` characters).
+    /// Issues `operator`'s bearer token for `lifetime` (`len` characters). At most
+    /// [`MAX_TOKENS`] live at once: beyond that, the oldest go first.
     pub fn issue_token(&self, operator: RailId, len: usize, lifetime: Duration) -> String {
         let token = random_base62(len);
         if let Ok(mut tokens) = self.tokens.lock() {
             let now = Instant::now();
-            tokens.retain(|_, (_, until)| *until > now);
+            if tokens.len() >= MAX_TOKENS {
+                tokens.retain(|_, (_, until)| *until > now);
+            }
+            while tokens.len() >= MAX_TOKENS {
+                let Some(oldest) = tokens
+                    .iter()
+                    .min_by_key(|(_, (_, until))| *until)
+                    .map(|(t, _)| t.clone())
+                else {
+                    break;
+                };
+                tokens.remove(&oldest);
+            }
             tokens.insert(token.clone(), (operator, now + lifetime));
         }
         token

@@ -922,6 +922,23 @@ impl Store {
             == 1)
     }
 
+    /// Brings an open attempt's next status query forward to now (an operator's
+    /// callback said something), unless one is due within 5 s anyway: a flood of
+    /// callbacks never becomes a flood of queries. Not counted as a poll.
+    pub async fn poll_soon(&self, id: &AttemptId, now: i64) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE payment_attempts SET next_poll_at = $2, updated_at = $2 \
+             WHERE id = $1 AND (next_poll_at IS NULL OR next_poll_at > $2 + 5000) \
+             AND (status = 'pending' OR (status = 'unknown' AND next_poll_at IS NOT NULL))",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
     /// Pushes a pending attempt's next poll back and counts the poll; an unknown one
     /// only while it is still being asked about (a reconciled one stays reconciled).
     pub async fn reschedule_poll(

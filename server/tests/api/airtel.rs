@@ -330,7 +330,7 @@ async fn a_portal_callback_is_never_believed_on_its_own() {
     let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();
     assert_eq!(a.status, AttemptStatus::Pending, "not believed");
     assert_eq!(app.store.callbacks(&attempt.id).await.unwrap().len(), 1);
-    // An id Malipo never gave out is answered the same, and changes nothing.
+    // An id Malipo never gave out is refused, and changes nothing.
     let stranger = json!({"id": "pa_nobody", "message": "Paid", "status_code": "TS"});
     let body = json!({ "transaction": stranger, "hash": callback_hash(key.expose_secret(), stranger.to_string().as_bytes()) });
     assert_eq!(
@@ -341,7 +341,7 @@ async fn a_portal_callback_is_never_believed_on_its_own() {
             .await
             .unwrap()
             .status(),
-        200
+        401
     );
     // Rails without a portal URL have none.
     let res = app

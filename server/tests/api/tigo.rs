@@ -22,6 +22,20 @@ async fn app() -> TestApp {
     .await
 }
 
+/// The merchant's callback URL at Tigo, with its secret key (derived from this
+/// install's sandbox password).
+async fn callback_url(app: &TestApp) -> String {
+    let tigo = malipo::config::TigoConfig {
+        password: app
+            .store
+            .instance_secret("sandbox_tigo_password")
+            .await
+            .unwrap(),
+        ..malipo::config::TigoConfig::default()
+    };
+    format!("{}/callbacks/tigo/{}", app.addr, tigo.callback_key())
+}
+
 async fn tzs_session(app: &TestApp, name: &str) -> SessionId {
     let merchant = malipo::merchants::create(&app.store, name).await.unwrap();
     app.checkout
@@ -108,7 +122,7 @@ async fn a_tzs_session_is_paid_with_mixx_by_yas_and_the_callback_is_answered_in_
         "ReferenceID": reference, "Amount": "50000"});
     let res = app
         .client
-        .post(format!("{}/callbacks/tigo", app.addr))
+        .post(callback_url(&app).await)
         .json(&again)
         .send()
         .await
@@ -122,7 +136,29 @@ async fn a_tzs_session_is_paid_with_mixx_by_yas_and_the_callback_is_answered_in_
 #[tokio::test]
 async fn forged_failed_and_lost_callbacks() {
     let app = app().await;
-    // A callback for a ReferenceID never given out, or for the wrong amount, settles
+    // Tigo's callbacks are unsigned: without the URL's secret key, even the right
+    // ReferenceID and amount are refused (the ReferenceID may be seen by the payer).
+    let sid0 = tzs_session(&app, "Keyless Camp").await;
+    let first = app
+        .payments
+        .start(&sid0, RailId::Tigo, "0713 100 003", false)
+        .await
+        .unwrap();
+    let forged = json!({"Status": true, "Description": "Success", "MFSTransactionID": "FAKE0",
+        "ReferenceID": first.operator_request_id.clone().unwrap(), "Amount": "50000"});
+    for url in [
+        format!("{}/callbacks/tigo", app.addr),
+        format!("{}/callbacks/tigo/not-the-key", app.addr),
+    ] {
+        let res = app.client.post(&url).json(&forged).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{url}");
+        let ack: Value = res.json().await.unwrap();
+        assert_eq!(ack["ResponseCode"], "BILLER-30-3030-E");
+    }
+    let a = app.store.attempt(&first.id).await.unwrap().unwrap();
+    assert_eq!(a.status, AttemptStatus::Pending);
+
+    // With the key: a ReferenceID never given out is refused; the wrong amount settles
     // nothing.
     let sid = tzs_session(&app, "Forged Camp").await;
     let attempt = app
@@ -131,13 +167,14 @@ async fn forged_failed_and_lost_callbacks() {
         .await
         .unwrap();
     let reference = attempt.operator_request_id.clone().unwrap();
-    for (reference, amount) in [
-        ("MLP000000000000000000000000", "50000"),
-        (reference.as_str(), "1"),
+    let url = callback_url(&app).await;
+    for (reference, amount, status) in [
+        ("MLP000000000000000000000000", "50000", 400),
+        (reference.as_str(), "1", 200),
     ] {
         let res = app
             .client
-            .post(format!("{}/callbacks/tigo", app.addr))
+            .post(&url)
             .json(
                 &json!({"Status": true, "Description": "Success", "MFSTransactionID": "FAKE1",
                 "ReferenceID": reference, "Amount": amount}),
@@ -145,7 +182,7 @@ async fn forged_failed_and_lost_callbacks() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 200, "answered the same either way");
+        assert_eq!(res.status(), status, "{reference} {amount}");
     }
     let a = app.store.attempt(&attempt.id).await.unwrap().unwrap();
     assert_eq!(a.status, AttemptStatus::Pending, "nothing believed");

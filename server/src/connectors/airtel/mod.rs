@@ -134,8 +134,8 @@ impl Airtel {
                     .map_err(unreachable(RAIL))?;
                 let status = res.status().as_u16();
                 let body = res.bytes().await.map_err(unreachable(RAIL))?;
-                let token: wire::TokenResponse =
-                    serde_json::from_slice(&body).map_err(|_| bad_response(RAIL, status, &body))?;
+                let token: wire::TokenResponse = serde_json::from_slice(&body)
+                    .map_err(|_| crate::connectors::shared::unreadable_token(RAIL, status))?;
                 Ok((token.access_token, Duration::from_secs(token.expires_in)))
             })
             .await
@@ -290,7 +290,11 @@ impl Connector for Airtel {
         })
     }
 
-    fn portal_callback(&self, body: &[u8]) -> Option<Result<String, BadCallback>> {
+    fn portal_callback(
+        &self,
+        _key: Option<&str>,
+        body: &[u8],
+    ) -> Option<Result<String, BadCallback>> {
         Some((|| {
             let cb: Callback = serde_json::from_slice(body).map_err(|_| BadCallback)?;
             let key = self.callback_key.expose_secret();
@@ -301,14 +305,7 @@ impl Connector for Airtel {
                 let member = transaction_member(body).ok_or(BadCallback)?;
                 let wrapped = [b"{\"transaction\":".as_slice(), member, b"}"].concat();
                 let matches = |payload: &[u8]| {
-                    let expected = callback_hash(key, payload);
-                    // Constant-time, as for any MAC.
-                    expected.len() == hash.len()
-                        && expected
-                            .bytes()
-                            .zip(hash.bytes())
-                            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                            == 0
+                    crate::connectors::shared::same(&callback_hash(key, payload), hash)
                 };
                 if !matches(member) && !matches(&wrapped) {
                     return Err(BadCallback);
@@ -360,7 +357,7 @@ mod tests {
         };
         assert_eq!(
             airtel
-                .portal_callback(body(&good).as_bytes())
+                .portal_callback(None, body(&good).as_bytes())
                 .unwrap()
                 .unwrap(),
             "pa_1"
@@ -371,20 +368,20 @@ mod tests {
         );
         assert!(
             airtel
-                .portal_callback(body(&wrapped).as_bytes())
+                .portal_callback(None, body(&wrapped).as_bytes())
                 .unwrap()
                 .is_ok()
         );
         assert!(
             airtel
-                .portal_callback(body("AAAA").as_bytes())
+                .portal_callback(None, body("AAAA").as_bytes())
                 .unwrap()
                 .is_err()
         );
         let unsigned = format!(r#"{{"transaction":{}}}"#, std::str::from_utf8(tx).unwrap());
         assert!(
             airtel
-                .portal_callback(unsigned.as_bytes())
+                .portal_callback(None, unsigned.as_bytes())
                 .unwrap()
                 .is_err()
         );
@@ -398,7 +395,11 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(open.portal_callback(unsigned.as_bytes()).unwrap().is_ok());
+        assert!(
+            open.portal_callback(None, unsigned.as_bytes())
+                .unwrap()
+                .is_ok()
+        );
     }
 
     #[test]

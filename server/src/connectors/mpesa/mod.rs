@@ -118,8 +118,9 @@ impl Daraja {
                     .map_err(unreachable)?;
                 let status = res.status().as_u16();
                 let body = res.bytes().await.map_err(unreachable)?;
-                let token: TokenResponse =
-                    serde_json::from_slice(&body).map_err(|_| bad(status, &body))?;
+                let token: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+                    crate::connectors::shared::unreadable_token(RailId::Mpesa, status)
+                })?;
                 Ok((token.access_token, Duration::from_secs(token.expires_in)))
             })
             .await

@@ -114,8 +114,8 @@ impl MtnMomo {
                         message: "MTN refused the API user, key or subscription key".into(),
                     });
                 }
-                let token: TokenResponse =
-                    serde_json::from_slice(&body).map_err(|_| bad_response(RAIL, status, &body))?;
+                let token: TokenResponse = serde_json::from_slice(&body)
+                    .map_err(|_| crate::connectors::shared::unreadable_token(RAIL, status))?;
                 Ok((token.access_token, Duration::from_secs(token.expires_in)))
             })
             .await

@@ -26,6 +26,11 @@ pub struct TigoConfig {
     pub biller_msisdn: String,
     /// The biller code Tigo issued; every `ReferenceID` starts with it.
     pub biller_code: String,
+    /// The secret last segment of the callback URL given to Tigo,
+    /// `{public_url}/callbacks/tigo/{callback_key}` (Tigo's callbacks are unsigned; this
+    /// is what authenticates them). Empty: derived from the password (test mode).
+    #[serde(deserialize_with = "secret")]
+    pub callback_key: SecretString,
 }
 
 pub const SANDBOX_USERNAME: &str = "malipo-sandbox";
@@ -41,6 +46,7 @@ impl Default for TigoConfig {
             password: SecretString::from(SANDBOX_PASSWORD),
             biller_msisdn: "255650000000".into(),
             biller_code: "MLP".into(),
+            callback_key: SecretString::from(""),
         }
     }
 }
@@ -56,7 +62,22 @@ impl TigoConfig {
             password: SecretString::from(""),
             biller_msisdn: String::new(),
             biller_code: String::new(),
+            callback_key: SecretString::from(""),
         }
+    }
+
+    /// The callback URL's key: the configured one, or one derived from the password.
+    pub fn callback_key(&self) -> String {
+        let configured = self.callback_key.expose_secret();
+        if !configured.is_empty() {
+            return configured.to_owned();
+        }
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(self.password.expose_secret().as_bytes())
+                .expect("HMAC takes any key");
+        mac.update(b"malipo-tigo-callback-key");
+        hex::encode(&mac.finalize().into_bytes()[..16])
     }
 }
 
@@ -70,6 +91,7 @@ impl RailSettings for TigoConfig {
             "password",
             "biller_msisdn",
             "biller_code",
+            "callback_key",
         ]
     }
 
@@ -82,6 +104,7 @@ impl RailSettings for TigoConfig {
             "password" => self.password = SecretString::from(value),
             "biller_msisdn" => self.biller_msisdn = value,
             "biller_code" => self.biller_code = value,
+            "callback_key" => self.callback_key = SecretString::from(value),
             _ => {}
         }
     }
@@ -121,9 +144,11 @@ impl RailSettings for TigoConfig {
             || password == SANDBOX_PASSWORD
             || self.biller_msisdn.is_empty()
             || self.biller_code.is_empty()
+            || self.callback_key.expose_secret().len() < 16
         {
             return Err(
-                "username, password, biller_msisdn and biller_code must all be set to live values"
+                "username, password, biller_msisdn, biller_code and callback_key (16 characters \
+                 or more) must all be set to live values"
                     .into(),
             );
         }

@@ -47,6 +47,7 @@ pub struct Tigo {
     password: SecretString,
     biller_msisdn: String,
     biller_code: String,
+    callback_key: String,
     capabilities: Capabilities,
     http: reqwest::Client,
     token: TokenCache,
@@ -62,6 +63,7 @@ impl Tigo {
             password: config.password.clone(),
             biller_msisdn: config.biller_msisdn.clone(),
             biller_code: config.biller_code.clone(),
+            callback_key: config.callback_key(),
             // Whole Tanzanian shillings from Tanzanian numbers.
             capabilities: Capabilities {
                 markets: vec![(Currency::Tzs, Country::Tanzania)],
@@ -98,8 +100,8 @@ impl Tigo {
                     .map_err(unreachable(RAIL))?;
                 let status = res.status().as_u16();
                 let body = res.bytes().await.map_err(unreachable(RAIL))?;
-                let token: wire::TokenResponse =
-                    serde_json::from_slice(&body).map_err(|_| bad_response(RAIL, status, &body))?;
+                let token: wire::TokenResponse = serde_json::from_slice(&body)
+                    .map_err(|_| crate::connectors::shared::unreadable_token(RAIL, status))?;
                 Ok((token.access_token, Duration::from_secs(token.expires_in)))
             })
             .await
@@ -213,8 +215,16 @@ impl Connector for Tigo {
         })
     }
 
-    fn portal_callback(&self, body: &[u8]) -> Option<Result<String, BadCallback>> {
-        // Unsigned: the unguessable ReferenceID is the authentication.
+    fn portal_callback(
+        &self,
+        key: Option<&str>,
+        body: &[u8],
+    ) -> Option<Result<String, BadCallback>> {
+        // Unsigned: the URL's secret key authenticates it (the ReferenceID may be seen
+        // by the payer, so it is no secret).
+        if !key.is_some_and(|k| crate::connectors::shared::same(k, &self.callback_key)) {
+            return Some(Err(BadCallback));
+        }
         Some(
             serde_json::from_slice::<Callback>(body)
                 .map(|cb| cb.reference_id)
@@ -227,7 +237,8 @@ impl Connector for Tigo {
     }
 
     fn success_marker(&self) -> Option<&'static str> {
-        Some("\"Status\":true")
+        // In every success, however spaced.
+        Some("MFSTransactionID")
     }
 
     fn callback_ack(&self, accepted: bool, body: &[u8]) -> (u16, String) {

@@ -305,7 +305,12 @@ async fn endpoint(
         currency: Currency::Tzs,
         payee: req.remarks.clone(),
         reference: req.reference_id.clone(),
-        callback_url: Some(format!("{}tigo", sandbox.callback_prefix)),
+        // The merchant's callback URL at Tigo, with its secret key.
+        callback_url: Some(format!(
+            "{}tigo/{}",
+            sandbox.callback_prefix,
+            tigo.callback_key()
+        )),
         decided: false,
         result_code: None,
         result_desc: None,
