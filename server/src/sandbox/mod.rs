@@ -190,6 +190,19 @@ impl Sandbox {
         token
     }
 
+    /// Whether the request's `Authorization: Bearer …` is a live token `operator`
+    /// issued (the scheme's case as operators accept it).
+    pub fn bearer_valid(&self, operator: RailId, headers: &axum::http::HeaderMap) -> bool {
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .is_some_and(|t| self.token_valid(operator, t.trim()))
+    }
+
     /// Whether `token` is a live bearer token `operator` issued.
     pub fn token_valid(&self, operator: RailId, token: &str) -> bool {
         self.tokens

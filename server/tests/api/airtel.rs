@@ -3,14 +3,14 @@
 //! portal URL, signed (and refused when the signature is wrong), only ever a cue to ask
 //! Airtel; the enquiry settles.
 
-use crate::helpers::{Db, TestApp, accept, open_session, prompts, spawn_app_with, wait_for};
+use crate::helpers::{Db, TestApp, accept, prompts, spawn_app_with};
 use malipo::{
     config::AirtelConfig,
     connectors::{
         Connector, ConnectorError, InitiateRequest, QueryRequest, RailId, RailOutcome,
         airtel::{Airtel, callback_hash},
     },
-    domain::{AttemptId, Mode, Money, SessionId, money::Currency, phone::Msisdn},
+    domain::{AttemptId, Money, SessionId, money::Currency, phone::Msisdn},
     store::{AttemptRecord, AttemptStatus, PaymentStatus, Store},
 };
 use secrecy::ExposeSecret;
@@ -36,12 +36,7 @@ async fn connector(app: &TestApp) -> Airtel {
 }
 
 async fn session(app: &TestApp, name: &str, amount: Money) -> SessionId {
-    let merchant = malipo::merchants::create(&app.store, name).await.unwrap();
-    app.checkout
-        .create(open_session(&merchant.merchant.id, Mode::Test, amount))
-        .await
-        .unwrap()
-        .id
+    crate::helpers::session_for(app, name, amount).await
 }
 
 fn kes() -> Money {
@@ -53,14 +48,7 @@ fn ugx() -> Money {
 }
 
 async fn settled(store: &Store, id: &AttemptId, secs: u64) -> AttemptRecord {
-    wait_for("the attempt to settle", secs, async || {
-        store
-            .attempt(id)
-            .await
-            .unwrap()
-            .filter(|a| a.status.is_final())
-    })
-    .await
+    crate::helpers::settled_attempt(store, id, secs).await
 }
 
 async fn push(

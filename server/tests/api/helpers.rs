@@ -417,3 +417,29 @@ pub async fn pay_across_a_restart(
     })
     .await
 }
+
+/// An open session of a new merchant `name` for `amount`, in test mode.
+pub async fn session_for(app: &TestApp, name: &str, amount: Money) -> malipo::domain::SessionId {
+    let merchant = merchants::create(&app.store, name).await.expect("merchant");
+    app.checkout
+        .create(open_session(&merchant.merchant.id, Mode::Test, amount))
+        .await
+        .expect("session")
+        .id
+}
+
+/// The attempt, once it has a final status (waits up to `secs`).
+pub async fn settled_attempt(
+    store: &Store,
+    id: &malipo::domain::AttemptId,
+    secs: u64,
+) -> malipo::store::AttemptRecord {
+    wait_for("the attempt to settle", secs, async || {
+        store
+            .attempt(id)
+            .await
+            .expect("attempt")
+            .filter(|a| a.status.is_final())
+    })
+    .await
+}

@@ -2,7 +2,7 @@
 //! (its wire habits), and the engine paying UGX sessions through it: the hosted page's
 //! form, the handset, callbacks (lost, duplicated, forged), the status GET, a restart.
 
-use crate::helpers::{Db, TestApp, accept, open_session, prompts, spawn_app_with, wait_for};
+use crate::helpers::{Db, TestApp, accept, prompts, spawn_app_with, wait_for};
 use malipo::{
     config::MtnConfig,
     connectors::{
@@ -12,7 +12,7 @@ use malipo::{
             wire::{Party, RequestToPay},
         },
     },
-    domain::{AttemptId, Mode, Money, SessionId, money::Currency},
+    domain::{AttemptId, Money, SessionId, money::Currency},
     store::{AttemptRecord, AttemptStatus, PaymentStatus, Store},
 };
 use secrecy::ExposeSecret;
@@ -332,27 +332,11 @@ async fn scripted_numbers_answer_as_mtns_sandbox_does() {
 
 /// A UGX 75,000 session of a new merchant.
 async fn ugx_session(app: &TestApp, name: &str) -> SessionId {
-    let merchant = malipo::merchants::create(&app.store, name).await.unwrap();
-    app.checkout
-        .create(open_session(
-            &merchant.merchant.id,
-            Mode::Test,
-            Money::new(75_000, Currency::Ugx).unwrap(),
-        ))
-        .await
-        .unwrap()
-        .id
+    crate::helpers::session_for(app, name, Money::new(75_000, Currency::Ugx).unwrap()).await
 }
 
 async fn settled(store: &Store, id: &AttemptId, secs: u64) -> AttemptRecord {
-    wait_for("the attempt to settle", secs, async || {
-        store
-            .attempt(id)
-            .await
-            .unwrap()
-            .filter(|a| a.status.is_final())
-    })
-    .await
+    crate::helpers::settled_attempt(store, id, secs).await
 }
 
 #[tokio::test]

@@ -4,10 +4,10 @@
 //! right amount, answered in Tigo's words, and — with no status query — a payment whose
 //! callback never comes left `unknown` for reconciliation.
 
-use crate::helpers::{Db, TestApp, accept, open_session, prompts, spawn_app_with, wait_for};
+use crate::helpers::{Db, TestApp, accept, prompts, spawn_app_with, wait_for};
 use malipo::{
     connectors::RailId,
-    domain::{AttemptId, Mode, Money, SessionId, money::Currency},
+    domain::{AttemptId, Money, SessionId, money::Currency},
     store::{AttemptRecord, AttemptStatus, PaymentStatus, Store},
 };
 use serde_json::{Value, json};
@@ -37,27 +37,11 @@ async fn callback_url(app: &TestApp) -> String {
 }
 
 async fn tzs_session(app: &TestApp, name: &str) -> SessionId {
-    let merchant = malipo::merchants::create(&app.store, name).await.unwrap();
-    app.checkout
-        .create(open_session(
-            &merchant.merchant.id,
-            Mode::Test,
-            Money::new(5_000_000, Currency::Tzs).unwrap(),
-        ))
-        .await
-        .unwrap()
-        .id
+    crate::helpers::session_for(app, name, Money::new(5_000_000, Currency::Tzs).unwrap()).await
 }
 
 async fn settled(store: &Store, id: &AttemptId, secs: u64) -> AttemptRecord {
-    wait_for("the attempt to settle", secs, async || {
-        store
-            .attempt(id)
-            .await
-            .unwrap()
-            .filter(|a| a.status.is_final())
-    })
-    .await
+    crate::helpers::settled_attempt(store, id, secs).await
 }
 
 /// The prompt for a session's push on a phone (the handset shows Tigo's Remarks).

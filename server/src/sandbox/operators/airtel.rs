@@ -286,10 +286,7 @@ fn authorised<'a>(
     let Some(sandbox) = state.sandbox.as_deref() else {
         return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
     };
-    let token = header(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if !token.is_some_and(|t| sandbox.token_valid(RAIL, t)) {
+    if !sandbox.bearer_valid(RAIL, headers) {
         return Err(Box::new(status_error(
             StatusCode::UNAUTHORIZED,
             "ESB000008",

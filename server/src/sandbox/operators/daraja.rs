@@ -259,12 +259,7 @@ async fn token(
 /// `None` when the bearer token is valid; otherwise Daraja's 404.001.03.
 fn check_bearer(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let sandbox = state.sandbox.as_ref()?;
-    let token = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let valid = token.is_some_and(|t| sandbox.token_valid(RailId::Mpesa, t));
+    let valid = sandbox.bearer_valid(RailId::Mpesa, headers);
     (!valid).then(|| {
         error(
             StatusCode::NOT_FOUND,

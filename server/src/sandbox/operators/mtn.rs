@@ -330,10 +330,7 @@ fn authorised<'a>(
     headers: &HeaderMap,
 ) -> Result<(&'a crate::sandbox::Sandbox, crate::domain::money::Currency), Box<Response>> {
     let sandbox = subscribed(state, headers)?;
-    let token = header(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if !token.is_some_and(|t| sandbox.token_valid(RAIL, t)) {
+    if !sandbox.bearer_valid(RAIL, headers) {
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",

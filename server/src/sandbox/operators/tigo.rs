@@ -227,13 +227,7 @@ async fn endpoint(
         return StatusCode::NOT_FOUND.into_response();
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let bearer = header("authorization")
-        .and_then(|v| {
-            v.strip_prefix("bearer ")
-                .or_else(|| v.strip_prefix("Bearer "))
-        })
-        .map(str::trim);
-    if !bearer.is_some_and(|t| sandbox.token_valid(RAIL, t)) {
+    if !sandbox.bearer_valid(RAIL, &headers) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "invalid_token"})),
