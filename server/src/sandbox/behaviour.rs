@@ -1,8 +1,6 @@
 //! Scripted behaviours, chosen by the test phone number. Each operator has its own table
 //! (documented in the README and on the handset page); the shape is shared.
 
-use crate::time::now_ms;
-
 /// What an operator does with a request to a given number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Behaviour {
@@ -51,11 +49,6 @@ impl Behaviour {
             query_hidden_ms: scale(self.query_hidden_ms),
             ..self
         }
-    }
-
-    /// When the scripted outcome of a request made now happens.
-    pub fn auto_at(&self) -> Option<i64> {
-        self.auto.map(|(_, _, ms)| now_ms() + ms)
     }
 }
 

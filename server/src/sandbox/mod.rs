@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use requests::{SandboxDecision, SandboxRequest};
+pub use requests::{NewRequest, SandboxDecision, SandboxRequest};
 
 use crate::{config::Rails, connectors::RailId, domain::ids::random_base62, startup::AppState};
 
@@ -141,6 +141,18 @@ impl Sandbox {
         self::operator(operator)
             .script(phone)
             .scaled(self.delay_percent)
+    }
+
+    /// Stores a request an operator took, scripted by its phone number. False if the
+    /// operator already has one with this id.
+    pub async fn take(
+        &self,
+        store: &crate::store::Store,
+        new: NewRequest,
+    ) -> Result<bool, crate::store::StoreError> {
+        let b = self.behaviour(new.operator, &new.phone);
+        let request = SandboxRequest::pending(new, &b, crate::time::now_ms());
+        store.insert_sandbox_request(&request).await
     }
 
     /// A delay of the operator's own (a time-out, a slow answer) at the sandbox's scale.

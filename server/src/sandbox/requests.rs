@@ -94,6 +94,48 @@ fn from_row(row: &AnyRow) -> Result<SandboxRequest, StoreError> {
     })
 }
 
+/// What an operator took: the framework adds the scripted behaviour and the state.
+pub struct NewRequest {
+    pub operator: RailId,
+    pub id: String,
+    pub phone: String,
+    pub amount: i64,
+    pub currency: Currency,
+    pub payee: String,
+    pub reference: String,
+    pub callback_url: Option<String>,
+    pub wire: Map<String, Value>,
+}
+
+impl SandboxRequest {
+    /// A new request, pending, with what the phone number scripts (`b`), made `now`.
+    pub fn pending(new: NewRequest, b: &super::behaviour::Behaviour, now: i64) -> SandboxRequest {
+        SandboxRequest {
+            operator: new.operator,
+            id: new.id,
+            phone: new.phone,
+            amount: new.amount,
+            currency: new.currency,
+            payee: new.payee,
+            reference: new.reference,
+            callback_url: new.callback_url,
+            decided: false,
+            result_code: None,
+            result_desc: None,
+            receipt: None,
+            auto_result_code: b.auto.map(|(code, _, _)| code.to_owned()),
+            auto_at: b.auto.map(|(_, _, ms)| now + ms),
+            callbacks_due: b.callbacks,
+            callbacks_sent: 0,
+            callback_at: None,
+            query_hidden_until: None,
+            created_at: now,
+            decided_at: None,
+            wire: new.wire,
+        }
+    }
+}
+
 /// How a request was decided.
 pub struct SandboxDecision<'a> {
     pub result_code: &'a str,

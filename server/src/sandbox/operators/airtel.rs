@@ -26,7 +26,7 @@ use crate::{
     },
     domain::{ids::random_base62, money::format_amount},
     sandbox::{
-        Answer, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
+        Answer, NewRequest, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
         behaviour::Behaviour,
     },
     startup::AppState,
@@ -387,38 +387,25 @@ async fn payment(
             );
         }
     }
-    let b = sandbox.behaviour(RAIL, &phone);
     let mut wire = serde_json::Map::new();
     wire.insert(
         "callback_key".into(),
         json!(sandbox.rails.airtel.callback_key.expose_secret()),
     );
-    let stored = SandboxRequest {
+    let stored = NewRequest {
         operator: RAIL,
         id: tx.id.clone(),
+        phone,
         amount: tx.amount * 10i64.pow(currency.exponent()),
         currency,
-        // The app's name on the portal; Malipo's reference is what it sends.
+        // The app's name on Airtel's portal; Malipo's reference is what it sends.
         payee: "Malipo".into(),
         reference: req.reference.clone(),
         // The one callback URL configured for the app on Airtel's portal.
         callback_url: Some(format!("{}airtel", sandbox.callback_prefix)),
-        decided: false,
-        result_code: None,
-        result_desc: None,
-        receipt: None,
-        auto_result_code: b.auto.map(|(code, _, _)| code.to_owned()),
-        auto_at: b.auto_at(),
-        callbacks_due: b.callbacks,
-        callbacks_sent: 0,
-        callback_at: None,
-        query_hidden_until: None,
-        created_at: now_ms(),
-        decided_at: None,
         wire,
-        phone,
     };
-    match state.store.insert_sandbox_request(&stored).await {
+    match sandbox.take(&state.store, stored).await {
         Ok(true) => Json(json!({
             "data": { "transaction": { "id": tx.id, "status": "SUCCESS" } },
             "status": { "code": "200", "message": "SUCCESS", "result_code": "ESB000010",

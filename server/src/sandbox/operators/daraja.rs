@@ -23,7 +23,9 @@ use crate::{
         ids::random_base62,
         money::{Currency, format_amount},
     },
-    sandbox::{Answer, OutgoingCallback, SandboxOperator, SandboxRequest, behaviour::Behaviour},
+    sandbox::{
+        Answer, NewRequest, OutgoingCallback, SandboxOperator, SandboxRequest, behaviour::Behaviour,
+    },
     startup::AppState,
     time::{civil, now_ms},
 };
@@ -440,7 +442,6 @@ async fn process_request(
         return StatusCode::NOT_FOUND.into_response();
     };
     let now = now_ms();
-    let b = sandbox.behaviour(RailId::Mpesa, &phone);
     let c = civil(now, crate::time::EAT_OFFSET_SECS);
     let checkout_request_id = format!(
         "ws_CO_{:02}{:02}{:04}{:02}{:02}{:02}{}",
@@ -459,7 +460,7 @@ async fn process_request(
     let mut wire = serde_json::Map::new();
     wire.insert("merchant_request_id".into(), json!(merchant_request_id));
     wire.insert("short_code".into(), json!(sandbox.rails.mpesa.shortcode));
-    let push = SandboxRequest {
+    let push = NewRequest {
         operator: RailId::Mpesa,
         id: checkout_request_id.clone(),
         phone,
@@ -468,21 +469,9 @@ async fn process_request(
         payee: description.to_owned(),
         reference: account_reference.to_owned(),
         callback_url: Some(callback_url.to_owned()),
-        decided: false,
-        result_code: None,
-        result_desc: None,
-        receipt: None,
-        auto_result_code: b.auto.map(|(code, _, _)| code.to_owned()),
-        auto_at: b.auto_at(),
-        callbacks_due: b.callbacks,
-        callbacks_sent: 0,
-        callback_at: None,
-        query_hidden_until: None,
-        created_at: now,
-        decided_at: None,
         wire,
     };
-    if let Err(e) = state.store.insert_sandbox_request(&push).await {
+    if let Err(e) = sandbox.take(&state.store, push).await {
         tracing::error!(error = %e, "sandbox daraja: storing push failed");
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -26,7 +26,7 @@ use crate::{
     },
     domain::{ids::random_base62, money::format_amount},
     sandbox::{
-        Answer, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
+        Answer, NewRequest, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
         behaviour::Behaviour,
     },
     startup::AppState,
@@ -483,36 +483,23 @@ async fn request_to_pay(
             );
         }
     }
-    let b = sandbox.behaviour(RAIL, &phone);
     let mut wire = serde_json::Map::new();
     wire.insert("external_id".into(), json!(req.external_id));
     if scenario(&phone) == Some("454") {
         wire.insert("stuck".into(), json!(true));
     }
-    let stored = SandboxRequest {
+    let stored = NewRequest {
         operator: RAIL,
         id: reference_id.to_ascii_lowercase(),
+        phone,
         amount: units * 10i64.pow(currency.exponent()),
         currency,
         payee: req.payer_message.clone(),
         reference: req.payee_note.clone(),
         callback_url,
-        decided: false,
-        result_code: None,
-        result_desc: None,
-        receipt: None,
-        auto_result_code: b.auto.map(|(code, _, _)| code.to_owned()),
-        auto_at: b.auto_at(),
-        callbacks_due: b.callbacks,
-        callbacks_sent: 0,
-        callback_at: None,
-        query_hidden_until: None,
-        created_at: now_ms(),
-        decided_at: None,
         wire,
-        phone,
     };
-    match state.store.insert_sandbox_request(&stored).await {
+    match sandbox.take(&state.store, stored).await {
         Ok(true) => (StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response(),
         Ok(false) => error(
             StatusCode::CONFLICT,

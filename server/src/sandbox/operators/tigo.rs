@@ -22,7 +22,7 @@ use crate::{
         money::{Currency, format_amount},
     },
     sandbox::{
-        Answer, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
+        Answer, NewRequest, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
         behaviour::Behaviour,
     },
     startup::AppState,
@@ -291,10 +291,10 @@ async fn endpoint(
             return refuse("DebitMandate-10-1000-E", "Internal error");
         }
     }
-    let b = sandbox.behaviour(RAIL, &phone);
-    let stored = SandboxRequest {
+    let stored = NewRequest {
         operator: RAIL,
         id: req.reference_id.clone(),
+        phone,
         amount: req.amount * 100,
         currency: Currency::Tzs,
         payee: req.remarks.clone(),
@@ -305,22 +305,9 @@ async fn endpoint(
             sandbox.callback_prefix,
             tigo.callback_key()
         )),
-        decided: false,
-        result_code: None,
-        result_desc: None,
-        receipt: None,
-        auto_result_code: b.auto.map(|(code, _, _)| code.to_owned()),
-        auto_at: b.auto_at(),
-        callbacks_due: b.callbacks,
-        callbacks_sent: 0,
-        callback_at: None,
-        query_hidden_until: None,
-        created_at: now_ms(),
-        decided_at: None,
         wire: serde_json::Map::<String, Value>::new(),
-        phone,
     };
-    match state.store.insert_sandbox_request(&stored).await {
+    match sandbox.take(&state.store, stored).await {
         // A ReferenceID seen before: the same push, acknowledged again, not sent twice.
         Ok(_) => answer(
             StatusCode::OK,
