@@ -38,6 +38,40 @@ impl Behaviour {
         }
     }
 
+    /// The scenarios every operator's sandbox offers beside its own codes.
+    /// The callback is never sent (the status query still knows).
+    pub const fn callback_lost(self) -> Behaviour {
+        Behaviour {
+            callbacks: 0,
+            ..self
+        }
+    }
+
+    /// The callback is sent twice, `apart_ms` apart.
+    pub const fn callback_twice(self, apart_ms: i64) -> Behaviour {
+        Behaviour {
+            callbacks: 2,
+            duplicate_after_ms: apart_ms,
+            ..self
+        }
+    }
+
+    /// The callback goes out `delay_ms` after the decision.
+    pub const fn callback_late(self, delay_ms: i64) -> Behaviour {
+        Behaviour {
+            callback_delay_ms: delay_ms,
+            ..self
+        }
+    }
+
+    /// The status query keeps saying "still processing" `ms` after the decision.
+    pub const fn query_lags(self, ms: i64) -> Behaviour {
+        Behaviour {
+            query_hidden_ms: ms,
+            ..self
+        }
+    }
+
     /// With every delay at `percent` % (the sandbox's `delay_percent`: tests and demos
     /// need not wait real minutes for a time-out).
     pub fn scaled(self, percent: u32) -> Behaviour {

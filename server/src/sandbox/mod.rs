@@ -240,6 +240,11 @@ pub fn router() -> Router<AppState> {
     router.layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
+/// A request header as text, if present and readable.
+pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 /// Escapes text for HTML content and attribute values.
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -27,7 +27,7 @@ use crate::{
     domain::{ids::random_base62, money::format_amount},
     sandbox::{
         Answer, NewRequest, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
-        behaviour::Behaviour,
+        behaviour::Behaviour, header,
     },
     startup::AppState,
     time::now_ms,
@@ -135,18 +135,9 @@ impl SandboxOperator for Airtel {
             Some("0103") => tf("TF:DP00800001003"),
             Some("0108") => tf("TF:DP00800001008"),
             Some("0124") => NORMAL.decided("TF:DP00800001024", "Transaction Timed Out", 12_000),
-            Some("0140") => Behaviour {
-                callbacks: 0,
-                ..NORMAL
-            },
-            Some("0120") => Behaviour {
-                callbacks: 2,
-                ..NORMAL
-            },
-            Some("0110") => Behaviour {
-                query_hidden_ms: 30_000,
-                ..NORMAL
-            },
+            Some("0140") => NORMAL.callback_lost(),
+            Some("0120") => NORMAL.callback_twice(1_000),
+            Some("0110") => NORMAL.query_lags(30_000),
             _ => NORMAL,
         }
     }
@@ -264,10 +255,6 @@ async fn token(State(state): State<AppState>, body: Option<Json<TokenRequest>>) 
     let token = sandbox.issue_token(RAIL, 32, Duration::from_secs(180));
     Json(json!({ "access_token": token, "expires_in": "180", "token_type": "bearer" }))
         .into_response()
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The sandbox is on, the bearer token is Airtel's, and `X-Country`/`X-Currency` name a

@@ -109,22 +109,10 @@ impl SandboxOperator for Daraja {
                 "Unable to lock subscriber, a transaction is already in process for the current subscriber",
                 1_000,
             ),
-            "254700000404" => Behaviour {
-                callbacks: 0,
-                ..NORMAL
-            },
-            "254700000202" => Behaviour {
-                callbacks: 2,
-                ..NORMAL
-            },
-            "254700000010" => Behaviour {
-                callback_delay_ms: 10_000,
-                ..NORMAL
-            },
-            "254700000102" => Behaviour {
-                query_hidden_ms: 30_000,
-                ..NORMAL
-            },
+            "254700000404" => NORMAL.callback_lost(),
+            "254700000202" => NORMAL.callback_twice(1_000),
+            "254700000010" => NORMAL.callback_late(10_000),
+            "254700000102" => NORMAL.query_lags(30_000),
             _ => NORMAL,
         }
     }

@@ -27,7 +27,7 @@ use crate::{
     domain::{ids::random_base62, money::format_amount},
     sandbox::{
         Answer, NewRequest, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
-        behaviour::Behaviour,
+        behaviour::Behaviour, header,
     },
     startup::AppState,
     time::now_ms,
@@ -168,14 +168,12 @@ impl SandboxOperator for Mtn {
             Some("450") => failed("INTERNAL_PROCESSING_ERROR", 2_000),
             Some("451") => failed("APPROVAL_REJECTED", 2_000),
             Some("452") => failed("EXPIRED", 2_000),
-            Some("453") => Behaviour {
-                query_hidden_ms: 120_000,
-                ..NORMAL.decided(TIMEOUT.0, TIMEOUT.1, 180_000)
-            },
-            Some("454") => Behaviour {
-                callbacks: 0,
-                ..NORMAL.decided(TIMEOUT.0, TIMEOUT.1, 3_600_000)
-            },
+            Some("453") => NORMAL
+                .decided(TIMEOUT.0, TIMEOUT.1, 180_000)
+                .query_lags(120_000),
+            Some("454") => NORMAL
+                .decided(TIMEOUT.0, TIMEOUT.1, 3_600_000)
+                .callback_lost(),
             Some("455") => failed("PAYER_NOT_FOUND", 1_000),
             Some("456") => failed("PAYEE_NOT_ALLOWED_TO_RECEIVE", 1_000),
             Some("457") => failed("NOT_ALLOWED", 1_000),
@@ -188,23 +186,10 @@ impl SandboxOperator for Mtn {
             Some("464") => failed("TRANSFERTYPE_UNKNOWN", 1_000),
             Some("465") => failed("NOT_ENOUGH_FUNDS", 2_000),
             Some("466") => failed("PAYER_LIMIT_REACHED", 2_000),
-            Some("470") => Behaviour {
-                callbacks: 0,
-                ..NORMAL
-            },
-            Some("471") => Behaviour {
-                callbacks: 2,
-                duplicate_after_ms: 180_000,
-                ..NORMAL
-            },
-            Some("472") => Behaviour {
-                callback_delay_ms: 10_000,
-                ..NORMAL
-            },
-            Some("473") => Behaviour {
-                query_hidden_ms: 30_000,
-                ..NORMAL
-            },
+            Some("470") => NORMAL.callback_lost(),
+            Some("471") => NORMAL.callback_twice(180_000),
+            Some("472") => NORMAL.callback_late(10_000),
+            Some("473") => NORMAL.query_lags(30_000),
             _ => NORMAL,
         }
     }
@@ -303,10 +288,6 @@ fn bad_subscription_key() -> Response {
         })),
     )
         .into_response()
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The sandbox is on and the subscription key is right.

@@ -23,7 +23,7 @@ use crate::{
     },
     sandbox::{
         Answer, NewRequest, OutgoingCallback, PENDING_PER_PHONE, SandboxOperator, SandboxRequest,
-        behaviour::Behaviour,
+        behaviour::Behaviour, header,
     },
     startup::AppState,
     time::now_ms,
@@ -94,18 +94,9 @@ impl SandboxOperator for Tigo {
         match scenario(phone) {
             Some("0113") => NORMAL.decided("false:funds", "Insufficient balance", 2_000),
             Some("0102") => NORMAL.decided("false:pin", "Invalid PIN", 2_000),
-            Some("0140") => Behaviour {
-                callbacks: 0,
-                ..NORMAL
-            },
-            Some("0120") => Behaviour {
-                callbacks: 2,
-                ..NORMAL
-            },
-            Some("0110") => Behaviour {
-                callback_delay_ms: 10_000,
-                ..NORMAL
-            },
+            Some("0140") => NORMAL.callback_lost(),
+            Some("0120") => NORMAL.callback_twice(1_000),
+            Some("0110") => NORMAL.callback_late(10_000),
             _ => NORMAL,
         }
     }
@@ -226,7 +217,6 @@ async fn endpoint(
     if path != tigo.push_path {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if !sandbox.bearer_valid(RAIL, &headers) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -234,8 +224,8 @@ async fn endpoint(
         )
             .into_response();
     }
-    if header("username") != Some(tigo.username.as_str())
-        || header("password") != Some(tigo.password.expose_secret())
+    if header(&headers, "username") != Some(tigo.username.as_str())
+        || header(&headers, "password") != Some(tigo.password.expose_secret())
     {
         return answer(
             StatusCode::OK,
