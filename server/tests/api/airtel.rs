@@ -212,11 +212,7 @@ async fn kes_and_ugx_sessions_are_paid_with_airtel_confirmed_by_enquiry() {
         let attempt = app.store.pending_attempt(&sid).await.unwrap().unwrap();
         assert_eq!(attempt.rail, RailId::Airtel);
         assert_eq!(attempt.payer.as_deref(), Some(phone));
-        let id = prompts(&app.client, &app.addr, phone).await[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let receipt = accept(&app.client, &app.addr, phone, &id).await;
+        let receipt = crate::helpers::approve_first(&app.client, &app.addr, phone).await;
         let done = settled(&app.store, &attempt.id, 10).await;
         assert_eq!(done.status, AttemptStatus::Succeeded, "{phone}");
         assert_eq!(done.operator_receipt.as_deref(), Some(receipt.as_str()));
@@ -271,11 +267,7 @@ async fn failures_lost_and_badly_signed_callbacks() {
             .start(&sid, RailId::Airtel, phone, false)
             .await
             .unwrap();
-        let id = prompts(&app.client, &app.addr, phone).await[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        accept(&app.client, &app.addr, phone, &id).await;
+        crate::helpers::approve_first(&app.client, &app.addr, phone).await;
         let done = settled(&app.store, &attempt.id, 20).await;
         assert_eq!(done.status, AttemptStatus::Succeeded, "{phone}");
         assert!(

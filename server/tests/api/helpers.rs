@@ -443,3 +443,22 @@ pub async fn settled_attempt(
     })
     .await
 }
+
+/// The id of the first prompt waiting on `phone`'s sandbox handset (waiting up to 5 s
+/// for it to arrive).
+pub async fn first_prompt(client: &reqwest::Client, addr: &str, phone: &str) -> String {
+    wait_for("a prompt on the handset", 5, async || {
+        prompts(client, addr, phone)
+            .await
+            .first()
+            .and_then(|p| p["id"].as_str().map(str::to_owned))
+    })
+    .await
+}
+
+/// Approves the first prompt waiting on `phone`'s sandbox handset, as the shopper
+/// would; returns the receipt.
+pub async fn approve_first(client: &reqwest::Client, addr: &str, phone: &str) -> String {
+    let id = first_prompt(client, addr, phone).await;
+    accept(client, addr, phone, &id).await
+}

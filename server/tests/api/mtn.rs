@@ -437,11 +437,7 @@ async fn lost_and_duplicated_callbacks_settle_once_and_an_unknown_code_stays_ope
         .start(&sid, RailId::MtnMomo, "0770123470", false)
         .await
         .unwrap();
-    let id = prompts(&app.client, &app.addr, "256770123470").await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    accept(&app.client, &app.addr, "256770123470", &id).await;
+    crate::helpers::approve_first(&app.client, &app.addr, "256770123470").await;
     let done = settled(&app.store, &lost.id, 20).await;
     assert_eq!(done.status, AttemptStatus::Succeeded);
     assert!(app.store.callbacks(&lost.id).await.unwrap().is_empty());
@@ -453,11 +449,7 @@ async fn lost_and_duplicated_callbacks_settle_once_and_an_unknown_code_stays_ope
         .start(&sid, RailId::MtnMomo, "0770123471", false)
         .await
         .unwrap();
-    let id = prompts(&app.client, &app.addr, "256770123471").await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    accept(&app.client, &app.addr, "256770123471", &id).await;
+    crate::helpers::approve_first(&app.client, &app.addr, "256770123471").await;
     wait_for("both callbacks", 20, async || {
         let n = app.store.callbacks(&twice.id).await.unwrap().len();
         (n == 2).then_some(())

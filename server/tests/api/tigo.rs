@@ -44,17 +44,6 @@ async fn settled(store: &Store, id: &AttemptId, secs: u64) -> AttemptRecord {
     crate::helpers::settled_attempt(store, id, secs).await
 }
 
-/// The prompt for a session's push on a phone (the handset shows Tigo's Remarks).
-async fn prompt_id(app: &TestApp, phone: &str) -> String {
-    wait_for("the prompt", 5, async || {
-        prompts(&app.client, &app.addr, phone)
-            .await
-            .first()
-            .and_then(|p| p["id"].as_str().map(str::to_owned))
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_tzs_session_is_paid_with_mixx_by_yas_and_the_callback_is_answered_in_tigos_words() {
     let app = app().await;
@@ -82,7 +71,7 @@ async fn a_tzs_session_is_paid_with_mixx_by_yas_and_the_callback_is_answered_in_
     assert_eq!(attempt.payer.as_deref(), Some("255713100001"));
     let reference = attempt.operator_request_id.clone().unwrap();
     assert!(reference.starts_with("MLP"), "{reference}");
-    let id = prompt_id(&app, "255713100001").await;
+    let id = crate::helpers::first_prompt(&app.client, &app.addr, "255713100001").await;
     assert_eq!(id, reference);
     let shown = prompts(&app.client, &app.addr, "255713100001").await;
     assert!(
@@ -208,8 +197,7 @@ async fn forged_failed_and_lost_callbacks() {
         .start(&sid, RailId::Tigo, "0713 000 140", false)
         .await
         .unwrap();
-    let id = prompt_id(&app, "255713000140").await;
-    accept(&app.client, &app.addr, "255713000140", &id).await;
+    crate::helpers::approve_first(&app.client, &app.addr, "255713000140").await;
     let unknown = wait_for("the attempt to be unknown", 15, async || {
         app.store
             .attempt(&attempt.id)
