@@ -45,9 +45,9 @@ impl Operator {
             Operator::Mtn => Some(RailId::MtnMomo),
             Operator::Airtel => Some(RailId::Airtel),
             Operator::Yas => Some(RailId::Tigo),
+            Operator::Vodacom => Some(RailId::Vodacom),
             Operator::Telkom
             | Operator::Equitel
-            | Operator::Vodacom
             | Operator::Halotel
             | Operator::Ttcl
             | Operator::Zamtel
@@ -276,7 +276,9 @@ mod tests {
         assert_eq!(Mtn.rail(), Some(RailId::MtnMomo));
         assert_eq!(Airtel.rail(), Some(RailId::Airtel));
         assert_eq!(Yas.rail(), Some(RailId::Tigo));
+        assert_eq!(Vodacom.rail(), Some(RailId::Vodacom));
         assert_eq!(operator_typed("0713 123 456", "TZS"), Some(Yas));
+        assert_eq!(operator_typed("0754 123 456", "TZS"), Some(Vodacom));
         assert_eq!(operator_typed("0733 123 456", "KES"), Some(Airtel));
         assert_eq!(operator_typed("+254 712 345 678", "KES"), Some(Safaricom));
         assert_eq!(operator_typed("772123456", "UGX"), Some(Mtn));

@@ -20,6 +20,8 @@ pub enum RailId {
     Airtel,
     /// Mixx by Yas (formerly Tigo Pesa), Tanzania (push bill-pay).
     Tigo,
+    /// Vodacom M-Pesa, Tanzania (the M-Pesa OpenAPI's synchronous C2B single stage).
+    Vodacom,
 }
 
 /// What the page and the server say about a rail. (How numbers are written depends on
@@ -36,7 +38,7 @@ pub struct RailInfo {
 }
 
 /// One line per rail, in the order of [`RailId`]'s variants.
-const INFO: [RailInfo; 4] = [
+const INFO: [RailInfo; 5] = [
     RailInfo {
         id: "mpesa",
         label: "M-PESA",
@@ -62,10 +64,22 @@ const INFO: [RailInfo; 4] = [
         a_label: "a Mixx by Yas",
         prompt_secs: 60,
     },
+    RailInfo {
+        id: "vodacom",
+        label: "Vodacom M-Pesa",
+        a_label: "a Vodacom M-Pesa",
+        prompt_secs: 60,
+    },
 ];
 
 impl RailId {
-    pub const ALL: [RailId; 4] = [RailId::Mpesa, RailId::MtnMomo, RailId::Airtel, RailId::Tigo];
+    pub const ALL: [RailId; 5] = [
+        RailId::Mpesa,
+        RailId::MtnMomo,
+        RailId::Airtel,
+        RailId::Tigo,
+        RailId::Vodacom,
+    ];
 
     pub fn info(self) -> &'static RailInfo {
         &INFO[self as usize]

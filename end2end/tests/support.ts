@@ -53,14 +53,19 @@ const base = process.env.MALIPO_E2E_URL ?? "http://127.0.0.1:3000";
 
 /** Answers the prompt for `reference` on the sandbox handset, as the shopper would (a PIN
  *  of the operator's length). */
-export async function approveOnHandset(phone: string, reference: string): Promise<string> {
-  const deadline = Date.now() + 15_000;
+export async function approveOnHandset(phone: string, reference: string, waitMs = 15_000): Promise<string> {
+  const deadline = Date.now() + waitMs;
+  // Vodacom's TransactionReference takes letters and digits only: Malipo drops the rest.
+  const plain = (s: string) => String(s).replace(/[^0-9A-Za-z]/g, "");
   while (Date.now() < deadline) {
     const res = await fetch(`${base}/sandbox/phones/${phone}/prompts`);
     const body: any = await res.json();
     // Tigo has no account reference: Malipo's Remarks end with it.
     const prompt = body.prompts.find(
-      (p: any) => p.account_reference === reference || String(p.merchant).endsWith(` ${reference}`),
+      (p: any) =>
+        p.account_reference === reference ||
+        plain(p.account_reference) === plain(reference) ||
+        String(p.merchant).endsWith(` ${reference}`),
     );
     if (prompt) {
       const accepted = await fetch(`${base}/sandbox/phones/${phone}/prompts/${prompt.id}/accept`, {

@@ -385,8 +385,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         }
         if latencies.is_empty() {
             println!(
-                "callback → page shows paid ({rail}): not measured (its callbacks only cue an \
-                 enquiry: settled by the poller's next pass, within a second)"
+                "callback → page shows paid ({rail}): not measured (no callback that settles \
+                 a payment: Airtel's cue an enquiry, Vodacom's payment call answers itself)"
             );
             continue;
         }
@@ -437,7 +437,10 @@ fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<Option<(Money, &'stat
                 "payer": {"partyIdType": "MSISDN", "partyId": "256772123456"},
                 "status": "SUCCESSFUL"}),
         ),
+        // Its callbacks only cue an enquiry, settled by the poller's next pass.
         RailId::Airtel => return Ok(None),
+        // No callback: the payment call's own answer settles it.
+        RailId::Vodacom => return Ok(None),
         // To Tigo's one portal URL; the ReferenceID is the attempt's request id.
         RailId::Tigo => (
             Money::new(5_000_000, Currency::Tzs)?,

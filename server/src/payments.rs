@@ -396,26 +396,21 @@ impl Payments {
                 // If the answer was so slow that the attempt was already given up as
                 // unknown (no id to ask with), ask again now that there is one.
                 self.store.resume_polling(&attempt.id, now_ms()).await?;
+                if let Some(answer) = initiated.answer {
+                    // The operator answers the push call itself once the shopper has
+                    // (Vodacom): off the request path, so the page shows "waiting" now.
+                    let me = self.clone();
+                    let attempt = attempt.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = me.take_answer(&attempt, connector, answer).await {
+                            tracing::error!(attempt = %attempt.id, error = %e, "recording the operator's answer failed; the status query will find it");
+                        }
+                    });
+                }
             }
             // The operator said no: nothing reached the phone.
             Err(ConnectorError::Rejected { code, message, .. }) => {
-                tracing::warn!(attempt = %attempt.id, %code, "push refused");
-                let failure = connector
-                    .rejection_failure(&code)
-                    .map_or("push_rejected", |f| f.as_str());
-                let outcome = AttemptOutcome {
-                    failure_code: Some(failure.into()),
-                    failure_detail: Some(format!("{code} {message}")),
-                    ..Default::default()
-                };
-                self.store
-                    .finalize_attempt(
-                        &attempt.id,
-                        AttemptStatus::Failed,
-                        &outcome,
-                        "push",
-                        now_ms(),
-                    )
+                self.refused(&attempt.id, connector.as_ref(), &code, &message)
                     .await?;
             }
             // No answer, or one we cannot read: the prompt may still be on the phone, and
@@ -427,6 +422,99 @@ impl Payments {
         }
         self.changed(session_id);
         Ok(self.store.attempt(&attempt.id).await?.unwrap_or(attempt))
+    }
+
+    /// Records that the operator refused the push with `code`: nothing reached the phone.
+    async fn refused(
+        &self,
+        id: &AttemptId,
+        connector: &dyn Connector,
+        code: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        tracing::warn!(attempt = %id, %code, "push refused");
+        let failure = connector
+            .rejection_failure(code)
+            .map_or("push_rejected", |f| f.as_str());
+        let outcome = AttemptOutcome {
+            failure_code: Some(failure.into()),
+            failure_detail: Some(format!("{code} {message}")),
+            ..Default::default()
+        };
+        self.store
+            .finalize_attempt(id, AttemptStatus::Failed, &outcome, "push", now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the answer of a push call that answers with the outcome
+    /// ([`crate::connectors::Initiated::answer`]) as a status query's. Not final (an
+    /// ambiguous code), unreadable or unreachable: the status query is asked at once.
+    async fn take_answer(
+        &self,
+        attempt: &AttemptRecord,
+        connector: Arc<dyn Connector>,
+        answer: crate::connectors::BoxFuture<'static, Result<Queried, ConnectorError>>,
+    ) -> Result<(), StoreError> {
+        match answer.await {
+            Ok(queried) => {
+                if self.settle(attempt, queried, "push").await?.is_some() {
+                    return Ok(());
+                }
+            }
+            Err(ConnectorError::Rejected { code, message, .. }) => {
+                self.refused(&attempt.id, connector.as_ref(), &code, &message)
+                    .await?;
+                self.changed(&attempt.session_id);
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "the push call's answer was lost; asking");
+            }
+        }
+        self.store.poll_soon(&attempt.id, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Records what the operator said about an attempt (a status query's answer, or a
+    /// push call's): `None` when it is not final yet, else whether the attempt changed.
+    async fn settle(
+        &self,
+        attempt: &AttemptRecord,
+        queried: Queried,
+        source: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some((status, mut result)) = outcome_to_status(&queried.outcome) else {
+            return Ok(None);
+        };
+        if status == AttemptStatus::Succeeded {
+            result.operator_receipt = queried.receipt;
+        }
+        let changed = match self
+            .store
+            .finalize_attempt(&attempt.id, status, &result, source, now_ms())
+            .await
+        {
+            Ok(changed) => changed,
+            // The operator says paid, with a receipt another attempt already has: not
+            // settled on it; a human decides (and the poller stops asking).
+            Err(e) if e.is_unique_violation() => {
+                tracing::error!(attempt = %attempt.id, "the operator's receipt belongs to another attempt; left for reconciliation");
+                self.store
+                    .mark_unknown(
+                        &attempt.id,
+                        "the operator's receipt is already another attempt's",
+                        None,
+                        now_ms(),
+                    )
+                    .await?
+            }
+            Err(e) => return Err(e),
+        };
+        if changed {
+            self.changed(&attempt.session_id);
+        }
+        Ok(Some(changed))
     }
 
     /// The name the prompt shows (Daraja's `TransactionDesc`).
@@ -791,35 +879,8 @@ impl Payments {
                 RailOutcome::Pending.into()
             }
         };
-        let outcome = queried.outcome;
-        if let Some((status, mut result)) = outcome_to_status(&outcome) {
-            if status == AttemptStatus::Succeeded {
-                result.operator_receipt = queried.receipt;
-            }
-            let changed = match self
-                .store
-                .finalize_attempt(&attempt.id, status, &result, "query", now_ms())
-                .await
-            {
-                Ok(changed) => changed,
-                // The operator says paid, with a receipt another attempt already has:
-                // not settled on it; a human decides (and the poller stops asking).
-                Err(e) if e.is_unique_violation() => {
-                    tracing::error!(attempt = %attempt.id, "the query's receipt belongs to another attempt; left for reconciliation");
-                    self.store
-                        .mark_unknown(
-                            &attempt.id,
-                            "the operator's receipt is already another attempt's",
-                            None,
-                            now_ms(),
-                        )
-                        .await?
-                }
-                Err(e) => return Err(e),
-            };
-            if changed {
-                self.changed(&attempt.session_id);
-            }
+        let outcome = queried.outcome.clone();
+        if let Some(changed) = self.settle(&attempt, queried, "query").await? {
             return Ok(changed);
         }
         if let RailOutcome::Unknown { raw } = &outcome {

@@ -112,7 +112,7 @@ impl Application {
             None
         };
         let rails =
-            crate::connectors::Registry::from_config(&config).context("rail HTTP clients")?;
+            crate::connectors::Registry::from_config(&config).map_err(anyhow::Error::msg)?;
         let checkout = checkout.with_rails(rails.clone());
         let payments = crate::payments::Payments::new(
             store.clone(),
@@ -267,6 +267,9 @@ impl Application {
             () = signal => {
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining requests");
                 let _ = stop_tx.send(true);
+                if let Some(sandbox) = &self.state.sandbox {
+                    sandbox.close();
+                }
                 match tokio::time::timeout(grace, &mut server).await {
                     Ok(res) => res.context("server task")?.context("serving")?,
                     Err(_) => {

@@ -9,6 +9,7 @@ mod rails;
 
 pub use rails::{
     AirtelConfig, MpesaConfig, MtnConfig, RailSettings, Rails, SANDBOX_PASSKEY, TigoConfig,
+    VodacomConfig,
 };
 
 use crate::connectors::RailId;

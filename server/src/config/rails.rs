@@ -10,7 +10,9 @@ use serde::Deserialize;
 use super::secret;
 
 use crate::connectors::RailId;
-pub use crate::connectors::{airtel::AirtelConfig, mtn::MtnConfig, tigo::TigoConfig};
+pub use crate::connectors::{
+    airtel::AirtelConfig, mtn::MtnConfig, tigo::TigoConfig, vodacom::VodacomConfig,
+};
 
 /// What the configuration needs to know of a rail's settings.
 pub trait RailSettings {
@@ -87,6 +89,8 @@ rails! {
     airtel: Airtel => AirtelConfig,
     /// `[rails.tigo]`: Mixx by Yas (formerly Tigo Pesa) push bill-pay, Tanzania.
     tigo: Tigo => TigoConfig,
+    /// `[rails.vodacom]`: Vodacom M-Pesa Tanzania (the M-Pesa OpenAPI).
+    vodacom: Vodacom => VodacomConfig,
 }
 
 impl Rails {

@@ -12,6 +12,7 @@ pub mod mtn;
 pub mod registry;
 pub mod shared;
 pub mod tigo;
+pub mod vodacom;
 
 pub use app::rail::RailId;
 pub use registry::Registry;
@@ -95,10 +96,14 @@ impl From<RailOutcome> for Queried {
 }
 
 /// The operator took the push.
-#[derive(Debug, Clone)]
 pub struct Initiated {
     /// The operator's id for it, to ask about it with (Daraja's CheckoutRequestID).
     pub operator_request_id: String,
+    /// For an operator whose push call itself answers with the outcome, once the shopper
+    /// has answered the prompt (Vodacom's synchronous C2B single stage): that call, still
+    /// running. The engine runs it off the request path and takes its answer as it would
+    /// a status query's; if it is lost (a restart), the status query finds the outcome.
+    pub answer: Option<BoxFuture<'static, Result<Queried, ConnectorError>>>,
 }
 
 /// What the operator says was paid, as far as its callback says.

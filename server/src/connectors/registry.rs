@@ -43,7 +43,7 @@ impl Registry {
     /// Every rail's connector in each mode it is on: test mode on the configured (or
     /// this server's own) sandbox; live mode only for rails given live settings (which
     /// the configuration checked are no sandbox).
-    pub fn from_config(config: &Config) -> Result<Registry, reqwest::Error> {
+    pub fn from_config(config: &Config) -> Result<Registry, String> {
         let mut registry = Registry::new();
         for rail in RailId::ALL {
             let url = config.rail_base_url(rail);
@@ -61,11 +61,23 @@ fn connector(
     rail: RailId,
     base_url: String,
     settings: &Rails,
-) -> Result<Arc<dyn Connector>, reqwest::Error> {
+) -> Result<Arc<dyn Connector>, String> {
+    let http = |e: reqwest::Error| format!("{rail} HTTP client: {e}");
     Ok(match rail {
-        RailId::Mpesa => Arc::new(super::mpesa::Daraja::new(base_url, &settings.mpesa)?),
-        RailId::MtnMomo => Arc::new(super::mtn::MtnMomo::new(base_url, &settings.mtn_momo)?),
-        RailId::Airtel => Arc::new(super::airtel::Airtel::new(base_url, &settings.airtel)?),
-        RailId::Tigo => Arc::new(super::tigo::Tigo::new(base_url, &settings.tigo)?),
+        RailId::Mpesa => {
+            Arc::new(super::mpesa::Daraja::new(base_url, &settings.mpesa).map_err(http)?)
+        }
+        RailId::MtnMomo => {
+            Arc::new(super::mtn::MtnMomo::new(base_url, &settings.mtn_momo).map_err(http)?)
+        }
+        RailId::Airtel => {
+            Arc::new(super::airtel::Airtel::new(base_url, &settings.airtel).map_err(http)?)
+        }
+        RailId::Tigo => Arc::new(super::tigo::Tigo::new(base_url, &settings.tigo).map_err(http)?),
+        RailId::Vodacom => {
+            let vodacom = super::vodacom::Vodacom::new(base_url, &settings.vodacom)?;
+            vodacom.keep_sessions_warm();
+            Arc::new(vodacom)
+        }
     })
 }

@@ -83,6 +83,7 @@ pub fn operator(rail: RailId) -> &'static dyn SandboxOperator {
         RailId::MtnMomo => &operators::mtn::Mtn,
         RailId::Airtel => &operators::airtel::Airtel,
         RailId::Tigo => &operators::tigo::Tigo,
+        RailId::Vodacom => &operators::vodacom::Vodacom,
     }
 }
 
@@ -91,8 +92,9 @@ pub fn operator(rail: RailId) -> &'static dyn SandboxOperator {
 pub struct Sandbox {
     /// The test-mode settings of every rail: the credentials the operators accept.
     pub(crate) rails: Rails,
-    /// Bearer tokens issued, with the operator that issued them.
-    tokens: Mutex<HashMap<String, (RailId, Instant)>>,
+    /// Bearer tokens issued, with the operator that issued them, and when they go live
+    /// and expire.
+    tokens: Mutex<HashMap<String, (RailId, Instant, Instant)>>,
     http: reqwest::Client,
     /// Callbacks go only under this: `{public_url}/callbacks/`.
     callback_prefix: String,
@@ -100,6 +102,9 @@ pub struct Sandbox {
     pushes: crate::limits::RateLimiter,
     /// Every scripted delay and time-out at this percentage (100: as documented).
     delay_percent: u32,
+    /// Set when the server stops: calls held open until the handset answers (Vodacom's
+    /// synchronous payment) give up at once instead of holding up the shutdown.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Bearer tokens the sandbox keeps at once, across operators.
@@ -133,6 +138,7 @@ impl Sandbox {
             callback_prefix: format!("{}/callbacks/", public_url.trim_end_matches('/')),
             pushes: crate::limits::RateLimiter::new(pushes_per_minute, 60),
             delay_percent,
+            closing: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -153,6 +159,17 @@ impl Sandbox {
         let b = self.behaviour(new.operator, &new.phone);
         let request = SandboxRequest::pending(new, &b, crate::time::now_ms());
         store.insert_sandbox_request(&request).await
+    }
+
+    /// The server is stopping: calls held open give up.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the server is stopping.
+    pub fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A delay of the operator's own (a time-out, a slow answer) at the sandbox's scale.
@@ -181,23 +198,37 @@ impl Sandbox {
     /// Issues `operator`'s bearer token for `lifetime` (`len` characters). At most
     /// [`MAX_TOKENS`] live at once: beyond that, the oldest go first.
     pub fn issue_token(&self, operator: RailId, len: usize, lifetime: Duration) -> String {
+        self.issue_token_live_after(operator, len, Duration::ZERO, lifetime)
+    }
+
+    /// [`Sandbox::issue_token`], for a token that is refused until `live_after` has
+    /// passed (Vodacom's sessions: "up to 30 seconds to become live"; scaled here like
+    /// every scripted delay).
+    pub fn issue_token_live_after(
+        &self,
+        operator: RailId,
+        len: usize,
+        live_after: Duration,
+        lifetime: Duration,
+    ) -> String {
         let token = random_base62(len);
         if let Ok(mut tokens) = self.tokens.lock() {
             let now = Instant::now();
             if tokens.len() >= MAX_TOKENS {
-                tokens.retain(|_, (_, until)| *until > now);
+                tokens.retain(|_, (_, _, until)| *until > now);
             }
             while tokens.len() >= MAX_TOKENS {
                 let Some(oldest) = tokens
                     .iter()
-                    .min_by_key(|(_, (_, until))| *until)
+                    .min_by_key(|(_, (_, _, until))| *until)
                     .map(|(t, _)| t.clone())
                 else {
                     break;
                 };
                 tokens.remove(&oldest);
             }
-            tokens.insert(token.clone(), (operator, now + lifetime));
+            let live = now + live_after.mul_f64(f64::from(self.delay_percent) / 100.0);
+            tokens.insert(token.clone(), (operator, live, now + lifetime));
         }
         token
     }
@@ -220,9 +251,10 @@ impl Sandbox {
         self.tokens
             .lock()
             .map(|tokens| {
-                tokens
-                    .get(token)
-                    .is_some_and(|(rail, until)| *rail == operator && *until > Instant::now())
+                tokens.get(token).is_some_and(|(rail, live, until)| {
+                    let now = Instant::now();
+                    *rail == operator && *live <= now && *until > now
+                })
             })
             .unwrap_or(false)
     }

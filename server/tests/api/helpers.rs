@@ -399,6 +399,9 @@ pub async fn pay_across_a_restart(
         .start(&session.id, rail, typed, false)
         .await
         .expect("push");
+    // The prompt is on the handset (a rail whose push call answers only once the shopper
+    // has, is now mid-call): then the server stops.
+    first_prompt(&client, &addr, phone).await;
     stop.send(()).expect("stop");
     running.await.expect("join").expect("run");
 

@@ -20,4 +20,5 @@ mod sandbox_daraja;
 mod sessions_api;
 mod store;
 mod tigo;
+mod vodacom;
 mod webhooks;

@@ -238,6 +238,7 @@ impl Connector for Airtel {
             if answer.status.success || gateway == "ESB000041" {
                 return Ok(Initiated {
                     operator_request_id: req.attempt_id.to_string(),
+                    answer: None,
                 });
             }
             Err(ConnectorError::Rejected {

@@ -250,6 +250,7 @@ impl Connector for Daraja {
             let accepted = self.stk_push(&params, now_ms).await?;
             Ok(Initiated {
                 operator_request_id: accepted.checkout_request_id,
+                answer: None,
             })
         })
     }

@@ -252,6 +252,7 @@ impl Connector for MtnMomo {
                 .await?;
             Ok(Initiated {
                 operator_request_id: reference_id,
+                answer: None,
             })
         })
     }

@@ -164,6 +164,7 @@ impl Connector for Tigo {
                 if answer.response_status && answer.response_code == wire::PUSH_ACCEPTED {
                     return Ok(Initiated {
                         operator_request_id: reference_id,
+                        answer: None,
                     });
                 }
                 return Err(ConnectorError::Rejected {

@@ -5,3 +5,4 @@ pub mod airtel;
 pub mod daraja;
 pub mod mtn;
 pub mod tigo;
+pub mod vodacom;
