@@ -105,6 +105,9 @@ pub struct Sandbox {
     /// Set when the server stops: calls held open until the handset answers (Vodacom's
     /// synchronous payment) give up at once instead of holding up the shutdown.
     closing: std::sync::atomic::AtomicBool,
+    /// Woken whenever a request is decided: calls held open until then (Vodacom's
+    /// synchronous payment) wait on it instead of polling the database.
+    decisions: tokio::sync::Notify,
 }
 
 /// Bearer tokens the sandbox keeps at once, across operators.
@@ -139,6 +142,7 @@ impl Sandbox {
             pushes: crate::limits::RateLimiter::new(pushes_per_minute, 60),
             delay_percent,
             closing: std::sync::atomic::AtomicBool::new(false),
+            decisions: tokio::sync::Notify::new(),
         }))
     }
 
@@ -165,6 +169,17 @@ impl Sandbox {
     pub fn close(&self) {
         self.closing
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.decisions.notify_waiters();
+    }
+
+    /// Wakes every call waiting for a decision.
+    pub fn decided(&self) {
+        self.decisions.notify_waiters();
+    }
+
+    /// Resolves at the next decision (or when the server stops, via [`Sandbox::close`]).
+    pub fn next_decision(&self) -> tokio::sync::futures::Notified<'_> {
+        self.decisions.notified()
     }
 
     /// Whether the server is stopping.

@@ -42,6 +42,9 @@ pub async fn decide(
             now,
         )
         .await?;
+    if decided {
+        sandbox.decided();
+    }
     Ok(decided.then(|| receipt.unwrap_or_default()))
 }
 

@@ -72,6 +72,13 @@ struct Inner {
     sessions: tokio::sync::Mutex<Sessions>,
 }
 
+/// What a call with the session as bearer came to.
+enum Called {
+    Answered(u16, bytes::Bytes),
+    /// The session is new and not live yet (only for a caller that would not wait).
+    NotLiveYet,
+}
+
 #[derive(Clone)]
 struct Session {
     id: String,
@@ -125,13 +132,26 @@ impl Vodacom {
         };
         let inner = Arc::downgrade(&self.inner);
         runtime.spawn(async move {
+            let mut failures = 0u32;
             loop {
                 let Some(me) = inner.upgrade() else { return };
-                if let Err(e) = me.renew_if_due().await {
-                    tracing::warn!(error = %e, "fetching a Vodacom session ahead failed; retrying");
-                }
+                let pause = match me.renew_if_due().await {
+                    Ok(()) => {
+                        failures = 0;
+                        RENEW_CHECK
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        // The first failures may be this server still starting (its own
+                        // sandbox not serving yet): retried soon, and only then a warning.
+                        if failures >= 3 {
+                            tracing::warn!(error = %e, "fetching a Vodacom session ahead failed; retrying");
+                        }
+                        Duration::from_secs(1 << failures.min(5)).min(RENEW_CHECK)
+                    }
+                };
                 drop(me);
-                tokio::time::sleep(RENEW_CHECK).await;
+                tokio::time::sleep(pause).await;
             }
         });
     }
@@ -261,7 +281,7 @@ impl Inner {
         &self,
         build: impl Fn(String) -> reqwest::RequestBuilder,
         patient: bool,
-    ) -> Result<(u16, bytes::Bytes), ConnectorError> {
+    ) -> Result<Called, ConnectorError> {
         let mut pause = Duration::from_millis(250);
         let mut renewed = false;
         loop {
@@ -282,23 +302,19 @@ impl Inner {
                     Some(Ins::InvalidApiKey | Ins::NotAuthorized | Ins::SessionCreationFailed)
                 );
             if !session_refused {
-                return Ok((status, body));
+                return Ok(Called::Answered(status, body));
             }
             let age = session.obtained.elapsed();
             if age < SESSION_WARMUP {
                 if !patient {
-                    return Err(ConnectorError::BadResponse {
-                        rail: RAIL,
-                        status,
-                        body: "the new session is not live yet".into(),
-                    });
+                    return Ok(Called::NotLiveYet);
                 }
                 tokio::time::sleep(pause.min(SESSION_WARMUP - age)).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
                 continue;
             }
             if renewed {
-                return Ok((status, body));
+                return Ok(Called::Answered(status, body));
             }
             self.forget(&session).await;
             renewed = true;
@@ -307,7 +323,7 @@ impl Inner {
 
     /// The single stage: returns once the shopper has answered (or Vodacom gave up).
     async fn pay(self: Arc<Self>, body: C2bRequest) -> Result<Queried, ConnectorError> {
-        let (status, bytes) = self
+        let called = self
             .call(
                 |bearer| {
                     self.http
@@ -319,8 +335,18 @@ impl Inner {
                 true,
             )
             .await?;
+        let Called::Answered(status, bytes) = called else {
+            // A patient call waits for its session; should it not, the query decides.
+            return Err(bad_response(RAIL, 0, b"the session is not live"));
+        };
         let answer: C2bResponse =
             serde_json::from_slice(&bytes).map_err(|_| bad_response(RAIL, status, &bytes))?;
+        if !answer.third_party_conversation_id.is_empty()
+            && answer.third_party_conversation_id != body.third_party_conversation_id
+        {
+            // Not the answer to this payment: the status query decides.
+            return Err(bad_response(RAIL, status, b"an answer naming another payment"));
+        }
         let outcome = wire::c2b_outcome(&answer.response_code);
         match &outcome {
             RailOutcome::Unknown { raw } => {
@@ -338,7 +364,7 @@ impl Inner {
     async fn query(&self, conversation_id: &str) -> Result<Queried, ConnectorError> {
         // Each query has its own id, as the OpenAPI asks.
         let query_id = format!("q{}", random_base62(24));
-        let (status, bytes) = self
+        let called = self
             .call(
                 |bearer| {
                     self.http.get(&self.query_url).bearer_auth(bearer).query(&[
@@ -351,6 +377,11 @@ impl Inner {
                 false,
             )
             .await?;
+        let Called::Answered(status, bytes) = called else {
+            // The session is still going live: nothing to learn yet, and no failure of
+            // the operator's (its status-query breaker stays closed).
+            return Ok(RailOutcome::Pending.into());
+        };
         let answer: QueryResponse =
             serde_json::from_slice(&bytes).map_err(|_| bad_response(RAIL, status, &bytes))?;
         let Some(outcome) = answer.outcome() else {

@@ -314,14 +314,10 @@ impl Ins {
             Ins::CancelledByCustomer => RailOutcome::Cancelled,
             Ins::InsufficientBalance => failed(FailureCode::InsufficientFunds),
             // "Not a customer of ours": the page offers the other rails.
-            Ins::MsisdnInvalid | Ins::LanguageCodeInvalid | Ins::ReceiverInvalid => {
-                failed(FailureCode::NotRegistered)
-            }
+            Ins::MsisdnInvalid | Ins::LanguageCodeInvalid => failed(FailureCode::NotRegistered),
             Ins::AccountNotActive | Ins::CustomerProfileProblem => {
                 failed(FailureCode::PushNotDelivered)
             }
-            // A 503: refused before anything reached the phone.
-            Ins::Overloaded => failed(FailureCode::OperatorBusy),
             // The shopper answered and the operator refused (a wrong PIN reads this way).
             Ins::TransactionFailed => failed(FailureCode::OperatorError),
             // Our request or our account is wrong: nothing reached the phone.
@@ -344,9 +340,13 @@ impl Ins {
             | Ins::DirectDebitExists
             | Ins::LinkingTransactionNotFound
             | Ins::InvalidMarket
-            | Ins::InitiatorAuthentication => failed(FailureCode::OperatorError),
-            // Ambiguous: the prompt may have been answered. Ask.
-            Ins::RequestTimeout
+            | Ins::InitiatorAuthentication
+            // The receiver is the merchant's short code, not the shopper.
+            | Ins::ReceiverInvalid => failed(FailureCode::OperatorError),
+            // Ambiguous: the prompt may have been sent, and answered. Ask. (A 503
+            // "overloaded" too: the synchronous call may have failed after the prompt.)
+            Ins::Overloaded
+            | Ins::RequestTimeout
             | Ins::InternalError
             | Ins::DuplicateTransaction
             | Ins::UnknownStatus
@@ -471,7 +471,7 @@ mod tests {
                 code: FailureCode::NotRegistered
             }
         );
-        for ambiguous in ["INS-1", "INS-9", "INS-10", "INS-23"] {
+        for ambiguous in ["INS-1", "INS-9", "INS-10", "INS-16", "INS-23"] {
             assert_eq!(c2b_outcome(ambiguous), RailOutcome::Pending, "{ambiguous}");
         }
         assert_eq!(
