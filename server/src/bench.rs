@@ -330,6 +330,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                     customer_email: None,
                     metadata: Default::default(),
                     expires_in_secs: 900,
+                    payment_method_types: None,
                 })
                 .await?;
             let token = format!("bench-token-{rail}-{i}");

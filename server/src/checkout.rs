@@ -40,6 +40,9 @@ pub struct CreateSession {
     /// Up to 20 string pairs the merchant gets back untouched.
     pub metadata: BTreeMap<String, String>,
     pub expires_in_secs: i64,
+    /// The rails the shopper may pay with (`payment_method_types`), narrowed further to
+    /// those the merchant switched on for the mode; `None`: every rail that takes it.
+    pub payment_method_types: Option<Vec<RailId>>,
 }
 
 /// Why a session could not be created.
@@ -52,6 +55,10 @@ pub enum CreateError {
     /// Live mode sends real shoppers on with the merchant's booking: https only.
     #[error("{param} must be an https URL in live mode")]
     InsecureLiveUrl { param: &'static str },
+    /// Of the rails asked for (by the session and the merchant's account), none can
+    /// take this currency and amount.
+    #[error("no payment method left: {0}")]
+    NoPaymentMethod(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -104,11 +111,56 @@ impl CheckoutService {
         RailId::ALL
             .into_iter()
             .filter(|rail| {
-                self.rails
-                    .any(*rail)
-                    .is_some_and(|c| c.capabilities().accepts(session.amount))
+                session
+                    .payment_method_types
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.contains(rail))
             })
+            .filter(|rail| self.takes(*rail, session.amount))
             .collect()
+    }
+
+    /// Whether `rail` can take `amount` (its currency and units).
+    fn takes(&self, rail: RailId, amount: Money) -> bool {
+        self.rails
+            .any(rail)
+            .is_some_and(|c| c.capabilities().accepts(amount))
+    }
+
+    /// The rails a new session may be paid with: those asked for, narrowed to those the
+    /// merchant switched on in the mode (`None`: no narrowing at all). Refused when that
+    /// leaves none that can take the amount.
+    async fn allowed_rails(&self, req: &CreateSession) -> Result<Option<Vec<RailId>>, CreateError> {
+        let account = self
+            .store
+            .merchant_rails(&req.merchant_id, req.mode)
+            .await?;
+        let allowed: Option<Vec<RailId>> = match (&req.payment_method_types, &account) {
+            (None, None) => return Ok(None),
+            (Some(asked), None) => Some(asked.clone()),
+            (None, Some(on)) => Some(on.clone()),
+            (Some(asked), Some(on)) => {
+                Some(asked.iter().copied().filter(|r| on.contains(r)).collect())
+            }
+        };
+        let allowed = allowed.unwrap_or_default();
+        if !allowed.iter().any(|r| self.takes(*r, req.amount)) {
+            let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+            let why = if names.is_empty() {
+                "none of payment_method_types is switched on for this account in this mode \
+                 (its payment_method_types, POST /v1/account)"
+                    .to_owned()
+            } else {
+                format!(
+                    "none of {} can take {} (each rail's currencies and amount rules are in \
+                     the README's Rails table)",
+                    names.join(", "),
+                    req.amount
+                )
+            };
+            return Err(CreateError::NoPaymentMethod(why));
+        }
+        Ok(Some(allowed))
     }
 
     /// Uses `key` (the same on every instance, across restarts) for form tokens.
@@ -158,6 +210,7 @@ impl CheckoutService {
                 }
             }
         }
+        let payment_method_types = self.allowed_rails(&req).await?;
         let now = now_ms();
         // Callers validate against MIN/MAX_EXPIRES_IN; the CLI may go lower for testing.
         let expires_in = req.expires_in_secs.clamp(1, MAX_EXPIRES_IN);
@@ -175,6 +228,7 @@ impl CheckoutService {
                     customer_email: req.customer_email,
                     metadata: req.metadata,
                     expires_at: now + expires_in * 1000,
+                    payment_method_types,
                 },
                 now,
             )
@@ -409,6 +463,7 @@ mod tests {
             expires_at,
             created_at: 0,
             updated_at: 0,
+            payment_method_types: None,
         }
     }
 

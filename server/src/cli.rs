@@ -446,6 +446,7 @@ pub async fn run() -> anyhow::Result<()> {
                     customer_email: None,
                     metadata: Default::default(),
                     expires_in_secs: expires_in,
+                    payment_method_types: None,
                 })
                 .await?;
             let url = checkout.page_url(&session.id);

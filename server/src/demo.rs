@@ -46,6 +46,7 @@ pub async fn seed(store: &Store, checkout: &CheckoutService) -> anyhow::Result<S
             customer_email: None,
             metadata: Default::default(),
             expires_in_secs: 24 * 3600,
+            payment_method_types: None,
         })
         .await?;
     Ok(Seeded {

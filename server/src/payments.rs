@@ -129,6 +129,10 @@ pub struct Payments {
     /// A breaker per operator (rail and mode) on its status queries: one operator
     /// failing never pauses another's.
     query_breakers: Arc<Mutex<std::collections::HashMap<(RailId, Mode), QueryBreaker>>>,
+    /// Attempts whose push call is still waiting for its answer in this process
+    /// (Vodacom's synchronous payment): never given up as unknown while it may still
+    /// answer.
+    answering: Arc<Mutex<std::collections::HashSet<AttemptId>>>,
 }
 
 /// Status queries in flight at once, per lane.
@@ -202,6 +206,7 @@ impl Payments {
             timing,
             changes,
             query_breakers: Arc::default(),
+            answering: Arc::default(),
         }
     }
 
@@ -294,6 +299,14 @@ impl Payments {
         let Some(country) = capabilities.country(session.amount.currency()) else {
             return Err(PayError::NotPayable);
         };
+        // The session (or the merchant's account) does not offer this rail.
+        if session
+            .payment_method_types
+            .as_ref()
+            .is_some_and(|allowed| !allowed.contains(&rail))
+        {
+            return Err(PayError::RailNotConfigured);
+        }
         let msisdn = Msisdn::parse(phone_input, country).ok_or(PayError::InvalidPhone)?;
         if !msisdn.as_str().starts_with(country.calling_code()) {
             return Err(PayError::InvalidPhone);
@@ -401,9 +414,19 @@ impl Payments {
                     // (Vodacom): off the request path, so the page shows "waiting" now.
                     let me = self.clone();
                     let attempt = attempt.clone();
+                    self.answering
+                        .lock()
+                        .expect("answering lock")
+                        .insert(attempt.id.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = me.take_answer(&attempt, connector, answer).await {
-                            tracing::error!(attempt = %attempt.id, error = %e, "recording the operator's answer failed; the status query will find it");
+                        let taken = me.take_answer(&attempt, connector, answer).await;
+                        me.answering
+                            .lock()
+                            .expect("answering lock")
+                            .remove(&attempt.id);
+                        if let Err(e) = taken {
+                            tracing::error!(attempt = %attempt.id, error = %e, "recording the operator's answer failed; asking the status query");
+                            let _ = me.store.poll_soon(&attempt.id, now_ms()).await;
                         }
                     });
                 }
@@ -887,7 +910,17 @@ impl Payments {
             tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still open");
         }
         let next = next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
-        let changed = if age >= self.timing.reconcile_after_ms {
+        let answering = self
+            .answering
+            .lock()
+            .expect("answering lock")
+            .contains(&attempt.id);
+        let changed = if answering {
+            // Its push call may still answer (the shopper is on the prompt): not
+            // given up while it can.
+            self.store.reschedule_poll(&attempt.id, next, now).await?;
+            false
+        } else if age >= self.timing.reconcile_after_ms {
             tracing::warn!(attempt = %attempt.id, "outcome still unknown; left for reconciliation");
             self.store
                 .mark_unknown(

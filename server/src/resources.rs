@@ -99,6 +99,10 @@ pub struct CheckoutSessionObject {
     /// Unix seconds.
     pub created: i64,
     pub livemode: bool,
+    /// The rails it may be paid with, fixed when it was made (its own list narrowed to
+    /// the account's); `null`: every rail that takes its currency and amount.
+    #[schema(value_type = Option<Vec<crate::api::openapi::PaymentMethodType>>)]
+    pub payment_method_types: Option<Vec<&'static str>>,
 }
 
 impl CheckoutSessionObject {
@@ -134,6 +138,10 @@ impl CheckoutSessionObject {
             expires_at: s.expires_at / 1000,
             created: s.created_at / 1000,
             livemode: s.mode == Mode::Live,
+            payment_method_types: s
+                .payment_method_types
+                .as_ref()
+                .map(|list| list.iter().map(|r| r.as_str()).collect()),
         }
     }
 }

@@ -1,11 +1,14 @@
-//! `GET /v1/account`, `POST /v1/account`: the merchant's own settings (today: which
-//! origins may embed its checkout).
+//! `GET /v1/account`, `POST /v1/account`: the merchant's own settings, per mode: which
+//! origins may embed its checkout, and which rails are switched on.
 
 use axum::{Extension, Json, body::Bytes, extract::State};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Caller, body::json_object};
+use super::{
+    Caller,
+    body::{json_object, rails},
+};
 use crate::{
     api::openapi::{PostErrors, ReadErrors, UpdateAccountParams},
     embed::{MAX_ORIGINS, parse_origin},
@@ -14,7 +17,7 @@ use crate::{
 };
 
 /// Fields `POST /v1/account` accepts.
-pub(crate) const UPDATE_FIELDS: [&str; 1] = ["embed_origins"];
+pub(crate) const UPDATE_FIELDS: [&str; 2] = ["embed_origins", "payment_method_types"];
 
 /// `account`: the merchant behind the key.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -29,6 +32,11 @@ pub struct AccountObject {
     /// the key's mode, e.g. `https://lodge.example`. Empty: nobody may. Each mode has
     /// its own list: a test key never changes who may frame live checkouts.
     pub embed_origins: Vec<String>,
+    /// The rails switched on for the key's mode (`["mpesa", "airtel"]`); `null`: every
+    /// rail this Malipo has on. A new session offers only these (and only those of its
+    /// own `payment_method_types`); sessions made before a change keep their list.
+    #[schema(value_type = Option<Vec<crate::api::openapi::PaymentMethodType>>)]
+    pub payment_method_types: Option<Vec<&'static str>>,
 }
 
 async fn account(state: &AppState, caller: &Caller) -> Result<AccountObject, ApiError> {
@@ -45,6 +53,11 @@ async fn account(state: &AppState, caller: &Caller) -> Result<AccountObject, Api
             .store
             .embed_origins(&caller.merchant_id, caller.mode)
             .await?,
+        payment_method_types: state
+            .store
+            .merchant_rails(&caller.merchant_id, caller.mode)
+            .await?
+            .map(|list| list.iter().map(|r| r.as_str()).collect()),
     })
 }
 
@@ -62,7 +75,8 @@ pub async fn retrieve(
     Ok(Json(account(&state, &caller).await?))
 }
 
-/// Change the merchant's settings (which origins may embed the checkout).
+/// Change the merchant's settings for the key's mode (which origins may embed the
+/// checkout, which rails are on).
 #[utoipa::path(post, path = "/v1/account", tag = "account",
     request_body = UpdateAccountParams,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
@@ -77,8 +91,20 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Json<AccountObject>, ApiError> {
     let obj = json_object(&body, &UPDATE_FIELDS)?;
-    if let Some(list) = obj.get("embed_origins") {
-        let origins = parse_origins(list)?;
+    // Everything is checked before anything is written.
+    let methods = obj
+        .get("payment_method_types")
+        .map(|v| rails(Some(v), "payment_method_types"))
+        .transpose()?;
+    let origins = obj.get("embed_origins").map(parse_origins).transpose()?;
+    if let Some(methods) = methods {
+        state
+            .store
+            .set_merchant_rails(&caller.merchant_id, caller.mode, methods.as_deref())
+            .await?;
+        tracing::info!(mode = caller.mode.as_str(), rails = ?methods, "rails switched on updated");
+    }
+    if let Some(origins) = origins {
         state
             .store
             .set_embed_origins(&caller.merchant_id, caller.mode, &origins)

@@ -107,6 +107,47 @@ pub fn text(
     }
 }
 
+/// A list of rails by name (`["mpesa", "airtel"]`), as `payment_method_types`: `null`
+/// is `None` (every rail); an empty list or an unknown name is refused; repeats count once.
+pub fn rails(
+    value: Option<&Value>,
+    param: &str,
+) -> Result<Option<Vec<crate::connectors::RailId>>, ApiError> {
+    use crate::connectors::RailId;
+    let known = || {
+        RailId::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let items = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_payment_method_type",
+                param,
+                format!("{param} must be a non-empty array of: {}.", known()),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let rail = item.as_str().and_then(RailId::parse).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_payment_method_type",
+                param,
+                format!("{item} is not a payment method type; use {}.", known()),
+            )
+        })?;
+        if !out.contains(&rail) {
+            out.push(rail);
+        }
+    }
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

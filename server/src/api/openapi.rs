@@ -67,7 +67,7 @@ pub enum PostErrors {
     TooLarge(ErrorBody),
     #[response(
         status = 422,
-        description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`)"
+        description = "Idempotency-Key reused with other parameters (`idempotency_key_reused`); for a checkout session, no payment method it allows can take its currency and amount (`payment_method_unavailable`)"
     )]
     Reused(ErrorBody),
     #[response(
@@ -135,6 +135,28 @@ pub struct CreateSessionParams {
     pub expires_in: Option<i64>,
     /// Accepted for compatibility; use `reference`.
     pub client_reference_id: Option<String>,
+    /// The rails the shopper may pay with (default: every rail that takes the currency
+    /// and amount), narrowed to those switched on for the account in this mode. None of
+    /// them able to take it: 422 `payment_method_unavailable`.
+    #[schema(min_items = 1)]
+    pub payment_method_types: Option<Vec<PaymentMethodType>>,
+}
+
+/// A rail, as `payment_method_types` names it.
+#[derive(Debug, Clone, Copy, ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code, reason = "documentation; RailId is the type the code uses")]
+pub enum PaymentMethodType {
+    /// Safaricom M-PESA, Kenya (KES).
+    Mpesa,
+    /// MTN MoMo, Uganda, Rwanda or Zambia.
+    MtnMomo,
+    /// Airtel Money, Kenya, Uganda, Tanzania, Rwanda, Zambia.
+    Airtel,
+    /// Mixx by Yas (Tigo Pesa), Tanzania (TZS).
+    Tigo,
+    /// Vodacom M-Pesa, Tanzania (TZS).
+    Vodacom,
 }
 
 /// `POST /v1/webhook_endpoints`.
@@ -173,6 +195,10 @@ pub struct UpdateAccountParams {
     /// Origins allowed to frame the checkout in the key's mode (replaces that mode's
     /// list): `https://host[:port]`, or `http://localhost:PORT`; at most 10.
     pub embed_origins: Option<Vec<String>>,
+    /// The rails switched on for the key's mode (replaces that mode's list); `null`:
+    /// every rail this Malipo has on.
+    #[schema(min_items = 1)]
+    pub payment_method_types: Option<Vec<PaymentMethodType>>,
 }
 
 /// The `webhooks` section: one POST per event type, as Malipo sends it.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::{
     Caller,
-    body::{json_object, missing, text, whole_number},
+    body::{json_object, missing, rails, text, whole_number},
 };
 use crate::{
     api::openapi::{CreateSessionParams, ErrorBody, PostErrors, ReadErrors},
@@ -29,7 +29,7 @@ use crate::{
     time::now_ms,
 };
 
-pub(crate) const FIELDS: [&str; 10] = [
+pub(crate) const FIELDS: [&str; 11] = [
     "amount",
     "currency",
     "reference",
@@ -40,6 +40,7 @@ pub(crate) const FIELDS: [&str; 10] = [
     "metadata",
     "expires_in",
     "client_reference_id",
+    "payment_method_types",
 ];
 
 /// Create a checkout session.
@@ -68,6 +69,7 @@ pub async fn create(
             param,
             format!("{param} must be an https:// URL in live mode."),
         ),
+        CreateError::NoPaymentMethod(why) => ApiError::NoPaymentMethod(why),
         CreateError::Store(e) => e.into(),
     })?;
     tracing::info!(session = %session.id, amount = %session.amount, "checkout session created");
@@ -306,6 +308,8 @@ fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError>
         Some(_) => return Err(bad_expiry()),
     };
 
+    let payment_method_types = rails(obj.get("payment_method_types"), "payment_method_types")?;
+
     Ok(CreateSession {
         merchant_id: caller.merchant_id.clone(),
         mode: caller.mode,
@@ -318,6 +322,7 @@ fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError>
         customer_email,
         metadata,
         expires_in_secs: expires_in,
+        payment_method_types,
     })
 }
 

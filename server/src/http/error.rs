@@ -26,6 +26,8 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid_expires_in",
     "invalid_idempotency_key",
     "invalid_origin",
+    "invalid_payment_method_type",
+    "payment_method_unavailable",
     "unknown_event_type",
     "endpoint_limit_reached",
     "invalid_api_key",
@@ -86,6 +88,10 @@ pub enum ApiError {
     /// 413 `request_too_large`: the body is over 64 KiB.
     #[error("request too large")]
     RequestTooLarge,
+    /// 422 `payment_method_unavailable`: of the rails the session (and the merchant's
+    /// account) allow, none can take its currency and amount; the text says which.
+    #[error("no payment method: {0}")]
+    NoPaymentMethod(String),
     /// 422 `idempotency_key_reused`: the key was used with a different request.
     #[error("idempotency key reused")]
     IdempotencyKeyReused,
@@ -121,7 +127,9 @@ impl ApiError {
             | ApiError::EndpointLimitReached => StatusCode::CONFLICT,
             ApiError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyReused | ApiError::NoPaymentMethod(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -142,6 +150,7 @@ impl ApiError {
             ApiError::RequestTooLarge => "request_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::NoPaymentMethod(_) => "payment_method_unavailable",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -178,6 +187,9 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => {
                 "This Idempotency-Key was used with different parameters.".into()
             }
+            ApiError::NoPaymentMethod(why) => {
+                format!("No payment method can take this session: {why}.")
+            }
             ApiError::DatabaseUnavailable(_) => {
                 "The database is not answering right now. Retry with the same Idempotency-Key."
                     .into()
@@ -209,6 +221,9 @@ impl IntoResponse for ApiError {
         } = &self
         {
             error["param"] = json!(param);
+        }
+        if let ApiError::NoPaymentMethod(_) = &self {
+            error["param"] = json!("payment_method_types");
         }
         let mut res = (self.status(), Json(json!({ "error": error }))).into_response();
         if let ApiError::RateLimited { retry_after } = &self

@@ -188,6 +188,56 @@ impl Store {
             == 1)
     }
 
+    /// Switches on only `rails` for a merchant in one mode (`None`: every rail this
+    /// server has on). False if there is no such merchant.
+    pub async fn set_merchant_rails(
+        &self,
+        merchant_id: &MerchantId,
+        mode: Mode,
+        rails: Option<&[crate::connectors::RailId]>,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(&format!(
+            "UPDATE merchants SET {} = $2 WHERE id = $1",
+            rails_column(mode)
+        ))
+        .bind(merchant_id.as_str())
+        .bind(rails.map(super::sessions::rails_to_json))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// The rails a merchant switched on in one mode; `None`: every rail this server has
+    /// on.
+    pub async fn merchant_rails(
+        &self,
+        merchant_id: &MerchantId,
+        mode: Mode,
+    ) -> Result<Option<Vec<crate::connectors::RailId>>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} AS rails FROM merchants WHERE id = $1",
+            rails_column(mode)
+        ))
+        .bind(merchant_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(list) = row
+            .map(|r| r.try_get::<Option<String>, _>("rails"))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        super::sessions::rails_from_json(&list)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "merchants",
+                id: merchant_id.to_string(),
+                what: format!("{} {list:?}", rails_column(mode)),
+            })
+    }
+
     /// The origins allowed to frame a merchant's checkout pages in one mode.
     pub async fn embed_origins(
         &self,
@@ -273,6 +323,13 @@ impl Store {
 }
 
 /// Test mode's list is `embed_origins`, live mode's `embed_origins_live`.
+fn rails_column(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Test => "rails_test",
+        Mode::Live => "rails_live",
+    }
+}
+
 fn origins_column(mode: Mode) -> &'static str {
     match mode {
         Mode::Test => "embed_origins",

@@ -5,6 +5,7 @@ use sqlx::{Row, any::AnyRow};
 use std::collections::BTreeMap;
 
 use super::{NewEvent, Store, StoreError, insert_event, parse_column};
+use crate::connectors::RailId;
 use crate::domain::{MerchantId, Mode, Money, SessionId, money::Currency};
 use crate::resources::EventType;
 
@@ -84,6 +85,8 @@ pub struct NewSession {
     pub customer_email: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub expires_at: i64,
+    /// The rails it may be paid with; `None`: every rail that takes it.
+    pub payment_method_types: Option<Vec<RailId>>,
 }
 
 /// A session as stored.
@@ -105,11 +108,15 @@ pub struct SessionRecord {
     pub expires_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The rails it may be paid with, fixed at creation; `None`: every rail that takes
+    /// its currency and amount.
+    pub payment_method_types: Option<Vec<RailId>>,
 }
 
 const SESSION_COLUMNS: &str = "s.id, s.merchant_id, s.mode, s.amount_minor, s.currency, \
      s.reference, s.description, s.status, s.payment_status, s.success_url, s.cancel_url, \
-     s.customer_phone, s.customer_email, s.metadata, s.expires_at, s.created_at, s.updated_at";
+     s.customer_phone, s.customer_email, s.metadata, s.expires_at, s.created_at, s.updated_at, \
+     s.payment_method_types";
 
 impl SessionRecord {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -144,6 +151,13 @@ impl SessionRecord {
             expires_at: row.try_get("expires_at")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            payment_method_types: row
+                .try_get::<Option<String>, _>("payment_method_types")?
+                .map(|list| {
+                    rails_from_json(&list)
+                        .ok_or_else(|| corrupt(format!("payment_method_types {list:?}")))
+                })
+                .transpose()?,
             id: SessionId::from_db(id.clone()),
         })
     }
@@ -188,14 +202,16 @@ impl Store {
             expires_at: new.expires_at,
             created_at: now,
             updated_at: now,
+            payment_method_types: new.payment_method_types.clone(),
         };
         let metadata = serde_json::to_string(&record.metadata).unwrap_or_else(|_| "{}".into());
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO checkout_sessions (id, merchant_id, mode, amount_minor, currency, \
              reference, description, status, payment_status, success_url, cancel_url, \
-             customer_phone, customer_email, metadata, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             customer_phone, customer_email, metadata, expires_at, created_at, updated_at, \
+             payment_method_types) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(record.id.as_str())
         .bind(record.merchant_id.as_str())
@@ -214,6 +230,7 @@ impl Store {
         .bind(record.expires_at)
         .bind(now)
         .bind(now)
+        .bind(record.payment_method_types.as_deref().map(rails_to_json))
         .execute(&mut *tx)
         .await?;
         insert_event(
@@ -374,4 +391,18 @@ impl Store {
             .map(|r| Ok(SessionId::from_db(r.try_get("id")?)))
             .collect()
     }
+}
+
+/// A list of rails as stored: a JSON array of their names (`["mpesa","airtel"]`).
+pub(crate) fn rails_to_json(rails: &[RailId]) -> String {
+    serde_json::Value::from(rails.iter().map(|r| r.as_str()).collect::<Vec<_>>()).to_string()
+}
+
+/// A stored list of rails; `None` if it is not one (a name this build does not know).
+pub(crate) fn rails_from_json(list: &str) -> Option<Vec<RailId>> {
+    serde_json::from_str::<Vec<String>>(list)
+        .ok()?
+        .iter()
+        .map(|name| RailId::parse(name))
+        .collect()
 }

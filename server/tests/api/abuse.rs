@@ -242,6 +242,7 @@ async fn the_merchants_customer_phone_is_prefilled_masked_and_still_pays() {
             customer_email: None,
             metadata: Default::default(),
             expires_in_secs: 900,
+            payment_method_types: None,
         })
         .await
         .unwrap();

@@ -242,6 +242,7 @@ pub fn open_session(merchant: &MerchantId, mode: Mode, amount: Money) -> CreateS
         customer_email: None,
         metadata: Default::default(),
         expires_in_secs: 900,
+        payment_method_types: None,
     }
 }
 

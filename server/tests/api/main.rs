@@ -15,6 +15,7 @@ mod mtn;
 mod openapi;
 mod pages;
 mod pay_flow;
+mod payment_methods;
 mod payments;
 mod sandbox_daraja;
 mod sessions_api;

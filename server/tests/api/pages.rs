@@ -196,6 +196,7 @@ async fn merchant_text_is_escaped() {
         customer_email: None,
         metadata: Default::default(),
         expires_in_secs: 600,
+        payment_method_types: None,
     };
     let refused = app.checkout.create(request("javascript:alert(1)")).await;
     assert!(

@@ -73,6 +73,7 @@ fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
         customer_email: None,
         metadata,
         expires_at,
+        payment_method_types: None,
     }
 }
 

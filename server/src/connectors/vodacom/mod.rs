@@ -345,7 +345,11 @@ impl Inner {
             && answer.third_party_conversation_id != body.third_party_conversation_id
         {
             // Not the answer to this payment: the status query decides.
-            return Err(bad_response(RAIL, status, b"an answer naming another payment"));
+            return Err(bad_response(
+                RAIL,
+                status,
+                b"an answer naming another payment",
+            ));
         }
         let outcome = wire::c2b_outcome(&answer.response_code);
         match &outcome {

@@ -207,7 +207,10 @@ async fn bearer(headers: &HeaderMap) -> Result<String, Box<Response>> {
     }
     let refused = || Box::new(answer(Ins::InvalidApiKey, json!({})));
     let sealed = header(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .ok_or_else(refused)?
         .to_owned();
     tokio::task::spawn_blocking(move || open_bearer(&sealed))
