@@ -236,7 +236,7 @@ async fn the_sandbox_speaks_mtns_wire_and_the_connector_reads_it() {
     assert_eq!(short.status(), 400, "MoMo's PIN has five digits");
     let receipt = accept(&app.client, &app.addr, "256772000111", &reference).await;
     assert!(receipt.bytes().all(|b| b.is_ascii_digit()), "{receipt}");
-    assert_eq!(c.status(&reference).await.unwrap(), RailOutcome::Succeeded);
+    assert_eq!(c.status(&reference, Currency::Ugx).await.unwrap(), RailOutcome::Succeeded);
     let paid: Value = status(&reference).await.json().await.unwrap();
     assert_eq!(paid["financialTransactionId"], receipt.as_str());
 }
@@ -263,9 +263,9 @@ async fn scripted_numbers_answer_as_mtns_sandbox_does() {
     let unknown_code = send("256770123464").await;
     // 2 s and 1 s at 5 %.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(c.status(&rejected).await.unwrap(), RailOutcome::Cancelled);
+    assert_eq!(c.status(&rejected, Currency::Ugx).await.unwrap(), RailOutcome::Cancelled);
     assert_eq!(
-        c.status(&not_found).await.unwrap(),
+        c.status(&not_found, Currency::Ugx).await.unwrap(),
         RailOutcome::Failed {
             code: malipo::connectors::FailureCode::NotRegistered
         }
@@ -549,5 +549,33 @@ async fn the_connector_never_sends_a_currency_its_environment_does_not_take() {
         prompts(&app.client, &app.addr, "256772000444")
             .await
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn one_api_user_serves_uganda_and_rwanda_each_in_its_own_environment() {
+    // The default test settings name mtnuganda and mtnrwanda: a RWF session is paid in
+    // mtnrwanda (the sandbox charges in the environment's currency), a UGX one in
+    // mtnuganda.
+    let app = app().await;
+    let rwf = crate::helpers::session_for(&app, "Kigali Lodge", Money::new(50_000, Currency::Rwf).unwrap()).await;
+    let attempt = app
+        .payments
+        .start(&rwf, RailId::MtnMomo, "0788 100 051", false)
+        .await
+        .unwrap();
+    assert_eq!(attempt.payer.as_deref(), Some("250788100051"));
+    let shown = crate::helpers::first_prompt(&app.client, &app.addr, "250788100051").await;
+    let prompt = prompts(&app.client, &app.addr, "250788100051").await;
+    assert_eq!(prompt[0]["currency"], "RWF");
+    accept(&app.client, &app.addr, "250788100051", &shown).await;
+    let done = settled(&app.store, &attempt.id, 10).await;
+    assert_eq!(done.status, AttemptStatus::Succeeded);
+    let c = connector(&app).await;
+    assert_eq!(
+        c.status(attempt.operator_request_id.as_deref().unwrap(), Currency::Rwf)
+            .await
+            .unwrap(),
+        RailOutcome::Succeeded
     );
 }

@@ -26,7 +26,9 @@ pub struct MtnConfig {
     #[serde(deserialize_with = "secret")]
     pub api_key: SecretString,
     /// `X-Target-Environment`: `mtnuganda` (UGX), `mtnrwanda` (RWF), `mtnzambia` (ZMW),
-    /// or `sandbox` (MTN's own sandbox, EUR only). It decides the currency.
+    /// or `sandbox` (MTN's own sandbox, EUR only), or several, comma-separated, when one
+    /// API user serves several markets (`mtnuganda,mtnrwanda`): each session's currency
+    /// picks its environment.
     pub target_environment: String,
 }
 
@@ -42,12 +44,20 @@ impl Default for MtnConfig {
             subscription_key: SecretString::from(SANDBOX_SUBSCRIPTION_KEY),
             api_user: SANDBOX_API_USER.into(),
             api_key: SecretString::from(SANDBOX_API_KEY),
-            target_environment: "mtnuganda".into(),
+            target_environment: "mtnuganda,mtnrwanda".into(),
         }
     }
 }
 
 impl MtnConfig {
+    /// The target environments named, trimmed.
+    pub fn environments(&self) -> impl Iterator<Item = &str> {
+        self.target_environment
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+    }
+
     /// Nothing set: the rail is off (live mode's default).
     pub fn off() -> Self {
         MtnConfig {
@@ -111,12 +121,23 @@ impl RailSettings for MtnConfig {
         if self.base_url.is_empty() && self.target_environment.is_empty() {
             return Ok(());
         }
-        environment(&self.target_environment).map(|_| ()).ok_or_else(|| {
-            format!(
-                "target_environment {:?} is not one of mtnuganda, mtnrwanda, mtnzambia, sandbox",
-                self.target_environment
-            )
-        })
+        let mut currencies = Vec::new();
+        for name in self.environments() {
+            let (currency, _) = environment(name).ok_or_else(|| {
+                format!(
+                    "target_environment {name:?} is not one of mtnuganda, mtnrwanda, mtnzambia, \
+                     sandbox"
+                )
+            })?;
+            if currencies.contains(&currency) {
+                return Err(format!("two target environments charge in {}", currency.code()));
+            }
+            currencies.push(currency);
+        }
+        if currencies.is_empty() {
+            return Err("target_environment must name at least one environment".into());
+        }
+        Ok(())
     }
 
     fn check_live_credentials(&self) -> Result<(), String> {
@@ -133,7 +154,7 @@ impl RailSettings for MtnConfig {
                 "subscription_key, api_user and api_key must all be set to live credentials".into(),
             );
         }
-        if self.target_environment == "sandbox" {
+        if self.environments().any(|e| e == "sandbox") {
             return Err("target_environment is MTN's sandbox".into());
         }
         Ok(())

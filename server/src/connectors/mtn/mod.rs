@@ -25,7 +25,11 @@ use crate::{
         InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome,
         shared::{TokenCache, bad_response, http_client, unreachable},
     },
-    domain::{AttemptId, Money},
+    domain::{
+        AttemptId, Money,
+        money::Currency,
+        phone::Country,
+    },
 };
 pub use config::MtnConfig;
 
@@ -34,13 +38,15 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(600);
 
 const RAIL: RailId = RailId::MtnMomo;
 
-/// An MTN MoMo Collection client for one API user in one target environment.
+/// An MTN MoMo Collection client for one API user in one or more target environments
+/// (one per currency: `mtnuganda` for UGX, `mtnrwanda` for RWF, …).
 pub struct MtnMomo {
     base_url: String,
     subscription_key: SecretString,
     api_user: String,
     api_key: SecretString,
-    target_environment: String,
+    /// Each `X-Target-Environment` with the currency it charges in.
+    environments: Vec<(String, Currency)>,
     capabilities: Capabilities,
     http: reqwest::Client,
     token: TokenCache,
@@ -67,16 +73,20 @@ pub fn reference_id(attempt: &AttemptId) -> String {
 
 impl MtnMomo {
     pub fn new(base_url: String, config: &MtnConfig) -> Result<MtnMomo, reqwest::Error> {
-        // The configuration checked the environment; an unknown one takes nothing.
-        let markets = config::environment(&config.target_environment)
-            .into_iter()
+        // The configuration checked the environments; an unknown one takes nothing.
+        let known: Vec<(String, Currency, Country)> = config
+            .environments()
+            .filter_map(|name| {
+                config::environment(name).map(|(currency, country)| (name.to_owned(), currency, country))
+            })
             .collect();
+        let markets = known.iter().map(|(_, cur, country)| (*cur, *country)).collect();
         Ok(MtnMomo {
             base_url: base_url.trim_end_matches('/').to_owned(),
             subscription_key: config.subscription_key.clone(),
             api_user: config.api_user.clone(),
             api_key: config.api_key.clone(),
-            target_environment: config.target_environment.clone(),
+            environments: known.into_iter().map(|(name, cur, _)| (name, cur)).collect(),
             // MTN's amounts are whole units (UGX and RWF have no minor unit; for ZMW
             // and EUR decimals are not confirmed, so we never send them).
             capabilities: Capabilities {
@@ -121,17 +131,28 @@ impl MtnMomo {
             .await
     }
 
-    /// Sends `req` with the headers every call carries, retrying once with a fresh
-    /// token if MTN says the token is no longer valid (401).
+    /// The target environment that charges in `currency` (the first one configured,
+    /// when none does: MTN then refuses the request, and says so).
+    fn environment_for(&self, currency: Option<Currency>) -> &str {
+        self.environments
+            .iter()
+            .find(|(_, c)| Some(*c) == currency)
+            .or(self.environments.first())
+            .map_or("", |(name, _)| name.as_str())
+    }
+
+    /// Sends `req` to `environment` with the headers every call carries, retrying once
+    /// with a fresh token if MTN says the token is no longer valid (401).
     async fn send(
         &self,
+        environment: &str,
         req: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<(u16, bytes::Bytes), ConnectorError> {
         for attempt in 0..2 {
             let token = self.token().await?;
             let res = req(&token)
                 .bearer_auth(&token)
-                .header("X-Target-Environment", &self.target_environment)
+                .header("X-Target-Environment", environment)
                 .header(
                     "Ocp-Apim-Subscription-Key",
                     self.subscription_key.expose_secret(),
@@ -159,8 +180,9 @@ impl MtnMomo {
         callback_url: &str,
     ) -> Result<(), ConnectorError> {
         let url = format!("{}/collection/v1_0/requesttopay", self.base_url);
+        let environment = self.environment_for(Currency::parse(&body.currency));
         let (status, bytes) = self
-            .send(|_| {
+            .send(environment, |_| {
                 let req = self
                     .http
                     .post(&url)
@@ -188,18 +210,29 @@ impl MtnMomo {
         }
     }
 
-    /// Asks MTN how a request to pay stands.
-    pub async fn status(&self, reference_id: &str) -> Result<RailOutcome, ConnectorError> {
-        self.status_report(reference_id).await.map(|q| q.outcome)
+    /// Asks MTN how a request to pay in `currency` stands.
+    pub async fn status(
+        &self,
+        reference_id: &str,
+        currency: Currency,
+    ) -> Result<RailOutcome, ConnectorError> {
+        self.status_report(reference_id, currency)
+            .await
+            .map(|q| q.outcome)
     }
 
     /// How a request to pay stands, with MTN's `financialTransactionId` once paid.
-    async fn status_report(&self, reference_id: &str) -> Result<Queried, ConnectorError> {
+    async fn status_report(
+        &self,
+        reference_id: &str,
+        currency: Currency,
+    ) -> Result<Queried, ConnectorError> {
         let url = format!(
             "{}/collection/v1_0/requesttopay/{reference_id}",
             self.base_url
         );
-        let (status, bytes) = self.send(|_| self.http.get(&url)).await?;
+        let environment = self.environment_for(Some(currency));
+        let (status, bytes) = self.send(environment, |_| self.http.get(&url)).await?;
         match status {
             200 => serde_json::from_slice::<RequestToPayResult>(&bytes)
                 .map(|r| Queried {
@@ -262,7 +295,7 @@ impl Connector for MtnMomo {
         req: QueryRequest<'a>,
         _now_ms: i64,
     ) -> BoxFuture<'a, Result<Queried, ConnectorError>> {
-        Box::pin(self.status_report(req.operator_request_id))
+        Box::pin(self.status_report(req.operator_request_id, req.amount.currency()))
     }
 
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback> {
@@ -353,6 +386,11 @@ mod tests {
         assert!(!m("bogus").capabilities().accepts(ugx));
         let eur = Money::new(500, crate::domain::money::Currency::Eur).unwrap();
         assert!(m("sandbox").capabilities().accepts(eur));
+        let both = m("mtnuganda, mtnrwanda");
+        let rwf = Money::new(50_000, crate::domain::money::Currency::Rwf).unwrap();
+        assert!(both.capabilities().accepts(ugx) && both.capabilities().accepts(rwf));
+        assert_eq!(both.environment_for(Some(crate::domain::money::Currency::Rwf)), "mtnrwanda");
+        assert_eq!(both.environment_for(Some(crate::domain::money::Currency::Ugx)), "mtnuganda");
         let cents = Money::new(550, crate::domain::money::Currency::Eur).unwrap();
         assert!(!m("sandbox").capabilities().accepts(cents), "whole units");
     }
