@@ -144,7 +144,13 @@ impl CheckoutService {
             }
         };
         let allowed = allowed.unwrap_or_default();
-        if !allowed.iter().any(|r| self.takes(*r, req.amount)) {
+        // On in the session's own mode, and able to take the amount.
+        let payable = |rail: &RailId| {
+            self.rails
+                .get(*rail, req.mode)
+                .is_some_and(|c| c.capabilities().accepts(req.amount))
+        };
+        if !allowed.iter().any(payable) {
             let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
             let why = if names.is_empty() {
                 "none of payment_method_types is switched on for this account in this mode \
@@ -152,8 +158,8 @@ impl CheckoutService {
                     .to_owned()
             } else {
                 format!(
-                    "none of {} can take {} (each rail's currencies and amount rules are in \
-                     the README's Rails table)",
+                    "none of {} is on in this mode and can take {} (each rail's currencies \
+                     and amount rules are in the README's Rails table)",
                     names.join(", "),
                     req.amount
                 )

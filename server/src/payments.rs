@@ -129,10 +129,6 @@ pub struct Payments {
     /// A breaker per operator (rail and mode) on its status queries: one operator
     /// failing never pauses another's.
     query_breakers: Arc<Mutex<std::collections::HashMap<(RailId, Mode), QueryBreaker>>>,
-    /// Attempts whose push call is still waiting for its answer in this process
-    /// (Vodacom's synchronous payment): never given up as unknown while it may still
-    /// answer.
-    answering: Arc<Mutex<std::collections::HashSet<AttemptId>>>,
 }
 
 /// Status queries in flight at once, per lane.
@@ -206,7 +202,6 @@ impl Payments {
             timing,
             changes,
             query_breakers: Arc::default(),
-            answering: Arc::default(),
         }
     }
 
@@ -414,17 +409,8 @@ impl Payments {
                     // (Vodacom): off the request path, so the page shows "waiting" now.
                     let me = self.clone();
                     let attempt = attempt.clone();
-                    self.answering
-                        .lock()
-                        .expect("answering lock")
-                        .insert(attempt.id.clone());
                     tokio::spawn(async move {
-                        let taken = me.take_answer(&attempt, connector, answer).await;
-                        me.answering
-                            .lock()
-                            .expect("answering lock")
-                            .remove(&attempt.id);
-                        if let Err(e) = taken {
+                        if let Err(e) = me.take_answer(&attempt, connector, answer).await {
                             tracing::error!(attempt = %attempt.id, error = %e, "recording the operator's answer failed; asking the status query");
                             let _ = me.store.poll_soon(&attempt.id, now_ms()).await;
                         }
@@ -844,7 +830,13 @@ impl Payments {
         // The configured waits assume a one-minute prompt (M-PESA's); a rail whose
         // prompt stays up longer (MTN's five minutes) gets the difference on top, so a
         // shopper still looking at the prompt is never told "we couldn't confirm".
-        let age = now - attempt.created_at - longer_prompt_ms(attempt.rail);
+        // A rail whose push call answers only after the shopper (Vodacom) may answer as
+        // late as that call's time-out: never given up as unknown before then.
+        let answer_window = self
+            .connector(attempt.rail, mode)
+            .map_or(0, |c| c.answers_within_ms() - 60_000);
+        let age =
+            now - attempt.created_at - longer_prompt_ms(attempt.rail).max(answer_window);
         let rail_name = attempt.rail.label();
         let Some(request_id) = attempt.operator_request_id.as_deref() else {
             if age < self.timing.unconfirmed_push_ms {
@@ -910,17 +902,7 @@ impl Payments {
             tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still open");
         }
         let next = next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
-        let answering = self
-            .answering
-            .lock()
-            .expect("answering lock")
-            .contains(&attempt.id);
-        let changed = if answering {
-            // Its push call may still answer (the shopper is on the prompt): not
-            // given up while it can.
-            self.store.reschedule_poll(&attempt.id, next, now).await?;
-            false
-        } else if age >= self.timing.reconcile_after_ms {
+        let changed = if age >= self.timing.reconcile_after_ms {
             tracing::warn!(attempt = %attempt.id, "outcome still unknown; left for reconciliation");
             self.store
                 .mark_unknown(

@@ -96,7 +96,12 @@ pub async fn update(
         .get("payment_method_types")
         .map(|v| rails(Some(v), "payment_method_types"))
         .transpose()?;
-    let origins = obj.get("embed_origins").map(parse_origins).transpose()?;
+    // `null` leaves the origins as they are.
+    let origins = obj
+        .get("embed_origins")
+        .filter(|v| !v.is_null())
+        .map(parse_origins)
+        .transpose()?;
     if let Some(methods) = methods {
         state
             .store

@@ -224,6 +224,14 @@ pub trait Connector: Send + Sync + 'static {
         true
     }
 
+    /// For a push call that answers with the outcome ([`Initiated::answer`]): how long,
+    /// at most, from the push until that answer (its time-out, and any wait before it
+    /// is sent), in ms. The engine gives no such attempt up as unknown before then.
+    /// `0` (the default): the rail's prompt time decides.
+    fn answers_within_ms(&self) -> i64 {
+        0
+    }
+
     /// What the operator expects back (status and body) for the callback `body`: taken
     /// (or already known), or not readable.
     fn callback_ack(&self, accepted: bool, body: &[u8]) -> (u16, String);

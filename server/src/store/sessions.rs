@@ -398,11 +398,37 @@ pub(crate) fn rails_to_json(rails: &[RailId]) -> String {
     serde_json::Value::from(rails.iter().map(|r| r.as_str()).collect::<Vec<_>>()).to_string()
 }
 
-/// A stored list of rails; `None` if it is not one (a name this build does not know).
+/// A stored list of rails; `None` if it is not a list of names. A name this build does
+/// not know (written by a newer one) is left out, and logged: the list only narrows.
 pub(crate) fn rails_from_json(list: &str) -> Option<Vec<RailId>> {
-    serde_json::from_str::<Vec<String>>(list)
-        .ok()?
-        .iter()
-        .map(|name| RailId::parse(name))
-        .collect()
+    let names = serde_json::from_str::<Vec<String>>(list).ok()?;
+    Some(
+        names
+            .iter()
+            .filter_map(|name| {
+                let rail = RailId::parse(name);
+                if rail.is_none() {
+                    tracing::warn!(%name, "a stored list names a rail this build does not know; left out");
+                }
+                rail
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_rail_lists_round_trip_and_unknown_names_only_narrow() {
+        let list = [RailId::Mpesa, RailId::Airtel];
+        assert_eq!(rails_from_json(&rails_to_json(&list)), Some(list.to_vec()));
+        assert_eq!(
+            rails_from_json(r#"["mpesa","a_rail_from_a_newer_build"]"#),
+            Some(vec![RailId::Mpesa])
+        );
+        assert_eq!(rails_from_json(r#"["a_rail_from_a_newer_build"]"#), Some(vec![]));
+        assert_eq!(rails_from_json("mpesa"), None);
+    }
 }

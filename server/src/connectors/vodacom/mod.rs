@@ -455,6 +455,11 @@ impl Connector for Vodacom {
         Box::pin(self.inner.query(req.operator_request_id))
     }
 
+    fn answers_within_ms(&self) -> i64 {
+        // The call's own time-out, after waiting for up to two sessions to go live.
+        i64::try_from((PAY_TIMEOUT + 2 * SESSION_WARMUP).as_millis()).unwrap_or(i64::MAX)
+    }
+
     fn parse_callback(&self, _body: &[u8]) -> Result<CallbackReport, BadCallback> {
         // Vodacom sends no callback for the single stage: its answer is the call's.
         Err(BadCallback)
