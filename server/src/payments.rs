@@ -835,8 +835,7 @@ impl Payments {
         let answer_window = self
             .connector(attempt.rail, mode)
             .map_or(0, |c| c.answers_within_ms() - 60_000);
-        let age =
-            now - attempt.created_at - longer_prompt_ms(attempt.rail).max(answer_window);
+        let age = now - attempt.created_at - longer_prompt_ms(attempt.rail).max(answer_window);
         let rail_name = attempt.rail.label();
         let Some(request_id) = attempt.operator_request_id.as_deref() else {
             if age < self.timing.unconfirmed_push_ms {

@@ -428,7 +428,10 @@ mod tests {
             rails_from_json(r#"["mpesa","a_rail_from_a_newer_build"]"#),
             Some(vec![RailId::Mpesa])
         );
-        assert_eq!(rails_from_json(r#"["a_rail_from_a_newer_build"]"#), Some(vec![]));
+        assert_eq!(
+            rails_from_json(r#"["a_rail_from_a_newer_build"]"#),
+            Some(vec![])
+        );
         assert_eq!(rails_from_json("mpesa"), None);
     }
 }

@@ -236,7 +236,10 @@ async fn the_sandbox_speaks_mtns_wire_and_the_connector_reads_it() {
     assert_eq!(short.status(), 400, "MoMo's PIN has five digits");
     let receipt = accept(&app.client, &app.addr, "256772000111", &reference).await;
     assert!(receipt.bytes().all(|b| b.is_ascii_digit()), "{receipt}");
-    assert_eq!(c.status(&reference, Currency::Ugx).await.unwrap(), RailOutcome::Succeeded);
+    assert_eq!(
+        c.status(&reference, Currency::Ugx).await.unwrap(),
+        RailOutcome::Succeeded
+    );
     let paid: Value = status(&reference).await.json().await.unwrap();
     assert_eq!(paid["financialTransactionId"], receipt.as_str());
 }
@@ -263,7 +266,10 @@ async fn scripted_numbers_answer_as_mtns_sandbox_does() {
     let unknown_code = send("256770123464").await;
     // 2 s and 1 s at 5 %.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(c.status(&rejected, Currency::Ugx).await.unwrap(), RailOutcome::Cancelled);
+    assert_eq!(
+        c.status(&rejected, Currency::Ugx).await.unwrap(),
+        RailOutcome::Cancelled
+    );
     assert_eq!(
         c.status(&not_found, Currency::Ugx).await.unwrap(),
         RailOutcome::Failed {
@@ -271,10 +277,13 @@ async fn scripted_numbers_answer_as_mtns_sandbox_does() {
         }
     );
     assert!(matches!(
-        c.status(&unknown_code).await.unwrap(),
+        c.status(&unknown_code, Currency::Ugx).await.unwrap(),
         RailOutcome::Unknown { raw } if raw == "TRANSFERTYPE_UNKNOWN"
     ));
-    assert_eq!(c.status(&stuck).await.unwrap(), RailOutcome::Pending);
+    assert_eq!(
+        c.status(&stuck, Currency::Ugx).await.unwrap(),
+        RailOutcome::Pending
+    );
     // On the wire: the observed bare-string reason, the schema's object, CREATED.
     let raw_status = |reference: String| {
         let app = &app;
@@ -558,7 +567,12 @@ async fn one_api_user_serves_uganda_and_rwanda_each_in_its_own_environment() {
     // mtnrwanda (the sandbox charges in the environment's currency), a UGX one in
     // mtnuganda.
     let app = app().await;
-    let rwf = crate::helpers::session_for(&app, "Kigali Lodge", Money::new(50_000, Currency::Rwf).unwrap()).await;
+    let rwf = crate::helpers::session_for(
+        &app,
+        "Kigali Lodge",
+        Money::new(50_000, Currency::Rwf).unwrap(),
+    )
+    .await;
     let attempt = app
         .payments
         .start(&rwf, RailId::MtnMomo, "0788 100 051", false)
@@ -573,9 +587,12 @@ async fn one_api_user_serves_uganda_and_rwanda_each_in_its_own_environment() {
     assert_eq!(done.status, AttemptStatus::Succeeded);
     let c = connector(&app).await;
     assert_eq!(
-        c.status(attempt.operator_request_id.as_deref().unwrap(), Currency::Rwf)
-            .await
-            .unwrap(),
+        c.status(
+            attempt.operator_request_id.as_deref().unwrap(),
+            Currency::Rwf
+        )
+        .await
+        .unwrap(),
         RailOutcome::Succeeded
     );
 }

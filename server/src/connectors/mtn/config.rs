@@ -130,7 +130,10 @@ impl RailSettings for MtnConfig {
                 )
             })?;
             if currencies.contains(&currency) {
-                return Err(format!("two target environments charge in {}", currency.code()));
+                return Err(format!(
+                    "two target environments charge in {}",
+                    currency.code()
+                ));
             }
             currencies.push(currency);
         }

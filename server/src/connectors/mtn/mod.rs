@@ -25,11 +25,7 @@ use crate::{
         InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome,
         shared::{TokenCache, bad_response, http_client, unreachable},
     },
-    domain::{
-        AttemptId, Money,
-        money::Currency,
-        phone::Country,
-    },
+    domain::{AttemptId, Money, money::Currency, phone::Country},
 };
 pub use config::MtnConfig;
 
@@ -77,16 +73,23 @@ impl MtnMomo {
         let known: Vec<(String, Currency, Country)> = config
             .environments()
             .filter_map(|name| {
-                config::environment(name).map(|(currency, country)| (name.to_owned(), currency, country))
+                config::environment(name)
+                    .map(|(currency, country)| (name.to_owned(), currency, country))
             })
             .collect();
-        let markets = known.iter().map(|(_, cur, country)| (*cur, *country)).collect();
+        let markets = known
+            .iter()
+            .map(|(_, cur, country)| (*cur, *country))
+            .collect();
         Ok(MtnMomo {
             base_url: base_url.trim_end_matches('/').to_owned(),
             subscription_key: config.subscription_key.clone(),
             api_user: config.api_user.clone(),
             api_key: config.api_key.clone(),
-            environments: known.into_iter().map(|(name, cur, _)| (name, cur)).collect(),
+            environments: known
+                .into_iter()
+                .map(|(name, cur, _)| (name, cur))
+                .collect(),
             // MTN's amounts are whole units (UGX and RWF have no minor unit; for ZMW
             // and EUR decimals are not confirmed, so we never send them).
             capabilities: Capabilities {
@@ -389,8 +392,14 @@ mod tests {
         let both = m("mtnuganda, mtnrwanda");
         let rwf = Money::new(50_000, crate::domain::money::Currency::Rwf).unwrap();
         assert!(both.capabilities().accepts(ugx) && both.capabilities().accepts(rwf));
-        assert_eq!(both.environment_for(Some(crate::domain::money::Currency::Rwf)), "mtnrwanda");
-        assert_eq!(both.environment_for(Some(crate::domain::money::Currency::Ugx)), "mtnuganda");
+        assert_eq!(
+            both.environment_for(Some(crate::domain::money::Currency::Rwf)),
+            "mtnrwanda"
+        );
+        assert_eq!(
+            both.environment_for(Some(crate::domain::money::Currency::Ugx)),
+            "mtnuganda"
+        );
         let cents = Money::new(550, crate::domain::money::Currency::Eur).unwrap();
         assert!(!m("sandbox").capabilities().accepts(cents), "whole units");
     }
