@@ -129,6 +129,9 @@ pub struct Payments {
     /// A breaker per operator (rail and mode) on its status queries: one operator
     /// failing never pauses another's.
     query_breakers: Arc<Mutex<std::collections::HashMap<(RailId, Mode), QueryBreaker>>>,
+    /// Wakes the poller's lanes for a pass now (an attempt was just made due: an
+    /// operator's cue, an ambiguous answer), instead of at their next tick.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Status queries in flight at once, per lane.
@@ -202,6 +205,7 @@ impl Payments {
             timing,
             changes,
             query_breakers: Arc::default(),
+            wake: Arc::default(),
         }
     }
 
@@ -481,7 +485,9 @@ impl Payments {
                 tracing::warn!(attempt = %attempt.id, error = %e, "the push call's answer was lost; asking");
             }
         }
-        self.store.poll_soon(&attempt.id, now_ms()).await?;
+        if self.store.poll_soon(&attempt.id, now_ms()).await? {
+            self.wake.notify_waiters();
+        }
         Ok(())
     }
 
@@ -635,6 +641,7 @@ impl Payments {
         // flood of cues never turns into a flood of queries).
         if self.store.poll_soon(&attempt.id, now_ms()).await? {
             tracing::info!(attempt = %attempt.id, %rail, "callback received; asking the operator");
+            self.wake.notify_waiters();
         }
         Ok(())
     }
@@ -971,7 +978,10 @@ impl Payments {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = me.wake.notified() => {}
+                    }
                     if let Err(e) = me.poll_lane(mode).await {
                         tracing::warn!(mode = mode.as_str(), error = %e, "poller failed; retrying");
                     }
