@@ -67,6 +67,17 @@ pub fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// Sends `req` and reads the whole answer: its status and body.
+pub async fn exchange(
+    rail: RailId,
+    req: reqwest::RequestBuilder,
+) -> Result<(u16, bytes::Bytes), ConnectorError> {
+    let res = req.send().await.map_err(unreachable(rail))?;
+    let status = res.status().as_u16();
+    let body = res.bytes().await.map_err(unreachable(rail))?;
+    Ok((status, body))
+}
+
 /// A token endpoint's answer that cannot be read: never with its body, which may hold
 /// a token.
 pub fn unreadable_token(rail: RailId, status: u16) -> ConnectorError {

@@ -247,15 +247,7 @@ async fn the_merchants_customer_phone_is_prefilled_masked_and_still_pays() {
         .await
         .unwrap();
     let id = session.id.to_string();
-    let html = app
-        .client
-        .get(format!("{}/pay/{id}", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page(&id).await;
     assert!(html.contains("0708•••149"), "masked prefill");
     for full in ["0708374149", "254708374149", "708374149"] {
         assert!(!html.contains(full), "{full} must not be in the page");

@@ -190,15 +190,7 @@ async fn kes_and_ugx_sessions_are_paid_with_airtel_confirmed_by_enquiry() {
         (ugx(), "0750 100 002", "256750100002"),
     ] {
         let sid = session(&app, "Airtel Lodge", amount).await;
-        let page = app
-            .client
-            .get(format!("{}/pay/{sid}", app.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&sid).await;
         // Offered beside the currency's other rail, as a radio button (no JavaScript
         // needed); the shopper's choice travels in the form's `rail` field.
         assert!(

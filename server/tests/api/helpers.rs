@@ -110,6 +110,18 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The hosted page of `session` (`cs_…`), as the shopper's browser gets it.
+    pub async fn page(&self, session: impl std::fmt::Display) -> String {
+        self.client
+            .get(format!("{}/pay/{session}", self.addr))
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("page body")
+    }
+
     /// Posts the hosted page's pay form for `session` (`cs_…`), with its form token, as
     /// a browser on the page would (`path_query`: e.g. `?embed=…`).
     pub async fn post_pay_form(

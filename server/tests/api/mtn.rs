@@ -352,15 +352,7 @@ async fn settled(store: &Store, id: &AttemptId, secs: u64) -> AttemptRecord {
 async fn a_ugx_session_is_paid_with_mtn_momo_from_the_hosted_page() {
     let app = app().await;
     let sid = ugx_session(&app, "Murchison Falls Lodge").await;
-    let page = app
-        .client
-        .get(format!("{}/pay/{sid}", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&sid).await;
     assert!(page.contains("MTN MoMo phone number"), "{page}");
     assert!(page.contains(&format!(r#"action="/pay/{sid}/mtn_momo""#)));
     assert!(page.contains("0772 123 456"), "a Ugandan example");

@@ -44,15 +44,7 @@ async fn a_session_offers_only_its_payment_method_types() {
         "repeats count once"
     );
     let id = s["id"].as_str().unwrap().to_owned();
-    let page = app
-        .client
-        .get(format!("{}/pay/{id}", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&id).await;
     assert!(page.contains("Airtel Money"), "{page}");
     assert!(!page.contains("value=\"mpesa\""), "M-PESA is not offered");
     // A shopper (or a forged form) choosing M-PESA starts nothing.

@@ -486,15 +486,7 @@ async fn an_unconfirmed_push_becomes_unknown_never_failed() {
         "the shopper can retry"
     );
     // The page says we could not confirm, not "nothing was charged".
-    let page = app
-        .client
-        .get(format!("{}/pay/{other}", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&other).await;
     assert!(crate::helpers::shown(&page, "unconfirmed"), "{page}");
     assert!(
         !crate::helpers::shown(&page, "failed") && !crate::helpers::shown(&page, "expired"),

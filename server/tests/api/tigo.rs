@@ -48,15 +48,7 @@ async fn settled(store: &Store, id: &AttemptId, secs: u64) -> AttemptRecord {
 async fn a_tzs_session_is_paid_with_mixx_by_yas_and_the_callback_is_answered_in_tigos_words() {
     let app = app().await;
     let sid = tzs_session(&app, "Serengeti Camp").await;
-    let page = app
-        .client
-        .get(format!("{}/pay/{sid}", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&sid).await;
     assert!(page.contains("Mixx by Yas"), "{page}");
     let res = app
         .post_pay_form(

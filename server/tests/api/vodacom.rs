@@ -44,15 +44,7 @@ fn bearer(secret: &str) -> String {
 async fn a_tzs_session_is_paid_with_vodacom_mpesa_off_the_request_path() {
     let app = app().await;
     let sid = tzs_session(&app, "Ngorongoro Lodge").await;
-    let page = app
-        .client
-        .get(format!("{}/pay/{sid}", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&sid).await;
     assert!(page.contains("Vodacom M-Pesa"), "{page}");
     // The form answers at once (the payment call is still waiting for the shopper).
     let res = app

@@ -34,7 +34,7 @@ use crate::{
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, ConnectorError,
         InitiateRequest, Initiated, Queried, QueryRequest, RailId, RailOutcome,
-        shared::{bad_response, http_client, unreachable, unreadable_token},
+        shared::{bad_response, exchange, http_client, unreadable_token},
     },
     domain::{AttemptId, ids::random_base62, money::Currency, phone::Country},
 };
@@ -198,16 +198,14 @@ impl Inner {
 
     /// A new session from `getSession` (not live for up to 30 s).
     async fn new_session(&self) -> Result<Session, ConnectorError> {
-        let res = self
-            .http
-            .get(&self.session_url)
-            .bearer_auth(self.bearer(self.api_key.expose_secret())?)
-            .header(reqwest::header::ORIGIN, &self.origin)
-            .send()
-            .await
-            .map_err(unreachable(RAIL))?;
-        let status = res.status().as_u16();
-        let body = res.bytes().await.map_err(unreachable(RAIL))?;
+        let (status, body) = exchange(
+            RAIL,
+            self.http
+                .get(&self.session_url)
+                .bearer_auth(self.bearer(self.api_key.expose_secret())?)
+                .header(reqwest::header::ORIGIN, &self.origin),
+        )
+        .await?;
         let answer: SessionResponse =
             serde_json::from_slice(&body).map_err(|_| unreadable_token(RAIL, status))?;
         if answer.response_code != Ins::Ok.code() || answer.session_id.is_empty() {
@@ -286,13 +284,11 @@ impl Inner {
         let mut renewed = false;
         loop {
             let session = self.session().await?;
-            let res = build(self.bearer(&session.id)?)
-                .header(reqwest::header::ORIGIN, &self.origin)
-                .send()
-                .await
-                .map_err(unreachable(RAIL))?;
-            let status = res.status().as_u16();
-            let body = res.bytes().await.map_err(unreachable(RAIL))?;
+            let (status, body) = exchange(
+                RAIL,
+                build(self.bearer(&session.id)?).header(reqwest::header::ORIGIN, &self.origin),
+            )
+            .await?;
             let code = serde_json::from_slice::<SessionResponse>(&body)
                 .ok()
                 .and_then(|r| Ins::parse(&r.response_code));
