@@ -357,14 +357,13 @@ async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_try() {
     );
     assert_eq!(got[0]["type"], "checkout.session.expired");
 
-    // Every attempt is on record: status, latency, error.
-    let (_, deliveries) = api(
-        &app,
-        &m,
-        "GET",
-        &format!("/v1/events/{}/deliveries", got[0]["id"].as_str().unwrap()),
-        None,
-    )
+    // Every attempt is on record: status, latency, error. (The worker records the
+    // success just after the receiver answered: read it once it has.)
+    let path = format!("/v1/events/{}/deliveries", got[0]["id"].as_str().unwrap());
+    let deliveries = wait_for("the success on record", 5, async || {
+        let (_, deliveries) = api(&app, &m, "GET", &path, None).await;
+        (deliveries["data"][0]["status"] == "succeeded").then_some(deliveries)
+    })
     .await;
     let d = &deliveries["data"][0];
     assert_eq!(d["status"], "succeeded");
