@@ -22,13 +22,27 @@ pub async fn sweep_once(store: &Store) -> Result<Vec<SessionId>, crate::store::S
     loop {
         let now = now_ms();
         let due = store.sessions_due_to_expire(now, 100).await?;
+        let mut progressed = false;
         for id in &due {
-            if store.expire_session(id, now, "timeout").await? == Expiry::Expired {
-                tracing::info!(session = %id, "checkout session expired");
-                expired.push(id.clone());
+            match store.expire_session(id, now, "timeout").await {
+                Ok(Expiry::Expired) => {
+                    tracing::info!(session = %id, "checkout session expired");
+                    expired.push(id.clone());
+                    progressed = true;
+                }
+                Ok(Expiry::NotOpen | Expiry::PaymentPending) => {}
+                // The database is not answering: the whole pass waits for the next tick.
+                Err(e @ crate::store::StoreError::Database(_)) => return Err(e),
+                // One session that cannot be read (a damaged row) must not stop every
+                // other session from expiring: it is skipped, for a human.
+                Err(e) => {
+                    tracing::error!(session = %id, error = %e, "this session cannot be expired; skipped")
+                }
             }
         }
-        if due.len() < 100 {
+        // A full batch of sessions that cannot be expired: the rest waits for the next
+        // pass rather than spinning here.
+        if due.len() < 100 || !progressed {
             break;
         }
     }

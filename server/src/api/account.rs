@@ -102,18 +102,19 @@ pub async fn update(
         .filter(|v| !v.is_null())
         .map(parse_origins)
         .transpose()?;
-    if let Some(methods) = methods {
-        state
-            .store
-            .set_merchant_rails(&caller.merchant_id, caller.mode, methods.as_deref())
-            .await?;
+    state
+        .store
+        .update_account(
+            &caller.merchant_id,
+            caller.mode,
+            origins.as_deref(),
+            methods.as_ref().map(|m| m.as_deref()),
+        )
+        .await?;
+    if let Some(methods) = &methods {
         tracing::info!(mode = caller.mode.as_str(), rails = ?methods, "rails switched on updated");
     }
-    if let Some(origins) = origins {
-        state
-            .store
-            .set_embed_origins(&caller.merchant_id, caller.mode, &origins)
-            .await?;
+    if let Some(origins) = &origins {
         tracing::info!(count = origins.len(), "embed origins updated");
     }
     Ok(Json(account(&state, &caller).await?))

@@ -176,36 +176,37 @@ impl Store {
         mode: Mode,
         origins: &[String],
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(&format!(
-            "UPDATE merchants SET {} = $2 WHERE id = $1",
-            origins_column(mode)
-        ))
-        .bind(merchant_id.as_str())
-        .bind(serde_json::Value::from(origins.to_vec()).to_string())
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        let mut conn = self.pool.acquire().await?;
+        set_column(
+            &mut conn,
+            merchant_id,
+            origins_column(mode),
+            Some(serde_json::Value::from(origins.to_vec()).to_string()),
+        )
+        .await
     }
 
-    /// Switches on only `rails` for a merchant in one mode (`None`: every rail this
-    /// server has on). False if there is no such merchant.
-    pub async fn set_merchant_rails(
+    /// Changes a merchant's settings for one mode, all or nothing: the origins that may
+    /// embed its checkout and the rails switched on (each `None`: left as it is; rails
+    /// `Some(None)`: every rail).
+    pub async fn update_account(
         &self,
         merchant_id: &MerchantId,
         mode: Mode,
-        rails: Option<&[crate::connectors::RailId]>,
-    ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(&format!(
-            "UPDATE merchants SET {} = $2 WHERE id = $1",
-            rails_column(mode)
-        ))
-        .bind(merchant_id.as_str())
-        .bind(rails.map(super::sessions::rails_to_json))
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        origins: Option<&[String]>,
+        rails: Option<Option<&[crate::connectors::RailId]>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(origins) = origins {
+            let list = serde_json::Value::from(origins.to_vec()).to_string();
+            set_column(&mut tx, merchant_id, origins_column(mode), Some(list)).await?;
+        }
+        if let Some(rails) = rails {
+            let list = rails.map(super::sessions::rails_to_json);
+            set_column(&mut tx, merchant_id, rails_column(mode), list).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The rails a merchant switched on in one mode; `None`: every rail this server has
@@ -323,6 +324,25 @@ impl Store {
 }
 
 /// Test mode's list is `embed_origins`, live mode's `embed_origins_live`.
+/// Sets one of a merchant's settings columns (named by this module, never by a caller's
+/// input); false if there is no such merchant.
+async fn set_column(
+    conn: &mut sqlx::AnyConnection,
+    merchant_id: &MerchantId,
+    column: &'static str,
+    value: Option<String>,
+) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query(&format!("UPDATE merchants SET {column} = $2 WHERE id = $1"))
+            .bind(merchant_id.as_str())
+            .bind(value)
+            .execute(conn)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
+
 fn rails_column(mode: Mode) -> &'static str {
     match mode {
         Mode::Test => "rails_test",
