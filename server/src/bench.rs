@@ -173,6 +173,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     let malipo = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
+    let sandbox = app
+        .state()
+        .sandbox
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the benchmark needs the built-in sandbox"))?;
     tokio::spawn(app.run_until(std::future::pending()));
 
     // The bare baseline: its own database file, same schema, same settings.
@@ -352,7 +357,15 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 .set_operator_request_id(&attempt.id, &format!("bench-{rail}-{i}"), now_ms())
                 .await?;
             if rail == RailId::Airtel {
-                paid_at_sandbox(&store, rail, &format!("bench-{rail}-{i}"), amount, payer).await?;
+                paid_at_sandbox(
+                    &store,
+                    &sandbox,
+                    rail,
+                    &format!("bench-{rail}-{i}"),
+                    amount,
+                    payer,
+                )
+                .await?;
             }
             let mut events = client
                 .get(format!("{malipo}/pay/{}/events", session.id))
@@ -418,17 +431,17 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
 }
 
 /// Puts payment `id` at the sandbox operator as approved on the handset, so the
-/// operator's status query says paid (for a rail whose callback only cues a query).
+/// operator's status query says paid (for a rail whose callback only cues a query): the
+/// sandbox takes it and answers it as a push and a PIN would.
 async fn paid_at_sandbox(
     store: &Store,
+    sandbox: &crate::sandbox::Sandbox,
     rail: RailId,
     id: &str,
     amount: Money,
     phone: &str,
 ) -> anyhow::Result<()> {
-    use crate::sandbox::{Answer, NewRequest, SandboxDecision, SandboxRequest, operator};
-    let op = operator(rail);
-    let now = now_ms();
+    use crate::sandbox::{Answer, NewRequest, worker};
     let new = NewRequest {
         operator: rail,
         id: id.to_owned(),
@@ -440,25 +453,12 @@ async fn paid_at_sandbox(
         callback_url: None,
         wire: serde_json::Map::new(),
     };
-    store
-        .insert_sandbox_request(&SandboxRequest::pending(new, &op.script(phone), now))
-        .await?;
-    let (code, desc) = op.answer(Answer::Approved);
-    let receipt = op.receipt();
-    store
-        .sandbox_decide(
-            rail,
-            id,
-            &SandboxDecision {
-                result_code: code,
-                result_desc: desc,
-                receipt: Some(&receipt),
-                callback_at: None,
-                query_hidden_until: None,
-            },
-            now,
-        )
-        .await?;
+    sandbox.take(store, new).await?;
+    let req = store
+        .sandbox_request(rail, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the sandbox lost payment {id}"))?;
+    worker::answer(store, &req, Answer::Approved, sandbox).await?;
     Ok(())
 }
 

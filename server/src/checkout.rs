@@ -135,15 +135,12 @@ impl CheckoutService {
             .store
             .merchant_rails(&req.merchant_id, req.mode)
             .await?;
-        let allowed: Option<Vec<RailId>> = match (&req.payment_method_types, &account) {
+        let allowed: Vec<RailId> = match (&req.payment_method_types, &account) {
             (None, None) => return Ok(None),
-            (Some(asked), None) => Some(asked.clone()),
-            (None, Some(on)) => Some(on.clone()),
-            (Some(asked), Some(on)) => {
-                Some(asked.iter().copied().filter(|r| on.contains(r)).collect())
-            }
+            (Some(asked), None) => asked.clone(),
+            (None, Some(on)) => on.clone(),
+            (Some(asked), Some(on)) => asked.iter().copied().filter(|r| on.contains(r)).collect(),
         };
-        let allowed = allowed.unwrap_or_default();
         // On in the session's own mode, and able to take the amount.
         let payable = |rail: &RailId| {
             self.rails

@@ -334,7 +334,7 @@ async fn single_stage(
     let Ok(req) = serde_json::from_slice::<C2bRequest>(&body) else {
         return answer(Ins::ParametersMissing, json!({}));
     };
-    let conversation_id = format!("{:032x}", u128::from_be_bytes(rand_bytes()));
+    let conversation_id = random_base62(32);
     let echo = |ins: Ins| {
         answer(
             ins,
@@ -484,12 +484,6 @@ async fn wait_for_decision(
         }
     }
     None
-}
-
-fn rand_bytes() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the OS has randomness");
-    b
 }
 
 #[cfg(test)]
