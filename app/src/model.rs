@@ -46,6 +46,8 @@ pub struct CheckoutView {
     /// The rails that can take this session (its currency and amount), in the order the
     /// page offers them. Empty: nothing here can take it.
     pub methods: Vec<RailId>,
+    /// For each offered rail that charges another currency than the price's: its quote.
+    pub quotes: Vec<QuoteView>,
     /// The number to prefill (the last one tried, or the merchant's `customer.phone`),
     /// masked in local form: `0712•••678`. Posted back as is, it means that number.
     pub phone: String,
@@ -56,6 +58,18 @@ pub struct CheckoutView {
     /// When the page is framed by `checkout.js`: the embedding origin, already checked
     /// against the merchant's allowed origins. Messages go to this origin only.
     pub embed_origin: Option<String>,
+}
+
+/// What a rail charges for a session priced in a currency it does not take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuoteView {
+    pub rail: RailId,
+    /// "KES 45,150".
+    pub amount_label: String,
+    /// "USD 350 = KES 45,150 at 129.00 KES per USD, valid until 14:05 EAT".
+    pub label: String,
+    /// Posted back with the pay form: the quote the shopper saw, signed.
+    pub token: String,
 }
 
 impl CheckoutView {
@@ -231,6 +245,9 @@ pub fn failure_message(code: &str, rail: RailId, currency: &str) -> String {
             )
         }
         "not_payable" => format!("This amount can't be paid with {wallet}."),
+        "quote_changed" => format!(
+            "The exchange rate for {wallet} changed after this page was loaded. Nothing was charged: check the new amount, then pay again."
+        ),
         "rail_unavailable" => {
             format!("{wallet} isn't switched on for this shop yet. Nothing was charged.")
         }

@@ -343,6 +343,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 .insert_attempt(
                     &NewAttempt {
                         session_id: session.id.clone(),
+                        quote: None,
                         rail,
                         amount: session.amount,
                         payer: Some(payer.into()),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use app::{
-    model::{CheckoutState, CheckoutView, LiveState},
+    model::{CheckoutState, CheckoutView, LiveState, QuoteView},
     service::{BoxFuture, PageService, ServiceUnavailable},
 };
 
@@ -83,6 +83,8 @@ pub struct CheckoutService {
     form_key: std::sync::Arc<secrecy::SecretString>,
     /// The rails, for which can take a session (what the page offers).
     rails: Registry,
+    /// Quotes for rails in another currency than the price's; `None`: none offered.
+    fx: Option<crate::fx::Quoter>,
 }
 
 impl CheckoutService {
@@ -95,6 +97,7 @@ impl CheckoutService {
             public_url,
             form_key: std::sync::Arc::new(key.into()),
             rails: Registry::new(),
+            fx: None,
         }
     }
 
@@ -104,20 +107,52 @@ impl CheckoutService {
         self
     }
 
-    /// The rails that can take `session`: those whose capabilities accept its currency
-    /// and amount, in `RailId` order. (Whether a rail is switched on in the session's
-    /// mode is told when the shopper pays: "not switched on for this shop yet".)
+    /// Offers rails in another currency than the price's, at `quoter`'s quotes.
+    pub fn with_fx(mut self, quoter: crate::fx::Quoter) -> Self {
+        self.fx = Some(quoter);
+        self
+    }
+
+    /// The rails that can take `session` as it is: those whose capabilities accept its
+    /// currency and amount, in `RailId` order. (Whether a rail is switched on in the
+    /// session's mode is told when the shopper pays: "not switched on for this shop
+    /// yet".)
     pub fn methods(&self, session: &SessionRecord) -> Vec<RailId> {
-        RailId::ALL
-            .into_iter()
-            .filter(|rail| {
-                session
-                    .payment_method_types
-                    .as_ref()
-                    .is_none_or(|allowed| allowed.contains(rail))
-            })
+        self.offered(session)
             .filter(|rail| self.takes(*rail, session.amount))
             .collect()
+    }
+
+    /// The rails the session may be paid with, by its own list, in `RailId` order.
+    fn offered(&self, session: &SessionRecord) -> impl Iterator<Item = RailId> {
+        let allowed = session.payment_method_types.clone();
+        RailId::ALL
+            .into_iter()
+            .filter(move |rail| allowed.as_ref().is_none_or(|list| list.contains(rail)))
+    }
+
+    /// What the page offers: each rail that can take `session`, with the quote it
+    /// charges at when it takes another currency than the price's (`None`: the price).
+    pub async fn offers(
+        &self,
+        session: &SessionRecord,
+        now: i64,
+    ) -> Result<Vec<(RailId, Option<crate::fx::Quote>)>, StoreError> {
+        let mut out = Vec::new();
+        for rail in self.offered(session) {
+            let Some(caps) = self.rails.any(rail).map(|c| c.capabilities()) else {
+                continue;
+            };
+            if caps.accepts(session.amount) {
+                out.push((rail, None));
+            } else if caps.country(session.amount.currency()).is_none()
+                && let Some(fx) = &self.fx
+                && let Some(quote) = fx.quote(session, caps, now).await?
+            {
+                out.push((rail, Some(quote)));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `rail` can take `amount` (its currency and units).
@@ -141,13 +176,26 @@ impl CheckoutService {
             (None, Some(on)) => on.clone(),
             (Some(asked), Some(on)) => asked.iter().copied().filter(|r| on.contains(r)).collect(),
         };
-        // On in the session's own mode, and able to take the amount.
-        let payable = |rail: &RailId| {
-            self.rails
-                .get(*rail, req.mode)
-                .is_some_and(|c| c.capabilities().accepts(req.amount))
-        };
-        if !allowed.iter().any(payable) {
+        // On in the session's own mode, and able to take the amount (as it is, or at a
+        // quote in a currency it takes).
+        let mut payable = false;
+        for rail in &allowed {
+            let Some(caps) = self.rails.get(*rail, req.mode).map(|c| c.capabilities()) else {
+                continue;
+            };
+            payable = caps.accepts(req.amount)
+                || match &self.fx {
+                    Some(fx) if caps.country(req.amount.currency()).is_none() => fx
+                        .quote_price(&req.merchant_id, req.mode, req.amount, caps, now_ms())
+                        .await?
+                        .is_some(),
+                    _ => false,
+                };
+            if payable {
+                break;
+            }
+        }
+        if !payable {
             let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
             let why = if names.is_empty() {
                 "none of payment_method_types is switched on for this account in this mode \
@@ -155,8 +203,9 @@ impl CheckoutService {
                     .to_owned()
             } else {
                 format!(
-                    "none of {} is on in this mode and can take {} (each rail's currencies \
-                     and amount rules are in the README's Rails table)",
+                    "none of {} is on in this mode and can take {}, as it is or at a quote \
+                     (each rail's currencies and amount rules are in the README's Rails \
+                     table; rates in its Currencies section)",
                     names.join(", "),
                     req.amount
                 )
@@ -359,6 +408,7 @@ pub fn checkout_view(
         success_url: success_url(session),
         live,
         methods,
+        quotes: Vec::new(),
         // Masked: the page (and the server function's answer) never carries a full
         // number; a masked value posted back stands for the number it masks.
         phone: prefill_candidates(session, latest)
@@ -387,8 +437,32 @@ impl PageService for CheckoutService {
                     return Ok(None);
                 };
                 let latest = self.store.latest_attempt(&id).await?;
-                let methods = self.methods(&session);
-                let mut view = checkout_view(&session, name, latest.as_ref(), methods, now_ms());
+                let now = now_ms();
+                let open = session.status == SessionStatus::Open
+                    && session.payment_status == PaymentStatus::Unpaid;
+                // Quotes only for a page that can still be paid.
+                let offers = if open {
+                    self.offers(&session, now).await?
+                } else {
+                    self.methods(&session)
+                        .into_iter()
+                        .map(|r| (r, None))
+                        .collect()
+                };
+                let methods = offers.iter().map(|(rail, _)| *rail).collect();
+                let mut view = checkout_view(&session, name, latest.as_ref(), methods, now);
+                view.quotes = offers
+                    .iter()
+                    .filter_map(|(rail, quote)| {
+                        let quote = quote.as_ref()?;
+                        Some(QuoteView {
+                            rail: *rail,
+                            amount_label: quote.target.to_string(),
+                            label: quote.label(),
+                            token: self.fx.as_ref()?.token(quote, &session, *rail),
+                        })
+                    })
+                    .collect();
                 view.form_token = self.form_token(&id);
                 // Embedded only for an origin the merchant allows; any other claim is
                 // ignored (and the browser refuses the frame anyway, by CSP).

@@ -78,6 +78,12 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Manage a merchant's exchange rates (they win over any rates provider), and
+    /// whether its sessions may be paid in another currency at all.
+    Rates {
+        #[command(subcommand)]
+        command: RatesCommand,
+    },
     /// List the payments a human must look at, newest first: outcomes still unknown,
     /// and duplicate payments to refund; or mark one resolved.
     Reconcile {
@@ -160,6 +166,61 @@ pub enum WebhookCommand {
         overlap_secs: i64,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RatesCommand {
+    /// Set one rate: `malipo rates set --merchant mer_… USD KES 129.00` means one USD
+    /// buys 129.00 KES. It also serves the other way round (KES prices paid in USD).
+    Set {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_parser = ["test", "live"], default_value = "test")]
+        mode: String,
+        /// The currency one unit of which is priced (`USD`).
+        base: String,
+        /// The currency it is priced in (`KES`).
+        quote: String,
+        /// How much `quote` one `base` buys, as a decimal (`129.00`).
+        rate: String,
+    },
+    /// Set every rate in a CSV file of `base,quote,rate` lines (a header line and `#`
+    /// comments are skipped), all or nothing.
+    Import {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_parser = ["test", "live"], default_value = "test")]
+        mode: String,
+        file: PathBuf,
+    },
+    /// List the merchant's rates in one mode.
+    List {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_parser = ["test", "live"], default_value = "test")]
+        mode: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove one rate.
+    Remove {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_parser = ["test", "live"], default_value = "test")]
+        mode: String,
+        base: String,
+        quote: String,
+    },
+    /// Switch paying in another currency on or off for the merchant's sessions in one
+    /// mode (off: only rails that take the session's own currency are offered).
+    Conversion {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_parser = ["test", "live"], default_value = "test")]
+        mode: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
 }
 
@@ -405,6 +466,12 @@ pub async fn run() -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::Rates { command } => {
+            let store = connect(&config).await?;
+            let result = rates_command(&store, command).await;
+            store.close().await;
+            result
+        }
         Command::Session {
             command:
                 SessionCommand::Create {
@@ -470,6 +537,123 @@ fn parse_merchant(id: &str) -> anyhow::Result<MerchantId> {
 
 fn parse_mode(mode: &str) -> anyhow::Result<Mode> {
     Mode::parse(mode).context("--mode must be test or live")
+}
+
+/// A rate from the command line or a rates file: two currencies Malipo knows, not the
+/// same, and a positive decimal.
+fn parse_rate(base: &str, quote: &str, value: &str) -> anyhow::Result<crate::fx::Rate> {
+    let currency = |c: &str| {
+        Currency::parse(c).with_context(|| format!("{c:?} is not a currency Malipo knows"))
+    };
+    let (base, quote) = (currency(base)?, currency(quote)?);
+    anyhow::ensure!(base != quote, "a rate is between two different currencies");
+    let value = crate::fx::Decimal::parse(value).with_context(|| {
+        format!("{value:?} is not a rate: a positive decimal such as 129.00 (at most 9 decimals)")
+    })?;
+    Ok(crate::fx::Rate { base, quote, value })
+}
+
+async fn rates_command(store: &Store, command: RatesCommand) -> anyhow::Result<()> {
+    let merchant_of = async |merchant: &str| -> anyhow::Result<MerchantId> {
+        let id = parse_merchant(merchant)?;
+        anyhow::ensure!(store.merchant(&id).await?.is_some(), "no merchant {id}");
+        Ok(id)
+    };
+    let now = crate::time::now_ms();
+    match command {
+        RatesCommand::Set {
+            merchant,
+            mode,
+            base,
+            quote,
+            rate,
+        } => {
+            let rate = parse_rate(&base, &quote, &rate)?;
+            let id = merchant_of(&merchant).await?;
+            store.set_rate(&id, parse_mode(&mode)?, &rate, now).await?;
+            println!("1 {} = {} {}", rate.base, rate.value, rate.quote);
+        }
+        RatesCommand::Import {
+            merchant,
+            mode,
+            file,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut rates = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || (n == 0 && line.starts_with("base"))
+                {
+                    continue;
+                }
+                let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+                let [base, quote, value] = fields[..] else {
+                    anyhow::bail!("{}:{}: expected base,quote,rate", file.display(), n + 1);
+                };
+                rates.push(
+                    parse_rate(base, quote, value)
+                        .with_context(|| format!("{}:{}", file.display(), n + 1))?,
+                );
+            }
+            let id = merchant_of(&merchant).await?;
+            let mode = parse_mode(&mode)?;
+            store.set_rates(&id, mode, &rates, now).await?;
+            println!("{} rates set", rates.len());
+        }
+        RatesCommand::List {
+            merchant,
+            mode,
+            json,
+        } => {
+            let id = merchant_of(&merchant).await?;
+            let mode = parse_mode(&mode)?;
+            let rates = store.rates(&id, mode).await?;
+            let conversion = store.conversion(&id, mode).await?;
+            if json {
+                let list: Vec<_> = rates
+                    .iter()
+                    .map(|r| {
+                        json!({"pair": r.rate.pair(), "rate": r.rate.value.to_string(),
+                               "updated_at": r.updated_at / 1000})
+                    })
+                    .collect();
+                println!("{}", json!({"conversion": conversion, "rates": list}));
+            } else {
+                println!("conversion {}", if conversion { "on" } else { "off" });
+                for r in rates {
+                    println!("{}  {}", r.rate.pair(), r.rate.value);
+                }
+            }
+        }
+        RatesCommand::Remove {
+            merchant,
+            mode,
+            base,
+            quote,
+        } => {
+            let id = merchant_of(&merchant).await?;
+            let currency = |c: &str| Currency::parse(c).context("not a currency Malipo knows");
+            let removed = store
+                .remove_rate(&id, parse_mode(&mode)?, currency(&base)?, currency(&quote)?)
+                .await?;
+            anyhow::ensure!(removed, "no {base}/{quote} rate");
+            println!("removed {base}/{quote}");
+        }
+        RatesCommand::Conversion {
+            merchant,
+            mode,
+            state,
+        } => {
+            let id = merchant_of(&merchant).await?;
+            let on = state == "on";
+            store
+                .update_account(&id, parse_mode(&mode)?, None, None, Some(on))
+                .await?;
+            println!("conversion {state}");
+        }
+    }
+    Ok(())
 }
 
 async fn key_command(store: &Store, command: KeyCommand) -> anyhow::Result<()> {

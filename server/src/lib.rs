@@ -32,6 +32,7 @@ pub mod connectors;
 pub mod demo;
 pub mod domain;
 pub mod embed;
+pub mod fx;
 pub mod http;
 pub mod limits;
 pub mod live;

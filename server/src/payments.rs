@@ -74,6 +74,11 @@ pub enum PayError {
         /// Seconds until a retry can succeed; `None`: never, for this session.
         retry_after: Option<i64>,
     },
+    /// The rail charges another currency than the price's, and the quote the shopper
+    /// saw has expired at a rate that has moved since (or they saw none): the page shows
+    /// the new one, and nothing is sent until they pay at it.
+    #[error("the quote changed; the shopper must see the new one")]
+    QuoteChanged,
     /// The rail is not on in the session's mode (live mode with no live credentials):
     /// live payments never fall back to a sandbox.
     #[error("this rail is not configured for this mode")]
@@ -132,6 +137,9 @@ pub struct Payments {
     /// Wakes the poller's lanes for a pass now (an attempt was just made due: an
     /// operator's cue, an ambiguous answer), instead of at their next tick.
     wake: Arc<tokio::sync::Notify>,
+    /// Quotes for rails that charge another currency than the price's; `None`: no
+    /// conversion at all.
+    fx: Option<crate::fx::Quoter>,
 }
 
 /// Status queries in flight at once, per lane.
@@ -206,7 +214,14 @@ impl Payments {
             changes,
             query_breakers: Arc::default(),
             wake: Arc::default(),
+            fx: None,
         }
+    }
+
+    /// Lets sessions be paid on rails in another currency, at `quoter`'s quotes.
+    pub fn with_fx(mut self, quoter: crate::fx::Quoter) -> Self {
+        self.fx = Some(quoter);
+        self
     }
 
     /// The connector for `rail` in `mode`: objects never cross modes, so neither do
@@ -278,6 +293,21 @@ impl Payments {
         phone_input: &str,
         no_sms_arrived: bool,
     ) -> Result<AttemptRecord, PayError> {
+        self.start_at_quote(session_id, rail, phone_input, no_sms_arrived, None)
+            .await
+    }
+
+    /// [`Payments::start`] on a rail that may charge another currency than the price's,
+    /// at the quote the shopper saw (`quote`: its token from the page, see
+    /// [`crate::fx::Quoter::confirm`]). A rail that takes the price's currency ignores it.
+    pub async fn start_at_quote(
+        &self,
+        session_id: &SessionId,
+        rail: RailId,
+        phone_input: &str,
+        no_sms_arrived: bool,
+        quote: Option<&str>,
+    ) -> Result<AttemptRecord, PayError> {
         let session = self
             .store
             .session(session_id)
@@ -295,9 +325,6 @@ impl Payments {
             .ok_or(PayError::RailNotConfigured)?
             .capabilities()
             .clone();
-        let Some(country) = capabilities.country(session.amount.currency()) else {
-            return Err(PayError::NotPayable);
-        };
         // The session (or the merchant's account) does not offer this rail.
         if session
             .payment_method_types
@@ -306,11 +333,27 @@ impl Payments {
         {
             return Err(PayError::RailNotConfigured);
         }
+        // What the rail charges: the price, or its quote in a currency the rail takes.
+        let quote = if capabilities.country(session.amount.currency()).is_some() {
+            None
+        } else {
+            let fx = self.fx.as_ref().ok_or(PayError::NotPayable)?;
+            match fx.confirm(&session, rail, &capabilities, quote, now).await {
+                Ok(q) => Some(q),
+                Err(crate::fx::QuoteError::Unavailable) => return Err(PayError::NotPayable),
+                Err(crate::fx::QuoteError::Changed) => return Err(PayError::QuoteChanged),
+                Err(crate::fx::QuoteError::Store(e)) => return Err(e.into()),
+            }
+        };
+        let charge = quote.as_ref().map_or(session.amount, |q| q.target);
+        let Some(country) = capabilities.country(charge.currency()) else {
+            return Err(PayError::NotPayable);
+        };
         let msisdn = Msisdn::parse(phone_input, country).ok_or(PayError::InvalidPhone)?;
         if !msisdn.as_str().starts_with(country.calling_code()) {
             return Err(PayError::InvalidPhone);
         }
-        if !capabilities.accepts(session.amount) {
+        if !capabilities.accepts(charge) {
             return Err(PayError::NotPayable);
         }
         let connector = self
@@ -345,7 +388,8 @@ impl Payments {
                 &NewAttempt {
                     session_id: session_id.clone(),
                     rail,
-                    amount: session.amount,
+                    amount: charge,
+                    quote: quote.clone(),
                     payer: Some(msisdn.to_string()),
                     callback_token_hash: Some(hash_token(&token)),
                     next_poll_at: Some(next_poll_at(now, 0)),
@@ -389,7 +433,7 @@ impl Payments {
         let description = self.merchant_label(&session.merchant_id).await;
         let request = InitiateRequest {
             attempt_id: &attempt.id,
-            amount: session.amount,
+            amount: charge,
             payer: &msisdn,
             reference: &session.reference,
             description: &description,

@@ -103,9 +103,23 @@ pub struct CheckoutSessionObject {
     /// the account's); `null`: every rail that takes its currency and amount.
     #[schema(value_type = Option<Vec<crate::api::openapi::PaymentMethodType>>)]
     pub payment_method_types: Option<Vec<&'static str>>,
+    /// The payment that paid it (with its rail, receipt and, when the rail charged
+    /// another currency, the quote); `null` while unpaid.
+    pub payment: Option<PaymentObject>,
 }
 
 impl CheckoutSessionObject {
+    /// With the payment that paid it, if any.
+    pub fn with_payment(mut self, paid_by: Option<&AttemptRecord>) -> Self {
+        let mode = if self.livemode {
+            Mode::Live
+        } else {
+            Mode::Test
+        };
+        self.payment = paid_by.map(|a| PaymentObject::new(a, mode));
+        self
+    }
+
     /// The session as merchants see it, `now` in unix ms. A session past its expiry
     /// reads as expired even before the sweeper has marked it.
     pub fn new(public_url: &str, s: &SessionRecord, now: i64) -> Self {
@@ -142,6 +156,7 @@ impl CheckoutSessionObject {
                 .payment_method_types
                 .as_ref()
                 .map(|list| list.iter().map(|r| r.as_str()).collect()),
+            payment: None,
         }
     }
 }
@@ -178,6 +193,57 @@ pub struct PaymentObject {
     /// Unix seconds.
     pub created: i64,
     pub livemode: bool,
+    /// When the rail charged another currency than the session's price: the quote it
+    /// charged at (`amount` and `currency` above are then the quote's converted amount).
+    pub quote: Option<QuoteObject>,
+}
+
+/// `quote`: a price converted into the currency a rail charges, shown to the shopper
+/// before they paid.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct QuoteObject {
+    /// Always `quote`.
+    #[schema(value_type = String)]
+    pub object: &'static str,
+    /// The session's price, in minor units of `currency`.
+    pub amount: i64,
+    #[schema(value_type = String)]
+    pub currency: &'static str,
+    /// What the rail charged, in minor units of `converted_currency`: rounded up, to
+    /// the rail's own unit (whole shillings on M-PESA).
+    pub converted_amount: i64,
+    #[schema(value_type = String)]
+    pub converted_currency: &'static str,
+    /// One unit of the pair's first currency buys this much of its second, exactly as
+    /// the source gave it: `"129.00"`.
+    pub rate: String,
+    /// `USD/KES`.
+    pub rate_pair: String,
+    /// `merchant` (the merchant's own rates), `provider` (the configured rates
+    /// provider) or `sandbox` (test mode's fixed rates).
+    #[schema(value_type = String)]
+    pub rate_source: &'static str,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds: the quote held until then.
+    pub expires_at: i64,
+}
+
+impl QuoteObject {
+    pub fn new(q: &crate::fx::Quote) -> Self {
+        QuoteObject {
+            object: "quote",
+            amount: q.source.minor(),
+            currency: q.source.currency().code(),
+            converted_amount: q.target.minor(),
+            converted_currency: q.target.currency().code(),
+            rate: q.rate.value.to_string(),
+            rate_pair: q.rate.pair(),
+            rate_source: q.rate_source.as_str(),
+            created: q.created_at / 1000,
+            expires_at: q.expires_at / 1000,
+        }
+    }
 }
 
 impl PaymentObject {
@@ -197,6 +263,7 @@ impl PaymentObject {
             duplicate: a.duplicate,
             created: a.created_at / 1000,
             livemode: mode == Mode::Live,
+            quote: a.quote.as_ref().map(QuoteObject::new),
         }
     }
 

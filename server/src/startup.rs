@@ -113,14 +113,31 @@ impl Application {
         };
         let rails =
             crate::connectors::Registry::from_config(&config).map_err(anyhow::Error::msg)?;
-        let checkout = checkout.with_rails(rails.clone());
+        let rates = crate::fx::Rates::new(
+            store.clone(),
+            Some(config.fx_test_provider()),
+            config.fx_live_provider(),
+            crate::time::secs_to_ms(config.fx.provider_cache_secs),
+        )
+        .context("rates provider HTTP client")?;
+        let quoter = crate::fx::Quoter::new(
+            store.clone(),
+            rates,
+            store
+                .instance_secret("fx_quote_key")
+                .await
+                .context("reading the quote key")?,
+            crate::time::secs_to_ms(config.fx.quote_ttl_secs),
+        );
+        let checkout = checkout.with_rails(rails.clone()).with_fx(quoter.clone());
         let payments = crate::payments::Payments::new(
             store.clone(),
             rails,
             config.public_url.clone(),
             config.limits.clone(),
             config.payments.clone(),
-        );
+        )
+        .with_fx(quoter);
         // The sandbox merchant site is ours, on loopback: its exact address may receive
         // webhooks (test mode only ever targets it). Nothing else local is allowed unless
         // the operator lists it.

@@ -61,6 +61,12 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
+/// "14:05 EAT": a time later today, as a shopper reads it.
+pub fn eat_clock(ms: i64) -> String {
+    let c = civil(ms, EAT_OFFSET_SECS);
+    format!("{:02}:{:02} EAT", c.hour, c.minute)
+}
+
 /// "14:05 EAT, 23 Nov 2026": how the page shows a time to a shopper.
 pub fn eat_label(ms: i64) -> String {
     let c = civil(ms, EAT_OFFSET_SECS);

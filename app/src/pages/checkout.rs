@@ -37,6 +37,7 @@ pub fn CheckoutPage() -> impl IntoView {
             "ip_limit",
             "form_expired",
             "not_payable",
+            "quote_changed",
             "rail_unavailable",
             "unavailable",
         ]
@@ -93,6 +94,34 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
         .map(|r| r.as_str())
         .collect::<Vec<_>>()
         .join(",");
+    // Rails charging another currency: their amounts for the picker (`mpesa=KES 45,150`,
+    // `|`-separated), their signed quotes for the form (`mpesa:TOKEN`, `,`-separated).
+    let prices = view
+        .quotes
+        .iter()
+        .map(|q| format!("{}={}", q.rail, q.amount_label))
+        .collect::<Vec<_>>()
+        .join("|");
+    let quote_tokens = view
+        .quotes
+        .iter()
+        .map(|q| format!("{}:{}", q.rail, q.token))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Each distinct quote once: several rails in one currency share it.
+    let mut quote_lines: Vec<String> = Vec::new();
+    for q in &view.quotes {
+        if !quote_lines.contains(&q.label) {
+            quote_lines.push(q.label.clone());
+        }
+    }
+    let quotes = (view.state == CheckoutState::Open && !quote_lines.is_empty()).then(|| {
+        view! {
+            <ul class="quotes" aria-label="Paying in another currency">
+                {quote_lines.into_iter().map(|l| view! { <li class="quote">{l}</li> }).collect::<Vec<_>>()}
+            </ul>
+        }
+    });
     let live = view! {
         <LiveStatus
             session_id=view.id.clone()
@@ -105,6 +134,8 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             error=error
             retry_after=retry_after
             methods=methods
+            prices=prices
+            quotes=quote_tokens
             currency=view.currency.code().to_string()
         />
     };
@@ -191,6 +222,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
                 <p class="description">{view.description.clone()}</p>
                 <p class="amount">{amount}</p>
                 <p class="reference">"Reference " {view.reference.clone()}</p>
+                {quotes}
                 {status}
             </section>
             {no_js}

@@ -39,10 +39,39 @@ pub fn LiveStatus(
     /// The rails that can take this session, comma-separated (`mpesa`); the form is for
     /// the first. Empty: nothing here can take it, and no form shows.
     methods: String,
+    /// What rails charging another currency than the price's charge, `|`-separated:
+    /// `mpesa=KES 45,150|tigo=TZS 857,500`. A rail not listed charges the price.
+    prices: String,
+    /// Their signed quotes, posted back with the form (`mpesa:TOKEN,…`).
+    quotes: String,
     /// The session's currency code (`KES`): how numbers are written where it is spent.
     currency: String,
 ) -> impl IntoView {
-    let (_, number_example, _) = crate::operators::number_style(&currency);
+    let prices: Vec<(RailId, String)> = prices
+        .split('|')
+        .filter_map(|p| p.split_once('='))
+        .filter_map(|(r, label)| Some((RailId::parse(r)?, label.to_owned())))
+        .collect();
+    let price_of = {
+        let prices = prices.clone();
+        move |rail: RailId| {
+            prices
+                .iter()
+                .find(|(r, _)| *r == rail)
+                .map(|(_, label)| label.clone())
+        }
+    };
+    // Numbers are written as where the rail's currency is spent (a USD price paid in
+    // KES takes Kenyan numbers).
+    let currency_of = {
+        let price_of = price_of.clone();
+        let currency = currency.clone();
+        move |rail: Option<RailId>| {
+            rail.and_then(&price_of)
+                .and_then(|label| label.split(' ').next().map(str::to_owned))
+                .unwrap_or_else(|| currency.clone())
+        }
+    };
     let (state, set_state) = signal(LiveState::decode(&initial).unwrap_or(LiveState::Idle {
         failure: None,
         rail: None,
@@ -52,6 +81,7 @@ pub fn LiveStatus(
     // another, or type a number of another rail's network.
     let method = offered.first().copied();
     let chosen = RwSignal::new(method);
+    let (_, number_example, _) = crate::operators::number_style(&currency_of(method));
     let (submitting, set_submitting) = signal(false);
     let (hydrated, set_hydrated) = signal(false);
     let (elapsed, set_elapsed) = signal(0_i64);
@@ -108,6 +138,7 @@ pub fn LiveStatus(
         let choices = offered
             .iter()
             .map(|&r| {
+                let price = price_of(r).map(|p| format!(" · {p}"));
                 view! {
                     <label class="method">
                         <input
@@ -118,7 +149,7 @@ pub fn LiveStatus(
                             prop:checked=move || chosen.get() == Some(r)
                             on:change=move |_| chosen.set(Some(r))
                         />
-                        " " {r.label()}
+                        " " {r.label()} {price}
                     </label>
                 }
             })
@@ -132,12 +163,13 @@ pub fn LiveStatus(
     });
     let typed = {
         let offered = offered.clone();
-        let currency = currency.clone();
+        let currency_of = currency_of.clone();
         move |ev: leptos::ev::Event| {
             let value = event_target_value(&ev);
-            if let Some(r) = crate::operators::operator_typed(&value, &currency)
-                .and_then(|op| op.rail())
-                .filter(|r| offered.contains(r))
+            if let Some(r) =
+                crate::operators::operator_typed(&value, &currency_of(chosen.get_untracked()))
+                    .and_then(|op| op.rail())
+                    .filter(|r| offered.contains(r))
             {
                 chosen.set(Some(r));
             }
@@ -183,7 +215,33 @@ pub fn LiveStatus(
     };
     let problem_text = problem.clone();
     let problem_shown = problem.clone();
-    let pay_label = format!("Pay {amount_label}");
+    // Every rail charging the same: "Pay KES 1,500". Different amounts: the picker shows
+    // each, and the button names the chosen one's once the page runs (before that, and
+    // without JavaScript, it cannot know the choice).
+    let same_price = offered
+        .iter()
+        .map(|&r| price_of(r))
+        .all(|p| p == offered.first().and_then(|&r| price_of(r)));
+    let first_price = offered
+        .first()
+        .and_then(|&r| price_of(r))
+        .unwrap_or(amount_label.clone());
+    let pay_label = move || {
+        if same_price {
+            format!("Pay {first_price}")
+        } else if hydrated.get() {
+            format!(
+                "Pay {}",
+                chosen
+                    .get()
+                    .and_then(&price_of)
+                    .unwrap_or(amount_label.clone())
+            )
+        } else {
+            "Pay now".to_string()
+        }
+    };
+    let failure_currency = move || currency_of(chosen.get());
     view! {
         <section class="live" aria-live="polite" data-hydrated=move || hydrated.get().then_some("true")>
             <div class="status status-waiting" data-live="waiting" role="status" hidden=move || !waiting()>
@@ -220,7 +278,7 @@ pub fn LiveStatus(
                 role="alert"
                 hidden=move || problem_shown().is_none()
             >
-                {move || problem_text().map(|code| failure_message(&code, rail(), &currency)).unwrap_or_default()}
+                {move || problem_text().map(|code| failure_message(&code, rail(), &failure_currency())).unwrap_or_default()}
                 {retry_after.map(retry_hint)}
             </p>
             <p class="status status-failed" data-live="unpayable" role="status" hidden=move || !unpayable()>
@@ -234,6 +292,7 @@ pub fn LiveStatus(
                 on:submit=move |_| set_submitting.set(true)
             >
                 <input type="hidden" name="form_token" value=form_token />
+                {(!quotes.is_empty()).then(|| view! { <input type="hidden" name="quotes" value=quotes /> })}
                 {picker}
                 <label for="phone">{phone_label}</label>
                 <input
@@ -252,7 +311,7 @@ pub fn LiveStatus(
                     " No " {wallet} " SMS came for my last payment: send a new prompt"
                 </label>
                 <button class="button pay" type="submit" disabled=move || submitting.get()>
-                    {move || if retry() { "Send the prompt again".to_string() } else { pay_label.clone() }}
+                    {move || if retry() { "Send the prompt again".to_string() } else { pay_label() }}
                 </button>
                 <p class="fine" hidden=move || !retry()>"Use another number: change it above."</p>
             </form>

@@ -1,5 +1,6 @@
 //! `GET /v1/account`, `POST /v1/account`: the merchant's own settings, per mode: which
-//! origins may embed its checkout, and which rails are switched on.
+//! origins may embed its checkout, which rails are switched on, and whether sessions may be
+//! paid in another currency at a quote.
 
 use axum::{Extension, Json, body::Bytes, extract::State};
 use serde::Serialize;
@@ -17,7 +18,11 @@ use crate::{
 };
 
 /// Fields `POST /v1/account` accepts.
-pub(crate) const UPDATE_FIELDS: [&str; 2] = ["embed_origins", "payment_method_types"];
+pub(crate) const UPDATE_FIELDS: [&str; 3] = [
+    "embed_origins",
+    "payment_method_types",
+    "currency_conversion",
+];
 
 /// `account`: the merchant behind the key.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -37,6 +42,10 @@ pub struct AccountObject {
     /// own `payment_method_types`); sessions made before a change keep their list.
     #[schema(value_type = Option<Vec<crate::api::openapi::PaymentMethodType>>)]
     pub payment_method_types: Option<Vec<&'static str>>,
+    /// Whether a session may be paid on a rail that takes another currency than its
+    /// price's (a USD price paid from a KES wallet), at a quote the shopper sees first.
+    /// `false`: only rails in the session's own currency are offered. Default `true`.
+    pub currency_conversion: bool,
 }
 
 async fn account(state: &AppState, caller: &Caller) -> Result<AccountObject, ApiError> {
@@ -58,6 +67,10 @@ async fn account(state: &AppState, caller: &Caller) -> Result<AccountObject, Api
             .merchant_rails(&caller.merchant_id, caller.mode)
             .await?
             .map(|list| list.iter().map(|r| r.as_str()).collect()),
+        currency_conversion: state
+            .store
+            .conversion(&caller.merchant_id, caller.mode)
+            .await?,
     })
 }
 
@@ -76,7 +89,7 @@ pub async fn retrieve(
 }
 
 /// Change the merchant's settings for the key's mode (which origins may embed the
-/// checkout, which rails are on).
+/// checkout, which rails are on, whether other currencies are taken at a quote).
 #[utoipa::path(post, path = "/v1/account", tag = "account",
     request_body = UpdateAccountParams,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry: the first answer is replayed")),
@@ -96,6 +109,17 @@ pub async fn update(
         .get("payment_method_types")
         .map(|v| rails(Some(v), "payment_method_types"))
         .transpose()?;
+    let conversion = match obj.get("currency_conversion") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(on)) => Some(*on),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "parameter_invalid",
+                "currency_conversion",
+                "currency_conversion must be true or false.",
+            ));
+        }
+    };
     // `null` leaves the origins as they are.
     let origins = obj
         .get("embed_origins")
@@ -109,8 +133,16 @@ pub async fn update(
             caller.mode,
             origins.as_deref(),
             methods.as_ref().map(|m| m.as_deref()),
+            conversion,
         )
         .await?;
+    if let Some(on) = conversion {
+        tracing::info!(
+            mode = caller.mode.as_str(),
+            on,
+            "currency conversion switched"
+        );
+    }
     if let Some(methods) = &methods {
         tracing::info!(mode = caller.mode.as_str(), rails = ?methods, "rails switched on updated");
     }

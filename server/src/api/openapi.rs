@@ -199,6 +199,9 @@ pub struct UpdateAccountParams {
     /// every rail this Malipo has on.
     #[schema(min_items = 1)]
     pub payment_method_types: Option<Vec<PaymentMethodType>>,
+    /// Whether sessions in the key's mode may be paid on rails in another currency, at
+    /// a quote the shopper sees first (`false`: only rails in the session's currency).
+    pub currency_conversion: Option<bool>,
 }
 
 /// The `webhooks` section: one POST per event type, as Malipo sends it.
@@ -420,6 +423,7 @@ impl Modify for BearerAuth {
     components(schemas(
         ErrorBody,
         crate::resources::PaymentObject,
+        crate::resources::QuoteObject,
         crate::resources::PaymentRefusalObject
     )),
     modifiers(&BearerAuth),

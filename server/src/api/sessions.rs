@@ -75,7 +75,7 @@ pub async fn create(
     tracing::info!(session = %session.id, amount = %session.amount, "checkout session created");
     Ok((
         StatusCode::CREATED,
-        Json(session_object(&state, &session, now_ms())),
+        Json(session_object(&state, &session, now_ms()).await?),
     ))
 }
 
@@ -94,7 +94,7 @@ pub async fn retrieve(
     Path(id): Path<String>,
 ) -> Result<Json<CheckoutSessionObject>, ApiError> {
     let session = owned_session(&state, &caller, &id).await?;
-    Ok(Json(session_object(&state, &session, now_ms())))
+    Ok(Json(session_object(&state, &session, now_ms()).await?))
 }
 
 /// Expire an open session, so it can no longer be paid.
@@ -130,7 +130,7 @@ pub async fn expire(
         .session(&session.id)
         .await?
         .ok_or(ApiError::SessionNotFound)?;
-    Ok(Json(session_object(&state, &session, now)))
+    Ok(Json(session_object(&state, &session, now).await?))
 }
 
 /// A session of this merchant in this mode; anyone else's reads as not found.
@@ -146,9 +146,17 @@ async fn owned_session(
     }
 }
 
-/// The session as the API shows it.
-pub fn session_object(state: &AppState, s: &SessionRecord, now: i64) -> CheckoutSessionObject {
-    CheckoutSessionObject::new(&state.config.public_url, s, now)
+/// The session as the API shows it, with the payment that paid it.
+pub async fn session_object(
+    state: &AppState,
+    s: &SessionRecord,
+    now: i64,
+) -> Result<CheckoutSessionObject, ApiError> {
+    let paid_by = match s.payment_status {
+        crate::store::PaymentStatus::Paid => state.store.paying_attempt(&s.id).await?,
+        crate::store::PaymentStatus::Unpaid => None,
+    };
+    Ok(CheckoutSessionObject::new(&state.config.public_url, s, now).with_payment(paid_by.as_ref()))
 }
 
 /// Validates the whole request before anything is written.

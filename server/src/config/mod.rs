@@ -124,6 +124,39 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The payment engine's patience: the `[payments]` table.
     pub payments: PaymentsConfig,
+    /// Paying in another currency than the price: the `[fx]` table.
+    pub fx: FxConfig,
+}
+
+/// Where exchange rates come from and how long a quote holds. A merchant's own rates
+/// (`malipo rates set`) always come first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FxConfig {
+    /// Live mode's rates provider (`https://…`; Malipo adds `?base=USD` and reads
+    /// `{"base": "USD", "rates": {"KES": 129.0}}`). Empty: only the merchants' own rates.
+    /// Env `MALIPO_FX_PROVIDER_URL`.
+    pub provider_url: String,
+    /// Test mode's rates provider. Empty: this server's sandbox, with its fixed rates.
+    /// Env `MALIPO_FX_TEST_PROVIDER_URL`.
+    pub test_provider_url: String,
+    /// How long a quote shown to a shopper holds, in seconds. Env
+    /// `MALIPO_FX_QUOTE_TTL_SECS`; default 900 (15 minutes).
+    pub quote_ttl_secs: u64,
+    /// How long a provider's rates are used before asking again, in seconds. Env
+    /// `MALIPO_FX_PROVIDER_CACHE_SECS`; default 300.
+    pub provider_cache_secs: u64,
+}
+
+impl Default for FxConfig {
+    fn default() -> Self {
+        FxConfig {
+            provider_url: String::new(),
+            test_provider_url: String::new(),
+            quote_ttl_secs: 900,
+            provider_cache_secs: 300,
+        }
+    }
 }
 
 /// How long the engine waits before it calls an outcome unknown, and how long it keeps
@@ -310,6 +343,51 @@ impl Config {
         }
     }
 
+    /// Rates providers are URLs; live mode's is https and no sandbox; a quote holds
+    /// between a minute and a day.
+    fn check_fx(&self) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid { field: "fx", why });
+        for url in [&self.fx.provider_url, &self.fx.test_provider_url] {
+            if !url.trim().is_empty() && url::Url::parse(url.trim()).is_err() {
+                return invalid(format!("{url:?} is not a URL"));
+            }
+        }
+        if let Some(url) = self.fx_live_provider() {
+            let host = url::Url::parse(&url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            if !url.starts_with("https://") {
+                return invalid("provider_url must be an https:// URL".into());
+            }
+            if url.contains("/sandbox") || host.contains("sandbox") {
+                return invalid(
+                    "provider_url points at a sandbox; live mode never reaches one".into(),
+                );
+            }
+        }
+        if !(60..=86_400).contains(&self.fx.quote_ttl_secs) {
+            return invalid("quote_ttl_secs must be between 60 and 86400".into());
+        }
+        Ok(())
+    }
+
+    /// Test mode's rates provider, and whether it is this server's own sandbox.
+    pub fn fx_test_provider(&self) -> (String, bool) {
+        let url = self.fx.test_provider_url.trim();
+        if url.is_empty() {
+            (format!("{}/sandbox/fx/rates", self.public_url), true)
+        } else {
+            (url.to_owned(), false)
+        }
+    }
+
+    /// Live mode's rates provider, if one is configured.
+    pub fn fx_live_provider(&self) -> Option<String> {
+        let url = self.fx.provider_url.trim();
+        (!url.is_empty()).then(|| url.to_owned())
+    }
+
     /// The rails switched on for live mode, with their base URLs.
     pub fn live_rails(&self) -> impl Iterator<Item = (RailId, String)> + '_ {
         self.rails_live.each().into_iter().filter_map(|(rail, s)| {
@@ -399,6 +477,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             limits: LimitsConfig::default(),
             payments: PaymentsConfig::default(),
+            fx: FxConfig::default(),
         }
     }
 }
@@ -573,6 +652,18 @@ impl Config {
         }
         self.rails.apply_env("MALIPO_RAILS_", env);
         self.rails_live.apply_env("MALIPO_RAILS_LIVE_", env);
+        if let Some(v) = env("MALIPO_FX_PROVIDER_URL") {
+            self.fx.provider_url = v;
+        }
+        if let Some(v) = env("MALIPO_FX_TEST_PROVIDER_URL") {
+            self.fx.test_provider_url = v;
+        }
+        if let Some(v) = env("MALIPO_FX_QUOTE_TTL_SECS") {
+            self.fx.quote_ttl_secs = parse("MALIPO_FX_QUOTE_TTL_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_FX_PROVIDER_CACHE_SECS") {
+            self.fx.provider_cache_secs = parse("MALIPO_FX_PROVIDER_CACHE_SECS", v)?;
+        }
         if let Some(v) = env("MALIPO_WEBHOOKS_LIVE_CONCURRENCY") {
             self.webhooks.live_concurrency = parse("MALIPO_WEBHOOKS_LIVE_CONCURRENCY", v)?;
         }
@@ -668,6 +759,7 @@ impl Config {
         }
         self.public_url = url;
         self.check_live_rails()?;
+        self.check_fx()?;
         if !self.master_key.expose_secret().is_empty()
             && crate::sealing::MasterKey::from_hex(self.master_key.expose_secret()).is_err()
         {

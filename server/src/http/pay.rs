@@ -1,5 +1,6 @@
 //! The shopper's side of paying, around the hosted page:
-//! - `POST /pay/{id}/{rail}` (form: `phone`; rail `mpesa`, …) starts the push and answers 303 back to
+//! - `POST /pay/{id}/{rail}` (form: `phone`, and `quotes` where a rail charges another
+//!   currency; rail `mpesa`, …) starts the push and answers 303 back to
 //!   the page, so it works without JavaScript and a reload never re-posts (an embedded
 //!   page posts `?embed=<origin>` and is sent back in embed mode);
 //! - `GET /pay/{id}/events`: server-sent events, one line per change of the payment's
@@ -54,6 +55,21 @@ struct PayForm {
     /// path's rail is the page's default.
     #[serde(default)]
     rail: Option<String>,
+    /// The quotes the page showed, one per rail charging another currency than the
+    /// price's: `mpesa:TOKEN,airtel:TOKEN` (see `fx::Quote::token`).
+    #[serde(default)]
+    quotes: String,
+}
+
+impl PayForm {
+    /// The quote the page showed for `rail`, if any.
+    fn quote_for(&self, rail: RailId) -> Option<&str> {
+        self.quotes
+            .split(',')
+            .filter_map(|q| q.split_once(':'))
+            .find(|(r, _)| *r == rail.as_str())
+            .map(|(_, token)| token)
+    }
 }
 
 /// True when the browser says the post came from another site. Browsers send
@@ -175,8 +191,12 @@ async fn pay(
     else {
         return back(Some("invalid_phone"));
     };
-    let no_sms = form.no_sms.is_some_and(|v| !v.is_empty());
-    match state.payments.start(&sid, rail, &phone, no_sms).await {
+    let no_sms = form.no_sms.as_deref().is_some_and(|v| !v.is_empty());
+    match state
+        .payments
+        .start_at_quote(&sid, rail, &phone, no_sms, form.quote_for(rail))
+        .await
+    {
         Err(PayError::Limited { limit, retry_after }) => {
             let payer = state
                 .payments
@@ -190,6 +210,8 @@ async fn pay(
         Err(PayError::InvalidPhone) => back(Some("invalid_phone")),
         Err(PayError::PreviousUnconfirmed) => back(Some("confirm_no_sms")),
         Err(PayError::NotPayable) => back(Some("not_payable")),
+        // The page, reloaded, shows the new quote.
+        Err(PayError::QuoteChanged) => back(Some("quote_changed")),
         Err(PayError::RailNotConfigured) => back(Some("rail_unavailable")),
         Err(PayError::Store(e)) => {
             tracing::error!(error = %e, "starting payment failed");

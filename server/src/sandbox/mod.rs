@@ -14,6 +14,7 @@
 //!   real merchant would (API with a secret key, `checkout.js`, verified webhooks).
 
 pub mod behaviour;
+pub mod fx;
 mod handset;
 pub mod merchant;
 pub mod operators;
@@ -275,11 +276,11 @@ impl Sandbox {
     }
 }
 
-/// Every operator's routes at `/sandbox/{path}`, and the handset's at
-/// `/sandbox/phone(s)/…`.
+/// Every operator's routes at `/sandbox/{path}`, the handset's at `/sandbox/phone(s)/…`
+/// and the rates provider's at `/sandbox/fx/rates`.
 pub fn router() -> Router<AppState> {
     let defaults = Rails::default();
-    let mut router = handset::router();
+    let mut router = handset::router().merge(fx::router());
     for rail in RailId::ALL {
         let path = format!("/sandbox/{}", defaults.get(rail).sandbox_path());
         router = router.nest(&path, operator(rail).router());

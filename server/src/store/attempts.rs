@@ -89,7 +89,10 @@ impl AttemptStatus {
 pub struct NewAttempt {
     pub session_id: SessionId,
     pub rail: RailId,
+    /// What the rail charges: the session's price, or its quote's target.
     pub amount: Money,
+    /// The quote `amount` is at, when the rail charges another currency than the price.
+    pub quote: Option<crate::fx::Quote>,
     /// The payer's MSISDN, international digits only.
     pub payer: Option<String>,
     pub callback_token_hash: Option<String>,
@@ -150,11 +153,13 @@ pub struct AttemptRecord {
     pub late_from: Option<AttemptStatus>,
     /// It paid a session another attempt had already paid: the merchant owes a refund.
     pub duplicate: bool,
+    /// The quote `amount` is at, when the rail charged another currency than the price.
+    pub quote: Option<crate::fx::Quote>,
 }
 
 const ATTEMPT_COLUMNS: &str = "id, session_id, rail, status, amount_minor, currency, payer, \
      operator_request_id, operator_receipt, failure_code, failure_detail, next_poll_at, \
-     poll_count, created_at, updated_at, finalized_at, late_from, duplicate";
+     poll_count, created_at, updated_at, finalized_at, late_from, duplicate, quote";
 
 /// A person's resolution of an attempt left for reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +199,18 @@ impl AttemptRecord {
                 .as_deref()
                 .and_then(AttemptStatus::parse),
             duplicate: row.try_get::<i64, _>("duplicate")? != 0,
+            quote: match row.try_get::<Option<String>, _>("quote")? {
+                None => None,
+                Some(raw) => {
+                    Some(
+                        crate::fx::Quote::from_json(&raw).ok_or_else(|| StoreError::Corrupt {
+                            table: "payment_attempts",
+                            id: id.clone(),
+                            what: format!("quote {raw:?}"),
+                        })?,
+                    )
+                }
+            },
             id: AttemptId::from_db(id),
         })
     }
@@ -235,7 +252,33 @@ pub(crate) async fn attempt_in(
     row.as_ref().map(AttemptRecord::from_row).transpose()
 }
 
+/// The attempt that paid a session (its first success that is no duplicate), read
+/// through `conn`.
+pub(crate) async fn paying_attempt_in(
+    conn: &mut sqlx::AnyConnection,
+    session_id: &SessionId,
+) -> Result<Option<AttemptRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
+         WHERE session_id = $1 AND status = 'succeeded' AND duplicate = 0 \
+         ORDER BY finalized_at, id LIMIT 1"
+    ))
+    .bind(session_id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(AttemptRecord::from_row).transpose()
+}
+
 impl Store {
+    /// The attempt that paid a session, if it is paid.
+    pub async fn paying_attempt(
+        &self,
+        session_id: &SessionId,
+    ) -> Result<Option<AttemptRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        paying_attempt_in(&mut conn, session_id).await
+    }
+
     /// Creates a pending attempt and logs `attempt.created`, in one transaction, only if
     /// the session is open and unexpired at `now`: `None` otherwise. See
     /// [`Store::insert_attempt_capped`].
@@ -320,8 +363,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO payment_attempts (id, session_id, rail, status, amount_minor, currency, \
-             payer, callback_token_hash, next_poll_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10)",
+             payer, callback_token_hash, next_poll_at, created_at, updated_at, quote) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(id.as_str())
         .bind(new.session_id.as_str())
@@ -333,6 +376,7 @@ impl Store {
         .bind(new.next_poll_at)
         .bind(now)
         .bind(now)
+        .bind(new.quote.as_ref().map(crate::fx::Quote::to_json))
         .execute(&mut *tx)
         .await?;
         insert_event(

@@ -187,14 +187,15 @@ impl Store {
     }
 
     /// Changes a merchant's settings for one mode, all or nothing: the origins that may
-    /// embed its checkout and the rails switched on (each `None`: left as it is; rails
-    /// `Some(None)`: every rail).
+    /// embed its checkout, the rails switched on and whether other currencies are taken
+    /// at a quote (each `None`: left as it is; rails `Some(None)`: every rail).
     pub async fn update_account(
         &self,
         merchant_id: &MerchantId,
         mode: Mode,
         origins: Option<&[String]>,
         rails: Option<Option<&[crate::connectors::RailId]>>,
+        conversion: Option<bool>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some(origins) = origins {
@@ -204,6 +205,16 @@ impl Store {
         if let Some(rails) = rails {
             let list = rails.map(super::sessions::rails_to_json);
             set_column(&mut tx, merchant_id, rails_column(mode), list).await?;
+        }
+        if let Some(on) = conversion {
+            sqlx::query(&format!(
+                "UPDATE merchants SET {} = $2 WHERE id = $1",
+                super::fx::conversion_column(mode)
+            ))
+            .bind(merchant_id.as_str())
+            .bind(i64::from(on))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

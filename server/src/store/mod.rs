@@ -11,6 +11,7 @@
 //! and no change goes unrecorded.
 
 mod attempts;
+mod fx;
 mod idempotency;
 mod merchants;
 mod outbox;
@@ -20,6 +21,7 @@ mod webhooks;
 pub use attempts::{
     AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, Reconciled,
 };
+pub use fx::RateRecord;
 pub use idempotency::{IdempotencyBegin, KeyScope};
 pub use merchants::{ApiKeyRecord, MerchantRecord, NewApiKey};
 pub use outbox::{

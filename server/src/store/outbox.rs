@@ -148,7 +148,9 @@ pub(crate) async fn enqueue_session_event(
             id: session_id.to_string(),
             what: "vanished inside its own transaction".into(),
         })?;
-    let object = CheckoutSessionObject::new(public_url, &session, now);
+    let paid_by = super::attempts::paying_attempt_in(conn, session_id).await?;
+    let object =
+        CheckoutSessionObject::new(public_url, &session, now).with_payment(paid_by.as_ref());
     enqueue_event(conn, session_id.as_str(), kind, to_value(&object)?, now).await
 }
 

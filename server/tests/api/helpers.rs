@@ -294,6 +294,7 @@ pub async fn attempt_with_token(
         .insert_attempt(
             &malipo::store::NewAttempt {
                 session_id: sid.clone(),
+                quote: None,
                 rail: malipo::connectors::RailId::Mpesa,
                 amount: Money::new(150_000, Currency::Kes).expect("money"),
                 payer: Some("254712345678".into()),

@@ -8,6 +8,7 @@ mod airtel;
 mod bad_input;
 mod cli;
 mod embed;
+mod fx;
 mod health;
 mod helpers;
 mod modes;

@@ -120,6 +120,7 @@ async fn pay(store: &Store, id: &str) {
         .insert_attempt(
             &NewAttempt {
                 session_id: sid,
+                quote: None,
                 rail: malipo::connectors::RailId::Mpesa,
                 amount: Money::new(150_000, Currency::Kes).unwrap(),
                 payer: None,

@@ -41,6 +41,7 @@ async fn callback_receiver(app: &TestApp) -> (String, Received) {
         .insert_attempt(
             &malipo::store::NewAttempt {
                 session_id: malipo::domain::SessionId::parse(&session).unwrap(),
+                quote: None,
                 rail: malipo::connectors::RailId::Mpesa,
                 amount: malipo::domain::Money::new(150_000, malipo::domain::money::Currency::Kes)
                     .unwrap(),

@@ -88,6 +88,7 @@ async fn merchant(store: &TestStore) -> MerchantId {
 fn new_attempt(session_id: &SessionId) -> NewAttempt {
     NewAttempt {
         session_id: session_id.clone(),
+        quote: None,
         rail: malipo::connectors::RailId::Mpesa,
         amount: Money::new(250_000, Currency::Tzs).unwrap(),
         payer: Some("255712345678".into()),
