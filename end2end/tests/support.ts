@@ -13,6 +13,8 @@ function malipo(args: string[]): any {
 
 export interface Seeded {
   merchantName: string;
+  /** The merchant's test secret key, for reading the session through the API. */
+  key: string;
   sessionId: string;
   path: string;
   /** Unique per session: the STK prompt shows it as the account reference. */
@@ -46,10 +48,25 @@ export function seedSession(
     "--cancel-url", "https://lodge.example/cancelled",
     "--expires-in", String(opts.expiresIn ?? 900),
   ]);
-  return { merchantName, sessionId: session.id, path: new URL(session.url).pathname, reference };
+  return {
+    merchantName,
+    key: merchant.test_secret_key,
+    sessionId: session.id,
+    path: new URL(session.url).pathname,
+    reference,
+  };
 }
 
 const base = process.env.MALIPO_E2E_URL ?? "http://127.0.0.1:3000";
+
+/** The session as the merchant's server reads it: `GET /v1/checkout/sessions/{id}`. */
+export async function readSession(s: Seeded): Promise<any> {
+  const res = await fetch(`${base}/v1/checkout/sessions/${s.sessionId}`, {
+    headers: { authorization: `Bearer ${s.key}` },
+  });
+  if (!res.ok) throw new Error(`reading the session: HTTP ${res.status}`);
+  return res.json();
+}
 
 /** Answers the prompt for `reference` on the sandbox handset, as the shopper would (a PIN
  *  of the operator's length). */

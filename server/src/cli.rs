@@ -846,6 +846,7 @@ async fn serve(config: Config, seed_demo: bool) -> anyhow::Result<()> {
             );
         }
         println!("Demo checkout: {}", seeded.session_url);
+        println!("Demo checkout priced in USD: {}", seeded.usd_session_url);
     }
     if let Some(url) = app.sandbox_merchant_url() {
         println!("Sandbox merchant site: {url}/sandbox/merchant");
