@@ -230,14 +230,16 @@ impl Payments {
         self.rails.get(rail, mode)
     }
 
-    /// Whose numbers `rail` takes when paying in `currency` (for reading what a shopper
-    /// typed), if it is on and takes that currency.
+    /// Whose numbers `rail` takes for a price in `currency` (for reading what a shopper
+    /// typed): that currency's country on the rail, else (paid at a quote) its first.
     pub fn payer_country(
         &self,
         rail: RailId,
         currency: crate::domain::money::Currency,
     ) -> Option<crate::domain::phone::Country> {
-        self.rails.any(rail)?.capabilities().country(currency)
+        let caps = self.rails.any(rail)?.capabilities();
+        caps.country(currency)
+            .or_else(|| caps.markets.first().map(|(_, country)| *country))
     }
 
     /// What `rail`'s operator expects back from a callback (taken, or unreadable).
@@ -333,6 +335,10 @@ impl Payments {
         {
             return Err(PayError::RailNotConfigured);
         }
+        // A double tap gets the push already on its way, whatever the quote has done since.
+        if let Some(pending) = self.store.pending_attempt(session_id).await? {
+            return Ok(pending);
+        }
         // What the rail charges: the price, or its quote in a currency the rail takes.
         let quote = if capabilities.country(session.amount.currency()).is_some() {
             None
@@ -360,9 +366,6 @@ impl Payments {
             .connector(rail, session.mode)
             .ok_or(PayError::RailNotConfigured)?
             .clone();
-        if let Some(pending) = self.store.pending_attempt(session_id).await? {
-            return Ok(pending);
-        }
         if !no_sms_arrived
             && self
                 .store

@@ -347,9 +347,13 @@ impl Config {
     /// between a minute and a day.
     fn check_fx(&self) -> Result<(), ConfigError> {
         let invalid = |why: String| Err(ConfigError::Invalid { field: "fx", why });
-        for url in [&self.fx.provider_url, &self.fx.test_provider_url] {
+        // Never echoed: a provider URL may carry its API key.
+        for (field, url) in [
+            ("provider_url", &self.fx.provider_url),
+            ("test_provider_url", &self.fx.test_provider_url),
+        ] {
             if !url.trim().is_empty() && url::Url::parse(url.trim()).is_err() {
-                return invalid(format!("{url:?} is not a URL"));
+                return invalid(format!("{field} is not a URL"));
             }
         }
         if let Some(url) = self.fx_live_provider() {
@@ -368,6 +372,9 @@ impl Config {
         }
         if !(60..=86_400).contains(&self.fx.quote_ttl_secs) {
             return invalid("quote_ttl_secs must be between 60 and 86400".into());
+        }
+        if !(1..=3_600).contains(&self.fx.provider_cache_secs) {
+            return invalid("provider_cache_secs must be between 1 and 3600".into());
         }
         Ok(())
     }

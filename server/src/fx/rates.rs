@@ -21,8 +21,8 @@ use crate::{
 
 /// A provider that failed is not asked again for this long.
 const RETRY_DOWN_MS: i64 = 30_000;
-/// How long one provider request may take.
-const PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one provider request may take (a page may wait on it once per cache period).
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest provider answer read.
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -50,6 +50,9 @@ pub struct Rates {
     live: Option<Provider>,
     cache_ms: i64,
     cache: Arc<Mutex<HashMap<(Mode, Currency), Cached>>>,
+    /// One fetch per (mode, base) at a time: page views arriving while it runs wait for
+    /// its answer instead of asking the provider too.
+    fetching: Arc<Mutex<HashMap<(Mode, Currency), Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Rates {
@@ -82,6 +85,7 @@ impl Rates {
             }),
             cache_ms,
             cache: Arc::default(),
+            fetching: Arc::default(),
         })
     }
 
@@ -133,18 +137,17 @@ impl Rates {
         base: Currency,
         now: i64,
     ) -> Option<Arc<Table>> {
-        {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(hit) = cache.get(&(mode, base)) {
-                let fresh_for = if hit.rates.is_some() {
-                    self.cache_ms
-                } else {
-                    RETRY_DOWN_MS
-                };
-                if now - hit.at < fresh_for {
-                    return hit.rates.clone();
-                }
-            }
+        if let Some(hit) = self.cached(mode, base, now) {
+            return hit;
+        }
+        let gate = {
+            let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+            fetching.entry((mode, base)).or_default().clone()
+        };
+        let _one_at_a_time = gate.lock().await;
+        // Answered while this request waited its turn.
+        if let Some(hit) = self.cached(mode, base, now) {
+            return hit;
         }
         let rates = match self.fetch(&provider.url, base).await {
             Ok(table) => Some(Arc::new(table)),
@@ -169,6 +172,19 @@ impl Rates {
         rates
     }
 
+    /// The cached answer for `base`, while it is fresh (`Some(None)`: the provider was
+    /// down, recently).
+    fn cached(&self, mode: Mode, base: Currency, now: i64) -> Option<Option<Arc<Table>>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = cache.get(&(mode, base))?;
+        let fresh_for = if hit.rates.is_some() {
+            self.cache_ms
+        } else {
+            RETRY_DOWN_MS
+        };
+        (now - hit.at < fresh_for).then(|| hit.rates.clone())
+    }
+
     async fn fetch(&self, url: &str, base: Currency) -> Result<Table, String> {
         let mut url = url::Url::parse(url).map_err(|e| e.to_string())?;
         url.query_pairs_mut().append_pair("base", base.code());
@@ -182,12 +198,24 @@ impl Rates {
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status().as_u16()));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("reading failed: {}", e.without_url()))?;
-        if body.len() > MAX_ANSWER {
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER as u64)
+        {
             return Err("answer too large".into());
+        }
+        // Read no more than the limit, whatever the provider sends.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("reading failed: {}", e.without_url()))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err("answer too large".into());
+            }
+            body.extend_from_slice(&chunk);
         }
         parse_table(&body, base)
     }

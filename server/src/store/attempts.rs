@@ -199,18 +199,17 @@ impl AttemptRecord {
                 .as_deref()
                 .and_then(AttemptStatus::parse),
             duplicate: row.try_get::<i64, _>("duplicate")? != 0,
-            quote: match row.try_get::<Option<String>, _>("quote")? {
-                None => None,
-                Some(raw) => {
-                    Some(
-                        crate::fx::Quote::from_json(&raw).ok_or_else(|| StoreError::Corrupt {
-                            table: "payment_attempts",
-                            id: id.clone(),
-                            what: format!("quote {raw:?}"),
-                        })?,
-                    )
-                }
-            },
+            // What the quote said is for display: one that cannot be read never stops an
+            // attempt from being settled (the charged amount is in its own columns).
+            quote: row
+                .try_get::<Option<String>, _>("quote")?
+                .and_then(|raw| {
+                    let quote = crate::fx::Quote::from_json(&raw);
+                    if quote.is_none() {
+                        tracing::error!(attempt = %id, "unreadable quote on an attempt");
+                    }
+                    quote
+                }),
             id: AttemptId::from_db(id),
         })
     }
