@@ -201,15 +201,13 @@ impl AttemptRecord {
             duplicate: row.try_get::<i64, _>("duplicate")? != 0,
             // What the quote said is for display: one that cannot be read never stops an
             // attempt from being settled (the charged amount is in its own columns).
-            quote: row
-                .try_get::<Option<String>, _>("quote")?
-                .and_then(|raw| {
-                    let quote = crate::fx::Quote::from_json(&raw);
-                    if quote.is_none() {
-                        tracing::error!(attempt = %id, "unreadable quote on an attempt");
-                    }
-                    quote
-                }),
+            quote: row.try_get::<Option<String>, _>("quote")?.and_then(|raw| {
+                let quote = crate::fx::Quote::from_json(&raw);
+                if quote.is_none() {
+                    tracing::error!(attempt = %id, "unreadable quote on an attempt");
+                }
+                quote
+            }),
             id: AttemptId::from_db(id),
         })
     }
