@@ -48,6 +48,8 @@ pub struct CheckoutView {
     pub methods: Vec<RailId>,
     /// For each offered rail that charges another currency than the price's: its quote.
     pub quotes: Vec<QuoteView>,
+    /// The card option, when cards can take this session (not in embed mode).
+    pub card: Option<CardView>,
     /// The number to prefill (the last one tried, or the merchant's `customer.phone`),
     /// masked in local form: `0712•••678`. Posted back as is, it means that number.
     pub phone: String,
@@ -70,6 +72,17 @@ pub struct QuoteView {
     pub label: String,
     /// Posted back with the pay form: the quote the shopper saw, signed.
     pub token: String,
+}
+
+/// Paying by card: the processor's script and what the card is charged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardView {
+    /// "USD 350".
+    pub amount_label: String,
+    /// The processor's `session.js`, loaded only when the shopper picks the card.
+    pub session_js: String,
+    /// Malipo's card script's Subresource Integrity value.
+    pub script_integrity: String,
 }
 
 impl CheckoutView {
@@ -213,6 +226,11 @@ pub fn retry_hint(secs: u32) -> String {
 /// written as in the currency's country).
 pub fn failure_message(code: &str, rail: RailId, currency: &str) -> String {
     let wallet = rail.label();
+    if rail == RailId::Card
+        && let Some(words) = card_failure(code)
+    {
+        return words.to_owned();
+    }
     match code {
         "insufficient_funds" => format!(
             "Not enough money in your {wallet} account. Top up, then send the prompt again."
@@ -265,6 +283,30 @@ pub fn failure_message(code: &str, rail: RailId, currency: &str) -> String {
         ),
         other => plain_failure(other).to_owned(),
     }
+}
+
+/// A card's failures, in a card's words.
+fn card_failure(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "insufficient_funds" => {
+            "Your bank declined the card: not enough funds. Nothing was charged; try another card or pay another way."
+        }
+        "card_declined" => {
+            "Your bank declined the card. Nothing was charged; try another card or pay another way."
+        }
+        "expired_card" => "This card has expired. Nothing was charged; try another card.",
+        "authentication_failed" => {
+            "Your bank could not confirm it was you, so the card was not charged. Try again, or pay another way."
+        }
+        "no_response" | "operator_error" => {
+            "The card payment did not go through (the bank did not answer). Nothing was charged; please try again."
+        }
+        "expired" => "The card payment was not finished in time. Nothing was charged.",
+        "card_unavailable" => {
+            "Card payments are not available right now. Nothing was charged; try again shortly, or pay another way."
+        }
+        _ => return None,
+    })
 }
 
 /// The failures whose words name no rail.

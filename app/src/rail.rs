@@ -22,6 +22,9 @@ pub enum RailId {
     Tigo,
     /// Vodacom M-Pesa, Tanzania (the M-Pesa OpenAPI's synchronous C2B single stage).
     Vodacom,
+    /// Cards (Visa, Mastercard, …) through a Mastercard Gateway (MPGS) processor: the
+    /// card is typed only into the processor's frames or page.
+    Card,
 }
 
 /// What the page and the server say about a rail. (How numbers are written depends on
@@ -38,7 +41,7 @@ pub struct RailInfo {
 }
 
 /// One line per rail, in the order of [`RailId`]'s variants.
-const INFO: [RailInfo; 5] = [
+const INFO: [RailInfo; 6] = [
     RailInfo {
         id: "mpesa",
         label: "M-PESA",
@@ -70,16 +73,39 @@ const INFO: [RailInfo; 5] = [
         a_label: "a Vodacom M-Pesa",
         prompt_secs: 60,
     },
+    RailInfo {
+        id: "card",
+        label: "Card",
+        a_label: "a card",
+        // The issuer's 3-D Secure page, at the shopper's pace.
+        prompt_secs: 600,
+    },
 ];
 
 impl RailId {
-    pub const ALL: [RailId; 5] = [
+    pub const ALL: [RailId; 6] = [
+        RailId::Mpesa,
+        RailId::MtnMomo,
+        RailId::Airtel,
+        RailId::Tigo,
+        RailId::Vodacom,
+        RailId::Card,
+    ];
+
+    /// The mobile-money rails: a push to the shopper's phone, answered with the PIN on
+    /// the handset.
+    pub const MOBILE_MONEY: [RailId; 5] = [
         RailId::Mpesa,
         RailId::MtnMomo,
         RailId::Airtel,
         RailId::Tigo,
         RailId::Vodacom,
     ];
+
+    /// Whether it is paid by a push to a phone (else on the processor's own pages).
+    pub fn is_mobile_money(self) -> bool {
+        self != RailId::Card
+    }
 
     pub fn info(self) -> &'static RailInfo {
         &INFO[self as usize]

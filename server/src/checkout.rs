@@ -315,7 +315,14 @@ pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: 
         let paid = latest.filter(|a| a.status == AttemptStatus::Succeeded);
         return LiveState::Paid {
             rail: paid.map(|a| a.rail),
-            receipt: paid.and_then(|a| a.operator_receipt.clone()),
+            // A card shows its brand and last four digits (`Visa ···· 4242`), nothing more.
+            receipt: paid.and_then(|a| match a.rail {
+                RailId::Card => a
+                    .rail_data
+                    .as_ref()
+                    .and_then(|d| d["card"]["label"].as_str().map(str::to_owned)),
+                _ => a.operator_receipt.clone(),
+            }),
         };
     }
     let masked = |a: &AttemptRecord| a.payer.as_deref().map(mask).unwrap_or_default();
@@ -409,6 +416,7 @@ pub fn checkout_view(
         live,
         methods,
         quotes: Vec::new(),
+        card: None,
         // Masked: the page (and the server function's answer) never carries a full
         // number; a masked value posted back stands for the number it masks.
         phone: prefill_candidates(session, latest)
@@ -449,7 +457,12 @@ impl PageService for CheckoutService {
                         .map(|r| (r, None))
                         .collect()
                 };
-                let methods = offers.iter().map(|(rail, _)| *rail).collect();
+                // Mobile money in the picker; the card on its own form.
+                let methods = offers
+                    .iter()
+                    .map(|(rail, _)| *rail)
+                    .filter(|r| r.is_mobile_money())
+                    .collect();
                 let mut view = checkout_view(&session, name, latest.as_ref(), methods, now);
                 view.quotes = offers
                     .iter()
@@ -464,6 +477,23 @@ impl PageService for CheckoutService {
                     })
                     .collect();
                 view.form_token = self.form_token(&id);
+                view.card = offers
+                    .iter()
+                    .find(|(rail, _)| *rail == RailId::Card)
+                    .and_then(|(_, quote)| {
+                        let mpgs = self
+                            .rails
+                            .get(RailId::Card, session.mode)?
+                            .card_processor()?;
+                        Some(app::model::CardView {
+                            amount_label: quote
+                                .as_ref()
+                                .map_or(session.amount, |q| q.target)
+                                .to_string(),
+                            session_js: mpgs.session_js_url(),
+                            script_integrity: crate::http::card_js_integrity(),
+                        })
+                    });
                 // Embedded only for an origin the merchant allows; any other claim is
                 // ignored (and the browser refuses the frame anyway, by CSP).
                 if let Some(origin) = embed.and_then(crate::embed::parse_origin) {
@@ -473,6 +503,9 @@ impl PageService for CheckoutService {
                         .await?;
                     if allowed.contains(&origin) {
                         view.embed_origin = Some(origin);
+                        // Framed: the processor's pages refuse frames; cards are paid on
+                        // the hosted page itself.
+                        view.card = None;
                     }
                 }
                 Ok::<_, StoreError>(Some(view))

@@ -196,6 +196,17 @@ pub struct PaymentObject {
     /// When the rail charged another currency than the session's price: the quote it
     /// charged at (`amount` and `currency` above are then the quote's converted amount).
     pub quote: Option<QuoteObject>,
+    /// For a card payment that went through: the card's brand and last four digits
+    /// (all Malipo ever learns of a card).
+    pub card: Option<CardObject>,
+}
+
+/// A card, as far as Malipo knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CardObject {
+    /// `VISA`, `MASTERCARD`, `AMEX`, …
+    pub brand: String,
+    pub last4: String,
 }
 
 /// `quote`: a price converted into the currency a rail charges, shown to the shopper
@@ -264,6 +275,12 @@ impl PaymentObject {
             created: a.created_at / 1000,
             livemode: mode == Mode::Live,
             quote: a.quote.as_ref().map(QuoteObject::new),
+            card: a.rail_data.as_ref().and_then(|d| {
+                Some(CardObject {
+                    brand: d["card"]["brand"].as_str()?.to_owned(),
+                    last4: d["card"]["last4"].as_str()?.to_owned(),
+                })
+            }),
         }
     }
 

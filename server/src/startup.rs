@@ -49,6 +49,8 @@ pub struct Application {
     state: AppState,
     /// The sandbox merchant site, on its own listener (its own origin).
     merchant_site: Option<(TcpListener, Router)>,
+    /// The sandbox card gateway, on its own listener (its own origin).
+    card_gateway: Option<(TcpListener, Router)>,
 }
 
 impl Application {
@@ -98,6 +100,30 @@ impl Application {
                     .with_context(|| format!("reading the sandbox secret {name}"))?;
             }
         }
+        // The sandbox card gateway, on its own origin; test mode's card rail uses it
+        // unless configured elsewhere.
+        let card_gateway = match config.sandbox_card_listen {
+            Some(addr) if config.sandbox => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the sandbox card gateway on {addr}"))?;
+                let origin = format!("http://{}", listener.local_addr()?);
+                if config.rails.card.base_url.is_empty() {
+                    config.rails.card.base_url = origin.clone();
+                }
+                let gateway = crate::sandbox::cardgw::CardGateway::new(
+                    crate::sandbox::cardgw::GatewayConfig {
+                        merchant_id: config.rails.card.merchant_id.clone(),
+                        api_password: config.rails.card.api_password.clone(),
+                        origin,
+                        checkout_origin: crate::embed::parse_origin(&config.public_url)
+                            .unwrap_or_else(|| config.public_url.clone()),
+                    },
+                );
+                Some((listener, gateway.router()))
+            }
+            _ => None,
+        };
         let sandbox = if config.sandbox {
             Some(
                 crate::sandbox::Sandbox::new(
@@ -201,6 +227,7 @@ impl Application {
             router,
             state,
             merchant_site,
+            card_gateway,
         })
     }
 
@@ -218,6 +245,12 @@ impl Application {
     /// The sandbox merchant site's base URL (`http://127.0.0.1:PORT`), when it runs.
     pub fn sandbox_merchant_url(&self) -> Option<String> {
         let (listener, _) = self.merchant_site.as_ref()?;
+        listener.local_addr().ok().map(|a| format!("http://{a}"))
+    }
+
+    /// The sandbox card gateway's origin (`http://127.0.0.1:PORT`), when it runs.
+    pub fn sandbox_card_url(&self) -> Option<String> {
+        let (listener, _) = self.card_gateway.as_ref()?;
         listener.local_addr().ok().map(|a| format!("http://{a}"))
     }
 
@@ -253,6 +286,13 @@ impl Application {
             AbortOnDrop(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, site).await {
                     tracing::error!(error = %e, "sandbox merchant site stopped");
+                }
+            }))
+        });
+        let card_gateway = self.card_gateway.map(|(listener, site)| {
+            AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, site).await {
+                    tracing::error!(error = %e, "sandbox card gateway stopped");
                 }
             }))
         });
@@ -301,6 +341,7 @@ impl Application {
         drop(live);
         drop(webhooks);
         drop(merchant_site);
+        drop(card_gateway);
         drop(sandbox_worker);
         self.state.store.close().await;
         tracing::info!("stopped");

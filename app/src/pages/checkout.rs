@@ -38,6 +38,7 @@ pub fn CheckoutPage() -> impl IntoView {
             "form_expired",
             "not_payable",
             "quote_changed",
+            "card_unavailable",
             "rail_unavailable",
             "unavailable",
         ]
@@ -197,6 +198,46 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
         .into_any(),
     };
     let live = (view.state != CheckoutState::Expired).then_some(live);
+    // The card option: its own form, outside the island. Without JavaScript it posts as
+    // it is and the processor's own page takes the card; with it, Malipo's card script
+    // (integrity-checked) mounts the processor's frames on the shopper's first tap.
+    let card_quote = view
+        .quotes
+        .iter()
+        .find(|q| q.rail == crate::rail::RailId::Card)
+        .map(|q| format!("card:{}", q.token));
+    let card = view
+        .card
+        .clone()
+        .filter(|_| view.state == CheckoutState::Open && !matches!(view.live, LiveState::Waiting { .. }))
+        .map(|card| {
+            let pay_label = format!("Pay {}", card.amount_label);
+            view! {
+                <section class="card-pay" aria-label="Pay by card">
+                    <form
+                        class="card-form"
+                        method="post"
+                        action=format!("/pay/{}/card", view.id)
+                        data-session-js=card.session_js
+                    >
+                        <input type="hidden" name="form_token" value=view.form_token.clone() />
+                        {card_quote.map(|q| view! { <input type="hidden" name="quotes" value=q /> })}
+                        <input type="hidden" name="card_session" value="" />
+                        <div class="card-fields" hidden>
+                            <div class="card-field" id="card-number" data-label="Card number"></div>
+                            <div class="card-field" id="card-expiry" data-label="Expiry date"></div>
+                            <div class="card-field" id="card-security-code" data-label="Security code"></div>
+                        </div>
+                        <p class="card-problem status-failed" role="alert" hidden></p>
+                        <button class="button pay-card" type="submit" data-pay-label=pay_label.clone()>
+                            "Pay " {card.amount_label.clone()} " by card"
+                        </button>
+                        <p class="fine">"The card is typed into the card processor's own page: this shop never sees its number."</p>
+                    </form>
+                    <script src="/card.js" integrity=card.script_integrity defer></script>
+                </section>
+            }
+        });
     let waiting = matches!(view.live, LiveState::Waiting { .. });
     let cancel = (view.state == CheckoutState::Open && !waiting).then(|| {
         view! {
@@ -227,6 +268,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             </section>
             {no_js}
             {live}
+            {card}
             {cancel}
             {view.embed_origin.as_deref().map(|origin| super::embed::bridge(origin, &view.id))}
             <footer class="footer">

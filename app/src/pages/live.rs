@@ -126,6 +126,8 @@ pub fn LiveStatus(
         .unwrap_or(RailId::Mpesa)
     };
     let wallet = move || rail().label();
+    // A card payment waits on the bank, not on a phone.
+    let card = move || rail() == RailId::Card;
     // No rail can take the session: the form never shows, and names none. The path
     // names the default; the `rail` field, when sent, is the shopper's choice.
     let action = method.map_or(String::new(), |r| format!("/pay/{session_id}/{r}"));
@@ -245,14 +247,21 @@ pub fn LiveStatus(
     view! {
         <section class="live" aria-live="polite" data-hydrated=move || hydrated.get().then_some("true")>
             <div class="status status-waiting" data-live="waiting" role="status" hidden=move || !waiting()>
-                <p class="status-title">"Check your phone and enter your " {wallet} " PIN"</p>
-                <p>"We sent a payment prompt to " <strong>{payer}</strong> "."</p>
-                <p class="status-timer">{timer}</p>
+                <p class="status-title">
+                    {move || if card() {
+                        "Confirming your card payment with your bank…".to_string()
+                    } else {
+                        format!("Check your phone and enter your {} PIN", wallet())
+                    }}
+                </p>
+                <p hidden=card>"We sent a payment prompt to " <strong>{payer}</strong> "."</p>
+                <p class="status-timer" hidden=card>{timer}</p>
             </div>
             <div class="status status-paid" data-live="paid" role="status" hidden=move || !paid()>
                 <p class="status-title">"Paid. Thank you!"</p>
                 <p hidden=move || receipt().is_none()>
-                    {wallet} " receipt " <strong class="receipt">{move || receipt().unwrap_or_default()}</strong>
+                    {move || if card() { "Paid with ".to_string() } else { format!("{} receipt ", wallet()) }}
+                    <strong class="receipt">{move || receipt().unwrap_or_default()}</strong>
                 </p>
                 <p hidden=success_url.is_empty()>
                     <a class="button" href=success_url.clone()>

@@ -157,6 +157,8 @@ pub enum PaymentMethodType {
     Tigo,
     /// Vodacom M-Pesa, Tanzania (TZS).
     Vodacom,
+    /// Cards (Visa, Mastercard, …) through the configured MPGS processor.
+    Card,
 }
 
 /// `POST /v1/webhook_endpoints`.
@@ -424,6 +426,7 @@ impl Modify for BearerAuth {
         ErrorBody,
         crate::resources::PaymentObject,
         crate::resources::QuoteObject,
+        crate::resources::CardObject,
         crate::resources::PaymentRefusalObject
     )),
     modifiers(&BearerAuth),

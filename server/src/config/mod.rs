@@ -72,6 +72,13 @@ pub struct Config {
     /// Env `MALIPO_SANDBOX_MERCHANT_LISTEN`; default `127.0.0.1:3001`.
     #[serde(deserialize_with = "optional_addr")]
     pub sandbox_merchant_listen: Option<SocketAddr>,
+    /// Where the sandbox card gateway (an MPGS-style processor: its `session.js`, card
+    /// frames, 3-D Secure pages and REST API) listens: its own origin, as a real
+    /// processor's is. Only with `sandbox` on; empty or `off` turns it off. Test mode's
+    /// `[rails.card]` uses it unless given a `base_url`.
+    /// Env `MALIPO_SANDBOX_CARD_LISTEN`; default `127.0.0.1:3002`.
+    #[serde(deserialize_with = "optional_addr")]
+    pub sandbox_card_listen: Option<SocketAddr>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     /// Env `MALIPO_SHUTDOWN_GRACE_SECS`; default 10.
     pub shutdown_grace_secs: u64,
@@ -471,6 +478,7 @@ impl Default for Config {
             sandbox: true,
             sandbox_delay_percent: 100,
             sandbox_merchant_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
+            sandbox_card_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3002))),
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             max_connections: 16_384,
@@ -613,6 +621,12 @@ impl Config {
             self.sandbox_merchant_listen = match v.as_str() {
                 "" | "off" => None,
                 _ => Some(parse("MALIPO_SANDBOX_MERCHANT_LISTEN", v)?),
+            };
+        }
+        if let Some(v) = env("MALIPO_SANDBOX_CARD_LISTEN") {
+            self.sandbox_card_listen = match v.as_str() {
+                "" | "off" => None,
+                _ => Some(parse("MALIPO_SANDBOX_CARD_LISTEN", v)?),
             };
         }
         if let Some(v) = env("MALIPO_SHUTDOWN_GRACE_SECS") {

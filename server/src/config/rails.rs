@@ -11,7 +11,8 @@ use super::secret;
 
 use crate::connectors::RailId;
 pub use crate::connectors::{
-    airtel::AirtelConfig, mtn::MtnConfig, tigo::TigoConfig, vodacom::VodacomConfig,
+    airtel::AirtelConfig, card::config::CardConfig, mtn::MtnConfig, tigo::TigoConfig,
+    vodacom::VodacomConfig,
 };
 
 /// What the configuration needs to know of a rail's settings.
@@ -91,6 +92,8 @@ rails! {
     tigo: Tigo => TigoConfig,
     /// `[rails.vodacom]`: Vodacom M-Pesa Tanzania (the M-Pesa OpenAPI).
     vodacom: Vodacom => VodacomConfig,
+    /// `[rails.card]`: a Mastercard Gateway (MPGS) card processor.
+    card: Card => CardConfig,
 }
 
 impl Rails {

@@ -7,6 +7,7 @@
 //! engine only ever sees [`Money`]), and so is every operator-specific word.
 
 pub mod airtel;
+pub mod card;
 pub mod mpesa;
 pub mod mtn;
 pub mod registry;
@@ -76,6 +77,9 @@ pub struct QueryRequest<'a> {
     pub operator_request_id: &'a str,
     /// What was asked for (Airtel's enquiry names the country and currency).
     pub amount: Money,
+    /// When the attempt began (unix ms): a card order nobody paid is given up once the
+    /// processor's session is over.
+    pub started_at: i64,
 }
 
 /// What the operator's status query said.
@@ -181,6 +185,12 @@ pub trait Connector: Send + Sync + 'static {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<Initiated, ConnectorError>>;
 
+    /// The card processor behind a card rail (paid on the processor's own frames and
+    /// pages, not by a push). `None` (the default): a mobile-money rail.
+    fn card_processor(&self) -> Option<&card::Mpgs> {
+        None
+    }
+
     /// Where the push stands now (`Pending` while the shopper has not answered).
     fn query<'a>(
         &'a self,
@@ -224,10 +234,12 @@ pub trait Connector: Send + Sync + 'static {
         true
     }
 
-    /// For a push call that answers with the outcome ([`Initiated::answer`]): how long,
-    /// at most, from the push until that answer (its time-out, and any wait before it
-    /// is sent), in ms. The engine gives no such attempt up as unknown before then.
-    /// `0` (the default): the rail's prompt time decides.
+    /// How long, at most, from the start of an attempt until the rail can still answer
+    /// on its own, in ms: a push call that answers with the outcome
+    /// ([`Initiated::answer`]; its time-out, and any wait before it is sent), or a card
+    /// payment the shopper may still finish on the processor's pages. The engine gives
+    /// no such attempt up as unknown before then. `0` (the default): the rail's prompt
+    /// time decides.
     fn answers_within_ms(&self) -> i64 {
         0
     }
@@ -271,6 +283,12 @@ pub enum FailureCode {
     NotRegistered,
     /// Over the wallet's own limit (per transaction or per day).
     WalletLimit,
+    /// The card's issuer declined it (or its security code did not match).
+    CardDeclined,
+    /// The card has expired.
+    ExpiredCard,
+    /// 3-D Secure failed: the shopper did not pass the issuer's check (or cancelled it).
+    AuthenticationFailed,
 }
 
 impl FailureCode {
@@ -287,6 +305,9 @@ impl FailureCode {
             FailureCode::Expired => "expired",
             FailureCode::NotRegistered => "not_registered",
             FailureCode::WalletLimit => "wallet_limit",
+            FailureCode::CardDeclined => "card_declined",
+            FailureCode::ExpiredCard => "expired_card",
+            FailureCode::AuthenticationFailed => "authentication_failed",
         }
     }
 }

@@ -105,16 +105,34 @@ pub async fn checkout_js() -> Response {
 #[derive(Debug, Clone)]
 pub struct CspNonce(pub String);
 
-/// The hosted pages' Content-Security-Policy, with this response's nonce and who may
-/// frame it. Scripts: our own files and inline scripts carrying the nonce (the island
-/// loader, the embed bridge); WASM may compile; nothing else runs. Styles: our own, and
-/// the inlined stylesheet carrying the nonce. Forms post only to
-/// us, fetches and event streams go only to us.
-pub fn page_policy(nonce: &str, origins: &[String]) -> String {
+/// The hosted pages' Content-Security-Policy, with this response's nonce, who may frame
+/// it, and the card processors' origins (`card`: the configured ones, test and live).
+/// Scripts: our own files, inline scripts carrying the nonce (the island loader, the
+/// embed bridge) and the card processor's `session.js`; WASM may compile; nothing else
+/// runs. Styles: our own, and the inlined stylesheet carrying the nonce. Frames: only
+/// the processor's card fields. Forms post only to us and the processor (its hosted
+/// page, for shoppers without JavaScript); fetches go only to us and the processor.
+pub fn page_policy(nonce: &str, origins: &[String], card: &[String]) -> String {
+    let card = card.join(" ");
+    let with_card = |base: &str| {
+        if card.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base} {card}")
+        }
+    };
     format!(
-        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
-         {}; base-uri 'none'; object-src 'none'",
+        "default-src 'self'; script-src {} 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; connect-src {}; \
+         frame-src {}; form-action {}; {}; base-uri 'none'; object-src 'none'",
+        with_card("'self'"),
+        with_card("'self'"),
+        if card.is_empty() {
+            "'none'".to_owned()
+        } else {
+            card.clone()
+        },
+        with_card("'self'"),
         frame_ancestors(origins)
     )
 }
@@ -142,7 +160,8 @@ pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next:
         },
         None => Vec::new(),
     };
-    if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, &origins)) {
+    let card = state.payments.card_origins();
+    if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, &origins, &card)) {
         response
             .headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, value);

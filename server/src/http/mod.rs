@@ -2,6 +2,7 @@
 //! response gets.
 
 mod callbacks;
+mod card;
 pub mod error;
 mod health;
 mod pages;
@@ -23,6 +24,11 @@ use tracing::Level;
 
 use crate::startup::AppState;
 
+/// The Subresource Integrity value of Malipo's card script (`/card.js`).
+pub fn card_js_integrity() -> String {
+    card::CARD_JS_INTEGRITY.clone()
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     // HSTS only when Malipo is served over https (never on a plain-http test server).
@@ -38,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::sandbox::router())
         .merge(callbacks::router())
         .merge(pay::router())
+        .merge(card::router())
         .merge(crate::embed::router())
         .merge(
             pages::router(&state)

@@ -42,15 +42,18 @@ struct EmbedQuery {
 }
 
 #[derive(Deserialize)]
-struct PayForm {
+pub(super) struct PayForm {
     #[serde(default)]
     phone: String,
+    /// The card processor's session the frames filled (cards, with JavaScript).
+    #[serde(default)]
+    pub(super) card_session: Option<String>,
     /// The shopper ticked "No M-PESA confirmation SMS came" for an unconfirmed push.
     #[serde(default)]
     no_sms: Option<String>,
     /// The page's form token (see `CheckoutService::form_token`).
     #[serde(default)]
-    form_token: String,
+    pub(super) form_token: String,
     /// The shopper's choice of rail on a page offering several (radio buttons); the
     /// path's rail is the page's default.
     #[serde(default)]
@@ -63,7 +66,7 @@ struct PayForm {
 
 impl PayForm {
     /// The quote the page showed for `rail`, if any.
-    fn quote_for(&self, rail: RailId) -> Option<&str> {
+    pub(super) fn quote_for(&self, rail: RailId) -> Option<&str> {
         self.quotes
             .split(',')
             .filter_map(|q| q.split_once(':'))
@@ -77,7 +80,7 @@ impl PayForm {
 /// site: our own pages send `Origin: null` (their `Referrer-Policy: no-referrer` makes
 /// browsers hide it), so `null` says nothing. Proxy browsers (Opera Mini) may send
 /// neither; then the form token alone decides.
-fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
+pub(super) fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = header("sec-fetch-site") {
         return !matches!(site, "same-origin" | "none");
@@ -213,6 +216,7 @@ async fn pay(
         // The page, reloaded, shows the new quote.
         Err(PayError::QuoteChanged) => back(Some("quote_changed")),
         Err(PayError::RailNotConfigured) => back(Some("rail_unavailable")),
+        Err(PayError::ProcessorUnavailable) => back(Some("unavailable")),
         Err(PayError::Store(e)) => {
             tracing::error!(error = %e, "starting payment failed");
             back(Some("unavailable"))

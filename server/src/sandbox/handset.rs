@@ -255,7 +255,7 @@ async fn phone_page(
     } else {
         ""
     };
-    let scripted: String = RailId::ALL
+    let scripted: String = RailId::MOBILE_MONEY
         .into_iter()
         .map(operator)
         .flat_map(|op| op.scripted().iter().map(move |s| (op, s)))

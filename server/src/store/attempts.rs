@@ -155,11 +155,13 @@ pub struct AttemptRecord {
     pub duplicate: bool,
     /// The quote `amount` is at, when the rail charged another currency than the price.
     pub quote: Option<crate::fx::Quote>,
+    /// What a card attempt keeps between the shopper's steps (a JSON object).
+    pub rail_data: Option<serde_json::Value>,
 }
 
 const ATTEMPT_COLUMNS: &str = "id, session_id, rail, status, amount_minor, currency, payer, \
      operator_request_id, operator_receipt, failure_code, failure_detail, next_poll_at, \
-     poll_count, created_at, updated_at, finalized_at, late_from, duplicate, quote";
+     poll_count, created_at, updated_at, finalized_at, late_from, duplicate, quote, rail_data";
 
 /// A person's resolution of an attempt left for reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +210,9 @@ impl AttemptRecord {
                 }
                 quote
             }),
+            rail_data: row
+                .try_get::<Option<String>, _>("rail_data")?
+                .and_then(|raw| serde_json::from_str(&raw).ok()),
             id: AttemptId::from_db(id),
         })
     }
@@ -267,6 +272,22 @@ pub(crate) async fn paying_attempt_in(
 }
 
 impl Store {
+    /// Replaces what a card attempt keeps between the shopper's steps.
+    pub async fn set_rail_data(
+        &self,
+        id: &AttemptId,
+        data: &serde_json::Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE payment_attempts SET rail_data = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(data.to_string())
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The attempt that paid a session, if it is paid.
     pub async fn paying_attempt(
         &self,

@@ -140,6 +140,7 @@ async fn the_sandbox_speaks_airtels_wire_and_the_connector_reads_it() {
         .query(
             QueryRequest {
                 operator_request_id: id.as_str(),
+                started_at: 0,
                 amount: kes(),
             },
             0,
@@ -172,6 +173,7 @@ async fn the_sandbox_speaks_airtels_wire_and_the_connector_reads_it() {
         .query(
             QueryRequest {
                 operator_request_id: id.as_str(),
+                started_at: 0,
                 amount: kes(),
             },
             0,

@@ -105,6 +105,8 @@ pub struct TestApp {
     pub site: PathBuf,
     /// The sandbox merchant site, when the test turned it on.
     pub merchant_url: Option<String>,
+    /// The sandbox card gateway's origin.
+    pub card_url: Option<String>,
     _db: TestDb,
     _site: tempfile::TempDir,
 }
@@ -163,6 +165,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
     let checkout = app.state().checkout.clone();
     let payments = app.state().payments.clone();
     let merchant_url = app.sandbox_merchant_url();
+    let card_url = app.sandbox_card_url();
     let mpesa = app.state().config.rails.mpesa.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
@@ -177,6 +180,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
             .expect("client"),
         site: site.path().to_path_buf(),
         merchant_url,
+        card_url,
         _db: test_db,
         _site: site,
     }
@@ -198,6 +202,8 @@ pub fn test_config(database_url: &str, site_root: PathBuf) -> Config {
     config.shutdown_grace_secs = 2;
     // Tests that want the sandbox merchant site turn it on (on port 0).
     config.sandbox_merchant_listen = None;
+    // The sandbox card gateway on a port of its own, per app.
+    config.sandbox_card_listen = Some("127.0.0.1:0".parse().expect("addr"));
     // Webhook retries in milliseconds, not minutes, so retry schedules fit in a test.
     config.webhooks.retry_base_ms = 100;
     config.webhooks.retry_max_ms = 400;

@@ -6,6 +6,7 @@
 mod abuse;
 mod airtel;
 mod bad_input;
+mod cards;
 mod cli;
 mod embed;
 mod fx;

@@ -443,6 +443,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
             &dir.path().join("site").display().to_string(),
         ),
         ("MALIPO_SANDBOX_MERCHANT_LISTEN", "off"),
+        ("MALIPO_SANDBOX_CARD_LISTEN", "off"),
         ("MALIPO_LOG", "info,sqlx=warn"),
         ("MALIPO_SHUTDOWN_GRACE_SECS", "1"),
         ("MALIPO_LIMITS_PROMPTS_PER_PHONE", "1000"),

@@ -20,6 +20,10 @@
 //!   has its circuit opened ([`crate::breaker`]) so its lane stops spending slots on
 //!   timeouts; other operators in the lane are still asked.
 
+mod card;
+
+pub use card::CardNext;
+
 use std::sync::{Arc, Mutex};
 
 use crate::{
@@ -79,12 +83,29 @@ pub enum PayError {
     /// the new one, and nothing is sent until they pay at it.
     #[error("the quote changed; the shopper must see the new one")]
     QuoteChanged,
+    /// The card processor did not answer (or refused to open a session): the shopper
+    /// may try again, or pay another way.
+    #[error("the card processor is unavailable")]
+    ProcessorUnavailable,
     /// The rail is not on in the session's mode (live mode with no live credentials):
     /// live payments never fall back to a sandbox.
     #[error("this rail is not configured for this mode")]
     RailNotConfigured,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What [`Payments::ready`] found.
+enum Ready {
+    /// A payment is under way on the session: that one.
+    Pending(Box<AttemptRecord>),
+    /// What the rail is to charge (`quote`: when another currency than the price's).
+    Charge {
+        session: crate::store::SessionRecord,
+        capabilities: crate::connectors::Capabilities,
+        quote: Option<crate::fx::Quote>,
+        charge: crate::domain::Money,
+    },
 }
 
 /// Which abuse limit refused a push.
@@ -310,48 +331,20 @@ impl Payments {
         no_sms_arrived: bool,
         quote: Option<&str>,
     ) -> Result<AttemptRecord, PayError> {
-        let session = self
-            .store
-            .session(session_id)
-            .await?
-            .ok_or(PayError::SessionNotFound)?;
-        let now = now_ms();
-        if session.status != SessionStatus::Open || session.expires_at <= now {
-            return Err(PayError::SessionNotOpen);
-        }
-        // What the rail takes does not depend on the mode: the shopper hears about the
-        // number and the amount first, then whether the rail is on for this shop.
-        let capabilities = self
-            .rails
-            .any(rail)
-            .ok_or(PayError::RailNotConfigured)?
-            .capabilities()
-            .clone();
-        // The session (or the merchant's account) does not offer this rail.
-        if session
-            .payment_method_types
-            .as_ref()
-            .is_some_and(|allowed| !allowed.contains(&rail))
-        {
+        if !rail.is_mobile_money() {
             return Err(PayError::RailNotConfigured);
         }
-        // A double tap gets the push already on its way, whatever the quote has done since.
-        if let Some(pending) = self.store.pending_attempt(session_id).await? {
-            return Ok(pending);
-        }
-        // What the rail charges: the price, or its quote in a currency the rail takes.
-        let quote = if capabilities.country(session.amount.currency()).is_some() {
-            None
-        } else {
-            let fx = self.fx.as_ref().ok_or(PayError::NotPayable)?;
-            match fx.confirm(&session, rail, &capabilities, quote, now).await {
-                Ok(q) => Some(q),
-                Err(crate::fx::QuoteError::Unavailable) => return Err(PayError::NotPayable),
-                Err(crate::fx::QuoteError::Changed) => return Err(PayError::QuoteChanged),
-                Err(crate::fx::QuoteError::Store(e)) => return Err(e.into()),
-            }
-        };
-        let charge = quote.as_ref().map_or(session.amount, |q| q.target);
+        let now = now_ms();
+        let (session, capabilities, quote, charge) =
+            match self.ready(session_id, rail, quote, now).await? {
+                Ready::Pending(pending) => return Ok(*pending),
+                Ready::Charge {
+                    session,
+                    capabilities,
+                    quote,
+                    charge,
+                } => (session, capabilities, quote, charge),
+            };
         let Some(country) = capabilities.country(charge.currency()) else {
             return Err(PayError::NotPayable);
         };
@@ -463,7 +456,7 @@ impl Payments {
                     tokio::spawn(async move {
                         if let Err(e) = me.take_answer(&attempt, connector, answer).await {
                             tracing::error!(attempt = %attempt.id, error = %e, "recording the operator's answer failed; asking the status query");
-                            let _ = me.store.poll_soon(&attempt.id, now_ms()).await;
+                            let _ = me.ask_soon(&attempt.id).await;
                         }
                     });
                 }
@@ -484,8 +477,68 @@ impl Payments {
         Ok(self.store.attempt(&attempt.id).await?.unwrap_or(attempt))
     }
 
+    /// What every payment checks first: the session is open, offers `rail`, has no
+    /// payment under way (else that one: a double tap), and what the rail charges for
+    /// it — the price, or its quote in a currency the rail takes (the one the shopper
+    /// saw, `quote` being its token from the page).
+    async fn ready(
+        &self,
+        session_id: &SessionId,
+        rail: RailId,
+        quote: Option<&str>,
+        now: i64,
+    ) -> Result<Ready, PayError> {
+        let session = self
+            .store
+            .session(session_id)
+            .await?
+            .ok_or(PayError::SessionNotFound)?;
+        if session.status != SessionStatus::Open || session.expires_at <= now {
+            return Err(PayError::SessionNotOpen);
+        }
+        // What the rail takes does not depend on the mode: the shopper hears about the
+        // number and the amount first, then whether the rail is on for this shop.
+        let capabilities = self
+            .rails
+            .any(rail)
+            .ok_or(PayError::RailNotConfigured)?
+            .capabilities()
+            .clone();
+        // The session (or the merchant's account) does not offer this rail.
+        if session
+            .payment_method_types
+            .as_ref()
+            .is_some_and(|allowed| !allowed.contains(&rail))
+        {
+            return Err(PayError::RailNotConfigured);
+        }
+        // A double tap gets the payment already on its way, whatever the quote has done
+        // since.
+        if let Some(pending) = self.store.pending_attempt(session_id).await? {
+            return Ok(Ready::Pending(Box::new(pending)));
+        }
+        let quote = if capabilities.country(session.amount.currency()).is_some() {
+            None
+        } else {
+            let fx = self.fx.as_ref().ok_or(PayError::NotPayable)?;
+            match fx.confirm(&session, rail, &capabilities, quote, now).await {
+                Ok(q) => Some(q),
+                Err(crate::fx::QuoteError::Unavailable) => return Err(PayError::NotPayable),
+                Err(crate::fx::QuoteError::Changed) => return Err(PayError::QuoteChanged),
+                Err(crate::fx::QuoteError::Store(e)) => return Err(e.into()),
+            }
+        };
+        let charge = quote.as_ref().map_or(session.amount, |q| q.target);
+        Ok(Ready::Charge {
+            session,
+            capabilities,
+            quote,
+            charge,
+        })
+    }
+
     /// Records that the operator refused the push with `code`: nothing reached the phone.
-    async fn refused(
+    pub(crate) async fn refused(
         &self,
         id: &AttemptId,
         connector: &dyn Connector,
@@ -532,15 +585,12 @@ impl Payments {
                 tracing::warn!(attempt = %attempt.id, error = %e, "the push call's answer was lost; asking");
             }
         }
-        if self.store.poll_soon(&attempt.id, now_ms()).await? {
-            self.wake.notify_waiters();
-        }
-        Ok(())
+        self.ask_soon(&attempt.id).await
     }
 
     /// Records what the operator said about an attempt (a status query's answer, or a
     /// push call's): `None` when it is not final yet, else whether the attempt changed.
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         attempt: &AttemptRecord,
         queried: Queried,
@@ -580,7 +630,7 @@ impl Payments {
     }
 
     /// The name the prompt shows (Daraja's `TransactionDesc`).
-    async fn merchant_label(&self, merchant_id: &crate::domain::MerchantId) -> String {
+    pub(crate) async fn merchant_label(&self, merchant_id: &crate::domain::MerchantId) -> String {
         match self.store.merchant(merchant_id).await {
             Ok(Some(m)) => m.name,
             _ => "Payment".into(),
@@ -686,10 +736,8 @@ impl Payments {
         }
         // A cue, not a verdict: ask now, unless a query is due within seconds anyway (a
         // flood of cues never turns into a flood of queries).
-        if self.store.poll_soon(&attempt.id, now_ms()).await? {
-            tracing::info!(attempt = %attempt.id, %rail, "callback received; asking the operator");
-            self.wake.notify_waiters();
-        }
+        tracing::info!(attempt = %attempt.id, %rail, "callback received; asking the operator");
+        self.ask_soon(&attempt.id).await?;
         Ok(())
     }
 
@@ -929,6 +977,7 @@ impl Payments {
                         QueryRequest {
                             operator_request_id: request_id,
                             amount: attempt.amount,
+                            started_at: attempt.created_at,
                         },
                         now,
                     )

@@ -1,0 +1,404 @@
+//! Paying by card: the card is typed only into the processor's frames (Hosted Session)
+//! or onto its own page (Hosted Checkout, for shoppers without JavaScript); Malipo holds
+//! the processor's session id, never a card number.
+//!
+//! - With the frames: 3-D Secure first (frictionless, or the issuer's challenge, to which
+//!   the shopper's browser is sent); the payment is made when authentication allows it —
+//!   at once, or when the shopper comes back from the issuer.
+//! - Without JavaScript: the processor's hosted page takes the card, authenticates and
+//!   pays; the shopper comes back and the order's status at the processor decides (the
+//!   browser's word never does).
+//!
+//! Either way the shopper comes back to `/pay/{id}/card/return/{attempt}/{token}` (the
+//! token, like a callback's, is the attempt's own capability), and the poller asks the
+//! processor about any card attempt still open, so a shopper who never comes back is
+//! still settled: paid if the processor took the money, else expired once its session
+//! is over.
+
+use serde_json::json;
+
+use super::{CallbackError, PayError, Payments, Ready, next_poll_at};
+use crate::{
+    connectors::{
+        ConnectorError, Queried, RailId, RailOutcome,
+        card::{Charged, Mpgs, authentication_passed},
+    },
+    domain::{AttemptId, SessionId, ids::random_base62, keys::hash_token},
+    store::{
+        AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, StoreError,
+    },
+    time::now_ms,
+};
+
+/// Transaction ids on an order (the order is the attempt, `pa_…`): one each, so a
+/// request sent again is the same transaction at the processor.
+const AUTH_INIT: &str = "auth";
+const AUTH_PAYER: &str = "auth-payer";
+const PAY: &str = "pay";
+
+/// Where the shopper's browser goes after asking to pay by card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardNext {
+    /// To the processor's hosted payment page (no JavaScript).
+    Redirect(String),
+    /// To the issuer's 3-D Secure page: a form posting `creq` to `acs_url`.
+    Challenge { acs_url: String, creq: String },
+    /// Back to the checkout page: the payment is decided, or under way.
+    Page,
+}
+
+impl Payments {
+    /// The configured card processors' origins (test and live): the page's CSP lets
+    /// their scripts, frames and hosted pages in, and nothing else.
+    pub fn card_origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = [crate::domain::Mode::Test, crate::domain::Mode::Live]
+            .into_iter()
+            .filter_map(|mode| self.connector(RailId::Card, mode)?.card_processor())
+            .map(Mpgs::origin)
+            .collect();
+        origins.dedup();
+        origins
+    }
+
+    /// The card processor for `session`'s mode, if cards are on there.
+    fn card_processor(&self, session: &crate::store::SessionRecord) -> Result<Mpgs, PayError> {
+        self.connector(RailId::Card, session.mode)
+            .and_then(|c| c.card_processor().cloned())
+            .ok_or(PayError::RailNotConfigured)
+    }
+
+    /// A processor session for the page's card frames (`session.js`), for an open
+    /// session that offers cards.
+    pub async fn card_session(&self, session_id: &SessionId) -> Result<String, PayError> {
+        let now = now_ms();
+        let session = match self.ready(session_id, RailId::Card, None, now).await {
+            Ok(Ready::Charge { session, .. }) => session,
+            Ok(Ready::Pending(_)) => return Err(PayError::SessionNotOpen),
+            // A quote is checked when paying, not for the frames.
+            Err(PayError::QuoteChanged) => self
+                .store
+                .session(session_id)
+                .await?
+                .ok_or(PayError::SessionNotFound)?,
+            Err(e) => return Err(e),
+        };
+        let mpgs = self.card_processor(&session)?;
+        mpgs.create_session().await.map_err(|e| {
+            tracing::warn!(error = %e, "the card processor gave no session");
+            PayError::ProcessorUnavailable
+        })
+    }
+
+    /// Starts a card payment of `session_id`: with the processor session the frames
+    /// filled (`card_session`), or — without JavaScript — at the processor's hosted page.
+    /// `quote`: the token of the quote the shopper saw, when cards charge another
+    /// currency than the price's. A second submit gets the first payment back.
+    pub async fn start_card(
+        &self,
+        session_id: &SessionId,
+        card_session: Option<&str>,
+        quote: Option<&str>,
+    ) -> Result<CardNext, PayError> {
+        let now = now_ms();
+        let (session, capabilities, quote, charge) =
+            match self.ready(session_id, RailId::Card, quote, now).await? {
+                Ready::Pending(_) => return Ok(CardNext::Page),
+                Ready::Charge {
+                    session,
+                    capabilities,
+                    quote,
+                    charge,
+                } => (session, capabilities, quote, charge),
+            };
+        if !capabilities.accepts(charge) {
+            return Err(PayError::NotPayable);
+        }
+        let mpgs = self.card_processor(&session)?;
+        let card_session = card_session.filter(|s| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        let token = random_base62(32);
+        let inserted = self
+            .store
+            .insert_attempt_capped(
+                &NewAttempt {
+                    session_id: session_id.clone(),
+                    rail: RailId::Card,
+                    amount: charge,
+                    quote,
+                    payer: None,
+                    callback_token_hash: Some(hash_token(&token)),
+                    next_poll_at: Some(next_poll_at(now, 0)),
+                },
+                now,
+                Some(&AttemptCaps {
+                    per_session: i64::from(self.limits.attempts_per_session),
+                    per_payer: i64::MAX,
+                    payer_since: now,
+                }),
+            )
+            .await;
+        let attempt = match inserted {
+            Ok(Inserted::Attempt(a)) => *a,
+            Ok(Inserted::SessionNotOpen) => return Err(PayError::SessionNotOpen),
+            Ok(Inserted::SessionCap) => {
+                return Err(PayError::Limited {
+                    limit: super::Limit::Session,
+                    retry_after: None,
+                });
+            }
+            Ok(Inserted::PayerCap { .. }) => unreachable!("no payer cap on cards"),
+            Err(e) if e.is_unique_violation() => return Ok(CardNext::Page),
+            Err(e) => return Err(e.into()),
+        };
+        // The processor's order is the attempt: asked about by its id.
+        self.store
+            .set_operator_request_id(&attempt.id, attempt.id.as_str(), now)
+            .await?;
+        let return_url = format!(
+            "{}/pay/{session_id}/card/return/{}/{token}",
+            self.public_url, attempt.id
+        );
+        tracing::info!(attempt = %attempt.id, session = %session_id, hosted = card_session.is_none(), "card payment");
+        self.changed(session_id);
+        let order = attempt.id.as_str();
+        let Some(card_session) = card_session else {
+            let merchant = self.merchant_label(&session.merchant_id).await;
+            let checkout = mpgs
+                .initiate_checkout(order, charge, &session.description, &merchant, &return_url)
+                .await;
+            return match checkout {
+                Ok(hc) => {
+                    self.store
+                        .set_rail_data(
+                            &attempt.id,
+                            &json!({"checkout": hc.session_id, "success_indicator": hc.success_indicator}),
+                            now_ms(),
+                        )
+                        .await?;
+                    Ok(CardNext::Redirect(hc.pay_url))
+                }
+                Err(e) => {
+                    self.card_trouble(&attempt, e).await?;
+                    Ok(CardNext::Page)
+                }
+            };
+        };
+        self.store
+            .set_rail_data(&attempt.id, &json!({"session": card_session}), now_ms())
+            .await?;
+        let authenticated = async {
+            mpgs.initiate_authentication(order, AUTH_INIT, card_session, charge)
+                .await?;
+            mpgs.authenticate_payer(order, AUTH_PAYER, card_session, charge, &return_url)
+                .await
+        }
+        .await;
+        match authenticated {
+            Ok(auth) => {
+                if let Some(challenge) = auth.challenge {
+                    return Ok(CardNext::Challenge {
+                        acs_url: challenge.acs_url,
+                        creq: challenge.creq,
+                    });
+                }
+                if auth.passed() {
+                    self.pay_card(&attempt, &mpgs, card_session).await?;
+                } else {
+                    self.card_declined(&attempt, "authentication_failed", &auth.status)
+                        .await?;
+                }
+            }
+            Err(e) => self.card_trouble(&attempt, e).await?,
+        }
+        Ok(CardNext::Page)
+    }
+
+    /// The shopper is back from the processor (its hosted page) or the issuer (the
+    /// challenge): the attempt named by the URL's token is settled from what the
+    /// processor says — after paying, when authentication now allows it. Returns the
+    /// session, to send the shopper back to its page.
+    pub async fn card_returned(
+        &self,
+        attempt_id: &str,
+        token: &str,
+    ) -> Result<SessionId, CallbackError> {
+        let id = AttemptId::parse(attempt_id).ok_or(CallbackError::Forbidden)?;
+        match self.store.attempt_callback_hash(&id).await? {
+            Some((RailId::Card, stored)) if stored == hash_token(token) => {}
+            _ => return Err(CallbackError::Forbidden),
+        }
+        let attempt = self
+            .store
+            .attempt(&id)
+            .await?
+            .ok_or(CallbackError::Forbidden)?;
+        if !matches!(
+            attempt.status,
+            AttemptStatus::Pending | AttemptStatus::Unknown
+        ) {
+            return Ok(attempt.session_id);
+        }
+        let session = self
+            .store
+            .session(&attempt.session_id)
+            .await?
+            .ok_or(CallbackError::Forbidden)?;
+        let Ok(mpgs) = self.card_processor(&session) else {
+            return Ok(attempt.session_id);
+        };
+        let card_session = attempt
+            .rail_data
+            .as_ref()
+            .and_then(|d| d["session"].as_str().map(str::to_owned));
+        match self.ask_order(&attempt, &mpgs).await {
+            // Paid or declined already (the hosted page pays itself): that is final.
+            Some(charged) if charged.outcome != RailOutcome::Pending => {
+                self.card_settle(&attempt, charged).await?;
+            }
+            // Authenticated in the frames' flow: pay now, unless the issuer said no.
+            _ => {
+                if let Some(card_session) = card_session {
+                    match mpgs
+                        .order_authentication(attempt.id.as_str(), AUTH_PAYER)
+                        .await
+                    {
+                        Ok(Some(status)) if authentication_passed(&status) => {
+                            self.pay_card(&attempt, &mpgs, &card_session).await?;
+                        }
+                        Ok(Some(status)) if status != "AUTHENTICATION_PENDING" => {
+                            self.card_declined(&attempt, "authentication_failed", &status)
+                                .await?;
+                        }
+                        // Still pending, or not readable now: the poller keeps asking.
+                        Ok(_) => {}
+                        Err(e) => self.card_trouble(&attempt, e).await?,
+                    }
+                }
+            }
+        }
+        Ok(attempt.session_id)
+    }
+
+    /// The order's latest payment at the processor, if it has one (and could be asked).
+    async fn ask_order(&self, attempt: &AttemptRecord, mpgs: &Mpgs) -> Option<Charged> {
+        match mpgs.order(attempt.id.as_str()).await {
+            Ok(order) => order.latest,
+            Err(e) => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "card order not readable now");
+                None
+            }
+        }
+    }
+
+    /// Pays the attempt with the card in `card_session`, after authentication.
+    async fn pay_card(
+        &self,
+        attempt: &AttemptRecord,
+        mpgs: &Mpgs,
+        card_session: &str,
+    ) -> Result<(), StoreError> {
+        match mpgs
+            .pay(
+                attempt.id.as_str(),
+                PAY,
+                card_session,
+                attempt.amount,
+                Some(AUTH_PAYER),
+            )
+            .await
+        {
+            Ok(charged) => self.card_settle(attempt, charged).await,
+            Err(e) => self.card_trouble(attempt, e).await,
+        }
+    }
+
+    /// Records what the processor said about the payment, with the card's brand and last
+    /// four digits (all Malipo ever keeps of it).
+    async fn card_settle(
+        &self,
+        attempt: &AttemptRecord,
+        charged: Charged,
+    ) -> Result<(), StoreError> {
+        if let Some(card) = &charged.card {
+            let mut data = attempt.rail_data.clone().unwrap_or_else(|| json!({}));
+            data["card"] = json!({"brand": card.brand, "last4": card.last4, "label": card.label()});
+            self.store
+                .set_rail_data(&attempt.id, &data, now_ms())
+                .await?;
+        }
+        let outcome = charged.outcome.clone();
+        let settled = self
+            .settle(
+                attempt,
+                Queried {
+                    outcome: charged.outcome,
+                    receipt: charged.receipt,
+                },
+                "return",
+            )
+            .await?;
+        if settled.is_none() {
+            tracing::info!(attempt = %attempt.id, gateway_code = %charged.gateway_code, ?outcome, "card payment not final yet; asking the processor");
+            self.ask_soon(&attempt.id).await?;
+        }
+        Ok(())
+    }
+
+    /// A card payment that did not go through before any money could move (declined
+    /// authentication).
+    async fn card_declined(
+        &self,
+        attempt: &AttemptRecord,
+        code: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let outcome = AttemptOutcome {
+            failure_code: Some(code.into()),
+            failure_detail: Some(detail.chars().take(200).collect()),
+            ..Default::default()
+        };
+        if self
+            .store
+            .finalize_attempt(
+                &attempt.id,
+                AttemptStatus::Failed,
+                &outcome,
+                "return",
+                now_ms(),
+            )
+            .await?
+        {
+            self.changed(&attempt.session_id);
+        }
+        Ok(())
+    }
+
+    /// The processor refused a request (nothing was charged: the attempt failed) or did
+    /// not answer (the outcome is the order's: the poller asks).
+    async fn card_trouble(
+        &self,
+        attempt: &AttemptRecord,
+        e: ConnectorError,
+    ) -> Result<(), StoreError> {
+        match e {
+            ConnectorError::Rejected { code, message, .. } => {
+                tracing::warn!(attempt = %attempt.id, %code, "card processor refused the request");
+                self.card_declined(attempt, "card_declined", &format!("{code} {message}"))
+                    .await
+            }
+            e => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "card processor did not answer; asking the order");
+                self.ask_soon(&attempt.id).await
+            }
+        }
+    }
+
+    /// Makes the attempt due for a status query now, and wakes the poller.
+    pub(crate) async fn ask_soon(&self, id: &AttemptId) -> Result<(), StoreError> {
+        if self.store.poll_soon(id, now_ms()).await? {
+            self.wake.notify_waiters();
+        }
+        Ok(())
+    }
+}
