@@ -35,6 +35,9 @@ struct Provider {
 
 type Table = HashMap<Currency, Decimal>;
 
+/// One lock per (mode, base) a provider is being asked about.
+type Gates = HashMap<(Mode, Currency), Arc<tokio::sync::Mutex<()>>>;
+
 struct Cached {
     at: i64,
     /// `None`: the provider could not be read then.
@@ -52,7 +55,7 @@ pub struct Rates {
     cache: Arc<Mutex<HashMap<(Mode, Currency), Cached>>>,
     /// One fetch per (mode, base) at a time: page views arriving while it runs wait for
     /// its answer instead of asking the provider too.
-    fetching: Arc<Mutex<HashMap<(Mode, Currency), Arc<tokio::sync::Mutex<()>>>>>,
+    fetching: Arc<Mutex<Gates>>,
 }
 
 impl Rates {

@@ -96,6 +96,10 @@ pub enum PayError {
 }
 
 /// What [`Payments::ready`] found.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives for one call on the stack, never stored"
+)]
 enum Ready {
     /// A payment is under way on the session: that one.
     Pending(Box<AttemptRecord>),

@@ -38,7 +38,7 @@ pub fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The card's scheme, MPGS-style (`VISA`, `MASTERCARD`, `AMEX`, …).

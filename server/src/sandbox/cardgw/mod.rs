@@ -233,7 +233,7 @@ impl CardGateway {
 
     /// The gateway's whole site: REST API, browser scripts and frames, issuer pages.
     pub fn router(&self) -> Router {
-        let api = format!("/api/rest/version/{{version}}/merchant/{{merchant}}");
+        let api = "/api/rest/version/{version}/merchant/{merchant}";
         Router::new()
             .route(&format!("{api}/session"), post(create_session))
             .route(&format!("{api}/session/{{session}}"), get(retrieve_session))
