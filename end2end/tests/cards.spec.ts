@@ -12,7 +12,7 @@ const base = process.env.MALIPO_E2E_URL ?? "http://127.0.0.1:3000";
 async function payByCard(page: Page, s: Seeded, js: boolean, number: string, expiry = "12/30", cvc = "123") {
   await page.goto(s.path);
   const form = page.locator("form.card-form");
-  await form.getByRole("button", { name: "Pay KES 1,500 by card" }).click();
+  await form.getByRole("button", { name: "Pay by card · KES 1,500" }).click();
   if (js) {
     // The frames are the gateway's documents: the page cannot read them.
     await page.frameLocator("#card-number iframe").locator("input").fill(number);

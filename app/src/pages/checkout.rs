@@ -230,7 +230,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
                         </div>
                         <p class="card-problem status-failed" role="alert" hidden></p>
                         <button class="button pay-card" type="submit" data-pay-label=pay_label.clone()>
-                            "Pay " {card.amount_label.clone()} " by card"
+                            "Pay by card · " {card.amount_label.clone()}
                         </button>
                         <p class="fine">"The card is typed into the card processor's own page: this shop never sees its number."</p>
                     </form>

@@ -16,6 +16,7 @@ mod modes;
 mod mtn;
 mod openapi;
 mod pages;
+mod pan_free;
 mod pay_flow;
 mod payment_methods;
 mod payments;
