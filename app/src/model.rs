@@ -302,6 +302,7 @@ fn card_failure(code: &str) -> Option<&'static str> {
             "The card payment did not go through (the bank did not answer). Nothing was charged; please try again."
         }
         "expired" => "The card payment was not finished in time. Nothing was charged.",
+        "cancelled_by_user" => "The card payment was cancelled. Nothing was charged.",
         "card_unavailable" => {
             "Card payments are not available right now. Nothing was charged; try again shortly, or pay another way."
         }

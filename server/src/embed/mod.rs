@@ -106,14 +106,24 @@ pub async fn checkout_js() -> Response {
 pub struct CspNonce(pub String);
 
 /// The hosted pages' Content-Security-Policy, with this response's nonce, who may frame
-/// it, and the card processors' origins (`card`: the configured ones, test and live).
+/// it, and the card processors (`card`: the configured ones, test and live, as
+/// (origin, `session.js` URL)).
 /// Scripts: our own files, inline scripts carrying the nonce (the island loader, the
 /// embed bridge) and the card processor's `session.js`; WASM may compile; nothing else
 /// runs. Styles: our own, and the inlined stylesheet carrying the nonce. Frames: only
 /// the processor's card fields. Forms post only to us and the processor (its hosted
 /// page, for shoppers without JavaScript); fetches go only to us and the processor.
-pub fn page_policy(nonce: &str, origins: &[String], card: &[String]) -> String {
-    let card = card.join(" ");
+pub fn page_policy(nonce: &str, origins: &[String], card: &[(String, String)]) -> String {
+    // Scripts: the processor's `session.js` itself, not its whole origin.
+    let scripts = card
+        .iter()
+        .map(|(_, script)| format!(" {script}"))
+        .collect::<String>();
+    let card = card
+        .iter()
+        .map(|(origin, _)| origin.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
     let with_card = |base: &str| {
         if card.is_empty() {
             base.to_owned()
@@ -122,10 +132,9 @@ pub fn page_policy(nonce: &str, origins: &[String], card: &[String]) -> String {
         }
     };
     format!(
-        "default-src 'self'; script-src {} 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+        "default-src 'self'; script-src 'self'{scripts} 'nonce-{nonce}' 'wasm-unsafe-eval'; \
          style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; connect-src {}; \
          frame-src {}; form-action {}; {}; base-uri 'none'; object-src 'none'",
-        with_card("'self'"),
         with_card("'self'"),
         if card.is_empty() {
             "'none'".to_owned()
@@ -160,7 +169,7 @@ pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next:
         },
         None => Vec::new(),
     };
-    let card = state.payments.card_origins();
+    let card = state.payments.card_sources();
     if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, &origins, &card)) {
         response
             .headers_mut()

@@ -48,16 +48,17 @@ pub enum CardNext {
 }
 
 impl Payments {
-    /// The configured card processors' origins (test and live): the page's CSP lets
-    /// their scripts, frames and hosted pages in, and nothing else.
-    pub fn card_origins(&self) -> Vec<String> {
-        let mut origins: Vec<String> = [crate::domain::Mode::Test, crate::domain::Mode::Live]
-            .into_iter()
-            .filter_map(|mode| self.connector(RailId::Card, mode)?.card_processor())
-            .map(Mpgs::origin)
-            .collect();
-        origins.dedup();
-        origins
+    /// The configured card processors (test and live), as (origin, `session.js` URL):
+    /// the page's CSP lets their script, frames and hosted pages in, and nothing else.
+    pub fn card_sources(&self) -> Vec<(String, String)> {
+        let mut sources: Vec<(String, String)> =
+            [crate::domain::Mode::Test, crate::domain::Mode::Live]
+                .into_iter()
+                .filter_map(|mode| self.connector(RailId::Card, mode)?.card_processor())
+                .map(|mpgs| (mpgs.origin(), mpgs.session_js_url()))
+                .collect();
+        sources.dedup();
+        sources
     }
 
     /// The card processor for `session`'s mode, if cards are on there.
@@ -102,7 +103,15 @@ impl Payments {
         let now = now_ms();
         let (session, capabilities, quote, charge) =
             match self.ready(session_id, RailId::Card, quote, now).await? {
-                Ready::Pending(_) => return Ok(CardNext::Page),
+                // Submitted again while on the processor's page: back to it.
+                Ready::Pending(pending) => {
+                    return Ok(pending
+                        .rail_data
+                        .as_ref()
+                        .and_then(|d| d["pay_url"].as_str())
+                        .filter(|_| pending.rail == RailId::Card)
+                        .map_or(CardNext::Page, |url| CardNext::Redirect(url.to_owned())));
+                }
                 Ready::Charge {
                     session,
                     capabilities,
@@ -172,21 +181,27 @@ impl Payments {
                     self.store
                         .set_rail_data(
                             &attempt.id,
-                            &json!({"checkout": hc.session_id, "success_indicator": hc.success_indicator}),
+                            &json!({"checkout": hc.session_id,
+                                "success_indicator": hc.success_indicator, "pay_url": hc.pay_url}),
                             now_ms(),
                         )
                         .await?;
                     Ok(CardNext::Redirect(hc.pay_url))
                 }
                 Err(e) => {
-                    self.card_trouble(&attempt, e).await?;
+                    self.card_trouble(&attempt, e, false).await?;
                     Ok(CardNext::Page)
                 }
             };
         };
+        let data = json!({ "session": card_session });
         self.store
-            .set_rail_data(&attempt.id, &json!({"session": card_session}), now_ms())
+            .set_rail_data(&attempt.id, &data, now_ms())
             .await?;
+        let attempt = AttemptRecord {
+            rail_data: Some(data),
+            ..attempt.clone()
+        };
         let authenticated = async {
             mpgs.initiate_authentication(order, AUTH_INIT, card_session, charge)
                 .await?;
@@ -209,15 +224,16 @@ impl Payments {
                         .await?;
                 }
             }
-            Err(e) => self.card_trouble(&attempt, e).await?,
+            Err(e) => self.card_trouble(&attempt, e, false).await?,
         }
         Ok(CardNext::Page)
     }
 
     /// The shopper is back from the processor (its hosted page) or the issuer (the
     /// challenge): the attempt named by the URL's token is settled from what the
-    /// processor says — after paying, when authentication now allows it. Returns the
-    /// session, to send the shopper back to its page.
+    /// processor says — after paying, when authentication now allows it. A success on
+    /// an attempt already closed (expired, or given up for another rail) is still
+    /// recorded, late. Returns the session, to send the shopper back to its page.
     pub async fn card_returned(
         &self,
         attempt_id: &str,
@@ -233,12 +249,13 @@ impl Payments {
             .attempt(&id)
             .await?
             .ok_or(CallbackError::Forbidden)?;
-        if !matches!(
-            attempt.status,
-            AttemptStatus::Pending | AttemptStatus::Unknown
-        ) {
+        if attempt.status == AttemptStatus::Succeeded {
             return Ok(attempt.session_id);
         }
+        let open = matches!(
+            attempt.status,
+            AttemptStatus::Pending | AttemptStatus::Unknown
+        );
         let session = self
             .store
             .session(&attempt.session_id)
@@ -247,17 +264,36 @@ impl Payments {
         let Ok(mpgs) = self.card_processor(&session) else {
             return Ok(attempt.session_id);
         };
-        let card_session = attempt
-            .rail_data
-            .as_ref()
-            .and_then(|d| d["session"].as_str().map(str::to_owned));
-        match self.ask_order(&attempt, &mpgs).await {
-            // Paid or declined already (the hosted page pays itself): that is final.
-            Some(charged) if charged.outcome != RailOutcome::Pending => {
+        // Unreadable now: the poller keeps asking (an open attempt), nothing is paid.
+        let order = match mpgs.order(attempt.id.as_str()).await {
+            Ok(order) => order,
+            Err(e) => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "card order not readable now");
+                self.ask_soon(&attempt.id).await?;
+                return Ok(attempt.session_id);
+            }
+        };
+        // Paid only for the whole amount asked, in its currency.
+        let covered = order.as_ref().and_then(|o| o.captured).is_some_and(|c| {
+            c.currency() == attempt.amount.currency() && c.minor() >= attempt.amount.minor()
+        });
+        match order.as_ref().and_then(|o| o.latest.clone()) {
+            Some(charged) if charged.outcome == RailOutcome::Succeeded && !covered => {
+                tracing::error!(attempt = %attempt.id, "card order approved for less than asked; asking again");
+                self.ask_soon(&attempt.id).await?;
+            }
+            // A payment was made on the order (the hosted page pays itself; or ours):
+            // its outcome is final, or asked again; a success counts even late.
+            Some(charged) if open || charged.outcome == RailOutcome::Succeeded => {
                 self.card_settle(&attempt, charged).await?;
             }
-            // Authenticated in the frames' flow: pay now, unless the issuer said no.
-            _ => {
+            Some(_) => {}
+            // No payment yet: in the frames' flow, pay once authentication allows it.
+            None if open => {
+                let card_session = attempt
+                    .rail_data
+                    .as_ref()
+                    .and_then(|d| d["session"].as_str().map(str::to_owned));
                 if let Some(card_session) = card_session {
                     match mpgs
                         .order_authentication(attempt.id.as_str(), AUTH_PAYER)
@@ -272,32 +308,51 @@ impl Payments {
                         }
                         // Still pending, or not readable now: the poller keeps asking.
                         Ok(_) => {}
-                        Err(e) => self.card_trouble(&attempt, e).await?,
+                        Err(e) => self.card_trouble(&attempt, e, false).await?,
                     }
+                } else if !order.as_ref().is_some_and(|o| o.payments_tried) {
+                    // Back from the hosted page with no payment sent: cancelled there.
+                    // (Paid there later after all, its return records it, late.)
+                    self.card_declined_as(
+                        &attempt,
+                        AttemptStatus::Cancelled,
+                        "cancelled_by_user",
+                        "back from the hosted page unpaid",
+                    )
+                    .await?;
                 }
             }
+            None => {}
         }
         Ok(attempt.session_id)
     }
 
-    /// The order's latest payment at the processor, if it has one (and could be asked).
-    async fn ask_order(&self, attempt: &AttemptRecord, mpgs: &Mpgs) -> Option<Charged> {
-        match mpgs.order(attempt.id.as_str()).await {
-            Ok(order) => order.latest,
-            Err(e) => {
-                tracing::warn!(attempt = %attempt.id, error = %e, "card order not readable now");
-                None
-            }
-        }
-    }
-
-    /// Pays the attempt with the card in `card_session`, after authentication.
+    /// Pays the attempt with the card in `card_session`, after authentication — once:
+    /// the attempt is claimed first, so two returns racing (the issuer's auto-post and a
+    /// click) send one payment.
     async fn pay_card(
         &self,
         attempt: &AttemptRecord,
         mpgs: &Mpgs,
         card_session: &str,
     ) -> Result<(), StoreError> {
+        let mut claimed = attempt.rail_data.clone().unwrap_or_else(|| json!({}));
+        if claimed["paying"] == true {
+            return self.ask_soon(&attempt.id).await;
+        }
+        claimed["paying"] = true.into();
+        if !self
+            .store
+            .swap_rail_data(&attempt.id, attempt.rail_data.as_ref(), &claimed, now_ms())
+            .await?
+        {
+            // Another request claimed it: its answer settles the attempt.
+            return Ok(());
+        }
+        let attempt = AttemptRecord {
+            rail_data: Some(claimed),
+            ..attempt.clone()
+        };
         match mpgs
             .pay(
                 attempt.id.as_str(),
@@ -308,8 +363,34 @@ impl Payments {
             )
             .await
         {
-            Ok(charged) => self.card_settle(attempt, charged).await,
-            Err(e) => self.card_trouble(attempt, e).await,
+            Ok(charged) => self.card_settle(&attempt, charged).await,
+            Err(e) => self.card_trouble(&attempt, e, true).await,
+        }
+    }
+
+    /// Closes a card attempt the shopper left for another way to pay, if no payment was
+    /// ever sent on its order (asked of the processor): true when closed. If they still
+    /// pay on the processor's page later, its return records the success, late.
+    pub(super) async fn card_left(
+        &self,
+        session: &crate::store::SessionRecord,
+        attempt: &AttemptRecord,
+    ) -> Result<bool, StoreError> {
+        let Ok(mpgs) = self.card_processor(session) else {
+            return Ok(false);
+        };
+        match mpgs.order(attempt.id.as_str()).await {
+            Ok(order) if !order.as_ref().is_some_and(|o| o.payments_tried) => {
+                self.card_declined_as(
+                    attempt,
+                    AttemptStatus::Cancelled,
+                    "cancelled_by_user",
+                    "left for another way to pay",
+                )
+                .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -353,6 +434,18 @@ impl Payments {
         code: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
+        self.card_declined_as(attempt, AttemptStatus::Failed, code, detail)
+            .await
+    }
+
+    /// Closes a card attempt nothing was charged on, as `status`.
+    async fn card_declined_as(
+        &self,
+        attempt: &AttemptRecord,
+        status: AttemptStatus,
+        code: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
         let outcome = AttemptOutcome {
             failure_code: Some(code.into()),
             failure_detail: Some(detail.chars().take(200).collect()),
@@ -360,13 +453,7 @@ impl Payments {
         };
         if self
             .store
-            .finalize_attempt(
-                &attempt.id,
-                AttemptStatus::Failed,
-                &outcome,
-                "return",
-                now_ms(),
-            )
+            .finalize_attempt(&attempt.id, status, &outcome, "return", now_ms())
             .await?
         {
             self.changed(&attempt.session_id);
@@ -374,21 +461,24 @@ impl Payments {
         Ok(())
     }
 
-    /// The processor refused a request (nothing was charged: the attempt failed) or did
-    /// not answer (the outcome is the order's: the poller asks).
+    /// The processor refused a request before any payment was sent (nothing was
+    /// charged: the attempt failed), or did not answer, or a payment's answer is not
+    /// known (then only the order can tell: the poller asks it, and nothing is taken as
+    /// failed).
     async fn card_trouble(
         &self,
         attempt: &AttemptRecord,
         e: ConnectorError,
+        paying: bool,
     ) -> Result<(), StoreError> {
         match e {
-            ConnectorError::Rejected { code, message, .. } => {
+            ConnectorError::Rejected { code, message, .. } if !paying => {
                 tracing::warn!(attempt = %attempt.id, %code, "card processor refused the request");
                 self.card_declined(attempt, "card_declined", &format!("{code} {message}"))
                     .await
             }
             e => {
-                tracing::warn!(attempt = %attempt.id, error = %e, "card processor did not answer; asking the order");
+                tracing::warn!(attempt = %attempt.id, error = %e, "card payment's outcome not known; asking the order");
                 self.ask_soon(&attempt.id).await
             }
         }

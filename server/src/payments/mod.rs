@@ -519,7 +519,14 @@ impl Payments {
         // A double tap gets the payment already on its way, whatever the quote has done
         // since.
         if let Some(pending) = self.store.pending_attempt(session_id).await? {
-            return Ok(Ready::Pending(Box::new(pending)));
+            // A card payment the shopper left before any payment was sent does not hold
+            // up another way to pay.
+            let left = pending.rail == RailId::Card
+                && rail != RailId::Card
+                && self.card_left(&session, &pending).await?;
+            if !left {
+                return Ok(Ready::Pending(Box::new(pending)));
+            }
         }
         let quote = if capabilities.country(session.amount.currency()).is_some() {
             None

@@ -288,6 +288,37 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces what a card attempt keeps, only if it still is `old`: false when another
+    /// request changed it first.
+    pub async fn swap_rail_data(
+        &self,
+        id: &AttemptId,
+        old: Option<&serde_json::Value>,
+        new: &serde_json::Value,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = match old {
+            Some(old) => sqlx::query(
+                "UPDATE payment_attempts SET rail_data = $2, updated_at = $4 \
+                 WHERE id = $1 AND rail_data = $3",
+            )
+            .bind(id.as_str())
+            .bind(new.to_string())
+            .bind(old.to_string())
+            .bind(now),
+            None => sqlx::query(
+                "UPDATE payment_attempts SET rail_data = $2, updated_at = $3 \
+                 WHERE id = $1 AND rail_data IS NULL",
+            )
+            .bind(id.as_str())
+            .bind(new.to_string())
+            .bind(now),
+        }
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The attempt that paid a session, if it is paid.
     pub async fn paying_attempt(
         &self,

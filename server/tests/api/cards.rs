@@ -371,6 +371,52 @@ async fn a_shopper_who_never_comes_back_is_settled_by_the_order() {
 }
 
 #[tokio::test]
+async fn a_card_left_for_mobile_money_never_blocks_it_and_a_late_payment_still_counts() {
+    let app = spawn_app().await;
+    let (key, id, sid) = kes_session(&app).await;
+    // To the processor's page (no JavaScript)…
+    let hosted = pay(&app, &id, None).await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // …submitted again: back to the same page, no second attempt.
+    let again = pay(&app, &id, None).await;
+    assert_eq!(again.headers()["location"].to_str().unwrap(), hosted);
+    // The shopper turns to M-PESA instead: the card attempt (nothing sent on it) is
+    // closed, and the push goes out.
+    let res = app
+        .post_pay_form(&id, "", &[("phone", "0712 345 678")])
+        .await;
+    assert_eq!(res.headers()["location"], format!("/pay/{id}"));
+    let pending = app
+        .store
+        .pending_attempt(&sid)
+        .await
+        .unwrap()
+        .expect("a push");
+    assert_eq!(pending.rail, malipo::connectors::RailId::Mpesa);
+    // Then pays on the processor's page after all (another tab): its return still
+    // records the money, late.
+    let res = app
+        .client
+        .post(&hosted)
+        .form(&[
+            ("number", "4242424242424242"),
+            ("expiry", "12/30"),
+            ("securityCode", "123"),
+            ("action", "pay"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let back = res.headers()["location"].to_str().unwrap().to_owned();
+    app.client.get(&back).send().await.unwrap();
+    let s = session_object(&app, &key, &id).await;
+    assert_eq!(s["payment_status"], "paid", "{s}");
+    assert_eq!(s["payment"]["rail"], "card");
+}
+
+#[tokio::test]
 async fn the_connector_refunds_and_voids_at_the_processor() {
     let app = spawn_app().await;
     let (_, id, _) = kes_session(&app).await;
@@ -401,7 +447,7 @@ async fn the_connector_refunds_and_voids_at_the_processor() {
         .unwrap();
     assert_eq!(again.receipt, paid.receipt);
     mpgs.refund("ord-1", "refund-1", kes(50_000)).await.unwrap();
-    let order = mpgs.order("ord-1").await.unwrap();
+    let order = mpgs.order("ord-1").await.unwrap().expect("the order");
     assert_eq!(
         (order.status.as_str(), order.refunded),
         ("PARTIALLY_REFUNDED", Some(kes(50_000)))
@@ -421,7 +467,16 @@ async fn the_connector_refunds_and_voids_at_the_processor() {
         .await
         .unwrap();
     mpgs.void("ord-2", "void", "auth").await.unwrap();
-    assert_eq!(mpgs.order("ord-2").await.unwrap().status, "CANCELLED");
+    assert_eq!(
+        mpgs.order("ord-2")
+            .await
+            .unwrap()
+            .expect("the order")
+            .status,
+        "CANCELLED"
+    );
+    // An order the processor never saw: nothing was ever charged on it.
+    assert!(mpgs.order("ord-none").await.unwrap().is_none());
     // Wrong credentials are refused.
     let wrong = Mpgs::new(gateway(&app), "TESTMALIPO".into(), "nope".to_owned().into()).unwrap();
     assert!(wrong.order("ord-1").await.is_err());
@@ -442,10 +497,14 @@ async fn the_card_frames_are_the_gateways_and_the_page_lets_only_it_in() {
         .unwrap()
         .to_owned();
     let gw = gateway(&app);
+    // Scripts: the processor's session.js itself, not its whole origin.
     assert!(
-        csp.contains(&format!("script-src 'self' {gw} 'nonce-")),
+        csp.contains(&format!(
+            "script-src 'self' {gw}/form/version/73/merchant/TESTMALIPO/session.js 'nonce-"
+        )),
         "{csp}"
     );
+    assert!(csp.contains(&format!("connect-src 'self' {gw};")), "{csp}");
     assert!(csp.contains(&format!("frame-src {gw};")), "{csp}");
     assert!(csp.contains(&format!("form-action 'self' {gw};")), "{csp}");
     // A frame may be framed only by Malipo's own origin.

@@ -149,8 +149,11 @@ pub struct OrderState {
     pub status: String,
     pub captured: Option<Money>,
     pub refunded: Option<Money>,
-    /// The latest payment or authorisation on it, if any.
+    /// The latest payment on it, if any.
     pub latest: Option<Charged>,
+    /// Whether a payment or authorisation was ever sent on it (else nothing can have
+    /// been charged).
+    pub payments_tried: bool,
 }
 
 impl Mpgs {
@@ -252,6 +255,22 @@ impl Mpgs {
                 status,
                 body: text.chars().take(200).collect(),
             })?;
+        // The processor busy or failing: whether it acted is not known (a payment may
+        // have gone through), so never a refusal.
+        let cause = value["error"]["cause"].as_str().unwrap_or_default();
+        if status >= 500 || matches!(cause, "SERVER_BUSY" | "SERVER_FAILED") {
+            return Err(ConnectorError::BadResponse {
+                rail: RailId::Card,
+                status,
+                body: format!(
+                    "{cause} {}",
+                    value["error"]["explanation"].as_str().unwrap_or_default()
+                )
+                .chars()
+                .take(200)
+                .collect(),
+            });
+        }
         if value["result"] == "ERROR" || !(200..300).contains(&status) {
             return Err(ConnectorError::Rejected {
                 rail: RailId::Card,
@@ -486,28 +505,44 @@ impl Mpgs {
         }))
     }
 
-    /// How the order stands (the status query: never pays, only asks).
-    pub async fn order(&self, order: &str) -> Result<OrderState, ConnectorError> {
-        let v = self
+    /// How the order stands (the status query: never pays, only asks); `None`: the
+    /// processor has no such order (nothing was ever charged on it).
+    pub async fn order(&self, order: &str) -> Result<Option<OrderState>, ConnectorError> {
+        let v = match self
             .call(reqwest::Method::GET, &format!("order/{order}"), None)
-            .await?;
+            .await
+        {
+            Ok(v) => v,
+            Err(ConnectorError::Rejected { code, message, .. })
+                if code == "NOT_FOUND"
+                    || (code == "INVALID_REQUEST" && message.contains("no such order")) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        // Money moves on a payment (an authorisation alone takes none).
         let latest = v["transaction"].as_array().and_then(|txns| {
             txns.iter()
                 .rev()
-                .find(|t| {
-                    matches!(
-                        t["transaction"]["type"].as_str(),
-                        Some("PAYMENT" | "AUTHORIZATION")
-                    )
-                })
+                .find(|t| t["transaction"]["type"] == "PAYMENT")
                 .map(charged)
         });
-        Ok(OrderState {
+        let payments_tried = v["transaction"].as_array().is_some_and(|txns| {
+            txns.iter().any(|t| {
+                matches!(
+                    t["transaction"]["type"].as_str(),
+                    Some("PAYMENT" | "AUTHORIZATION")
+                )
+            })
+        });
+        Ok(Some(OrderState {
+            payments_tried,
             status: v["status"].as_str().unwrap_or_default().to_owned(),
             captured: wire::money(&v["totalCapturedAmount"], &v["currency"]),
             refunded: wire::money(&v["totalRefundedAmount"], &v["currency"]),
             latest,
-        })
+        }))
     }
 }
 
@@ -548,22 +583,39 @@ impl Connector for Mpgs {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<Queried, ConnectorError>> {
         Box::pin(async move {
-            let order = match self.order(req.operator_request_id).await {
-                Ok(order) => Some(order),
-                // No order at the processor yet: nothing was paid.
-                Err(ConnectorError::Rejected { .. }) => None,
-                Err(e) => return Err(e),
-            };
-            let latest = order.and_then(|o| o.latest);
-            Ok(match latest {
+            // Unreadable: an error, so the poller asks again (never "no order").
+            let order = self.order(req.operator_request_id).await?;
+            let tried = order.as_ref().is_some_and(|o| o.payments_tried);
+            let captured = order.as_ref().and_then(|o| o.captured);
+            Ok(match order.and_then(|o| o.latest) {
+                // Paid: only for the whole amount asked, in its currency.
+                Some(charged) if charged.outcome == RailOutcome::Succeeded => {
+                    if captured.is_some_and(|c| {
+                        c.minor() >= req.amount.minor() && c.currency() == req.amount.currency()
+                    }) {
+                        Queried {
+                            outcome: RailOutcome::Succeeded,
+                            receipt: charged.receipt,
+                        }
+                    } else {
+                        RailOutcome::Unknown {
+                            raw: format!("APPROVED with {captured:?} captured of {}", req.amount),
+                        }
+                        .into()
+                    }
+                }
                 Some(charged) if charged.outcome != RailOutcome::Pending => Queried {
                     outcome: charged.outcome,
-                    receipt: charged.receipt,
+                    receipt: None,
                 },
-                _ if now_ms - req.started_at > CARD_WINDOW_MS => RailOutcome::Expired {
+                // No payment ever sent, and the processor's session is over: nothing
+                // was charged, and nothing can be now.
+                _ if !tried && now_ms - req.started_at > CARD_WINDOW_MS => RailOutcome::Expired {
                     code: super::FailureCode::Expired,
                 }
                 .into(),
+                // A payment still processing is never given up: it stays open (and goes
+                // to reconciliation if it never ends).
                 _ => RailOutcome::Pending.into(),
             })
         })

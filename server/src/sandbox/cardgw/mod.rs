@@ -45,6 +45,8 @@ pub const API_VERSION: &str = "73";
 const SESSION_TTL: Duration = Duration::from_secs(3600);
 /// Sessions kept at once; the oldest go first.
 const MAX_SESSIONS: usize = 10_000;
+/// How long the gateway remembers an order (a day: longer than anyone asks about it).
+const ORDER_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The code the sandbox issuer's challenge page takes.
 pub const CHALLENGE_CODE: &str = "1234";
 
@@ -95,6 +97,7 @@ struct Checkout {
 }
 
 struct Order {
+    created: Instant,
     /// Known once a payment (or an authentication with one) names it.
     amount: Option<Money>,
     /// The card it was paid with: brand and masked number only.
@@ -285,6 +288,7 @@ impl CardGateway {
         state
             .challenges
             .retain(|_, c| c.created.elapsed() < SESSION_TTL);
+        state.orders.retain(|_, o| o.created.elapsed() < ORDER_TTL);
         if state.sessions.len() >= MAX_SESSIONS
             && let Some(oldest) = state
                 .sessions
@@ -304,6 +308,15 @@ impl CardGateway {
             },
         );
         id
+    }
+
+    /// A Hosted Checkout session still alive (an hour from its start, as MPGS's).
+    fn checkout(&self, session: &str) -> Option<Checkout> {
+        self.lock()
+            .sessions
+            .get(session)
+            .filter(|s| s.created.elapsed() < SESSION_TTL)
+            .and_then(|s| s.checkout.clone())
     }
 
     /// Stores one field a frame sent.
@@ -371,6 +384,7 @@ impl CardGateway {
                     .orders
                     .entry(order_id.to_owned())
                     .or_insert_with(|| Order {
+                        created: Instant::now(),
                         amount: None,
                         card: None,
                         transactions: Vec::new(),
@@ -563,7 +577,10 @@ impl CardGateway {
     /// Returns where to send the shopper, and the order and transaction.
     fn decide_challenge(&self, id: &str, passed: bool) -> Option<(String, String, String)> {
         let mut state = self.lock();
-        let challenge = state.challenges.remove(id)?;
+        let challenge = state
+            .challenges
+            .remove(id)
+            .filter(|c| c.created.elapsed() < SESSION_TTL)?;
         let order = state.orders.get_mut(&challenge.order_id)?;
         let txn = order
             .transactions

@@ -286,7 +286,11 @@ struct ChallengeForm {
 
 /// The issuer's challenge (the ACS): enter the code, or cancel.
 async fn challenge(State(gw): State<CardGateway>, Form(f): Form<ChallengeForm>) -> Response {
-    let known = gw.lock().challenges.contains_key(&f.creq);
+    let known = gw
+        .lock()
+        .challenges
+        .get(&f.creq)
+        .is_some_and(|c| c.created.elapsed() < super::SESSION_TTL);
     if !known {
         return (StatusCode::NOT_FOUND, "This verification has expired.").into_response();
     }
@@ -378,11 +382,7 @@ async fn checkout_page(State(gw): State<CardGateway>, Path(session): Path<String
 }
 
 fn checkout_form(gw: &CardGateway, session: &str, errors: &[&str]) -> Response {
-    let checkout = gw
-        .lock()
-        .sessions
-        .get(session)
-        .and_then(|s| s.checkout.clone());
+    let checkout = gw.checkout(session);
     let Some(c) = checkout else {
         return (StatusCode::NOT_FOUND, "This payment page has expired.").into_response();
     };
@@ -439,12 +439,7 @@ async fn checkout_pay(
     Path(session): Path<String>,
     Form(f): Form<CheckoutForm>,
 ) -> Response {
-    let Some(c) = gw
-        .lock()
-        .sessions
-        .get(&session)
-        .and_then(|s| s.checkout.clone())
-    else {
+    let Some(c) = gw.checkout(&session) else {
         return (StatusCode::NOT_FOUND, "This payment page has expired.").into_response();
     };
     if f.action == "cancel" {
@@ -484,12 +479,7 @@ async fn checkout_complete(State(gw): State<CardGateway>, Path(session): Path<St
 }
 
 fn finish_checkout(gw: &CardGateway, session: &str) -> Response {
-    let Some(c) = gw
-        .lock()
-        .sessions
-        .get(session)
-        .and_then(|s| s.checkout.clone())
-    else {
+    let Some(c) = gw.checkout(session) else {
         return (StatusCode::NOT_FOUND, "This payment page has expired.").into_response();
     };
     let (_, paid) = gw.run(
