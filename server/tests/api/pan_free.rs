@@ -21,7 +21,9 @@ use std::{
 
 /// Card-like numbers in `bytes`: runs of 13–19 digits (single spaces or dashes allowed
 /// between them, as people type them), not part of a longer word or number, passing
-/// the Luhn check.
+/// the Luhn check, and starting as issued cards do (2–6: Mastercard, Visa, Amex, Diners,
+/// JCB, Discover, UnionPay; 1 only for 15-digit UATP airline cards) — so a Unix time in
+/// milliseconds (13 digits from 1…) is not one.
 pub fn card_numbers(bytes: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let mut i = 0;
@@ -48,7 +50,12 @@ pub fn card_numbers(bytes: &[u8]) -> Vec<String> {
             }
         }
         let bounded = j >= bytes.len() || !bytes[j].is_ascii_alphanumeric();
-        if bounded && (13..=19).contains(&digits.len()) && luhn(&digits) {
+        let issued = match digits.as_bytes().first() {
+            Some(b'2'..=b'6') => true,
+            Some(b'1') => digits.len() == 15,
+            _ => false,
+        };
+        if bounded && issued && (13..=19).contains(&digits.len()) && luhn(&digits) {
             found.push(digits);
         }
         i = j.max(i + 1);
@@ -84,8 +91,11 @@ fn the_search_finds_card_numbers_however_written() {
         ["4000000000003220"]
     );
     assert_eq!(card_numbers(b"5123-4500-0000-0008."), ["5123450000000008"]);
-    // Not card numbers: Luhn fails, too short, inside a token.
+    // A UATP airline card.
+    assert_eq!(card_numbers(b"uatp 122000000000003"), ["122000000000003"]);
+    // Not card numbers: Luhn fails, too short, inside a token, a time in milliseconds.
     assert!(card_numbers(b"4242424242424241 123456789012 ab4242424242424242").is_empty());
+    assert!(card_numbers(b"\"created_at\":1796232794406").is_empty());
 }
 
 fn free_port() -> u16 {

@@ -222,6 +222,22 @@ fn respond((status, body): Answer) -> Response {
     (status, Json(body)).into_response()
 }
 
+fn unauthorized() -> Response {
+    respond(error(
+        StatusCode::UNAUTHORIZED,
+        "INVALID_REQUEST",
+        "Invalid credentials.",
+    ))
+}
+
+fn not_found(what: &str) -> Response {
+    respond(error(
+        StatusCode::NOT_FOUND,
+        "INVALID_REQUEST",
+        &format!("no such {what}"),
+    ))
+}
+
 impl CardGateway {
     pub fn new(config: GatewayConfig) -> CardGateway {
         CardGateway {
@@ -750,11 +766,7 @@ async fn create_session(
     body: Bytes,
 ) -> Response {
     if !gw.authorized(&merchant, &headers) {
-        return respond(error(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_REQUEST",
-            "Invalid credentials.",
-        ));
+        return unauthorized();
     }
     let body: Value = if body.is_empty() {
         json!({})
@@ -811,19 +823,11 @@ async fn retrieve_session(
     headers: HeaderMap,
 ) -> Response {
     if !gw.authorized(&merchant, &headers) {
-        return respond(error(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_REQUEST",
-            "Invalid credentials.",
-        ));
+        return unauthorized();
     }
     let state = gw.lock();
     let Some(s) = state.sessions.get(&session) else {
-        return respond(error(
-            StatusCode::NOT_FOUND,
-            "INVALID_REQUEST",
-            "no such session",
-        ));
+        return not_found("session");
     };
     let mut answer = json!({
         "merchant": gw.config.merchant_id,
@@ -843,11 +847,7 @@ async fn transaction(
     body: Bytes,
 ) -> Response {
     if !gw.authorized(&merchant, &headers) {
-        return respond(error(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_REQUEST",
-            "Invalid credentials.",
-        ));
+        return unauthorized();
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return respond(invalid("the body is not JSON"));
@@ -872,19 +872,11 @@ async fn retrieve_order(
     headers: HeaderMap,
 ) -> Response {
     if !gw.authorized(&merchant, &headers) {
-        return respond(error(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_REQUEST",
-            "Invalid credentials.",
-        ));
+        return unauthorized();
     }
     let state = gw.lock();
     let Some(o) = state.orders.get(&order) else {
-        return respond(error(
-            StatusCode::NOT_FOUND,
-            "INVALID_REQUEST",
-            "no such order",
-        ));
+        return not_found("order");
     };
     let mut answer = o.object(&order);
     answer["merchant"] = gw.config.merchant_id.clone().into();
