@@ -84,6 +84,32 @@ pub enum Command {
         #[command(subcommand)]
         command: RatesCommand,
     },
+    /// Print the payment page's script inventory (PCI DSS 6.4.3): every script it may
+    /// run, with its hash where Malipo ships it and why it is there. `scripts/build`
+    /// writes it to the site, where the server publishes it at `/script-inventory.json`.
+    ScriptInventory {
+        /// The built site (`target/site`).
+        #[arg(long, value_name = "DIR")]
+        site: Option<PathBuf>,
+    },
+    /// Fetch the payment page as a browser would and report any change in its security
+    /// headers or scripts (PCI DSS 11.6.1): against the script inventory, and against the
+    /// baseline an earlier check recorded. Exit 1 on any change: run it from cron.
+    TamperCheck {
+        /// A payment page, `https://pay.example/pay/cs_…` (any open session).
+        url: String,
+        /// The script inventory (a file, or the server's `/script-inventory.json` when
+        /// omitted).
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
+        /// Where the baseline is kept: compared with when it exists, written when
+        /// `--record` is given (or it does not exist yet).
+        #[arg(long, value_name = "FILE")]
+        baseline: PathBuf,
+        /// Record what is seen now as the new baseline (after a deliberate change).
+        #[arg(long)]
+        record: bool,
+    },
     /// List the payments a human must look at, newest first: outcomes still unknown,
     /// and duplicate payments to refund; or mark one resolved.
     Reconcile {
@@ -301,6 +327,19 @@ pub async fn run() -> anyhow::Result<()> {
             })
             .await
         }
+        Command::ScriptInventory { site } => {
+            let site = site.unwrap_or_else(|| config.site_root.clone());
+            let inventory = crate::tamper::inventory(&site)
+                .with_context(|| format!("reading the built site at {}", site.display()))?;
+            println!("{}", serde_json::to_string_pretty(&inventory)?);
+            Ok(())
+        }
+        Command::TamperCheck {
+            url,
+            inventory,
+            baseline,
+            record,
+        } => tamper_check(&url, inventory.as_deref(), &baseline, record).await,
         Command::Openapi => {
             let doc = crate::api::openapi_document(&config.public_url);
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -529,6 +568,66 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `malipo tamper-check`: prints one line per finding; fails on any change.
+async fn tamper_check(
+    url: &str,
+    inventory: Option<&std::path::Path>,
+    baseline: &std::path::Path,
+    record: bool,
+) -> anyhow::Result<()> {
+    use crate::tamper::Finding;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let inventory: serde_json::Value = match inventory {
+        Some(path) => serde_json::from_slice(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => {
+            let at = url::Url::parse(url)?.join("/script-inventory.json")?;
+            client
+                .get(at)
+                .send()
+                .await?
+                .error_for_status()
+                .context("the server publishes no script inventory")?
+                .json()
+                .await?
+        }
+    };
+    let seen = crate::tamper::observe(&client, url)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let base: Option<crate::tamper::Observed> = match std::fs::read(baseline) {
+        Ok(bytes) if !record => Some(serde_json::from_slice(&bytes).context("the baseline")?),
+        _ => None,
+    };
+    let findings = crate::tamper::compare(&seen, &inventory, base.as_ref());
+    let mut changed = 0;
+    for f in &findings {
+        match f {
+            Finding::Same(what) => println!("ok       {what}"),
+            Finding::Changed(what) => {
+                changed += 1;
+                println!("CHANGED  {what}");
+            }
+        }
+    }
+    if base.is_none() && changed == 0 {
+        std::fs::write(baseline, serde_json::to_vec_pretty(&seen)?)
+            .with_context(|| format!("writing {}", baseline.display()))?;
+        println!(
+            "baseline recorded: {} headers, {} scripts → {}",
+            seen.headers.len(),
+            seen.scripts.len(),
+            baseline.display()
+        );
+    }
+    anyhow::ensure!(changed == 0, "{changed} change(s) to the payment page");
+    Ok(())
 }
 
 fn parse_merchant(id: &str) -> anyhow::Result<MerchantId> {

@@ -44,6 +44,7 @@ pub mod sealing;
 pub mod startup;
 pub mod store;
 pub mod sweeper;
+pub mod tamper;
 pub mod telemetry;
 pub mod time;
 pub mod webhooks;

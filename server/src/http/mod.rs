@@ -29,6 +29,11 @@ pub fn card_js_integrity() -> String {
     card::CARD_JS_INTEGRITY.clone()
 }
 
+/// Malipo's card script, as served.
+pub fn card_js() -> &'static str {
+    card::CARD_JS
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     // HSTS only when Malipo is served over https (never on a plain-http test server).

@@ -70,6 +70,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/favicon.svg",
             ServeFile::new(site_root.join("favicon.svg")),
         )
+        // The payment page's script inventory (PCI DSS 6.4.3), written at build time.
+        .route_service(
+            "/script-inventory.json",
+            ServeFile::new(site_root.join("script-inventory.json")),
+        )
         .route(
             "/favicon.ico",
             get(|| async { Redirect::permanent("/favicon.svg") }),

@@ -156,7 +156,8 @@ impl Payments {
                     retry_after: None,
                 });
             }
-            Ok(Inserted::PayerCap { .. }) => unreachable!("no payer cap on cards"),
+            // Cards have no payer to cap; never answered.
+            Ok(Inserted::PayerCap { .. }) => return Err(PayError::SessionNotOpen),
             Err(e) if e.is_unique_violation() => return Ok(CardNext::Page),
             Err(e) => return Err(e.into()),
         };

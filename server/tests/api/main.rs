@@ -23,6 +23,7 @@ mod payments;
 mod sandbox_daraja;
 mod sessions_api;
 mod store;
+mod tamper;
 mod tigo;
 mod vodacom;
 mod webhooks;
