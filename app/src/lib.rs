@@ -36,6 +36,22 @@ use leptos_router::{
 #[derive(Debug, Clone)]
 pub struct InlineCss(pub std::sync::Arc<str>);
 
+/// The import map that pins the islands' module to its Subresource Integrity hash
+/// (`{"integrity": {"/pkg/malipo.js": "sha384-…"}}`), when the server has the built
+/// site: a changed `malipo.js` is then refused by the browser (the page still works, as
+/// without JavaScript).
+#[derive(Debug, Clone)]
+pub struct ModuleIntegrity(pub std::sync::Arc<str>);
+
+/// The import map, before any module is loaded (with this response's CSP nonce).
+#[component]
+fn ImportMap() -> impl IntoView {
+    use_context::<ModuleIntegrity>().map(|ModuleIntegrity(map)| {
+        let nonce = leptos::nonce::use_nonce();
+        view! { <script type="importmap" nonce=nonce inner_html=map.to_string()></script> }
+    })
+}
+
 /// The page's styles: inline (with this response's CSP nonce) when known, else linked.
 #[component]
 fn Stylesheet() -> impl IntoView {
@@ -62,6 +78,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="robots" content="noindex, nofollow" />
                 <Stylesheet />
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                <ImportMap />
                 <HydrationScripts options islands=true />
                 <MetaTags />
             </head>

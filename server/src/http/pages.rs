@@ -28,10 +28,24 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let inline_css = std::fs::read_to_string(site_root.join("pkg/malipo.css"))
         .ok()
         .map(|css| app::InlineCss(css.into()));
+    // The islands' module pinned to its hash (SRI through the import map), read from
+    // the built site once, on the first page.
+    let module = format!("/pkg/{}.js", options.output_name);
+    let module_file = site_root.join(module.trim_start_matches('/'));
+    let module_integrity = std::sync::Arc::new(std::sync::OnceLock::new());
     let context = move || {
         provide_context(pages.clone());
         if let Some(css) = &inline_css {
             provide_context(css.clone());
+        }
+        let integrity = module_integrity.get_or_init(|| {
+            std::fs::read(&module_file).ok().map(|js| {
+                let map = serde_json::json!({"integrity": {&module: crate::tamper::sri(&js)}});
+                app::ModuleIntegrity(map.to_string().into())
+            })
+        });
+        if let Some(integrity) = integrity {
+            provide_context(integrity.clone());
         }
         // The nonce `embed::frame_policy` put on this request, for the hydration script
         // and the embed bridge; the same one is in the response's CSP header.

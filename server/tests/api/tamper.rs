@@ -48,9 +48,16 @@ async fn a_changed_script_is_reported_against_the_inventory_and_the_baseline() {
     let (_, session) = seed_session(&app, "Tamper Lodge", 900).await;
     let url = format!("{}/pay/{session}", app.addr);
     let first = observe(&app.client, &url).await.unwrap();
-    // The inline scripts (the island loader, Leptos's own) are the same on every
-    // response, nonce aside.
+    // The inline scripts (the import map, the island loader, Leptos's own) are the
+    // same on every response, nonce aside; the import map pins the module's hash (SRI).
     assert!(first.scripts.contains_key("inline #1"));
+    let page = app.page(&session).await;
+    let sri = malipo::tamper::sri(b"export default function init() {}");
+    assert!(
+        page.contains(r#"<script type="importmap" nonce="#)
+            && page.contains(&format!(r#"{{"integrity":{{"/pkg/malipo.js":"{sri}"}}}}"#)),
+        "{page}"
+    );
     // The page's own scripts, the card script and the processor's session.js are seen.
     assert!(first.scripts.contains_key("/pkg/malipo.js"), "{first:?}");
     assert!(first.scripts.contains_key("/card.js"));
