@@ -106,8 +106,8 @@ pub async fn checkout_js() -> Response {
 pub struct CspNonce(pub String);
 
 /// The hosted pages' Content-Security-Policy, with this response's nonce, who may frame
-/// it, and the card processors (`card`: the configured ones, test and live, as
-/// (origin, `session.js` URL)).
+/// it, and the card processor (`card`: the session's mode's, as (origin, `session.js`
+/// URL)).
 /// Scripts: our own files, inline scripts carrying the nonce (the island loader, the
 /// embed bridge) and the card processor's `session.js`; WASM may compile; nothing else
 /// runs. Styles: our own, and the inlined stylesheet carrying the nonce. Frames: only
@@ -159,17 +159,22 @@ pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next:
     let nonce = crate::domain::ids::random_base62(22);
     req.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(req).await;
-    let origins = match session {
+    let (origins, mode) = match session {
         Some(id) => match state.store.embed_origins_for_session(&id).await {
-            Ok(origins) => origins.unwrap_or_default(),
+            Ok(Some((origins, mode))) => (origins, Some(mode)),
+            Ok(None) => (Vec::new(), None),
             Err(e) => {
                 tracing::warn!(error = %e, "embed origins unavailable; refusing frames");
-                Vec::new()
+                (Vec::new(), None)
             }
         },
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
-    let card = state.payments.card_sources();
+    // The card processor of the session's own mode only (a live page never names the
+    // test sandbox's); no session, no processor.
+    let card = mode
+        .map(|mode| state.payments.card_sources(mode))
+        .unwrap_or_default();
     if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, &origins, &card)) {
         response
             .headers_mut()

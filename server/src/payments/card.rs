@@ -48,17 +48,13 @@ pub enum CardNext {
 }
 
 impl Payments {
-    /// The configured card processors (test and live), as (origin, `session.js` URL):
-    /// the page's CSP lets their script, frames and hosted pages in, and nothing else.
-    pub fn card_sources(&self) -> Vec<(String, String)> {
-        let mut sources: Vec<(String, String)> =
-            [crate::domain::Mode::Test, crate::domain::Mode::Live]
-                .into_iter()
-                .filter_map(|mode| self.connector(RailId::Card, mode)?.card_processor())
-                .map(|mpgs| (mpgs.origin(), mpgs.session_js_url()))
-                .collect();
-        sources.dedup();
-        sources
+    /// The card processor of `mode`, as (origin, `session.js` URL): the page's CSP lets
+    /// its script, frames and hosted page in, and nothing else.
+    pub fn card_sources(&self, mode: crate::domain::Mode) -> Vec<(String, String)> {
+        self.connector(RailId::Card, mode)
+            .and_then(|c| c.card_processor())
+            .map(|mpgs| vec![(mpgs.origin(), mpgs.session_js_url())])
+            .unwrap_or_default()
     }
 
     /// The card processor for `session`'s mode, if cards are on there.

@@ -267,21 +267,24 @@ impl Store {
     }
 
     /// The origins allowed to frame one session's page (its merchant's, for its mode),
-    /// or `None` when there is no such session.
+    /// with that mode, or `None` when there is no such session.
     pub async fn embed_origins_for_session(
         &self,
         session_id: &str,
-    ) -> Result<Option<Vec<String>>, StoreError> {
+    ) -> Result<Option<(Vec<String>, Mode)>, StoreError> {
         let row = sqlx::query(
             "SELECT CASE WHEN s.mode = 'live' THEN m.embed_origins_live ELSE m.embed_origins END \
-             AS embed_origins FROM checkout_sessions s \
+             AS embed_origins, s.mode FROM checkout_sessions s \
              JOIN merchants m ON m.id = s.merchant_id WHERE s.id = $1",
         )
         .bind(session_id)
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => parse_origins(Some(row), session_id).map(Some),
+            Some(row) => {
+                let mode = super::parse_column(&row, "mode", "checkout_sessions", Mode::parse)?;
+                Ok(Some((parse_origins(Some(row), session_id)?, mode)))
+            }
             None => Ok(None),
         }
     }

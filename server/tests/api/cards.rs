@@ -507,6 +507,34 @@ async fn the_card_frames_are_the_gateways_and_the_page_lets_only_it_in() {
     assert!(csp.contains(&format!("connect-src 'self' {gw};")), "{csp}");
     assert!(csp.contains(&format!("frame-src {gw};")), "{csp}");
     assert!(csp.contains(&format!("form-action 'self' {gw};")), "{csp}");
+    // A live page never names the test sandbox's processor (no live card rail here:
+    // no processor at all).
+    let merchant = malipo::merchants::create(&app.store, "Live Lodge")
+        .await
+        .unwrap();
+    let live = app
+        .checkout
+        .create(crate::helpers::open_session(
+            &merchant.merchant.id,
+            malipo::domain::Mode::Live,
+            Money::new(150_000, Currency::Kes).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let res = app
+        .client
+        .get(format!("{}/pay/{}", app.addr, live.id))
+        .send()
+        .await
+        .unwrap();
+    let live_csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !live_csp.contains(&gw) && live_csp.contains("frame-src 'none'"),
+        "{live_csp}"
+    );
     // A frame may be framed only by Malipo's own origin.
     let frame = app
         .client
