@@ -34,6 +34,8 @@ pub struct AppState {
     pub live: Arc<crate::live::LiveHub>,
     /// Redeliveries per merchant and mode.
     pub redeliveries: Arc<crate::limits::RateLimiter<(String, &'static str)>>,
+    /// Card processor sessions per checkout session (each is a call to the processor).
+    pub card_sessions: Arc<crate::limits::RateLimiter<String>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -189,6 +191,10 @@ impl Application {
                 config.limits.ip_window_secs,
             )),
             refusals: Arc::new(crate::limits::RecentOnce::new(60_000)),
+            card_sessions: Arc::new(crate::limits::RateLimiter::new(
+                crate::payments::CARD_SESSIONS_PER_CHECKOUT,
+                600,
+            )),
             redeliveries: Arc::new(crate::limits::RateLimiter::new(
                 crate::api::events::REDELIVERIES_PER_MINUTE,
                 60,

@@ -173,6 +173,18 @@ async fn card_session(
         };
         return (status, Json(serde_json::json!({"error": code}))).into_response();
     }
+    // Each one is a call to the processor: a few per checkout, not one per request.
+    if let Err(retry_after) = state
+        .card_sessions
+        .check_key(sid.to_string(), crate::time::now_ms())
+    {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after.to_string())],
+            Json(serde_json::json!({"error": "session_limit"})),
+        )
+            .into_response();
+    }
     match state.payments.card_session(&sid).await {
         Ok(session) => Json(serde_json::json!({"session": session})).into_response(),
         Err(e) => (

@@ -36,6 +36,10 @@ const AUTH_INIT: &str = "auth";
 const AUTH_PAYER: &str = "auth-payer";
 const PAY: &str = "pay";
 
+/// Processor sessions (card frames mounted) one checkout session may ask for in ten
+/// minutes: a shopper reloading the page a few times is fine; a script is not.
+pub const CARD_SESSIONS_PER_CHECKOUT: u32 = 10;
+
 /// Where the shopper's browser goes after asking to pay by card.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardNext {

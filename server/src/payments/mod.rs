@@ -22,7 +22,7 @@
 
 mod card;
 
-pub use card::CardNext;
+pub use card::{CARD_SESSIONS_PER_CHECKOUT, CardNext};
 
 use std::sync::{Arc, Mutex};
 

@@ -417,6 +417,40 @@ async fn a_card_left_for_mobile_money_never_blocks_it_and_a_late_payment_still_c
 }
 
 #[tokio::test]
+async fn a_checkout_gets_a_bounded_number_of_processor_sessions() {
+    let app = spawn_app().await;
+    let (_, id, sid) = kes_session(&app).await;
+    let ask = async || {
+        app.client
+            .post(format!("{}/pay/{id}/card/session", app.addr))
+            .json(&json!({"form_token": app.checkout.form_token(&sid)}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for _ in 0..malipo::payments::CARD_SESSIONS_PER_CHECKOUT {
+        assert_eq!(ask().await, 200);
+    }
+    assert_eq!(
+        ask().await,
+        429,
+        "no more calls to the processor for this checkout"
+    );
+    // Without the page's form token, none at all.
+    let (_, other, _) = kes_session(&app).await;
+    let res = app
+        .client
+        .post(format!("{}/pay/{other}/card/session", app.addr))
+        .json(&json!({"form_token": "forged"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
 async fn the_connector_refunds_and_voids_at_the_processor() {
     let app = spawn_app().await;
     let (_, id, _) = kes_session(&app).await;
