@@ -238,13 +238,7 @@ impl CheckoutService {
 
     /// Whether `token` is the session's form token (compared in constant time).
     pub fn form_token_ok(&self, id: &SessionId, token: &str) -> bool {
-        let want = self.form_token(id);
-        want.len() == token.len()
-            && want
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        crate::connectors::shared::same(&self.form_token(id), token)
     }
 
     /// The hosted page URL of a session.

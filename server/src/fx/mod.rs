@@ -244,13 +244,7 @@ impl Quote {
     ) -> Option<Quote> {
         let (terms, mac) = token.rsplit_once('.')?;
         let want = quote_mac(key, session, rail, source, terms);
-        if want.len() != mac.len()
-            || want
-                .bytes()
-                .zip(mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                != 0
-        {
+        if !crate::connectors::shared::same(&want, mac) {
             return None;
         }
         let mut parts = terms.split('~');

@@ -42,14 +42,8 @@ pub fn router() -> Router<AppState> {
 pub const CARD_JS: &str = include_str!("card.js");
 
 /// Its Subresource Integrity value (`sha384-…`), for the page's `<script integrity>`.
-pub static CARD_JS_INTEGRITY: LazyLock<String> = LazyLock::new(|| {
-    use base64::Engine;
-    use sha2::Digest;
-    format!(
-        "sha384-{}",
-        base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(CARD_JS))
-    )
-});
+pub static CARD_JS_INTEGRITY: LazyLock<String> =
+    LazyLock::new(|| crate::tamper::sri(CARD_JS.as_bytes()));
 
 async fn card_js() -> Response {
     (

@@ -286,12 +286,8 @@ impl CardGateway {
             self.config.api_password.expose_secret()
         );
         merchant == self.config.merchant_id
-            && decoded.len() == want.len()
-            && decoded
-                .iter()
-                .zip(want.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+            && std::str::from_utf8(&decoded)
+                .is_ok_and(|given| crate::connectors::shared::same(given, &want))
     }
 
     /// A new, empty session (expired ones, and the oldest past the cap, are dropped).
