@@ -296,20 +296,17 @@ impl Payments {
                     .as_ref()
                     .and_then(|d| d["session"].as_str().map(str::to_owned));
                 if let Some(card_session) = card_session {
-                    match mpgs
-                        .order_authentication(attempt.id.as_str(), AUTH_PAYER)
-                        .await
-                    {
-                        Ok(Some(status)) if authentication_passed(&status) => {
+                    // How authentication went, from the order just read.
+                    match order.as_ref().and_then(|o| o.authentication(AUTH_PAYER)) {
+                        Some(status) if authentication_passed(status) => {
                             self.pay_card(&attempt, &mpgs, &card_session).await?;
                         }
-                        Ok(Some(status)) if status != "AUTHENTICATION_PENDING" => {
-                            self.card_declined(&attempt, "authentication_failed", &status)
+                        Some(status) if status != "AUTHENTICATION_PENDING" => {
+                            self.card_declined(&attempt, "authentication_failed", status)
                                 .await?;
                         }
-                        // Still pending, or not readable now: the poller keeps asking.
-                        Ok(_) => {}
-                        Err(e) => self.card_trouble(&attempt, e, false).await?,
+                        // Still pending, or none yet: the poller keeps asking.
+                        _ => {}
                     }
                 } else if !order.as_ref().is_some_and(|o| o.payments_tried) {
                     // Back from the hosted page with no payment sent: cancelled there.

@@ -154,6 +154,15 @@ pub struct OrderState {
     /// Whether a payment or authorisation was ever sent on it (else nothing can have
     /// been charged).
     pub payments_tried: bool,
+    /// Each authentication transaction's `authenticationStatus`, by transaction id.
+    pub authentications: std::collections::BTreeMap<String, String>,
+}
+
+impl OrderState {
+    /// The `authenticationStatus` of authentication transaction `txn`, if it has one.
+    pub fn authentication(&self, txn: &str) -> Option<&str> {
+        self.authentications.get(txn).map(String::as_str)
+    }
 }
 
 impl Mpgs {
@@ -487,24 +496,6 @@ impl Mpgs {
         Ok(charged(&v))
     }
 
-    /// The `authenticationStatus` of the order's authentication transaction `txn`
-    /// (`None`: no such transaction yet).
-    pub async fn order_authentication(
-        &self,
-        order: &str,
-        txn: &str,
-    ) -> Result<Option<String>, ConnectorError> {
-        let v = self
-            .call(reqwest::Method::GET, &format!("order/{order}"), None)
-            .await?;
-        Ok(v["transaction"].as_array().and_then(|txns| {
-            txns.iter()
-                .find(|t| t["transaction"]["id"] == txn)
-                .and_then(|t| t["transaction"]["authenticationStatus"].as_str())
-                .map(str::to_owned)
-        }))
-    }
-
     /// How the order stands (the status query: never pays, only asks); `None`: the
     /// processor has no such order (nothing was ever charged on it).
     pub async fn order(&self, order: &str) -> Result<Option<OrderState>, ConnectorError> {
@@ -536,8 +527,22 @@ impl Mpgs {
                 )
             })
         });
+        let authentications = v["transaction"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                Some((
+                    t["transaction"]["id"].as_str()?.to_owned(),
+                    t["transaction"]["authenticationStatus"]
+                        .as_str()?
+                        .to_owned(),
+                ))
+            })
+            .collect();
         Ok(Some(OrderState {
             payments_tried,
+            authentications,
             status: v["status"].as_str().unwrap_or_default().to_owned(),
             captured: wire::money(&v["totalCapturedAmount"], &v["currency"]),
             refunded: wire::money(&v["totalRefundedAmount"], &v["currency"]),
