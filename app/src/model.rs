@@ -50,6 +50,8 @@ pub struct CheckoutView {
     pub quotes: Vec<QuoteView>,
     /// The card option, when cards can take this session (not in embed mode).
     pub card: Option<CardView>,
+    /// The PayPal option, when PayPal can take this session (not in embed mode).
+    pub paypal: Option<PaypalView>,
     /// The number to prefill (the last one tried, or the merchant's `customer.phone`),
     /// masked in local form: `0712•••678`. Posted back as is, it means that number.
     pub phone: String,
@@ -83,6 +85,14 @@ pub struct CardView {
     pub session_js: String,
     /// Malipo's card script's Subresource Integrity value.
     pub script_integrity: String,
+}
+
+/// Paying with PayPal: what PayPal is charged (at a quote, for a price in a currency
+/// PayPal does not take).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaypalView {
+    /// "USD 11.63".
+    pub amount_label: String,
 }
 
 impl CheckoutView {
@@ -231,6 +241,11 @@ pub fn failure_message(code: &str, rail: RailId, currency: &str) -> String {
     {
         return words.to_owned();
     }
+    if rail == RailId::Paypal
+        && let Some(words) = paypal_failure(code)
+    {
+        return words.to_owned();
+    }
     match code {
         "insufficient_funds" => format!(
             "Not enough money in your {wallet} account. Top up, then send the prompt again."
@@ -305,6 +320,21 @@ fn card_failure(code: &str) -> Option<&'static str> {
         "cancelled_by_user" => "The card payment was cancelled. Nothing was charged.",
         "card_unavailable" => {
             "Card payments are not available right now. Nothing was charged; try again shortly, or pay another way."
+        }
+        _ => return None,
+    })
+}
+
+/// PayPal's failures, in PayPal's words.
+fn paypal_failure(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "payment_declined" => {
+            "PayPal declined the way you chose to pay. Nothing was charged; pay with PayPal again and choose another card or bank, or pay another way."
+        }
+        "cancelled_by_user" => "You cancelled the PayPal payment. Nothing was charged.",
+        "expired" => "The PayPal payment was not finished in time. Nothing was charged.",
+        "operator_error" | "no_response" => {
+            "PayPal couldn't start the payment. Nothing was charged; please try again in a minute, or pay another way."
         }
         _ => return None,
     })

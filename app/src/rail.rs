@@ -25,6 +25,9 @@ pub enum RailId {
     /// Cards (Visa, Mastercard, …) through a Mastercard Gateway (MPGS) processor: the
     /// card is typed only into the processor's frames or page.
     Card,
+    /// PayPal (Orders v2): the shopper approves on PayPal's own pages, and Malipo takes
+    /// the approved payment.
+    Paypal,
 }
 
 /// What the page and the server say about a rail. (How numbers are written depends on
@@ -41,7 +44,7 @@ pub struct RailInfo {
 }
 
 /// One line per rail, in the order of [`RailId`]'s variants.
-const INFO: [RailInfo; 6] = [
+const INFO: [RailInfo; 7] = [
     RailInfo {
         id: "mpesa",
         label: "M-PESA",
@@ -80,16 +83,24 @@ const INFO: [RailInfo; 6] = [
         // The issuer's 3-D Secure page, at the shopper's pace.
         prompt_secs: 600,
     },
+    RailInfo {
+        id: "paypal",
+        label: "PayPal",
+        a_label: "a PayPal",
+        // PayPal's own pages, at the shopper's pace (log in, choose how to pay).
+        prompt_secs: 900,
+    },
 ];
 
 impl RailId {
-    pub const ALL: [RailId; 6] = [
+    pub const ALL: [RailId; 7] = [
         RailId::Mpesa,
         RailId::MtnMomo,
         RailId::Airtel,
         RailId::Tigo,
         RailId::Vodacom,
         RailId::Card,
+        RailId::Paypal,
     ];
 
     /// The mobile-money rails: a push to the shopper's phone, answered with the PIN on
@@ -104,7 +115,7 @@ impl RailId {
 
     /// Whether it is paid by a push to a phone (else on the processor's own pages).
     pub fn is_mobile_money(self) -> bool {
-        self != RailId::Card
+        !matches!(self, RailId::Card | RailId::Paypal)
     }
 
     pub fn info(self) -> &'static RailInfo {

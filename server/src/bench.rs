@@ -171,6 +171,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     config.webhooks.allow_hosts = vec!["127.0.0.1".into()];
     config.sandbox_merchant_listen = None;
     config.sandbox_card_listen = None;
+    config.sandbox_paypal_listen = None;
     let app = Application::build(config).await?;
     let malipo = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
@@ -509,8 +510,9 @@ fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<Option<(Money, &'stat
         }
         // No callback: the payment call's own answer settles it.
         RailId::Vodacom => return Ok(None),
-        // Paid on the processor's pages; its return settles it, never a callback.
-        RailId::Card => return Ok(None),
+        // Paid on the processor's (PayPal's) pages; the return settles it, or a query
+        // that a signed webhook cues: never a callback applied as it is.
+        RailId::Card | RailId::Paypal => return Ok(None),
         // To Tigo's one portal URL; the ReferenceID is the attempt's request id.
         RailId::Tigo => (
             Money::new(5_000_000, Currency::Tzs)?,

@@ -411,6 +411,7 @@ pub fn checkout_view(
         methods,
         quotes: Vec::new(),
         card: None,
+        paypal: None,
         // Masked: the page (and the server function's answer) never carries a full
         // number; a masked value posted back stands for the number it masks.
         phone: prefill_candidates(session, latest)
@@ -434,76 +435,86 @@ impl PageService for CheckoutService {
             let Some(id) = SessionId::parse(session_id) else {
                 return Ok(None);
             };
-            let loaded = async {
-                let Some((session, name)) = self.store.session_for_page(&id).await? else {
-                    return Ok(None);
-                };
-                let latest = self.store.latest_attempt(&id).await?;
-                let now = now_ms();
-                let open = session.status == SessionStatus::Open
-                    && session.payment_status == PaymentStatus::Unpaid;
-                // Quotes only for a page that can still be paid.
-                let offers = if open {
-                    self.offers(&session, now).await?
-                } else {
-                    self.methods(&session)
-                        .into_iter()
-                        .map(|r| (r, None))
-                        .collect()
-                };
-                // Mobile money in the picker; the card on its own form.
-                let methods = offers
-                    .iter()
-                    .map(|(rail, _)| *rail)
-                    .filter(|r| r.is_mobile_money())
-                    .collect();
-                let mut view = checkout_view(&session, name, latest.as_ref(), methods, now);
-                view.quotes = offers
-                    .iter()
-                    .filter_map(|(rail, quote)| {
-                        let quote = quote.as_ref()?;
-                        Some(QuoteView {
-                            rail: *rail,
-                            amount_label: quote.target.to_string(),
-                            label: quote.label(),
-                            token: self.fx.as_ref()?.token(quote, &session, *rail),
+            let loaded =
+                async {
+                    let Some((session, name)) = self.store.session_for_page(&id).await? else {
+                        return Ok(None);
+                    };
+                    let latest = self.store.latest_attempt(&id).await?;
+                    let now = now_ms();
+                    let open = session.status == SessionStatus::Open
+                        && session.payment_status == PaymentStatus::Unpaid;
+                    // Quotes only for a page that can still be paid.
+                    let offers = if open {
+                        self.offers(&session, now).await?
+                    } else {
+                        self.methods(&session)
+                            .into_iter()
+                            .map(|r| (r, None))
+                            .collect()
+                    };
+                    // Mobile money in the picker; the card on its own form.
+                    let methods = offers
+                        .iter()
+                        .map(|(rail, _)| *rail)
+                        .filter(|r| r.is_mobile_money())
+                        .collect();
+                    let mut view = checkout_view(&session, name, latest.as_ref(), methods, now);
+                    view.quotes = offers
+                        .iter()
+                        .filter_map(|(rail, quote)| {
+                            let quote = quote.as_ref()?;
+                            Some(QuoteView {
+                                rail: *rail,
+                                amount_label: quote.target.to_string(),
+                                label: quote.label(),
+                                token: self.fx.as_ref()?.token(quote, &session, *rail),
+                            })
                         })
-                    })
-                    .collect();
-                view.form_token = self.form_token(&id);
-                view.card = offers
-                    .iter()
-                    .find(|(rail, _)| *rail == RailId::Card)
-                    .and_then(|(_, quote)| {
-                        let mpgs = self
-                            .rails
-                            .get(RailId::Card, session.mode)?
-                            .card_processor()?;
-                        Some(app::model::CardView {
+                        .collect();
+                    view.form_token = self.form_token(&id);
+                    view.card = offers
+                        .iter()
+                        .find(|(rail, _)| *rail == RailId::Card)
+                        .and_then(|(_, quote)| {
+                            let mpgs = self
+                                .rails
+                                .get(RailId::Card, session.mode)?
+                                .card_processor()?;
+                            Some(app::model::CardView {
+                                amount_label: quote
+                                    .as_ref()
+                                    .map_or(session.amount, |q| q.target)
+                                    .to_string(),
+                                session_js: mpgs.session_js_url(),
+                                script_integrity: crate::http::card_js_integrity(),
+                            })
+                        });
+                    view.paypal = offers.iter().find(|(rail, _)| *rail == RailId::Paypal).map(
+                        |(_, quote)| app::model::PaypalView {
                             amount_label: quote
                                 .as_ref()
                                 .map_or(session.amount, |q| q.target)
                                 .to_string(),
-                            session_js: mpgs.session_js_url(),
-                            script_integrity: crate::http::card_js_integrity(),
-                        })
-                    });
-                // Embedded only for an origin the merchant allows; any other claim is
-                // ignored (and the browser refuses the frame anyway, by CSP).
-                if let Some(origin) = embed.and_then(crate::embed::parse_origin) {
-                    let allowed = self
-                        .store
-                        .embed_origins(&session.merchant_id, session.mode)
-                        .await?;
-                    if allowed.contains(&origin) {
-                        view.embed_origin = Some(origin);
-                        // Framed: the processor's pages refuse frames; cards are paid on
-                        // the hosted page itself.
-                        view.card = None;
+                        },
+                    );
+                    // Embedded only for an origin the merchant allows; any other claim is
+                    // ignored (and the browser refuses the frame anyway, by CSP).
+                    if let Some(origin) = embed.and_then(crate::embed::parse_origin) {
+                        let allowed = self
+                            .store
+                            .embed_origins(&session.merchant_id, session.mode)
+                            .await?;
+                        if allowed.contains(&origin) {
+                            view.embed_origin = Some(origin);
+                            // Framed: the processor's and PayPal's pages refuse frames;
+                            // cards and PayPal are paid on the hosted page itself.
+                            view.card = None;
+                            view.paypal = None;
+                        }
                     }
-                }
-                Ok::<_, StoreError>(Some(view))
-            };
+                    Ok::<_, StoreError>(Some(view))
+                };
             match loaded.await {
                 Ok(view) => Ok(view),
                 Err(e) => {

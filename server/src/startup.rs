@@ -53,6 +53,8 @@ pub struct Application {
     merchant_site: Option<(TcpListener, Router)>,
     /// The sandbox card gateway, on its own listener (its own origin).
     card_gateway: Option<(TcpListener, Router)>,
+    /// The sandbox PayPal, on its own listener (its own origin).
+    paypal: Option<(TcpListener, Router)>,
 }
 
 impl Application {
@@ -123,6 +125,31 @@ impl Application {
                     },
                 );
                 Some((listener, gateway.router()))
+            }
+            _ => None,
+        };
+        // The sandbox PayPal, likewise; its webhooks come to this server's portal URL.
+        let paypal = match config.sandbox_paypal_listen {
+            Some(addr) if config.sandbox => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the sandbox PayPal on {addr}"))?;
+                let origin = format!("http://{}", listener.local_addr()?);
+                if config.rails.paypal.base_url.is_empty() {
+                    config.rails.paypal.base_url = origin.clone();
+                }
+                let paypal = crate::sandbox::paypal::SandboxPaypal::new(
+                    crate::sandbox::paypal::SandboxPaypalConfig {
+                        client_id: config.rails.paypal.client_id.clone(),
+                        client_secret: config.rails.paypal.client_secret.clone(),
+                        webhook_id: config.rails.paypal.webhook_id.clone(),
+                        origin,
+                        webhook_url: format!("{}/callbacks/paypal", config.public_url),
+                        delay_percent: config.sandbox_delay_percent,
+                    },
+                )
+                .context("sandbox PayPal HTTP client")?;
+                Some((listener, paypal.router()))
             }
             _ => None,
         };
@@ -234,6 +261,7 @@ impl Application {
             state,
             merchant_site,
             card_gateway,
+            paypal,
         })
     }
 
@@ -257,6 +285,12 @@ impl Application {
     /// The sandbox card gateway's origin (`http://127.0.0.1:PORT`), when it runs.
     pub fn sandbox_card_url(&self) -> Option<String> {
         let (listener, _) = self.card_gateway.as_ref()?;
+        listener.local_addr().ok().map(|a| format!("http://{a}"))
+    }
+
+    /// The sandbox PayPal's origin (`http://127.0.0.1:PORT`), when it runs.
+    pub fn sandbox_paypal_url(&self) -> Option<String> {
+        let (listener, _) = self.paypal.as_ref()?;
         listener.local_addr().ok().map(|a| format!("http://{a}"))
     }
 
@@ -288,20 +322,22 @@ impl Application {
             server.await;
             Ok::<(), std::io::Error>(())
         });
-        let merchant_site = self.merchant_site.map(|(listener, site)| {
-            AbortOnDrop(tokio::spawn(async move {
+        // The sandbox's sites on their own origins.
+        let sites: Vec<AbortOnDrop> = [
+            ("sandbox merchant site", self.merchant_site),
+            ("sandbox card gateway", self.card_gateway),
+            ("sandbox PayPal", self.paypal),
+        ]
+        .into_iter()
+        .filter_map(|(name, site)| {
+            let (listener, site) = site?;
+            Some(AbortOnDrop(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, site).await {
-                    tracing::error!(error = %e, "sandbox merchant site stopped");
+                    tracing::error!(error = %e, "{name} stopped");
                 }
-            }))
-        });
-        let card_gateway = self.card_gateway.map(|(listener, site)| {
-            AbortOnDrop(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, site).await {
-                    tracing::error!(error = %e, "sandbox card gateway stopped");
-                }
-            }))
-        });
+            })))
+        })
+        .collect();
         // Stops with the server, however `run_until` returns.
         let sweeper = AbortOnDrop(tokio::spawn(crate::sweeper::run(
             self.state.store.clone(),
@@ -346,8 +382,7 @@ impl Application {
         drop(poller);
         drop(live);
         drop(webhooks);
-        drop(merchant_site);
-        drop(card_gateway);
+        drop(sites);
         drop(sandbox_worker);
         self.state.store.close().await;
         tracing::info!("stopped");

@@ -206,10 +206,14 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
         .iter()
         .find(|q| q.rail == crate::rail::RailId::Card)
         .map(|q| format!("card:{}", q.token));
+    // Shown unless a prompt is on the shopper's phone: while a card or PayPal payment
+    // waits, its button goes back to it, and another one leaves it.
+    let offered_too = view.state == CheckoutState::Open
+        && !matches!(view.live, LiveState::Waiting { rail, .. } if rail.is_mobile_money());
     let card = view
         .card
         .clone()
-        .filter(|_| view.state == CheckoutState::Open && !matches!(view.live, LiveState::Waiting { .. }))
+        .filter(|_| offered_too)
         .map(|card| {
             let pay_label = format!("Pay {}", card.amount_label);
             view! {
@@ -238,6 +242,26 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
                 </section>
             }
         });
+    // PayPal: a plain form; our 303 sends the shopper to PayPal's approval page.
+    let paypal_quote = view
+        .quotes
+        .iter()
+        .find(|q| q.rail == crate::rail::RailId::Paypal)
+        .map(|q| format!("paypal:{}", q.token));
+    let paypal = view.paypal.clone().filter(|_| offered_too).map(|paypal| {
+        view! {
+            <section class="paypal-pay" aria-label="Pay with PayPal">
+                <form method="post" action=format!("/pay/{}/paypal", view.id)>
+                    <input type="hidden" name="form_token" value=view.form_token.clone() />
+                    {paypal_quote.map(|q| view! { <input type="hidden" name="quotes" value=q /> })}
+                    <button class="button pay-paypal" type="submit">
+                        "Pay with PayPal · " {paypal.amount_label}
+                    </button>
+                    <p class="fine">"You log in and approve on PayPal's own page."</p>
+                </form>
+            </section>
+        }
+    });
     let waiting = matches!(view.live, LiveState::Waiting { .. });
     let cancel = (view.state == CheckoutState::Open && !waiting).then(|| {
         view! {
@@ -269,6 +293,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             {no_js}
             {live}
             {card}
+            {paypal}
             {cancel}
             {view.embed_origin.as_deref().map(|origin| super::embed::bridge(origin, &view.id))}
             <footer class="footer">

@@ -126,8 +126,9 @@ pub fn LiveStatus(
         .unwrap_or(RailId::Mpesa)
     };
     let wallet = move || rail().label();
-    // A card payment waits on the bank, not on a phone.
+    // A card payment waits on the bank, and PayPal on PayPal: not on a phone.
     let card = move || rail() == RailId::Card;
+    let away = move || !rail().is_mobile_money();
     // No rail can take the session: the form never shows, and names none. The path
     // names the default; the `rail` field, when sent, is the shopper's choice.
     let action = method.map_or(String::new(), |r| format!("/pay/{session_id}/{r}"));
@@ -188,6 +189,10 @@ pub fn LiveStatus(
     let idle_failure = move || match state.get() {
         LiveState::Idle { failure, .. } if method.is_some() => Some(failure),
         LiveState::Unconfirmed { .. } if method.is_some() => Some(None),
+        // Waiting on the card's bank or on PayPal: the shopper may pay another way.
+        LiveState::Waiting { rail, .. } if method.is_some() && !rail.is_mobile_money() => {
+            Some(None)
+        }
         _ => None,
     };
     let unpayable = move || method.is_none() && matches!(state.get(), LiveState::Idle { .. });
@@ -248,14 +253,21 @@ pub fn LiveStatus(
         <section class="live" aria-live="polite" data-hydrated=move || hydrated.get().then_some("true")>
             <div class="status status-waiting" data-live="waiting" role="status" hidden=move || !waiting()>
                 <p class="status-title">
-                    {move || if card() {
-                        "Confirming your card payment with your bank…".to_string()
-                    } else {
-                        format!("Check your phone and enter your {} PIN", wallet())
+                    {move || match rail() {
+                        RailId::Card => "Confirming your card payment with your bank…".to_string(),
+                        RailId::Paypal => "Waiting for PayPal to confirm your payment…".to_string(),
+                        _ => format!("Check your phone and enter your {} PIN", wallet()),
                     }}
                 </p>
-                <p hidden=card>"We sent a payment prompt to " <strong>{payer}</strong> "."</p>
-                <p class="status-timer" hidden=card>{timer}</p>
+                <p hidden=away>"We sent a payment prompt to " <strong>{payer}</strong> "."</p>
+                <p class="status-timer" hidden=away>{timer}</p>
+                <p hidden=move || !away()>
+                    {move || if card() {
+                        "Didn't finish paying by card? Use the card button below to go back to it, or pay another way."
+                    } else {
+                        "Didn't finish on PayPal? Use the PayPal button below to go back to it, or pay another way."
+                    }}
+                </p>
             </div>
             <div class="status status-paid" data-live="paid" role="status" hidden=move || !paid()>
                 <p class="status-title">"Paid. Thank you!"</p>

@@ -79,6 +79,13 @@ pub struct Config {
     /// Env `MALIPO_SANDBOX_CARD_LISTEN`; default `127.0.0.1:3002`.
     #[serde(deserialize_with = "optional_addr")]
     pub sandbox_card_listen: Option<SocketAddr>,
+    /// Where the sandbox PayPal (Orders v2 API, OAuth, its buyer approval page, signed
+    /// webhooks and the certificate they are signed with) listens: its own origin, as
+    /// PayPal's is. Only with `sandbox` on; empty or `off` turns it off. Test mode's
+    /// `[rails.paypal]` uses it unless given a `base_url`.
+    /// Env `MALIPO_SANDBOX_PAYPAL_LISTEN`; default `127.0.0.1:3003`.
+    #[serde(deserialize_with = "optional_addr")]
+    pub sandbox_paypal_listen: Option<SocketAddr>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     /// Env `MALIPO_SHUTDOWN_GRACE_SECS`; default 10.
     pub shutdown_grace_secs: u64,
@@ -479,6 +486,7 @@ impl Default for Config {
             sandbox_delay_percent: 100,
             sandbox_merchant_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3001))),
             sandbox_card_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3002))),
+            sandbox_paypal_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3003))),
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             max_connections: 16_384,
@@ -627,6 +635,12 @@ impl Config {
             self.sandbox_card_listen = match v.as_str() {
                 "" | "off" => None,
                 _ => Some(parse("MALIPO_SANDBOX_CARD_LISTEN", v)?),
+            };
+        }
+        if let Some(v) = env("MALIPO_SANDBOX_PAYPAL_LISTEN") {
+            self.sandbox_paypal_listen = match v.as_str() {
+                "" | "off" => None,
+                _ => Some(parse("MALIPO_SANDBOX_PAYPAL_LISTEN", v)?),
             };
         }
         if let Some(v) = env("MALIPO_SHUTDOWN_GRACE_SECS") {

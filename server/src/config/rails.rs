@@ -11,8 +11,8 @@ use super::secret;
 
 use crate::connectors::RailId;
 pub use crate::connectors::{
-    airtel::AirtelConfig, card::config::CardConfig, mtn::MtnConfig, tigo::TigoConfig,
-    vodacom::VodacomConfig,
+    airtel::AirtelConfig, card::config::CardConfig, mtn::MtnConfig, paypal::PaypalConfig,
+    tigo::TigoConfig, vodacom::VodacomConfig,
 };
 
 /// What the configuration needs to know of a rail's settings.
@@ -94,6 +94,8 @@ rails! {
     vodacom: Vodacom => VodacomConfig,
     /// `[rails.card]`: a Mastercard Gateway (MPGS) card processor.
     card: Card => CardConfig,
+    /// `[rails.paypal]`: a PayPal REST app (Orders v2).
+    paypal: Paypal => PaypalConfig,
 }
 
 impl Rails {

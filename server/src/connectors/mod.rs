@@ -10,6 +10,7 @@ pub mod airtel;
 pub mod card;
 pub mod mpesa;
 pub mod mtn;
+pub mod paypal;
 pub mod registry;
 pub mod shared;
 pub mod tigo;
@@ -191,7 +192,16 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
-    /// Where the push stands now (`Pending` while the shopper has not answered).
+    /// The PayPal app behind the PayPal rail (approved on PayPal's own pages, then
+    /// captured). `None` (the default): another rail.
+    fn paypal(&self) -> Option<&paypal::Paypal> {
+        None
+    }
+
+    /// Where the push stands now (`Pending` while the shopper has not answered). For a
+    /// rail whose payments the buyer approves and the merchant then takes (PayPal's
+    /// capture), asking also takes an approved payment: the approval is the buyer's
+    /// word, and taking is idempotent at the operator.
     fn query<'a>(
         &'a self,
         req: QueryRequest<'a>,
@@ -207,17 +217,18 @@ pub trait Connector: Send + Sync + 'static {
     fn success_marker(&self) -> Option<&'static str>;
 
     /// For an operator that posts every callback to one URL configured on its portal
-    /// (`/callbacks/{rail}` or `/callbacks/{rail}/{key}`: Airtel, Tigo): the operator's
-    /// id for the push it reports on, once the body (and the URL's `key`, where the rail
-    /// uses one) is found authentic by the connector. Where the operator can be asked,
-    /// such a callback only makes the engine ask at once. `None` (the default): the rail
-    /// has no such URL.
-    fn portal_callback(
-        &self,
-        _key: Option<&str>,
-        _body: &[u8],
-    ) -> Option<Result<String, BadCallback>> {
-        None
+    /// (`/callbacks/{rail}` or `/callbacks/{rail}/{key}`: Airtel, Tigo, PayPal): the
+    /// operator's id for the push it reports on, once the body (with the URL's `key`, or
+    /// the request's signature headers, where the rail uses them) is found authentic by
+    /// the connector. Where the operator can be asked, such a callback only makes the
+    /// engine ask at once. `None` (the default): the rail has no such URL.
+    fn portal_callback<'a>(
+        &'a self,
+        _key: Option<&'a str>,
+        _headers: &'a axum::http::HeaderMap,
+        _body: &'a [u8],
+    ) -> BoxFuture<'a, Option<Result<String, BadCallback>>> {
+        Box::pin(std::future::ready(None))
     }
 
     /// Our failure code for a push the operator refused with `code`, where the code
@@ -289,6 +300,8 @@ pub enum FailureCode {
     ExpiredCard,
     /// 3-D Secure failed: the shopper did not pass the issuer's check (or cancelled it).
     AuthenticationFailed,
+    /// The wallet (PayPal) declined the way the buyer chose to pay: nothing was taken.
+    PaymentDeclined,
 }
 
 impl FailureCode {
@@ -308,6 +321,7 @@ impl FailureCode {
             FailureCode::CardDeclined => "card_declined",
             FailureCode::ExpiredCard => "expired_card",
             FailureCode::AuthenticationFailed => "authentication_failed",
+            FailureCode::PaymentDeclined => "payment_declined",
         }
     }
 }

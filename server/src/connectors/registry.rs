@@ -51,6 +51,10 @@ impl Registry {
             if rail == RailId::Card && config.rails.card.base_url.is_empty() {
                 continue;
             }
+            // Likewise the sandbox PayPal.
+            if rail == RailId::Paypal && config.rails.paypal.base_url.is_empty() {
+                continue;
+            }
             let url = config.rail_base_url(rail);
             registry = registry.with(Mode::Test, connector(rail, url, &config.rails)?);
         }
@@ -81,6 +85,9 @@ fn connector(
         RailId::Tigo => Arc::new(super::tigo::Tigo::new(base_url, &settings.tigo).map_err(http)?),
         RailId::Card => {
             Arc::new(super::card::Mpgs::from_config(base_url, &settings.card).map_err(http)?)
+        }
+        RailId::Paypal => {
+            Arc::new(super::paypal::Paypal::new(base_url, &settings.paypal).map_err(http)?)
         }
         RailId::Vodacom => {
             let vodacom = super::vodacom::Vodacom::new(base_url, &settings.vodacom)?;

@@ -112,8 +112,15 @@ pub struct CspNonce(pub String);
 /// embed bridge) and the card processor's `session.js`; WASM may compile; nothing else
 /// runs. Styles: our own, and the inlined stylesheet carrying the nonce. Frames: only
 /// the processor's card fields. Forms post only to us and the processor (its hosted
-/// page, for shoppers without JavaScript); fetches go only to us and the processor.
-pub fn page_policy(nonce: &str, origins: &[String], card: &[(String, String)]) -> String {
+/// page, for shoppers without JavaScript), and land (after our 303) only on the
+/// `redirects` origins besides (PayPal's approval page); fetches go only to us and the
+/// processor.
+pub fn page_policy(
+    nonce: &str,
+    origins: &[String],
+    card: &[(String, String)],
+    redirects: &[String],
+) -> String {
     // Scripts: the processor's `session.js` itself, not its whole origin.
     let scripts = card
         .iter()
@@ -131,17 +138,19 @@ pub fn page_policy(nonce: &str, origins: &[String], card: &[(String, String)]) -
             format!("{base} {card}")
         }
     };
+    let forms = redirects
+        .iter()
+        .fold(with_card("'self'"), |acc, origin| format!("{acc} {origin}"));
     format!(
         "default-src 'self'; script-src 'self'{scripts} 'nonce-{nonce}' 'wasm-unsafe-eval'; \
          style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; connect-src {}; \
-         frame-src {}; form-action {}; {}; base-uri 'none'; object-src 'none'",
+         frame-src {}; form-action {forms}; {}; base-uri 'none'; object-src 'none'",
         with_card("'self'"),
         if card.is_empty() {
             "'none'".to_owned()
         } else {
             card.clone()
         },
-        with_card("'self'"),
         frame_ancestors(origins)
     )
 }
@@ -175,7 +184,12 @@ pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next:
     let card = mode
         .map(|mode| state.payments.card_sources(mode))
         .unwrap_or_default();
-    if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, &origins, &card)) {
+    // Likewise PayPal's approval page: the PayPal form's 303 lands there.
+    let redirects: Vec<String> = mode
+        .and_then(|mode| state.payments.paypal_origin(mode))
+        .into_iter()
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, &origins, &card, &redirects)) {
         response
             .headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, value);

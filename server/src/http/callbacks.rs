@@ -1,7 +1,8 @@
 //! Operator callbacks: `POST /callbacks/{rail}/{attempt}/{token}`, and
 //! `POST /callbacks/{rail}` for operators that post every callback to one URL set on
-//! their portal (Airtel): those are checked by the operator's own means (its `hash`),
-//! never believed, and only make the engine ask the operator at once.
+//! their portal (Airtel, PayPal's webhooks): those are checked by the operator's own
+//! means (Airtel's `hash`, PayPal's signature), never believed, and only make the engine
+//! ask the operator at once.
 //!
 //! Daraja's callbacks are not signed; the unguessable per-attempt token in the URL is
 //! the primary control (Safaricom's source-IP allow-list can be added in front as a
@@ -14,7 +15,7 @@ use axum::{
     Router,
     body::Bytes,
     extract::{Path, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -60,25 +61,36 @@ fn answer(
 async fn portal_callback(
     State(state): State<AppState>,
     Path(rail): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    portal(&state, &rail, None, &body).await
+    portal(&state, &rail, None, &headers, &body).await
 }
 
 /// A portal URL with a secret last segment (Tigo: its callbacks are unsigned).
 async fn keyed_portal_callback(
     State(state): State<AppState>,
     Path((rail, key)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    portal(&state, &rail, Some(&key), &body).await
+    portal(&state, &rail, Some(&key), &headers, &body).await
 }
 
-async fn portal(state: &AppState, rail: &str, key: Option<&str>, body: &[u8]) -> Response {
+async fn portal(
+    state: &AppState,
+    rail: &str,
+    key: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let Some(rail) = RailId::parse(rail) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let result = state.payments.portal_callback(rail, key, body).await;
+    let result = state
+        .payments
+        .portal_callback(rail, key, headers, body)
+        .await;
     answer(state, rail, body, result)
 }
 

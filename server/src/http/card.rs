@@ -57,7 +57,7 @@ async fn card_js() -> Response {
 }
 
 /// Where a refused card request sends the shopper: the page, saying why.
-fn back(sid: &SessionId, error: Option<&str>) -> Response {
+pub(super) fn back(sid: &SessionId, error: Option<&str>) -> Response {
     let url = match error {
         Some(e) => format!("/pay/{sid}?error={e}"),
         None => format!("/pay/{sid}"),
@@ -65,7 +65,7 @@ fn back(sid: &SessionId, error: Option<&str>) -> Response {
     Redirect::to(&url).into_response()
 }
 
-fn error_code(e: &PayError) -> Option<&'static str> {
+pub(super) fn error_code(e: &PayError) -> Option<&'static str> {
     Some(match e {
         PayError::SessionNotOpen => return None,
         PayError::NotPayable => "not_payable",
@@ -76,15 +76,15 @@ fn error_code(e: &PayError) -> Option<&'static str> {
         PayError::InvalidPhone | PayError::PreviousUnconfirmed => "unavailable",
         PayError::SessionNotFound => "unavailable",
         PayError::Store(e) => {
-            tracing::error!(error = %e, "card payment failed");
+            tracing::error!(error = %e, "payment failed");
             "unavailable"
         }
     })
 }
 
-/// The checks every card request passes: a page of ours (same site, its form token),
-/// within the per-address limit.
-fn checked(
+/// The checks every card (and PayPal) request passes: a page of ours (same site, its
+/// form token), within the per-address limit.
+pub(super) fn checked(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,

@@ -7,6 +7,7 @@ pub mod error;
 mod health;
 mod pages;
 mod pay;
+mod paypal;
 pub mod serve;
 
 use axum::{
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(callbacks::router())
         .merge(pay::router())
         .merge(card::router())
+        .merge(paypal::router())
         .merge(crate::embed::router())
         .merge(
             pages::router(&state)

@@ -17,16 +17,14 @@
 
 use serde_json::json;
 
-use super::{CallbackError, PayError, Payments, Ready, next_poll_at};
+use super::{CallbackError, PayError, Payments, Ready};
 use crate::{
     connectors::{
         ConnectorError, Queried, RailId, RailOutcome,
         card::{Charged, Mpgs, authentication_passed},
     },
-    domain::{AttemptId, SessionId, ids::random_base62, keys::hash_token},
-    store::{
-        AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, StoreError,
-    },
+    domain::{AttemptId, SessionId},
+    store::{AttemptRecord, AttemptStatus, StoreError},
     time::now_ms,
 };
 
@@ -126,40 +124,11 @@ impl Payments {
         let card_session = card_session.filter(|s| {
             !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
         });
-        let token = random_base62(32);
-        let inserted = self
-            .store
-            .insert_attempt_capped(
-                &NewAttempt {
-                    session_id: session_id.clone(),
-                    rail: RailId::Card,
-                    amount: charge,
-                    quote,
-                    payer: None,
-                    callback_token_hash: Some(hash_token(&token)),
-                    next_poll_at: Some(next_poll_at(now, 0)),
-                },
-                now,
-                Some(&AttemptCaps {
-                    per_session: i64::from(self.limits.attempts_per_session),
-                    per_payer: i64::MAX,
-                    payer_since: now,
-                }),
-            )
-            .await;
-        let attempt = match inserted {
-            Ok(Inserted::Attempt(a)) => *a,
-            Ok(Inserted::SessionNotOpen) => return Err(PayError::SessionNotOpen),
-            Ok(Inserted::SessionCap) => {
-                return Err(PayError::Limited {
-                    limit: super::Limit::Session,
-                    retry_after: None,
-                });
-            }
-            // Cards have no payer to cap; never answered.
-            Ok(Inserted::PayerCap { .. }) => return Err(PayError::SessionNotOpen),
-            Err(e) if e.is_unique_violation() => return Ok(CardNext::Page),
-            Err(e) => return Err(e.into()),
+        let Some(super::redirect::Opened { attempt, token }) = self
+            .open_redirect_attempt(session_id, RailId::Card, charge, quote, now)
+            .await?
+        else {
+            return Ok(CardNext::Page);
         };
         // The processor's order is the attempt: asked about by its id.
         self.store
@@ -240,16 +209,9 @@ impl Payments {
         attempt_id: &str,
         token: &str,
     ) -> Result<SessionId, CallbackError> {
-        let id = AttemptId::parse(attempt_id).ok_or(CallbackError::Forbidden)?;
-        match self.store.attempt_callback_hash(&id).await? {
-            Some((RailId::Card, stored)) if stored == hash_token(token) => {}
-            _ => return Err(CallbackError::Forbidden),
-        }
         let attempt = self
-            .store
-            .attempt(&id)
-            .await?
-            .ok_or(CallbackError::Forbidden)?;
+            .returning_attempt(RailId::Card, attempt_id, token)
+            .await?;
         if attempt.status == AttemptStatus::Succeeded {
             return Ok(attempt.session_id);
         }
@@ -311,7 +273,7 @@ impl Payments {
                 } else if !order.as_ref().is_some_and(|o| o.payments_tried) {
                     // Back from the hosted page with no payment sent: cancelled there.
                     // (Paid there later after all, its return records it, late.)
-                    self.card_declined_as(
+                    self.close_unpaid(
                         &attempt,
                         AttemptStatus::Cancelled,
                         "cancelled_by_user",
@@ -379,7 +341,7 @@ impl Payments {
         };
         match mpgs.order(attempt.id.as_str()).await {
             Ok(order) if !order.as_ref().is_some_and(|o| o.payments_tried) => {
-                self.card_declined_as(
+                self.close_unpaid(
                     attempt,
                     AttemptStatus::Cancelled,
                     "cancelled_by_user",
@@ -432,31 +394,8 @@ impl Payments {
         code: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        self.card_declined_as(attempt, AttemptStatus::Failed, code, detail)
+        self.close_unpaid(attempt, AttemptStatus::Failed, code, detail)
             .await
-    }
-
-    /// Closes a card attempt nothing was charged on, as `status`.
-    async fn card_declined_as(
-        &self,
-        attempt: &AttemptRecord,
-        status: AttemptStatus,
-        code: &str,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        let outcome = AttemptOutcome {
-            failure_code: Some(code.into()),
-            failure_detail: Some(detail.chars().take(200).collect()),
-            ..Default::default()
-        };
-        if self
-            .store
-            .finalize_attempt(&attempt.id, status, &outcome, "return", now_ms())
-            .await?
-        {
-            self.changed(&attempt.session_id);
-        }
-        Ok(())
     }
 
     /// The processor refused a request before any payment was sent (nothing was

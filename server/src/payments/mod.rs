@@ -21,8 +21,11 @@
 //!   timeouts; other operators in the lane are still asked.
 
 mod card;
+mod paypal;
+mod redirect;
 
 pub use card::{CARD_SESSIONS_PER_CHECKOUT, CardNext};
+pub use paypal::PaypalNext;
 
 use std::sync::{Arc, Mutex};
 
@@ -519,11 +522,15 @@ impl Payments {
         // A double tap gets the payment already on its way, whatever the quote has done
         // since.
         if let Some(pending) = self.store.pending_attempt(session_id).await? {
-            // A card payment the shopper left before any payment was sent does not hold
-            // up another way to pay.
-            let left = pending.rail == RailId::Card
-                && rail != RailId::Card
-                && self.card_left(&session, &pending).await?;
+            // A card or PayPal payment the shopper left before any money could move (no
+            // payment sent on the card's order; the PayPal order never approved) does
+            // not hold up another way to pay.
+            let left = match pending.rail {
+                r if r == rail => false,
+                RailId::Card => self.card_left(&session, &pending).await?,
+                RailId::Paypal => self.paypal_left(&session, &pending).await?,
+                _ => false,
+            };
             if !left {
                 return Ok(Ready::Pending(Box::new(pending)));
             }
@@ -690,6 +697,7 @@ impl Payments {
         &self,
         rail: RailId,
         key: Option<&str>,
+        headers: &axum::http::HeaderMap,
         body: &[u8],
     ) -> Result<(), CallbackError> {
         // Live and test connectors have their own secrets: the body must be authentic to
@@ -700,7 +708,7 @@ impl Payments {
             let Some(connector) = self.rails.get(rail, mode) else {
                 continue;
             };
-            match connector.portal_callback(key, body) {
+            match connector.portal_callback(key, headers, body).await {
                 None => {}
                 Some(Err(_)) => offers_portal = true,
                 Some(Ok(request_id)) => {

@@ -19,6 +19,7 @@ pub mod fx;
 mod handset;
 pub mod merchant;
 pub mod operators;
+pub mod paypal;
 pub mod requests;
 pub mod worker;
 
@@ -79,11 +80,12 @@ pub trait SandboxOperator: Send + Sync + 'static {
 }
 
 /// The sandbox operator for a mobile-money rail: the one line each sandbox operator
-/// adds. (Cards have their own gateway on its own origin: [`cardgw`]; asked for one,
-/// this answers with M-PESA's, which never sees a card request.)
+/// adds. (Cards and PayPal have their own sites on their own origins: [`cardgw`],
+/// [`paypal`]; asked for one, this answers with M-PESA's, which never sees their
+/// requests.)
 pub fn operator(rail: RailId) -> &'static dyn SandboxOperator {
     match rail {
-        RailId::Mpesa | RailId::Card => &operators::daraja::Daraja,
+        RailId::Mpesa | RailId::Card | RailId::Paypal => &operators::daraja::Daraja,
         RailId::MtnMomo => &operators::mtn::Mtn,
         RailId::Airtel => &operators::airtel::Airtel,
         RailId::Tigo => &operators::tigo::Tigo,

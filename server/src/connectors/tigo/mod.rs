@@ -106,6 +106,20 @@ impl Tigo {
             })
             .await
     }
+
+    /// [`Connector::portal_callback`]'s answer for `body`.
+    fn portal_body(&self, key: Option<&str>, body: &[u8]) -> Option<Result<String, BadCallback>> {
+        // Unsigned: the URL's secret key authenticates it (the ReferenceID may be seen
+        // by the payer, so it is no secret).
+        if !key.is_some_and(|k| crate::connectors::shared::same(k, &self.callback_key)) {
+            return Some(Err(BadCallback));
+        }
+        Some(
+            serde_json::from_slice::<Callback>(body)
+                .map(|cb| cb.reference_id)
+                .map_err(|_| BadCallback),
+        )
+    }
 }
 
 impl Connector for Tigo {
@@ -216,21 +230,13 @@ impl Connector for Tigo {
         })
     }
 
-    fn portal_callback(
-        &self,
-        key: Option<&str>,
-        body: &[u8],
-    ) -> Option<Result<String, BadCallback>> {
-        // Unsigned: the URL's secret key authenticates it (the ReferenceID may be seen
-        // by the payer, so it is no secret).
-        if !key.is_some_and(|k| crate::connectors::shared::same(k, &self.callback_key)) {
-            return Some(Err(BadCallback));
-        }
-        Some(
-            serde_json::from_slice::<Callback>(body)
-                .map(|cb| cb.reference_id)
-                .map_err(|_| BadCallback),
-        )
+    fn portal_callback<'a>(
+        &'a self,
+        key: Option<&'a str>,
+        _headers: &'a axum::http::HeaderMap,
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Option<Result<String, BadCallback>>> {
+        Box::pin(std::future::ready(self.portal_body(key, body)))
     }
 
     fn rejection_failure(&self, code: &str) -> Option<crate::connectors::FailureCode> {

@@ -1,0 +1,201 @@
+//! Paying with PayPal: Malipo creates an order for the attempt and sends the shopper's
+//! browser to PayPal's approval page (a plain 303: no JavaScript needed). The money is
+//! taken by capturing the approved order, which the status query does
+//! ([`crate::connectors::paypal`]): at once when the shopper comes back to
+//! `/pay/{id}/paypal/return/{attempt}/{token}`, when PayPal's webhook says the order was
+//! approved (a shopper who never came back), or when the poller finds it approved. The
+//! capture's status decides; the browser's word never does.
+//!
+//! Cancelled on PayPal's page, the shopper comes back to `…/paypal/cancel/…` and the
+//! attempt closes — once PayPal confirms the order was not approved.
+
+use serde_json::json;
+
+use super::{CallbackError, PayError, Payments, Ready};
+use crate::{
+    connectors::{
+        ConnectorError, RailId,
+        paypal::{CreatedOrder, NewOrder},
+    },
+    domain::SessionId,
+    store::{AttemptRecord, AttemptStatus, SessionRecord, StoreError},
+    time::now_ms,
+};
+
+/// Where the shopper's browser goes after asking to pay with PayPal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaypalNext {
+    /// To PayPal's approval page.
+    Redirect(String),
+    /// Back to the checkout page: the payment is decided, or under way.
+    Page,
+}
+
+impl Payments {
+    /// The origin of PayPal's buyer pages in `mode`, if PayPal is on there: the page's
+    /// CSP lets the PayPal form go there (a form's redirect counts), and nowhere else.
+    pub fn paypal_origin(&self, mode: crate::domain::Mode) -> Option<String> {
+        self.connector(RailId::Paypal, mode)
+            .and_then(|c| c.paypal())
+            .map(|p| p.approve_origin())
+    }
+
+    /// Starts a PayPal payment of `session_id` (at the quote the shopper saw, when PayPal
+    /// charges another currency than the price's): creates the order and returns its
+    /// approval page. A second submit gets the first order's page back.
+    pub async fn start_paypal(
+        &self,
+        session_id: &SessionId,
+        quote: Option<&str>,
+    ) -> Result<PaypalNext, PayError> {
+        let now = now_ms();
+        let (session, capabilities, quote, charge) =
+            match self.ready(session_id, RailId::Paypal, quote, now).await? {
+                // Submitted again while the order awaits approval: back to PayPal.
+                Ready::Pending(pending) => {
+                    return Ok(pending
+                        .rail_data
+                        .as_ref()
+                        .and_then(|d| d["approve_url"].as_str())
+                        .filter(|_| pending.rail == RailId::Paypal)
+                        .map_or(PaypalNext::Page, |url| PaypalNext::Redirect(url.to_owned())));
+                }
+                Ready::Charge {
+                    session,
+                    capabilities,
+                    quote,
+                    charge,
+                } => (session, capabilities, quote, charge),
+            };
+        if !capabilities.accepts(charge) {
+            return Err(PayError::NotPayable);
+        }
+        let connector = self
+            .connector(RailId::Paypal, session.mode)
+            .cloned()
+            .ok_or(PayError::RailNotConfigured)?;
+        let paypal = connector.paypal().ok_or(PayError::RailNotConfigured)?;
+        let Some(super::redirect::Opened { attempt, token }) = self
+            .open_redirect_attempt(session_id, RailId::Paypal, charge, quote, now)
+            .await?
+        else {
+            return Ok(PaypalNext::Page);
+        };
+        tracing::info!(attempt = %attempt.id, session = %session_id, "PayPal payment");
+        self.changed(session_id);
+        let base = format!("{}/pay/{session_id}/paypal", self.public_url);
+        let return_url = format!("{base}/return/{}/{token}", attempt.id);
+        let cancel_url = format!("{base}/cancel/{}/{token}", attempt.id);
+        let brand = self.merchant_label(&session.merchant_id).await;
+        let order = NewOrder {
+            attempt_id: attempt.id.as_str(),
+            amount: charge,
+            reference: &session.reference,
+            description: &session.description,
+            brand_name: &brand,
+            return_url: &return_url,
+            cancel_url: &cancel_url,
+        };
+        // Sent again once if the answer is lost: the attempt id is the request id, so
+        // PayPal gives the same order back rather than a second one.
+        let created = match paypal.create_order(&order).await {
+            Err(ConnectorError::Unreachable { .. } | ConnectorError::BadResponse { .. }) => {
+                paypal.create_order(&order).await
+            }
+            other => other,
+        };
+        match created {
+            Ok(CreatedOrder { id, approve_url }) => {
+                self.store
+                    .set_operator_request_id(&attempt.id, &id, now_ms())
+                    .await?;
+                self.store
+                    .set_rail_data(&attempt.id, &json!({"approve_url": approve_url}), now_ms())
+                    .await?;
+                Ok(PaypalNext::Redirect(approve_url))
+            }
+            Err(e) => {
+                // No order the shopper could approve: nothing can be taken.
+                tracing::warn!(attempt = %attempt.id, error = %e, "PayPal made no order");
+                self.close_unpaid(
+                    &attempt,
+                    AttemptStatus::Failed,
+                    "operator_error",
+                    "PayPal made no order",
+                )
+                .await?;
+                Ok(PaypalNext::Page)
+            }
+        }
+    }
+
+    /// The shopper is back from PayPal: approved (`cancelled` false) — the order is
+    /// captured and settled now, from what PayPal says — or cancelled there, which
+    /// closes the attempt once PayPal confirms nobody approved it. Returns the session,
+    /// to send the shopper back to its page.
+    pub async fn paypal_returned(
+        &self,
+        attempt_id: &str,
+        token: &str,
+        cancelled: bool,
+    ) -> Result<SessionId, CallbackError> {
+        let attempt = self
+            .returning_attempt(RailId::Paypal, attempt_id, token)
+            .await?;
+        let open = matches!(
+            attempt.status,
+            AttemptStatus::Pending | AttemptStatus::Unknown
+        );
+        let session = self
+            .store
+            .session(&attempt.session_id)
+            .await?
+            .ok_or(CallbackError::Forbidden)?;
+        if !open {
+            return Ok(attempt.session_id);
+        }
+        if cancelled && self.paypal_left(&session, &attempt).await? {
+            return Ok(attempt.session_id);
+        }
+        // Approved (or the cancel came after an approval after all): ask now, which
+        // captures an approved order.
+        self.poll_one(attempt.clone(), session.mode).await?;
+        Ok(attempt.session_id)
+    }
+
+    /// Closes a PayPal attempt whose order PayPal says still awaits its buyer (never
+    /// approved): true when closed. An approval after this is never captured (only open
+    /// attempts are), and PayPal voids it.
+    pub(super) async fn paypal_left(
+        &self,
+        session: &SessionRecord,
+        attempt: &AttemptRecord,
+    ) -> Result<bool, StoreError> {
+        let Some(paypal) = self
+            .connector(RailId::Paypal, session.mode)
+            .and_then(|c| c.paypal())
+        else {
+            return Ok(false);
+        };
+        let Some(order) = attempt.operator_request_id.as_deref() else {
+            return Ok(false);
+        };
+        match paypal.awaiting_buyer(order).await {
+            Ok(true) => {
+                self.close_unpaid(
+                    attempt,
+                    AttemptStatus::Cancelled,
+                    "cancelled_by_user",
+                    "not approved on PayPal",
+                )
+                .await?;
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "PayPal order not readable now");
+                Ok(false)
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! What the rails paid on someone else's pages share (cards on the processor's, PayPal
+//! on PayPal's): an attempt opened before the shopper's browser leaves, with a token of
+//! its own for the way back (the return URL's capability, as a callback URL's), and the
+//! closing of one nothing was charged on.
+
+use super::{CallbackError, PayError, Payments, next_poll_at};
+use crate::{
+    connectors::RailId,
+    domain::{AttemptId, Money, SessionId, ids::random_base62, keys::hash_token},
+    fx::Quote,
+    store::{
+        AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, StoreError,
+    },
+    time::now_ms,
+};
+
+/// An attempt just opened, with the token of its return URLs.
+pub(super) struct Opened {
+    pub attempt: AttemptRecord,
+    pub token: String,
+}
+
+impl Payments {
+    /// Opens an attempt of `rail` for `charge` (at `quote`), due for a first status
+    /// query soon. `Ok(None)`: another submit opened one a moment ago.
+    pub(super) async fn open_redirect_attempt(
+        &self,
+        session_id: &SessionId,
+        rail: RailId,
+        charge: Money,
+        quote: Option<Quote>,
+        now: i64,
+    ) -> Result<Option<Opened>, PayError> {
+        let token = random_base62(32);
+        let inserted = self
+            .store
+            .insert_attempt_capped(
+                &NewAttempt {
+                    session_id: session_id.clone(),
+                    rail,
+                    amount: charge,
+                    quote,
+                    payer: None,
+                    callback_token_hash: Some(hash_token(&token)),
+                    next_poll_at: Some(next_poll_at(now, 0)),
+                },
+                now,
+                Some(&AttemptCaps {
+                    per_session: i64::from(self.limits.attempts_per_session),
+                    per_payer: i64::MAX,
+                    payer_since: now,
+                }),
+            )
+            .await;
+        match inserted {
+            Ok(Inserted::Attempt(attempt)) => Ok(Some(Opened {
+                attempt: *attempt,
+                token,
+            })),
+            Ok(Inserted::SessionNotOpen) => Err(PayError::SessionNotOpen),
+            Ok(Inserted::SessionCap) => Err(PayError::Limited {
+                limit: super::Limit::Session,
+                retry_after: None,
+            }),
+            // These rails have no payer to cap; never answered.
+            Ok(Inserted::PayerCap { .. }) => Err(PayError::SessionNotOpen),
+            Err(e) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The attempt of `rail` a return URL names, if `token` is that attempt's own.
+    pub(super) async fn returning_attempt(
+        &self,
+        rail: RailId,
+        attempt_id: &str,
+        token: &str,
+    ) -> Result<AttemptRecord, CallbackError> {
+        let id = AttemptId::parse(attempt_id).ok_or(CallbackError::Forbidden)?;
+        match self.store.attempt_callback_hash(&id).await? {
+            Some((r, stored)) if r == rail && stored == hash_token(token) => {}
+            _ => return Err(CallbackError::Forbidden),
+        }
+        self.store
+            .attempt(&id)
+            .await?
+            .ok_or(CallbackError::Forbidden)
+    }
+
+    /// Closes an attempt nothing was charged on, as `status`.
+    pub(super) async fn close_unpaid(
+        &self,
+        attempt: &AttemptRecord,
+        status: AttemptStatus,
+        code: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let outcome = AttemptOutcome {
+            failure_code: Some(code.into()),
+            failure_detail: Some(detail.chars().take(200).collect()),
+            ..Default::default()
+        };
+        if self
+            .store
+            .finalize_attempt(&attempt.id, status, &outcome, "return", now_ms())
+            .await?
+        {
+            self.changed(&attempt.session_id);
+        }
+        Ok(())
+    }
+}
