@@ -8,8 +8,8 @@
 mod rails;
 
 pub use rails::{
-    AirtelConfig, MpesaConfig, MtnConfig, RailSettings, Rails, SANDBOX_PASSKEY, TigoConfig,
-    VodacomConfig,
+    AirtelConfig, MpesaConfig, MtnConfig, PaypalConfig, RailSettings, Rails, SANDBOX_PASSKEY,
+    TigoConfig, VodacomConfig,
 };
 
 use crate::connectors::RailId;

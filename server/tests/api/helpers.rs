@@ -107,6 +107,10 @@ pub struct TestApp {
     pub merchant_url: Option<String>,
     /// The sandbox card gateway's origin.
     pub card_url: Option<String>,
+    /// The sandbox PayPal's origin, and test mode's PayPal settings as the server uses
+    /// them (the sandbox's client secret is generated per install).
+    pub paypal_url: Option<String>,
+    pub paypal: malipo::config::PaypalConfig,
     _db: TestDb,
     _site: tempfile::TempDir,
 }
@@ -166,6 +170,8 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
     let payments = app.state().payments.clone();
     let merchant_url = app.sandbox_merchant_url();
     let card_url = app.sandbox_card_url();
+    let paypal_url = app.sandbox_paypal_url();
+    let paypal = app.state().config.rails.paypal.clone();
     let mpesa = app.state().config.rails.mpesa.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
@@ -181,6 +187,8 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
         site: site.path().to_path_buf(),
         merchant_url,
         card_url,
+        paypal_url,
+        paypal,
         _db: test_db,
         _site: site,
     }
@@ -204,6 +212,7 @@ pub fn test_config(database_url: &str, site_root: PathBuf) -> Config {
     config.sandbox_merchant_listen = None;
     // The sandbox card gateway on a port of its own, per app.
     config.sandbox_card_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.sandbox_paypal_listen = Some("127.0.0.1:0".parse().expect("addr"));
     // Webhook retries in milliseconds, not minutes, so retry schedules fit in a test.
     config.webhooks.retry_base_ms = 100;
     config.webhooks.retry_max_ms = 400;

@@ -20,6 +20,7 @@ mod pan_free;
 mod pay_flow;
 mod payment_methods;
 mod payments;
+mod paypal;
 mod sandbox_daraja;
 mod sessions_api;
 mod store;

@@ -444,6 +444,7 @@ async fn no_payment_is_lost_or_paid_twice_under_faults() {
         ),
         ("MALIPO_SANDBOX_MERCHANT_LISTEN", "off"),
         ("MALIPO_SANDBOX_CARD_LISTEN", "off"),
+        ("MALIPO_SANDBOX_PAYPAL_LISTEN", "off"),
         ("MALIPO_LOG", "info,sqlx=warn"),
         ("MALIPO_SHUTDOWN_GRACE_SECS", "1"),
         ("MALIPO_LIMITS_PROMPTS_PER_PHONE", "1000"),
