@@ -144,7 +144,10 @@ async fn approved_on_paypal_pays_in_dollars_at_the_quote_shown() {
     // KES 1,500 at the sandbox's 129.00 KES per USD: USD 11.63 (rounded up).
     let page = app.page(&id).await;
     let button = page.split("class=\"button pay-paypal\">").nth(1).unwrap();
-    assert!(button.starts_with("Pay with PayPal · <!>USD 11.63</button>"), "{page}");
+    assert!(
+        button.starts_with("Pay with PayPal · <!>USD 11.63</button>"),
+        "{page}"
+    );
     assert!(paypal_quote(&page).is_some_and(|q| q.starts_with("paypal:")));
     let res = press_paypal(&app, &id).await;
     assert_eq!(res.status(), 303);
