@@ -540,7 +540,12 @@ async fn the_card_frames_are_the_gateways_and_the_page_lets_only_it_in() {
     );
     assert!(csp.contains(&format!("connect-src 'self' {gw};")), "{csp}");
     assert!(csp.contains(&format!("frame-src {gw};")), "{csp}");
-    assert!(csp.contains(&format!("form-action 'self' {gw};")), "{csp}");
+    // Forms go to us and the processor, and land (after a 303) on PayPal's page too.
+    let paypal = app.paypal_url.clone().unwrap();
+    assert!(
+        csp.contains(&format!("form-action 'self' {gw} {paypal};")),
+        "{csp}"
+    );
     // A live page never names the test sandbox's processor (no live card rail here:
     // no processor at all).
     let merchant = malipo::merchants::create(&app.store, "Live Lodge")

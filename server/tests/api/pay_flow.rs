@@ -229,7 +229,7 @@ async fn rails_we_do_not_speak_are_not_there() {
     let (_, id) = seed_session(&app, "Rail Lodge", 900).await;
     let sid = malipo::domain::SessionId::parse(&id).unwrap();
     let token = app.checkout.form_token(&sid);
-    for rail in ["paypal", "MPESA", "mpesa2"] {
+    for rail in ["bitpesa", "MPESA", "mpesa2"] {
         let res = app
             .client
             .post(format!("{}/pay/{id}/{rail}", app.addr))
