@@ -57,6 +57,10 @@ pub const UNCONFIRMED_LOOKBACK_MS: i64 = 24 * 3600 * 1000;
 /// reconciliation and the merchant gets `payment.unknown`.
 pub const RECONCILE_AFTER_MS: i64 = 15 * 60_000;
 
+/// A PayPal attempt with no order id this long after it began never had an order the
+/// shopper could approve (its creation's answer is stored before the redirect).
+const PAYPAL_NO_ORDER_MS: i64 = 120_000;
+
 /// Why a payment could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {
@@ -754,8 +758,13 @@ impl Payments {
             return self.apply_callback(&attempt.id, body).await;
         }
         // A cue, not a verdict: ask now, unless a query is due within seconds anyway (a
-        // flood of cues never turns into a flood of queries).
+        // flood of cues never turns into a flood of queries). An authentic cue about an
+        // attempt already left for reconciliation (a PayPal capture held for days)
+        // resumes asking about it.
         tracing::info!(attempt = %attempt.id, %rail, "callback received; asking the operator");
+        if attempt.status == AttemptStatus::Unknown {
+            self.store.resume_polling(&attempt.id, now_ms()).await?;
+        }
         self.ask_soon(&attempt.id).await?;
         Ok(())
     }
@@ -959,6 +968,19 @@ impl Payments {
         let age = now - attempt.created_at - longer_prompt_ms(attempt.rail).max(answer_window);
         let rail_name = attempt.rail.label();
         let Some(request_id) = attempt.operator_request_id.as_deref() else {
+            // A PayPal attempt whose order was never recorded (the process stopped
+            // between creating it and storing its id): no approval link was ever shown,
+            // so nothing can be taken. It closes instead of holding up the session.
+            if attempt.rail == RailId::Paypal && now - attempt.created_at > PAYPAL_NO_ORDER_MS {
+                self.close_unpaid(
+                    &attempt,
+                    AttemptStatus::Failed,
+                    "operator_error",
+                    "PayPal made no order",
+                )
+                .await?;
+                return Ok(true);
+            }
             if age < self.timing.unconfirmed_push_ms {
                 // Being sent right now, or its answer was lost: a callback may still
                 // come. Look again shortly.
@@ -991,16 +1013,22 @@ impl Payments {
                 RailOutcome::Pending.into()
             }
             Some(connector) => {
-                let answer = connector
-                    .query(
-                        QueryRequest {
-                            operator_request_id: request_id,
-                            amount: attempt.amount,
-                            started_at: attempt.created_at,
-                        },
-                        now,
-                    )
-                    .await;
+                let answer = match connector.paypal() {
+                    // PayPal: the engine captures an approved order, for an open attempt.
+                    Some(paypal) => self.paypal_query(&attempt, paypal, request_id, now).await,
+                    None => {
+                        connector
+                            .query(
+                                QueryRequest {
+                                    operator_request_id: request_id,
+                                    amount: attempt.amount,
+                                    started_at: attempt.created_at,
+                                },
+                                now,
+                            )
+                            .await
+                    }
+                };
                 self.query_answered(attempt.rail, mode, answer.is_ok(), now_ms());
                 match answer {
                     Ok(q) => q,

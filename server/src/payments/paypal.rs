@@ -1,7 +1,7 @@
 //! Paying with PayPal: Malipo creates an order for the attempt and sends the shopper's
 //! browser to PayPal's approval page (a plain 303: no JavaScript needed). The money is
 //! taken by capturing the approved order, which the status query does
-//! ([`crate::connectors::paypal`]): at once when the shopper comes back to
+//! ([`Payments::paypal_query`]): at once when the shopper comes back to
 //! `/pay/{id}/paypal/return/{attempt}/{token}`, when PayPal's webhook says the order was
 //! approved (a shopper who never came back), or when the poller finds it approved. The
 //! capture's status decides; the browser's word never does.
@@ -14,8 +14,8 @@ use serde_json::json;
 use super::{CallbackError, PayError, Payments, Ready};
 use crate::{
     connectors::{
-        ConnectorError, RailId,
-        paypal::{CreatedOrder, NewOrder},
+        ConnectorError, Queried, RailId, RailOutcome,
+        paypal::{CreatedOrder, NewOrder, Paypal, wire::OrderState},
     },
     domain::SessionId,
     store::{AttemptRecord, AttemptStatus, SessionRecord, StoreError},
@@ -164,8 +164,9 @@ impl Payments {
     }
 
     /// Closes a PayPal attempt whose order PayPal says still awaits its buyer (never
-    /// approved): true when closed. An approval after this is never captured (only open
-    /// attempts are), and PayPal voids it.
+    /// approved): true when closed. It is marked left first, so no capture is claimed
+    /// for it after (and none was before); an approval after this is never captured,
+    /// and PayPal voids it.
     pub(super) async fn paypal_left(
         &self,
         session: &SessionRecord,
@@ -181,7 +182,7 @@ impl Payments {
             return Ok(false);
         };
         match paypal.awaiting_buyer(order).await {
-            Ok(true) => {
+            Ok(true) if self.paypal_mark(attempt, Mark::Left).await? => {
                 self.close_unpaid(
                     attempt,
                     AttemptStatus::Cancelled,
@@ -191,11 +192,91 @@ impl Payments {
                 .await?;
                 Ok(true)
             }
-            Ok(false) => Ok(false),
+            Ok(_) => Ok(false),
             Err(e) => {
                 tracing::warn!(attempt = %attempt.id, error = %e, "PayPal order not readable now");
                 Ok(false)
             }
         }
     }
+
+    /// Where a PayPal attempt stands, for the poller and the shopper's return: PayPal
+    /// is asked about the order, and an approved one is captured — only for an attempt
+    /// still open and claimed for the capture (a claim and "left" exclude each other),
+    /// so no money is taken for an attempt closed meanwhile. An order nobody approved
+    /// in time is given up only once marked left (never while a capture is claimed).
+    pub(super) async fn paypal_query(
+        &self,
+        attempt: &AttemptRecord,
+        paypal: &Paypal,
+        order: &str,
+        now: i64,
+    ) -> Result<Queried, ConnectorError> {
+        let state = paypal.order_state(order).await?;
+        let state = match state {
+            Some(OrderState::Approved) => match self.paypal_mark(attempt, Mark::Capture).await {
+                Ok(true) => Some(paypal.capture_order(order).await?),
+                Ok(false) => return Ok(RailOutcome::Pending.into()),
+                Err(e) => {
+                    tracing::error!(attempt = %attempt.id, error = %e, "claiming a PayPal capture failed");
+                    return Ok(RailOutcome::Pending.into());
+                }
+            },
+            other => other,
+        };
+        let queried = Paypal::verdict(state, attempt.amount, attempt.created_at, now);
+        if matches!(queried.outcome, RailOutcome::Expired { .. })
+            && !self
+                .paypal_mark(attempt, Mark::Left)
+                .await
+                .unwrap_or(false)
+        {
+            return Ok(RailOutcome::Pending.into());
+        }
+        Ok(queried)
+    }
+
+    /// Marks a PayPal attempt, open, as claimed for its capture or as left: false when
+    /// it is closed, or already marked the other way. Compare-and-swap on its rail data,
+    /// so a claim and a "left" never both succeed; marking twice the same way is true.
+    async fn paypal_mark(&self, attempt: &AttemptRecord, mark: Mark) -> Result<bool, StoreError> {
+        let (mine, other) = match mark {
+            Mark::Capture => ("capture", "left"),
+            Mark::Left => ("left", "capture"),
+        };
+        for _ in 0..3 {
+            let Some(now) = self.store.attempt(&attempt.id).await? else {
+                return Ok(false);
+            };
+            if !matches!(now.status, AttemptStatus::Pending | AttemptStatus::Unknown) {
+                return Ok(false);
+            }
+            let data = now.rail_data.clone().unwrap_or_else(|| json!({}));
+            if data[other] == true {
+                return Ok(false);
+            }
+            if data[mine] == true {
+                return Ok(true);
+            }
+            let mut marked = data.clone();
+            marked[mine] = true.into();
+            if self
+                .store
+                .swap_rail_data(&attempt.id, now.rail_data.as_ref(), &marked, now_ms())
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// What [`Payments::paypal_mark`] marks.
+#[derive(Clone, Copy)]
+enum Mark {
+    /// The capture is about to be sent.
+    Capture,
+    /// The shopper left the order (or it was never approved in time): never captured.
+    Left,
 }

@@ -1000,8 +1000,10 @@ impl Store {
         rows.iter().map(AttemptRecord::from_row).collect()
     }
 
-    /// Resumes asking about an attempt left for reconciliation only because it had no
-    /// operator id to ask with, now that it has one (the push's answer came late).
+    /// Resumes asking about an attempt left for reconciliation: it had no operator id to
+    /// ask with and now has one (the push's answer came late), or the operator's
+    /// authentic word says it moved (a PayPal capture held past the reconciliation
+    /// time, now completed).
     pub async fn resume_polling(&self, id: &AttemptId, at: i64) -> Result<bool, StoreError> {
         Ok(sqlx::query(
             "UPDATE payment_attempts SET next_poll_at = $2 WHERE id = $1 \

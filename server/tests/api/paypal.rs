@@ -361,6 +361,14 @@ async fn choosing_mobile_money_leaves_an_unapproved_paypal_order() {
         .unwrap();
     let paypal = app.store.attempt(&paypal).await.unwrap().unwrap();
     assert_eq!(paypal.status, AttemptStatus::Cancelled);
+    // Nothing captured it: the order stays approved (PayPal voids it in time).
+    let order = Paypal::new(paypal_url(&app), &app.paypal)
+        .unwrap()
+        .order(order)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order["status"], "APPROVED", "{order}");
 }
 
 #[tokio::test]
@@ -390,7 +398,10 @@ async fn forged_webhooks_are_refused_and_fetch_nothing_elsewhere() {
                 webhook::TRANSMISSION_ID,
                 "b2384410-f8d2-11e6-8d5d-2d7f6a9d8a43",
             )
-            .header(webhook::TRANSMISSION_TIME, "2026-12-02T10:00:00Z")
+            .header(
+                webhook::TRANSMISSION_TIME,
+                malipo::sandbox::paypal::rfc3339(malipo::time::now_ms()),
+            )
             .header(webhook::TRANSMISSION_SIG, sig)
             .header(webhook::CERT_URL, cert_url)
             .header(webhook::AUTH_ALGO, "SHA256withRSA")

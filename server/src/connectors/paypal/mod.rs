@@ -3,8 +3,9 @@
 //! without JavaScript), and takes the money by capturing the order once the buyer
 //! approved it — when the shopper comes back, or when PayPal says so in a webhook
 //! (`CHECKOUT.ORDER.APPROVED`: a shopper who never came back is still paid), or when the
-//! poller finds it approved. Every call that moves money carries a `PayPal-Request-Id`
-//! made from the order, so asking twice is taking once.
+//! poller finds it approved; always for an attempt still open and claimed for it (the
+//! engine decides: `Payments::paypal_query`). Every call that moves money carries a
+//! `PayPal-Request-Id` made from the order, so asking twice is taking once.
 //!
 //! `config.rs` holds `[rails.paypal]`, `wire.rs` PayPal's JSON, `webhook.rs` the local
 //! verification of its signed events.
@@ -34,6 +35,8 @@ const RAIL: RailId = RailId::Paypal;
 /// given up (nothing was taken, and nothing can be: Malipo captures only open
 /// attempts). PayPal itself keeps an approval about three hours.
 pub const APPROVAL_WINDOW_MS: i64 = 3 * 3600 * 1000;
+/// What [`Paypal::order`] reads a 404 as.
+const NOT_FOUND: &str = "RESOURCE_NOT_FOUND";
 /// Tokens last about nine hours; a new one is fetched five minutes before.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
@@ -66,10 +69,11 @@ pub struct Paypal {
 /// An order to create.
 #[derive(Debug, Clone)]
 pub struct NewOrder<'a> {
-    /// Malipo's id for it (the attempt): `custom_id`, and the `PayPal-Request-Id`.
+    /// Malipo's id for it (the attempt): `custom_id`, `invoice_id` (unique per PayPal
+    /// account, as PayPal requires), and the `PayPal-Request-Id`.
     pub attempt_id: &'a str,
     pub amount: Money,
-    /// The merchant's booking reference (`invoice_id`, shown to the buyer).
+    /// The merchant's booking reference (in the description the buyer sees).
     pub reference: &'a str,
     pub description: &'a str,
     /// The merchant's name, on PayPal's page.
@@ -207,9 +211,16 @@ impl Paypal {
                 retried = true;
                 continue;
             }
+            // Not found, whatever its body says (`INVALID_RESOURCE_ID`, …).
+            if status == 404 {
+                return Err(ConnectorError::Rejected {
+                    rail: RAIL,
+                    code: NOT_FOUND.into(),
+                    message: "HTTP 404".into(),
+                });
+            }
             let value: Value = match serde_json::from_slice(&bytes) {
                 Ok(v) => v,
-                Err(_) if status == 404 => json!({"name": "RESOURCE_NOT_FOUND"}),
                 Err(_) => return Err(bad_response(RAIL, status, &bytes)),
             };
             return match status {
@@ -237,8 +248,10 @@ impl Paypal {
                 "reference_id": "default",
                 "custom_id": order.attempt_id,
                 "invoice_id": order.attempt_id,
-                "description": order.description.chars().take(127).collect::<String>(),
-                "soft_descriptor": order.reference.chars().take(22).collect::<String>(),
+                "description": format!("{} ({})", order.description, order.reference)
+                    .chars()
+                    .take(127)
+                    .collect::<String>(),
                 "amount": {
                     "currency_code": order.amount.currency().code(),
                     "value": decimal(order.amount),
@@ -264,12 +277,14 @@ impl Paypal {
             .as_str()
             .filter(|id| valid_id(id))
             .ok_or_else(|| bad_response(RAIL, 201, b"no order id"))?;
+        // Only ever a link on PayPal's buyer origin, as parsed (never the raw text).
         let approve = wire::approve_link(&v)
-            .filter(|href| origin_of(href) == self.approve_origin())
+            .and_then(|href| url::Url::parse(href).ok())
+            .filter(|u| u.origin().ascii_serialization() == self.approve_origin())
             .ok_or_else(|| bad_response(RAIL, 201, b"no approval link on PayPal's origin"))?;
         Ok(CreatedOrder {
             id: id.to_owned(),
-            approve_url: approve.to_owned(),
+            approve_url: approve.to_string(),
         })
     }
 
@@ -288,7 +303,7 @@ impl Paypal {
             .await
         {
             Ok(v) => Ok(Some(v)),
-            Err(ConnectorError::Rejected { code, .. }) if code == "RESOURCE_NOT_FOUND" => Ok(None),
+            Err(ConnectorError::Rejected { code, .. }) if code == NOT_FOUND => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -331,43 +346,53 @@ impl Paypal {
         })
     }
 
-    /// Where order `id` stands for an attempt of `asked` that began at `started_at`,
-    /// capturing it first if the buyer approved it. Paid only on a completed capture of
-    /// exactly the amount asked.
-    async fn settle_order(
-        &self,
-        id: &str,
-        asked: Money,
-        started_at: i64,
-        now_ms: i64,
-    ) -> Result<Queried, ConnectorError> {
-        let Some(order) = self.order(id).await? else {
-            tracing::warn!("PayPal does not know the order");
-            return Ok(self.unapproved(started_at, now_ms));
-        };
-        let mut state = wire::order_state(&order);
-        if state == OrderState::Approved {
-            state = match self.capture(id).await {
-                Ok(v) => wire::order_state(&v),
-                Err(ConnectorError::Rejected { code, .. }) if DECLINES.contains(&code.as_str()) => {
-                    tracing::info!(%code, "PayPal declined the capture");
-                    return Ok(RailOutcome::Failed {
-                        code: FailureCode::PaymentDeclined,
-                    }
-                    .into());
-                }
-                // Captured meanwhile (another path asked), or refused for a reason we
-                // do not know: the order says what happened.
-                Err(ConnectorError::Rejected { code, .. }) => {
-                    tracing::warn!(%code, "PayPal refused the capture; reading the order");
-                    self.order(id)
-                        .await?
-                        .map_or(OrderState::Unknown(code), |v| wire::order_state(&v))
-                }
-                Err(e) => return Err(e),
-            };
+    /// Where order `id` stands (`None`: PayPal does not know it). Never takes money.
+    pub async fn order_state(&self, id: &str) -> Result<Option<OrderState>, ConnectorError> {
+        Ok(self.order(id).await?.map(|v| wire::order_state(&v)))
+    }
+
+    /// Captures approved order `id`: where it stands after. Call it only for an attempt
+    /// still open, claimed for the capture (see `Payments::paypal_query`). A refusal
+    /// that leaves nothing taken reads as [`OrderState::Refused`].
+    pub async fn capture_order(&self, id: &str) -> Result<OrderState, ConnectorError> {
+        match self.capture(id).await {
+            Ok(v) => Ok(wire::order_state(&v)),
+            Err(ConnectorError::Rejected { code, .. }) if DECLINES.contains(&code.as_str()) => {
+                tracing::info!(%code, "PayPal declined the capture");
+                Ok(OrderState::Refused(code))
+            }
+            // Captured meanwhile (another path asked), or refused for a reason we do not
+            // know: the order says what happened.
+            Err(ConnectorError::Rejected { code, .. }) => {
+                tracing::warn!(%code, "PayPal refused the capture; reading the order");
+                Ok(self
+                    .order_state(id)
+                    .await?
+                    .unwrap_or(OrderState::Unknown(code)))
+            }
+            Err(e) => Err(e),
         }
-        Ok(match state {
+    }
+
+    /// What `state` means for an attempt of `asked` that began at `started_at`: paid
+    /// only on a completed capture of exactly the amount asked. An approved order not
+    /// yet captured is pending (taking it is the engine's decision).
+    pub fn verdict(state: Option<OrderState>, asked: Money, started_at: i64, now_ms: i64) -> Queried {
+        let unapproved = || {
+            if now_ms - started_at > APPROVAL_WINDOW_MS {
+                RailOutcome::Expired {
+                    code: FailureCode::Expired,
+                }
+                .into()
+            } else {
+                RailOutcome::Pending.into()
+            }
+        };
+        let Some(state) = state else {
+            tracing::warn!("PayPal does not know the order");
+            return unapproved();
+        };
+        match state {
             OrderState::Captured(capture) => match capture.status {
                 CaptureStatus::Completed if capture.amount == Some(asked) => Queried {
                     outcome: RailOutcome::Succeeded,
@@ -390,25 +415,17 @@ impl Paypal {
                 }
                 .into(),
             },
-            OrderState::AwaitingBuyer | OrderState::Approved => self.unapproved(started_at, now_ms),
+            OrderState::Refused(_) => RailOutcome::Failed {
+                code: FailureCode::PaymentDeclined,
+            }
+            .into(),
+            OrderState::Approved => RailOutcome::Pending.into(),
+            OrderState::AwaitingBuyer => unapproved(),
             OrderState::Voided => RailOutcome::Expired {
                 code: FailureCode::Expired,
             }
             .into(),
             OrderState::Unknown(raw) => RailOutcome::Unknown { raw }.into(),
-        })
-    }
-
-    /// An order nobody (yet) approved: pending while the buyer may still be on PayPal's
-    /// pages, then expired (nothing was taken).
-    fn unapproved(&self, started_at: i64, now_ms: i64) -> Queried {
-        if now_ms - started_at > APPROVAL_WINDOW_MS {
-            RailOutcome::Expired {
-                code: FailureCode::Expired,
-            }
-            .into()
-        } else {
-            RailOutcome::Pending.into()
         }
     }
 
@@ -477,14 +494,18 @@ impl Connector for Paypal {
         })
     }
 
-    /// How the order stands — capturing it first if the buyer approved it (the
-    /// approval is the buyer's word; the capture is idempotent).
+    /// How the order stands. Never captures: the engine does, for an attempt still
+    /// open that it claimed (`Payments::paypal_query`), so no money is taken for an
+    /// attempt closed meanwhile.
     fn query<'a>(
         &'a self,
         req: QueryRequest<'a>,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<Queried, ConnectorError>> {
-        Box::pin(self.settle_order(req.operator_request_id, req.amount, req.started_at, now_ms))
+        Box::pin(async move {
+            let state = self.order_state(req.operator_request_id).await?;
+            Ok(Paypal::verdict(state, req.amount, req.started_at, now_ms))
+        })
     }
 
     /// PayPal's events come to the portal URL (`/callbacks/paypal`): see

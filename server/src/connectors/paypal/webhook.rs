@@ -27,6 +27,8 @@ pub const AUTH_ALGO: &str = "paypal-auth-algo";
 
 /// Where PayPal serves its webhook certificates.
 pub const CERT_PATH: &str = "/v1/notifications/certs/";
+/// How old a delivery may be: PayPal retries for up to three days.
+const MAX_AGE_MS: i64 = 3 * 24 * 3600 * 1000 + 3600 * 1000;
 /// The largest certificate read (PayPal's are about 2 KiB, chain included).
 const MAX_CERT: usize = 16 * 1024;
 /// How long a certificate is kept once fetched.
@@ -53,6 +55,8 @@ pub enum Unverified {
     CertNotPaypal,
     #[error("the signature does not match")]
     Signature,
+    #[error("the delivery is older than PayPal's retries (a replay)")]
+    Stale,
 }
 
 /// A webhook certificate's public key, as checked.
@@ -149,12 +153,19 @@ pub fn cert_origins(base_url: &str) -> Vec<url::Origin> {
     origins
 }
 
-/// The certificate URL, if it is on one of `origins` and under PayPal's certificate
-/// path (nothing else is ever fetched).
+/// The certificate URL, if it is on one of `origins` and names a certificate under
+/// PayPal's certificate path (`/v1/notifications/certs/CERT-…`; nothing else is ever
+/// fetched).
 pub fn allowed_cert_url(cert_url: &str, origins: &[url::Origin]) -> Option<url::Url> {
     let url = url::Url::parse(cert_url).ok()?;
-    let path_ok = url.path().starts_with(CERT_PATH)
-        && url.path().len() <= CERT_PATH.len() + 100
+    let name_ok = url.path().strip_prefix(CERT_PATH).is_some_and(|name| {
+        name.strip_prefix("CERT-").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest.len() <= 80
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    });
+    let path_ok = name_ok
         && url.query().is_none()
         && url.fragment().is_none()
         && url.username().is_empty()
@@ -165,41 +176,64 @@ pub fn allowed_cert_url(cert_url: &str, origins: &[url::Origin]) -> Option<url::
 /// A certificate URL's outcome, kept until the instant.
 type Kept = (Result<Arc<VerifyingCert>, Unverified>, Instant);
 
-/// Fetched certificates by URL (and URLs that gave none, briefly), one fetch at a time.
+/// New certificate URLs fetched per minute at most: PayPal rotates its certificate
+/// rarely, so a burst of new URLs is someone trying them (each would be a request to
+/// PayPal, and the wait of the events behind it).
+const NEW_FETCHES_PER_MINUTE: usize = 6;
+
+/// Fetched certificates by URL (and URLs that gave none, briefly). Reading a kept one
+/// never waits for a fetch; fetches go one at a time, and a few per minute at most.
 #[derive(Default)]
 pub struct CertCache {
-    certs: Mutex<HashMap<String, Kept>>,
+    certs: std::sync::Mutex<HashMap<String, Kept>>,
+    fetching: Mutex<Vec<Instant>>,
 }
 
 impl CertCache {
+    fn kept(&self, url: &str, now: Instant) -> Option<Result<Arc<VerifyingCert>, Unverified>> {
+        let certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
+        certs
+            .get(url)
+            .filter(|(_, until)| now < *until)
+            .map(|(cert, _)| cert.clone())
+    }
+
     /// The certificate at `url`, from the cache or fetched with `http`.
     pub async fn get(
         &self,
         http: &reqwest::Client,
         url: &url::Url,
     ) -> Result<Arc<VerifyingCert>, Unverified> {
-        // Held across the fetch: a burst of events shares one fetch.
-        let mut certs = self.certs.lock().await;
-        let now = Instant::now();
-        if let Some((cert, until)) = certs.get(url.as_str())
-            && now < *until
-        {
-            return cert.clone();
+        if let Some(kept) = self.kept(url.as_str(), Instant::now()) {
+            return kept;
         }
+        let mut recent = self.fetching.lock().await;
+        // Fetched by whoever held the lock before.
+        let now = Instant::now();
+        if let Some(kept) = self.kept(url.as_str(), now) {
+            return kept;
+        }
+        recent.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        if recent.len() >= NEW_FETCHES_PER_MINUTE {
+            tracing::warn!("PayPal webhook certificate fetches over their limit; refused");
+            return Err(Unverified::Cert);
+        }
+        recent.push(now);
         let fetched = fetch(http, url).await;
         if let Err(e) = &fetched {
             tracing::warn!(error = %e, "PayPal webhook certificate not usable");
         }
+        let ttl = if fetched.is_ok() { CERT_TTL } else { FAILED_TTL };
+        let mut certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
         certs.retain(|_, (_, until)| now < *until);
         if certs.len() >= MAX_CERTS {
-            certs.clear();
+            // Room is made from what failed first: a good certificate is never pushed
+            // out by URLs that gave nothing.
+            certs.retain(|_, (cert, _)| cert.is_ok());
         }
-        let ttl = if fetched.is_ok() {
-            CERT_TTL
-        } else {
-            FAILED_TTL
-        };
-        certs.insert(url.to_string(), (fetched.clone(), now + ttl));
+        if certs.len() < MAX_CERTS {
+            certs.insert(url.to_string(), (fetched.clone(), now + ttl));
+        }
         fetched
     }
 }
@@ -249,9 +283,17 @@ impl<'a> Transmission<'a> {
         let signature = base64::engine::general_purpose::STANDARD
             .decode(get(TRANSMISSION_SIG)?)
             .map_err(|_| Unverified::Headers)?;
+        // PayPal retries a delivery for up to three days; anything older (or from the
+        // future) is a replay, refused before any certificate is looked at.
+        let time = get(TRANSMISSION_TIME)?;
+        let sent = crate::time::parse_utc(time).ok_or(Unverified::Headers)?;
+        let now = crate::time::now_ms();
+        if sent < now - MAX_AGE_MS || sent > now + 10 * 60_000 {
+            return Err(Unverified::Stale);
+        }
         Ok(Transmission {
             id: get(TRANSMISSION_ID)?,
-            time: get(TRANSMISSION_TIME)?,
+            time,
             signature,
             cert_url: get(CERT_URL)?,
         })
@@ -263,6 +305,35 @@ mod tests {
     use super::*;
 
     const CERT: &str = include_str!("../../sandbox/paypal/sandbox-cert.pem");
+
+    #[test]
+    fn deliveries_are_timed_in_utc() {
+        assert_eq!(crate::time::parse_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            crate::time::parse_utc("2026-12-02T10:00:00.123Z"),
+            Some(1_796_205_600_000)
+        );
+        for bad in ["2026-12-02T10:00:00", "2026-13-02T10:00:00Z", "yesterday", "2026-12-02T10:00Z"] {
+            assert_eq!(crate::time::parse_utc(bad), None, "{bad}");
+        }
+        let now = crate::time::now_ms();
+        let mut headers = axum::http::HeaderMap::new();
+        for (name, value) in [
+            (AUTH_ALGO, "SHA256withRSA".to_owned()),
+            (TRANSMISSION_SIG, "AAAA".to_owned()),
+            (TRANSMISSION_ID, "t-1".to_owned()),
+            (CERT_URL, "https://api.paypal.com/v1/notifications/certs/CERT-1".to_owned()),
+            (TRANSMISSION_TIME, crate::sandbox::paypal::rfc3339(now - 4 * 24 * 3600 * 1000)),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        assert_eq!(
+            Transmission::from_headers(&headers).err(),
+            Some(Unverified::Stale)
+        );
+        headers.insert(TRANSMISSION_TIME, crate::sandbox::paypal::rfc3339(now).parse().unwrap());
+        assert!(Transmission::from_headers(&headers).is_ok());
+    }
 
     #[test]
     fn the_signed_text_ends_with_the_bodys_crc32_in_decimal() {
@@ -291,6 +362,9 @@ mod tests {
             "http://api.paypal.com/v1/notifications/certs/CERT-1",
             "https://api.paypal.com/v1/oauth2/token",
             "https://api.paypal.com/v1/notifications/certs/CERT-1?x=1",
+            "https://api.paypal.com/v1/notifications/certs/other",
+            "https://api.paypal.com/v1/notifications/certs/CERT-1/x",
+            "https://api.paypal.com/v1/notifications/certs/CERT-",
             "https://user@api.paypal.com/v1/notifications/certs/CERT-1",
             "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-1",
         ] {

@@ -20,6 +20,8 @@ pub enum OrderState {
     /// Voided (by the merchant, or by PayPal when an approval was never captured:
     /// `CHECKOUT.PAYMENT-APPROVAL.REVERSED`): nothing was taken.
     Voided,
+    /// The capture was refused outright (`INSTRUMENT_DECLINED`, …): nothing was taken.
+    Refused(String),
     /// A status we do not know: kept open, for a human.
     Unknown(String),
 }

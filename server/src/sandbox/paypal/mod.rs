@@ -109,6 +109,9 @@ pub struct SandboxPaypalConfig {
 pub struct SandboxPaypal {
     config: Arc<SandboxPaypalConfig>,
     state: Arc<Mutex<PaypalState>>,
+    /// Held through each call that may be sent again (`PayPal-Request-Id`), so two at
+    /// once with the same id get one answer.
+    serial: Arc<Mutex<()>>,
     key: Arc<RsaKeyPair>,
     http: reqwest::Client,
 }
@@ -288,6 +291,7 @@ impl SandboxPaypal {
         Ok(SandboxPaypal {
             config: Arc::new(config),
             state: Arc::default(),
+            serial: Arc::default(),
             key: Arc::new(key),
             http: crate::connectors::shared::http_client(Duration::from_secs(10))?,
         })
@@ -331,6 +335,7 @@ impl SandboxPaypal {
 
     /// The answer already given to `key` (a `PayPal-Request-Id`), or `answer()`'s, kept.
     fn once(&self, key: Option<String>, answer: impl FnOnce(&Self) -> Answer) -> Response {
+        let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(key) = &key
             && let Some(reply) = self.lock().replies.get(key).cloned()
         {
