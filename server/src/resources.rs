@@ -31,10 +31,14 @@ pub enum EventType {
     /// A pay request was refused by an abuse limit (too many prompts to one number,
     /// too many tries on one session, too many requests from one address).
     PaymentRefused,
+    /// A refund went through: the operator returned the money to the payer.
+    RefundSucceeded,
+    /// A refund was refused by the operator: nothing was returned.
+    RefundFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 9] = [
         EventType::CheckoutSessionCompleted,
         EventType::CheckoutSessionExpired,
         EventType::PaymentSucceeded,
@@ -42,6 +46,8 @@ impl EventType {
         EventType::PaymentDuplicate,
         EventType::PaymentUnknown,
         EventType::PaymentRefused,
+        EventType::RefundSucceeded,
+        EventType::RefundFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +59,8 @@ impl EventType {
             EventType::PaymentDuplicate => "payment.duplicate",
             EventType::PaymentUnknown => "payment.unknown",
             EventType::PaymentRefused => "payment.refused",
+            EventType::RefundSucceeded => "refund.succeeded",
+            EventType::RefundFailed => "refund.failed",
         }
     }
 
@@ -199,6 +207,56 @@ pub struct PaymentObject {
     /// For a card payment that went through: the card's brand and last four digits
     /// (all Malipo ever learns of a card).
     pub card: Option<CardObject>,
+}
+
+/// `refund`: money of a payment returned to its payer, whole or in part, on the rail it
+/// was paid with.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RefundObject {
+    /// `re_…`
+    pub id: String,
+    /// Always `refund`.
+    #[schema(value_type = String)]
+    pub object: &'static str,
+    /// The `pa_…` it returns money of.
+    pub payment: String,
+    /// The `cs_…` that payment paid.
+    pub checkout_session: String,
+    /// In the payment's currency's minor units.
+    pub amount: i64,
+    #[schema(value_type = String)]
+    pub currency: &'static str,
+    /// `pending` (sent; the operator has not confirmed), `succeeded` or `failed`.
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    pub reason: Option<String>,
+    /// The operator's id for the refund (PayPal's refund id, the card processor's
+    /// transaction id, …).
+    pub receipt: Option<String>,
+    /// Why it failed.
+    pub failure_code: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub livemode: bool,
+}
+
+impl RefundObject {
+    pub fn new(r: &crate::store::RefundRecord, livemode: bool) -> RefundObject {
+        RefundObject {
+            id: r.id.to_string(),
+            object: "refund",
+            payment: r.attempt_id.to_string(),
+            checkout_session: r.session_id.to_string(),
+            amount: r.amount.minor(),
+            currency: r.amount.currency().code(),
+            status: r.status.as_str(),
+            reason: r.reason.clone(),
+            receipt: r.operator_refund_id.clone(),
+            failure_code: r.failure_code.clone(),
+            created: r.created_at / 1000,
+            livemode,
+        }
+    }
 }
 
 /// A card, as far as Malipo knows it.

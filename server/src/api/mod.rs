@@ -9,6 +9,7 @@ pub(crate) mod events;
 pub use events::REDELIVERIES_PER_MINUTE;
 mod idempotency;
 pub mod openapi;
+mod refunds;
 mod sessions;
 mod webhook_endpoints;
 
@@ -47,6 +48,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(events::deliveries))
         .routes(routes!(events::redeliver))
         .routes(routes!(account::retrieve, account::update))
+        .routes(routes!(refunds::create, refunds::list))
+        .routes(routes!(refunds::retrieve))
 }
 
 /// The public documents: no key needed (served by other routers; listed here so the

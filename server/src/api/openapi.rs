@@ -206,6 +206,22 @@ pub struct UpdateAccountParams {
     pub currency_conversion: Option<bool>,
 }
 
+/// `POST /v1/refunds`'s body.
+#[derive(Debug, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documentation of the request body; parsed by hand"
+)]
+pub struct CreateRefundParams {
+    /// The payment to refund (`pa_…`): one that succeeded.
+    pub payment: String,
+    /// How much, in the payment's currency's minor units; default: all that is left
+    /// (what it paid, less earlier refunds that did not fail).
+    pub amount: Option<i64>,
+    /// Why, for the merchant's own records.
+    pub reason: Option<String>,
+}
+
 /// The `webhooks` section: one POST per event type, as Malipo sends it.
 pub fn webhooks() -> serde_json::Value {
     use crate::resources::EventType;
@@ -227,6 +243,12 @@ pub fn webhooks() -> serde_json::Value {
             }
             EventType::PaymentRefused => {
                 "A pay request was refused by an abuse limit; the object is a payment_refusal."
+            }
+            EventType::RefundSucceeded => {
+                "A refund went through: the money is back with the payer; the object is a refund."
+            }
+            EventType::RefundFailed => {
+                "The operator refused a refund: nothing was returned; the object is a refund."
             }
         };
         out.insert(
@@ -315,6 +337,7 @@ pub fn constrain(doc: &mut serde_json::Value) {
                "pattern": text_pattern(required)})
     };
     let url = json!({"type": "string", "maxLength": 2048, "pattern": URL});
+    let id_pattern = |prefix: &str| json!({"type": "string", "pattern": format!("^{prefix}[0-9A-Za-z]{{{RANDOM_LEN}}}$")});
     set(
         doc,
         "CreateSessionParams",
@@ -331,6 +354,15 @@ pub fn constrain(doc: &mut serde_json::Value) {
                 "additionalProperties": {"type": "string", "maxLength": 500}},
             "expires_in": {"type": "integer", "minimum": MIN_EXPIRES_IN, "maximum": MAX_EXPIRES_IN},
             "client_reference_id": {"type": "string", "maxLength": 200},
+        }),
+    );
+    set(
+        doc,
+        "CreateRefundParams",
+        json!({
+            "payment": id_pattern("pa_"),
+            "amount": {"type": "integer", "minimum": 1, "maximum": MAX_MINOR},
+            "reason": text(500, false),
         }),
     );
     set(
@@ -387,6 +419,10 @@ pub fn constrain(doc: &mut serde_json::Value) {
                     p["schema"] = json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY});
                 } else if path == "/v1/events" && p["in"] == "query" {
                     p["schema"] = query[&name].clone();
+                } else if path == "/v1/refunds" && name == "payment" {
+                    p["schema"] = id("pa_");
+                } else if path == "/v1/refunds/{id}" && name == "id" {
+                    p["schema"] = id("re_");
                 }
             }
         }
@@ -427,7 +463,8 @@ impl Modify for BearerAuth {
         crate::resources::PaymentObject,
         crate::resources::QuoteObject,
         crate::resources::CardObject,
-        crate::resources::PaymentRefusalObject
+        crate::resources::PaymentRefusalObject,
+        crate::resources::RefundObject
     )),
     modifiers(&BearerAuth),
     security(("secret_key" = [])),
@@ -435,6 +472,7 @@ impl Modify for BearerAuth {
         (name = "checkout", description = "Checkout sessions"),
         (name = "webhooks", description = "Webhook endpoints and events"),
         (name = "account", description = "The merchant's settings"),
+        (name = "refunds", description = "Refunds of payments"),
     )
 )]
 pub struct ApiDoc;
@@ -461,7 +499,9 @@ mod tests {
                 "payment.failed",
                 "payment.refused",
                 "payment.succeeded",
-                "payment.unknown"
+                "payment.unknown",
+                "refund.failed",
+                "refund.succeeded"
             ]
         );
         for (_, hook) in d["webhooks"].as_object().unwrap() {
@@ -494,12 +534,15 @@ mod tests {
                 "GET /v1/events/{id}",
                 "GET /v1/events/{id}/deliveries",
                 "GET /v1/openapi.json",
+                "GET /v1/refunds",
+                "GET /v1/refunds/{id}",
                 "GET /v1/webhook_endpoints",
                 "GET /v1/webhook_endpoints/{id}",
                 "POST /v1/account",
                 "POST /v1/checkout/sessions",
                 "POST /v1/checkout/sessions/{id}/expire",
                 "POST /v1/events/{id}/redeliver",
+                "POST /v1/refunds",
                 "POST /v1/webhook_endpoints",
                 "POST /v1/webhook_endpoints/{id}/rotate_secret",
             ]
@@ -540,6 +583,10 @@ mod tests {
         assert_eq!(
             props("UpdateAccountParams"),
             sorted(&crate::api::account::UPDATE_FIELDS)
+        );
+        assert_eq!(
+            props("CreateRefundParams"),
+            sorted(&crate::api::refunds::FIELDS)
         );
     }
 
@@ -584,7 +631,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(keys, 6, "every POST takes an Idempotency-Key");
+        assert_eq!(keys, 7, "every POST takes an Idempotency-Key");
         // The text pattern refuses what `api::body::text` refuses.
         let pattern = text_pattern(true);
         assert!(pattern.contains(r"\u202A-\u202E") && pattern.contains(r"\u0000-\u001F"));
@@ -598,6 +645,7 @@ mod tests {
             include_str!("webhook_endpoints.rs"),
             include_str!("events.rs"),
             include_str!("account.rs"),
+            include_str!("refunds.rs"),
             include_str!("body.rs"),
             include_str!("idempotency.rs"),
             include_str!("../http/error.rs"),

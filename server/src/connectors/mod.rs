@@ -111,6 +111,32 @@ pub struct Initiated {
     pub answer: Option<BoxFuture<'static, Result<Queried, ConnectorError>>>,
 }
 
+/// One refund to make, of a payment that succeeded.
+#[derive(Debug, Clone)]
+pub struct RefundRequest<'a> {
+    /// Malipo's id for it (`re_…`): the operator's idempotency key, where it takes one,
+    /// so a refund sent again is the same refund.
+    pub refund_id: &'a str,
+    /// The payment's operator id (the card order, the PayPal order, …).
+    pub operator_request_id: Option<&'a str>,
+    /// The payment's receipt (PayPal's capture id, M-PESA's receipt number, …).
+    pub receipt: Option<&'a str>,
+    pub amount: Money,
+    /// Whether it returns all the payment paid.
+    pub whole: bool,
+}
+
+/// What the operator said to a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundAnswer {
+    /// Returned to the payer; the operator's id for the refund.
+    Done { operator_refund_id: Option<String> },
+    /// Taken; the operator confirms later.
+    Accepted { operator_refund_id: Option<String> },
+    /// Refused: nothing was returned (the operator's code).
+    Refused { code: String },
+}
+
 /// What the operator says was paid, as far as its callback says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PaidFacts {
@@ -196,6 +222,28 @@ pub trait Connector: Send + Sync + 'static {
     /// captured). `None` (the default): another rail.
     fn paypal(&self) -> Option<&paypal::Paypal> {
         None
+    }
+
+    /// Whether Malipo can refund this rail's payments ([`Connector::refund`]).
+    fn refunds(&self) -> bool {
+        false
+    }
+
+    /// Refunds (part of) a payment. Errors that leave the answer unknown
+    /// (`Unreachable`, `BadResponse`) keep the refund pending: it is sent again with
+    /// the same id. The default: the rail cannot refund.
+    fn refund<'a>(
+        &'a self,
+        _req: RefundRequest<'a>,
+    ) -> BoxFuture<'a, Result<RefundAnswer, ConnectorError>> {
+        let rail = self.rail();
+        Box::pin(async move {
+            Err(ConnectorError::Rejected {
+                rail,
+                code: "refund_not_supported".into(),
+                message: "this rail has no refund".into(),
+            })
+        })
     }
 
     /// Where the push stands now (`Pending` while the shopper has not answered). For a

@@ -105,6 +105,11 @@ prefixed_id!(
     DeliveryId,
     "whd_"
 );
+prefixed_id!(
+    /// A refund of a payment: `re_…`.
+    RefundId,
+    "re_"
+);
 
 #[cfg(test)]
 mod tests {

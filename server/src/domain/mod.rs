@@ -5,6 +5,6 @@ pub mod keys;
 pub mod money;
 pub mod phone;
 
-pub use ids::{AttemptId, DeliveryId, EventId, MerchantId, SessionId, WebhookEndpointId};
+pub use ids::{AttemptId, DeliveryId, EventId, MerchantId, RefundId, SessionId, WebhookEndpointId};
 pub use keys::{ApiKeyKind, Mode, SecretKey};
 pub use money::Money;

@@ -35,6 +35,11 @@ pub const ERROR_CODES: &[&str] = &[
     "session_not_found",
     "webhook_endpoint_not_found",
     "event_not_found",
+    "payment_not_found",
+    "refund_not_found",
+    "payment_not_refundable",
+    "refund_not_supported",
+    "refund_exceeds_payment",
     "session_not_open",
     "payment_pending",
     "idempotency_key_in_use",
@@ -70,6 +75,19 @@ pub enum ApiError {
     /// 404 `event_not_found`: no such event for this merchant and mode.
     #[error("event not found")]
     EventNotFound,
+    /// 404 `payment_not_found`: no such payment for this merchant and mode.
+    #[error("payment not found")]
+    PaymentNotFound,
+    /// 404 `refund_not_found`: no such refund for this merchant and mode.
+    #[error("refund not found")]
+    RefundNotFound,
+    /// 409 `payment_not_refundable`: the payment did not succeed, so nothing was paid.
+    #[error("payment not refundable")]
+    PaymentNotRefundable,
+    /// 422 `refund_not_supported`: the payment's rail has no refund Malipo can make
+    /// (yet); the message says how to refund by hand.
+    #[error("refund not supported on {0}")]
+    RefundNotSupported(&'static str),
     /// 409 `session_not_open`: the session is complete or expired already.
     #[error("checkout session is not open")]
     SessionNotOpen,
@@ -120,7 +138,11 @@ impl ApiError {
             ApiError::NotFound
             | ApiError::SessionNotFound
             | ApiError::WebhookEndpointNotFound
-            | ApiError::EventNotFound => StatusCode::NOT_FOUND,
+            | ApiError::EventNotFound
+            | ApiError::PaymentNotFound
+            | ApiError::RefundNotFound => StatusCode::NOT_FOUND,
+            ApiError::PaymentNotRefundable => StatusCode::CONFLICT,
+            ApiError::RefundNotSupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::SessionNotOpen
             | ApiError::PaymentPending
             | ApiError::IdempotencyKeyInUse
@@ -143,6 +165,10 @@ impl ApiError {
             ApiError::SessionNotFound => "session_not_found",
             ApiError::WebhookEndpointNotFound => "webhook_endpoint_not_found",
             ApiError::EventNotFound => "event_not_found",
+            ApiError::PaymentNotFound => "payment_not_found",
+            ApiError::RefundNotFound => "refund_not_found",
+            ApiError::PaymentNotRefundable => "payment_not_refundable",
+            ApiError::RefundNotSupported(_) => "refund_not_supported",
             ApiError::SessionNotOpen => "session_not_open",
             ApiError::PaymentPending => "payment_pending",
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
@@ -166,6 +192,15 @@ impl ApiError {
             ApiError::SessionNotFound => "No such checkout session.".into(),
             ApiError::WebhookEndpointNotFound => "No such webhook endpoint.".into(),
             ApiError::EventNotFound => "No such event.".into(),
+            ApiError::PaymentNotFound => "No such payment.".into(),
+            ApiError::RefundNotFound => "No such refund.".into(),
+            ApiError::PaymentNotRefundable => {
+                "Only a payment that succeeded can be refunded: this one took no money.".into()
+            }
+            ApiError::RefundNotSupported(rail) => format!(
+                "Malipo cannot refund {rail} payments yet. Return the money from your {rail} \
+                 account's own portal (the payment's receipt identifies it), then note it here."
+            ),
             ApiError::SessionNotOpen => "Only open checkout sessions can be changed.".into(),
             ApiError::PaymentPending => {
                 "A payment prompt is on the shopper's phone and may still be paid. \

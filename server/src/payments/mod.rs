@@ -23,9 +23,11 @@
 mod card;
 mod paypal;
 mod redirect;
+mod refunds;
 
 pub use card::{CARD_SESSIONS_PER_CHECKOUT, CardNext};
 pub use paypal::PaypalNext;
+pub use refunds::RefundError;
 
 use std::sync::{Arc, Mutex};
 
@@ -1138,6 +1140,9 @@ impl Payments {
                 tick.tick().await;
                 if let Err(e) = self.redrive_callbacks().await {
                     tracing::warn!(error = %e, "re-driving callbacks failed; retrying");
+                }
+                if let Err(e) = self.redrive_refunds().await {
+                    tracing::warn!(error = %e, "sending pending refunds again failed; retrying");
                 }
             }
         };

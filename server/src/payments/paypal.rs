@@ -226,10 +226,7 @@ impl Payments {
         };
         let queried = Paypal::verdict(state, attempt.amount, attempt.created_at, now);
         if matches!(queried.outcome, RailOutcome::Expired { .. })
-            && !self
-                .paypal_mark(attempt, Mark::Left)
-                .await
-                .unwrap_or(false)
+            && !self.paypal_mark(attempt, Mark::Left).await.unwrap_or(false)
         {
             return Ok(RailOutcome::Pending.into());
         }

@@ -222,7 +222,7 @@ impl AttemptRecord {
 /// transaction (no-op writes: on SQLite the first takes the write lock before anything
 /// is read, so the read cannot go stale; on PostgreSQL they row-lock), then reads it.
 /// Session first, as `insert_attempt` does, so the two never deadlock.
-async fn lock_attempt(
+pub(super) async fn lock_attempt(
     conn: &mut sqlx::AnyConnection,
     id: &AttemptId,
 ) -> Result<Option<AttemptRecord>, StoreError> {

@@ -15,6 +15,7 @@ mod fx;
 mod idempotency;
 mod merchants;
 mod outbox;
+mod refunds;
 mod sessions;
 mod webhooks;
 
@@ -28,6 +29,7 @@ pub use outbox::{
     DeliveryAttempt, DeliveryNext, DeliveryRecord, DeliveryStatus, DueDelivery, EventFilter,
     StoredEvent,
 };
+pub use refunds::{OpenedRefund, RefundRecord, RefundStatus};
 pub use sessions::{Expiry, NewSession, PaymentStatus, SessionRecord, SessionStatus};
 pub use webhooks::EndpointRecord;
 

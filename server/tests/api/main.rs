@@ -21,6 +21,7 @@ mod pay_flow;
 mod payment_methods;
 mod payments;
 mod paypal;
+mod refunds;
 mod sandbox_daraja;
 mod sessions_api;
 mod store;

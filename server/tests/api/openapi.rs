@@ -343,6 +343,77 @@ async fn every_answer_matches_the_document() {
     )
     .await;
 
+    // Refunds: of a payment that succeeded (a USD session paid with the sandbox
+    // PayPal), then what is refused.
+    let usd = call(
+        "POST",
+        "/v1/checkout/sessions",
+        "/v1/checkout/sessions",
+        Some(
+            json!({"amount": 35000, "currency": "USD", "reference": "REF-2",
+            "description": "Balloon", "success_url": "https://lodge.example/ok",
+            "cancel_url": "https://lodge.example/no"}),
+        ),
+        true,
+    )
+    .await;
+    let usd = usd["id"].as_str().unwrap().to_owned();
+    let approve = crate::paypal::location(&crate::paypal::press_paypal(&app, &usd).await);
+    let back = crate::paypal::location(
+        &crate::paypal::on_paypal(&app, &approve, "buyer@example.com", true).await,
+    );
+    app.client.get(&back).send().await.unwrap();
+    let payment = crate::paypal::latest(&app, &usd).await.id.to_string();
+    let refund = call(
+        "POST",
+        "/v1/refunds",
+        "/v1/refunds",
+        Some(json!({"payment": payment, "amount": 1000, "reason": "goodwill"})),
+        true,
+    )
+    .await;
+    assert_eq!(refund["status"], "succeeded", "{refund}");
+    let re = refund["id"].as_str().unwrap().to_owned();
+    for body in [
+        json!({"payment": payment, "amount": 999_999}),
+        json!({"payment": "pa_000000000000000000000000"}),
+        json!({"amount": 5}),
+    ] {
+        call("POST", "/v1/refunds", "/v1/refunds", Some(body), true).await;
+    }
+    call(
+        "GET",
+        "/v1/refunds/{id}",
+        &format!("/v1/refunds/{re}"),
+        None,
+        true,
+    )
+    .await;
+    call(
+        "GET",
+        "/v1/refunds/{id}",
+        "/v1/refunds/re_000000000000000000000000",
+        None,
+        true,
+    )
+    .await;
+    call(
+        "GET",
+        "/v1/refunds",
+        &format!("/v1/refunds?payment={payment}"),
+        None,
+        true,
+    )
+    .await;
+    call(
+        "GET",
+        "/v1/refunds",
+        "/v1/refunds?payment=pa_000000000000000000000000",
+        None,
+        true,
+    )
+    .await;
+
     // The two public documents: no key, and the documented content types.
     for (path, media) in [
         ("/v1/checkout.js", "text/javascript"),

@@ -20,12 +20,12 @@ use serde_json::{Value, json};
 
 /// An app whose sandbox runs at a twentieth of real time (webhooks in ~75 ms, a held
 /// capture released in 3 s).
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
     spawn_app_with(Db::Sqlite, |c| c.sandbox_delay_percent = 5).await
 }
 
 /// A merchant's key and a session of theirs, priced `amount` in `currency`.
-async fn session(app: &TestApp, amount: i64, currency: &str) -> (String, String) {
+pub(crate) async fn session(app: &TestApp, amount: i64, currency: &str) -> (String, String) {
     let created = merchants::create(&app.store, "Serengeti Balloons")
         .await
         .unwrap();
@@ -48,7 +48,7 @@ async fn session(app: &TestApp, amount: i64, currency: &str) -> (String, String)
     (key, s["id"].as_str().unwrap().to_owned())
 }
 
-fn paypal_url(app: &TestApp) -> String {
+pub(crate) fn paypal_url(app: &TestApp) -> String {
     app.paypal_url.clone().expect("the sandbox PayPal runs")
 }
 
@@ -66,7 +66,7 @@ fn paypal_quote(page: &str) -> Option<String> {
 }
 
 /// Presses "Pay with PayPal" on the page: Malipo's answer (a 303 to PayPal, or back).
-async fn press_paypal(app: &TestApp, id: &str) -> reqwest::Response {
+pub(crate) async fn press_paypal(app: &TestApp, id: &str) -> reqwest::Response {
     let page = app.page(id).await;
     let sid = SessionId::parse(id).unwrap();
     let token = app.checkout.form_token(&sid);
@@ -82,12 +82,12 @@ async fn press_paypal(app: &TestApp, id: &str) -> reqwest::Response {
         .unwrap()
 }
 
-fn location(res: &reqwest::Response) -> String {
+pub(crate) fn location(res: &reqwest::Response) -> String {
     res.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// On PayPal's page, as `email`: Approve (`approve`) or Cancel. PayPal's answer.
-async fn on_paypal(
+pub(crate) async fn on_paypal(
     app: &TestApp,
     approve_url: &str,
     email: &str,
@@ -129,7 +129,7 @@ async fn session_object(app: &TestApp, key: &str, id: &str) -> Value {
         .unwrap()
 }
 
-async fn latest(app: &TestApp, id: &str) -> malipo::store::AttemptRecord {
+pub(crate) async fn latest(app: &TestApp, id: &str) -> malipo::store::AttemptRecord {
     app.store
         .latest_attempt(&SessionId::parse(id).unwrap())
         .await

@@ -564,6 +564,40 @@ impl Connector for Mpgs {
         Some(self)
     }
 
+    fn refunds(&self) -> bool {
+        true
+    }
+
+    /// `REFUND` on the payment's order, as transaction `re_…` (sent again, the same).
+    fn refund<'a>(
+        &'a self,
+        req: super::RefundRequest<'a>,
+    ) -> BoxFuture<'a, Result<super::RefundAnswer, ConnectorError>> {
+        Box::pin(async move {
+            let order = req
+                .operator_request_id
+                .ok_or_else(|| ConnectorError::Rejected {
+                    rail: RailId::Card,
+                    code: "no_order".into(),
+                    message: "the payment has no order".into(),
+                })?;
+            let charged = self.refund(order, req.refund_id, req.amount).await?;
+            Ok(match charged.outcome {
+                RailOutcome::Succeeded => super::RefundAnswer::Done {
+                    operator_refund_id: Some(req.refund_id.to_owned()),
+                },
+                RailOutcome::Pending | RailOutcome::Unknown { .. } => {
+                    super::RefundAnswer::Accepted {
+                        operator_refund_id: Some(req.refund_id.to_owned()),
+                    }
+                }
+                _ => super::RefundAnswer::Refused {
+                    code: charged.gateway_code,
+                },
+            })
+        })
+    }
+
     /// Cards are not pushed: see `Payments::start_card`.
     fn initiate<'a>(
         &'a self,

@@ -377,7 +377,12 @@ impl Paypal {
     /// What `state` means for an attempt of `asked` that began at `started_at`: paid
     /// only on a completed capture of exactly the amount asked. An approved order not
     /// yet captured is pending (taking it is the engine's decision).
-    pub fn verdict(state: Option<OrderState>, asked: Money, started_at: i64, now_ms: i64) -> Queried {
+    pub fn verdict(
+        state: Option<OrderState>,
+        asked: Money,
+        started_at: i64,
+        now_ms: i64,
+    ) -> Queried {
         let unapproved = || {
             if now_ms - started_at > APPROVAL_WINDOW_MS {
                 RailOutcome::Expired {
@@ -477,6 +482,38 @@ impl Connector for Paypal {
 
     fn paypal(&self) -> Option<&Paypal> {
         Some(self)
+    }
+
+    fn refunds(&self) -> bool {
+        true
+    }
+
+    /// Refunds the payment's capture (its receipt), `PayPal-Request-Id` the refund id.
+    fn refund<'a>(
+        &'a self,
+        req: super::RefundRequest<'a>,
+    ) -> BoxFuture<'a, Result<super::RefundAnswer, ConnectorError>> {
+        Box::pin(async move {
+            let capture = req.receipt.ok_or_else(|| ConnectorError::Rejected {
+                rail: RAIL,
+                code: "no_capture".into(),
+                message: "the payment has no capture".into(),
+            })?;
+            let amount = (!req.whole).then_some(req.amount);
+            let refunded = self.refund(capture, amount, req.refund_id).await?;
+            let id = Some(refunded.id).filter(|id| !id.is_empty());
+            Ok(match refunded.status.as_str() {
+                "COMPLETED" => super::RefundAnswer::Done {
+                    operator_refund_id: id,
+                },
+                "CANCELLED" | "FAILED" => super::RefundAnswer::Refused {
+                    code: refunded.status,
+                },
+                _ => super::RefundAnswer::Accepted {
+                    operator_refund_id: id,
+                },
+            })
+        })
     }
 
     /// PayPal is not pushed: see `Payments::start_paypal`.

@@ -223,7 +223,11 @@ impl CertCache {
         if let Err(e) = &fetched {
             tracing::warn!(error = %e, "PayPal webhook certificate not usable");
         }
-        let ttl = if fetched.is_ok() { CERT_TTL } else { FAILED_TTL };
+        let ttl = if fetched.is_ok() {
+            CERT_TTL
+        } else {
+            FAILED_TTL
+        };
         let mut certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
         certs.retain(|_, (_, until)| now < *until);
         if certs.len() >= MAX_CERTS {
@@ -313,7 +317,12 @@ mod tests {
             crate::time::parse_utc("2026-12-02T10:00:00.123Z"),
             Some(1_796_205_600_000)
         );
-        for bad in ["2026-12-02T10:00:00", "2026-13-02T10:00:00Z", "yesterday", "2026-12-02T10:00Z"] {
+        for bad in [
+            "2026-12-02T10:00:00",
+            "2026-13-02T10:00:00Z",
+            "yesterday",
+            "2026-12-02T10:00Z",
+        ] {
             assert_eq!(crate::time::parse_utc(bad), None, "{bad}");
         }
         let now = crate::time::now_ms();
@@ -322,8 +331,14 @@ mod tests {
             (AUTH_ALGO, "SHA256withRSA".to_owned()),
             (TRANSMISSION_SIG, "AAAA".to_owned()),
             (TRANSMISSION_ID, "t-1".to_owned()),
-            (CERT_URL, "https://api.paypal.com/v1/notifications/certs/CERT-1".to_owned()),
-            (TRANSMISSION_TIME, crate::sandbox::paypal::rfc3339(now - 4 * 24 * 3600 * 1000)),
+            (
+                CERT_URL,
+                "https://api.paypal.com/v1/notifications/certs/CERT-1".to_owned(),
+            ),
+            (
+                TRANSMISSION_TIME,
+                crate::sandbox::paypal::rfc3339(now - 4 * 24 * 3600 * 1000),
+            ),
         ] {
             headers.insert(name, value.parse().unwrap());
         }
@@ -331,7 +346,10 @@ mod tests {
             Transmission::from_headers(&headers).err(),
             Some(Unverified::Stale)
         );
-        headers.insert(TRANSMISSION_TIME, crate::sandbox::paypal::rfc3339(now).parse().unwrap());
+        headers.insert(
+            TRANSMISSION_TIME,
+            crate::sandbox::paypal::rfc3339(now).parse().unwrap(),
+        );
         assert!(Transmission::from_headers(&headers).is_ok());
     }
 
