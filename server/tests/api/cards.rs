@@ -168,6 +168,24 @@ async fn a_card_with_frictionless_3ds_pays_and_malipo_sees_only_brand_and_last4(
     let page = app.page(&id).await;
     assert!(page.contains("Visa ···· 4242"), "{page}");
     assert!(!page.contains("424242"));
+    // Refunded in part: a REFUND on the order at the processor.
+    let refund: Value = app
+        .client
+        .post(format!("{}/v1/refunds", app.addr))
+        .bearer_auth(&key)
+        .header("idempotency-key", "card-refund-1")
+        .json(&json!({"payment": s["payment"]["id"], "amount": 50_000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refund["status"], "succeeded", "{refund}");
+    assert_eq!(
+        (refund["amount"].clone(), refund["currency"].clone()),
+        (json!(50_000), json!("KES"))
+    );
 }
 
 #[tokio::test]
