@@ -11,8 +11,11 @@ CREATE TABLE refunds (
     reason              TEXT,
     operator_refund_id  TEXT,                     -- the operator's id for the refund
     failure_code        TEXT,                     -- our stable code, or the operator's
+    idempotency_key     TEXT,                     -- the API request's, so a retry is this refund
     created_at          BIGINT NOT NULL,
     updated_at          BIGINT NOT NULL
 );
 CREATE INDEX refunds_attempt ON refunds (attempt_id, created_at);
 CREATE INDEX refunds_pending ON refunds (updated_at) WHERE status = 'pending';
+CREATE UNIQUE INDEX refunds_idempotency ON refunds (attempt_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;

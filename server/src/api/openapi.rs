@@ -215,9 +215,12 @@ pub struct UpdateAccountParams {
 pub struct CreateRefundParams {
     /// The payment to refund (`pa_…`): one that succeeded.
     pub payment: String,
-    /// How much, in the payment's currency's minor units; default: all that is left
-    /// (what it paid, less earlier refunds that did not fail).
+    /// How much, in the minor units of the currency the payment was charged in (for a
+    /// payment at a quote, the converted one); default: all that is left (what it paid,
+    /// less earlier refunds that did not fail).
     pub amount: Option<i64>,
+    /// The currency `amount` is in, to be sure: refused unless it is the payment's.
+    pub currency: Option<String>,
     /// Why, for the merchant's own records.
     pub reason: Option<String>,
 }
@@ -362,6 +365,7 @@ pub fn constrain(doc: &mut serde_json::Value) {
         json!({
             "payment": id_pattern("pa_"),
             "amount": {"type": "integer", "minimum": 1, "maximum": MAX_MINOR},
+            "currency": {"type": "string", "enum": currencies},
             "reason": text(500, false),
         }),
     );

@@ -5,7 +5,7 @@ use axum::{
     Extension, Json,
     body::Bytes,
     extract::{Path, Query, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -16,15 +16,15 @@ use super::{
 };
 use crate::{
     api::openapi::{CreateRefundParams, ErrorBody, PostErrors, ReadErrors},
-    domain::{AttemptId, Mode, ids::RefundId},
+    domain::{AttemptId, Mode, ids::RefundId, money::Currency},
     http::error::ApiError,
-    payments::RefundError,
+    payments::{RefundAsk, RefundError},
     resources::{List, RefundObject},
     startup::AppState,
     store::RefundRecord,
 };
 
-pub(crate) const FIELDS: [&str; 3] = ["payment", "amount", "reason"];
+pub(crate) const FIELDS: [&str; 4] = ["payment", "amount", "currency", "reason"];
 
 /// Refund a payment, whole or in part.
 #[utoipa::path(post, path = "/v1/refunds", tag = "refunds",
@@ -40,6 +40,7 @@ pub(crate) const FIELDS: [&str; 3] = ["payment", "amount", "reason"];
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<RefundObject>), ApiError> {
     let obj = json_object(&body, &FIELDS)?;
@@ -71,21 +72,53 @@ pub async fn create(
             ));
         }
     };
+    let currency = match obj.get("currency") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(code)) => Some(Currency::parse(code).ok_or_else(|| {
+            ApiError::invalid(
+                "unsupported_currency",
+                "currency",
+                format!("{code:?} is not a currency Malipo knows."),
+            )
+        })?),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "unsupported_currency",
+                "currency",
+                "currency must be an ISO 4217 code.",
+            ));
+        }
+    };
     let reason = text(&obj, "reason", 500, false)?;
+    // Checked by the idempotency layer already; kept on the refund, so a retry whose
+    // first answer was never stored is still the same refund.
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     let refund = state
         .payments
         .refund_payment(
             &caller.merchant_id,
             caller.mode,
-            &payment,
-            amount,
-            reason.as_deref().filter(|r| !r.is_empty()),
+            RefundAsk {
+                payment: &payment,
+                amount,
+                currency,
+                reason: reason.as_deref().filter(|r| !r.is_empty()),
+                idempotency_key: key,
+            },
         )
         .await
         .map_err(|e| match e {
             RefundError::NotFound => ApiError::PaymentNotFound,
             RefundError::NotPaid => ApiError::PaymentNotRefundable,
             RefundError::NotSupported(rail) => ApiError::RefundNotSupported(rail),
+            RefundError::Currency(charged) => ApiError::invalid(
+                "parameter_invalid",
+                "currency",
+                format!(
+                    "The payment was charged in {}: a refund's amount is in its minor units.",
+                    charged.code()
+                ),
+            ),
             RefundError::Exceeds {
                 available,
                 currency,

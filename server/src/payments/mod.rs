@@ -27,7 +27,7 @@ mod refunds;
 
 pub use card::{CARD_SESSIONS_PER_CHECKOUT, CardNext};
 pub use paypal::PaypalNext;
-pub use refunds::RefundError;
+pub use refunds::{RefundAsk, RefundError};
 
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +62,10 @@ pub const RECONCILE_AFTER_MS: i64 = 15 * 60_000;
 /// A PayPal attempt with no order id this long after it began never had an order the
 /// shopper could approve (its creation's answer is stored before the redirect).
 const PAYPAL_NO_ORDER_MS: i64 = 120_000;
+
+/// How long a PayPal capture PayPal holds (`PENDING`) is asked about before it is left
+/// for reconciliation.
+const PAYPAL_HELD_CAPTURE_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Why a payment could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -1053,7 +1057,20 @@ impl Payments {
             tracing::warn!(attempt = %attempt.id, code = %raw, "unrecognised query answer; still open");
         }
         let next = next_poll_at(attempt.created_at, attempt.poll_count + 1).max(now + 1_000);
-        let changed = if age >= self.timing.reconcile_after_ms {
+        let changed = if age >= self.timing.reconcile_after_ms
+            && Self::paypal_capture_claimed(&attempt)
+            && now - attempt.created_at < PAYPAL_HELD_CAPTURE_MS
+        {
+            // A capture PayPal holds: asked about hourly for a week before a person is.
+            self.store
+                .mark_unknown(
+                    &attempt.id,
+                    "PayPal holds the capture",
+                    Some(now + 3_600_000),
+                    now,
+                )
+                .await?
+        } else if age >= self.timing.reconcile_after_ms {
             tracing::warn!(attempt = %attempt.id, "outcome still unknown; left for reconciliation");
             self.store
                 .mark_unknown(

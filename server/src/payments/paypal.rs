@@ -215,7 +215,15 @@ impl Payments {
         let state = paypal.order_state(order).await?;
         let state = match state {
             Some(OrderState::Approved) => match self.paypal_mark(attempt, Mark::Capture).await {
-                Ok(true) => Some(paypal.capture_order(order).await?),
+                Ok(true) => {
+                    let after = paypal.capture_order(order).await?;
+                    // Refused so that the buyer must act again on PayPal: nothing was
+                    // taken, and the claim is given back (the shopper may leave it).
+                    if after == OrderState::AwaitingBuyer {
+                        self.paypal_unclaim(attempt).await;
+                    }
+                    Some(after)
+                }
                 Ok(false) => return Ok(RailOutcome::Pending.into()),
                 Err(e) => {
                     tracing::error!(attempt = %attempt.id, error = %e, "claiming a PayPal capture failed");
@@ -266,6 +274,40 @@ impl Payments {
             }
         }
         Ok(false)
+    }
+}
+
+impl Payments {
+    /// Gives back a capture claim (the capture took nothing and the order awaits its
+    /// buyer again). Best effort: a claim left behind only keeps the attempt open.
+    async fn paypal_unclaim(&self, attempt: &AttemptRecord) {
+        let Ok(Some(now)) = self.store.attempt(&attempt.id).await else {
+            return;
+        };
+        let Some(data) = now.rail_data.clone().filter(|d| d["capture"] == true) else {
+            return;
+        };
+        let mut released = data.clone();
+        if let Some(o) = released.as_object_mut() {
+            o.remove("capture");
+        }
+        if let Err(e) = self
+            .store
+            .swap_rail_data(&attempt.id, Some(&data), &released, now_ms())
+            .await
+        {
+            tracing::warn!(attempt = %attempt.id, error = %e, "a PayPal capture claim was not given back");
+        }
+    }
+
+    /// Whether a PayPal attempt is claimed for its capture: PayPal may hold a capture
+    /// for days (a review, a currency accepted by hand), so it is asked about longer.
+    pub(super) fn paypal_capture_claimed(attempt: &AttemptRecord) -> bool {
+        attempt.rail == RailId::Paypal
+            && attempt
+                .rail_data
+                .as_ref()
+                .is_some_and(|d| d["capture"] == true)
     }
 }
 

@@ -14,8 +14,13 @@ use crate::{
     time::now_ms,
 };
 
-/// Pending refunds are sent again after this long without an answer.
-const REFUND_RETRY_MS: i64 = 60_000;
+/// Pending refunds are sent again after this long without an answer: longer than any
+/// one send can take (a token and a call, each retried once), so a refund is never
+/// sent twice at once.
+const REFUND_RETRY_MS: i64 = 5 * 60_000;
+/// Refunds are sent again for a day; one still pending after that is for a person to
+/// check at the operator (it stays `pending`, and is logged).
+const REFUND_RETRY_FOR_MS: i64 = 24 * 3600 * 1000;
 
 /// Why a refund was not made.
 #[derive(Debug, thiserror::Error)]
@@ -28,23 +33,27 @@ pub enum RefundError {
     Exceeds { available: i64, currency: Currency },
     #[error("the rail has no refund")]
     NotSupported(&'static str),
+    #[error("the payment was charged in {0}")]
+    Currency(Currency),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl Payments {
     /// Refunds `amount` (all that is left: `None`) of payment `payment` (`pa_…`), which
-    /// must be `merchant`'s in `mode`. The refund as it stands after the operator's
-    /// answer: `succeeded`, `failed`, or `pending` (confirmed later, or sent again).
+    /// must be `merchant`'s in `mode`; `currency`, when given, must be the one the payment
+    /// was charged in. The refund as it stands after the operator's answer: `succeeded`,
+    /// `failed`, or `pending` (confirmed later, or sent again). With an idempotency key
+    /// seen before for this payment: that refund, never a second one. Once opened, the
+    /// refund is sent to the end even if the caller goes away, and only its state is
+    /// answered (never an error).
     pub async fn refund_payment(
         &self,
         merchant: &MerchantId,
         mode: Mode,
-        payment: &str,
-        amount: Option<i64>,
-        reason: Option<&str>,
+        request: RefundAsk<'_>,
     ) -> Result<RefundRecord, RefundError> {
-        let id = AttemptId::parse(payment).ok_or(RefundError::NotFound)?;
+        let id = AttemptId::parse(request.payment).ok_or(RefundError::NotFound)?;
         let attempt = self
             .store
             .attempt(&id)
@@ -58,6 +67,12 @@ impl Payments {
         if session.merchant_id != *merchant || session.mode != mode {
             return Err(RefundError::NotFound);
         }
+        if request
+            .currency
+            .is_some_and(|c| c != attempt.amount.currency())
+        {
+            return Err(RefundError::Currency(attempt.amount.currency()));
+        }
         let connector = self
             .connector(attempt.rail, mode)
             .filter(|c| c.refunds())
@@ -65,10 +80,17 @@ impl Payments {
             .ok_or(RefundError::NotSupported(attempt.rail.label()))?;
         let refund = match self
             .store
-            .open_refund(&id, amount, reason, now_ms())
+            .open_refund(
+                &id,
+                request.amount,
+                request.reason,
+                request.idempotency_key,
+                now_ms(),
+            )
             .await?
         {
             OpenedRefund::Opened(refund) => refund,
+            OpenedRefund::Existing(refund) => return Ok(refund),
             OpenedRefund::NotPaid => return Err(RefundError::NotPaid),
             OpenedRefund::Exceeds {
                 available,
@@ -81,17 +103,31 @@ impl Payments {
             }
         };
         tracing::info!(refund = %refund.id, payment = %id, amount = %refund.amount, "refund");
-        Ok(self.send_refund(&connector, &attempt, refund, mode).await?)
+        // Its own task: a caller that goes away does not stop a refund half-sent.
+        let payments = self.clone();
+        let opened = refund.clone();
+        let sent = tokio::spawn(async move {
+            payments
+                .send_refund(&connector, &attempt, opened, mode, true)
+                .await
+        })
+        .await;
+        Ok(sent.unwrap_or(refund))
     }
 
-    /// Sends a pending refund to the operator and records its answer.
+    /// Sends a pending refund to the operator and records its answer; the refund as it
+    /// stands after (as it was, if that cannot be recorded now: still pending, so it is
+    /// sent again). Only a first send's refusal fails it: a refusal of a refund sent
+    /// again may be the operator refusing a duplicate of one it made, so that refund
+    /// stays pending for a person to check.
     async fn send_refund(
         &self,
         connector: &Arc<dyn Connector>,
         attempt: &AttemptRecord,
         refund: RefundRecord,
         mode: Mode,
-    ) -> Result<RefundRecord, StoreError> {
+        first: bool,
+    ) -> RefundRecord {
         let answer = connector
             .refund(RefundRequest {
                 refund_id: refund.id.as_str(),
@@ -103,27 +139,30 @@ impl Payments {
             .await;
         let live = mode == Mode::Live;
         let now = now_ms();
-        match answer {
-            Ok(RefundAnswer::Done { operator_refund_id }) => {
+        let recorded = match answer {
+            Ok(RefundAnswer::Done { operator_refund_id }) => self
+                .store
+                .finish_refund(
+                    &refund.id,
+                    RefundStatus::Succeeded,
+                    operator_refund_id.as_deref(),
+                    None,
+                    live,
+                    now,
+                )
+                .await
+                .map(drop),
+            Ok(RefundAnswer::Accepted {
+                operator_refund_id: Some(op),
+            }) => {
                 self.store
-                    .finish_refund(
-                        &refund.id,
-                        RefundStatus::Succeeded,
-                        operator_refund_id.as_deref(),
-                        None,
-                        live,
-                        now,
-                    )
-                    .await?;
+                    .set_operator_refund_id(&refund.id, &op, now)
+                    .await
             }
-            Ok(RefundAnswer::Accepted { operator_refund_id }) => {
-                if let Some(op) = operator_refund_id {
-                    self.store
-                        .set_operator_refund_id(&refund.id, &op, now)
-                        .await?;
-                }
-            }
-            Ok(RefundAnswer::Refused { code }) | Err(ConnectorError::Rejected { code, .. }) => {
+            Ok(RefundAnswer::Accepted { .. }) => Ok(()),
+            Ok(RefundAnswer::Refused { code }) | Err(ConnectorError::Rejected { code, .. })
+                if first =>
+            {
                 tracing::warn!(refund = %refund.id, %code, "refund refused");
                 self.store
                     .finish_refund(
@@ -134,23 +173,47 @@ impl Payments {
                         live,
                         now,
                     )
-                    .await?;
+                    .await
+                    .map(drop)
+            }
+            Ok(RefundAnswer::Refused { code }) | Err(ConnectorError::Rejected { code, .. }) => {
+                tracing::error!(refund = %refund.id, %code, "a refund sent again was refused: check it at the operator");
+                Ok(())
             }
             Err(e) => {
                 tracing::warn!(refund = %refund.id, error = %e, "refund's answer not known; it is sent again");
+                Ok(())
             }
+        };
+        if let Err(e) = recorded {
+            tracing::error!(refund = %refund.id, error = %e, "refund's answer not recorded; it is sent again");
+            return refund;
         }
-        Ok(self.store.refund(&refund.id).await?.unwrap_or(refund))
+        match self.store.refund(&refund.id).await {
+            Ok(Some(now)) => now,
+            _ => refund,
+        }
     }
 
-    /// Sends again every refund pending without an answer for a minute (the operator
-    /// takes it as the same refund, by its id). Returns how many were sent.
+    /// Sends again every refund pending without an answer for five minutes, for a day
+    /// after it was opened (the operator takes it as the same refund, by its id); each
+    /// is claimed first, so two pollers never send one at once. Returns how many were
+    /// sent.
     pub async fn redrive_refunds(&self) -> Result<usize, StoreError> {
         let now = now_ms();
-        let stale = self.store.stale_refunds(now - REFUND_RETRY_MS, 20).await?;
+        let stale = self
+            .store
+            .stale_refunds(now - REFUND_RETRY_FOR_MS, now - REFUND_RETRY_MS, 20)
+            .await?;
         let mut sent = 0;
         for refund in stale {
-            self.store.touch_refund(&refund.id, now).await?;
+            if !self
+                .store
+                .claim_refund(&refund.id, refund.updated_at, now)
+                .await?
+            {
+                continue;
+            }
             let Some(attempt) = self.store.attempt(&refund.attempt_id).await? else {
                 continue;
             };
@@ -158,12 +221,27 @@ impl Payments {
                 continue;
             };
             let Some(connector) = self.connector(attempt.rail, session.mode).cloned() else {
+                tracing::error!(refund = %refund.id, "pending refund's rail is off: check it at the operator");
                 continue;
             };
-            self.send_refund(&connector, &attempt, refund, session.mode)
-                .await?;
+            self.send_refund(&connector, &attempt, refund, session.mode, false)
+                .await;
             sent += 1;
         }
         Ok(sent)
     }
+}
+
+/// A refund asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundAsk<'a> {
+    /// `pa_…`
+    pub payment: &'a str,
+    /// Minor units; `None`: all that is left.
+    pub amount: Option<i64>,
+    /// What the amount is in, when the caller says (it must be the payment's).
+    pub currency: Option<Currency>,
+    pub reason: Option<&'a str>,
+    /// The API request's `Idempotency-Key`: a retry is the same refund.
+    pub idempotency_key: Option<&'a str>,
 }

@@ -288,8 +288,9 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces what a card attempt keeps, only if it still is `old`: false when another
-    /// request changed it first.
+    /// Replaces what an open (pending or unknown) card or PayPal attempt keeps, only if
+    /// it still is `old`: false when another request changed it first, or the attempt
+    /// is closed.
     pub async fn swap_rail_data(
         &self,
         id: &AttemptId,
@@ -300,7 +301,7 @@ impl Store {
         let done = match old {
             Some(old) => sqlx::query(
                 "UPDATE payment_attempts SET rail_data = $2, updated_at = $4 \
-                 WHERE id = $1 AND rail_data = $3",
+                 WHERE id = $1 AND rail_data = $3 AND status IN ('pending', 'unknown')",
             )
             .bind(id.as_str())
             .bind(new.to_string())
@@ -308,7 +309,7 @@ impl Store {
             .bind(now),
             None => sqlx::query(
                 "UPDATE payment_attempts SET rail_data = $2, updated_at = $3 \
-                 WHERE id = $1 AND rail_data IS NULL",
+                 WHERE id = $1 AND rail_data IS NULL AND status IN ('pending', 'unknown')",
             )
             .bind(id.as_str())
             .bind(new.to_string())

@@ -94,6 +94,9 @@ impl RefundRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpenedRefund {
     Opened(RefundRecord),
+    /// A refund of this payment was opened with the same idempotency key already: that
+    /// one, as it stands (a retried request is never a second refund).
+    Existing(RefundRecord),
     /// The payment did not succeed (or does not exist): nothing to refund.
     NotPaid,
     /// More than is left to refund: `available` minor units of `currency` are (after
@@ -112,6 +115,7 @@ impl Store {
         attempt_id: &AttemptId,
         amount: Option<i64>,
         reason: Option<&str>,
+        idempotency_key: Option<&str>,
         now: i64,
     ) -> Result<OpenedRefund, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -119,6 +123,20 @@ impl Store {
             tx.rollback().await?;
             return Ok(OpenedRefund::NotPaid);
         };
+        if let Some(key) = idempotency_key {
+            let row = sqlx::query(&format!(
+                "SELECT {REFUND_COLUMNS} FROM refunds WHERE attempt_id = $1 AND idempotency_key = $2"
+            ))
+            .bind(attempt_id.as_str())
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                let existing = RefundRecord::from_row(&row)?;
+                tx.rollback().await?;
+                return Ok(OpenedRefund::Existing(existing));
+            }
+        }
         if attempt.status != AttemptStatus::Succeeded {
             tx.rollback().await?;
             return Ok(OpenedRefund::NotPaid);
@@ -158,7 +176,8 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO refunds (id, attempt_id, session_id, amount_minor, currency, status, \
-             reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $7)",
+             reason, idempotency_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $8)",
         )
         .bind(record.id.as_str())
         .bind(attempt_id.as_str())
@@ -166,6 +185,7 @@ impl Store {
         .bind(amount.minor())
         .bind(currency.code())
         .bind(reason)
+        .bind(idempotency_key)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -298,17 +318,20 @@ impl Store {
         rows.iter().map(RefundRecord::from_row).collect()
     }
 
-    /// Refunds still pending since before `before` (their answer was lost: sent again,
-    /// which the operator takes as the same refund), oldest first.
+    /// Refunds still pending, opened after `since` and untouched since before `before`
+    /// (their answer was lost: sent again, which the operator takes as the same refund),
+    /// oldest first.
     pub async fn stale_refunds(
         &self,
+        since: i64,
         before: i64,
         limit: i64,
     ) -> Result<Vec<RefundRecord>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {REFUND_COLUMNS} FROM refunds WHERE status = 'pending' AND updated_at < $1 \
-             ORDER BY updated_at LIMIT $2"
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE status = 'pending' AND created_at > $1 \
+             AND updated_at < $2 ORDER BY updated_at LIMIT $3"
         ))
+        .bind(since)
         .bind(before)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -316,13 +339,24 @@ impl Store {
         rows.iter().map(RefundRecord::from_row).collect()
     }
 
-    /// Marks a pending refund as tried again now (so it is not picked again at once).
-    pub async fn touch_refund(&self, id: &RefundId, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE refunds SET updated_at = $2 WHERE id = $1 AND status = 'pending'")
-            .bind(id.as_str())
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Claims a pending refund for sending again: true for the one caller (of any
+    /// instance) whose view of it is still current (`seen`: its `updated_at`).
+    pub async fn claim_refund(
+        &self,
+        id: &RefundId,
+        seen: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE refunds SET updated_at = $3 WHERE id = $1 AND status = 'pending' \
+             AND updated_at = $2",
+        )
+        .bind(id.as_str())
+        .bind(seen)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 }

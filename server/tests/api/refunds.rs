@@ -191,6 +191,14 @@ async fn only_money_that_came_in_is_refunded_and_only_where_malipo_can() {
         (json!({"payment": failed, "amount": -5}), "invalid_amount"),
         (json!({"payment": failed, "amount": "5"}), "invalid_amount"),
         (json!({"payment": failed, "extra": 1}), "unknown_parameter"),
+        (
+            json!({"payment": failed, "currency": "KES"}),
+            "parameter_invalid",
+        ),
+        (
+            json!({"payment": failed, "currency": "XYZ"}),
+            "unsupported_currency",
+        ),
     ] {
         let (status, err) = refund(&app, &key, body.clone(), &format!("bad-{body}")).await;
         assert_eq!(

@@ -499,8 +499,10 @@ impl Connector for Paypal {
                 code: "no_capture".into(),
                 message: "the payment has no capture".into(),
             })?;
-            let amount = (!req.whole).then_some(req.amount);
-            let refunded = self.refund(capture, amount, req.refund_id).await?;
+            // Always the amount: Malipo's record, not whatever the capture has left.
+            let refunded = self
+                .refund(capture, Some(req.amount), req.refund_id)
+                .await?;
             let id = Some(refunded.id).filter(|id| !id.is_empty());
             Ok(match refunded.status.as_str() {
                 "COMPLETED" => super::RefundAnswer::Done {
