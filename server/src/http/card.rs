@@ -104,6 +104,29 @@ pub(super) fn checked(
         .map_err(|_| "ip_limit")
 }
 
+/// [`checked`] for a form post: the answer to a refused one (`None`: go on). A
+/// cross-site post is refused outright (403); any other goes back to the page, saying
+/// why.
+pub(super) fn form_refused(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    sid: &SessionId,
+    form_token: &str,
+) -> Option<Response> {
+    match checked(state, peer, headers, sid, form_token) {
+        Ok(()) => None,
+        Err("cross_site") => Some(
+            (
+                StatusCode::FORBIDDEN,
+                "Cross-site payment requests are refused.",
+            )
+                .into_response(),
+        ),
+        Err(code) => Some(back(sid, Some(code))),
+    }
+}
+
 async fn pay_card(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -114,16 +137,8 @@ async fn pay_card(
     let Some(sid) = SessionId::parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    match checked(&state, peer, &headers, &sid, &form.form_token) {
-        Ok(()) => {}
-        Err("cross_site") => {
-            return (
-                StatusCode::FORBIDDEN,
-                "Cross-site payment requests are refused.",
-            )
-                .into_response();
-        }
-        Err(code) => return back(&sid, Some(code)),
+    if let Some(refused) = form_refused(&state, peer, &headers, &sid, &form.form_token) {
+        return refused;
     }
     let card_session = form.card_session.as_deref().filter(|s| !s.is_empty());
     match state

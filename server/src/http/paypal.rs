@@ -18,7 +18,7 @@ use axum::{
 use std::net::SocketAddr;
 
 use super::{
-    card::{back, checked, error_code},
+    card::{back, error_code, form_refused},
     pay::PayForm,
 };
 use crate::{
@@ -45,16 +45,8 @@ async fn pay_paypal(
     let Some(sid) = SessionId::parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    match checked(&state, peer, &headers, &sid, &form.form_token) {
-        Ok(()) => {}
-        Err("cross_site") => {
-            return (
-                StatusCode::FORBIDDEN,
-                "Cross-site payment requests are refused.",
-            )
-                .into_response();
-        }
-        Err(code) => return back(&sid, Some(code)),
+    if let Some(refused) = form_refused(&state, peer, &headers, &sid, &form.form_token) {
+        return refused;
     }
     match state
         .payments

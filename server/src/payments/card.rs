@@ -17,7 +17,7 @@
 
 use serde_json::json;
 
-use super::{CallbackError, PayError, Payments, Ready};
+use super::{CallbackError, PayError, Payments, Ready, redirect::Leaving};
 use crate::{
     connectors::{
         ConnectorError, Queried, RailId, RailOutcome,
@@ -99,27 +99,18 @@ impl Payments {
         quote: Option<&str>,
     ) -> Result<CardNext, PayError> {
         let now = now_ms();
-        let (session, capabilities, quote, charge) =
-            match self.ready(session_id, RailId::Card, quote, now).await? {
-                // Submitted again while on the processor's page: back to it.
-                Ready::Pending(pending) => {
-                    return Ok(pending
-                        .rail_data
-                        .as_ref()
-                        .and_then(|d| d["pay_url"].as_str())
-                        .filter(|_| pending.rail == RailId::Card)
-                        .map_or(CardNext::Page, |url| CardNext::Redirect(url.to_owned())));
-                }
-                Ready::Charge {
-                    session,
-                    capabilities,
-                    quote,
-                    charge,
-                } => (session, capabilities, quote, charge),
-            };
-        if !capabilities.accepts(charge) {
-            return Err(PayError::NotPayable);
-        }
+        let (session, quote, charge) = match self
+            .ready_to_leave(session_id, RailId::Card, quote, "pay_url", now)
+            .await?
+        {
+            // Submitted again while on the processor's page: back to it.
+            Leaving::Back(url) => return Ok(url.map_or(CardNext::Page, CardNext::Redirect)),
+            Leaving::Charge {
+                session,
+                quote,
+                charge,
+            } => (session, quote, charge),
+        };
         let mpgs = self.card_processor(&session)?;
         let card_session = card_session.filter(|s| {
             !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())

@@ -11,7 +11,7 @@
 
 use serde_json::json;
 
-use super::{CallbackError, PayError, Payments, Ready};
+use super::{CallbackError, PayError, Payments, redirect::Leaving};
 use crate::{
     connectors::{
         ConnectorError, Queried, RailId, RailOutcome,
@@ -49,27 +49,18 @@ impl Payments {
         quote: Option<&str>,
     ) -> Result<PaypalNext, PayError> {
         let now = now_ms();
-        let (session, capabilities, quote, charge) =
-            match self.ready(session_id, RailId::Paypal, quote, now).await? {
-                // Submitted again while the order awaits approval: back to PayPal.
-                Ready::Pending(pending) => {
-                    return Ok(pending
-                        .rail_data
-                        .as_ref()
-                        .and_then(|d| d["approve_url"].as_str())
-                        .filter(|_| pending.rail == RailId::Paypal)
-                        .map_or(PaypalNext::Page, |url| PaypalNext::Redirect(url.to_owned())));
-                }
-                Ready::Charge {
-                    session,
-                    capabilities,
-                    quote,
-                    charge,
-                } => (session, capabilities, quote, charge),
-            };
-        if !capabilities.accepts(charge) {
-            return Err(PayError::NotPayable);
-        }
+        let (session, quote, charge) = match self
+            .ready_to_leave(session_id, RailId::Paypal, quote, "approve_url", now)
+            .await?
+        {
+            // Submitted again while the order awaits approval: back to PayPal.
+            Leaving::Back(url) => return Ok(url.map_or(PaypalNext::Page, PaypalNext::Redirect)),
+            Leaving::Charge {
+                session,
+                quote,
+                charge,
+            } => (session, quote, charge),
+        };
         let connector = self
             .connector(RailId::Paypal, session.mode)
             .cloned()

@@ -3,16 +3,30 @@
 //! its own for the way back (the return URL's capability, as a callback URL's), and the
 //! closing of one nothing was charged on.
 
-use super::{CallbackError, PayError, Payments, next_poll_at};
+use super::{CallbackError, PayError, Payments, Ready, next_poll_at};
 use crate::{
     connectors::RailId,
     domain::{AttemptId, Money, SessionId, ids::random_base62, keys::hash_token},
     fx::Quote,
     store::{
-        AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, StoreError,
+        AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt,
+        SessionRecord, StoreError,
     },
     time::now_ms,
 };
+
+/// Where a shopper asking to pay on another site's pages stands.
+pub(super) enum Leaving {
+    /// A payment of theirs is under way already (a second submit): back to its page at
+    /// the operator (`Some`), or to the checkout page.
+    Back(Option<String>),
+    /// Nothing under way: charge `charge` (at `quote`) for `session`.
+    Charge {
+        session: Box<SessionRecord>,
+        quote: Option<Quote>,
+        charge: Money,
+    },
+}
 
 /// An attempt just opened, with the token of its return URLs.
 pub(super) struct Opened {
@@ -21,6 +35,44 @@ pub(super) struct Opened {
 }
 
 impl Payments {
+    /// [`Payments::ready`] for a rail paid on another site's pages: a payment already
+    /// under way sends the shopper back to its page there (its rail data's `url_key`);
+    /// else the amount to charge, which the rail must take.
+    pub(super) async fn ready_to_leave(
+        &self,
+        session_id: &SessionId,
+        rail: RailId,
+        quote: Option<&str>,
+        url_key: &str,
+        now: i64,
+    ) -> Result<Leaving, PayError> {
+        match self.ready(session_id, rail, quote, now).await? {
+            Ready::Pending(pending) => Ok(Leaving::Back(
+                pending
+                    .rail_data
+                    .as_ref()
+                    .and_then(|d| d[url_key].as_str())
+                    .filter(|_| pending.rail == rail)
+                    .map(str::to_owned),
+            )),
+            Ready::Charge {
+                session,
+                capabilities,
+                quote,
+                charge,
+            } => {
+                if !capabilities.accepts(charge) {
+                    return Err(PayError::NotPayable);
+                }
+                Ok(Leaving::Charge {
+                    session: Box::new(session),
+                    quote,
+                    charge,
+                })
+            }
+        }
+    }
+
     /// Opens an attempt of `rail` for `charge` (at `quote`), due for a first status
     /// query soon. `Ok(None)`: another submit opened one a moment ago.
     pub(super) async fn open_redirect_attempt(
