@@ -22,6 +22,7 @@
 // Leptos views are deeply nested types; the hosted page needs more than the default 128.
 #![recursion_limit = "256"]
 
+pub mod accounts;
 pub mod api;
 pub mod bench;
 pub mod breaker;
@@ -29,6 +30,7 @@ pub mod checkout;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod dashboard;
 pub mod demo;
 pub mod domain;
 pub mod embed;
@@ -36,6 +38,7 @@ pub mod fx;
 pub mod http;
 pub mod limits;
 pub mod live;
+pub mod mail;
 pub mod merchants;
 pub mod payments;
 pub mod resources;

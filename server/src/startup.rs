@@ -36,6 +36,8 @@ pub struct AppState {
     pub redeliveries: Arc<crate::limits::RateLimiter<(String, &'static str)>>,
     /// Card processor sessions per checkout session (each is a call to the processor).
     pub card_sessions: Arc<crate::limits::RateLimiter<String>>,
+    /// Dashboard accounts (sign-in, mail).
+    pub accounts: crate::accounts::Accounts,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -212,7 +214,11 @@ impl Application {
         }
         let webhooks = crate::webhooks::Webhooks::new(store.clone(), webhooks_config)
             .context("webhook HTTP client")?;
+        let mailer =
+            crate::mail::Mailer::new(&config.mail, store.clone()).context("the mail server")?;
+        let accounts = crate::accounts::Accounts::new(store.clone(), mailer, &config.public_url);
         let state = AppState {
+            accounts,
             pay_limiter: Arc::new(crate::limits::RateLimiter::new(
                 config.limits.requests_per_ip,
                 config.limits.ip_window_secs,

@@ -116,6 +116,20 @@ pub fn eat_label(ms: i64) -> String {
     )
 }
 
+/// "2026-12-02 10:00:05": a UTC time in the dashboard and its exports.
+pub fn format_utc(ms: i64) -> String {
+    let c = civil(ms, 0);
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// Unix milliseconds of the start of a UTC day written `2026-12-02`.
+pub fn parse_date(text: &str) -> Option<i64> {
+    parse_utc(&format!("{}T00:00:00Z", text.trim()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,6 +140,60 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Paying in another currency than the price: the `[fx]` table.
     pub fx: FxConfig,
+    /// The dashboard's mail (address checks, password resets, invitations): `[mail]`.
+    pub mail: MailConfig,
+    /// The merchant's dashboard: `[dashboard]`.
+    pub dashboard: DashboardConfig,
+}
+
+/// The merchant's dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// A refund from the dashboard larger than this many minor units (of the payment's
+    /// currency) needs the password again, unless it was given in the last ten minutes.
+    /// Default 1,000,000 (KES 10,000.00; UGX 1,000,000).
+    pub refund_reauth_minor: i64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            refund_reauth_minor: 1_000_000,
+        }
+    }
+}
+
+/// Where the dashboard's mail goes. With no `smtp_url`, mail is kept for the sandbox
+/// mailbox page instead (test installs only: live mode refuses to start without SMTP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// The SMTP server: `smtps://USER:PASS@HOST:465` (TLS from the start),
+    /// `smtp://USER:PASS@HOST:587?tls=required` (STARTTLS), or `smtp://HOST:PORT` (no TLS:
+    /// only for a relay on the same machine). rustls only.
+    /// Env `MALIPO_SMTP_URL`; default none (the sandbox mailbox).
+    #[serde(deserialize_with = "secret")]
+    pub smtp_url: SecretString,
+    /// The sender: `Name <address>`.
+    /// Env `MALIPO_MAIL_FROM`; default `Malipo <no-reply@malipo.invalid>`.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            smtp_url: SecretString::from(""),
+            from: "Malipo <no-reply@malipo.invalid>".into(),
+        }
+    }
+}
+
+impl MailConfig {
+    /// Whether mail goes out over SMTP (else to the sandbox mailbox).
+    pub fn smtp(&self) -> bool {
+        !self.smtp_url.expose_secret().trim().is_empty()
+    }
 }
 
 /// Where exchange rates come from and how long a quote holds. A merchant's own rates
@@ -393,6 +447,31 @@ impl Config {
         Ok(())
     }
 
+    /// Mail must be deliverable: a parseable sender, an SMTP URL lettre accepts, and in
+    /// live mode SMTP itself (a live install never keeps sign-in links in a page).
+    fn check_mail(&self) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid { field: "mail", why });
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return invalid(format!(
+                "from {:?} is not a mailbox (Name <address>)",
+                self.mail.from
+            ));
+        }
+        if self.mail.smtp() {
+            if let Err(e) = crate::mail::smtp_transport(&self.mail.smtp_url) {
+                return invalid(format!("smtp_url: {e}"));
+            }
+        } else if self.live_rails().next().is_some() {
+            return invalid(
+                "live mode is on (a [rails_live.<rail>] is set) but no SMTP server is: set \
+                 [mail] smtp_url (MALIPO_SMTP_URL), so sign-in and password-reset mail reaches \
+                 people instead of the sandbox mailbox"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Test mode's rates provider, and whether it is this server's own sandbox.
     pub fn fx_test_provider(&self) -> (String, bool) {
         let url = self.fx.test_provider_url.trim();
@@ -501,6 +580,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             payments: PaymentsConfig::default(),
             fx: FxConfig::default(),
+            mail: MailConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -583,6 +664,12 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_MASTER_KEY") {
             self.master_key = SecretString::from(v);
+        }
+        if let Some(v) = env("MALIPO_SMTP_URL") {
+            self.mail.smtp_url = SecretString::from(v);
+        }
+        if let Some(v) = env("MALIPO_MAIL_FROM") {
+            self.mail.from = v;
         }
         if let Some(v) = env("MALIPO_MASTER_KEY_FILE") {
             self.master_key_file = PathBuf::from(v);
@@ -795,6 +882,7 @@ impl Config {
         self.public_url = url;
         self.check_live_rails()?;
         self.check_fx()?;
+        self.check_mail()?;
         if !self.master_key.expose_secret().is_empty()
             && crate::sealing::MasterKey::from_hex(self.master_key.expose_secret()).is_err()
         {
@@ -917,7 +1005,18 @@ mod tests {
             ("MALIPO_RAILS_LIVE_MPESA_CONSUMER_SECRET", "cs-live"),
             ("MALIPO_RAILS_LIVE_MPESA_SHORTCODE", "600100"),
             ("MALIPO_RAILS_LIVE_MPESA_PASSKEY", "live-passkey"),
+            ("MALIPO_SMTP_URL", "smtps://malipo:pw@mail.example:465"),
         ];
+        // Live mode without an SMTP server does not start: its sign-in mail would go
+        // to the sandbox mailbox page.
+        let no_smtp: Vec<_> = live
+            .iter()
+            .filter(|(k, _)| *k != "MALIPO_SMTP_URL")
+            .copied()
+            .chain([("MALIPO_RAILS_LIVE_MPESA_BASE_URL", "https://api.safaricom.co.ke")])
+            .collect();
+        let err = Config::load_from(None, env(&no_smtp)).unwrap_err();
+        assert!(err.to_string().contains("SMTP"), "{err}");
         let with = |url: &'static str| {
             let mut pairs = live.to_vec();
             pairs.push(("MALIPO_RAILS_LIVE_MPESA_BASE_URL", url));
@@ -1016,6 +1115,7 @@ mod tests {
             ("MALIPO_MPESA_LIVE_CONSUMER_SECRET", "cs-live"),
             ("MALIPO_MPESA_LIVE_SHORTCODE", "600100"),
             ("MALIPO_MPESA_LIVE_PASSKEY", "live-passkey"),
+            ("MALIPO_SMTP_URL", "smtps://malipo:pw@mail.example:465"),
             ("MALIPO_MASTER_KEY_FILE", file_s.as_str()),
         ];
         // Live, no key anywhere: refused, and no key is made up.

@@ -110,6 +110,16 @@ prefixed_id!(
     RefundId,
     "re_"
 );
+prefixed_id!(
+    /// A person who signs in to the dashboard: `usr_…`.
+    UserId,
+    "usr_"
+);
+prefixed_id!(
+    /// An entry in a merchant's audit log: `aud_…`.
+    AuditId,
+    "aud_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(card::router())
         .merge(paypal::router())
         .merge(crate::embed::router())
+        .merge(crate::dashboard::router())
         .merge(
             pages::router(&state)
                 .route_layer(axum::middleware::from_fn_with_state(

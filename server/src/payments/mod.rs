@@ -268,6 +268,11 @@ impl Payments {
         self.rails.get(rail, mode)
     }
 
+    /// Whether payments on `rail` in `mode` can be refunded through Malipo.
+    pub fn refunds_supported(&self, rail: RailId, mode: Mode) -> bool {
+        self.connector(rail, mode).is_some_and(|c| c.refunds())
+    }
+
     /// Whose numbers `rail` takes for a price in `currency` (for reading what a shopper
     /// typed): that currency's country on the rail, else (paid at a quote) its first.
     pub fn payer_country(

@@ -159,7 +159,7 @@ pub struct AttemptRecord {
     pub rail_data: Option<serde_json::Value>,
 }
 
-const ATTEMPT_COLUMNS: &str = "id, session_id, rail, status, amount_minor, currency, payer, \
+pub(super) const ATTEMPT_COLUMNS: &str = "id, session_id, rail, status, amount_minor, currency, payer, \
      operator_request_id, operator_receipt, failure_code, failure_detail, next_poll_at, \
      poll_count, created_at, updated_at, finalized_at, late_from, duplicate, quote, rail_data";
 
@@ -171,7 +171,7 @@ pub struct Reconciled {
 }
 
 impl AttemptRecord {
-    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         let id: String = row.try_get("id")?;
         let currency = parse_column(row, "currency", "payment_attempts", Currency::parse)?;
         let amount = Money::new(row.try_get("amount_minor")?, currency).map_err(|e| {

@@ -62,29 +62,7 @@ impl Store {
         keys: &[NewApiKey],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO merchants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(merchant.id.as_str())
-            .bind(&merchant.name)
-            .bind(merchant.created_at)
-            .execute(&mut *tx)
-            .await?;
-        for key in keys {
-            sqlx::query(
-                "INSERT INTO api_keys \
-                 (id, merchant_id, kind, mode, masked, secret_hash, token, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(KeyId::generate().as_str())
-            .bind(merchant.id.as_str())
-            .bind(key.kind.as_str())
-            .bind(key.mode.as_str())
-            .bind(&key.masked)
-            .bind(key.secret_hash.as_deref())
-            .bind(key.token.as_deref())
-            .bind(merchant.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_merchant_in(&mut tx, merchant, keys).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -381,4 +359,36 @@ fn parse_origins(row: Option<AnyRow>, id: &str) -> Result<Vec<String>, StoreErro
         id: id.to_owned(),
         what: e.to_string(),
     })
+}
+
+/// Writes a merchant and its keys inside the caller's transaction.
+pub(crate) async fn insert_merchant_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    merchant: &MerchantRecord,
+    keys: &[NewApiKey],
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO merchants (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(merchant.id.as_str())
+        .bind(&merchant.name)
+        .bind(merchant.created_at)
+        .execute(&mut **tx)
+        .await?;
+    for key in keys {
+        sqlx::query(
+            "INSERT INTO api_keys \
+             (id, merchant_id, kind, mode, masked, secret_hash, token, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(KeyId::generate().as_str())
+        .bind(merchant.id.as_str())
+        .bind(key.kind.as_str())
+        .bind(key.mode.as_str())
+        .bind(&key.masked)
+        .bind(key.secret_hash.as_deref())
+        .bind(key.token.as_deref())
+        .bind(merchant.created_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

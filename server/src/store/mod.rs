@@ -10,7 +10,9 @@
 //! transaction as the event that records them, so two racing writers cannot both win
 //! and no change goes unrecorded.
 
+mod accounts;
 mod attempts;
+mod dashboard;
 mod fx;
 mod idempotency;
 mod merchants;
@@ -19,9 +21,14 @@ mod refunds;
 mod sessions;
 mod webhooks;
 
+pub use accounts::{
+    AuditEntry, NewUserSession, SandboxMail, SessionListing, SignedIn, TokenPurpose, TokenRecord,
+    UserRecord,
+};
 pub use attempts::{
     AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, Reconciled,
 };
+pub use dashboard::{ListStatus, PaymentFilter, PaymentRow};
 pub use fx::RateRecord;
 pub use idempotency::{IdempotencyBegin, KeyScope};
 pub use merchants::{ApiKeyRecord, MerchantRecord, NewApiKey};

@@ -113,13 +113,13 @@ pub struct SessionRecord {
     pub payment_method_types: Option<Vec<RailId>>,
 }
 
-const SESSION_COLUMNS: &str = "s.id, s.merchant_id, s.mode, s.amount_minor, s.currency, \
+pub(super) const SESSION_COLUMNS: &str = "s.id, s.merchant_id, s.mode, s.amount_minor, s.currency, \
      s.reference, s.description, s.status, s.payment_status, s.success_url, s.cancel_url, \
      s.customer_phone, s.customer_email, s.metadata, s.expires_at, s.created_at, s.updated_at, \
      s.payment_method_types";
 
 impl SessionRecord {
-    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         let id: String = row.try_get("id")?;
         let corrupt = |what: String| StoreError::Corrupt {
             table: "checkout_sessions",

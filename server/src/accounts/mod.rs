@@ -1,0 +1,726 @@
+//! Dashboard accounts: sign-up, address verification, sign-in with a second factor,
+//! password reset, re-authentication and throttling. The HTTP side is
+//! [`crate::dashboard`]; this module decides, and the store keeps.
+//!
+//! # The rules (the README's "Signing in and recovery")
+//! - Mail goes only ever to the address stored on the account, which its owner proved
+//!   by a mailed link before the account could sign in. A reset request names an
+//!   address and nothing else; nothing in a request can redirect a mail (7pay).
+//! - Mailed links, session cookies and recovery codes are random, stored by hash only,
+//!   and work once (sessions: until they expire or are ended).
+//! - Failed sign-ins are counted per account and per client address over a window;
+//!   past the limit, sign-in is refused with the time to wait, whether the password
+//!   was right or not.
+//! - A password reset ends every sign-in session of the account, and does not turn off
+//!   two-factor sign-in.
+
+pub mod password;
+pub mod roles;
+pub mod totp;
+
+pub use roles::{Permission, Role};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    domain::{MerchantId, ids::UserId, keys::hash_token},
+    mail::{Mail, Mailer},
+    merchants::parse_name,
+    store::{
+        MerchantRecord, NewUserSession, SignedIn, Store, StoreError, TokenPurpose, UserRecord,
+    },
+    time::now_ms,
+};
+
+/// A sign-in session lasts at most this long.
+pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+/// …and ends after this long unused.
+pub const SESSION_IDLE_MS: i64 = 2 * 3600 * 1000;
+/// A password or code typed this recently counts for sensitive actions.
+pub const REAUTH_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// How long a sign-in may wait for its second factor.
+pub const SECOND_FACTOR_TTL_MS: i64 = 10 * 60 * 1000;
+/// An address-verification link works for a day.
+pub const VERIFY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// A password-reset link works for 30 minutes.
+pub const RESET_TTL_MS: i64 = 30 * 60 * 1000;
+/// An invitation works for a week.
+pub const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Throttling windows and limits.
+pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// Failed passwords (or codes) per account per window.
+pub const FAILURES_PER_ACCOUNT: i64 = 5;
+/// Failed sign-ins per client address per window.
+pub const FAILURES_PER_IP: i64 = 30;
+/// Sign-ups, verification and reset mails per client address per hour.
+pub const MAILS_PER_IP_PER_HOUR: i64 = 10;
+
+/// What went wrong, in words a person can act on. No variant says whether an address
+/// has an account.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("Enter a valid email address.")]
+    InvalidEmail,
+    #[error("{0}")]
+    WeakPassword(#[from] password::WeakPassword),
+    #[error("Enter a business name of 1 to 100 characters.")]
+    InvalidName,
+    #[error("The email address or password is not right.")]
+    WrongPassword,
+    #[error("That code is not right, or was used already.")]
+    WrongCode,
+    #[error("Confirm your email address first: use the link we sent you, or ask for a new one.")]
+    Unverified,
+    #[error("This link has expired or was used already. Ask for a new one.")]
+    BadLink,
+    #[error("Too many attempts. Try again in {minutes} minutes, or reset your password.")]
+    Throttled { minutes: i64 },
+    #[error("This account has no access to a merchant any more.")]
+    NoMembership,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl AccountError {
+    /// The stable code shown with the message (and used by tests).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AccountError::InvalidEmail => "invalid_email",
+            AccountError::WeakPassword(_) => "weak_password",
+            AccountError::InvalidName => "invalid_name",
+            AccountError::WrongPassword => "wrong_password",
+            AccountError::WrongCode => "wrong_code",
+            AccountError::Unverified => "email_unverified",
+            AccountError::BadLink => "link_expired",
+            AccountError::Throttled { .. } => "too_many_attempts",
+            AccountError::NoMembership => "no_membership",
+            AccountError::Store(_) | AccountError::Other(_) => "unavailable",
+        }
+    }
+}
+
+/// An address as stored and compared: trimmed, lower-cased, one plain address.
+pub fn normalize_email(input: &str) -> Option<String> {
+    let email = input.trim().to_lowercase();
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let address: lettre::Address = email.parse().ok()?;
+    // One address only: no display names, lists or comments.
+    (address.to_string() == email && !email.contains([',', ';', '<', '>', '"', '(', ')']))
+        .then_some(email)
+}
+
+/// A new random token for a cookie or a link, and its stored hash.
+pub fn new_token() -> (SecretString, String) {
+    let token = crate::domain::ids::random_base62(43);
+    let hash = hash_token(&token);
+    (SecretString::from(token), hash)
+}
+
+/// A started sign-in: the cookie's token and whether a second factor is owed.
+pub struct SignInStarted {
+    pub token: SecretString,
+    pub needs_second_factor: bool,
+}
+
+/// The dashboard's account logic.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    mailer: Mailer,
+    public_url: String,
+}
+
+impl Accounts {
+    pub fn new(store: Store, mailer: Mailer, public_url: &str) -> Accounts {
+        Accounts {
+            store,
+            mailer,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
+    }
+
+    /// Refuses when `scope` has `limit` failures within the window.
+    async fn check_throttle(
+        &self,
+        scope: &str,
+        limit: i64,
+        window: i64,
+    ) -> Result<(), AccountError> {
+        let now = now_ms();
+        let (count, oldest) = self.store.auth_failures(scope, now - window).await?;
+        if count >= limit {
+            let free_at = oldest.unwrap_or(now) + window;
+            let minutes = ((free_at - now).max(0) + 59_999) / 60_000;
+            return Err(AccountError::Throttled {
+                minutes: minutes.max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts one mail sent for a client address, refusing past the hourly limit.
+    async fn mail_budget(&self, ip: &str) -> Result<(), AccountError> {
+        let scope = format!("mail:{ip}");
+        self.check_throttle(&scope, MAILS_PER_IP_PER_HOUR, 3600 * 1000)
+            .await?;
+        self.store.record_auth_failure(&scope, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Signs up a person with a new merchant they own, and mails a link to confirm the
+    /// address. An address that has an account already gets a mail saying so instead;
+    /// the answer is the same either way.
+    pub async fn sign_up(
+        &self,
+        business: &str,
+        email: &str,
+        password: SecretString,
+        ip: &str,
+    ) -> Result<(), AccountError> {
+        let email = normalize_email(email).ok_or(AccountError::InvalidEmail)?;
+        let business = parse_name(business).map_err(|_| AccountError::InvalidName)?;
+        password::check_new(password.expose_secret(), &email)?;
+        self.mail_budget(ip).await?;
+        let hash = password::hash(password).await?;
+        let now = now_ms();
+        let user_id = UserId::generate();
+        let merchant = MerchantRecord {
+            id: MerchantId::generate(),
+            name: business,
+            created_at: now,
+        };
+        if self
+            .store
+            .insert_user_with_merchant(&user_id, &email, &hash, &merchant)
+            .await?
+        {
+            self.store
+                .audit(
+                    Some(&merchant.id),
+                    Some(&user_id),
+                    &email,
+                    "account.created",
+                    "",
+                    Some(ip),
+                    now,
+                )
+                .await?;
+            self.send_verification(&user_id, &email).await?;
+        } else {
+            self.mailer.send(Mail {
+                to: email.clone(),
+                subject: "You already have a Malipo account".into(),
+                body: format!(
+                    "Someone (perhaps you) tried to sign up to Malipo with this address, which \
+                     already has an account.\n\nSign in: {url}/dashboard/sign-in\nForgot your \
+                     password? {url}/dashboard/forgot\n\nIf it was not you, you can ignore this \
+                     mail: nothing has changed.\n",
+                    url = self.public_url
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn send_verification(&self, user: &UserId, email: &str) -> Result<(), AccountError> {
+        let (token, hash) = new_token();
+        let now = now_ms();
+        self.store
+            .insert_user_token(
+                &hash,
+                TokenPurpose::VerifyEmail,
+                Some(user),
+                email,
+                None,
+                None,
+                None,
+                now,
+                now + VERIFY_TTL_MS,
+            )
+            .await?;
+        self.mailer.send(Mail {
+            to: email.to_owned(),
+            subject: "Confirm your email address for Malipo".into(),
+            body: format!(
+                "Welcome to Malipo.\n\nConfirm this address to finish signing up (the link \
+                 works once, for 24 hours):\n\n{}/dashboard/verify/{}\n\nIf you did not sign \
+                 up, ignore this mail.\n",
+                self.public_url,
+                token.expose_secret()
+            ),
+        });
+        Ok(())
+    }
+
+    /// Mails a new confirmation link if the address has an unconfirmed account. The
+    /// answer is the same whatever the address.
+    pub async fn resend_verification(&self, email: &str, ip: &str) -> Result<(), AccountError> {
+        let email = normalize_email(email).ok_or(AccountError::InvalidEmail)?;
+        self.mail_budget(ip).await?;
+        if let Some(user) = self.store.user_by_email(&email).await?
+            && !user.email_verified
+        {
+            self.send_verification(&user.id, &user.email).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a confirmation link is good (for the page that asks to confirm).
+    pub async fn verification_link_ok(&self, token: &str) -> Result<bool, AccountError> {
+        Ok(self
+            .store
+            .peek_user_token(&hash_token(token), TokenPurpose::VerifyEmail, now_ms())
+            .await?
+            .is_some())
+    }
+
+    /// Confirms an address with its link (once) and signs the person in.
+    pub async fn verify_email(
+        &self,
+        token: &str,
+        ip: &str,
+        user_agent: Option<&str>,
+    ) -> Result<SignInStarted, AccountError> {
+        let now = now_ms();
+        let record = self
+            .store
+            .take_user_token(&hash_token(token), TokenPurpose::VerifyEmail, now)
+            .await?
+            .ok_or(AccountError::BadLink)?;
+        let user_id = record.user_id.ok_or(AccountError::BadLink)?;
+        let user = self
+            .store
+            .user(&user_id)
+            .await?
+            .ok_or(AccountError::BadLink)?;
+        // The link proves the address it was sent to, and only while it is the account's.
+        if user.email != record.email {
+            return Err(AccountError::BadLink);
+        }
+        self.store.mark_email_verified(&user.id, now).await?;
+        self.store
+            .audit(
+                None,
+                Some(&user.id),
+                &user.email,
+                "email.verified",
+                "",
+                Some(ip),
+                now,
+            )
+            .await?;
+        self.start_session(&user, ip, user_agent).await
+    }
+
+    /// Checks an email and password (throttled) and starts a sign-in session.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: SecretString,
+        ip: &str,
+        user_agent: Option<&str>,
+    ) -> Result<SignInStarted, AccountError> {
+        let email = normalize_email(email).unwrap_or_default();
+        let account_scope = format!("account:{email}");
+        let ip_scope = format!("ip:{ip}");
+        self.check_throttle(&ip_scope, FAILURES_PER_IP, FAILURE_WINDOW_MS)
+            .await?;
+        self.check_throttle(&account_scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+            .await?;
+        let user = if email.is_empty() {
+            None
+        } else {
+            self.store.user_by_email(&email).await?
+        };
+        let ok = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+        let now = now_ms();
+        let Some(user) = user.filter(|_| ok) else {
+            self.store.record_auth_failure(&ip_scope, now).await?;
+            if !email.is_empty() {
+                self.store.record_auth_failure(&account_scope, now).await?;
+            }
+            return Err(AccountError::WrongPassword);
+        };
+        self.store.clear_auth_failures(&account_scope).await?;
+        if !user.email_verified {
+            return Err(AccountError::Unverified);
+        }
+        self.start_session(&user, ip, user_agent).await
+    }
+
+    async fn start_session(
+        &self,
+        user: &UserRecord,
+        ip: &str,
+        user_agent: Option<&str>,
+    ) -> Result<SignInStarted, AccountError> {
+        let (merchant, _) = self
+            .store
+            .memberships(&user.id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(AccountError::NoMembership)?;
+        let (token, hash) = new_token();
+        let now = now_ms();
+        let full = !user.totp_enabled;
+        let user_agent: Option<String> = user_agent.map(|ua| ua.chars().take(200).collect());
+        self.store
+            .insert_user_session(NewUserSession {
+                token_hash: &hash,
+                user_id: &user.id,
+                merchant_id: &merchant.id,
+                full,
+                ip: Some(ip),
+                user_agent: user_agent.as_deref(),
+                now,
+                expires_at: now
+                    + if full {
+                        SESSION_TTL_MS
+                    } else {
+                        SECOND_FACTOR_TTL_MS
+                    },
+            })
+            .await?;
+        if full {
+            self.store
+                .audit(
+                    Some(&merchant.id),
+                    Some(&user.id),
+                    &user.email,
+                    "signed_in",
+                    "",
+                    Some(ip),
+                    now,
+                )
+                .await?;
+        }
+        Ok(SignInStarted {
+            token,
+            needs_second_factor: !full,
+        })
+    }
+
+    /// Checks a TOTP code, or a recovery code, for a person (throttled with the
+    /// password: the same account budget). True for a code accepted now.
+    pub async fn check_second_factor(
+        &self,
+        user: &UserRecord,
+        code: &str,
+    ) -> Result<(), AccountError> {
+        let scope = format!("account:{}", user.email);
+        self.check_throttle(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+            .await?;
+        let now = now_ms();
+        let code = code.trim();
+        if let Some(secret) = self.store.totp_secret(&user.id).await? {
+            if code.chars().filter(char::is_ascii_digit).count() == 6 && code.len() <= 8 {
+                if let Some(step) = totp::accept(&secret, code, now / 1000, user.totp_last_step)
+                    && self.store.use_totp_step(&user.id, step).await?
+                {
+                    return Ok(());
+                }
+            } else if self
+                .store
+                .use_recovery_code(&user.id, &totp::recovery_code_hash(code), now)
+                .await?
+            {
+                self.store
+                    .audit(
+                        None,
+                        Some(&user.id),
+                        &user.email,
+                        "two_factor.recovery_code_used",
+                        "",
+                        None,
+                        now,
+                    )
+                    .await?;
+                return Ok(());
+            }
+        }
+        self.store.record_auth_failure(&scope, now).await?;
+        Err(AccountError::WrongCode)
+    }
+
+    /// Completes a sign-in that owed a second factor.
+    pub async fn second_factor(
+        &self,
+        session: &SignedIn,
+        code: &str,
+        ip: &str,
+    ) -> Result<(), AccountError> {
+        self.check_second_factor(&session.user, code).await?;
+        let now = now_ms();
+        self.store
+            .complete_user_session(&session.token_hash, now)
+            .await?;
+        self.store
+            .audit(
+                Some(&session.merchant.id),
+                Some(&session.user.id),
+                &session.user.email,
+                "signed_in",
+                "with two-factor",
+                Some(ip),
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Re-authentication before a sensitive action: the password, or a current TOTP
+    /// code when 2FA is on.
+    pub async fn reauthenticate(
+        &self,
+        session: &SignedIn,
+        password: SecretString,
+        code: &str,
+    ) -> Result<(), AccountError> {
+        let scope = format!("account:{}", session.user.email);
+        self.check_throttle(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+            .await?;
+        let ok = if !code.trim().is_empty() && session.user.totp_enabled {
+            return match self.check_second_factor(&session.user, code).await {
+                Ok(()) => {
+                    self.store
+                        .reauthenticated(&session.token_hash, now_ms())
+                        .await?;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+        } else {
+            password::verify(password, Some(session.user.password_hash.clone())).await
+        };
+        if !ok {
+            self.store.record_auth_failure(&scope, now_ms()).await?;
+            return Err(AccountError::WrongPassword);
+        }
+        self.store
+            .reauthenticated(&session.token_hash, now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// Mails a reset link to the account's own, confirmed address, if there is such an
+    /// account. Only the address is read from the request; the answer is the same for
+    /// every address.
+    pub async fn forgot_password(&self, email: &str, ip: &str) -> Result<(), AccountError> {
+        let email = normalize_email(email).ok_or(AccountError::InvalidEmail)?;
+        self.mail_budget(ip).await?;
+        let Some(user) = self.store.user_by_email(&email).await? else {
+            return Ok(());
+        };
+        if !user.email_verified {
+            // Not proven theirs: the verification link is what they need.
+            self.send_verification(&user.id, &user.email).await?;
+            return Ok(());
+        }
+        let (token, hash) = new_token();
+        let now = now_ms();
+        self.store
+            .insert_user_token(
+                &hash,
+                TokenPurpose::ResetPassword,
+                Some(&user.id),
+                &user.email,
+                None,
+                None,
+                None,
+                now,
+                now + RESET_TTL_MS,
+            )
+            .await?;
+        self.store
+            .audit(
+                None,
+                Some(&user.id),
+                &user.email,
+                "password.reset_requested",
+                "",
+                Some(ip),
+                now,
+            )
+            .await?;
+        // To the stored address, never to the one typed (they are equal here, but the
+        // account's is the one that was proven).
+        self.mailer.send(Mail {
+            to: user.email.clone(),
+            subject: "Reset your Malipo password".into(),
+            body: format!(
+                "Someone asked to reset the password of your Malipo account.\n\nChoose a new \
+                 password here (the link works once, for 30 minutes):\n\n{}/dashboard/reset/{}\n\n\
+                 Resetting signs you out everywhere. It does not turn off two-factor sign-in.\n\
+                 If you did not ask, ignore this mail: your password stays as it is.\n",
+                self.public_url,
+                token.expose_secret()
+            ),
+        });
+        Ok(())
+    }
+
+    /// Whether a reset link is good (for the page with the new-password form).
+    pub async fn reset_link_ok(&self, token: &str) -> Result<bool, AccountError> {
+        Ok(self
+            .store
+            .peek_user_token(&hash_token(token), TokenPurpose::ResetPassword, now_ms())
+            .await?
+            .is_some())
+    }
+
+    /// Sets a new password with a reset link (once); every session of the account ends.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: SecretString,
+        ip: &str,
+    ) -> Result<(), AccountError> {
+        let now = now_ms();
+        let hash = hash_token(token);
+        let record = self
+            .store
+            .peek_user_token(&hash, TokenPurpose::ResetPassword, now)
+            .await?
+            .ok_or(AccountError::BadLink)?;
+        password::check_new(new_password.expose_secret(), &record.email)?;
+        let new_hash = password::hash(new_password).await?;
+        let record = self
+            .store
+            .take_user_token(&hash, TokenPurpose::ResetPassword, now)
+            .await?
+            .ok_or(AccountError::BadLink)?;
+        let user_id = record.user_id.ok_or(AccountError::BadLink)?;
+        let user = self
+            .store
+            .user(&user_id)
+            .await?
+            .ok_or(AccountError::BadLink)?;
+        if user.email != record.email {
+            return Err(AccountError::BadLink);
+        }
+        self.store.set_password(&user.id, &new_hash, now).await?;
+        self.store
+            .clear_auth_failures(&format!("account:{}", user.email))
+            .await?;
+        self.store
+            .audit(
+                None,
+                Some(&user.id),
+                &user.email,
+                "password.reset",
+                "every session ended",
+                Some(ip),
+                now,
+            )
+            .await?;
+        self.mailer.send(Mail {
+            to: user.email.clone(),
+            subject: "Your Malipo password was changed".into(),
+            body: format!(
+                "The password of your Malipo account was just reset, and every sign-in \
+                 session was ended.\n\nIf this was not you, reset it again now: \
+                 {}/dashboard/forgot\n",
+                self.public_url
+            ),
+        });
+        Ok(())
+    }
+
+    /// Starts (or restarts) two-factor set-up: a new secret, kept until confirmed.
+    pub async fn start_totp(&self, user: &UserRecord) -> Result<TotpSetup, AccountError> {
+        let secret = match self.store.totp_pending(&user.id).await? {
+            Some(secret) => secret,
+            None => {
+                let secret = totp::new_secret()?;
+                self.store.set_totp_pending(&user.id, &secret).await?;
+                secret
+            }
+        };
+        let uri = totp::otpauth_uri(&secret, &user.email);
+        let svg = totp::qr_svg(&uri).ok_or_else(|| anyhow::anyhow!("QR code too large"))?;
+        Ok(TotpSetup { secret, svg })
+    }
+
+    /// Confirms set-up with a first code: 2FA is on, and the ten recovery codes are
+    /// returned to be shown once.
+    pub async fn confirm_totp(
+        &self,
+        session: &SignedIn,
+        code: &str,
+        ip: &str,
+    ) -> Result<Vec<String>, AccountError> {
+        let user = &session.user;
+        let scope = format!("account:{}", user.email);
+        self.check_throttle(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+            .await?;
+        let now = now_ms();
+        let secret = self
+            .store
+            .totp_pending(&user.id)
+            .await?
+            .ok_or(AccountError::WrongCode)?;
+        let Some(step) = totp::accept(&secret, code, now / 1000, None) else {
+            self.store.record_auth_failure(&scope, now).await?;
+            return Err(AccountError::WrongCode);
+        };
+        let codes = totp::new_recovery_codes()?;
+        let hashes: Vec<String> = codes.iter().map(|c| totp::recovery_code_hash(c)).collect();
+        self.store
+            .enable_totp(&user.id, &secret, step, &hashes, now)
+            .await?;
+        self.store.reauthenticated(&session.token_hash, now).await?;
+        self.store
+            .audit(
+                Some(&session.merchant.id),
+                Some(&user.id),
+                &user.email,
+                "two_factor.enabled",
+                "",
+                Some(ip),
+                now,
+            )
+            .await?;
+        Ok(codes)
+    }
+}
+
+/// A two-factor set-up in progress: the secret (typed by hand if the QR code cannot be
+/// scanned) and its QR code.
+pub struct TotpSetup {
+    pub secret: String,
+    pub svg: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_one_plain_lower_case_address() {
+        assert_eq!(
+            normalize_email("  Amina@Lodge.Example "),
+            Some("amina@lodge.example".into())
+        );
+        for bad in [
+            "",
+            "amina",
+            "amina@lodge.example,eve@evil.example",
+            "amina@lodge.example eve@evil.example",
+            "Amina <amina@lodge.example>",
+            "amina@lodge.example\r\nBcc: eve@evil.example",
+            "amina@lodge.example;eve@evil.example",
+        ] {
+            assert_eq!(normalize_email(bad), None, "{bad:?}");
+        }
+    }
+}
