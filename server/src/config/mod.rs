@@ -1013,7 +1013,10 @@ mod tests {
             .iter()
             .filter(|(k, _)| *k != "MALIPO_SMTP_URL")
             .copied()
-            .chain([("MALIPO_RAILS_LIVE_MPESA_BASE_URL", "https://api.safaricom.co.ke")])
+            .chain([(
+                "MALIPO_RAILS_LIVE_MPESA_BASE_URL",
+                "https://api.safaricom.co.ke",
+            )])
             .collect();
         let err = Config::load_from(None, env(&no_smtp)).unwrap_err();
         assert!(err.to_string().contains("SMTP"), "{err}");

@@ -2,7 +2,7 @@
 //! two-factor set-up; re-authentication; the test/live switch; the audit log.
 
 use axum::{
-    Form, Router,
+    Router,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{Redirect, Response},
@@ -13,7 +13,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    Signed, Web, forbidden, reauth_redirect, signed_in_redirect, signed_out_redirect, store_failed,
+    DashForm, Signed, Web, forbidden, reauth_redirect, signed_in_redirect, signed_out_redirect,
+    store_failed,
     views::{Csrf, FormError, Nav, Notice, document, message_page},
 };
 use crate::{
@@ -162,7 +163,7 @@ async fn sign_in(
     State(state): State<AppState>,
     web: Web,
     headers: HeaderMap,
-    Form(form): Form<SignInForm>,
+    DashForm(form): DashForm<SignInForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -243,7 +244,7 @@ async fn second_factor(
     State(state): State<AppState>,
     web: Web,
     headers: HeaderMap,
-    Form(form): Form<CodeForm>,
+    DashForm(form): DashForm<CodeForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -271,7 +272,7 @@ async fn sign_out(
     State(state): State<AppState>,
     web: Web,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    DashForm(form): DashForm<CsrfForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -352,7 +353,7 @@ async fn sign_up(
     State(state): State<AppState>,
     web: Web,
     headers: HeaderMap,
-    Form(form): Form<SignUpForm>,
+    DashForm(form): DashForm<SignUpForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -420,7 +421,7 @@ async fn verify(
     web: Web,
     headers: HeaderMap,
     Path(token): Path<String>,
-    Form(form): Form<CsrfForm>,
+    DashForm(form): DashForm<CsrfForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -496,7 +497,7 @@ async fn verify_again(
     State(state): State<AppState>,
     web: Web,
     headers: HeaderMap,
-    Form(form): Form<EmailForm>,
+    DashForm(form): DashForm<EmailForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -537,7 +538,7 @@ async fn forgot(
     State(state): State<AppState>,
     web: Web,
     headers: HeaderMap,
-    Form(form): Form<EmailForm>,
+    DashForm(form): DashForm<EmailForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -596,7 +597,7 @@ async fn reset(
     web: Web,
     headers: HeaderMap,
     Path(token): Path<String>,
-    Form(form): Form<ResetForm>,
+    DashForm(form): DashForm<ResetForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -747,7 +748,7 @@ async fn start_two_factor(
     web: Web,
     headers: HeaderMap,
     Signed(session): Signed,
-    Form(form): Form<CsrfForm>,
+    DashForm(form): DashForm<CsrfForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -769,7 +770,7 @@ async fn confirm_two_factor(
     web: Web,
     headers: HeaderMap,
     Signed(session): Signed,
-    Form(form): Form<CodeForm>,
+    DashForm(form): DashForm<CodeForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -791,7 +792,7 @@ async fn confirm_two_factor(
                 <h1>"Two-factor sign-in is on"</h1>
                 <section class="card">
                     <p data-code="two_factor_on">"Keep these recovery codes somewhere safe, away from your phone. Each works once, in place of a code, if you lose the phone. They are shown only now."</p>
-                    <ul class="codes" data-recovery-codes="">{items}</ul>
+                    <ul class="codes" data-recovery-codes="10">{items}</ul>
                     <p><a class="button" href="/dashboard/payments">"I have saved them"</a></p>
                 </section>
             };
@@ -819,7 +820,7 @@ async fn sign_out_others(
     web: Web,
     headers: HeaderMap,
     Signed(session): Signed,
-    Form(form): Form<CsrfForm>,
+    DashForm(form): DashForm<CsrfForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -922,7 +923,7 @@ async fn reauth(
     web: Web,
     headers: HeaderMap,
     Signed(session): Signed,
-    Form(form): Form<ReauthForm>,
+    DashForm(form): DashForm<ReauthForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -955,7 +956,7 @@ async fn switch_mode(
     web: Web,
     headers: HeaderMap,
     Signed(session): Signed,
-    Form(form): Form<ModeForm>,
+    DashForm(form): DashForm<ModeForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();

@@ -269,6 +269,34 @@ impl Web {
     }
 }
 
+/// A form body, or a 400 page (`parameter_invalid`) for one that does not parse (a field
+/// given twice, a wrong content type): never half-read.
+pub(crate) struct DashForm<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for DashForm<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(DashForm(value)),
+            Err(_) => Err((
+                StatusCode::BAD_REQUEST,
+                axum::response::Html(views::message_page(
+                    "Form not understood",
+                    "parameter_invalid",
+                    "This form arrived incomplete or with a field given twice. Go back and send it again.",
+                    None,
+                )),
+            )
+                .into_response()),
+        }
+    }
+}
+
 /// Sets the session cookie for a new sign-in and redirects.
 fn signed_in_redirect(state: &AppState, web: &Web, token: &SecretString, to: &str) -> Response {
     let mut response = web.finish(Redirect::to(to));

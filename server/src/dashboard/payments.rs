@@ -2,7 +2,7 @@
 //! refunds (confirmed, acting once), and webhook deliveries sent again.
 
 use axum::{
-    Form, Router,
+    Router,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use serde::Deserialize;
 
 use super::{
-    Signed, Web,
+    DashForm, Signed, Web,
     auth::{nav, needs_reauth},
     forbidden, store_failed,
     views::{Csrf, FormError, Notice, document, message_page},
@@ -752,7 +752,7 @@ async fn refund(
     headers: HeaderMap,
     signed: Signed,
     Path(id): Path<String>,
-    Form(form): Form<RefundForm>,
+    DashForm(form): DashForm<RefundForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
@@ -909,7 +909,7 @@ async fn resend(
     headers: HeaderMap,
     signed: Signed,
     Path((id, event)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    DashForm(form): DashForm<CsrfForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();

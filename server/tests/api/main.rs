@@ -8,6 +8,7 @@ mod airtel;
 mod bad_input;
 mod cards;
 mod cli;
+mod dashboard;
 mod embed;
 mod fx;
 mod health;

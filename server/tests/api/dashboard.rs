@@ -1,0 +1,926 @@
+//! The merchant's dashboard over HTTP, as a browser without JavaScript drives it: forms,
+//! cookies and redirects. Sign-up with the mailed link, two-factor sign-in, password
+//! reset (and the 7pay regression), CSRF, throttling, payments and refunds.
+
+use crate::helpers::{Db, TestApp, spawn_app_with};
+use crate::paypal::{latest, location, on_paypal, press_paypal};
+use malipo::accounts::totp;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub(crate) async fn app() -> TestApp {
+    spawn_app_with(Db::Sqlite, |c| c.sandbox_delay_percent = 5).await
+}
+
+/// What a page answered.
+pub(crate) struct Page {
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+}
+
+impl Page {
+    /// The stable code a message or form error carries (`data-code="…"`).
+    pub fn codes(&self) -> Vec<String> {
+        self.body
+            .split("data-code=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn has_code(&self, code: &str) -> bool {
+        self.codes().iter().any(|c| c == code)
+    }
+}
+
+/// A browser: keeps cookies, and the CSRF token of the last page it loaded.
+pub(crate) struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: BTreeMap<String, String>,
+    pub csrf: String,
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            cookies: BTreeMap::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn take(&mut self, res: reqwest::Response) -> Page {
+        for c in res.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            assert!(
+                attrs.contains("HttpOnly") && attrs.contains("SameSite=Lax"),
+                "{c}"
+            );
+            if v.is_empty() || attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let status = res.status().as_u16();
+        let location = res
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        let body = res.text().await.unwrap();
+        if let Some(token) = body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        {
+            self.csrf = token.to_owned();
+        }
+        Page {
+            status,
+            body,
+            location,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let res = self
+            .app
+            .client
+            .get(format!("{}{path}", self.app.addr))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.take(res).await
+    }
+
+    /// Posts a form with this browser's CSRF token.
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut form: Vec<(String, String)> = vec![("csrf".into(), self.csrf.clone())];
+        form.extend(
+            fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        self.post_raw(path, &form, &[]).await
+    }
+
+    pub async fn post_raw(
+        &mut self,
+        path: &str,
+        form: &[(String, String)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut req = self
+            .app
+            .client
+            .post(format!("{}{path}", self.app.addr))
+            .header("cookie", self.cookie_header())
+            .form(form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        self.take(res).await
+    }
+}
+
+/// The newest link to `path_prefix` mailed to `to` (from the sandbox mailbox).
+pub(crate) async fn mailed_link(app: &TestApp, to: &str, path_prefix: &str) -> Option<String> {
+    app.store
+        .sandbox_mail(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to == to)
+        .find_map(|m| link_in(&m.body, path_prefix))
+}
+
+/// The path of the first link to `path_prefix` in a mail body.
+pub(crate) fn link_in(body: &str, path_prefix: &str) -> Option<String> {
+    let at = body.find(path_prefix)?;
+    let rest = &body[at..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
+
+/// Every mail the sandbox mailbox holds for `to`.
+async fn mails_to(app: &TestApp, to: &str) -> Vec<malipo::store::SandboxMail> {
+    app.store
+        .sandbox_mail(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to == to)
+        .collect()
+}
+
+/// Mail is sent in the background: wait for it.
+async fn wait_mail(app: &TestApp, to: &str, path_prefix: &str) -> String {
+    for _ in 0..100 {
+        if let Some(link) = mailed_link(app, to, path_prefix).await {
+            return link;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no mail to {to} with a {path_prefix} link");
+}
+
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+/// Signs up and confirms the address: a browser signed in to a new merchant.
+pub(crate) async fn signed_up<'a>(app: &'a TestApp, email: &str, business: &str) -> Browser<'a> {
+    let mut b = Browser::new(app);
+    b.get("/dashboard/sign-up").await;
+    let page = b
+        .post(
+            "/dashboard/sign-up",
+            &[
+                ("business", business),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.has_code("mail_sent"), "{}", page.body);
+    let link = wait_mail(app, email, "/dashboard/verify/").await;
+    let page = b.get(&link).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page = b.post(&link, &[]).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/dashboard/security?welcome=1")
+    );
+    b
+}
+
+/// The TOTP code for the step after now (the set-up used the current one).
+fn code(secret: &str, steps_ahead: i64) -> String {
+    let now = malipo::time::now_ms() / 1000;
+    totp::code_at_step(
+        &totp::base32_decode(secret).unwrap(),
+        totp::step_of(now) + steps_ahead,
+    )
+}
+
+/// Turns two-factor sign-in on: the secret and the recovery codes.
+async fn enable_two_factor(b: &mut Browser<'_>) -> (String, Vec<String>) {
+    b.get("/dashboard/security").await;
+    let page = b.post("/dashboard/security/two-factor", &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<svg"), "a QR code drawn as SVG");
+    let secret = page
+        .body
+        .split("data-secret=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let page = b
+        .post(
+            "/dashboard/security/two-factor/confirm",
+            &[("code", &code(&secret, 0))],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.has_code("two_factor_on"));
+    let codes: Vec<String> = page
+        .body
+        .split("data-recovery-codes=\"10\"")
+        .nth(1)
+        .and_then(|s| s.split_once('>').map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("{}", page.body))
+        .split("</ul>")
+        .next()
+        .unwrap()
+        .split("<li>")
+        .skip(1)
+        .map(|s| s.split("</li>").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret, codes)
+}
+
+#[tokio::test]
+async fn sign_up_confirm_turn_on_two_factor_sign_out_and_back_in_with_a_code() {
+    let app = app().await;
+    // The printed URL leads to the sign-in page, which leads to sign-up.
+    let mut b = Browser::new(&app);
+    let root = b.get("/").await;
+    assert_eq!(root.location.as_deref(), Some("/dashboard"));
+    let home = b.get("/dashboard").await;
+    assert_eq!(home.location.as_deref(), Some("/dashboard/sign-in"));
+    let sign_in = b.get("/dashboard/sign-in").await;
+    assert!(sign_in.body.contains("href=\"/dashboard/sign-up\""));
+    let csp = app
+        .client
+        .get(format!("{}/dashboard/sign-in", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+
+    // Unconfirmed: cannot sign in yet.
+    let mut early = Browser::new(&app);
+    early.get("/dashboard/sign-up").await;
+    early
+        .post(
+            "/dashboard/sign-up",
+            &[
+                ("business", "Mara Lodge"),
+                ("email", "Amina@Mara.example"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    early.get("/dashboard/sign-in").await;
+    let refused = early
+        .post(
+            "/dashboard/sign-in",
+            &[("email", "amina@mara.example"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.has_code("email_unverified"));
+
+    // The mailed link confirms the address (once) and signs in.
+    let link = wait_mail(&app, "amina@mara.example", "/dashboard/verify/").await;
+    let mut b = Browser::new(&app);
+    b.get(&link).await;
+    let confirmed = b.post(&link, &[]).await;
+    assert_eq!(confirmed.status, 303);
+    let again = Browser::new(&app).get(&link).await;
+    assert_eq!(again.status, 410, "a link works once");
+    assert!(again.has_code("link_expired"));
+    let payments = b.get("/dashboard/payments").await;
+    assert_eq!(payments.status, 200);
+    assert!(payments.body.contains("Mara Lodge") && payments.has_code("no_payments"));
+
+    let (secret, codes) = enable_two_factor(&mut b).await;
+    b.get("/dashboard/payments").await;
+    let out = b.post("/dashboard/sign-out", &[]).await;
+    assert_eq!(
+        out.location.as_deref(),
+        Some("/dashboard/sign-in?done=signed_out")
+    );
+    assert_eq!(
+        b.get("/dashboard/payments").await.location.as_deref(),
+        Some("/dashboard/sign-in")
+    );
+
+    // The password alone is not enough any more.
+    b.get("/dashboard/sign-in").await;
+    let half = b
+        .post(
+            "/dashboard/sign-in",
+            &[("email", "amina@mara.example"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        half.location.as_deref(),
+        Some("/dashboard/sign-in/two-factor")
+    );
+    assert_eq!(
+        b.get("/dashboard/payments").await.location.as_deref(),
+        Some("/dashboard/sign-in/two-factor")
+    );
+    b.get("/dashboard/sign-in/two-factor").await;
+    let wrong = b
+        .post("/dashboard/sign-in/two-factor", &[("code", "000000")])
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.has_code("wrong_code"));
+    let ok = b
+        .post(
+            "/dashboard/sign-in/two-factor",
+            &[("code", &code(&secret, 1))],
+        )
+        .await;
+    assert_eq!(
+        ok.location.as_deref(),
+        Some("/dashboard/payments"),
+        "{}",
+        ok.body
+    );
+    assert_eq!(b.get("/dashboard/payments").await.status, 200);
+
+    // A recovery code works once in place of a code.
+    b.post("/dashboard/sign-out", &[]).await;
+    for (attempt, expected) in [(0, "/dashboard/payments"), (1, "")] {
+        let mut c = Browser::new(&app);
+        c.get("/dashboard/sign-in").await;
+        c.post(
+            "/dashboard/sign-in",
+            &[("email", "amina@mara.example"), ("password", PASSWORD)],
+        )
+        .await;
+        c.get("/dashboard/sign-in/two-factor").await;
+        let page = c
+            .post(
+                "/dashboard/sign-in/two-factor",
+                &[("code", &codes[0].to_uppercase())],
+            )
+            .await;
+        if attempt == 0 {
+            assert_eq!(page.location.as_deref(), Some(expected), "{}", page.body);
+        } else {
+            assert_eq!(page.status, 401, "a recovery code works once");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_mailbox_shows_mail_to_this_machine_only_and_names_no_smtp() {
+    let app = app().await;
+    signed_up(&app, "juma@kilifi.example", "Kilifi Dhow Trips").await;
+    let page = app
+        .client
+        .get(format!("{}/sandbox/mailbox", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains("Confirm your email address for Malipo")
+            && body.contains("juma@kilifi.example")
+    );
+    // Behind a proxy we trust, a remote client sees nothing.
+    let remote = spawn_app_with(Db::Sqlite, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]
+    })
+    .await;
+    let res = remote
+        .client
+        .get(format!("{}/sandbox/mailbox", remote.addr))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+/// 7pay (2019): a reset could be sent to any address given a date of birth. Here an
+/// attacker who knows the victim's email, phone and birthday, and owns another mailbox,
+/// tries every shape of request: no link for the victim's account ever reaches them,
+/// and the victim's password still works.
+#[tokio::test]
+async fn the_7pay_regression_a_reset_never_reaches_another_mailbox() {
+    let app = app().await;
+    let victim = "wanjiru@naivasha.example";
+    let attacker = "eve@evil.example";
+    signed_up(&app, victim, "Naivasha Camp").await;
+    let mut eve = signed_up(&app, attacker, "Eve Tours").await;
+    eve.post("/dashboard/sign-out", &[]).await;
+
+    let mut tries: Vec<Vec<(String, String)>> = Vec::new();
+    let with = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    tries.push(with(&[
+        ("email", victim),
+        ("phone", "+254712345678"),
+        ("date_of_birth", "1990-04-01"),
+        ("send_to", attacker),
+        ("new_email", attacker),
+        ("recovery_email", attacker),
+    ]));
+    tries.push(with(&[("email", victim), ("email", attacker)]));
+    tries.push(with(&[("email", attacker), ("email", victim)]));
+    tries.push(with(&[("email", &format!("{victim},{attacker}"))]));
+    tries.push(with(&[("email", &format!("{victim};{attacker}"))]));
+    tries.push(with(&[("email", &format!("{victim}\r\nBcc: {attacker}"))]));
+    tries.push(with(&[("email", &format!("Wanjiru <{attacker}>"))]));
+    tries.push(with(&[("email", &format!("\"{victim}\" <{attacker}>"))]));
+    tries.push(with(&[("email", &victim.to_uppercase())]));
+    // Signing up again with the victim's address mails the victim, not the caller.
+    eve.get("/dashboard/sign-up").await;
+    eve.post(
+        "/dashboard/sign-up",
+        &[
+            ("business", "Naivasha Camp"),
+            ("email", victim),
+            ("password", "an attacker's own password"),
+        ],
+    )
+    .await;
+    // Asking for a new confirmation link of the victim's (confirmed) address: nothing.
+    eve.get("/dashboard/verify-again").await;
+    eve.post("/dashboard/verify-again", &[("email", victim)])
+        .await;
+    for form in tries {
+        eve.get("/dashboard/forgot").await;
+        let mut f = vec![("csrf".to_owned(), eve.csrf.clone())];
+        f.extend(form);
+        let page = eve.post_raw("/dashboard/forgot", &f, &[]).await;
+        assert!(matches!(page.status, 200 | 400), "{}", page.status);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Every mail went to the victim's own address or to the attacker's about their own
+    // account: nothing to the attacker holds a link that touches the victim's account.
+    let all = app.store.sandbox_mail(100).await.unwrap();
+    for m in &all {
+        assert!(m.to == victim || m.to == attacker, "mail to {}", m.to);
+    }
+    for m in all.iter().filter(|m| m.to == attacker) {
+        assert!(!m.body.contains(victim), "{}", m.body);
+        assert!(
+            !m.body.contains("/dashboard/reset/"),
+            "no reset asked for the attacker: {}",
+            m.body
+        );
+    }
+    let resets = mails_to(&app, victim).await;
+    assert!(
+        resets.iter().any(|m| m.body.contains("/dashboard/reset/")),
+        "the victim was told"
+    );
+    // The attacker uses every link they received: none changes the victim's password.
+    for m in all.iter().filter(|m| m.to == attacker) {
+        for prefix in ["/dashboard/verify/", "/dashboard/reset/"] {
+            if let Some(link) = link_in(&m.body, prefix) {
+                eve.get(&link).await;
+                eve.post(&link, &[("password", "attacker chose this one")])
+                    .await;
+            }
+        }
+    }
+    // Guessing a link does nothing either.
+    let guess = eve
+        .get("/dashboard/reset/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .await;
+    assert_eq!(guess.status, 410);
+    let mut v = Browser::new(&app);
+    v.get("/dashboard/sign-in").await;
+    let ok = v
+        .post(
+            "/dashboard/sign-in",
+            &[("email", victim), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        ok.location.as_deref(),
+        Some("/dashboard/payments"),
+        "the victim's password still works"
+    );
+    let mut e = Browser::new(&app);
+    e.get("/dashboard/sign-in").await;
+    let no = e
+        .post(
+            "/dashboard/sign-in",
+            &[("email", victim), ("password", "attacker chose this one")],
+        )
+        .await;
+    assert_eq!(no.status, 401);
+}
+
+#[tokio::test]
+async fn a_reset_link_works_once_ends_every_session_and_keeps_two_factor() {
+    let app = app().await;
+    let email = "baraka@tsavo.example";
+    let mut first = signed_up(&app, email, "Tsavo Trails").await;
+    let (secret, _) = enable_two_factor(&mut first).await;
+    let mut anon = Browser::new(&app);
+    anon.get("/dashboard/forgot").await;
+    let sent = anon.post("/dashboard/forgot", &[("email", email)]).await;
+    assert!(sent.has_code("mail_sent"));
+    // An unknown address gets the same answer.
+    anon.get("/dashboard/forgot").await;
+    let same = anon
+        .post("/dashboard/forgot", &[("email", "nobody@tsavo.example")])
+        .await;
+    assert_eq!(same.status, 200);
+    assert!(same.has_code("mail_sent"));
+    let link = wait_mail(&app, email, "/dashboard/reset/").await;
+    anon.get(&link).await;
+    let weak = anon.post(&link, &[("password", "short")]).await;
+    assert_eq!(weak.status, 400);
+    assert!(weak.has_code("weak_password"));
+    let common = anon.post(&link, &[("password", "password1234")]).await;
+    assert!(common.has_code("weak_password"));
+    let done = anon
+        .post(&link, &[("password", "a brand new passphrase")])
+        .await;
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/dashboard/sign-in?done=password_reset")
+    );
+    let reused = anon
+        .post(&link, &[("password", "yet another passphrase")])
+        .await;
+    assert_eq!(reused.status, 410, "a reset link works once");
+    // The earlier session ended.
+    assert_eq!(
+        first.get("/dashboard/payments").await.location.as_deref(),
+        Some("/dashboard/sign-in")
+    );
+    // The new password works, and still asks for the second factor.
+    let mut b = Browser::new(&app);
+    b.get("/dashboard/sign-in").await;
+    let half = b
+        .post(
+            "/dashboard/sign-in",
+            &[("email", email), ("password", "a brand new passphrase")],
+        )
+        .await;
+    assert_eq!(
+        half.location.as_deref(),
+        Some("/dashboard/sign-in/two-factor")
+    );
+    b.get("/dashboard/sign-in/two-factor").await;
+    let ok = b
+        .post(
+            "/dashboard/sign-in/two-factor",
+            &[("code", &code(&secret, 1))],
+        )
+        .await;
+    assert_eq!(ok.location.as_deref(), Some("/dashboard/payments"));
+}
+
+#[tokio::test]
+async fn forms_without_the_token_or_from_another_site_are_refused() {
+    let app = app().await;
+    signed_up(&app, "neema@arusha.example", "Arusha Shuttles").await;
+    let mut b = Browser::new(&app);
+    b.get("/dashboard/sign-in").await;
+    let fields = |csrf: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.to_owned()),
+            ("email".to_owned(), "neema@arusha.example".to_owned()),
+            ("password".to_owned(), PASSWORD.to_owned()),
+        ]
+    };
+    let token = b.csrf.clone();
+    for (form, headers) in [
+        (fields(""), vec![]),
+        (fields("0000"), vec![]),
+        (fields(&token), vec![("origin", "https://evil.example")]),
+        (fields(&token), vec![("sec-fetch-site", "cross-site")]),
+    ] {
+        let page = b.post_raw("/dashboard/sign-in", &form, &headers).await;
+        assert_eq!(page.status, 403, "{headers:?}");
+        assert!(page.has_code("csrf_failed"));
+    }
+    // Another browser's token does not fit this browser's cookie.
+    let mut other = Browser::new(&app);
+    other.get("/dashboard/sign-in").await;
+    let page = b
+        .post_raw("/dashboard/sign-in", &fields(&other.csrf), &[])
+        .await;
+    assert_eq!(page.status, 403);
+    // The right token from this site is taken.
+    let page = b
+        .post_raw(
+            "/dashboard/sign-in",
+            &fields(&token),
+            &[("origin", &app.addr), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/dashboard/payments"));
+}
+
+#[tokio::test]
+async fn repeated_bad_passwords_are_throttled_with_a_clear_message() {
+    let app = app().await;
+    signed_up(&app, "otieno@kisumu.example", "Kisumu Boats").await;
+    let mut b = Browser::new(&app);
+    b.get("/dashboard/sign-in").await;
+    for _ in 0..5 {
+        let page = b
+            .post(
+                "/dashboard/sign-in",
+                &[
+                    ("email", "otieno@kisumu.example"),
+                    ("password", "not my password at all"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 401);
+        assert!(page.has_code("wrong_password"));
+    }
+    // Even the right password is refused now, with the wait.
+    let page = b
+        .post(
+            "/dashboard/sign-in",
+            &[("email", "otieno@kisumu.example"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, 429);
+    assert!(page.has_code("too_many_attempts"));
+    assert!(
+        page.body.contains("Try again in 15 minutes"),
+        "{}",
+        page.body
+    );
+    // Another account from the same address is not locked by this one.
+    signed_up(&app, "akinyi@kisumu.example", "Kisumu Tours").await;
+    let mut c = Browser::new(&app);
+    c.get("/dashboard/sign-in").await;
+    let page = c
+        .post(
+            "/dashboard/sign-in",
+            &[("email", "akinyi@kisumu.example"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/dashboard/payments"));
+}
+
+/// A dashboard merchant's test secret key (made as the Developers page will).
+pub(crate) async fn key_for(app: &TestApp, b: &mut Browser<'_>) -> String {
+    use secrecy::ExposeSecret;
+    let page = b.get("/dashboard/payments").await;
+    assert_eq!(page.status, 200);
+    // The merchant behind this browser's session: the only one with this name.
+    let name = page
+        .body
+        .split("<span class=\"merchant\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_owned();
+    let merchant = app.store.merchant_by_name(&name).await.unwrap().unwrap();
+    let (_, key) = malipo::merchants::create_key(
+        &app.store,
+        &merchant.id,
+        malipo::domain::ApiKeyKind::Secret,
+        malipo::domain::Mode::Test,
+    )
+    .await
+    .unwrap();
+    key.token.expose_secret().to_owned()
+}
+
+#[tokio::test]
+async fn a_paid_payment_is_found_by_its_receipt_refunded_in_half_once_and_shown() {
+    let app = app().await;
+    let mut b = signed_up(&app, "halima@zanzibar.example", "Zanzibar Spice Tours").await;
+    let key = key_for(&app, &mut b).await;
+    let s: Value = app
+        .client
+        .post(format!("{}/v1/checkout/sessions", app.addr))
+        .bearer_auth(&key)
+        .json(
+            &json!({"amount": 20_000, "currency": "USD", "reference": "SPICE-42",
+            "description": "Spice farm tour", "success_url": "https://spice.example/ok",
+            "cancel_url": "https://spice.example/no"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = s["id"].as_str().unwrap().to_owned();
+    let approve = location(&press_paypal(&app, &id).await);
+    let back = location(&on_paypal(&app, &approve, "buyer@example.com", true).await);
+    app.client.get(&back).send().await.unwrap();
+    let paid = latest(&app, &id).await;
+    let receipt = paid.operator_receipt.clone().unwrap();
+
+    let list = b.get(&format!("/dashboard/payments?q={receipt}")).await;
+    assert!(
+        list.body.contains("SPICE-42") && list.body.contains("data-status=\"paid\""),
+        "{}",
+        list.body
+    );
+    let none = b.get("/dashboard/payments?q=NO-SUCH-REF&status=paid").await;
+    assert!(none.has_code("no_payments"));
+    let csv = app
+        .client
+        .get(format!("{}/dashboard/payments.csv?status=paid", app.addr))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(
+        csv.lines().count() == 2 && csv.contains("\"SPICE-42\"") && csv.contains(&receipt),
+        "{csv}"
+    );
+
+    let detail = b.get(&format!("/dashboard/payments/{id}")).await;
+    assert_eq!(detail.status, 200);
+    assert!(detail.body.contains("session.created") || detail.body.contains("Timeline"));
+    // Half, confirmed; the button pressed twice makes one refund.
+    let confirm = b
+        .get(&format!(
+            "/dashboard/payments/{id}/refund?payment={}&amount=100",
+            paid.id
+        ))
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(
+        confirm.body.contains("Refund USD 100") && confirm.body.contains("PayPal"),
+        "{}",
+        confirm.body
+    );
+    let key_field = confirm
+        .body
+        .split("name=\"key\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let form = [
+        ("payment", paid.id.as_str()),
+        ("amount_minor", "10000"),
+        ("key", key_field.as_str()),
+        ("reason", "one night"),
+    ];
+    let first = b
+        .post(&format!("/dashboard/payments/{id}/refund"), &form)
+        .await;
+    let second = b
+        .post(&format!("/dashboard/payments/{id}/refund"), &form)
+        .await;
+    assert_eq!(first.status, 303, "{}", first.body);
+    assert_eq!(first.location, second.location, "the same refund");
+    let refunds = app.store.refunds_of(&paid.id).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].amount.minor(), 10_000);
+    let detail = b.get(first.location.as_deref().unwrap()).await;
+    assert!(
+        detail.body.contains(&refunds[0].id.to_string())
+            && detail.body.contains("data-status=\"succeeded\"")
+    );
+    let list = b.get("/dashboard/payments?status=refunded").await;
+    assert!(
+        list.body.contains("data-status=\"partially_refunded\""),
+        "{}",
+        list.body
+    );
+    // More than is left is refused before anything is sent.
+    let over = b
+        .get(&format!(
+            "/dashboard/payments/{id}/refund?payment={}&amount=100.01",
+            paid.id
+        ))
+        .await;
+    assert_eq!(over.status, 400);
+    assert!(over.has_code("refund_exceeds_payment"));
+    // The audit log has it.
+    let audit = b.get("/dashboard/audit").await;
+    assert!(
+        audit.body.contains("refund.created") && audit.body.contains("halima@zanzibar.example")
+    );
+}
+
+#[tokio::test]
+async fn mail_goes_out_over_a_real_smtp_server() {
+    let url = std::env::var("MALIPO_TEST_SMTP_URL").expect(
+        "MALIPO_TEST_SMTP_URL is not set: run the tests with scripts/test, which starts aiosmtpd",
+    );
+    let maildir = std::env::var("MALIPO_TEST_MAILDIR").expect("MALIPO_TEST_MAILDIR");
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.mail.smtp_url = secrecy::SecretString::from(url.clone());
+    })
+    .await;
+    let email = format!(
+        "smtp-{}@lamu.example",
+        malipo::domain::ids::random_base62(8).to_lowercase()
+    );
+    let mut b = Browser::new(&app);
+    b.get("/dashboard/sign-up").await;
+    let page = b
+        .post(
+            "/dashboard/sign-up",
+            &[
+                ("business", "Lamu Dhows"),
+                ("email", &email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(page.has_code("mail_sent"));
+    assert!(
+        !page.body.contains("sandbox mailbox"),
+        "no mailbox with SMTP"
+    );
+    assert_eq!(
+        app.client
+            .get(format!("{}/sandbox/mailbox", app.addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let mut link = None;
+    for _ in 0..100 {
+        link = read_maildir(&maildir, &email).and_then(|m| link_in(&m, "/dashboard/verify/"));
+        if link.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let link = link.expect("the confirmation mail reached the SMTP server");
+    b.get(&link).await;
+    let done = b.post(&link, &[]).await;
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/dashboard/security?welcome=1")
+    );
+}
+
+/// The body of the mail to `to` in a Maildir, quoted-printable decoded.
+pub(crate) fn read_maildir(dir: &str, to: &str) -> Option<String> {
+    let entries = std::fs::read_dir(std::path::Path::new(dir).join("new")).ok()?;
+    for e in entries.flatten() {
+        let text = std::fs::read_to_string(e.path()).ok()?;
+        if text
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+        {
+            return Some(decode_qp(&text));
+        }
+    }
+    None
+}
+
+fn decode_qp(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
