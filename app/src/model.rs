@@ -62,6 +62,22 @@ pub struct CheckoutView {
     /// When the page is framed by `checkout.js`: the embedding origin, already checked
     /// against the merchant's allowed origins. Messages go to this origin only.
     pub embed_origin: Option<String>,
+    /// How the shopper reaches the merchant (set in the dashboard), if it said.
+    pub support: Option<SupportView>,
+    /// The merchant's brand colour (`#rrggbb`, dark enough for white text on it).
+    pub brand_color: Option<String>,
+    /// "Refunded" / "KES 500 refunded", once money went back to the payer.
+    pub refunded: Option<String>,
+}
+
+/// The merchant's support contacts, as the page links them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SupportView {
+    /// International form, `+254712345678`.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// WhatsApp number, digits only (for `https://wa.me/…`).
+    pub whatsapp: Option<String>,
 }
 
 /// What a rail charges for a session priced in a currency it does not take.

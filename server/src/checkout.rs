@@ -374,6 +374,33 @@ pub fn resolve_phone(input: &str, candidates: &[String]) -> Option<String> {
         .cloned()
 }
 
+/// The support contacts the page shows, if the merchant gave any.
+fn support_view(p: &crate::store::MerchantProfile) -> Option<app::model::SupportView> {
+    (p.support_phone.is_some() || p.support_email.is_some() || p.support_whatsapp.is_some()).then(
+        || app::model::SupportView {
+            phone: p.support_phone.clone(),
+            email: p.support_email.clone(),
+            whatsapp: p.support_whatsapp.clone(),
+        },
+    )
+}
+
+/// "Refunded" when all the payment went back, "KES 500 refunded" for part of it.
+fn refunded_label(refunded: i64, paid_by: Option<&AttemptRecord>) -> Option<String> {
+    if refunded <= 0 {
+        return None;
+    }
+    let attempt = paid_by?;
+    Some(if refunded >= attempt.amount.minor() {
+        "Refunded".to_owned()
+    } else {
+        format!(
+            "{} refunded",
+            crate::domain::money::format_amount(refunded, attempt.amount.currency())
+        )
+    })
+}
+
 /// What a shopper sees, decided from the record and the clock: a session past its
 /// expiry reads as expired even before the sweeper has marked it.
 pub fn checkout_view(
@@ -412,6 +439,9 @@ pub fn checkout_view(
         quotes: Vec::new(),
         card: None,
         paypal: None,
+        support: None,
+        brand_color: None,
+        refunded: None,
         // Masked: the page (and the server function's answer) never carries a full
         // number; a masked value posted back stands for the number it masks.
         phone: prefill_candidates(session, latest)
@@ -460,6 +490,13 @@ impl PageService for CheckoutService {
                         .filter(|r| r.is_mobile_money())
                         .collect();
                     let mut view = checkout_view(&session, name, latest.as_ref(), methods, now);
+                    let profile = self.store.merchant_profile(&session.merchant_id).await?;
+                    view.support = support_view(&profile);
+                    view.brand_color = profile.brand_color.clone();
+                    if session.payment_status == PaymentStatus::Paid {
+                        let refunded = self.store.session_refunded(session.id.as_str()).await?;
+                        view.refunded = refunded_label(refunded, latest.as_ref());
+                    }
                     view.quotes = offers
                         .iter()
                         .filter_map(|(rail, quote)| {

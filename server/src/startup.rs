@@ -350,6 +350,10 @@ impl Application {
             self.state.payments.clone(),
         )));
         let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
+        let dashboard = AbortOnDrop(tokio::spawn(crate::dashboard::mass::run(
+            self.state.store.clone(),
+            self.state.webhooks.clone(),
+        )));
         let live = AbortOnDrop(tokio::spawn(
             self.state.live.clone().run(self.state.payments.subscribe()),
         ));
@@ -385,6 +389,7 @@ impl Application {
             }
         }
         drop(sweeper);
+        drop(dashboard);
         drop(poller);
         drop(live);
         drop(webhooks);

@@ -271,8 +271,29 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             </a>
         }
     });
+    let refunded = view
+        .refunded
+        .clone()
+        .map(|r| view! { <p class="refunded" data-refunded="true">{r} " to the payer"</p> });
+    let support = view
+        .support
+        .clone()
+        .map(|s| support_line(view.merchant_name.clone(), s));
+    // The merchant's colour, only as a 7-character `#rrggbb` (the CSS variable the
+    // stylesheet already uses), in a style block carrying this response's nonce.
+    let brand = view
+        .brand_color
+        .clone()
+        .filter(|c| {
+            c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .map(|c| {
+            let nonce = leptos::nonce::use_nonce();
+            view! { <style nonce=nonce>{format!(":root{{--brand:{c}}}")}</style> }
+        });
     view! {
         <PageTitle text=title />
+        {brand}
         <main class="page checkout" data-page="checkout" data-state=state data-session=view.id.clone()>
             {(!view.livemode).then(|| view! {
                 <p class="test-banner" role="note" data-test-mode="true">
@@ -289,6 +310,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
                 <p class="reference">"Reference " {view.reference.clone()}</p>
                 {quotes}
                 {status}
+                {refunded}
             </section>
             {no_js}
             {live}
@@ -296,9 +318,35 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             {paypal}
             {cancel}
             {view.embed_origin.as_deref().map(|origin| super::embed::bridge(origin, &view.id))}
+            {support}
             <footer class="footer">
                 <p>"Secured by Malipo. We never ask for your PIN on this page: you type it on your phone."</p>
             </footer>
         </main>
+    }
+}
+
+/// How a stuck shopper reaches the merchant: links that open the phone's dialler, mail
+/// app or WhatsApp.
+fn support_line(merchant: String, s: crate::model::SupportView) -> impl IntoView {
+    let phone = s.phone.map(|p| {
+        let href = format!("tel:{p}");
+        view! { " " <a href=href>{p}</a> }
+    });
+    let whatsapp = s.whatsapp.map(|w| {
+        let href = format!("https://wa.me/{w}");
+        view! { " " <a href=href>"WhatsApp"</a> }
+    });
+    let email = s.email.map(|e| {
+        let href = format!("mailto:{e}");
+        view! { " " <a href=href>{e}</a> }
+    });
+    view! {
+        <p class="support fine" data-support="true">
+            {format!("Questions about this booking? Contact {merchant}:")}
+            {phone}
+            {whatsapp}
+            {email}
+        </p>
     }
 }

@@ -100,3 +100,29 @@ CREATE TABLE sandbox_mail (
     created_at  BIGINT NOT NULL
 );
 CREATE INDEX sandbox_mail_created ON sandbox_mail (created_at);
+
+-- Actions on many things at once (resend many webhooks), confirmed by a person, run
+-- after a delay during which they can be cancelled. `status` moves scheduled → running
+-- → done, or scheduled → cancelled; each move is a compare-and-swap.
+CREATE TABLE mass_actions (
+    id           TEXT PRIMARY KEY,                -- ma_…
+    merchant_id  TEXT NOT NULL REFERENCES merchants (id),
+    mode         TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+    kind         TEXT NOT NULL CHECK (kind IN ('resend_webhooks')),
+    items        TEXT NOT NULL,                   -- JSON array of ids (events)
+    item_count   BIGINT NOT NULL,
+    actor        TEXT NOT NULL,                   -- the person's email
+    status       TEXT NOT NULL CHECK (status IN ('scheduled', 'cancelled', 'running', 'done')),
+    run_at       BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    finished_at  BIGINT,
+    outcome      TEXT
+);
+CREATE INDEX mass_actions_due ON mass_actions (run_at) WHERE status = 'scheduled';
+
+-- What the hosted page shows of the merchant besides its name: how a stuck shopper
+-- reaches them, and the brand colour.
+ALTER TABLE merchants ADD COLUMN support_phone TEXT;
+ALTER TABLE merchants ADD COLUMN support_email TEXT;
+ALTER TABLE merchants ADD COLUMN support_whatsapp TEXT;
+ALTER TABLE merchants ADD COLUMN brand_color TEXT;

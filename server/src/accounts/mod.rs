@@ -363,12 +363,23 @@ impl Accounts {
         ip: &str,
         user_agent: Option<&str>,
     ) -> Result<SignInStarted, AccountError> {
+        self.start_session_for(user, None, ip, user_agent).await
+    }
+
+    /// Starts a sign-in session on `merchant` (one of the person's), or on their first.
+    async fn start_session_for(
+        &self,
+        user: &UserRecord,
+        merchant: Option<&MerchantId>,
+        ip: &str,
+        user_agent: Option<&str>,
+    ) -> Result<SignInStarted, AccountError> {
         let (merchant, _) = self
             .store
             .memberships(&user.id)
             .await?
             .into_iter()
-            .next()
+            .find(|(m, _)| merchant.is_none_or(|want| m.id == *want))
             .ok_or(AccountError::NoMembership)?;
         let (token, hash) = new_token();
         let now = now_ms();
@@ -691,6 +702,180 @@ impl Accounts {
             )
             .await?;
         Ok(codes)
+    }
+}
+
+/// An invitation as its page shows it.
+pub struct InviteView {
+    pub email: String,
+    pub merchant: String,
+    pub role: Role,
+    /// The invited address has an account: accepting asks for its password.
+    pub has_account: bool,
+}
+
+impl Accounts {
+    /// Invites `email` to `session`'s merchant as `role`, by a mailed link (a week).
+    pub async fn invite(
+        &self,
+        session: &SignedIn,
+        email: &str,
+        role: Role,
+        ip: &str,
+    ) -> Result<String, AccountError> {
+        let email = normalize_email(email).ok_or(AccountError::InvalidEmail)?;
+        self.mail_budget(ip).await?;
+        let (token, hash) = new_token();
+        let now = now_ms();
+        self.store
+            .insert_user_token(
+                &hash,
+                TokenPurpose::Invite,
+                None,
+                &email,
+                Some(&session.merchant.id),
+                Some(role),
+                Some(&session.user.id),
+                now,
+                now + INVITE_TTL_MS,
+            )
+            .await?;
+        self.store
+            .audit(
+                Some(&session.merchant.id),
+                Some(&session.user.id),
+                &session.user.email,
+                "team.invited",
+                &format!("{email} as {role}"),
+                Some(ip),
+                now,
+            )
+            .await?;
+        self.mailer.send(Mail {
+            to: email.clone(),
+            subject: format!("Join {} on Malipo", session.merchant.name),
+            body: format!(
+                "{} invited you to the Malipo dashboard of {} as {}.\n\nAccept (the link \
+                 works once, for 7 days):\n\n{}/dashboard/invite/{}\n\nIf you do not know \
+                 them, ignore this mail.\n",
+                session.user.email,
+                session.merchant.name,
+                role,
+                self.public_url,
+                token.expose_secret()
+            ),
+        });
+        Ok(email)
+    }
+
+    /// What an invitation link offers, if it is still good.
+    pub async fn invite_view(&self, token: &str) -> Result<Option<InviteView>, AccountError> {
+        let Some(record) = self
+            .store
+            .peek_user_token(&hash_token(token), TokenPurpose::Invite, now_ms())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (Some(merchant_id), Some(role)) = (record.merchant_id, record.role) else {
+            return Ok(None);
+        };
+        let Some(merchant) = self.store.merchant(&merchant_id).await? else {
+            return Ok(None);
+        };
+        let has_account = self.store.user_by_email(&record.email).await?.is_some();
+        Ok(Some(InviteView {
+            email: record.email,
+            merchant: merchant.name,
+            role,
+            has_account,
+        }))
+    }
+
+    /// Accepts an invitation (once): with the account's password when the address has
+    /// one (checked before the link is used, and throttled like sign-in), else with a new
+    /// password for a new account whose address the link has proven. Signs in to the
+    /// inviting merchant.
+    pub async fn accept_invite(
+        &self,
+        token: &str,
+        password: SecretString,
+        ip: &str,
+        user_agent: Option<&str>,
+    ) -> Result<SignInStarted, AccountError> {
+        let hash = hash_token(token);
+        let now = now_ms();
+        let record = self
+            .store
+            .peek_user_token(&hash, TokenPurpose::Invite, now)
+            .await?
+            .ok_or(AccountError::BadLink)?;
+        let (Some(merchant), Some(role)) = (record.merchant_id.clone(), record.role) else {
+            return Err(AccountError::BadLink);
+        };
+        let existing = self.store.user_by_email(&record.email).await?;
+        let new_hash = match &existing {
+            Some(user) => {
+                let scope = format!("account:{}", user.email);
+                self.check_throttle(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+                    .await?;
+                if !password::verify(password, Some(user.password_hash.clone())).await {
+                    self.store.record_auth_failure(&scope, now).await?;
+                    self.store
+                        .record_auth_failure(&format!("ip:{ip}"), now)
+                        .await?;
+                    return Err(AccountError::WrongPassword);
+                }
+                None
+            }
+            None => {
+                password::check_new(password.expose_secret(), &record.email)?;
+                Some(password::hash(password).await?)
+            }
+        };
+        self.store
+            .take_user_token(&hash, TokenPurpose::Invite, now)
+            .await?
+            .ok_or(AccountError::BadLink)?;
+        let user = match (existing, new_hash) {
+            (Some(user), _) => {
+                self.store
+                    .add_membership(&merchant, &user.id, role, now)
+                    .await?;
+                self.store.mark_email_verified(&user.id, now).await?;
+                user
+            }
+            (None, Some(new_hash)) => {
+                let id = UserId::generate();
+                if !self
+                    .store
+                    .insert_invited_user(&id, &record.email, &new_hash, &merchant, role, now)
+                    .await?
+                {
+                    return Err(AccountError::BadLink);
+                }
+                self.store.user(&id).await?.ok_or(AccountError::BadLink)?
+            }
+            (None, None) => return Err(AccountError::BadLink),
+        };
+        self.store
+            .audit(
+                Some(&merchant),
+                Some(&user.id),
+                &user.email,
+                "team.joined",
+                role.as_str(),
+                Some(ip),
+                now,
+            )
+            .await?;
+        let user = self
+            .store
+            .user(&user.id)
+            .await?
+            .ok_or(AccountError::BadLink)?;
+        self.start_session_for(&user, Some(&merchant), ip, user_agent)
+            .await
     }
 }
 

@@ -2,7 +2,7 @@
 //! every POST. Routes are registered from their `#[utoipa::path]` annotations, which also
 //! make the OpenAPI document at `/v1/openapi.json`.
 
-mod account;
+pub mod account;
 mod auth;
 mod body;
 pub(crate) mod events;

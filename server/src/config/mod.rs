@@ -154,12 +154,17 @@ pub struct DashboardConfig {
     /// currency) needs the password again, unless it was given in the last ten minutes.
     /// Default 1,000,000 (KES 10,000.00; UGX 1,000,000).
     pub refund_reauth_minor: i64,
+    /// Seconds between confirming a mass action (resend many webhooks) and its start,
+    /// during which it can be cancelled. Env `MALIPO_DASHBOARD_MASS_ACTION_DELAY_SECS`;
+    /// default 30.
+    pub mass_action_delay_secs: u64,
 }
 
 impl Default for DashboardConfig {
     fn default() -> Self {
         DashboardConfig {
             refund_reauth_minor: 1_000_000,
+            mass_action_delay_secs: 30,
         }
     }
 }
@@ -664,6 +669,10 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_MASTER_KEY") {
             self.master_key = SecretString::from(v);
+        }
+        if let Some(v) = env("MALIPO_DASHBOARD_MASS_ACTION_DELAY_SECS") {
+            self.dashboard.mass_action_delay_secs =
+                parse("MALIPO_DASHBOARD_MASS_ACTION_DELAY_SECS", v)?;
         }
         if let Some(v) = env("MALIPO_SMTP_URL") {
             self.mail.smtp_url = SecretString::from(v);

@@ -67,7 +67,7 @@ pub(crate) fn nav(session: &SignedIn, web: &Web, section: &'static str) -> Nav {
 }
 
 /// The HTTP status for an account error shown on a form.
-fn status_of(e: &AccountError) -> StatusCode {
+pub(crate) fn status_of(e: &AccountError) -> StatusCode {
     match e {
         AccountError::WrongPassword | AccountError::WrongCode => StatusCode::UNAUTHORIZED,
         AccountError::Unverified | AccountError::NoMembership => StatusCode::FORBIDDEN,
@@ -78,7 +78,7 @@ fn status_of(e: &AccountError) -> StatusCode {
     }
 }
 
-fn shown(e: &AccountError) -> (String, &'static str) {
+pub(crate) fn shown(e: &AccountError) -> (String, &'static str) {
     if matches!(e, AccountError::Store(_) | AccountError::Other(_)) {
         tracing::error!(error = %e, "dashboard account request failed");
         return (

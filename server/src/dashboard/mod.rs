@@ -17,8 +17,12 @@
 //!   sign-in on before anything else.
 
 mod auth;
+mod developers;
 mod mailbox;
+pub mod mass;
 mod payments;
+mod settings;
+mod team;
 mod views;
 
 use axum::{
@@ -66,7 +70,11 @@ pub fn router() -> Router<AppState> {
         )
         .merge(auth::router())
         .merge(payments::router())
+        .merge(team::router())
+        .merge(settings::router())
+        .merge(developers::router())
         .merge(mailbox::router())
+        .merge(mass::router())
         .layer(axum::middleware::map_response(dashboard_headers))
 }
 

@@ -61,6 +61,9 @@ fn NavBar(nav: Nav) -> impl IntoView {
             </form>
             <nav>
                 <a href="/dashboard/payments" aria-current=current("payments")>"Payments"</a>
+                <a href="/dashboard/developers" aria-current=current("developers")>"Developers"</a>
+                <a href="/dashboard/team" aria-current=current("team")>"Team"</a>
+                <a href="/dashboard/settings" aria-current=current("settings")>"Settings"</a>
                 <a href="/dashboard/security" aria-current=current("security")>"Security"</a>
                 {nav.may_view_audit.then(|| view! {
                     <a href="/dashboard/audit" aria-current=current("audit")>"Audit log"</a>

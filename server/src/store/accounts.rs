@@ -862,3 +862,403 @@ impl Store {
             .collect()
     }
 }
+
+/// A member of a merchant's team, as listed.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+    pub two_factor: bool,
+    pub since: i64,
+}
+
+/// An invitation not yet taken.
+#[derive(Debug, Clone)]
+pub struct PendingInvite {
+    pub email: String,
+    pub role: Option<Role>,
+    pub expires_at: i64,
+}
+
+/// Why a team change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeamChange {
+    Done,
+    /// No such member.
+    NotMember,
+    /// It would leave the merchant without an owner.
+    LastOwner,
+}
+
+impl Store {
+    /// A merchant's team, owners first.
+    pub async fn members(&self, merchant: &MerchantId) -> Result<Vec<Member>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.email, u.totp_secret IS NOT NULL AS totp_on, ms.role, ms.created_at \
+             FROM memberships ms JOIN users u ON u.id = ms.user_id WHERE ms.merchant_id = $1 \
+             ORDER BY ms.created_at, u.email",
+        )
+        .bind(merchant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                let role: String = row.try_get("role")?;
+                Ok(Member {
+                    user_id: UserId::from_db(row.try_get("id")?),
+                    email: row.try_get("email")?,
+                    role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+                        table: "memberships",
+                        id: merchant.to_string(),
+                        what: format!("role {role:?}"),
+                    })?,
+                    two_factor: bool_col(row, "totp_on")?,
+                    since: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_key(|m| (Role::ALL.iter().position(|r| *r == m.role), m.since));
+        Ok(out)
+    }
+
+    /// Invitations of a merchant still waiting, newest first.
+    pub async fn pending_invites(
+        &self,
+        merchant: &MerchantId,
+        now: i64,
+    ) -> Result<Vec<PendingInvite>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT email, role, expires_at FROM user_tokens WHERE merchant_id = $1 \
+             AND purpose = 'invite' AND used_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC LIMIT 100",
+        )
+        .bind(merchant.as_str())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingInvite {
+                    email: row.try_get("email")?,
+                    role: row
+                        .try_get::<Option<String>, _>("role")?
+                        .as_deref()
+                        .and_then(Role::parse),
+                    expires_at: row.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a person to a merchant's team (an existing member keeps their role).
+    pub async fn add_membership(
+        &self,
+        merchant: &MerchantId,
+        user: &UserId,
+        role: Role,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO memberships (merchant_id, user_id, role, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (merchant_id, user_id) DO NOTHING",
+        )
+        .bind(merchant.as_str())
+        .bind(user.as_str())
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a person whose address is proven (by an invitation link), as a member of
+    /// `merchant`. `Ok(false)` when the address has an account already.
+    pub async fn insert_invited_user(
+        &self,
+        user: &UserId,
+        email: &str,
+        password_hash: &str,
+        merchant: &MerchantId,
+        role: Role,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, email_verified_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(user.as_str())
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO memberships (merchant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(merchant.as_str())
+        .bind(user.as_str())
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Changes a member's role, or removes them (`None`), never leaving the merchant
+    /// without an owner. A removed member's sign-in sessions for this merchant end.
+    pub async fn change_membership(
+        &self,
+        merchant: &MerchantId,
+        user: &UserId,
+        role: Option<Role>,
+        now: i64,
+    ) -> Result<TeamChange, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Write first (SQLite takes its lock here; PostgreSQL locks the merchant's row),
+        // so two owners demoting each other at once cannot both succeed.
+        sqlx::query("UPDATE merchants SET name = name WHERE id = $1")
+            .bind(merchant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let current: Option<String> =
+            sqlx::query("SELECT role FROM memberships WHERE merchant_id = $1 AND user_id = $2")
+                .bind(merchant.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("role"))
+                .transpose()?;
+        let Some(current) = current else {
+            return Ok(TeamChange::NotMember);
+        };
+        if current == "owner" && role != Some(Role::Owner) {
+            let owners: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM memberships WHERE merchant_id = $1 AND role = 'owner'",
+            )
+            .bind(merchant.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            if owners <= 1 {
+                return Ok(TeamChange::LastOwner);
+            }
+        }
+        match role {
+            Some(role) => {
+                sqlx::query(
+                    "UPDATE memberships SET role = $3 WHERE merchant_id = $1 AND user_id = $2",
+                )
+                .bind(merchant.as_str())
+                .bind(user.as_str())
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM memberships WHERE merchant_id = $1 AND user_id = $2")
+                    .bind(merchant.as_str())
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE user_sessions SET revoked_at = $3 \
+                     WHERE merchant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(merchant.as_str())
+                .bind(user.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(TeamChange::Done)
+    }
+
+    /// Moves a sign-in session to another merchant the person belongs to (test mode).
+    pub async fn set_session_merchant(
+        &self,
+        token_hash: &str,
+        merchant: &MerchantId,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE user_sessions SET merchant_id = $1, mode = 'test' WHERE token_hash = $2",
+        )
+        .bind(merchant.as_str())
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A mass action as stored.
+#[derive(Debug, Clone)]
+pub struct MassAction {
+    pub id: String,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub items: Vec<String>,
+    pub actor: String,
+    pub status: String,
+    pub run_at: i64,
+    pub outcome: Option<String>,
+}
+
+impl MassAction {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        let id: String = row.try_get("id")?;
+        let items: String = row.try_get("items")?;
+        let mode: String = row.try_get("mode")?;
+        Ok(MassAction {
+            items: serde_json::from_str(&items).map_err(|e| StoreError::Corrupt {
+                table: "mass_actions",
+                id: id.clone(),
+                what: e.to_string(),
+            })?,
+            id,
+            merchant_id: MerchantId::from_db(row.try_get("merchant_id")?),
+            mode: if mode == "live" {
+                Mode::Live
+            } else {
+                Mode::Test
+            },
+            actor: row.try_get("actor")?,
+            status: row.try_get("status")?,
+            run_at: row.try_get("run_at")?,
+            outcome: row.try_get("outcome")?,
+        })
+    }
+}
+
+const MASS_COLUMNS: &str = "id, merchant_id, mode, items, actor, status, run_at, outcome";
+
+impl Store {
+    /// Events of a merchant in one mode with a delivery that failed for good (at most
+    /// `limit`, newest first).
+    pub async fn failed_delivery_events(
+        &self,
+        merchant: &MerchantId,
+        mode: Mode,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, MAX(e.created_at) AS at FROM events e \
+             JOIN webhook_deliveries d ON d.event_id = e.id \
+             WHERE e.merchant_id = $1 AND e.mode = $2 AND d.status = 'failed' \
+             GROUP BY e.id ORDER BY at DESC LIMIT $3",
+        )
+        .bind(merchant.as_str())
+        .bind(mode.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// Schedules a mass action (resend these events) for `run_at`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_mass_action(
+        &self,
+        id: &str,
+        merchant: &MerchantId,
+        mode: Mode,
+        items: &[String],
+        actor: &str,
+        run_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mass_actions (id, merchant_id, mode, kind, items, item_count, actor, \
+             status, run_at, created_at) VALUES ($1, $2, $3, 'resend_webhooks', $4, $5, $6, \
+             'scheduled', $7, $8)",
+        )
+        .bind(id)
+        .bind(merchant.as_str())
+        .bind(mode.as_str())
+        .bind(serde_json::Value::from(items.to_vec()).to_string())
+        .bind(items.len() as i64)
+        .bind(actor)
+        .bind(run_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mass_action(&self, id: &str) -> Result<Option<MassAction>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {MASS_COLUMNS} FROM mass_actions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(MassAction::from_row).transpose()
+    }
+
+    /// Cancels a scheduled action; false once it has started (or was cancelled).
+    pub async fn cancel_mass_action(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE mass_actions SET status = 'cancelled', finished_at = $2 \
+             WHERE id = $1 AND status = 'scheduled'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Claims the actions whose delay is over (each by one instance only).
+    pub async fn claim_due_mass_actions(&self, now: i64) -> Result<Vec<MassAction>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MASS_COLUMNS} FROM mass_actions WHERE status = 'scheduled' AND run_at <= $1 \
+             ORDER BY run_at LIMIT 10"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = Vec::new();
+        for row in &rows {
+            let action = MassAction::from_row(row)?;
+            let won = sqlx::query(
+                "UPDATE mass_actions SET status = 'running' WHERE id = $1 AND status = 'scheduled'",
+            )
+            .bind(&action.id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                == 1;
+            if won {
+                claimed.push(action);
+            }
+        }
+        Ok(claimed)
+    }
+
+    pub async fn finish_mass_action(
+        &self,
+        id: &str,
+        outcome: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mass_actions SET status = 'done', outcome = $2, finished_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(outcome)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

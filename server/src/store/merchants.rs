@@ -87,7 +87,8 @@ impl Store {
         row.as_ref().map(MerchantRecord::from_row).transpose()
     }
 
-    /// The merchant and mode of an unrevoked secret key, found by the key's hash.
+    /// The merchant and mode of an unrevoked secret key (or one rolled, in its overlap),
+    /// found by the key's hash.
     pub async fn merchant_by_secret_hash(
         &self,
         secret_hash: &str,
@@ -95,9 +96,11 @@ impl Store {
         let row = sqlx::query(
             "SELECT m.id, m.name, m.created_at, k.mode FROM api_keys k \
              JOIN merchants m ON m.id = k.merchant_id \
-             WHERE k.secret_hash = $1 AND k.kind = 'secret' AND k.revoked_at IS NULL",
+             WHERE k.secret_hash = $1 AND k.kind = 'secret' \
+             AND (k.revoked_at IS NULL OR k.revoked_at > $2)",
         )
         .bind(secret_hash)
+        .bind(crate::time::now_ms())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -135,15 +138,37 @@ impl Store {
 
     /// Revokes a key for good. False when there is no such unrevoked key.
     pub async fn revoke_api_key(&self, id: &KeyId, now: i64) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id.as_str())
-                .bind(now)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1,
+        Ok(sqlx::query(
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 \
+                 AND (revoked_at IS NULL OR revoked_at > $2)",
         )
+        .bind(id.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Sets when an unrevoked key of `merchant_id` stops working (a rolled key's overlap).
+    /// False when there is no such key.
+    pub async fn expire_api_key(
+        &self,
+        merchant_id: &MerchantId,
+        id: &KeyId,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND merchant_id = $2 \
+             AND revoked_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(merchant_id.as_str())
+        .bind(at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Replaces the origins allowed to frame a merchant's checkout pages in one mode.
@@ -391,4 +416,71 @@ pub(crate) async fn insert_merchant_in(
         .await?;
     }
     Ok(())
+}
+
+/// What a merchant set in the dashboard's settings for its hosted page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MerchantProfile {
+    pub support_phone: Option<String>,
+    pub support_email: Option<String>,
+    pub support_whatsapp: Option<String>,
+    pub brand_color: Option<String>,
+}
+
+impl Store {
+    pub async fn merchant_profile(
+        &self,
+        merchant_id: &MerchantId,
+    ) -> Result<MerchantProfile, StoreError> {
+        let row = sqlx::query(
+            "SELECT support_phone, support_email, support_whatsapp, brand_color FROM merchants \
+             WHERE id = $1",
+        )
+        .bind(merchant_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(MerchantProfile::default());
+        };
+        Ok(MerchantProfile {
+            support_phone: row.try_get("support_phone")?,
+            support_email: row.try_get("support_email")?,
+            support_whatsapp: row.try_get("support_whatsapp")?,
+            brand_color: row.try_get("brand_color")?,
+        })
+    }
+
+    /// Sets a merchant's name and hosted-page profile, all at once.
+    pub async fn set_merchant_profile(
+        &self,
+        merchant_id: &MerchantId,
+        name: &str,
+        p: &MerchantProfile,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE merchants SET name = $2, support_phone = $3, support_email = $4, \
+             support_whatsapp = $5, brand_color = $6 WHERE id = $1",
+        )
+        .bind(merchant_id.as_str())
+        .bind(name)
+        .bind(p.support_phone.as_deref())
+        .bind(p.support_email.as_deref())
+        .bind(p.support_whatsapp.as_deref())
+        .bind(p.brand_color.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Money refunded (succeeded) of a session, in the paying attempts' minor units.
+    pub async fn session_refunded(&self, session_id: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS n FROM refunds \
+             WHERE session_id = $1 AND status = 'succeeded'",
+        )
+        .bind(session_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
 }

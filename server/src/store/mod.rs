@@ -22,8 +22,8 @@ mod sessions;
 mod webhooks;
 
 pub use accounts::{
-    AuditEntry, NewUserSession, SandboxMail, SessionListing, SignedIn, TokenPurpose, TokenRecord,
-    UserRecord,
+    AuditEntry, MassAction, Member, NewUserSession, PendingInvite, SandboxMail, SessionListing,
+    SignedIn, TeamChange, TokenPurpose, TokenRecord, UserRecord,
 };
 pub use attempts::{
     AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, Reconciled,
@@ -31,7 +31,7 @@ pub use attempts::{
 pub use dashboard::{ListStatus, PaymentFilter, PaymentRow};
 pub use fx::RateRecord;
 pub use idempotency::{IdempotencyBegin, KeyScope};
-pub use merchants::{ApiKeyRecord, MerchantRecord, NewApiKey};
+pub use merchants::{ApiKeyRecord, MerchantProfile, MerchantRecord, NewApiKey};
 pub use outbox::{
     DeliveryAttempt, DeliveryNext, DeliveryRecord, DeliveryStatus, DueDelivery, EventFilter,
     StoredEvent,

@@ -1,0 +1,270 @@
+//! Settings: the business name, brand colour, and the support contacts the hosted page
+//! shows, because a shopper who is stuck needs to reach the merchant.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{Redirect, Response},
+    routing::get,
+};
+use leptos::prelude::*;
+use serde::Deserialize;
+
+use super::{
+    DashForm, Signed, Web,
+    auth::nav,
+    forbidden, store_failed,
+    views::{Csrf, FormError, Notice, document},
+};
+use crate::{
+    accounts::{Permission, normalize_email},
+    merchants::parse_name,
+    startup::AppState,
+    store::MerchantProfile,
+    time::now_ms,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/dashboard/settings", get(page).post(save))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SettingsForm {
+    csrf: String,
+    name: String,
+    support_phone: String,
+    support_email: String,
+    support_whatsapp: String,
+    brand_color: String,
+}
+
+/// A phone number in international form (`+` and 9 to 15 digits; spaces and dashes
+/// dropped), or `None` for anything else.
+fn international(text: &str) -> Option<String> {
+    let t: String = text
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    let digits = t.strip_prefix('+')?;
+    ((9..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0'))
+    .then(|| format!("+{digits}"))
+}
+
+/// WCAG contrast ratio of white text on `#rrggbb`.
+fn contrast_with_white(hex: &str) -> Option<f64> {
+    let h = hex.strip_prefix('#')?;
+    if h.len() != 6 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let channel = |i: usize| {
+        let v = f64::from(u8::from_str_radix(&h[i..i + 2], 16).ok()?) / 255.0;
+        Some(if v <= 0.039_28 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        })
+    };
+    let l = 0.2126 * channel(0)? + 0.7152 * channel(2)? + 0.0722 * channel(4)?;
+    Some(1.05 / (l + 0.05))
+}
+
+/// Checks the form: the profile, or what is wrong (field, message).
+fn parse(form: &SettingsForm) -> Result<(String, MerchantProfile), (String, &'static str)> {
+    let name = parse_name(&form.name).map_err(|_| {
+        (
+            "Enter a business name of 1 to 100 characters.".to_owned(),
+            "invalid_name",
+        )
+    })?;
+    let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let support_phone = optional(&form.support_phone)
+        .map(|p| {
+            international(&p).ok_or((
+                "Enter the support phone in international form, e.g. +254 712 345 678.".to_owned(),
+                "invalid_phone",
+            ))
+        })
+        .transpose()?;
+    let support_whatsapp = optional(&form.support_whatsapp)
+        .map(|p| {
+            international(&p)
+                .map(|p| p.trim_start_matches('+').to_owned())
+                .ok_or((
+                    "Enter the WhatsApp number in international form, e.g. +254 712 345 678."
+                        .to_owned(),
+                    "invalid_phone",
+                ))
+        })
+        .transpose()?;
+    let support_email = optional(&form.support_email)
+        .map(|e| {
+            normalize_email(&e).ok_or((
+                "Enter a valid support email address.".to_owned(),
+                "invalid_email",
+            ))
+        })
+        .transpose()?;
+    let brand_color = optional(&form.brand_color)
+        .map(|c| {
+            let c = c.to_lowercase();
+            match contrast_with_white(&c) {
+                Some(ratio) if ratio >= 4.5 => Ok(c),
+                Some(_) => Err(("That colour is too light for white text on it (contrast under 4.5:1): choose a darker one.".to_owned(), "invalid_color")),
+                None => Err(("Enter the brand colour as #rrggbb.".to_owned(), "invalid_color")),
+            }
+        })
+        .transpose()?;
+    Ok((
+        name,
+        MerchantProfile {
+            support_phone,
+            support_email,
+            support_whatsapp,
+            brand_color,
+        },
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SavedQuery {
+    saved: String,
+}
+
+async fn page(
+    State(state): State<AppState>,
+    web: Web,
+    signed: Signed,
+    axum::extract::Query(q): axum::extract::Query<SavedQuery>,
+) -> Response {
+    let session = &signed.0;
+    let profile = match state.store.merchant_profile(&session.merchant.id).await {
+        Ok(p) => p,
+        Err(e) => return store_failed(e),
+    };
+    let form = SettingsForm {
+        csrf: String::new(),
+        name: session.merchant.name.clone(),
+        support_phone: profile.support_phone.unwrap_or_default(),
+        support_email: profile.support_email.unwrap_or_default(),
+        support_whatsapp: profile
+            .support_whatsapp
+            .map(|w| format!("+{w}"))
+            .unwrap_or_default(),
+        brand_color: profile.brand_color.unwrap_or_default(),
+    };
+    let saved = q.saved == "1";
+    render(
+        &web,
+        &signed,
+        &form,
+        saved.then(|| "Saved. The hosted page shows it from now on.".to_owned()),
+        None,
+    )
+}
+
+fn render(
+    web: &Web,
+    signed: &Signed,
+    form: &SettingsForm,
+    notice: Option<String>,
+    error: Option<(String, &'static str)>,
+) -> Response {
+    let may = signed.may(Permission::ManageSettings);
+    let body = view! {
+        <h1>"Settings"</h1>
+        <Notice notice />
+        <FormError error />
+        <form method="post" action="/dashboard/settings" class="card">
+            <Csrf token=web.csrf.clone() />
+            <label for="name">"Business name (shown to shoppers)"</label>
+            <input id="name" type="text" name="name" value=form.name.clone() maxlength="100" required disabled=!may />
+            <h2>"Support contacts on the payment page"</h2>
+            <p class="hint">"A shopper who is stuck (a prompt that never came, money taken twice) needs to reach you. What you fill in here is shown under every payment page, as links."</p>
+            <label for="support_phone">"Phone"</label>
+            <input id="support_phone" type="text" name="support_phone" value=form.support_phone.clone() placeholder="+254 712 345 678" disabled=!may />
+            <label for="support_whatsapp">"WhatsApp"</label>
+            <input id="support_whatsapp" type="text" name="support_whatsapp" value=form.support_whatsapp.clone() placeholder="+254 712 345 678" disabled=!may />
+            <label for="support_email">"Email"</label>
+            <input id="support_email" type="email" name="support_email" value=form.support_email.clone() disabled=!may />
+            <h2>"Brand"</h2>
+            <label for="brand_color">"Brand colour (#rrggbb, dark enough for white text)"</label>
+            <input id="brand_color" type="text" name="brand_color" value=form.brand_color.clone() placeholder="#0b6e4f" disabled=!may />
+            {may.then(|| view! { <button type="submit">"Save"</button> })}
+        </form>
+    };
+    web.page(
+        StatusCode::OK,
+        document(
+            "Settings",
+            Some(nav(&signed.0, web, "settings")),
+            body.into_any(),
+        ),
+    )
+}
+
+async fn save(
+    State(state): State<AppState>,
+    web: Web,
+    headers: HeaderMap,
+    signed: Signed,
+    DashForm(form): DashForm<SettingsForm>,
+) -> Response {
+    if web.check(&state, &headers, &form.csrf).is_err() {
+        return web.refused();
+    }
+    if !signed.may(Permission::ManageSettings) {
+        return forbidden(&web, "change settings");
+    }
+    let session = &signed.0;
+    let (name, profile) = match parse(&form) {
+        Ok(v) => v,
+        Err(e) => {
+            let mut r = render(&web, &signed, &form, None, Some(e));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            return r;
+        }
+    };
+    if let Err(e) = state
+        .store
+        .set_merchant_profile(&session.merchant.id, &name, &profile)
+        .await
+    {
+        return store_failed(e);
+    }
+    let _ = state
+        .store
+        .audit(
+            Some(&session.merchant.id),
+            Some(&session.user.id),
+            &session.user.email,
+            "settings.changed",
+            &format!("name {name:?}, support and brand"),
+            Some(&web.ip),
+            now_ms(),
+        )
+        .await;
+    web.finish(Redirect::to("/dashboard/settings?saved=1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_colours_are_checked() {
+        assert_eq!(
+            international("+254 712-345 678").as_deref(),
+            Some("+254712345678")
+        );
+        assert_eq!(international("0712345678"), None);
+        assert_eq!(international("+0712345678"), None);
+        assert!(contrast_with_white("#0b6e4f").unwrap() >= 4.5);
+        assert!(contrast_with_white("#ffff00").unwrap() < 4.5);
+        assert_eq!(contrast_with_white("green"), None);
+    }
+}
