@@ -113,7 +113,8 @@ async fn render(
                 Some(at) if at > now => format!("rolled: works until {} UTC", format_utc(at)),
                 Some(at) => format!("revoked {}", format_utc(at)),
             };
-            let usable = k.revoked_at.is_none();
+            let usable = k.revoked_at.is_none_or(|at| at > now);
+            let rollable = k.revoked_at.is_none();
             let secret = k.kind == ApiKeyKind::Secret;
             let roll = format!("/dashboard/developers/keys/{}/roll", k.id);
             let revoke = format!("/dashboard/developers/keys/{}/revoke", k.id);
@@ -125,7 +126,7 @@ async fn render(
                     <td>{format_utc(k.created_at)}</td>
                     <td>{state_label}</td>
                     <td>{(manage_keys && usable).then(|| view! {
-                        {secret.then(|| view! {
+                        {(secret && rollable).then(|| view! {
                             <form method="post" action=roll.clone() class="inline">
                                 <Csrf token=csrf.clone() />
                                 <button type="submit" class="link">"Roll"</button>
@@ -301,10 +302,12 @@ async fn owned_key(
     session: &SignedIn,
     id: &str,
 ) -> Result<Option<crate::store::ApiKeyRecord>, Response> {
+    // Still working: unrevoked, or rolled and in its overlap.
+    let now = now_ms();
     match state.store.api_keys(&session.merchant.id).await {
-        Ok(keys) => Ok(keys
-            .into_iter()
-            .find(|k| k.id == id && k.mode == session.mode && k.revoked_at.is_none())),
+        Ok(keys) => Ok(keys.into_iter().find(|k| {
+            k.id == id && k.mode == session.mode && k.revoked_at.is_none_or(|at| at > now)
+        })),
         Err(e) => Err(store_failed(e)),
     }
 }
@@ -346,7 +349,7 @@ async fn roll_key(
     }
     let session = &signed.0;
     let old = match owned_key(&state, session, &id).await {
-        Ok(Some(k)) if k.kind == ApiKeyKind::Secret => k,
+        Ok(Some(k)) if k.kind == ApiKeyKind::Secret && k.revoked_at.is_none() => k,
         Ok(_) => return no_key(&web),
         Err(r) => return r,
     };

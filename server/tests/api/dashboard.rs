@@ -924,3 +924,424 @@ fn decode_qp(text: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// An owner invites a viewer by mail; the viewer joins with a new password, sees the
+/// payment, and cannot refund it (no button, and a forged form is refused).
+#[tokio::test]
+async fn an_invited_viewer_sees_payments_but_cannot_refund() {
+    let app = app().await;
+    let mut owner = signed_up(&app, "mwangi@amboseli.example", "Amboseli Lodge").await;
+    let key = key_for(&app, &mut owner).await;
+    let s: Value = app
+        .client
+        .post(format!("{}/v1/checkout/sessions", app.addr))
+        .bearer_auth(&key)
+        .json(
+            &json!({"amount": 5_000, "currency": "USD", "reference": "ELE-9",
+            "description": "Elephant walk", "success_url": "https://a.example/ok",
+            "cancel_url": "https://a.example/no"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = s["id"].as_str().unwrap().to_owned();
+    let approve = location(&press_paypal(&app, &id).await);
+    let back = location(&on_paypal(&app, &approve, "buyer@example.com", true).await);
+    app.client.get(&back).send().await.unwrap();
+    let paid = latest(&app, &id).await;
+
+    owner.get("/dashboard/team").await;
+    let sent = owner
+        .post(
+            "/dashboard/team/invite",
+            &[("email", "wambui@amboseli.example"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(
+        sent.location.as_deref(),
+        Some("/dashboard/team?done=invited"),
+        "{}",
+        sent.body
+    );
+    let team = owner.get("/dashboard/team").await;
+    assert!(
+        team.body.contains("wambui@amboseli.example"),
+        "the invitation is listed"
+    );
+
+    let link = wait_mail(&app, "wambui@amboseli.example", "/dashboard/invite/").await;
+    let mut viewer = Browser::new(&app);
+    let page = viewer.get(&link).await;
+    assert!(page.body.contains("Join Amboseli Lodge") && page.body.contains("viewer"));
+    let joined = viewer
+        .post(&link, &[("password", "a viewer's long password")])
+        .await;
+    assert_eq!(
+        joined.location.as_deref(),
+        Some("/dashboard/payments"),
+        "{}",
+        joined.body
+    );
+    assert_eq!(
+        viewer.get(&link).await.status,
+        410,
+        "an invitation works once"
+    );
+
+    let list = viewer.get("/dashboard/payments").await;
+    assert!(list.body.contains("ELE-9") && list.body.contains("Amboseli Lodge"));
+    let detail = viewer.get(&format!("/dashboard/payments/{id}")).await;
+    assert!(
+        !detail.body.contains("Refund…") && detail.has_code("forbidden"),
+        "{}",
+        detail.body
+    );
+    let confirm = viewer
+        .get(&format!(
+            "/dashboard/payments/{id}/refund?payment={}",
+            paid.id
+        ))
+        .await;
+    assert_eq!(confirm.status, 403);
+    let forged = viewer
+        .post(
+            &format!("/dashboard/payments/{id}/refund"),
+            &[
+                ("payment", paid.id.as_str()),
+                ("amount_minor", "5000"),
+                ("key", "abcdefghijklmnopqrstuvwx"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(forged.has_code("forbidden"));
+    assert!(app.store.refunds_of(&paid.id).await.unwrap().is_empty());
+    // Nor can a viewer invite, read the audit log or touch keys.
+    assert_eq!(viewer.get("/dashboard/audit").await.status, 403);
+    let invite = viewer
+        .post(
+            "/dashboard/team/invite",
+            &[("email", "x@amboseli.example"), ("role", "owner")],
+        )
+        .await;
+    assert_eq!(invite.status, 403);
+    let key = viewer
+        .post("/dashboard/developers/keys", &[("kind", "secret")])
+        .await;
+    assert_eq!(key.status, 403);
+
+    // The owner removes the viewer: their session ends at once.
+    let team = owner.get("/dashboard/team").await;
+    let user = team
+        .body
+        .split("/dashboard/team/")
+        .filter_map(|s| s.split('/').next())
+        .find(|s| s.starts_with("usr_"))
+        .unwrap()
+        .to_owned();
+    let removed = owner
+        .post(&format!("/dashboard/team/{user}/remove"), &[])
+        .await;
+    assert_eq!(
+        removed.location.as_deref(),
+        Some("/dashboard/team?done=removed")
+    );
+    assert_eq!(
+        viewer.get("/dashboard/payments").await.location.as_deref(),
+        Some("/dashboard/sign-in")
+    );
+    // The last owner cannot be demoted or removed by anyone.
+    let audit = owner.get("/dashboard/audit").await;
+    assert!(audit.body.contains("team.invited") && audit.body.contains("team.removed"));
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_rolled_with_an_overlap_and_revoked() {
+    let app = app().await;
+    let mut b = signed_up(&app, "kiprop@iten.example", "Iten Running Camps").await;
+    b.get("/dashboard/developers").await;
+    let made = b
+        .post("/dashboard/developers/keys", &[("kind", "secret")])
+        .await;
+    assert_eq!(
+        made.status, 200,
+        "fresh from sign-up: no re-authentication asked"
+    );
+    assert!(made.has_code("shown_once"));
+    let secret = made
+        .body
+        .split("data-secret=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with("sk_test_"));
+    let works = |k: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(format!("{}/v1/account", app.addr))
+                .bearer_auth(k)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(works(secret.clone()).await, 200);
+    // The list never shows it again.
+    let page = b.get("/dashboard/developers").await;
+    assert!(!page.body.contains(&secret));
+    let key_id = page
+        .body
+        .split("/dashboard/developers/keys/")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_owned();
+    let rolled = b
+        .post(&format!("/dashboard/developers/keys/{key_id}/roll"), &[])
+        .await;
+    assert_eq!(rolled.status, 200);
+    let new_secret = rolled
+        .body
+        .split("data-secret=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_secret, secret);
+    assert_eq!(
+        works(secret.clone()).await,
+        200,
+        "the old key works during the overlap"
+    );
+    assert_eq!(works(new_secret.clone()).await, 200);
+    let revoked = b
+        .post(&format!("/dashboard/developers/keys/{key_id}/revoke"), &[])
+        .await;
+    assert_eq!(
+        revoked.location.as_deref(),
+        Some("/dashboard/developers?done=revoked")
+    );
+    assert_eq!(works(secret).await, 401, "revoked ends the overlap");
+    assert_eq!(works(new_secret).await, 200);
+    // Webhook endpoints: the secret shown once; a bad URL says why.
+    let bad = b
+        .post(
+            "/dashboard/developers/webhooks",
+            &[("url", "not a url"), ("events", "*")],
+        )
+        .await;
+    assert!(bad.has_code("parameter_invalid"));
+    let hook = b
+        .post(
+            "/dashboard/developers/webhooks",
+            &[("url", "https://iten.example/hooks"), ("events", "*")],
+        )
+        .await;
+    assert!(
+        hook.body.contains("whsec_") && hook.has_code("shown_once"),
+        "{}",
+        hook.body
+    );
+    let origins = b
+        .post(
+            "/dashboard/developers/origins",
+            &[("origins", "https://iten.example\nnot an origin")],
+        )
+        .await;
+    assert!(origins.has_code("invalid_origin"));
+    let origins = b
+        .post(
+            "/dashboard/developers/origins",
+            &[("origins", "https://iten.example")],
+        )
+        .await;
+    assert_eq!(
+        origins.location.as_deref(),
+        Some("/dashboard/developers?done=origins")
+    );
+}
+
+#[tokio::test]
+async fn settings_put_the_support_contacts_and_colour_on_the_hosted_page() {
+    let app = app().await;
+    let mut b = signed_up(&app, "salma@lamu.example", "Lamu Sails").await;
+    let key = key_for(&app, &mut b).await;
+    b.get("/dashboard/settings").await;
+    let pale = b
+        .post(
+            "/dashboard/settings",
+            &[
+                ("name", "Lamu Sails"),
+                ("brand_color", "#ffff66"),
+                ("support_phone", ""),
+                ("support_email", ""),
+                ("support_whatsapp", ""),
+            ],
+        )
+        .await;
+    assert_eq!(pale.status, 400);
+    assert!(pale.has_code("invalid_color"));
+    let saved = b
+        .post(
+            "/dashboard/settings",
+            &[
+                ("name", "Lamu Sails & Dhows"),
+                ("brand_color", "#123A5C"),
+                ("support_phone", "+254 712 345 678"),
+                ("support_email", "help@lamu.example"),
+                ("support_whatsapp", "+254 722 000 111"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        saved.location.as_deref(),
+        Some("/dashboard/settings?saved=1"),
+        "{}",
+        saved.body
+    );
+    let s: Value = app
+        .client
+        .post(format!("{}/v1/checkout/sessions", app.addr))
+        .bearer_auth(&key)
+        .json(
+            &json!({"amount": 150_000, "currency": "KES", "reference": "DHOW-1",
+            "description": "Sunset dhow", "success_url": "https://l.example/ok",
+            "cancel_url": "https://l.example/no"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page = app.page(s["id"].as_str().unwrap()).await;
+    assert!(page.contains("Lamu Sails &amp; Dhows"), "the new name");
+    assert!(page.contains("href=\"tel:+254712345678\""), "{page}");
+    assert!(page.contains("href=\"https://wa.me/254722000111\""));
+    assert!(page.contains("href=\"mailto:help@lamu.example\""));
+    assert!(page.contains(":root{--brand:#123a5c}"));
+}
+
+#[tokio::test]
+async fn a_mass_resend_waits_can_be_cancelled_and_otherwise_runs_once() {
+    let app = spawn_app_with(Db::Sqlite, |c| c.dashboard.mass_action_delay_secs = 1).await;
+    let mut b = signed_up(&app, "ochieng@homa.example", "Homa Bay Boats").await;
+    let merchant = app
+        .store
+        .merchant_by_name("Homa Bay Boats")
+        .await
+        .unwrap()
+        .unwrap();
+    // An event whose delivery failed for good: an endpoint that refuses, a closed window.
+    let mode = malipo::domain::Mode::Test;
+    let endpoint = malipo::webhooks::create_endpoint(
+        &app.store,
+        &merchant.id,
+        mode,
+        "http://127.0.0.1:9/refuses",
+        &["*".to_owned()],
+        "",
+        malipo::time::now_ms(),
+    )
+    .await
+    .unwrap();
+    let key = key_for(&app, &mut b).await;
+    let s: Value = app
+        .client
+        .post(format!("{}/v1/checkout/sessions", app.addr))
+        .bearer_auth(&key)
+        .json(
+            &json!({"amount": 1_000, "currency": "KES", "reference": "BOAT-1",
+            "description": "Boat", "success_url": "https://h.example/ok",
+            "cancel_url": "https://h.example/no"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    app.client
+        .post(format!(
+            "{}/v1/checkout/sessions/{}/expire",
+            app.addr,
+            s["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    sqlx::query("UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL WHERE endpoint_id = $1")
+        .bind(endpoint.id.as_str())
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+
+    let confirm = b.get("/dashboard/mass/resend").await;
+    let count = confirm
+        .body
+        .split("data-count=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("{}", confirm.body))
+        .to_owned();
+    assert_eq!(count, "1");
+    let wrong = b
+        .post(
+            "/dashboard/mass/resend",
+            &[("password", "not the password")],
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "the password is asked every time");
+    let scheduled = b
+        .post("/dashboard/mass/resend", &[("password", PASSWORD)])
+        .await;
+    let status_url = scheduled.location.clone().unwrap();
+    let page = b.get(&status_url).await;
+    assert!(page.has_code("mass_scheduled"), "{}", page.body);
+    let cancelled = b.post(&format!("{status_url}/cancel"), &[]).await;
+    assert_eq!(cancelled.location.as_deref(), Some(status_url.as_str()));
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let page = b.get(&status_url).await;
+    assert!(page.has_code("mass_cancelled"), "{}", page.body);
+    let failed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'failed'")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert!(failed >= 1, "nothing was resent");
+
+    // Confirmed and left alone, it runs after its delay.
+    b.get("/dashboard/mass/resend").await;
+    let scheduled = b
+        .post("/dashboard/mass/resend", &[("password", PASSWORD)])
+        .await;
+    let status_url = scheduled.location.clone().unwrap();
+    let mut done = false;
+    for _ in 0..50 {
+        if b.get(&status_url).await.has_code("mass_done") {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(done, "the action ran");
+    let cancel_late = b.post(&format!("{status_url}/cancel"), &[]).await;
+    assert_eq!(cancel_late.status, 303);
+    assert!(
+        b.get(&status_url).await.has_code("mass_done"),
+        "too late to cancel"
+    );
+    let audit = b.get("/dashboard/audit").await;
+    assert!(
+        audit.body.contains("webhooks.mass_resend_cancelled")
+            && audit.body.contains("webhooks.mass_resend_ran")
+    );
+}
