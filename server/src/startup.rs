@@ -216,7 +216,12 @@ impl Application {
             .context("webhook HTTP client")?;
         let mailer =
             crate::mail::Mailer::new(&config.mail, store.clone()).context("the mail server")?;
-        let accounts = crate::accounts::Accounts::new(store.clone(), mailer, &config.public_url);
+        let accounts = crate::accounts::Accounts::new(
+            store.clone(),
+            mailer,
+            &config.public_url,
+            config.dashboard.mails_per_ip_per_hour,
+        );
         let state = AppState {
             accounts,
             pay_limiter: Arc::new(crate::limits::RateLimiter::new(

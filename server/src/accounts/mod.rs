@@ -53,7 +53,8 @@ pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
 pub const FAILURES_PER_ACCOUNT: i64 = 5;
 /// Failed sign-ins per client address per window.
 pub const FAILURES_PER_IP: i64 = 30;
-/// Sign-ups, verification and reset mails per client address per hour.
+/// Sign-ups, verification and reset mails per client address per hour (the default of
+/// `[dashboard] mails_per_ip_per_hour`).
 pub const MAILS_PER_IP_PER_HOUR: i64 = 10;
 
 /// What went wrong, in words a person can act on. No variant says whether an address
@@ -133,14 +134,21 @@ pub struct Accounts {
     store: Store,
     mailer: Mailer,
     public_url: String,
+    mails_per_ip_per_hour: i64,
 }
 
 impl Accounts {
-    pub fn new(store: Store, mailer: Mailer, public_url: &str) -> Accounts {
+    pub fn new(
+        store: Store,
+        mailer: Mailer,
+        public_url: &str,
+        mails_per_ip_per_hour: i64,
+    ) -> Accounts {
         Accounts {
             store,
             mailer,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            mails_per_ip_per_hour,
         }
     }
 
@@ -170,7 +178,7 @@ impl Accounts {
     /// Counts one mail sent for a client address, refusing past the hourly limit.
     async fn mail_budget(&self, ip: &str) -> Result<(), AccountError> {
         let scope = format!("mail:{ip}");
-        self.check_throttle(&scope, MAILS_PER_IP_PER_HOUR, 3600 * 1000)
+        self.check_throttle(&scope, self.mails_per_ip_per_hour, 3600 * 1000)
             .await?;
         self.store.record_auth_failure(&scope, now_ms()).await?;
         Ok(())

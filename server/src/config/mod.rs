@@ -158,6 +158,9 @@ pub struct DashboardConfig {
     /// during which it can be cancelled. Env `MALIPO_DASHBOARD_MASS_ACTION_DELAY_SECS`;
     /// default 30.
     pub mass_action_delay_secs: u64,
+    /// Mails (sign-ups, confirmation and reset links, invitations) one client address
+    /// may cause per hour. Env `MALIPO_DASHBOARD_MAILS_PER_IP_PER_HOUR`; default 10.
+    pub mails_per_ip_per_hour: i64,
 }
 
 impl Default for DashboardConfig {
@@ -165,6 +168,7 @@ impl Default for DashboardConfig {
         DashboardConfig {
             refund_reauth_minor: 1_000_000,
             mass_action_delay_secs: 30,
+            mails_per_ip_per_hour: crate::accounts::MAILS_PER_IP_PER_HOUR,
         }
     }
 }
@@ -673,6 +677,10 @@ impl Config {
         if let Some(v) = env("MALIPO_DASHBOARD_MASS_ACTION_DELAY_SECS") {
             self.dashboard.mass_action_delay_secs =
                 parse("MALIPO_DASHBOARD_MASS_ACTION_DELAY_SECS", v)?;
+        }
+        if let Some(v) = env("MALIPO_DASHBOARD_MAILS_PER_IP_PER_HOUR") {
+            self.dashboard.mails_per_ip_per_hour =
+                parse("MALIPO_DASHBOARD_MAILS_PER_IP_PER_HOUR", v)?;
         }
         if let Some(v) = env("MALIPO_SMTP_URL") {
             self.mail.smtp_url = SecretString::from(v);
