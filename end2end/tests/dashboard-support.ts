@@ -80,6 +80,7 @@ export async function signUp(page: Page, email: string, business: string): Promi
   await expect(page.getByRole("heading", { name: "Check your mail" })).toBeVisible();
   const link = await mailedLink(email, "/dashboard/verify/");
   await page.goto(link);
+  await page.getByLabel("The password you chose when signing up").fill(PASSWORD);
   await page.getByRole("button", { name: "Confirm my address" }).click();
   await expect(page.getByRole("heading", { name: "Security" })).toBeVisible();
 }

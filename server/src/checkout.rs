@@ -493,9 +493,20 @@ impl PageService for CheckoutService {
                     let profile = self.store.merchant_profile(&session.merchant_id).await?;
                     view.support = support_view(&profile);
                     view.brand_color = profile.brand_color.clone();
-                    if session.payment_status == PaymentStatus::Paid {
-                        let refunded = self.store.session_refunded(session.id.as_str()).await?;
-                        view.refunded = refunded_label(refunded, latest.as_ref());
+                    if session.payment_status == PaymentStatus::Paid
+                        && let Some(paying) = self.store.paying_attempt(&session.id).await?
+                    {
+                        // The payment that paid the session (not a duplicate the merchant
+                        // refunded, which leaves this one standing).
+                        let refunded: i64 = self
+                            .store
+                            .refunds_of(&paying.id)
+                            .await?
+                            .iter()
+                            .filter(|r| r.status == crate::store::RefundStatus::Succeeded)
+                            .map(|r| r.amount.minor())
+                            .sum();
+                        view.refunded = refunded_label(refunded, Some(&paying));
                     }
                     view.quotes = offers
                         .iter()

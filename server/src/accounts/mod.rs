@@ -156,37 +156,44 @@ impl Accounts {
         &self.mailer
     }
 
-    /// Refuses when `scope` has `limit` failures within the window.
-    async fn check_throttle(
-        &self,
-        scope: &str,
-        limit: i64,
-        window: i64,
-    ) -> Result<(), AccountError> {
+    /// Counts this attempt in `scope` before it is checked (as a failure until it
+    /// succeeds), so requests racing each other are all counted: refused when the window
+    /// then holds more than `limit`. Returns the attempt's time, to forget it on success.
+    async fn admit(&self, scope: &str, limit: i64, window: i64) -> Result<i64, AccountError> {
         let now = now_ms();
+        self.store.record_auth_failure(scope, now).await?;
         let (count, oldest) = self.store.auth_failures(scope, now - window).await?;
-        if count >= limit {
+        if count > limit {
             let free_at = oldest.unwrap_or(now) + window;
             let minutes = ((free_at - now).max(0) + 59_999) / 60_000;
             return Err(AccountError::Throttled {
                 minutes: minutes.max(1),
             });
         }
+        Ok(now)
+    }
+
+    /// An admitted attempt that succeeded is not a failure.
+    async fn succeeded(&self, scope: &str, at: i64) -> Result<(), AccountError> {
+        self.store.forget_auth_failure(scope, at).await?;
         Ok(())
     }
 
-    /// Counts one mail sent for a client address, refusing past the hourly limit.
+    /// Counts one mail caused by a client address, refusing past the hourly limit.
     async fn mail_budget(&self, ip: &str) -> Result<(), AccountError> {
-        let scope = format!("mail:{ip}");
-        self.check_throttle(&scope, self.mails_per_ip_per_hour, 3600 * 1000)
-            .await?;
-        self.store.record_auth_failure(&scope, now_ms()).await?;
+        self.admit(
+            &format!("mail:{ip}"),
+            self.mails_per_ip_per_hour,
+            3600 * 1000,
+        )
+        .await?;
         Ok(())
     }
 
     /// Signs up a person with a new merchant they own, and mails a link to confirm the
-    /// address. An address that has an account already gets a mail saying so instead;
-    /// the answer is the same either way.
+    /// address. An address with a confirmed account gets a mail saying so instead; one
+    /// never confirmed takes this sign-up's password and gets a new link. The answer is
+    /// the same either way.
     pub async fn sign_up(
         &self,
         business: &str,
@@ -223,6 +230,19 @@ impl Accounts {
                 )
                 .await?;
             self.send_verification(&user_id, &email).await?;
+        } else if let Some(existing) = self
+            .store
+            .user_by_email(&email)
+            .await?
+            .filter(|u| !u.email_verified)
+        {
+            // Never confirmed: nobody has proven this mailbox yet, so the newest sign-up
+            // sets the password, and only its own link (which asks for that password)
+            // confirms it. Someone who signed up first with another person's address
+            // cannot keep a password the owner did not choose.
+            self.store.set_password(&existing.id, &hash, now).await?;
+            self.send_verification(&existing.id, &existing.email)
+                .await?;
         } else {
             self.mailer.send(Mail {
                 to: email.clone(),
@@ -270,15 +290,25 @@ impl Accounts {
     }
 
     /// Mails a new confirmation link if the address has an unconfirmed account. The
-    /// answer is the same whatever the address.
+    /// answer is the same whatever the address, and comes before any lookup (the work is
+    /// done in the background, so its timing says nothing either).
     pub async fn resend_verification(&self, email: &str, ip: &str) -> Result<(), AccountError> {
         let email = normalize_email(email).ok_or(AccountError::InvalidEmail)?;
         self.mail_budget(ip).await?;
-        if let Some(user) = self.store.user_by_email(&email).await?
-            && !user.email_verified
-        {
-            self.send_verification(&user.id, &user.email).await?;
-        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let sent = async {
+                if let Some(user) = this.store.user_by_email(&email).await?
+                    && !user.email_verified
+                {
+                    this.send_verification(&user.id, &user.email).await?;
+                }
+                Ok::<_, AccountError>(())
+            };
+            if let Err(e) = sent.await {
+                tracing::warn!(error = %e, "confirmation link not sent");
+            }
+        });
         Ok(())
     }
 
@@ -291,17 +321,21 @@ impl Accounts {
             .is_some())
     }
 
-    /// Confirms an address with its link (once) and signs the person in.
+    /// Confirms an address with its link (once) and the account's password, and signs
+    /// the person in. Both are needed: the link proves the mailbox, the password that
+    /// this is the sign-up its owner made.
     pub async fn verify_email(
         &self,
         token: &str,
+        password: SecretString,
         ip: &str,
         user_agent: Option<&str>,
     ) -> Result<SignInStarted, AccountError> {
         let now = now_ms();
+        let hash = hash_token(token);
         let record = self
             .store
-            .take_user_token(&hash_token(token), TokenPurpose::VerifyEmail, now)
+            .peek_user_token(&hash, TokenPurpose::VerifyEmail, now)
             .await?
             .ok_or(AccountError::BadLink)?;
         let user_id = record.user_id.ok_or(AccountError::BadLink)?;
@@ -314,7 +348,20 @@ impl Accounts {
         if user.email != record.email {
             return Err(AccountError::BadLink);
         }
+        let scope = format!("account:{}", user.email);
+        let at = self
+            .admit(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+            .await?;
+        if !password::verify(password, Some(user.password_hash.clone())).await {
+            return Err(AccountError::WrongPassword);
+        }
+        self.succeeded(&scope, at).await?;
+        self.store
+            .take_user_token(&hash, TokenPurpose::VerifyEmail, now)
+            .await?
+            .ok_or(AccountError::BadLink)?;
         self.store.mark_email_verified(&user.id, now).await?;
+        self.store.revoke_user_sessions(&user.id, None, now).await?;
         self.store
             .audit(
                 None,
@@ -329,7 +376,8 @@ impl Accounts {
         self.start_session(&user, ip, user_agent).await
     }
 
-    /// Checks an email and password (throttled) and starts a sign-in session.
+    /// Checks an email and password (throttled per account and per client address:
+    /// each attempt is counted before it is checked) and starts a sign-in session.
     pub async fn sign_in(
         &self,
         email: &str,
@@ -340,9 +388,10 @@ impl Accounts {
         let email = normalize_email(email).unwrap_or_default();
         let account_scope = format!("account:{email}");
         let ip_scope = format!("ip:{ip}");
-        self.check_throttle(&ip_scope, FAILURES_PER_IP, FAILURE_WINDOW_MS)
+        let ip_at = self
+            .admit(&ip_scope, FAILURES_PER_IP, FAILURE_WINDOW_MS)
             .await?;
-        self.check_throttle(&account_scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+        self.admit(&account_scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
             .await?;
         let user = if email.is_empty() {
             None
@@ -350,14 +399,10 @@ impl Accounts {
             self.store.user_by_email(&email).await?
         };
         let ok = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
-        let now = now_ms();
         let Some(user) = user.filter(|_| ok) else {
-            self.store.record_auth_failure(&ip_scope, now).await?;
-            if !email.is_empty() {
-                self.store.record_auth_failure(&account_scope, now).await?;
-            }
             return Err(AccountError::WrongPassword);
         };
+        self.succeeded(&ip_scope, ip_at).await?;
         self.store.clear_auth_failures(&account_scope).await?;
         if !user.email_verified {
             return Err(AccountError::Unverified);
@@ -430,14 +475,15 @@ impl Accounts {
     }
 
     /// Checks a TOTP code, or a recovery code, for a person (throttled with the
-    /// password: the same account budget). True for a code accepted now.
+    /// password: the same account budget, each attempt counted before it is checked).
     pub async fn check_second_factor(
         &self,
         user: &UserRecord,
         code: &str,
     ) -> Result<(), AccountError> {
         let scope = format!("account:{}", user.email);
-        self.check_throttle(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+        let at = self
+            .admit(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
             .await?;
         let now = now_ms();
         let code = code.trim();
@@ -446,6 +492,7 @@ impl Accounts {
                 if let Some(step) = totp::accept(&secret, code, now / 1000, user.totp_last_step)
                     && self.store.use_totp_step(&user.id, step).await?
                 {
+                    self.succeeded(&scope, at).await?;
                     return Ok(());
                 }
             } else if self
@@ -453,6 +500,7 @@ impl Accounts {
                 .use_recovery_code(&user.id, &totp::recovery_code_hash(code), now)
                 .await?
             {
+                self.succeeded(&scope, at).await?;
                 self.store
                     .audit(
                         None,
@@ -467,22 +515,27 @@ impl Accounts {
                 return Ok(());
             }
         }
-        self.store.record_auth_failure(&scope, now).await?;
         Err(AccountError::WrongCode)
     }
 
-    /// Completes a sign-in that owed a second factor.
+    /// Completes a sign-in that owed a second factor: the session gets a new token (the
+    /// cookie is replaced) and a full session's lifetime.
     pub async fn second_factor(
         &self,
         session: &SignedIn,
         code: &str,
         ip: &str,
-    ) -> Result<(), AccountError> {
+    ) -> Result<SecretString, AccountError> {
         self.check_second_factor(&session.user, code).await?;
         let now = now_ms();
-        self.store
-            .complete_user_session(&session.token_hash, now)
-            .await?;
+        let (token, hash) = new_token();
+        if !self
+            .store
+            .complete_user_session(&session.token_hash, &hash, now, now + SESSION_TTL_MS)
+            .await?
+        {
+            return Err(AccountError::BadLink);
+        }
         self.store
             .audit(
                 Some(&session.merchant.id),
@@ -494,36 +547,28 @@ impl Accounts {
                 now,
             )
             .await?;
-        Ok(())
+        Ok(token)
     }
 
     /// Re-authentication before a sensitive action: the password, or a current TOTP
-    /// code when 2FA is on.
+    /// code when 2FA is on (throttled with sign-in).
     pub async fn reauthenticate(
         &self,
         session: &SignedIn,
         password: SecretString,
         code: &str,
     ) -> Result<(), AccountError> {
-        let scope = format!("account:{}", session.user.email);
-        self.check_throttle(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
-            .await?;
-        let ok = if !code.trim().is_empty() && session.user.totp_enabled {
-            return match self.check_second_factor(&session.user, code).await {
-                Ok(()) => {
-                    self.store
-                        .reauthenticated(&session.token_hash, now_ms())
-                        .await?;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
+        if !code.trim().is_empty() && session.user.totp_enabled {
+            self.check_second_factor(&session.user, code).await?;
         } else {
-            password::verify(password, Some(session.user.password_hash.clone())).await
-        };
-        if !ok {
-            self.store.record_auth_failure(&scope, now_ms()).await?;
-            return Err(AccountError::WrongPassword);
+            let scope = format!("account:{}", session.user.email);
+            let at = self
+                .admit(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+                .await?;
+            if !password::verify(password, Some(session.user.password_hash.clone())).await {
+                return Err(AccountError::WrongPassword);
+            }
+            self.succeeded(&scope, at).await?;
         }
         self.store
             .reauthenticated(&session.token_hash, now_ms())
@@ -531,20 +576,28 @@ impl Accounts {
         Ok(())
     }
 
-    /// Mails a reset link to the account's own, confirmed address, if there is such an
-    /// account. Only the address is read from the request; the answer is the same for
-    /// every address.
+    /// Mails a reset link to the account's own address, if there is such an account.
+    /// Only the address is read from the request; the answer is the same for every
+    /// address and comes before any lookup (the work is done in the background). An
+    /// account whose address was never confirmed gets a reset link too: using it proves
+    /// the mailbox, so it confirms the address as well.
     pub async fn forgot_password(&self, email: &str, ip: &str) -> Result<(), AccountError> {
         let email = normalize_email(email).ok_or(AccountError::InvalidEmail)?;
         self.mail_budget(ip).await?;
-        let Some(user) = self.store.user_by_email(&email).await? else {
+        let this = self.clone();
+        let ip = ip.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = this.send_reset(&email, &ip).await {
+                tracing::warn!(error = %e, "reset link not sent");
+            }
+        });
+        Ok(())
+    }
+
+    async fn send_reset(&self, email: &str, ip: &str) -> Result<(), AccountError> {
+        let Some(user) = self.store.user_by_email(email).await? else {
             return Ok(());
         };
-        if !user.email_verified {
-            // Not proven theirs: the verification link is what they need.
-            self.send_verification(&user.id, &user.email).await?;
-            return Ok(());
-        }
         let (token, hash) = new_token();
         let now = now_ms();
         self.store
@@ -572,7 +625,7 @@ impl Accounts {
             )
             .await?;
         // To the stored address, never to the one typed (they are equal here, but the
-        // account's is the one that was proven).
+        // account's is the one that counts).
         self.mailer.send(Mail {
             to: user.email.clone(),
             subject: "Reset your Malipo password".into(),
@@ -628,6 +681,8 @@ impl Accounts {
             return Err(AccountError::BadLink);
         }
         self.store.set_password(&user.id, &new_hash, now).await?;
+        // The link reached the account's address: that proves it, if nothing had yet.
+        self.store.mark_email_verified(&user.id, now).await?;
         self.store
             .clear_auth_failures(&format!("account:{}", user.email))
             .await?;
@@ -680,7 +735,8 @@ impl Accounts {
     ) -> Result<Vec<String>, AccountError> {
         let user = &session.user;
         let scope = format!("account:{}", user.email);
-        self.check_throttle(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+        let at = self
+            .admit(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
             .await?;
         let now = now_ms();
         let secret = self
@@ -689,15 +745,19 @@ impl Accounts {
             .await?
             .ok_or(AccountError::WrongCode)?;
         let Some(step) = totp::accept(&secret, code, now / 1000, None) else {
-            self.store.record_auth_failure(&scope, now).await?;
             return Err(AccountError::WrongCode);
         };
+        self.succeeded(&scope, at).await?;
         let codes = totp::new_recovery_codes()?;
         let hashes: Vec<String> = codes.iter().map(|c| totp::recovery_code_hash(c)).collect();
         self.store
             .enable_totp(&user.id, &secret, step, &hashes, now)
             .await?;
         self.store.reauthenticated(&session.token_hash, now).await?;
+        // Whoever else was signed in with the password alone is not any more.
+        self.store
+            .revoke_user_sessions(&user.id, Some(&session.token_hash), now)
+            .await?;
         self.store
             .audit(
                 Some(&session.merchant.id),
@@ -825,15 +885,13 @@ impl Accounts {
         let new_hash = match &existing {
             Some(user) => {
                 let scope = format!("account:{}", user.email);
-                self.check_throttle(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
+                let at = self
+                    .admit(&scope, FAILURES_PER_ACCOUNT, FAILURE_WINDOW_MS)
                     .await?;
                 if !password::verify(password, Some(user.password_hash.clone())).await {
-                    self.store.record_auth_failure(&scope, now).await?;
-                    self.store
-                        .record_auth_failure(&format!("ip:{ip}"), now)
-                        .await?;
                     return Err(AccountError::WrongPassword);
                 }
+                self.succeeded(&scope, at).await?;
                 None
             }
             None => {

@@ -26,8 +26,11 @@ pub enum Permission {
     Refund,
     /// Resend webhook deliveries (one, or many at once).
     ResendWebhooks,
-    /// Create, roll and revoke API keys.
+    /// Create, roll and revoke API keys (test mode's; live secret keys need
+    /// [`Permission::ManageLiveKeys`] too: a live secret key can refund through the API).
     ManageKeys,
+    /// Create and roll live secret keys.
+    ManageLiveKeys,
     /// Add and remove webhook endpoints and embed origins.
     ManageWebhooks,
     /// Business name, branding, support contacts.
@@ -43,11 +46,12 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::ViewPayments,
         Permission::Refund,
         Permission::ResendWebhooks,
         Permission::ManageKeys,
+        Permission::ManageLiveKeys,
         Permission::ManageWebhooks,
         Permission::ManageSettings,
         Permission::ManageRails,
@@ -85,6 +89,7 @@ impl Role {
                     | Refund
                     | ResendWebhooks
                     | ManageKeys
+                    | ManageLiveKeys
                     | ManageWebhooks
                     | ManageSettings
                     | ManageTeam
@@ -118,12 +123,13 @@ mod tests {
     /// this test too.
     #[test]
     fn the_permission_table_is_exactly_the_documented_one() {
-        let table: [(Permission, [bool; 4]); 10] = [
+        let table: [(Permission, [bool; 4]); 11] = [
             //               owner  admin  developer viewer
             (ViewPayments, [true, true, true, true]),
             (Refund, [true, true, false, false]),
             (ResendWebhooks, [true, true, true, false]),
             (ManageKeys, [true, true, true, false]),
+            (ManageLiveKeys, [true, true, false, false]),
             (ManageWebhooks, [true, true, true, false]),
             (ManageSettings, [true, true, false, false]),
             (ManageRails, [true, false, false, false]),

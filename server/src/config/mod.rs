@@ -1135,8 +1135,8 @@ mod tests {
             ("MALIPO_MPESA_LIVE_CONSUMER_SECRET", "cs-live"),
             ("MALIPO_MPESA_LIVE_SHORTCODE", "600100"),
             ("MALIPO_MPESA_LIVE_PASSKEY", "live-passkey"),
-            ("MALIPO_SMTP_URL", "smtps://malipo:pw@mail.example:465"),
             ("MALIPO_MASTER_KEY_FILE", file_s.as_str()),
+            ("MALIPO_SMTP_URL", "smtps://malipo:pw@mail.example:465"),
         ];
         // Live, no key anywhere: refused, and no key is made up.
         let c = Config::load_from(None, env(&live)).unwrap();

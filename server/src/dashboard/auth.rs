@@ -257,7 +257,7 @@ async fn second_factor(
         .second_factor(&session, &form.code, &web.ip)
         .await
     {
-        Ok(()) => web.finish(Redirect::to("/dashboard/payments")),
+        Ok(token) => signed_in_redirect(&state, &web, &token, "/dashboard/payments"),
         Err(e) => web.page(status_of(&e), second_factor_view(&web, Some(shown(&e)))),
     }
 }
@@ -388,8 +388,27 @@ fn link_expired(web: &Web, again: (&str, &str)) -> Response {
     )
 }
 
-/// The confirmation link opens a page with a button (mail scanners follow links; only a
-/// person presses the button).
+/// The confirmation page for a link: the account's password and a button (mail scanners
+/// follow links; only a person presses, and only the one who signed up knows the
+/// password).
+fn verify_view(web: &Web, token: &str, error: Option<(String, &'static str)>) -> String {
+    let action = format!("/dashboard/verify/{token}");
+    let body = view! {
+        <section class="card narrow">
+            <h1>"Confirm your email address"</h1>
+            <FormError error />
+            <form method="post" action=action>
+                <Csrf token=web.csrf.clone() />
+                <label for="password">"The password you chose when signing up"</label>
+                <input id="password" type="password" name="password" autocomplete="current-password" required />
+                <button type="submit">"Confirm my address"</button>
+            </form>
+            <p class="hint">"Forgot it? " <a href="/dashboard/forgot">"Reset your password"</a> ": that confirms the address too."</p>
+        </section>
+    };
+    document("Confirm your address", None, body.into_any())
+}
+
 async fn verify_page(
     State(state): State<AppState>,
     web: Web,
@@ -400,20 +419,7 @@ async fn verify_page(
         Ok(false) => return link_expired(&web, ("/dashboard/verify-again", "Send a new link")),
         Err(e) => return store_failed(e),
     }
-    let action = format!("/dashboard/verify/{token}");
-    let body = view! {
-        <section class="card narrow">
-            <h1>"Confirm your email address"</h1>
-            <form method="post" action=action>
-                <Csrf token=web.csrf.clone() />
-                <button type="submit">"Confirm my address"</button>
-            </form>
-        </section>
-    };
-    web.page(
-        StatusCode::OK,
-        document("Confirm your address", None, body.into_any()),
-    )
+    web.page(StatusCode::OK, verify_view(&web, &token, None))
 }
 
 async fn verify(
@@ -421,14 +427,19 @@ async fn verify(
     web: Web,
     headers: HeaderMap,
     Path(token): Path<String>,
-    DashForm(form): DashForm<CsrfForm>,
+    DashForm(form): DashForm<ResetForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
     }
     match state
         .accounts
-        .verify_email(&token, &web.ip, web.user_agent.as_deref())
+        .verify_email(
+            &token,
+            SecretString::from(form.password),
+            &web.ip,
+            web.user_agent.as_deref(),
+        )
         .await
     {
         Ok(started) => {
@@ -442,10 +453,7 @@ async fn verify(
         Err(AccountError::BadLink) => {
             link_expired(&web, ("/dashboard/verify-again", "Send a new link"))
         }
-        Err(e) => web.page(
-            status_of(&e),
-            message_page("Try again", e.code(), &shown(&e).0, None),
-        ),
+        Err(e) => web.page(status_of(&e), verify_view(&web, &token, Some(shown(&e)))),
     }
 }
 
@@ -747,19 +755,24 @@ async fn start_two_factor(
     State(state): State<AppState>,
     web: Web,
     headers: HeaderMap,
-    Signed(session): Signed,
+    signed: Signed,
     DashForm(form): DashForm<CsrfForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
     }
+    let session = &signed.0;
     if session.user.totp_enabled {
         return web.finish(Redirect::to("/dashboard/security"));
+    }
+    // Turning it on is where a thief with a stolen session would lock the owner out.
+    if let Some(r) = needs_reauth(&signed, "/dashboard/security") {
+        return r;
     }
     match state.accounts.start_totp(&session.user).await {
         Ok(setup) => web.page(
             StatusCode::OK,
-            two_factor_setup_view(&web, &session, &setup.secret, &setup.svg, None),
+            two_factor_setup_view(&web, session, &setup.secret, &setup.svg, None),
         ),
         Err(e) => store_failed(e),
     }

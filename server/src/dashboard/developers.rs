@@ -267,6 +267,13 @@ async fn create_key(
             );
         }
     };
+    // A live secret key moves money (refunds through the API): only those who may.
+    if kind == ApiKeyKind::Secret
+        && signed.0.mode == crate::domain::Mode::Live
+        && !signed.may(Permission::ManageLiveKeys)
+    {
+        return forbidden(&web, "create live secret keys");
+    }
     if let Some(r) = needs_reauth(&signed, "/dashboard/developers") {
         return r;
     }
@@ -343,6 +350,9 @@ async fn roll_key(
     }
     if !signed.may(Permission::ManageKeys) {
         return forbidden(&web, "manage API keys");
+    }
+    if signed.0.mode == crate::domain::Mode::Live && !signed.may(Permission::ManageLiveKeys) {
+        return forbidden(&web, "roll live secret keys");
     }
     if let Some(r) = needs_reauth(&signed, "/dashboard/developers") {
         return r;
@@ -590,6 +600,9 @@ async fn set_origins(
     }
     if !signed.may(Permission::ManageWebhooks) {
         return forbidden(&web, "change embed origins");
+    }
+    if let Some(r) = needs_reauth(&signed, "/dashboard/developers") {
+        return r;
     }
     let session = &signed.0;
     let list: Vec<serde_json::Value> = form

@@ -19,13 +19,23 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/sandbox/mailbox", get(mailbox))
 }
 
-async fn mailbox(State(state): State<AppState>, web: super::Web) -> Response {
+async fn mailbox(
+    State(state): State<AppState>,
+    web: super::Web,
+    headers: axum::http::HeaderMap,
+) -> Response {
     // Only for the machine it runs on: a test install reachable from elsewhere must not
-    // show its sign-in and reset links to the world.
-    let local = web
-        .ip
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback());
+    // show its sign-in and reset links to the world. A reverse proxy on the same machine
+    // makes every visitor look local: a request that came through one (it says so) is
+    // not shown the mailbox either.
+    let proxied = ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let local = !proxied
+        && web
+            .ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if !state.accounts.mailer().is_sandbox() || !local {
         return StatusCode::NOT_FOUND.into_response();
     }

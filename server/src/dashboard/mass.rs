@@ -58,6 +58,7 @@ fn confirm_view(
                     <p class="hint">"Nothing is sent for a short while after you confirm: you can still cancel."</p>
                     <form method="post" action="/dashboard/mass/resend">
                         <Csrf token=web.csrf.clone() />
+                        <input type="hidden" name="count" value=count.to_string() />
                         <label for="password">"Your password"</label>
                         <input id="password" type="password" name="password" autocomplete="current-password" required />
                         <button type="submit" class="danger">{format!("Resend {count} events")}</button>
@@ -97,6 +98,7 @@ async fn confirm(State(state): State<AppState>, web: Web, signed: Signed) -> Res
 struct ScheduleForm {
     csrf: String,
     password: String,
+    count: String,
 }
 
 async fn schedule(
@@ -134,6 +136,31 @@ async fn schedule(
     }
     if items.is_empty() {
         return web.page(StatusCode::OK, confirm_view(&web, &signed, 0, None));
+    }
+    // One at a time per business and mode: a second press (a double click, a resubmit)
+    // lands on the action already waiting, which one Cancel stops.
+    match state
+        .store
+        .active_mass_action(&session.merchant.id, session.mode)
+        .await
+    {
+        Ok(Some(id)) => return web.finish(Redirect::to(&format!("/dashboard/mass/{id}"))),
+        Ok(None) => {}
+        Err(e) => return store_failed(e),
+    }
+    // What was confirmed is what is sent: a count that changed meanwhile is shown again.
+    if form.count != items.len().to_string() {
+        let e = (
+            format!(
+                "The number of failed deliveries changed to {}: check and confirm again.",
+                items.len()
+            ),
+            "count_changed",
+        );
+        return web.page(
+            StatusCode::CONFLICT,
+            confirm_view(&web, &signed, items.len(), Some(e)),
+        );
     }
     let id = format!("ma_{}", crate::domain::ids::random_base62(24));
     let now = now_ms();

@@ -338,8 +338,9 @@ fn signed_out_redirect(state: &AppState, web: &Web, to: &str) -> Response {
 pub(crate) struct Signed(pub SignedIn);
 
 /// Paths a signed-in person may use before setting up a required second factor.
-const TWO_FACTOR_SETUP_PATHS: [&str; 4] = [
+const TWO_FACTOR_SETUP_PATHS: [&str; 5] = [
     "/dashboard/security",
+    "/dashboard/reauth",
     "/dashboard/security/two-factor",
     "/dashboard/security/two-factor/confirm",
     "/dashboard/sign-out",

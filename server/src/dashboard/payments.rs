@@ -684,8 +684,18 @@ async fn confirm_refund(
     };
     // One key per confirmation page: however often its button is pressed, one refund.
     let key = crate::domain::ids::random_base62(24);
-    let reauth =
-        amount > state.config.dashboard.refund_reauth_minor && !signed.recently_authenticated();
+    let reauth = amount > state.config.dashboard.refund_reauth_minor;
+    if !reauth && !signed.recently_authenticated() {
+        // Back to this confirmation once the password (or a code) is given again.
+        let amount_q: String = url::form_urlencoded::byte_serialize(q.amount.as_bytes()).collect();
+        let here = format!(
+            "/dashboard/payments/{}/refund?payment={}&amount={amount_q}",
+            checkout.id, attempt.id
+        );
+        if let Some(r) = needs_reauth(&signed, &here) {
+            return r;
+        }
+    }
     let label = format!("Refund {}", format_amount(amount, currency));
     let action = format!("/dashboard/payments/{}/refund", checkout.id);
     let error = match q.error.as_str() {
@@ -708,7 +718,7 @@ async fn confirm_refund(
                 <dt>"Reference"</dt><dd>{checkout.reference.clone()}</dd>
             </dl>
             <p class="hint">"Money sent back cannot be taken back."
-                {reauth.then_some(" Refunds this large need your password again.")}</p>
+                {reauth.then_some(" Refunds this large need your password, every time.")}</p>
             <form method="post" action=action>
                 <Csrf token=web.csrf.clone() />
                 <input type="hidden" name="payment" value=attempt.id.to_string() />
@@ -780,10 +790,14 @@ async fn refund(
             ),
         );
     };
-    if amount > state.config.dashboard.refund_reauth_minor && !signed.recently_authenticated() {
-        if form.password.is_empty() {
-            return needs_reauth(&signed, &back).unwrap_or_else(|| web.finish(Redirect::to(&back)));
-        }
+    // The payment named in the form must be one of this page's.
+    let attempt = match refundable_attempt(&state, &checkout, &form.payment).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return not_found(&web),
+        Err(r) => return r,
+    };
+    if amount > state.config.dashboard.refund_reauth_minor {
+        // Above the threshold: the password on the confirmation form, every time.
         if let Err(e) = state
             .accounts
             .reauthenticate(
@@ -794,7 +808,7 @@ async fn refund(
             .await
         {
             return web.page(
-                StatusCode::UNAUTHORIZED,
+                super::auth::status_of(&e),
                 message_page(
                     "Refund not sent",
                     e.code(),
@@ -803,6 +817,9 @@ async fn refund(
                 ),
             );
         }
+    } else if let Some(r) = needs_reauth(&signed, &back) {
+        // Any refund: a password or code given in the last ten minutes.
+        return r;
     }
     let reason: String = form
         .reason
@@ -818,7 +835,7 @@ async fn refund(
             &session.merchant.id,
             session.mode,
             RefundAsk {
-                payment: &form.payment,
+                payment: attempt.id.as_str(),
                 amount: Some(amount),
                 currency: None,
                 reason: (!reason.is_empty()).then_some(reason.as_str()),

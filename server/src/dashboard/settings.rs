@@ -220,6 +220,10 @@ async fn save(
     if !signed.may(Permission::ManageSettings) {
         return forbidden(&web, "change settings");
     }
+    // What shoppers are told to call: a stolen session must not change it quietly.
+    if let Some(r) = super::auth::needs_reauth(&signed, "/dashboard/settings") {
+        return r;
+    }
     let session = &signed.0;
     let (name, profile) = match parse(&form) {
         Ok(v) => v,
@@ -228,6 +232,10 @@ async fn save(
             *r.status_mut() = StatusCode::BAD_REQUEST;
             return r;
         }
+    };
+    let before = match state.store.merchant_profile(&session.merchant.id).await {
+        Ok(p) => p,
+        Err(e) => return store_failed(e),
     };
     if let Err(e) = state
         .store
@@ -243,7 +251,18 @@ async fn save(
             Some(&session.user.id),
             &session.user.email,
             "settings.changed",
-            &format!("name {name:?}, support and brand"),
+            &format!(
+                "name {:?} → {name:?}; phone {:?} → {:?}; whatsapp {:?} → {:?}; email {:?} → {:?}; colour {:?} → {:?}",
+                session.merchant.name,
+                before.support_phone,
+                profile.support_phone,
+                before.support_whatsapp,
+                profile.support_whatsapp,
+                before.support_email,
+                profile.support_email,
+                before.brand_color,
+                profile.brand_color
+            ),
             Some(&web.ip),
             now_ms(),
         )

@@ -477,20 +477,29 @@ impl Store {
         Ok(Some(signed_in))
     }
 
-    /// The second factor was given: the session is signed in fully.
+    /// The second factor was given: the session is signed in fully, under a new token,
+    /// for a full session's lifetime. False if it was not waiting for one (a second
+    /// request with the same code lost the race).
     pub async fn complete_user_session(
         &self,
         token_hash: &str,
+        new_token_hash: &str,
         now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE user_sessions SET stage = 'full', reauth_at = $1 WHERE token_hash = $2",
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE user_sessions SET token_hash = $2, stage = 'full', reauth_at = $3, \
+             last_seen_at = $3, expires_at = $4 \
+             WHERE token_hash = $1 AND stage = 'password' AND revoked_at IS NULL",
         )
-        .bind(now)
         .bind(token_hash)
+        .bind(new_token_hash)
+        .bind(now)
+        .bind(expires_at)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// The person proved it is them again (password or TOTP) just now.
@@ -729,6 +738,16 @@ impl Store {
         sqlx::query("INSERT INTO auth_failures (scope, at) VALUES ($1, $2)")
             .bind(scope)
             .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets one counted attempt (it succeeded).
+    pub async fn forget_auth_failure(&self, scope: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM auth_failures WHERE scope = $1 AND at = $2")
+            .bind(scope)
+            .bind(at)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -1202,6 +1221,23 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(MassAction::from_row).transpose()
+    }
+
+    /// The action of this merchant and mode still waiting or running, if any.
+    pub async fn active_mass_action(
+        &self,
+        merchant: &MerchantId,
+        mode: Mode,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id FROM mass_actions WHERE merchant_id = $1 AND mode = $2 \
+             AND status IN ('scheduled', 'running') ORDER BY created_at LIMIT 1",
+        )
+        .bind(merchant.as_str())
+        .bind(mode.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get("id")).transpose().map_err(Into::into)
     }
 
     /// Cancels a scheduled action; false once it has started (or was cancelled).

@@ -471,16 +471,4 @@ impl Store {
         .await?;
         Ok(())
     }
-
-    /// Money refunded (succeeded) of a session, in the paying attempts' minor units.
-    pub async fn session_refunded(&self, session_id: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query(
-            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS n FROM refunds \
-             WHERE session_id = $1 AND status = 'succeeded'",
-        )
-        .bind(session_id)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?)
-    }
 }

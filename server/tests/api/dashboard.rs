@@ -199,7 +199,7 @@ pub(crate) async fn signed_up<'a>(app: &'a TestApp, email: &str, business: &str)
     let link = wait_mail(app, email, "/dashboard/verify/").await;
     let page = b.get(&link).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let page = b.post(&link, &[]).await;
+    let page = b.post(&link, &[("password", PASSWORD)]).await;
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(
         page.location.as_deref(),
@@ -310,7 +310,13 @@ async fn sign_up_confirm_turn_on_two_factor_sign_out_and_back_in_with_a_code() {
     let link = wait_mail(&app, "amina@mara.example", "/dashboard/verify/").await;
     let mut b = Browser::new(&app);
     b.get(&link).await;
-    let confirmed = b.post(&link, &[]).await;
+    // The link alone is not enough: the password of the sign-up confirms it.
+    let wrong = b
+        .post(&link, &[("password", "somebody else's password")])
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.has_code("wrong_password"));
+    let confirmed = b.post(&link, &[("password", PASSWORD)]).await;
     assert_eq!(confirmed.status, 303);
     let again = Browser::new(&app).get(&link).await;
     assert_eq!(again.status, 410, "a link works once");
@@ -883,7 +889,7 @@ async fn mail_goes_out_over_a_real_smtp_server() {
     }
     let link = link.expect("the confirmation mail reached the SMTP server");
     b.get(&link).await;
-    let done = b.post(&link, &[]).await;
+    let done = b.post(&link, &[("password", PASSWORD)]).await;
     assert_eq!(
         done.location.as_deref(),
         Some("/dashboard/security?welcome=1")
@@ -1301,7 +1307,10 @@ async fn a_mass_resend_waits_can_be_cancelled_and_otherwise_runs_once() {
         .await;
     assert_eq!(wrong.status, 401, "the password is asked every time");
     let scheduled = b
-        .post("/dashboard/mass/resend", &[("password", PASSWORD)])
+        .post(
+            "/dashboard/mass/resend",
+            &[("password", PASSWORD), ("count", "1")],
+        )
         .await;
     let status_url = scheduled.location.clone().unwrap();
     let page = b.get(&status_url).await;
@@ -1321,7 +1330,10 @@ async fn a_mass_resend_waits_can_be_cancelled_and_otherwise_runs_once() {
     // Confirmed and left alone, it runs after its delay.
     b.get("/dashboard/mass/resend").await;
     let scheduled = b
-        .post("/dashboard/mass/resend", &[("password", PASSWORD)])
+        .post(
+            "/dashboard/mass/resend",
+            &[("password", PASSWORD), ("count", "1")],
+        )
         .await;
     let status_url = scheduled.location.clone().unwrap();
     let mut done = false;
@@ -1344,4 +1356,106 @@ async fn a_mass_resend_waits_can_be_cancelled_and_otherwise_runs_once() {
         audit.body.contains("webhooks.mass_resend_cancelled")
             && audit.body.contains("webhooks.mass_resend_ran")
     );
+}
+
+/// Someone signs up first with another person's address (never confirmed). When the
+/// owner signs up, their password replaces the squatter's, and only the owner's own
+/// link, with the owner's password, confirms the account: the squatter's password never
+/// signs in, and a reset confirms the address too.
+#[tokio::test]
+async fn a_sign_up_with_someone_elses_address_never_keeps_the_squatters_password() {
+    let app = app().await;
+    let owner = "achieng@kisumu.example";
+    let mut eve = Browser::new(&app);
+    eve.get("/dashboard/sign-up").await;
+    eve.post(
+        "/dashboard/sign-up",
+        &[
+            ("business", "Squat Ltd"),
+            ("email", owner),
+            ("password", "the squatter's password"),
+        ],
+    )
+    .await;
+    let squat_link = wait_mail(&app, owner, "/dashboard/verify/").await;
+    // The owner signs up (the page answers as for anyone).
+    let mut b = Browser::new(&app);
+    b.get("/dashboard/sign-up").await;
+    let page = b
+        .post(
+            "/dashboard/sign-up",
+            &[
+                ("business", "Kisumu Tours"),
+                ("email", owner),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(page.has_code("mail_sent"));
+    let mut link = String::new();
+    for _ in 0..100 {
+        link = mailed_link(&app, owner, "/dashboard/verify/")
+            .await
+            .unwrap();
+        if link != squat_link {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(link, squat_link, "a new link for the new sign-up");
+    assert_eq!(
+        b.get(&squat_link).await.status,
+        410,
+        "the older link stopped working"
+    );
+    b.get(&link).await;
+    let squatter = b
+        .post(&link, &[("password", "the squatter's password")])
+        .await;
+    assert_eq!(
+        squatter.status, 401,
+        "the link wants the owner's own password"
+    );
+    let ok = b.post(&link, &[("password", PASSWORD)]).await;
+    assert_eq!(
+        ok.location.as_deref(),
+        Some("/dashboard/security?welcome=1")
+    );
+    let mut e = Browser::new(&app);
+    e.get("/dashboard/sign-in").await;
+    let no = e
+        .post(
+            "/dashboard/sign-in",
+            &[("email", owner), ("password", "the squatter's password")],
+        )
+        .await;
+    assert_eq!(no.status, 401);
+}
+
+/// Guesses sent all at once are counted like guesses sent one by one: of 20 racing
+/// sign-ins with wrong passwords, at most 5 are checked; the rest are refused unread.
+#[tokio::test]
+async fn racing_guesses_are_all_counted() {
+    let app = app().await;
+    signed_up(&app, "nafula@eldoret.example", "Eldoret Runs").await;
+    let mut browsers = Vec::new();
+    for _ in 0..20 {
+        let mut b = Browser::new(&app);
+        b.get("/dashboard/sign-in").await;
+        browsers.push(b);
+    }
+    let answers = futures_util::future::join_all(browsers.iter_mut().map(|b| {
+        b.post(
+            "/dashboard/sign-in",
+            &[
+                ("email", "nafula@eldoret.example"),
+                ("password", "a guess, not the password"),
+            ],
+        )
+    }))
+    .await;
+    let checked = answers.iter().filter(|p| p.status == 401).count();
+    let refused = answers.iter().filter(|p| p.status == 429).count();
+    assert!(checked <= 5, "{checked} guesses were checked");
+    assert_eq!(checked + refused, 20);
 }
