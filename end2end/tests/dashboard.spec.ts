@@ -31,7 +31,7 @@ test("sign up, confirm by mail, turn on two-factor, sign out, sign in with a cod
   await expect(page.getByRole("heading", { name: "Two-factor sign-in is on" })).toBeVisible();
   await expect(page.locator("[data-recovery-codes] li")).toHaveCount(10);
   await page.getByRole("link", { name: "I have saved them" }).click();
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await expect(page.getByText("You are signed out.")).toBeVisible();
   await signIn(page, email, secret);
   await expect(page.locator(".merchant")).toHaveText("Mara Balloon Co");
@@ -185,7 +185,7 @@ test("a form without its token, or from another site, is refused", async ({ page
 test("repeated bad passwords are throttled with a clear message", async ({ page }) => {
   const email = address("otieno");
   await signUp(page, email, "Kisumu Boats");
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
   for (let i = 0; i < 5; i++) {
     await page.getByLabel("Email").fill(email);
     await page.getByLabel("Password").fill("not my password at all");

@@ -86,6 +86,11 @@ async fn dashboard_headers(mut response: Response) -> Response {
     headers
         .entry(header::X_FRAME_OPTIONS)
         .or_insert(HeaderValue::from_static("DENY"));
+    // The dashboard's own forms carry its origin (`no-referrer`, the hosted pages'
+    // policy, makes a browser send `Origin: null`); other sites still learn nothing.
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("same-origin"));
     response
 }
 
@@ -238,10 +243,16 @@ impl Web {
         {
             return Err(CsrfRefused);
         }
-        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-            && origin != state.config.public_url.trim_end_matches('/')
-        {
-            return Err(CsrfRefused);
+        // A browser that keeps the referrer to itself may say `Origin: null`: then it
+        // must say the request is same-origin.
+        let same_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"same-origin");
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let ours = origin == state.config.public_url.trim_end_matches('/');
+            if !(ours || (origin == "null" && same_site)) {
+                return Err(CsrfRefused);
+            }
         }
         Ok(())
     }

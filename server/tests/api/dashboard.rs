@@ -629,6 +629,11 @@ async fn forms_without_the_token_or_from_another_site_are_refused() {
         (fields("0000"), vec![]),
         (fields(&token), vec![("origin", "https://evil.example")]),
         (fields(&token), vec![("sec-fetch-site", "cross-site")]),
+        (fields(&token), vec![("origin", "null")]),
+        (
+            fields(&token),
+            vec![("origin", "null"), ("sec-fetch-site", "same-site")],
+        ),
     ] {
         let page = b.post_raw("/dashboard/sign-in", &form, &headers).await;
         assert_eq!(page.status, 403, "{headers:?}");
@@ -641,6 +646,19 @@ async fn forms_without_the_token_or_from_another_site_are_refused() {
         .post_raw("/dashboard/sign-in", &fields(&other.csrf), &[])
         .await;
     assert_eq!(page.status, 403);
+    // A browser keeping its referrer says `Origin: null` but same-origin: taken.
+    let page = b
+        .post_raw(
+            "/dashboard/sign-in",
+            &fields(&token),
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/dashboard/payments"));
+    b.get("/dashboard/payments").await;
+    b.post("/dashboard/sign-out", &[]).await;
+    b.get("/dashboard/sign-in").await;
+    let token = b.csrf.clone();
     // The right token from this site is taken.
     let page = b
         .post_raw(
