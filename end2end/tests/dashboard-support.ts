@@ -93,7 +93,7 @@ export async function signIn(page: Page, email: string, secret?: string): Promis
   await page.getByRole("button", { name: "Sign in" }).click();
   if (secret) {
     await expect(page.getByRole("heading", { name: "Two-factor sign-in" })).toBeVisible();
-    await page.getByLabel("Code").fill(totp(secret, 1));
+    await page.getByLabel("Code", { exact: true }).fill(totp(secret, 1));
     await page.getByRole("button", { name: "Continue" }).click();
   }
   await expect(page.getByRole("heading", { name: "Payments" })).toBeVisible();
