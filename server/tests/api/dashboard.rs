@@ -741,31 +741,45 @@ pub(crate) async fn key_for(app: &TestApp, b: &mut Browser<'_>) -> String {
     key.token.expose_secret().to_owned()
 }
 
-#[tokio::test]
-async fn a_paid_payment_is_found_by_its_receipt_refunded_in_half_once_and_shown() {
-    let app = app().await;
-    let mut b = signed_up(&app, "halima@zanzibar.example", "Zanzibar Spice Tours").await;
-    let key = key_for(&app, &mut b).await;
+/// A session of the key's merchant (`cs_…`).
+pub(crate) async fn session_for(
+    app: &TestApp,
+    key: &str,
+    amount: i64,
+    currency: &str,
+    reference: &str,
+) -> String {
     let s: Value = app
         .client
         .post(format!("{}/v1/checkout/sessions", app.addr))
-        .bearer_auth(&key)
-        .json(
-            &json!({"amount": 20_000, "currency": "USD", "reference": "SPICE-42",
-            "description": "Spice farm tour", "success_url": "https://spice.example/ok",
-            "cancel_url": "https://spice.example/no"}),
-        )
+        .bearer_auth(key)
+        .json(&json!({"amount": amount, "currency": currency, "reference": reference,
+            "description": "Safari", "success_url": "https://lodge.example/ok",
+            "cancel_url": "https://lodge.example/no"}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let id = s["id"].as_str().unwrap().to_owned();
-    let approve = location(&press_paypal(&app, &id).await);
-    let back = location(&on_paypal(&app, &approve, "buyer@example.com", true).await);
+    s["id"].as_str().unwrap().to_owned()
+}
+
+/// Pays a session with the sandbox PayPal's test buyer: the payment that paid it.
+pub(crate) async fn pay_with_paypal(app: &TestApp, id: &str) -> malipo::store::AttemptRecord {
+    let approve = location(&press_paypal(app, id).await);
+    let back = location(&on_paypal(app, &approve, "buyer@example.com", true).await);
     app.client.get(&back).send().await.unwrap();
-    let paid = latest(&app, &id).await;
+    latest(app, id).await
+}
+
+#[tokio::test]
+async fn a_paid_payment_is_found_by_its_receipt_refunded_in_half_once_and_shown() {
+    let app = app().await;
+    let mut b = signed_up(&app, "halima@zanzibar.example", "Zanzibar Spice Tours").await;
+    let key = key_for(&app, &mut b).await;
+    let id = session_for(&app, &key, 20_000, "USD", "SPICE-42").await;
+    let paid = pay_with_paypal(&app, &id).await;
     let receipt = paid.operator_receipt.clone().unwrap();
 
     let list = b.get(&format!("/dashboard/payments?q={receipt}")).await;
@@ -956,26 +970,8 @@ async fn an_invited_viewer_sees_payments_but_cannot_refund() {
     let app = app().await;
     let mut owner = signed_up(&app, "mwangi@amboseli.example", "Amboseli Lodge").await;
     let key = key_for(&app, &mut owner).await;
-    let s: Value = app
-        .client
-        .post(format!("{}/v1/checkout/sessions", app.addr))
-        .bearer_auth(&key)
-        .json(
-            &json!({"amount": 5_000, "currency": "USD", "reference": "ELE-9",
-            "description": "Elephant walk", "success_url": "https://a.example/ok",
-            "cancel_url": "https://a.example/no"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = s["id"].as_str().unwrap().to_owned();
-    let approve = location(&press_paypal(&app, &id).await);
-    let back = location(&on_paypal(&app, &approve, "buyer@example.com", true).await);
-    app.client.get(&back).send().await.unwrap();
-    let paid = latest(&app, &id).await;
+    let id = session_for(&app, &key, 5_000, "USD", "ELE-9").await;
+    let paid = pay_with_paypal(&app, &id).await;
 
     owner.get("/dashboard/team").await;
     let sent = owner
@@ -1230,22 +1226,8 @@ async fn settings_put_the_support_contacts_and_colour_on_the_hosted_page() {
         "{}",
         saved.body
     );
-    let s: Value = app
-        .client
-        .post(format!("{}/v1/checkout/sessions", app.addr))
-        .bearer_auth(&key)
-        .json(
-            &json!({"amount": 150_000, "currency": "KES", "reference": "DHOW-1",
-            "description": "Sunset dhow", "success_url": "https://l.example/ok",
-            "cancel_url": "https://l.example/no"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let page = app.page(s["id"].as_str().unwrap()).await;
+    let id = session_for(&app, &key, 150_000, "KES", "DHOW-1").await;
+    let page = app.page(&id).await;
     assert!(page.contains("Lamu Sails &amp; Dhows"), "the new name");
     assert!(page.contains("href=\"tel:+254712345678\""), "{page}");
     assert!(page.contains("href=\"https://wa.me/254722000111\""));
@@ -1277,26 +1259,12 @@ async fn a_mass_resend_waits_can_be_cancelled_and_otherwise_runs_once() {
     .await
     .unwrap();
     let key = key_for(&app, &mut b).await;
-    let s: Value = app
-        .client
-        .post(format!("{}/v1/checkout/sessions", app.addr))
-        .bearer_auth(&key)
-        .json(
-            &json!({"amount": 1_000, "currency": "KES", "reference": "BOAT-1",
-            "description": "Boat", "success_url": "https://h.example/ok",
-            "cancel_url": "https://h.example/no"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let id = session_for(&app, &key, 1_000, "KES", "BOAT-1").await;
     app.client
         .post(format!(
             "{}/v1/checkout/sessions/{}/expire",
             app.addr,
-            s["id"].as_str().unwrap()
+            id
         ))
         .bearer_auth(&key)
         .send()
