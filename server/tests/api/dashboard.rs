@@ -753,9 +753,11 @@ pub(crate) async fn session_for(
         .client
         .post(format!("{}/v1/checkout/sessions", app.addr))
         .bearer_auth(key)
-        .json(&json!({"amount": amount, "currency": currency, "reference": reference,
+        .json(
+            &json!({"amount": amount, "currency": currency, "reference": reference,
             "description": "Safari", "success_url": "https://lodge.example/ok",
-            "cancel_url": "https://lodge.example/no"}))
+            "cancel_url": "https://lodge.example/no"}),
+        )
         .send()
         .await
         .unwrap()
@@ -1261,11 +1263,7 @@ async fn a_mass_resend_waits_can_be_cancelled_and_otherwise_runs_once() {
     let key = key_for(&app, &mut b).await;
     let id = session_for(&app, &key, 1_000, "KES", "BOAT-1").await;
     app.client
-        .post(format!(
-            "{}/v1/checkout/sessions/{}/expire",
-            app.addr,
-            id
-        ))
+        .post(format!("{}/v1/checkout/sessions/{}/expire", app.addr, id))
         .bearer_auth(&key)
         .send()
         .await
