@@ -135,6 +135,8 @@ pub struct Accounts {
     mailer: Mailer,
     public_url: String,
     mails_per_ip_per_hour: i64,
+    /// The dashboard's CSRF key (a per-install secret), read from the store once.
+    csrf_key: std::sync::Arc<tokio::sync::OnceCell<SecretString>>,
 }
 
 impl Accounts {
@@ -149,7 +151,15 @@ impl Accounts {
             mailer,
             public_url: public_url.trim_end_matches('/').to_owned(),
             mails_per_ip_per_hour,
+            csrf_key: Default::default(),
         }
+    }
+
+    /// The key the dashboard's CSRF tokens are made with (read once, then kept).
+    pub async fn csrf_key(&self) -> Result<&SecretString, StoreError> {
+        self.csrf_key
+            .get_or_try_init(|| self.store.instance_secret("dashboard_csrf"))
+            .await
     }
 
     pub fn mailer(&self) -> &Mailer {

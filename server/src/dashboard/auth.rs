@@ -13,8 +13,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    DashForm, Signed, Web, forbidden, reauth_redirect, signed_in_redirect, signed_out_redirect,
-    store_failed,
+    CsrfForm, DashForm, Signed, Web, forbidden, reauth_redirect, signed_in_redirect,
+    signed_out_redirect, store_failed,
     views::{Csrf, FormError, Nav, Notice, document, message_page},
 };
 use crate::{
@@ -260,12 +260,6 @@ async fn second_factor(
         Ok(token) => signed_in_redirect(&state, &web, &token, "/dashboard/payments"),
         Err(e) => web.page(status_of(&e), second_factor_view(&web, Some(shown(&e)))),
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
 }
 
 async fn sign_out(

@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::{
-    DashForm, Signed, Web,
+    CsrfForm, DashForm, Signed, Web,
     auth::{nav, needs_reauth},
     forbidden, store_failed,
     views::{Csrf, FormError, Notice, document, message_page},
@@ -329,12 +329,6 @@ fn no_key(web: &Web) -> Response {
             Some(("/dashboard/developers", "Back")),
         ),
     )
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
 }
 
 async fn roll_key(

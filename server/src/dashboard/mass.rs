@@ -16,7 +16,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 use super::{
-    DashForm, Signed, Web,
+    CsrfForm, DashForm, Signed, Web,
     auth::{nav, shown, status_of},
     forbidden, store_failed,
     views::{Csrf, FormError, document, message_page},
@@ -275,12 +275,6 @@ async fn status(
             .insert("refresh", axum::http::HeaderValue::from_static("5"));
     }
     response
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
 }
 
 async fn cancel(

@@ -202,7 +202,7 @@ impl FromRequestParts<AppState> for Web {
 
 /// HMAC-SHA-256 of the browser's CSRF cookie under the install's CSRF key.
 async fn csrf_token(state: &AppState, browser: &str) -> String {
-    let key = match state.store.instance_secret("dashboard_csrf").await {
+    let key = match state.accounts.csrf_key().await {
         Ok(key) => key,
         // No key, no valid token: every form is refused until the store answers.
         Err(_) => return String::from("unavailable"),
@@ -286,6 +286,13 @@ impl Web {
             ),
         )
     }
+}
+
+/// A form whose only field is its CSRF token (buttons that act: sign out, revoke…).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct CsrfForm {
+    pub csrf: String,
 }
 
 /// A form body, or a 400 page (`parameter_invalid`) for one that does not parse (a field

@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use serde::Deserialize;
 
 use super::{
-    DashForm, Signed, Web,
+    CsrfForm, DashForm, Signed, Web,
     auth::{nav, needs_reauth},
     forbidden, store_failed,
     views::{Csrf, FormError, Notice, document, message_page},
@@ -913,12 +913,6 @@ async fn refund(
 }
 
 // --- webhooks -----------------------------------------------------------------------
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
-}
 
 async fn resend(
     State(state): State<AppState>,

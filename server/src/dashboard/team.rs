@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    DashForm, Signed, Web,
+    CsrfForm, DashForm, Signed, Web,
     auth::{nav, needs_reauth, shown, status_of},
     forbidden, signed_in_redirect, store_failed,
     views::{Csrf, FormError, Notice, document, message_page},
@@ -368,12 +368,6 @@ async fn change_role(
         );
     };
     team_change(&state, &web, &signed, &user, Some(role)).await
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
 }
 
 async fn remove(
