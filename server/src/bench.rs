@@ -455,6 +455,7 @@ async fn paid_at_sandbox(
         reference: id.to_owned(),
         callback_url: None,
         wire: serde_json::Map::new(),
+        refund_of: None,
     };
     sandbox.take(store, new).await?;
     let req = store

@@ -47,6 +47,9 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct MasterKey {
     key: Arc<LessSafeKey>,
+    /// For tokens derived from ids ([`MasterKey::derive_token`]): its own key, made
+    /// from the master key with a label, never the sealing key itself.
+    mac: Arc<ring::hmac::Key>,
     id: String,
 }
 
@@ -69,8 +72,16 @@ impl MasterKey {
         let key = LessSafeKey::new(
             UnboundKey::new(&CHACHA20_POLY1305, bytes).expect("32 bytes is ChaCha20's key size"),
         );
+        let mac_key = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
+            b"malipo derived tokens v1",
+        );
         MasterKey {
             key: Arc::new(key),
+            mac: Arc::new(ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                mac_key.as_ref(),
+            )),
             id,
         }
     }
@@ -116,6 +127,14 @@ impl MasterKey {
     /// The key's public name: 8 hex digits, safe to log.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// An unguessable token for `id` in `purpose` (a refund's callback URL): the same
+    /// every time it is asked for, so nothing needs storing, and only this install
+    /// (holding the master key) can make one. 43 characters of base64url.
+    pub fn derive_token(&self, purpose: &str, id: &str) -> String {
+        let tag = ring::hmac::sign(&self.mac, format!("{purpose}\0{id}").as_bytes());
+        B64.encode(&tag.as_ref()[..32])
     }
 
     /// Seals `plain`, bound to `place` (e.g. `webhook_endpoints.secret:we_…`).

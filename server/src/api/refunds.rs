@@ -132,6 +132,16 @@ pub async fn create(
                     Err(_) => "Nothing is left to refund of this payment.".to_owned(),
                 },
             ),
+            RefundError::PartialNotSupported(paid, currency) => ApiError::invalid(
+                "partial_refund_not_supported",
+                "amount",
+                match crate::domain::Money::new(paid, currency) {
+                    Ok(all) => format!(
+                        "This rail refunds only the whole payment: leave out amount, or send {paid} ({all})."
+                    ),
+                    Err(_) => "This rail refunds only the whole payment: leave out amount.".to_owned(),
+                },
+            ),
             RefundError::Store(e) => e.into(),
         })?;
     Ok((

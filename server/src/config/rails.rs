@@ -133,7 +133,18 @@ pub struct MpesaConfig {
     /// The Lipa Na M-PESA Online passkey. Default (test) Safaricom's public sandbox one.
     #[serde(deserialize_with = "secret")]
     pub passkey: SecretString,
+    /// The API initiator's user name (Daraja's `Initiator`), for reversals (refunds).
+    /// Empty: M-PESA payments are refunded by hand. Default (test) `malipo-initiator`.
+    pub initiator: String,
+    /// The initiator's password encrypted with Safaricom's certificate, as the Daraja
+    /// portal generates it (`SecurityCredential`). Default (test) the sandbox's.
+    #[serde(deserialize_with = "secret")]
+    pub security_credential: SecretString,
 }
+
+/// The built-in sandbox's reversal initiator and its credential (public test data).
+pub const SANDBOX_INITIATOR: &str = "malipo-initiator";
+pub const SANDBOX_SECURITY_CREDENTIAL: &str = "malipo-sandbox-security-credential";
 
 /// Safaricom's published sandbox passkey for shortcode 174379 (public test data).
 pub const SANDBOX_PASSKEY: &str =
@@ -147,6 +158,8 @@ impl Default for MpesaConfig {
             consumer_secret: SecretString::from("malipo-sandbox-secret"),
             shortcode: "174379".into(),
             passkey: SecretString::from(SANDBOX_PASSKEY),
+            initiator: SANDBOX_INITIATOR.into(),
+            security_credential: SecretString::from(SANDBOX_SECURITY_CREDENTIAL),
         }
     }
 }
@@ -159,6 +172,8 @@ impl MpesaConfig {
             && self.consumer_secret.expose_secret() == other.consumer_secret.expose_secret()
             && self.shortcode == other.shortcode
             && self.passkey.expose_secret() == other.passkey.expose_secret()
+            && self.initiator == other.initiator
+            && self.security_credential.expose_secret() == other.security_credential.expose_secret()
     }
 
     /// Nothing set: the rail is off (live mode's default).
@@ -169,6 +184,8 @@ impl MpesaConfig {
             consumer_secret: SecretString::from(""),
             shortcode: String::new(),
             passkey: SecretString::from(""),
+            initiator: String::new(),
+            security_credential: SecretString::from(""),
         }
     }
 }
@@ -181,6 +198,8 @@ impl RailSettings for MpesaConfig {
             "consumer_secret",
             "shortcode",
             "passkey",
+            "initiator",
+            "security_credential",
         ]
     }
 
@@ -191,6 +210,8 @@ impl RailSettings for MpesaConfig {
             "consumer_secret" => self.consumer_secret = SecretString::from(value),
             "shortcode" => self.shortcode = value,
             "passkey" => self.passkey = SecretString::from(value),
+            "initiator" => self.initiator = value,
+            "security_credential" => self.security_credential = SecretString::from(value),
             _ => {}
         }
     }
@@ -223,6 +244,18 @@ impl RailSettings for MpesaConfig {
             return Err(
                 "consumer_key, consumer_secret, shortcode and passkey must all be set \
                         to live credentials"
+                    .into(),
+            );
+        }
+        // Reversals are optional (without them, refunds are made by hand), but the
+        // sandbox's initiator is never a live one.
+        if self.initiator == SANDBOX_INITIATOR
+            || self.security_credential.expose_secret() == SANDBOX_SECURITY_CREDENTIAL
+            || self.initiator.is_empty() != self.security_credential.expose_secret().is_empty()
+        {
+            return Err(
+                "initiator and security_credential must both be live credentials, or both \
+                 empty (refunds by hand)"
                     .into(),
             );
         }

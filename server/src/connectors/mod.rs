@@ -122,8 +122,24 @@ pub struct RefundRequest<'a> {
     /// The payment's receipt (PayPal's capture id, M-PESA's receipt number, …).
     pub receipt: Option<&'a str>,
     pub amount: Money,
+    /// What the payment paid (Daraja's reversal names it).
+    pub paid: Money,
     /// Whether it returns all the payment paid.
     pub whole: bool,
+    /// The payer's number, international digits (MTN's refund names the payee).
+    pub payer: Option<&'a str>,
+    /// Where an operator that answers later reports the refund's result:
+    /// `/callbacks/{rail}/{refund}/{token}` (Daraja's `ResultURL`, MTN's
+    /// `X-Callback-Url`). The same for every send of one refund.
+    pub callback_url: &'a str,
+}
+
+/// An operator's report on a refund, read from its result callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReport {
+    pub answer: RefundAnswer,
+    /// The operator's code and words, for the record.
+    pub detail: String,
 }
 
 /// What the operator said to a refund.
@@ -227,6 +243,18 @@ pub trait Connector: Send + Sync + 'static {
     /// Whether Malipo can refund this rail's payments ([`Connector::refund`]).
     fn refunds(&self) -> bool {
         false
+    }
+
+    /// Whether a refund may return part of a payment (Airtel's and Daraja's return all
+    /// of it, once).
+    fn partial_refunds(&self) -> bool {
+        true
+    }
+
+    /// The operator's result callback for a refund (at [`RefundRequest::callback_url`],
+    /// already tied to the refund by the URL's token). The default: the rail sends none.
+    fn parse_refund_callback(&self, _body: &[u8]) -> Result<RefundReport, BadCallback> {
+        Err(BadCallback)
     }
 
     /// Refunds (part of) a payment. Errors that leave the answer unknown

@@ -885,6 +885,14 @@ async fn refund(
                     "refund_not_supported",
                     format!("Malipo cannot refund {rail} payments yet."),
                 ),
+                RefundError::PartialNotSupported(paid, currency) => (
+                    StatusCode::BAD_REQUEST,
+                    "partial_refund_not_supported",
+                    format!(
+                        "This rail refunds only the whole payment ({}).",
+                        format_amount(*paid, *currency)
+                    ),
+                ),
                 RefundError::Currency(_) => (
                     StatusCode::BAD_REQUEST,
                     "parameter_invalid",

@@ -1,4 +1,5 @@
-//! Operator callbacks: `POST /callbacks/{rail}/{attempt}/{token}`, and
+//! Operator callbacks: `POST /callbacks/{rail}/{attempt}/{token}` (and a refund's
+//! result at `/callbacks/{rail}/{refund}/{token}`), and
 //! `POST /callbacks/{rail}` for operators that post every callback to one URL set on
 //! their portal (Airtel, PayPal's webhooks): those are checked by the operator's own
 //! means (Airtel's `hash`, PayPal's signature), never believed, and only make the engine
@@ -102,6 +103,14 @@ async fn callback(
     let Some(rail) = RailId::parse(&rail) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let result = state.payments.callback(rail, &attempt, &token, &body).await;
+    // A refund's result (Daraja's reversal) comes to the refund's own URL.
+    let result = if attempt.starts_with("re_") {
+        state
+            .payments
+            .refund_callback(rail, &attempt, &token, &body)
+            .await
+    } else {
+        state.payments.callback(rail, &attempt, &token, &body).await
+    };
     answer(&state, rail, &body, result)
 }

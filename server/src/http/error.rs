@@ -40,6 +40,7 @@ pub const ERROR_CODES: &[&str] = &[
     "payment_not_refundable",
     "refund_not_supported",
     "refund_exceeds_payment",
+    "partial_refund_not_supported",
     "session_not_open",
     "payment_pending",
     "idempotency_key_in_use",

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use super::Payments;
+use super::{CallbackError, Payments};
 use crate::{
-    connectors::{Connector, ConnectorError, RefundAnswer, RefundRequest},
-    domain::{AttemptId, MerchantId, Mode, money::Currency},
+    connectors::{Connector, ConnectorError, RailId, RefundAnswer, RefundRequest},
+    domain::{AttemptId, MerchantId, Mode, ids::RefundId, keys::hash_token, money::Currency},
     store::{AttemptRecord, OpenedRefund, RefundRecord, RefundStatus, StoreError},
     time::now_ms,
 };
@@ -22,6 +22,9 @@ const REFUND_RETRY_MS: i64 = 5 * 60_000;
 /// check at the operator (it stays `pending`, and is logged).
 const REFUND_RETRY_FOR_MS: i64 = 24 * 3600 * 1000;
 
+/// The purpose a refund's callback token is derived for.
+const REFUND_CALLBACK: &str = "refund-callback";
+
 /// Why a refund was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum RefundError {
@@ -33,6 +36,9 @@ pub enum RefundError {
     Exceeds { available: i64, currency: Currency },
     #[error("the rail has no refund")]
     NotSupported(&'static str),
+    /// The rail returns a payment whole, once (Airtel's refund, Daraja's reversal).
+    #[error("this rail refunds only the whole payment ({0} minor units)")]
+    PartialNotSupported(i64, Currency),
     #[error("the payment was charged in {0}")]
     Currency(Currency),
     #[error(transparent)]
@@ -78,6 +84,14 @@ impl Payments {
             .filter(|c| c.refunds())
             .cloned()
             .ok_or(RefundError::NotSupported(attempt.rail.label()))?;
+        if !connector.partial_refunds()
+            && request.amount.is_some_and(|a| a != attempt.amount.minor())
+        {
+            return Err(RefundError::PartialNotSupported(
+                attempt.amount.minor(),
+                attempt.amount.currency(),
+            ));
+        }
         let refund = match self
             .store
             .open_refund(
@@ -128,13 +142,24 @@ impl Payments {
         mode: Mode,
         first: bool,
     ) -> RefundRecord {
+        let callback_url = format!(
+            "{}/callbacks/{}/{}/{}",
+            self.public_url,
+            attempt.rail,
+            refund.id,
+            self.store
+                .derived_token(REFUND_CALLBACK, refund.id.as_str())
+        );
         let answer = connector
             .refund(RefundRequest {
                 refund_id: refund.id.as_str(),
                 operator_request_id: attempt.operator_request_id.as_deref(),
                 receipt: attempt.operator_receipt.as_deref(),
                 amount: refund.amount,
+                paid: attempt.amount,
                 whole: refund.amount == attempt.amount,
+                payer: attempt.payer.as_deref(),
+                callback_url: &callback_url,
             })
             .await;
         let live = mode == Mode::Live;
@@ -193,6 +218,91 @@ impl Payments {
             Ok(Some(now)) => now,
             _ => refund,
         }
+    }
+
+    /// Handles an operator's result for a refund, posted to
+    /// `/callbacks/{rail}/{refund}/{token}` (Daraja's reversal result). The token is the
+    /// refund's own (derived from the master key), and the rail the payment's. The body
+    /// is kept as evidence on the payment before it is read; a refund already closed
+    /// stays as it is (a duplicate result changes nothing).
+    pub async fn refund_callback(
+        &self,
+        rail: RailId,
+        refund_id: &str,
+        token: &str,
+        body: &[u8],
+    ) -> Result<(), CallbackError> {
+        let id = RefundId::parse(refund_id).ok_or(CallbackError::Forbidden)?;
+        let expected = self.store.derived_token(REFUND_CALLBACK, id.as_str());
+        // Compared as hashes (as attempts' tokens are): no timing oracle worth having.
+        if hash_token(&expected) != hash_token(token) {
+            return Err(CallbackError::Forbidden);
+        }
+        let refund = self
+            .store
+            .refund(&id)
+            .await?
+            .ok_or(CallbackError::Forbidden)?;
+        let attempt = self
+            .store
+            .attempt(&refund.attempt_id)
+            .await?
+            .ok_or(CallbackError::Forbidden)?;
+        if attempt.rail != rail {
+            return Err(CallbackError::Forbidden);
+        }
+        let session = self
+            .store
+            .session(&attempt.session_id)
+            .await?
+            .ok_or(CallbackError::Forbidden)?;
+        // Evidence first, readable or not; kept apart from the payment's own callbacks
+        // (`mpesa:refund`), which are never applied again as payments.
+        self.store
+            .record_callback(&format!("{rail}:refund"), &attempt.id, body, now_ms())
+            .await?;
+        let connector = self
+            .connector(rail, session.mode)
+            .cloned()
+            .ok_or(CallbackError::Forbidden)?;
+        let report = connector
+            .parse_refund_callback(body)
+            .map_err(|_| CallbackError::BadBody)?;
+        let live = session.mode == Mode::Live;
+        let now = now_ms();
+        match report.answer {
+            RefundAnswer::Done { operator_refund_id } => {
+                self.store
+                    .finish_refund(
+                        &id,
+                        RefundStatus::Succeeded,
+                        operator_refund_id.as_deref(),
+                        None,
+                        live,
+                        now,
+                    )
+                    .await?;
+                tracing::info!(refund = %id, "refund made");
+            }
+            RefundAnswer::Refused { code } => {
+                tracing::warn!(refund = %id, detail = %report.detail, "refund refused by the operator");
+                self.store
+                    .finish_refund(
+                        &id,
+                        RefundStatus::Failed,
+                        None,
+                        Some(&code.chars().take(64).collect::<String>()),
+                        live,
+                        now,
+                    )
+                    .await?;
+            }
+            RefundAnswer::Accepted {
+                operator_refund_id: Some(op),
+            } => self.store.set_operator_refund_id(&id, &op, now).await?,
+            RefundAnswer::Accepted { .. } => {}
+        }
+        Ok(())
     }
 
     /// Sends again every refund pending without an answer for five minutes, for a day

@@ -20,6 +20,7 @@ mod handset;
 pub mod merchant;
 pub mod operators;
 pub mod paypal;
+pub mod refunds;
 pub mod requests;
 pub mod worker;
 
@@ -75,8 +76,19 @@ pub trait SandboxOperator: Send + Sync + 'static {
     }
     /// The prompt's text, in its words.
     fn prompt(&self, req: &SandboxRequest) -> String;
-    /// The callback it sends for a decided request (`None`: it sends none).
+    /// The callback it sends for a decided request (`None`: it sends none). A refund
+    /// (`req.refund_of`) has the operator's refund result.
     fn callback(&self, req: &SandboxRequest) -> Option<OutgoingCallback>;
+    /// Its code and words refusing a refund of a payment from `payer`, when the number
+    /// scripts a refusal (`None`: refunds are made).
+    fn refund_refusal(&self, _payer: &str) -> Option<(&'static str, &'static str)> {
+        None
+    }
+    /// Whether the result of a refund of a payment from `payer` is never delivered
+    /// (beside the payer's number's own callback behaviour).
+    fn refund_result_lost(&self, _payer: &str) -> bool {
+        false
+    }
 }
 
 /// The sandbox operator for a mobile-money rail: the one line each sandbox operator

@@ -42,6 +42,8 @@ pub struct SandboxRequest {
     pub decided_at: Option<i64>,
     /// What only this operator has (Daraja's `MerchantRequestID`, MTN's `externalId`).
     pub wire: Map<String, Value>,
+    /// For a refund (a reversal): the id of the payment it returns. `None`: a push.
+    pub refund_of: Option<String>,
 }
 
 impl SandboxRequest {
@@ -58,7 +60,7 @@ impl SandboxRequest {
 
 const COLUMNS: &str = "operator, id, phone, amount, currency, payee, reference, callback_url, \
      state, result_code, result_desc, receipt, auto_result_code, auto_at, callbacks_due, \
-     callbacks_sent, callback_at, query_hidden_until, created_at, decided_at, wire";
+     callbacks_sent, callback_at, query_hidden_until, created_at, decided_at, wire, refund_of";
 
 fn from_row(row: &AnyRow) -> Result<SandboxRequest, StoreError> {
     const TABLE: &str = "sandbox_requests";
@@ -91,6 +93,7 @@ fn from_row(row: &AnyRow) -> Result<SandboxRequest, StoreError> {
         query_hidden_until: row.try_get("query_hidden_until")?,
         created_at: row.try_get("created_at")?,
         decided_at: row.try_get("decided_at")?,
+        refund_of: row.try_get("refund_of")?,
     })
 }
 
@@ -105,6 +108,8 @@ pub struct NewRequest {
     pub reference: String,
     pub callback_url: Option<String>,
     pub wire: Map<String, Value>,
+    /// For a refund: the payment's request id.
+    pub refund_of: Option<String>,
 }
 
 impl SandboxRequest {
@@ -132,6 +137,7 @@ impl SandboxRequest {
             created_at: now,
             decided_at: None,
             wire: new.wire,
+            refund_of: new.refund_of,
         }
     }
 }
@@ -152,7 +158,7 @@ impl Store {
     pub async fn insert_sandbox_request(&self, p: &SandboxRequest) -> Result<bool, StoreError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO sandbox_requests ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', NULL, NULL, NULL, $9, $10, $11, 0, NULL, NULL, $12, NULL, $13) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', NULL, NULL, NULL, $9, $10, $11, 0, NULL, NULL, $12, NULL, $13, $14) \
              ON CONFLICT (operator, id) DO NOTHING"
         ))
         .bind(p.operator.as_str())
@@ -168,6 +174,7 @@ impl Store {
         .bind(p.callbacks_due)
         .bind(p.created_at)
         .bind(Value::Object(p.wire.clone()).to_string())
+        .bind(p.refund_of.as_deref())
         .execute(self.pool())
         .await?
         .rows_affected();
@@ -214,7 +221,7 @@ impl Store {
     ) -> Result<Vec<SandboxRequest>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM sandbox_requests WHERE phone = $1 AND state = 'pending' \
-             ORDER BY created_at, id"
+             AND refund_of IS NULL ORDER BY created_at, id"
         ))
         .bind(phone)
         .fetch_all(self.pool())
@@ -297,13 +304,17 @@ impl Store {
     }
 
     /// Forgets decided requests older than `before` whose callbacks are done (a pending
-    /// one or a callback still to send is kept). Returns how many went.
-    pub async fn sandbox_purge(&self, before: i64) -> Result<u64, StoreError> {
+    /// one or a callback still to send is kept); those that moved money (a paid push, a
+    /// refund made) are kept until `paid_before`, so a payment can still be refunded
+    /// days later. Returns how many went.
+    pub async fn sandbox_purge(&self, before: i64, paid_before: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query(
             "DELETE FROM sandbox_requests WHERE state = 'decided' \
-             AND callback_at IS NULL AND decided_at < $1",
+             AND callback_at IS NULL AND decided_at < $1 \
+             AND (receipt IS NULL OR decided_at < $2)",
         )
         .bind(before)
+        .bind(paid_before)
         .execute(self.pool())
         .await?
         .rows_affected())
@@ -312,11 +323,47 @@ impl Store {
     /// How many requests to `phone` are still waiting for an answer, from any operator.
     pub async fn sandbox_pending_count(&self, phone: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query(
-            "SELECT COUNT(*) AS n FROM sandbox_requests WHERE phone = $1 AND state = 'pending'",
+            "SELECT COUNT(*) AS n FROM sandbox_requests WHERE phone = $1 AND state = 'pending' \
+             AND refund_of IS NULL",
         )
         .bind(phone)
         .fetch_one(self.pool())
         .await?
         .try_get("n")?)
+    }
+
+    /// A paid push, by the operator's receipt for it (Daraja's `TransactionID`, Airtel's
+    /// `airtel_money_id`).
+    pub async fn sandbox_paid_by_receipt(
+        &self,
+        operator: RailId,
+        receipt: &str,
+    ) -> Result<Option<SandboxRequest>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sandbox_requests WHERE operator = $1 AND receipt = $2 \
+             AND refund_of IS NULL"
+        ))
+        .bind(operator.as_str())
+        .bind(receipt)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The refunds an operator took of payment `of` (its request id), oldest first.
+    pub async fn sandbox_refunds_of(
+        &self,
+        operator: RailId,
+        of: &str,
+    ) -> Result<Vec<SandboxRequest>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sandbox_requests WHERE operator = $1 AND refund_of = $2 \
+             ORDER BY created_at, id"
+        ))
+        .bind(operator.as_str())
+        .bind(of)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
     }
 }

@@ -63,12 +63,23 @@ pub async fn answer(
 /// Decided requests are forgotten this long after their last callback went out: the
 /// sandbox keeps no history, so nobody can fill the database through it.
 pub const KEEP_DECIDED_MS: i64 = 3_600_000;
+/// Paid pushes (and refunds made) are kept for a month, as refundable as at the operator.
+pub const KEEP_PAID_MS: i64 = 30 * 24 * 3_600_000;
 
 /// One pass: scripted outcomes, then due callbacks, then old decided requests.
 pub async fn tick(store: &Store, sandbox: &Sandbox) -> Result<(), StoreError> {
-    store.sandbox_purge(now_ms() - KEEP_DECIDED_MS).await?;
+    store
+        .sandbox_purge(now_ms() - KEEP_DECIDED_MS, now_ms() - KEEP_PAID_MS)
+        .await?;
     for req in store.sandbox_due_outcomes(now_ms()).await? {
         // The scripted outcome, or the operator's time-out for a prompt nobody answered.
+        if req.refund_of.is_some() {
+            // A refund: decided as it was scripted when taken.
+            let code = req.auto_result_code.clone().unwrap_or_default();
+            let desc = req.wire_str("refund_desc").to_owned();
+            decide(store, &req, &code, &desc, sandbox).await?;
+            continue;
+        }
         let script = sandbox.behaviour(req.operator, &req.phone).auto;
         let timeout = operator(req.operator).answer(Answer::TimedOut);
         let (code, desc) = match (req.auto_result_code.as_deref(), script) {

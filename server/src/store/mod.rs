@@ -189,6 +189,12 @@ impl Store {
         })
     }
 
+    /// A token for `id` in `purpose`, derived from the master key (see
+    /// [`MasterKey::derive_token`]).
+    pub fn derived_token(&self, purpose: &str, id: &str) -> String {
+        self.master.derive_token(purpose, id)
+    }
+
     /// Installs the master key the secrets at rest are sealed under, after checking that
     /// every sealed secret in the database was sealed with it; then seals any secret
     /// still stored in clear (written before sealing existed).

@@ -2,7 +2,7 @@
 //! requests race), idempotent, with `refund.*` events; a rail Malipo cannot refund yet
 //! says so, and a payment that took no money cannot be refunded.
 
-use crate::helpers::{Db, TestApp, approve_first, spawn_app_with};
+use crate::helpers::{Db, TestApp, approve_first, spawn_app_with, wait_for};
 use crate::paypal::{app, latest, location, on_paypal, press_paypal, session};
 use serde_json::{Value, json};
 
@@ -207,21 +207,182 @@ async fn only_money_that_came_in_is_refunded_and_only_where_malipo_can() {
             "{body}"
         );
     }
-    // An M-PESA payment: Malipo cannot refund that rail yet, and says how to.
-    let (key, id) = session(&app, 150_000, "KES").await;
-    let res = app.post_pay_form(&id, "", &[("phone", "0708374149")]).await;
+}
+
+/// A KES 1,500 session paid with M-PESA from `phone` (answered on the sandbox handset):
+/// the merchant's key, the session, the payment id.
+async fn paid_by_mpesa(app: &TestApp, phone: &str) -> (String, String, String) {
+    let (key, id) = session(app, 150_000, "KES").await;
+    let local = format!("0{}", &phone[3..]);
+    let res = app.post_pay_form(&id, "", &[("phone", &local)]).await;
     assert_eq!(res.status(), 303);
-    approve_first(&app.client, &app.addr, "254708374149").await;
-    let paid = crate::helpers::wait_for("M-PESA to settle", 20, async || {
-        let a = latest(&app, &id).await;
+    approve_first(&app.client, &app.addr, phone).await;
+    let paid = wait_for("M-PESA to settle", 20, async || {
+        let a = latest(app, &id).await;
         (a.status == malipo::store::AttemptStatus::Succeeded).then_some(a)
     })
     .await;
-    let (status, err) = refund(&app, &key, json!({"payment": paid.id.to_string()}), "r-2").await;
+    (key, id, paid.id.to_string())
+}
+
+/// Waits for refund `id` to leave `pending`; the refund as it is then.
+async fn settled_refund(app: &TestApp, key: &str, id: &str) -> Value {
+    wait_for("the refund's result", 20, async || {
+        let (_, r) = get(app, key, &format!("/v1/refunds/{id}")).await;
+        (r["status"] != "pending").then_some(r)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_m_pesa_payment_is_reversed_whole_and_its_result_comes_by_callback() {
+    let app = app().await;
+    let (key, session_id, payment) = paid_by_mpesa(&app, "254708374149").await;
+    // A reversal returns all of a payment: part of it is refused, with what would do.
+    let (status, err) = refund(
+        &app,
+        &key,
+        json!({"payment": payment, "amount": 50_000}),
+        "m-1",
+    )
+    .await;
     assert_eq!(
         (status, err["error"]["code"].clone()),
-        (422, json!("refund_not_supported")),
+        (400, json!("partial_refund_not_supported")),
         "{err}"
     );
-    assert!(err["error"]["message"].as_str().unwrap().contains("M-PESA"));
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("150000"),
+        "{err}"
+    );
+    // The whole of it: taken by Daraja, pending until its result comes to the refund's
+    // own callback URL.
+    let (status, taken) = refund(&app, &key, json!({"payment": payment}), "m-2").await;
+    assert_eq!(status, 201, "{taken}");
+    assert_eq!(taken["amount"], 150_000);
+    let made = settled_refund(&app, &key, taken["id"].as_str().unwrap()).await;
+    assert_eq!(made["status"], "succeeded", "{made}");
+    assert!(
+        made["receipt"].as_str().is_some_and(|r| r.len() == 10),
+        "the reversal's own M-PESA receipt: {made}"
+    );
+    // The merchant hears of it, and Daraja's result is kept with the payment.
+    let (_, events) = get(&app, &key, "/v1/events?type=refund.succeeded").await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+    let kept: Vec<(String, String)> = sqlx::query_as(
+        "SELECT rail, body FROM operator_callbacks WHERE attempt_id = $1 ORDER BY id",
+    )
+    .bind(&payment)
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    assert!(
+        kept.iter()
+            .any(|(rail, body)| rail == "mpesa:refund" && body.contains("OriginalTransactionID")),
+        "{kept:?}"
+    );
+    // Nothing is left to reverse.
+    let (status, err) = refund(&app, &key, json!({"payment": payment}), "m-3").await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (400, json!("refund_exceeds_payment"))
+    );
+    // The shopper's page says so.
+    let page = app.page(&session_id).await;
+    assert!(page.contains("refunded"), "{page}");
+    // A result posted with a wrong token, or for another rail, is nothing of ours.
+    let forged = format!(
+        "{}/callbacks/mpesa/{}/not-the-token",
+        app.addr,
+        taken["id"].as_str().unwrap()
+    );
+    let res = app.client.post(&forged).body("{}").send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn a_reversal_whose_result_is_lost_is_sent_again_and_never_made_twice() {
+    let app = app().await;
+    // This number's reversal results are never delivered.
+    let (key, _, payment) = paid_by_mpesa(&app, "254700000405").await;
+    let (status, taken) = refund(&app, &key, json!({"payment": payment}), "l-1").await;
+    assert_eq!(status, 201, "{taken}");
+    let id = taken["id"].as_str().unwrap().to_owned();
+    let attempt = malipo::domain::AttemptId::parse(&payment).unwrap();
+    let receipt = app
+        .store
+        .attempt(&attempt)
+        .await
+        .unwrap()
+        .unwrap()
+        .operator_receipt
+        .unwrap();
+    let original = app
+        .store
+        .sandbox_paid_by_receipt(malipo::connectors::RailId::Mpesa, &receipt)
+        .await
+        .unwrap()
+        .unwrap();
+    let reversals = async || {
+        app.store
+            .sandbox_refunds_of(malipo::connectors::RailId::Mpesa, &original.id)
+            .await
+            .unwrap()
+    };
+    wait_for("Daraja to reverse it", 10, async || {
+        reversals().await.first().filter(|r| r.decided).cloned()
+    })
+    .await;
+    let (_, still) = get(&app, &key, &format!("/v1/refunds/{id}")).await;
+    assert_eq!(still["status"], "pending", "{still}");
+    // Five minutes on, the refund is sent again, as the same refund.
+    sqlx::query("UPDATE refunds SET updated_at = updated_at - 600000 WHERE id = $1")
+        .bind(&id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(app.payments.redrive_refunds().await.unwrap(), 1);
+    // Daraja reversed the payment once: the second reversal is refused as "already
+    // reversed" (its result lost as well, so the refund is still pending).
+    let second = wait_for("the second reversal's result", 10, async || {
+        reversals().await.get(1).filter(|r| r.decided).cloned()
+    })
+    .await;
+    let made = reversals().await;
+    assert_eq!(made[0].result_code.as_deref(), Some("0"));
+    assert_eq!(second.result_code.as_deref(), Some("R000001"));
+    assert!(second.receipt.is_none(), "no money moved the second time");
+    // When that result does reach Malipo, the refund is made: the money went back once.
+    let url = format!(
+        "{}/callbacks/mpesa/{id}/{}",
+        app.addr,
+        app.store.derived_token("refund-callback", &id)
+    );
+    let body = malipo::sandbox::operators::daraja::reversal_result(&second);
+    let res = app.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, done) = get(&app, &key, &format!("/v1/refunds/{id}")).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // The same result again changes nothing.
+    let res = app.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, events) = get(&app, &key, "/v1/events?type=refund.succeeded").await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+}
+
+#[tokio::test]
+async fn a_reversal_daraja_refuses_fails_and_frees_the_amount() {
+    let app = app().await;
+    let (key, _, payment) = paid_by_mpesa(&app, "254700000111").await;
+    let (status, taken) = refund(&app, &key, json!({"payment": payment}), "f-1").await;
+    assert_eq!(status, 201, "{taken}");
+    let failed = settled_refund(&app, &key, taken["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["failure_code"], "1", "{failed}");
+    let (_, events) = get(&app, &key, "/v1/events?type=refund.failed").await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+    // Nothing went back, so the payment can be refunded again (once the paybill has
+    // the money).
+    let (status, again) = refund(&app, &key, json!({"payment": payment}), "f-2").await;
+    assert_eq!(status, 201, "{again}");
 }

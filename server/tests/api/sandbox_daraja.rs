@@ -535,7 +535,7 @@ async fn a_phone_holds_a_bounded_number_of_waiting_prompts_and_old_ones_are_forg
     })
     .await;
     let later = now_ms() + malipo::sandbox::worker::KEEP_DECIDED_MS + 1;
-    assert_eq!(app.store.sandbox_purge(later).await.unwrap(), 1);
+    assert_eq!(app.store.sandbox_purge(later, later).await.unwrap(), 1);
     assert!(
         app.store
             .sandbox_request(malipo::connectors::RailId::Mpesa, id)

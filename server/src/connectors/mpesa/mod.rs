@@ -13,13 +13,15 @@ use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
 use self::wire::{
-    ErrorResponse, StkPushRequest, StkPushResponse, StkQueryRequest, TokenResponse, TransactionType,
+    AsyncResponse, ErrorResponse, ResultEnvelope, ReversalRequest, StkPushRequest, StkPushResponse,
+    StkQueryRequest, TokenResponse, TransactionType,
 };
 use crate::{
     config::MpesaConfig,
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, InitiateRequest,
-        Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome,
+        Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome, RefundAnswer,
+        RefundReport, RefundRequest,
         shared::{TokenCache, bad_response, http_client},
     },
     domain::{Money, money::Currency, phone::Country},
@@ -71,6 +73,8 @@ pub struct Daraja {
     consumer_secret: SecretString,
     shortcode: String,
     passkey: SecretString,
+    /// The reversal initiator and its credential; `None`: refunds are made by hand.
+    initiator: Option<(String, SecretString)>,
     http: reqwest::Client,
     token: TokenCache,
     capabilities: Capabilities,
@@ -85,6 +89,9 @@ impl Daraja {
             consumer_secret: config.consumer_secret.clone(),
             shortcode: config.shortcode.clone(),
             passkey: config.passkey.clone(),
+            initiator: (!config.initiator.is_empty()
+                && !config.security_credential.expose_secret().is_empty())
+            .then(|| (config.initiator.clone(), config.security_credential.clone())),
             http,
             token: TokenCache::default(),
             // M-PESA Express takes whole Kenyan shillings from Kenyan numbers.
@@ -205,6 +212,59 @@ impl Daraja {
         }
     }
 
+    /// Asks Daraja to reverse payment `receipt` (all of it: `shillings`). `Ok`: taken;
+    /// the result comes to `result_url`.
+    pub async fn reverse(
+        &self,
+        receipt: &str,
+        shillings: u64,
+        result_url: &str,
+        remarks: &str,
+    ) -> Result<AsyncResponse, ConnectorError> {
+        let Some((initiator, credential)) = &self.initiator else {
+            return Err(ConnectorError::Rejected {
+                rail: RailId::Mpesa,
+                code: "refund_not_supported".into(),
+                message: "no reversal initiator is configured".into(),
+            });
+        };
+        let req = ReversalRequest {
+            initiator: initiator.clone(),
+            security_credential: credential.expose_secret().to_owned(),
+            command_id: "TransactionReversal".into(),
+            transaction_id: receipt.to_owned(),
+            amount: shillings,
+            receiver_party: self.shortcode.clone(),
+            reciever_identifier_type: "11".into(),
+            result_url: result_url.to_owned(),
+            queue_time_out_url: result_url.to_owned(),
+            remarks: truncate(remarks, 100),
+            occasion: String::new(),
+        };
+        let (status, body) = self.post("/mpesa/reversal/v1/request", &req).await?;
+        if let Ok(taken) = serde_json::from_slice::<AsyncResponse>(&body) {
+            if taken.response_code == "0" {
+                return Ok(taken);
+            }
+            return Err(ConnectorError::Rejected {
+                rail: RailId::Mpesa,
+                code: taken.response_code,
+                message: taken.response_description,
+            });
+        }
+        match serde_json::from_slice::<ErrorResponse>(&body) {
+            // Daraja is busy or failed inside: the reversal may not have been taken; it
+            // is sent again (a second one of a reversed payment is refused as such).
+            Ok(err) if status >= 500 => Err(bad(status, err.error_message.as_bytes())),
+            Ok(err) => Err(ConnectorError::Rejected {
+                rail: RailId::Mpesa,
+                code: err.error_code,
+                message: err.error_message,
+            }),
+            Err(_) => Err(bad(status, &body)),
+        }
+    }
+
     /// Asks Daraja how a push ended. `Pending` while the shopper has not answered.
     pub async fn stk_query(
         &self,
@@ -265,6 +325,59 @@ impl Connector for Daraja {
             self.stk_query(req.operator_request_id, now_ms)
                 .await
                 .map(Queried::from)
+        })
+    }
+
+    fn refunds(&self) -> bool {
+        self.initiator.is_some()
+    }
+
+    /// A reversal returns all the payment paid.
+    fn partial_refunds(&self) -> bool {
+        false
+    }
+
+    /// Transaction Reversal of the payment's receipt; its result comes to the refund's
+    /// callback URL. Sent again (no answer), Daraja refuses the second reversal of a
+    /// reversed payment with `R000001`, read as done.
+    fn refund<'a>(
+        &'a self,
+        req: RefundRequest<'a>,
+    ) -> BoxFuture<'a, Result<RefundAnswer, ConnectorError>> {
+        Box::pin(async move {
+            let receipt = req.receipt.ok_or_else(|| ConnectorError::Rejected {
+                rail: RailId::Mpesa,
+                code: "no_receipt".into(),
+                message: "the payment has no M-PESA receipt".into(),
+            })?;
+            let shillings = u64::try_from(req.paid.minor() / 100).unwrap_or(0);
+            let taken = self
+                .reverse(receipt, shillings, req.callback_url, req.refund_id)
+                .await?;
+            Ok(RefundAnswer::Accepted {
+                operator_refund_id: Some(taken.conversation_id).filter(|c| !c.is_empty()),
+            })
+        })
+    }
+
+    fn parse_refund_callback(&self, body: &[u8]) -> Result<RefundReport, BadCallback> {
+        let result = serde_json::from_slice::<ResultEnvelope>(body)
+            .map_err(|_| BadCallback)?
+            .result;
+        let answer = match result.result_code.as_str() {
+            "0" => RefundAnswer::Done {
+                operator_refund_id: Some(result.transaction_id.clone()).filter(|t| !t.is_empty()),
+            },
+            wire::ALREADY_REVERSED => RefundAnswer::Done {
+                operator_refund_id: None,
+            },
+            code => RefundAnswer::Refused {
+                code: code.to_owned(),
+            },
+        };
+        Ok(RefundReport {
+            answer,
+            detail: format!("{} {}", result.result_code, result.result_desc),
         })
     }
 

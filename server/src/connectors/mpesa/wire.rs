@@ -306,6 +306,83 @@ impl ResultCode {
 
 /// Reads a query's answer, whether decided (a [`StkQueryResponse`]) or not yet
 /// ([`ErrorResponse`] `500.001.1001`).
+/// `POST /mpesa/reversal/v1/request`: returns a payment to its payer (all of it:
+/// `Amount` is what the payment paid). Daraja spells `RecieverIdentifierType` so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReversalRequest {
+    #[serde(rename = "Initiator")]
+    pub initiator: String,
+    #[serde(rename = "SecurityCredential")]
+    pub security_credential: String,
+    /// Always `TransactionReversal`.
+    #[serde(rename = "CommandID")]
+    pub command_id: String,
+    /// The payment's M-PESA receipt.
+    #[serde(rename = "TransactionID")]
+    pub transaction_id: String,
+    /// Whole shillings.
+    #[serde(rename = "Amount", deserialize_with = "lenient_u64")]
+    pub amount: u64,
+    /// The shortcode that received the payment.
+    #[serde(rename = "ReceiverParty")]
+    pub receiver_party: String,
+    /// `11` for a paybill or till (an organisation).
+    #[serde(rename = "RecieverIdentifierType")]
+    pub reciever_identifier_type: String,
+    #[serde(rename = "ResultURL")]
+    pub result_url: String,
+    #[serde(rename = "QueueTimeOutURL")]
+    pub queue_time_out_url: String,
+    /// 2–100 characters.
+    #[serde(rename = "Remarks")]
+    pub remarks: String,
+    #[serde(rename = "Occasion", default)]
+    pub occasion: String,
+}
+
+/// Daraja's synchronous answer to an asynchronous request (a reversal): taken when
+/// `ResponseCode` is "0"; the result comes to `ResultURL`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AsyncResponse {
+    #[serde(rename = "OriginatorConversationID", default)]
+    pub originator_conversation_id: String,
+    #[serde(rename = "ConversationID", default)]
+    pub conversation_id: String,
+    #[serde(rename = "ResponseCode", deserialize_with = "lenient_string")]
+    pub response_code: String,
+    #[serde(rename = "ResponseDescription", default)]
+    pub response_description: String,
+}
+
+/// The result of an asynchronous request, posted to its `ResultURL`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultEnvelope {
+    #[serde(rename = "Result")]
+    pub result: AsyncResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AsyncResult {
+    #[serde(rename = "ResultType", default)]
+    pub result_type: Value,
+    /// `0`, or a code such as `R000001` (already reversed): a number or a string.
+    #[serde(rename = "ResultCode", deserialize_with = "lenient_string")]
+    pub result_code: String,
+    #[serde(rename = "ResultDesc", default)]
+    pub result_desc: String,
+    #[serde(rename = "OriginatorConversationID", default)]
+    pub originator_conversation_id: String,
+    #[serde(rename = "ConversationID", default)]
+    pub conversation_id: String,
+    /// The reversal's own receipt.
+    #[serde(rename = "TransactionID", default)]
+    pub transaction_id: String,
+}
+
+/// The transaction was reversed already (by an earlier send of this reversal whose
+/// result was lost, or by hand on the M-PESA portal): the money went back once.
+pub const ALREADY_REVERSED: &str = "R000001";
+
 pub fn query_outcome(body: &[u8]) -> Result<RailOutcome, serde_json::Error> {
     if let Ok(err) = serde_json::from_slice::<ErrorResponse>(body) {
         return Ok(if err.error_code == ErrorResponse::STILL_PROCESSING {

@@ -391,6 +391,7 @@ async fn payment(
         // The one callback URL configured for the app on Airtel's portal.
         callback_url: Some(format!("{}airtel", sandbox.callback_prefix)),
         wire,
+        refund_of: None,
     };
     match sandbox.take(&state.store, stored).await {
         Ok(true) => Json(json!({

@@ -41,7 +41,7 @@ const TIMEOUT: (&str, &str) = ("1037", "DS timeout user cannot be reached");
 const NORMAL: Behaviour = Behaviour::waiting(TIMEOUT, UNANSWERED_TIMEOUT_MS);
 
 /// The scripted test numbers and what they do, for the README and the handset page.
-pub const SCRIPTED: [(&str, &str); 10] = [
+pub const SCRIPTED: [(&str, &str); 12] = [
     ("254700000001", "insufficient funds: ResultCode 1 after 2 s"),
     ("254700002001", "wrong PIN: ResultCode 2001 after 2 s"),
     (
@@ -64,7 +64,18 @@ pub const SCRIPTED: [(&str, &str); 10] = [
         "254700000102",
         "query says \"still processing\" for 30 s after the answer",
     ),
+    (
+        "254700000111",
+        "pays (answer on the handset); its reversal is refused: ResultCode 1, the paybill's balance is short",
+    ),
+    (
+        "254700000405",
+        "pays (answer on the handset); its reversal's result is never delivered",
+    ),
 ];
+
+/// How long a reversal takes before its result is posted.
+pub const REVERSAL_MS: i64 = 1_500;
 
 impl SandboxOperator for Daraja {
     fn rail(&self) -> RailId {
@@ -141,9 +152,59 @@ impl SandboxOperator for Daraja {
     fn callback(&self, req: &SandboxRequest) -> Option<OutgoingCallback> {
         Some(OutgoingCallback {
             method: reqwest::Method::POST,
-            body: callback_body(req),
+            body: if req.refund_of.is_some() {
+                reversal_result(req)
+            } else {
+                callback_body(req)
+            },
         })
     }
+
+    fn refund_refusal(&self, payer: &str) -> Option<(&'static str, &'static str)> {
+        (payer == "254700000111")
+            .then_some(("1", "The balance is insufficient for the transaction."))
+    }
+
+    fn refund_result_lost(&self, payer: &str) -> bool {
+        payer == "254700000405"
+    }
+}
+
+/// The result Daraja posts to a reversal's `ResultURL`.
+pub fn reversal_result(r: &SandboxRequest) -> Value {
+    let code: Value = r
+        .result_code
+        .as_deref()
+        .and_then(|c| c.parse::<i64>().ok())
+        .map(Value::from)
+        .unwrap_or_else(|| json!(r.result_code));
+    let mut result = json!({
+        "ResultType": 0,
+        "ResultCode": code,
+        "ResultDesc": r.result_desc,
+        "OriginatorConversationID": r.wire_str("originator_conversation_id"),
+        "ConversationID": r.id,
+        "TransactionID": r.receipt.clone().unwrap_or_else(|| random_base62(10).to_uppercase()),
+        "ReferenceData": { "ReferenceItem": {
+            "Key": "QueueTimeoutURL",
+            "Value": "https://internalsandbox.safaricom.co.ke/mpesa/reversalresults/v1/submit",
+        }},
+    });
+    if r.receipt.is_some() {
+        let completed: i64 = daraja_timestamp(r.decided_at.unwrap_or(r.created_at))
+            .parse()
+            .unwrap_or(0);
+        result["ResultParameters"] = json!({ "ResultParameter": [
+            { "Key": "DebitAccountBalance", "Value": "Utility Account|KES|0.00|0.00|0.00|0.00" },
+            { "Key": "Amount", "Value": r.whole_amount() },
+            { "Key": "TransCompletedTime", "Value": completed },
+            { "Key": "OriginalTransactionID", "Value": r.reference },
+            { "Key": "Charge", "Value": 0 },
+            { "Key": "CreditPartyPublicName", "Value": format!("{} - Sandbox Payer", crate::domain::phone::mask(&r.phone)) },
+            { "Key": "DebitPartyName", "Value": format!("{} - {}", r.wire_str("short_code"), r.payee) },
+        ]});
+    }
+    json!({ "Result": result })
 }
 
 /// The callback body Daraja would POST for a decided push.
@@ -181,6 +242,124 @@ fn router() -> Router<AppState> {
         .route("/oauth/v1/generate", get(token))
         .route("/mpesa/stkpush/v1/processrequest", post(process_request))
         .route("/mpesa/stkpushquery/v1/query", post(query))
+        .route("/mpesa/reversal/v1/request", post(reversal))
+}
+
+/// `POST /mpesa/reversal/v1/request`: taken at once ("Accept the service request
+/// successfully."); the result goes to `ResultURL` a moment later, with the payer's
+/// number's callback behaviour. The whole payment only, once.
+async fn reversal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if let Some(denied) = check_bearer(&state, &headers) {
+        return denied;
+    }
+    let Some(Json(body)) = body else {
+        return invalid("Request Body");
+    };
+    let mpesa = &sandbox.rails.mpesa;
+    if text(&body, "Initiator") != Some(mpesa.initiator.as_str()) || mpesa.initiator.is_empty() {
+        return invalid("Initiator");
+    }
+    if text(&body, "SecurityCredential") != Some(mpesa.security_credential.expose_secret()) {
+        return invalid("SecurityCredential");
+    }
+    if text(&body, "CommandID") != Some("TransactionReversal") {
+        return invalid("CommandID");
+    }
+    let receiver = text(&body, "ReceiverParty")
+        .map(str::to_owned)
+        .or_else(|| whole(&body, "ReceiverParty").map(|n| n.to_string()));
+    if receiver.as_deref() != Some(mpesa.shortcode.as_str()) {
+        return invalid("ReceiverParty");
+    }
+    let kind = text(&body, "RecieverIdentifierType")
+        .map(str::to_owned)
+        .or_else(|| whole(&body, "RecieverIdentifierType").map(|n| n.to_string()));
+    if !matches!(kind.as_deref(), Some("11" | "4")) {
+        return invalid("RecieverIdentifierType");
+    }
+    let allowed = |field: &str| text(&body, field).filter(|u| sandbox.callback_allowed(u));
+    let (Some(result_url), Some(_)) = (allowed("ResultURL"), allowed("QueueTimeOutURL")) else {
+        return invalid("ResultURL");
+    };
+    if !text(&body, "Remarks").is_some_and(|r| (2..=100).contains(&r.chars().count())) {
+        return invalid("Remarks");
+    }
+    let Some(receipt) = text(&body, "TransactionID") else {
+        return invalid("TransactionID");
+    };
+    let original = match state
+        .store
+        .sandbox_paid_by_receipt(RailId::Mpesa, receipt)
+        .await
+    {
+        Ok(Some(o)) => o,
+        Ok(None) => return invalid("TransactionID"),
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox daraja: reversal lookup failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500.001.1001",
+                "Internal Server Error",
+            );
+        }
+    };
+    if whole(&body, "Amount") != Some(original.whole_amount()) {
+        return invalid("Amount");
+    }
+    let originator = request_id();
+    let c = civil(now_ms(), crate::time::EAT_OFFSET_SECS);
+    let conversation = format!(
+        "AG_{:04}{:02}{:02}_{}",
+        c.year,
+        c.month,
+        c.day,
+        random_base62(20).to_lowercase()
+    );
+    let mut wire = serde_json::Map::new();
+    wire.insert("originator_conversation_id".into(), json!(originator));
+    wire.insert("short_code".into(), json!(mpesa.shortcode));
+    let taken = sandbox
+        .take_refund(
+            &state.store,
+            crate::sandbox::refunds::RefundAsk {
+                original: &original,
+                id: conversation.clone(),
+                amount: original.amount,
+                callback_url: Some(result_url.to_owned()),
+                wire,
+                after_ms: REVERSAL_MS,
+                already: Some((
+                    crate::connectors::mpesa::wire::ALREADY_REVERSED,
+                    "The transaction has already been reversed.",
+                )),
+            },
+        )
+        .await;
+    match taken {
+        Ok(crate::sandbox::refunds::RefundTaken::Taken(_)) => Json(json!({
+            "OriginatorConversationID": originator,
+            "ConversationID": conversation,
+            "ResponseCode": "0",
+            "ResponseDescription": "Accept the service request successfully.",
+        }))
+        .into_response(),
+        Ok(_) => invalid("TransactionID"),
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox daraja: storing a reversal failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500.001.1001",
+                "Internal Server Error",
+            )
+        }
+    }
 }
 
 /// Daraja's error body with its HTTP status.
@@ -458,6 +637,7 @@ async fn process_request(
         reference: account_reference.to_owned(),
         callback_url: Some(callback_url.to_owned()),
         wire,
+        refund_of: None,
     };
     if let Err(e) = sandbox.take(&state.store, push).await {
         tracing::error!(error = %e, "sandbox daraja: storing push failed");

@@ -479,6 +479,7 @@ async fn request_to_pay(
         reference: req.payee_note.clone(),
         callback_url,
         wire,
+        refund_of: None,
     };
     match sandbox.take(&state.store, stored).await {
         Ok(true) => (StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response(),

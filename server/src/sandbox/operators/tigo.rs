@@ -296,6 +296,7 @@ async fn endpoint(
             tigo.callback_key()
         )),
         wire: serde_json::Map::<String, Value>::new(),
+        refund_of: None,
     };
     match sandbox.take(&state.store, stored).await {
         // A ReferenceID seen before: the same push, acknowledged again, not sent twice.

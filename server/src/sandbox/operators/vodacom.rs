@@ -407,6 +407,7 @@ async fn single_stage(
         reference: reference.clone(),
         callback_url: None,
         wire,
+        refund_of: None,
     };
     match sandbox.take(&state.store, stored).await {
         Ok(true) => {}
