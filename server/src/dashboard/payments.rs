@@ -434,6 +434,7 @@ async fn detail(
                     .sum::<i64>();
             let refundable = a.status == AttemptStatus::Succeeded && left > 0;
             let supported = state.payments.refunds_supported(a.rail, checkout.mode);
+            let partial = state.payments.partial_refunds_supported(a.rail, checkout.mode);
             let raw_items = raw.iter().map(|r| view! { <pre>{r.clone()}</pre> }).collect_view();
             let instructions = if a.duplicate {
                 Some("This paid a session that was already paid: the payer was charged twice. Refund this payment.")
@@ -459,12 +460,20 @@ async fn detail(
                         <dt>"Ended"</dt><dd>{a.finalized_at.map(format_utc)}</dd>
                     </dl>
                     {(!raw.is_empty()).then(|| view! { <h3>"Operator callbacks, as received"</h3> {raw_items} })}
-                    {(refundable && may_refund && supported).then(|| view! {
+                    {(refundable && may_refund && supported && partial).then(|| view! {
                         <form method="get" action=refund_action.clone()>
                             <input type="hidden" name="payment" value=a.id.to_string() />
                             <label for=format!("amount-{}", a.id)>{format!("Refund amount ({} at most)", amount_left)}</label>
                             <input id=format!("amount-{}", a.id) type="text" name="amount" inputmode="decimal" placeholder="All that is left" />
                             <button type="submit">"Refund…"</button>
+                        </form>
+                    })}
+                    {(refundable && may_refund && supported && !partial).then(|| view! {
+                        <form method="get" action=refund_action.clone()>
+                            <input type="hidden" name="payment" value=a.id.to_string() />
+                            <input type="hidden" name="amount" value="" />
+                            <p class="hint" data-code="whole_refund_only">{format!("{} returns a payment whole: a refund cannot be partial.", a.rail.label())}</p>
+                            <button type="submit">{format!("Refund all {}…", amount_left)}</button>
                         </form>
                     })}
                     {(refundable && !supported).then(|| view! {

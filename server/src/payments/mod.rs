@@ -273,6 +273,13 @@ impl Payments {
         self.connector(rail, mode).is_some_and(|c| c.refunds())
     }
 
+    /// Whether a refund on `rail` in `mode` may return part of a payment (Daraja's
+    /// reversals and Airtel's refunds return all of it).
+    pub fn partial_refunds_supported(&self, rail: RailId, mode: Mode) -> bool {
+        self.connector(rail, mode)
+            .is_some_and(|c| c.partial_refunds())
+    }
+
     /// Whose numbers `rail` takes for a price in `currency` (for reading what a shopper
     /// typed): that currency's country on the rail, else (paid at a quote) its first.
     pub fn payer_country(

@@ -212,16 +212,31 @@ async fn only_money_that_came_in_is_refunded_and_only_where_malipo_can() {
 /// A KES 1,500 session paid with M-PESA from `phone` (answered on the sandbox handset):
 /// the merchant's key, the session, the payment id.
 async fn paid_by_mpesa(app: &TestApp, phone: &str) -> (String, String, String) {
-    let (key, id) = session(app, 150_000, "KES").await;
+    paid_on(app, "mpesa", 150_000, "KES", phone).await
+}
+
+/// A session of `amount` `currency` paid on mobile-money `rail` from `phone` (answered on
+/// the sandbox handset): the merchant's key, the session, the payment id.
+async fn paid_on(
+    app: &TestApp,
+    rail: &str,
+    amount: i64,
+    currency: &str,
+    phone: &str,
+) -> (String, String, String) {
+    let (key, id) = session(app, amount, currency).await;
     let local = format!("0{}", &phone[3..]);
-    let res = app.post_pay_form(&id, "", &[("phone", &local)]).await;
+    let res = app
+        .post_pay_form(&id, "", &[("phone", &local), ("rail", rail)])
+        .await;
     assert_eq!(res.status(), 303);
     approve_first(&app.client, &app.addr, phone).await;
-    let paid = wait_for("M-PESA to settle", 20, async || {
+    let paid = wait_for("the payment to settle", 20, async || {
         let a = latest(app, &id).await;
         (a.status == malipo::store::AttemptStatus::Succeeded).then_some(a)
     })
     .await;
+    assert_eq!(paid.rail.as_str(), rail);
     (key, id, paid.id.to_string())
 }
 
@@ -385,4 +400,45 @@ async fn a_reversal_daraja_refuses_fails_and_frees_the_amount() {
     // the money).
     let (status, again) = refund(&app, &key, json!({"payment": payment}), "f-2").await;
     assert_eq!(status, 201, "{again}");
+}
+
+#[tokio::test]
+async fn an_airtel_payment_is_refunded_whole_at_once_and_only_once() {
+    let app = app().await;
+    let (key, session_id, payment) = paid_on(&app, "airtel", 150_000, "KES", "254733100041").await;
+    let (status, err) = refund(
+        &app,
+        &key,
+        json!({"payment": payment, "amount": 100}),
+        "a-1",
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (400, json!("partial_refund_not_supported"))
+    );
+    let (status, made) = refund(&app, &key, json!({"payment": payment}), "a-2").await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        made["status"], "succeeded",
+        "Airtel answers at once: {made}"
+    );
+    assert!(
+        made["receipt"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("MP")),
+        "{made}"
+    );
+    let (status, err) = refund(&app, &key, json!({"payment": payment}), "a-3").await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (400, json!("refund_exceeds_payment"))
+    );
+    assert!(app.page(&session_id).await.contains("refunded"));
+    // A refund Airtel refuses fails at once, and frees the amount.
+    let (key, _, payment) = paid_on(&app, "airtel", 150_000, "KES", "254733000130").await;
+    let (status, refused) = refund(&app, &key, json!({"payment": payment}), "a-4").await;
+    assert_eq!(status, 201, "{refused}");
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert_eq!(refused["failure_code"], "ESB000001", "{refused}");
 }

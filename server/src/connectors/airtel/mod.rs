@@ -23,7 +23,8 @@ use self::wire::{Answer, Callback, PaymentRequest, PaymentTransaction, Subscribe
 use crate::{
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, ConnectorError,
-        InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId,
+        InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId, RefundAnswer,
+        RefundRequest,
         shared::{TokenCache, bad_response, http_client, unreachable},
     },
     domain::money::Currency,
@@ -270,6 +271,64 @@ impl Connector for Airtel {
                     .response_code
                     .unwrap_or_else(|| gateway.to_owned()),
                 message: answer.status.message,
+            })
+        })
+    }
+
+    fn refunds(&self) -> bool {
+        true
+    }
+
+    /// Airtel's refund has no amount: the whole payment, once.
+    fn partial_refunds(&self) -> bool {
+        false
+    }
+
+    /// `POST /standard/v1/payments/refund` with Airtel's id for the payment; answered at
+    /// once. Sent again after a lost answer, Airtel refuses a refunded payment, and that
+    /// refund stays pending for a person (the engine never fails a resent refund).
+    fn refund<'a>(
+        &'a self,
+        req: RefundRequest<'a>,
+    ) -> BoxFuture<'a, Result<RefundAnswer, ConnectorError>> {
+        Box::pin(async move {
+            let currency = req.amount.currency();
+            let country = self
+                .country_code(currency)
+                .ok_or_else(|| Airtel::refused(currency))?;
+            let receipt = req.receipt.ok_or_else(|| ConnectorError::Rejected {
+                rail: RAIL,
+                code: "no_receipt".into(),
+                message: "the payment has no Airtel Money id".into(),
+            })?;
+            let body = wire::RefundRequest {
+                transaction: wire::RefundTransaction {
+                    airtel_money_id: receipt.to_owned(),
+                },
+            };
+            let url = format!("{}/standard/v1/payments/refund", self.base_url);
+            let (status, bytes) = self
+                .send(currency, country, || self.http.post(&url).json(&body))
+                .await?;
+            let answer: wire::RefundAnswer =
+                serde_json::from_slice(&bytes).map_err(|_| bad_response(RAIL, status, &bytes))?;
+            if status >= 500 {
+                // Airtel failed inside: whether it refunded is not known.
+                return Err(bad_response(RAIL, status, &bytes));
+            }
+            Ok(match answer.data {
+                Some(d) if answer.status.success && d.transaction.status == "SUCCESS" => {
+                    RefundAnswer::Done {
+                        operator_refund_id: d.transaction.airtel_money_id,
+                    }
+                }
+                _ => RefundAnswer::Refused {
+                    code: answer
+                        .status
+                        .response_code
+                        .or(answer.status.result_code)
+                        .unwrap_or(answer.status.code),
+                },
             })
         })
     }

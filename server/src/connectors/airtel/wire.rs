@@ -114,6 +114,38 @@ impl Answer {
     }
 }
 
+/// `POST /standard/v1/payments/refund`: returns a payment whole (Airtel's refund has no
+/// amount), named by Airtel's id for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    pub transaction: RefundTransaction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundTransaction {
+    pub airtel_money_id: String,
+}
+
+/// The refund's answer: `data.transaction.status` `SUCCESS` when the money went back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<RefundData>,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundData {
+    pub transaction: RefundState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub airtel_money_id: Option<String>,
+    pub status: String,
+}
+
 /// The callback Airtel POSTs to the app's one configured URL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Callback {

@@ -51,7 +51,7 @@ const SCRIPTED_PREFIXES: [&str; 5] = ["25473300", "25675000", "25578000", "25073
 
 /// The scenarios (last four digits after a scripted prefix), for the README and the
 /// handset page.
-pub const SCRIPTED: [(&str, &str); 10] = [
+pub const SCRIPTED: [(&str, &str); 11] = [
     ("254733000102", "TF, DP00800001002 incorrect PIN, after 2 s"),
     (
         "254733000107",
@@ -83,6 +83,10 @@ pub const SCRIPTED: [(&str, &str); 10] = [
         "254733000110",
         "enquiry says TA (ambiguous) for 30 s after the answer",
     ),
+    (
+        "254733000130",
+        "pays (answer on the handset); its refund is refused: the merchant wallet is short",
+    ),
 ];
 
 fn scenario(phone: &str) -> Option<&str> {
@@ -113,6 +117,7 @@ impl SandboxOperator for Airtel {
             .route("/auth/oauth2/token", post(token))
             .route("/merchant/v1/payments/", post(payment))
             .route("/standard/v1/payments/{id}", get(enquiry))
+            .route("/standard/v1/payments/refund", post(refund))
     }
 
     fn network(&self) -> &'static str {
@@ -169,7 +174,16 @@ impl SandboxOperator for Airtel {
         )
     }
 
+    fn refund_refusal(&self, payer: &str) -> Option<(&'static str, &'static str)> {
+        (scenario(payer) == Some("0130"))
+            .then_some(("TF:refund", "Insufficient funds in merchant account"))
+    }
+
     fn callback(&self, req: &SandboxRequest) -> Option<OutgoingCallback> {
+        // Airtel answers a refund at once, and posts nothing about it.
+        if req.refund_of.is_some() {
+            return None;
+        }
         let (status, _) = status_of(req, true);
         let mut transaction = json!({
             "id": req.id,
@@ -418,6 +432,100 @@ async fn payment(
     }
 }
 
+/// `POST /standard/v1/payments/refund` `{transaction: {airtel_money_id}}`: the whole
+/// payment back to its payer, answered at once; a payment refunded already is refused.
+async fn refund(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<serde_json::Value>>,
+) -> Response {
+    let (sandbox, (currency, _, _)) = match authorised(&state, &headers) {
+        Ok(ok) => ok,
+        Err(refused) => return *refused,
+    };
+    let not_found = || {
+        status_error(
+            StatusCode::NOT_FOUND,
+            "ESB000045",
+            "DP00800001025",
+            "Transaction Not Found",
+        )
+    };
+    let Some(id) = body
+        .as_ref()
+        .and_then(|Json(b)| b["transaction"]["airtel_money_id"].as_str())
+        .filter(|id| !id.is_empty())
+    else {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "ESB000033",
+            "",
+            "Invalid request: transaction.airtel_money_id is required",
+        );
+    };
+    let original = match state.store.sandbox_paid_by_receipt(RAIL, id).await {
+        Ok(Some(o)) if o.currency == currency => o,
+        Ok(_) => return not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox airtel: refund lookup failed");
+            return status_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ESB000001",
+                "",
+                "Something Went Wrong",
+            );
+        }
+    };
+    let taken = sandbox
+        .take_refund(
+            &state.store,
+            crate::sandbox::refunds::RefundAsk {
+                original: &original,
+                id: format!("RF{}", random_base62(14).to_uppercase()),
+                amount: original.amount,
+                callback_url: None,
+                wire: serde_json::Map::new(),
+                after_ms: 0,
+                already: None,
+            },
+        )
+        .await;
+    match taken {
+        Ok(crate::sandbox::refunds::RefundTaken::Taken(r)) => {
+            let made = crate::sandbox::refunds::made(&r);
+            Json(json!({
+                "data": { "transaction": {
+                    "airtel_money_id": r.receipt,
+                    "status": if made { "SUCCESS" } else { "FAILED" },
+                }},
+                "status": {
+                    "code": "200",
+                    "message": if made { "SUCCESS".to_owned() } else { r.result_desc.clone().unwrap_or_default() },
+                    "result_code": if made { "ESB000010" } else { "ESB000001" },
+                    "success": made,
+                },
+            }))
+            .into_response()
+        }
+        Ok(crate::sandbox::refunds::RefundTaken::AlreadyRefunded) => status_error(
+            StatusCode::BAD_REQUEST,
+            "ESB000036",
+            "",
+            "Transaction already refunded",
+        ),
+        Ok(_) => not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox airtel: storing a refund failed");
+            status_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ESB000001",
+                "",
+                "Something Went Wrong",
+            )
+        }
+    }
+}
+
 async fn enquiry(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -470,8 +578,9 @@ mod tests {
     #[test]
     fn every_documented_number_has_its_behaviour() {
         for (phone, _) in SCRIPTED {
-            if phone.ends_with("0105") || phone.ends_with("0150") {
-                // Refused at the request / a callback's hash: the behaviour is normal.
+            if phone.ends_with("0105") || phone.ends_with("0150") || phone.ends_with("0130") {
+                // Refused at the request / a callback's hash / its refund: the payment's
+                // behaviour is normal.
                 continue;
             }
             assert_ne!(Airtel.script(phone), NORMAL, "{phone}");
