@@ -442,3 +442,49 @@ async fn an_airtel_payment_is_refunded_whole_at_once_and_only_once() {
     assert_eq!(refused["status"], "failed", "{refused}");
     assert_eq!(refused["failure_code"], "ESB000001", "{refused}");
 }
+
+#[tokio::test]
+async fn a_vodacom_payment_is_reversed_in_part_and_a_resent_reversal_is_the_same_one() {
+    let app = app().await;
+    // TZS 50,000 from a Vodacom number: half of it back, then the rest.
+    let (key, _, payment) = paid_on(&app, "vodacom", 5_000_000, "TZS", "255754100041").await;
+    let (status, half) = refund(
+        &app,
+        &key,
+        json!({"payment": payment, "amount": 2_500_000}),
+        "v-1",
+    )
+    .await;
+    assert_eq!(status, 201, "{half}");
+    assert_eq!(half["status"], "succeeded", "answered at once: {half}");
+    let receipt = half["receipt"].as_str().unwrap().to_owned();
+    // Its answer lost and sent again: Vodacom refuses the duplicate, and its status
+    // query says the first one was made — the same refund, not a second.
+    let id = half["id"].as_str().unwrap();
+    sqlx::query(
+        "UPDATE refunds SET status = 'pending', operator_refund_id = NULL, \
+         updated_at = updated_at - 600000 WHERE id = $1",
+    )
+    .bind(id)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(app.payments.redrive_refunds().await.unwrap(), 1);
+    let (_, again) = get(&app, &key, &format!("/v1/refunds/{id}")).await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(again["receipt"], receipt.as_str(), "{again}");
+    let (status, rest) = refund(&app, &key, json!({"payment": payment}), "v-2").await;
+    assert_eq!(status, 201, "{rest}");
+    assert_eq!(
+        (rest["amount"].clone(), rest["status"].clone()),
+        (json!(2_500_000), json!("succeeded"))
+    );
+    // Vodacom refuses a reversal the merchant's account cannot cover.
+    let (key, _, payment) = paid_on(&app, "vodacom", 5_000_000, "TZS", "255754000130").await;
+    let (_, refused) = refund(&app, &key, json!({"payment": payment}), "v-3").await;
+    assert_eq!(
+        (refused["status"].clone(), refused["failure_code"].clone()),
+        (json!("failed"), json!("INS-2006")),
+        "{refused}"
+    );
+}

@@ -33,7 +33,8 @@ use self::wire::{C2bRequest, C2bResponse, Ins, QueryResponse, SessionResponse};
 use crate::{
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, ConnectorError,
-        InitiateRequest, Initiated, Queried, QueryRequest, RailId, RailOutcome,
+        InitiateRequest, Initiated, Queried, QueryRequest, RailId, RailOutcome, RefundAnswer,
+        RefundRequest,
         shared::{bad_response, exchange, http_client, unreadable_token},
     },
     domain::{AttemptId, ids::random_base62, money::Currency, phone::Country},
@@ -64,6 +65,7 @@ struct Inner {
     session_url: String,
     pay_url: String,
     query_url: String,
+    reversal_url: String,
     api_key: SecretString,
     key: RsaPublicKey,
     service_provider_code: String,
@@ -108,6 +110,7 @@ impl Vodacom {
                 session_url: format!("{base}/getSession/"),
                 pay_url: format!("{base}/c2bPayment/singleStage/"),
                 query_url: format!("{base}/queryTransactionStatus/"),
+                reversal_url: format!("{base}/reversal/"),
                 api_key: config.api_key.clone(),
                 key: config.key()?,
                 service_provider_code: config.service_provider_code.clone(),
@@ -361,6 +364,67 @@ impl Inner {
         Ok(Queried { outcome, receipt })
     }
 
+    /// Reverses `amount` of payment `receipt`, as reversal `refund_id`; answered at once.
+    /// Sent again (its answer was lost), the OpenAPI refuses the duplicate, and the
+    /// status query says how the first one ended.
+    async fn reverse(
+        &self,
+        refund_id: &str,
+        receipt: &str,
+        amount: crate::domain::Money,
+    ) -> Result<RefundAnswer, ConnectorError> {
+        let body = wire::ReversalRequest {
+            country: "TZN".into(),
+            transaction_id: receipt.to_owned(),
+            service_provider_code: self.service_provider_code.clone(),
+            third_party_conversation_id: refund_id.to_owned(),
+            reversal_amount: (amount.minor() / 10i64.pow(amount.currency().exponent())).to_string(),
+        };
+        let called = self
+            .call(
+                |bearer| {
+                    self.http
+                        .put(&self.reversal_url)
+                        .bearer_auth(bearer)
+                        .json(&body)
+                },
+                true,
+            )
+            .await?;
+        let Called::Answered(status, bytes) = called else {
+            return Err(bad_response(RAIL, 0, b"the session is not live"));
+        };
+        let answer: C2bResponse =
+            serde_json::from_slice(&bytes).map_err(|_| bad_response(RAIL, status, &bytes))?;
+        match Ins::parse(&answer.response_code) {
+            Some(Ins::Ok) => Ok(RefundAnswer::Done {
+                operator_refund_id: Some(answer.transaction_id).filter(|t| !t.is_empty()),
+            }),
+            Some(Ins::DuplicateTransaction) => {
+                let asked = self.query(refund_id).await?;
+                Ok(match asked.outcome {
+                    RailOutcome::Succeeded => RefundAnswer::Done {
+                        operator_refund_id: asked.receipt,
+                    },
+                    RailOutcome::Pending | RailOutcome::Unknown { .. } => RefundAnswer::Accepted {
+                        operator_refund_id: None,
+                    },
+                    _ => RefundAnswer::Refused {
+                        code: answer.response_code,
+                    },
+                })
+            }
+            // Failed inside, overloaded, timed out, or a code we do not know: whether it
+            // was reversed is not known; it is sent again.
+            Some(Ins::InternalError | Ins::Overloaded | Ins::RequestTimeout) | None => {
+                Err(bad_response(RAIL, status, &bytes))
+            }
+            Some(_) => Ok(RefundAnswer::Refused {
+                code: answer.response_code,
+            }),
+        }
+    }
+
     async fn query(&self, conversation_id: &str) -> Result<Queried, ConnectorError> {
         // Each query has its own id, as the OpenAPI asks.
         let query_id = format!("q{}", random_base62(24));
@@ -449,6 +513,25 @@ impl Connector for Vodacom {
         _now_ms: i64,
     ) -> BoxFuture<'a, Result<Queried, ConnectorError>> {
         Box::pin(self.inner.query(req.operator_request_id))
+    }
+
+    fn refunds(&self) -> bool {
+        true
+    }
+
+    /// `PUT reversal/` of the payment's transaction id, whole or in part.
+    fn refund<'a>(
+        &'a self,
+        req: RefundRequest<'a>,
+    ) -> BoxFuture<'a, Result<RefundAnswer, ConnectorError>> {
+        Box::pin(async move {
+            let receipt = req.receipt.ok_or_else(|| ConnectorError::Rejected {
+                rail: RAIL,
+                code: "no_receipt".into(),
+                message: "the payment has no M-Pesa transaction id".into(),
+            })?;
+            self.inner.reverse(req.refund_id, receipt, req.amount).await
+        })
     }
 
     fn answers_within_ms(&self) -> i64 {

@@ -65,6 +65,27 @@ pub struct C2bResponse {
     pub third_party_conversation_id: String,
 }
 
+/// `PUT …/reversal/`: returns (part of) a payment, named by its transaction id. Its
+/// answer has the single stage's fields ([`C2bResponse`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReversalRequest {
+    /// `TZN`.
+    #[serde(rename = "input_Country")]
+    pub country: String,
+    /// The payment's `output_TransactionID`.
+    #[serde(rename = "input_TransactionID")]
+    pub transaction_id: String,
+    #[serde(rename = "input_ServiceProviderCode")]
+    pub service_provider_code: String,
+    /// Ours (the refund's id): sent again, the reversal is refused as a duplicate, and
+    /// the status query finds it by this.
+    #[serde(rename = "input_ThirdPartyConversationID")]
+    pub third_party_conversation_id: String,
+    /// Whole shillings, as text.
+    #[serde(rename = "input_ReversalAmount")]
+    pub reversal_amount: String,
+}
+
 /// `GET …/queryTransactionStatus/?input_QueryReference=…&…` → this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryResponse {

@@ -58,7 +58,7 @@ const NORMAL: Behaviour = Behaviour::waiting(TIMEOUT, UNANSWERED_TIMEOUT_MS);
 /// Scripted numbers: `0754 00` then four digits (Tanzania, a Vodacom range).
 const SCRIPTED_PREFIX: &str = "25575400";
 
-pub const SCRIPTED: [(&str, &str); 7] = [
+pub const SCRIPTED: [(&str, &str); 8] = [
     ("255754000113", "INS-2006 insufficient balance, after 2 s"),
     (
         "255754000102",
@@ -81,6 +81,10 @@ pub const SCRIPTED: [(&str, &str); 7] = [
         "the answer is lost and the status query says Pending for 20 s more",
     ),
     ("255754000110", "the call answers 10 s after the handset"),
+    (
+        "255754000130",
+        "pays (answer on the handset); its reversal is refused: INS-2006 insufficient balance",
+    ),
 ];
 
 fn scenario(phone: &str) -> Option<&str> {
@@ -125,6 +129,10 @@ impl SandboxOperator for Vodacom {
             .route(
                 "/openapi/ipg/v2/vodacomTZN/c2bPayment/singleStage/",
                 post(single_stage),
+            )
+            .route(
+                "/openapi/ipg/v2/vodacomTZN/reversal/",
+                axum::routing::put(reversal),
             )
     }
 
@@ -175,6 +183,10 @@ impl SandboxOperator for Vodacom {
             req.payee,
             req.reference
         )
+    }
+
+    fn refund_refusal(&self, payer: &str) -> Option<(&'static str, &'static str)> {
+        (scenario(payer) == Some("0130")).then_some(("INS-2006", "Insufficient balance"))
     }
 
     fn callback(&self, _req: &SandboxRequest) -> Option<OutgoingCallback> {
@@ -315,6 +327,104 @@ async fn query(state: &AppState, params: &HashMap<String, String>) -> Response {
             "output_OriginalTransactionID": req.receipt.clone().filter(|_| status == TransactionStatus::Completed).unwrap_or_default(),
         }),
     )
+}
+
+/// `PUT reversal/`: returns (part of) a paid payment, at once. The same
+/// `input_ThirdPartyConversationID` again is a duplicate (INS-10); more than is left is
+/// an invalid amount (INS-13).
+async fn reversal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(sandbox) = state.sandbox.as_deref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if let Err(refused) = session(sandbox, &headers).await {
+        return *refused;
+    }
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return answer(Ins::ParametersMissing, json!({}));
+    };
+    let field = |k: &str| body[k].as_str().unwrap_or_default();
+    let tpc = field("input_ThirdPartyConversationID");
+    if field("input_Country").is_empty()
+        || field("input_TransactionID").is_empty()
+        || tpc.is_empty()
+        || tpc.len() > 40
+    {
+        return answer(Ins::ParametersMissing, json!({}));
+    }
+    if field("input_ServiceProviderCode") != sandbox.rails.vodacom.service_provider_code {
+        return answer(Ins::InvalidShortcode, json!({}));
+    }
+    let failed = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "sandbox vodacom: reversal failed");
+        answer(Ins::InternalError, json!({}))
+    };
+    match state.store.sandbox_request(RAIL, tpc).await {
+        Ok(Some(_)) => return answer(Ins::DuplicateTransaction, json!({})),
+        Ok(None) => {}
+        Err(e) => return failed(e),
+    }
+    let original = match state
+        .store
+        .sandbox_paid_by_receipt(RAIL, field("input_TransactionID"))
+        .await
+    {
+        Ok(Some(o)) => o,
+        Ok(None) => return answer(Ins::InvalidTransactionId, json!({})),
+        Err(e) => return failed(e),
+    };
+    // Whole shillings; none given: all that is left.
+    let amount = match body.get("input_ReversalAmount") {
+        None => Some(original.amount),
+        Some(v) => v
+            .as_str()
+            .and_then(|a| a.parse::<i64>().ok())
+            .and_then(|a| a.checked_mul(10i64.pow(original.currency.exponent()))),
+    };
+    let Some(amount) = amount else {
+        return answer(Ins::InvalidAmount, json!({}));
+    };
+    let taken = sandbox
+        .take_refund(
+            &state.store,
+            crate::sandbox::refunds::RefundAsk {
+                original: &original,
+                id: tpc.to_owned(),
+                amount,
+                callback_url: None,
+                wire: Map::new(),
+                after_ms: 0,
+                already: None,
+            },
+        )
+        .await;
+    use crate::sandbox::refunds::RefundTaken;
+    match taken {
+        Ok(RefundTaken::Taken(r)) if crate::sandbox::refunds::made(&r) => answer(
+            Ins::Ok,
+            json!({
+                "output_TransactionID": r.receipt,
+                "output_ConversationID": random_base62(32).to_lowercase(),
+                "output_ThirdPartyConversationID": tpc,
+            }),
+        ),
+        Ok(RefundTaken::Taken(r)) => answer(
+            r.result_code
+                .as_deref()
+                .and_then(Ins::parse)
+                .unwrap_or(Ins::TransactionFailed),
+            json!({ "output_ThirdPartyConversationID": tpc }),
+        ),
+        Ok(RefundTaken::Duplicate(_)) => answer(Ins::DuplicateTransaction, json!({})),
+        Ok(RefundTaken::AlreadyRefunded | RefundTaken::Exceeds { .. }) => {
+            answer(Ins::InvalidAmount, json!({}))
+        }
+        Ok(RefundTaken::NotPaid) => answer(Ins::InvalidTransactionId, json!({})),
+        Err(e) => failed(e),
+    }
 }
 
 /// `POST c2bPayment/singleStage/`: takes the payment, then answers only once it is
@@ -494,7 +604,7 @@ mod tests {
     #[test]
     fn every_documented_number_has_its_behaviour() {
         for (phone, _) in SCRIPTED {
-            if phone.ends_with("0105") || phone.ends_with("0116") {
+            if phone.ends_with("0105") || phone.ends_with("0116") || phone.ends_with("0130") {
                 continue;
             }
             assert_ne!(Vodacom.script(phone), NORMAL, "{phone}");
