@@ -488,3 +488,55 @@ async fn a_vodacom_payment_is_reversed_in_part_and_a_resent_reversal_is_the_same
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn an_mtn_payment_is_refunded_in_part_through_disbursement_and_confirmed_by_callback() {
+    let app = app().await;
+    // UGX 75,000 from an MTN Uganda number.
+    let (key, _, payment) = paid_on(&app, "mtn_momo", 75_000, "UGX", "256770123100").await;
+    let (status, taken) = refund(
+        &app,
+        &key,
+        json!({"payment": payment, "amount": 25_000, "reason": "one seat"}),
+        "t-1",
+    )
+    .await;
+    assert_eq!(status, 201, "{taken}");
+    let made = settled_refund(&app, &key, taken["id"].as_str().unwrap()).await;
+    assert_eq!(made["status"], "succeeded", "{made}");
+    assert!(
+        made["receipt"].as_str().is_some_and(|r| !r.is_empty()),
+        "{made}"
+    );
+    // Sent again (its answer lost): the same X-Reference-Id, so MTN's 409 and its status
+    // GET — the same refund.
+    let id = made["id"].as_str().unwrap();
+    sqlx::query(
+        "UPDATE refunds SET status = 'pending', updated_at = updated_at - 600000 WHERE id = $1",
+    )
+    .bind(id)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(app.payments.redrive_refunds().await.unwrap(), 1);
+    let again = settled_refund(&app, &key, id).await;
+    assert_eq!(
+        (again["status"].clone(), again["receipt"].clone()),
+        (json!("succeeded"), made["receipt"].clone())
+    );
+    let (status, rest) = refund(&app, &key, json!({"payment": payment}), "t-2").await;
+    assert_eq!(
+        (status, rest["amount"].clone()),
+        (201, json!(50_000)),
+        "{rest}"
+    );
+    // MTN refuses a refund its Disbursement account cannot cover.
+    let (key, _, payment) = paid_on(&app, "mtn_momo", 75_000, "UGX", "256770123480").await;
+    let (_, taken) = refund(&app, &key, json!({"payment": payment}), "t-3").await;
+    let refused = settled_refund(&app, &key, taken["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (refused["status"].clone(), refused["failure_code"].clone()),
+        (json!("failed"), json!("NOT_ENOUGH_FUNDS")),
+        "{refused}"
+    );
+}

@@ -30,12 +30,23 @@ pub struct MtnConfig {
     /// API user serves several markets (`mtnuganda,mtnrwanda`): each session's currency
     /// picks its environment.
     pub target_environment: String,
+    /// Refunds go through MTN's Disbursement product, which has its own subscription
+    /// key and API user. Empty API user: MTN payments are refunded by hand.
+    #[serde(deserialize_with = "secret")]
+    pub disbursement_subscription_key: SecretString,
+    pub disbursement_api_user: String,
+    /// Empty: the Collection API key (the built-in sandbox's way; MTN issues one per
+    /// product).
+    #[serde(deserialize_with = "secret")]
+    pub disbursement_api_key: SecretString,
 }
 
 /// The built-in sandbox's subscription key and API user (public test data).
 pub const SANDBOX_SUBSCRIPTION_KEY: &str = "malipo-sandbox-collection-key";
 pub const SANDBOX_API_USER: &str = "7c1f4b2e-9d3a-4e8f-b6a1-2f5c8d9e0a13";
 pub const SANDBOX_API_KEY: &str = "malipo-sandbox-api-key";
+pub const SANDBOX_DISBURSEMENT_KEY: &str = "malipo-sandbox-disbursement-key";
+pub const SANDBOX_DISBURSEMENT_USER: &str = "3b7e2d9a-5c41-4f0e-9a8b-6d2c1e0f4a57";
 
 impl Default for MtnConfig {
     fn default() -> Self {
@@ -45,6 +56,9 @@ impl Default for MtnConfig {
             api_user: SANDBOX_API_USER.into(),
             api_key: SecretString::from(SANDBOX_API_KEY),
             target_environment: "mtnuganda,mtnrwanda".into(),
+            disbursement_subscription_key: SecretString::from(SANDBOX_DISBURSEMENT_KEY),
+            disbursement_api_user: SANDBOX_DISBURSEMENT_USER.into(),
+            disbursement_api_key: SecretString::from(""),
         }
     }
 }
@@ -66,6 +80,9 @@ impl MtnConfig {
             api_user: String::new(),
             api_key: SecretString::from(""),
             target_environment: String::new(),
+            disbursement_subscription_key: SecretString::from(""),
+            disbursement_api_user: String::new(),
+            disbursement_api_key: SecretString::from(""),
         }
     }
 }
@@ -90,6 +107,9 @@ impl RailSettings for MtnConfig {
             "api_user",
             "api_key",
             "target_environment",
+            "disbursement_subscription_key",
+            "disbursement_api_user",
+            "disbursement_api_key",
         ]
     }
 
@@ -100,6 +120,11 @@ impl RailSettings for MtnConfig {
             "api_user" => self.api_user = value,
             "api_key" => self.api_key = SecretString::from(value),
             "target_environment" => self.target_environment = value,
+            "disbursement_subscription_key" => {
+                self.disbursement_subscription_key = SecretString::from(value)
+            }
+            "disbursement_api_user" => self.disbursement_api_user = value,
+            "disbursement_api_key" => self.disbursement_api_key = SecretString::from(value),
             _ => {}
         }
     }
@@ -155,6 +180,21 @@ impl RailSettings for MtnConfig {
         {
             return Err(
                 "subscription_key, api_user and api_key must all be set to live credentials".into(),
+            );
+        }
+        // Refunds are optional; when on, never through the sandbox's Disbursement user.
+        if !self.disbursement_api_user.is_empty()
+            && (self.disbursement_api_user == SANDBOX_DISBURSEMENT_USER
+                || self
+                    .disbursement_subscription_key
+                    .expose_secret()
+                    .is_empty()
+                || self.disbursement_subscription_key.expose_secret() == SANDBOX_DISBURSEMENT_KEY)
+        {
+            return Err(
+                "disbursement_api_user and disbursement_subscription_key (for refunds) must be \
+                 live credentials, or disbursement_api_user empty (refunds by hand)"
+                    .into(),
             );
         }
         if self.environments().any(|e| e == "sandbox") {

@@ -23,6 +23,7 @@ use crate::{
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, ConnectorError,
         InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome,
+        RefundAnswer, RefundReport, RefundRequest,
         shared::{TokenCache, bad_response, http_client, unreachable},
     },
     domain::{AttemptId, Money, money::Currency, phone::Country},
@@ -46,12 +47,31 @@ pub struct MtnMomo {
     capabilities: Capabilities,
     http: reqwest::Client,
     token: TokenCache,
+    /// The Disbursement product, for refunds; `None`: refunded by hand.
+    disbursement: Option<Disbursement>,
+}
+
+/// MTN's Disbursement product: its own subscription key, API user and token.
+struct Disbursement {
+    subscription_key: SecretString,
+    api_user: String,
+    api_key: SecretString,
+    token: TokenCache,
 }
 
 /// The `X-Reference-Id` for an attempt: a UUID v4 (version and variant bits set) made
 /// from a hash of the attempt id, so the same attempt always sends the same one.
 pub fn reference_id(attempt: &AttemptId) -> String {
-    let digest = Sha256::digest(format!("malipo-mtn-reference:{attempt}"));
+    uuid_for(&format!("malipo-mtn-reference:{attempt}"))
+}
+
+/// The `X-Reference-Id` of a refund: a UUIDv4 made from its id, the same on a resend.
+pub fn refund_reference_id(refund: &str) -> String {
+    uuid_for(&format!("malipo-mtn-refund:{refund}"))
+}
+
+fn uuid_for(seed: &str) -> String {
+    let digest = Sha256::digest(seed);
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -98,6 +118,16 @@ impl MtnMomo {
             },
             http: http_client(Duration::from_secs(15))?,
             token: TokenCache::default(),
+            disbursement: (!config.disbursement_api_user.is_empty()).then(|| Disbursement {
+                subscription_key: config.disbursement_subscription_key.clone(),
+                api_user: config.disbursement_api_user.clone(),
+                api_key: if config.disbursement_api_key.expose_secret().is_empty() {
+                    config.api_key.clone()
+                } else {
+                    config.disbursement_api_key.clone()
+                },
+                token: TokenCache::default(),
+            }),
         })
     }
 
@@ -213,6 +243,140 @@ impl MtnMomo {
         }
     }
 
+    /// A Disbursement token, from the cache or freshly fetched.
+    async fn disbursement_token(&self, d: &Disbursement) -> Result<String, ConnectorError> {
+        d.token
+            .get(TOKEN_MARGIN, || async {
+                let res = self
+                    .http
+                    .post(format!("{}/disbursement/token/", self.base_url))
+                    .basic_auth(&d.api_user, Some(d.api_key.expose_secret()))
+                    .header(
+                        "Ocp-Apim-Subscription-Key",
+                        d.subscription_key.expose_secret(),
+                    )
+                    .header(reqwest::header::CONTENT_LENGTH, "0")
+                    .send()
+                    .await
+                    .map_err(unreachable(RAIL))?;
+                let status = res.status().as_u16();
+                let body = res.bytes().await.map_err(unreachable(RAIL))?;
+                if status == 401 {
+                    return Err(ConnectorError::Rejected {
+                        rail: RAIL,
+                        code: "401".into(),
+                        message: "MTN refused the Disbursement API user, key or subscription key"
+                            .into(),
+                    });
+                }
+                let token: TokenResponse = serde_json::from_slice(&body)
+                    .map_err(|_| crate::connectors::shared::unreadable_token(RAIL, status))?;
+                Ok((token.access_token, Duration::from_secs(token.expires_in)))
+            })
+            .await
+    }
+
+    /// A Disbursement call to `environment`, retried once with a fresh token on 401.
+    async fn send_disbursement(
+        &self,
+        d: &Disbursement,
+        environment: &str,
+        req: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(u16, bytes::Bytes), ConnectorError> {
+        for attempt in 0..2 {
+            let token = self.disbursement_token(d).await?;
+            let res = req()
+                .bearer_auth(&token)
+                .header("X-Target-Environment", environment)
+                .header(
+                    "Ocp-Apim-Subscription-Key",
+                    d.subscription_key.expose_secret(),
+                )
+                .send()
+                .await
+                .map_err(unreachable(RAIL))?;
+            let status = res.status().as_u16();
+            let bytes = res.bytes().await.map_err(unreachable(RAIL))?;
+            if status == 401 && attempt == 0 {
+                d.token.forget().await;
+                continue;
+            }
+            return Ok((status, bytes));
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// Refunds `req.amount` of a request to pay: taken (202, or 409 for a resend of the
+    /// same reference id), then asked about at once — MTN decides a refund in moments,
+    /// and reports it to the callback URL too.
+    async fn refund_payment(
+        &self,
+        req: &RefundRequest<'_>,
+    ) -> Result<RefundAnswer, ConnectorError> {
+        let Some(d) = &self.disbursement else {
+            return Err(ConnectorError::Rejected {
+                rail: RAIL,
+                code: "refund_not_supported".into(),
+                message: "no Disbursement API user is configured".into(),
+            });
+        };
+        let paid_by = req
+            .operator_request_id
+            .ok_or_else(|| ConnectorError::Rejected {
+                rail: RAIL,
+                code: "no_reference".into(),
+                message: "the payment has no MTN reference id".into(),
+            })?;
+        let currency = req.amount.currency();
+        let environment = self.environment_for(Some(currency)).to_owned();
+        let reference = refund_reference_id(req.refund_id);
+        let body = wire::Refund {
+            amount: (req.amount.minor() / 10i64.pow(currency.exponent())).to_string(),
+            currency: currency.code().to_owned(),
+            external_id: req.refund_id.to_owned(),
+            payer_message: "Refund".into(),
+            payee_note: cut(req.refund_id, 160),
+            reference_id_to_refund: paid_by.to_owned(),
+        };
+        let url = format!("{}/disbursement/v1_0/refund", self.base_url);
+        let (status, bytes) = self
+            .send_disbursement(d, &environment, || {
+                self.http
+                    .post(&url)
+                    .header("X-Reference-Id", &reference)
+                    .header("X-Callback-Url", req.callback_url)
+                    .json(&body)
+            })
+            .await?;
+        if status != 202 {
+            match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(err) if err.code == "RESOURCE_ALREADY_EXIST" => {}
+                Ok(err) if status < 500 => {
+                    return Err(ConnectorError::Rejected {
+                        rail: RAIL,
+                        code: err.code,
+                        message: err.message.unwrap_or_default(),
+                    });
+                }
+                _ => return Err(bad_response(RAIL, status, &bytes)),
+            }
+        }
+        let url = format!("{}/disbursement/v1_0/refund/{reference}", self.base_url);
+        let (status, bytes) = self
+            .send_disbursement(d, &environment, || self.http.get(&url))
+            .await?;
+        match status {
+            200 => serde_json::from_slice::<wire::RefundResult>(&bytes)
+                .map(|r| r.answer())
+                .map_err(|_| bad_response(RAIL, status, &bytes)),
+            // Taken moments ago: not visible yet.
+            404 => Ok(RefundAnswer::Accepted {
+                operator_refund_id: None,
+            }),
+            _ => Err(bad_response(RAIL, status, &bytes)),
+        }
+    }
+
     /// Asks MTN how a request to pay in `currency` stands.
     pub async fn status(
         &self,
@@ -299,6 +463,30 @@ impl Connector for MtnMomo {
         _now_ms: i64,
     ) -> BoxFuture<'a, Result<Queried, ConnectorError>> {
         Box::pin(self.status_report(req.operator_request_id, req.amount.currency()))
+    }
+
+    fn refunds(&self) -> bool {
+        self.disbursement.is_some()
+    }
+
+    /// A Disbursement refund of the request to pay, whole or in part.
+    fn refund<'a>(
+        &'a self,
+        req: RefundRequest<'a>,
+    ) -> BoxFuture<'a, Result<RefundAnswer, ConnectorError>> {
+        Box::pin(async move { self.refund_payment(&req).await })
+    }
+
+    fn parse_refund_callback(&self, body: &[u8]) -> Result<RefundReport, BadCallback> {
+        let r: wire::RefundResult = serde_json::from_slice(body).map_err(|_| BadCallback)?;
+        let detail = match &r.reason {
+            Some(reason) => format!("{} {}", r.status, reason.code()),
+            None => r.status.clone(),
+        };
+        Ok(RefundReport {
+            answer: r.answer(),
+            detail,
+        })
     }
 
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback> {

@@ -119,6 +119,61 @@ impl RequestToPayResult {
     }
 }
 
+/// `POST /disbursement/v1_0/refund` (MTN's refunds are a Disbursement operation):
+/// `referenceIdToRefund` is the request to pay's `X-Reference-Id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refund {
+    /// Whole units, as text.
+    pub amount: String,
+    pub currency: String,
+    pub external_id: String,
+    pub payer_message: String,
+    pub payee_note: String,
+    pub reference_id_to_refund: String,
+}
+
+/// `GET /disbursement/v1_0/refund/{referenceId}`, and the refund's callback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub financial_transaction_id: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub amount: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub payee: Option<Party>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+impl RefundResult {
+    /// The refund's state: made, refused (with MTN's reason), or not yet.
+    pub fn answer(&self) -> crate::connectors::RefundAnswer {
+        use crate::connectors::RefundAnswer;
+        match self.status.as_str() {
+            "SUCCESSFUL" => RefundAnswer::Done {
+                operator_refund_id: self.financial_transaction_id.clone(),
+            },
+            "FAILED" | "REJECTED" => RefundAnswer::Refused {
+                code: self
+                    .reason
+                    .as_ref()
+                    .map_or(self.status.as_str(), Reason::code)
+                    .to_owned(),
+            },
+            _ => RefundAnswer::Accepted {
+                operator_refund_id: None,
+            },
+        }
+    }
+}
+
 /// An error body: `{"code": "RESOURCE_ALREADY_EXIST", "message": "…"}` (map on the code,
 /// never on the message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -50,7 +50,7 @@ const MAGIC_PREFIXES: [&str; 3] = ["46733123", "256770123", "250780123"];
 
 /// The scripted numbers' last three digits and what they do (for the README and the
 /// handset page; the numbers are `46733123…`, `256770123…` and `250780123…`).
-pub const SCRIPTED: [(&str, &str); 21] = [
+pub const SCRIPTED: [(&str, &str); 22] = [
     (
         "46733123450",
         "FAILED, reason INTERNAL_PROCESSING_ERROR (as a string) after 2 s",
@@ -102,7 +102,14 @@ pub const SCRIPTED: [(&str, &str); 21] = [
         "46733123473",
         "status GET says PENDING for 30 s after the answer",
     ),
+    (
+        "46733123480",
+        "pays (answer on the handset); its refund fails: NOT_ENOUGH_FUNDS on the Disbursement account",
+    ),
 ];
+
+/// How long MTN takes to decide a refund.
+pub const REFUND_MS: i64 = 1_000;
 
 /// The scenario's three digits, for a scripted number.
 fn scenario(phone: &str) -> Option<&str> {
@@ -146,6 +153,12 @@ impl SandboxOperator for Mtn {
             .route("/collection/token/", post(token))
             .route("/collection/v1_0/requesttopay", post(request_to_pay))
             .route("/collection/v1_0/requesttopay/{reference_id}", get(status))
+            .route("/disbursement/token/", post(disbursement_token))
+            .route("/disbursement/v1_0/refund", post(refund))
+            .route(
+                "/disbursement/v1_0/refund/{reference_id}",
+                get(refund_status),
+            )
     }
 
     fn network(&self) -> &'static str {
@@ -224,7 +237,18 @@ impl SandboxOperator for Mtn {
         )
     }
 
+    fn refund_refusal(&self, payer: &str) -> Option<(&'static str, &'static str)> {
+        (scenario(payer) == Some("480"))
+            .then_some(("NOT_ENOUGH_FUNDS", "The payer does not have enough funds."))
+    }
+
     fn callback(&self, req: &SandboxRequest) -> Option<OutgoingCallback> {
+        if req.refund_of.is_some() {
+            return Some(OutgoingCallback {
+                method: reqwest::Method::POST,
+                body: refund_result(req),
+            });
+        }
         // MTN sends the same body as the status GET, final verdict included (even while
         // its GET still says PENDING), by POST.
         Some(OutgoingCallback {
@@ -271,6 +295,30 @@ fn result(req: &SandboxRequest, final_view: bool) -> RequestToPayResult {
         status: status.to_owned(),
         reason,
     }
+}
+
+/// A refund's status GET body (and its callback's).
+fn refund_result(req: &SandboxRequest) -> Value {
+    let code = req.result_code.as_deref().filter(|_| req.decided);
+    let status = match code {
+        None => "PENDING",
+        Some("SUCCESSFUL") => "SUCCESSFUL",
+        Some(_) => "FAILED",
+    };
+    let mut body = json!({
+        "amount": req.whole_amount().to_string(),
+        "currency": req.currency.code(),
+        "externalId": req.wire_str("external_id"),
+        "payee": { "partyIdType": "MSISDN", "partyId": req.phone },
+        "status": status,
+    });
+    if status == "SUCCESSFUL" {
+        body["financialTransactionId"] = json!(req.receipt);
+    }
+    if let Some(c) = code.filter(|c| *c != "SUCCESSFUL") {
+        body["reason"] = json!(c);
+    }
+    body
 }
 
 /// MTN's error body with its HTTP status.
@@ -363,6 +411,215 @@ async fn token(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let token = sandbox.issue_token(RAIL, 48, Duration::from_secs(3600));
     Json(json!({ "access_token": token, "token_type": "access_token", "expires_in": 3600 }))
         .into_response()
+}
+
+/// The Disbursement product's subscription key, then (beyond the token) its bearer and
+/// environment.
+fn disbursing<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    token: bool,
+) -> Result<(&'a crate::sandbox::Sandbox, crate::domain::money::Currency), Box<Response>> {
+    let Some(sandbox) = state.sandbox.as_deref() else {
+        return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
+    };
+    let mtn = &sandbox.rails.mtn_momo;
+    let expected = mtn.disbursement_subscription_key.expose_secret();
+    if mtn.disbursement_api_user.is_empty()
+        || header(headers, "ocp-apim-subscription-key") != Some(expected)
+    {
+        return Err(Box::new(bad_subscription_key()));
+    }
+    if token {
+        return Ok((sandbox, crate::domain::money::Currency::Ugx));
+    }
+    if !sandbox.bearer_valid(RAIL, headers) {
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "Access token is missing, invalid or expired",
+        )));
+    }
+    match header(headers, "x-target-environment").and_then(environment) {
+        Some((currency, _)) => Ok((sandbox, currency)),
+        None => Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "NOT_ALLOWED_TARGET_ENVIRONMENT",
+            "Access to target environment is forbidden.",
+        ))),
+    }
+}
+
+/// `POST /disbursement/token/`: the Disbursement API user's token (its key is the
+/// Collection one's unless set apart).
+async fn disbursement_token(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = length_required(&headers) {
+        return refused;
+    }
+    let sandbox = match disbursing(&state, &headers, true) {
+        Ok((s, _)) => s,
+        Err(refused) => return *refused,
+    };
+    let mtn = &sandbox.rails.mtn_momo;
+    let key = match mtn.disbursement_api_key.expose_secret() {
+        "" => mtn.api_key.expose_secret(),
+        own => own,
+    };
+    let expected = format!("{}:{key}", mtn.disbursement_api_user);
+    let presented = header(&headers, "authorization")
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| B64.decode(b.trim()).ok());
+    if presented.as_deref() != Some(expected.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "login_failed" })),
+        )
+            .into_response();
+    }
+    let token = sandbox.issue_token(RAIL, 48, Duration::from_secs(3600));
+    Json(json!({ "access_token": token, "token_type": "access_token", "expires_in": 3600 }))
+        .into_response()
+}
+
+/// `POST /disbursement/v1_0/refund`: 202 with no body; decided a moment later (the
+/// status GET says, and the callback when `X-Callback-Url` was given).
+async fn refund(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let (sandbox, currency) = match disbursing(&state, &headers, false) {
+        Ok(ok) => ok,
+        Err(refused) => return *refused,
+    };
+    let bad = |message: &str| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message);
+    let Some(reference_id) = header(&headers, "x-reference-id").filter(|r| is_uuid_v4(r)) else {
+        return bad("X-Reference-Id must be a UUID version 4");
+    };
+    let callback_url = match header(&headers, "x-callback-url") {
+        None => None,
+        Some(url) if sandbox.callback_allowed(url) => Some(url.to_owned()),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_CALLBACK_URL_HOST",
+                "Callback URL does not match the configured value",
+            );
+        }
+    };
+    let Some(Json(body)) = body else {
+        return bad("The request body is not valid JSON");
+    };
+    let Ok(req) = serde_json::from_value::<crate::connectors::mtn::wire::Refund>(body) else {
+        return bad("The request body does not match the schema");
+    };
+    let failed = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "sandbox mtn: refund failed");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_PROCESSING_ERROR",
+            "An internal error occurred while processing.",
+        )
+    };
+    let original = match state
+        .store
+        .sandbox_request(RAIL, &req.reference_id_to_refund.to_ascii_lowercase())
+        .await
+    {
+        Ok(Some(o)) if o.refund_of.is_none() => o,
+        Ok(_) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "RESOURCE_NOT_FOUND",
+                "Requested resource was not found.",
+            );
+        }
+        Err(e) => return failed(e),
+    };
+    if currency.code() != req.currency || original.currency != currency {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INVALID_CURRENCY",
+            "Currency not supported.",
+        );
+    }
+    let Some(amount) = req
+        .amount
+        .parse::<i64>()
+        .ok()
+        .and_then(|u| u.checked_mul(10i64.pow(currency.exponent())))
+    else {
+        return bad("amount must be a positive whole number, as a string");
+    };
+    let mut wire = serde_json::Map::new();
+    wire.insert("external_id".into(), json!(req.external_id));
+    let taken = sandbox
+        .take_refund(
+            &state.store,
+            crate::sandbox::refunds::RefundAsk {
+                original: &original,
+                id: reference_id.to_ascii_lowercase(),
+                amount,
+                callback_url,
+                wire,
+                after_ms: REFUND_MS,
+                already: None,
+            },
+        )
+        .await;
+    use crate::sandbox::refunds::RefundTaken;
+    match taken {
+        Ok(RefundTaken::Taken(_)) => {
+            (StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response()
+        }
+        Ok(RefundTaken::Duplicate(_)) => error(
+            StatusCode::CONFLICT,
+            "RESOURCE_ALREADY_EXIST",
+            "Duplicated reference id. Creation of resource failed.",
+        ),
+        Ok(RefundTaken::NotPaid) => error(
+            StatusCode::CONFLICT,
+            "NOT_ALLOWED",
+            "The transaction to refund was not successful.",
+        ),
+        Ok(RefundTaken::AlreadyRefunded | RefundTaken::Exceeds { .. }) => error(
+            StatusCode::CONFLICT,
+            "NOT_ALLOWED",
+            "The refund is more than is left of the transaction.",
+        ),
+        Err(e) => failed(e),
+    }
+}
+
+/// `GET /disbursement/v1_0/refund/{referenceId}`.
+async fn refund_status(
+    State(state): State<AppState>,
+    Path(reference_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = disbursing(&state, &headers, false) {
+        return *refused;
+    }
+    match state
+        .store
+        .sandbox_request(RAIL, &reference_id.to_ascii_lowercase())
+        .await
+    {
+        Ok(Some(req)) if req.refund_of.is_some() => Json(refund_result(&req)).into_response(),
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_FOUND",
+            "Requested resource was not found.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox mtn: refund status failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_PROCESSING_ERROR",
+                "An internal error occurred while processing.",
+            )
+        }
+    }
 }
 
 /// A UUID in its canonical form, version 4, RFC 4122 variant.
@@ -512,8 +769,8 @@ async fn status(
         .sandbox_request(RAIL, &reference_id.to_ascii_lowercase())
         .await
     {
-        Ok(Some(req)) => Json(result(&req, false)).into_response(),
-        Ok(None) => error(
+        Ok(Some(req)) if req.refund_of.is_none() => Json(result(&req, false)).into_response(),
+        Ok(_) => error(
             StatusCode::NOT_FOUND,
             "RESOURCE_NOT_FOUND",
             "Requested resource was not found.",
@@ -547,6 +804,10 @@ mod tests {
     #[test]
     fn every_documented_number_has_its_behaviour() {
         for (phone, _) in SCRIPTED {
+            if phone.ends_with("480") {
+                // Its refund is refused; the payment is an ordinary one.
+                continue;
+            }
             assert_ne!(Mtn.script(phone), NORMAL, "{phone}");
             let ugandan = format!("256770123{}", &phone[8..]);
             assert_eq!(Mtn.script(phone), Mtn.script(&ugandan), "{ugandan}");
