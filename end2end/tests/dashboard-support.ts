@@ -108,14 +108,20 @@ export async function createKey(page: Page): Promise<string> {
   return key!;
 }
 
-/** A USD session of the key's merchant, with the customer's phone number. */
-export async function createSession(key: string, reference: string, phone: string): Promise<string> {
+/** A session of the key's merchant (USD 200 unless told), with the customer's phone number. */
+export async function createSession(
+  key: string,
+  reference: string,
+  phone: string,
+  amount = 20000,
+  currency = "USD",
+): Promise<string> {
   const res = await fetch(`${base}/v1/checkout/sessions`, {
     method: "POST",
     headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
     body: JSON.stringify({
-      amount: 20000,
-      currency: "USD",
+      amount,
+      currency,
       reference,
       description: "Balloon safari over the Mara",
       success_url: "https://lodge.example/paid",

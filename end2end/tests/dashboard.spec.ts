@@ -13,6 +13,7 @@ import {
   signatureOk,
   totp,
 } from "./dashboard-support";
+import { approveOnHandset } from "./support";
 
 // The merchant's dashboard, as a new merchant uses it: plain forms, so every flow runs
 // with JavaScript on and off. Mail goes over real SMTP to aiosmtpd; the tests read it
@@ -48,30 +49,47 @@ test("a key, a payment found by the phone's last digits, half refunded, on the t
   const hookSecret = (await page.locator("pre[data-secret]").getAttribute("data-secret"))!;
   expect(hookSecret).toMatch(/^whsec_/);
   const key = await createKey(page);
-  const digits = String(Math.floor(Math.random() * 900) + 100);
-  const reference = `TSV-${digits}-${Date.now() % 100000}`;
-  const sessionId = await createSession(key, reference, `+2547125${digits.padStart(5, "0")}`);
-  await payWithPaypal(page, sessionId);
+  // A UGX session paid with MTN MoMo from a phone of the shopper's own, on the handset.
+  const digits = String(Math.floor(Math.random() * 900_000) + 100_000);
+  const payer = `256772${digits}`;
+  const reference = `TSV-${digits}`;
+  const sessionId = await createSession(key, reference, `+${payer}`, 75000, "UGX");
+  await page.goto(`/pay/${sessionId}`);
+  await page.getByLabel("MTN MoMo phone number").fill(`0772${digits}`);
+  await page.getByRole("button", { name: /^Pay UGX/ }).click();
+  await approveOnHandset(payer, reference);
+  await expect(page.locator("[data-live=paid]")).toBeVisible({ timeout: 15_000 });
 
+  // Found by the last four digits of the number that paid.
   await page.goto("/dashboard/payments");
-  await page.getByLabel("Search").fill(digits);
+  await page.getByLabel("Search").fill(digits.slice(-4));
   await page.getByRole("button", { name: "Filter" }).click();
   await page.getByRole("link", { name: reference }).click();
-  await expect(page.getByRole("heading", { name: `${reference} · USD 200` })).toBeVisible();
-  await page.getByLabel(/Refund amount/).fill("100");
+  await expect(page.getByRole("heading", { name: `${reference} · UGX 75,000` })).toBeVisible();
+  await page.getByLabel(/Refund amount/).fill("37500");
   await page.getByRole("button", { name: "Refund…" }).click();
   await expect(page.getByRole("heading", { name: "Confirm the refund" })).toBeVisible();
-  await expect(page.locator("dl.facts")).toContainText("PayPal");
-  await page.getByRole("button", { name: "Refund USD 100" }).click();
+  await expect(page.locator("dl.facts")).toContainText("MTN MoMo");
+  await expect(page.locator("dl.facts")).toContainText(digits.slice(-3));
+  await page.getByRole("button", { name: "Refund UGX 37,500" }).click();
   await expect(page.getByText(/Refund re_\w+ sent/)).toBeVisible();
   const refunds = page.locator("tr[data-refund]");
   await expect(refunds).toHaveCount(1);
-  await expect(refunds).toContainText("USD 100");
-  await expect(refunds).toContainText("succeeded");
+  await expect(refunds).toContainText("UGX 37,500");
+  // MTN confirms a refund by callback, moments later.
+  await expect
+    .poll(
+      async () => {
+        await page.reload();
+        return refunds.textContent();
+      },
+      { timeout: 15_000 },
+    )
+    .toContain("succeeded");
   await expect(page.locator(".timeline")).toContainText("refund");
   // The hosted page says so too.
   await page.goto(`/pay/${sessionId}`);
-  await expect(page.locator("[data-refunded=true]")).toContainText("USD 100 refunded");
+  await expect(page.locator("[data-refunded=true]")).toContainText("UGX 37,500 refunded");
   // The merchant's receiver got refund.succeeded, signed with the endpoint's secret.
   await expect
     .poll(
