@@ -358,6 +358,7 @@ impl Application {
         let dashboard = AbortOnDrop(tokio::spawn(crate::dashboard::mass::run(
             self.state.store.clone(),
             self.state.webhooks.clone(),
+            self.state.payments.clone(),
         )));
         let live = AbortOnDrop(tokio::spawn(
             self.state.live.clone().run(self.state.payments.subscribe()),

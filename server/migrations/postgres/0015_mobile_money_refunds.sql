@@ -3,3 +3,12 @@
 -- payment they return. `refund_of` is that payment's request id; NULL for a push.
 ALTER TABLE sandbox_requests ADD COLUMN refund_of TEXT;
 CREATE INDEX sandbox_requests_refund_of ON sandbox_requests (operator, refund_of);
+
+-- Mass actions may now refund (the dashboard's bulk refund).
+ALTER TABLE mass_actions DROP CONSTRAINT mass_actions_kind_check;
+ALTER TABLE mass_actions ADD CONSTRAINT mass_actions_kind_check
+    CHECK (kind IN ('resend_webhooks', 'refund'));
+
+-- How many times a refund was sent: an operator's refusal posted later decides only a
+-- refund never sent again (a refusal may be of a resend while the first went through).
+ALTER TABLE refunds ADD COLUMN sends BIGINT NOT NULL DEFAULT 1;

@@ -3,3 +3,31 @@
 -- payment they return. `refund_of` is that payment's request id; NULL for a push.
 ALTER TABLE sandbox_requests ADD COLUMN refund_of TEXT;
 CREATE INDEX sandbox_requests_refund_of ON sandbox_requests (operator, refund_of);
+
+-- Mass actions may now refund (the dashboard's bulk refund). SQLite cannot change a
+-- CHECK constraint in place: the table is made again, rows and index included.
+CREATE TABLE mass_actions_new (
+    id           TEXT PRIMARY KEY,                -- ma_…
+    merchant_id  TEXT NOT NULL REFERENCES merchants (id),
+    mode         TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+    kind         TEXT NOT NULL CHECK (kind IN ('resend_webhooks', 'refund')),
+    items        TEXT NOT NULL,                   -- JSON array of ids (events, payments)
+    item_count   BIGINT NOT NULL,
+    actor        TEXT NOT NULL,                   -- the person's email
+    status       TEXT NOT NULL CHECK (status IN ('scheduled', 'cancelled', 'running', 'done')),
+    run_at       BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    finished_at  BIGINT,
+    outcome      TEXT
+);
+INSERT INTO mass_actions_new (id, merchant_id, mode, kind, items, item_count, actor, status,
+    run_at, created_at, finished_at, outcome)
+SELECT id, merchant_id, mode, kind, items, item_count, actor, status, run_at, created_at,
+    finished_at, outcome FROM mass_actions;
+DROP TABLE mass_actions;
+ALTER TABLE mass_actions_new RENAME TO mass_actions;
+CREATE INDEX mass_actions_due ON mass_actions (run_at) WHERE status = 'scheduled';
+
+-- How many times a refund was sent: an operator's refusal posted later decides only a
+-- refund never sent again (a refusal may be of a resend while the first went through).
+ALTER TABLE refunds ADD COLUMN sends BIGINT NOT NULL DEFAULT 1;

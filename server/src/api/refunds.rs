@@ -132,6 +132,14 @@ pub async fn create(
                     Err(_) => "Nothing is left to refund of this payment.".to_owned(),
                 },
             ),
+            RefundError::WholeUnits(currency) => ApiError::invalid(
+                "invalid_amount",
+                "amount",
+                format!(
+                    "This rail moves whole {} only: the amount must be a whole number of them, in minor units.",
+                    currency.code()
+                ),
+            ),
             RefundError::PartialNotSupported(paid, currency) => ApiError::invalid(
                 "partial_refund_not_supported",
                 "amount",

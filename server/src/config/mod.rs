@@ -644,6 +644,8 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(&env)?;
+        config.rails_live.mpesa.clear_sandbox_initiator();
+        config.rails_live.mtn_momo.clear_sandbox_disbursement();
         config.validate()?;
         Ok(config)
     }

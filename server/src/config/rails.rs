@@ -176,6 +176,17 @@ impl MpesaConfig {
             && self.security_credential.expose_secret() == other.security_credential.expose_secret()
     }
 
+    /// For live mode: the sandbox's reversal initiator left as it was (a live section
+    /// written before reversals existed) means refunds by hand.
+    pub fn clear_sandbox_initiator(&mut self) {
+        if self.initiator == SANDBOX_INITIATOR
+            && self.security_credential.expose_secret() == SANDBOX_SECURITY_CREDENTIAL
+        {
+            self.initiator.clear();
+            self.security_credential = SecretString::from("");
+        }
+    }
+
     /// Nothing set: the rail is off (live mode's default).
     pub fn off() -> Self {
         MpesaConfig {

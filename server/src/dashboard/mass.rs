@@ -1,4 +1,5 @@
-//! Mass actions (resend every failed webhook delivery at once), after Kopo Kopo's
+//! Mass actions (resend every failed webhook delivery at once; refund every payment
+//! shown: [`super::mass_refund`]), after Kopo Kopo's
 //! duplicate-SMS incident: a confirmation page with the count, the password again, a
 //! record in the audit log, and a delay (30 s by default) during which the action can
 //! be cancelled. The action runs once, by whichever instance claims it first.
@@ -29,12 +30,20 @@ use crate::{
     time::{format_utc, now_ms},
 };
 
+/// The kinds of mass action.
+pub const RESEND: &str = "resend_webhooks";
+pub const REFUND: &str = "refund";
+
 /// Events one mass resend takes at most.
 const MAX_ITEMS: i64 = 1_000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/dashboard/mass/resend", get(confirm).post(schedule))
+        .route(
+            "/dashboard/mass/refund",
+            get(super::mass_refund::confirm).post(super::mass_refund::schedule),
+        )
         .route("/dashboard/mass/{id}", get(status))
         .route("/dashboard/mass/{id}/cancel", post(cancel))
 }
@@ -171,6 +180,7 @@ async fn schedule(
             &id,
             &session.merchant.id,
             session.mode,
+            RESEND,
             &items,
             &session.user.email,
             run_at,
@@ -236,7 +246,22 @@ async fn status(
     let scheduled = action.status == "scheduled";
     let left = ((action.run_at - now_ms()).max(0) + 999) / 1000;
     let cancel = format!("/dashboard/mass/{}/cancel", action.id);
+    let refund = action.kind == REFUND;
+    let (title, back, back_label) = if refund {
+        ("Refund payments", "/dashboard/payments", "Payments")
+    } else {
+        (
+            "Resend failed webhooks",
+            "/dashboard/developers",
+            "Developers",
+        )
+    };
     let text = match action.status.as_str() {
+        "scheduled" if refund => format!(
+            "{} payments will be refunded in {left} s (at {} UTC). Cancel now if this was a mistake.",
+            action.items.len(),
+            format_utc(action.run_at)
+        ),
         "scheduled" => format!(
             "{} events will be sent again in {left} s (at {} UTC). Cancel now if this was a mistake.",
             action.items.len(),
@@ -248,7 +273,7 @@ async fn status(
     };
     let body = view! {
         <section class="card narrow">
-            <h1>"Resend failed webhooks"</h1>
+            <h1>{title}</h1>
             <p data-code=format!("mass_{}", action.status)>{text}</p>
             <p class="hint">{format!("Confirmed by {}.", action.actor)}</p>
             {scheduled.then(|| view! {
@@ -257,14 +282,18 @@ async fn status(
                     <button type="submit" class="danger">"Cancel"</button>
                 </form>
             })}
-            <p><a href=format!("/dashboard/mass/{}", action.id)>"Refresh"</a> " · " <a href="/dashboard/developers">"Developers"</a></p>
+            <p><a href=format!("/dashboard/mass/{}", action.id)>"Refresh"</a> " · " <a href=back>{back_label}</a></p>
         </section>
     };
     let mut response = web.page(
         StatusCode::OK,
         document(
-            "Resend failed webhooks",
-            Some(nav(&signed.0, &web, "developers")),
+            title,
+            Some(nav(
+                &signed.0,
+                &web,
+                if refund { "payments" } else { "developers" },
+            )),
             body.into_any(),
         ),
     );
@@ -288,14 +317,18 @@ async fn cancel(
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
     }
-    if !signed.may(Permission::ResendWebhooks) {
-        return forbidden(&web, "resend webhooks");
-    }
     let action = match owned(&state, &signed, &id).await {
         Ok(Some(a)) => a,
         Ok(None) => return not_found(&web),
         Err(r) => return r,
     };
+    let refund = action.kind == REFUND;
+    if refund && !signed.may(Permission::Refund) {
+        return forbidden(&web, "refund");
+    }
+    if !refund && !signed.may(Permission::ResendWebhooks) {
+        return forbidden(&web, "resend webhooks");
+    }
     let session = &signed.0;
     match state.store.cancel_mass_action(&action.id, now_ms()).await {
         Ok(cancelled) => {
@@ -306,7 +339,11 @@ async fn cancel(
                         Some(&session.merchant.id),
                         Some(&session.user.id),
                         &session.user.email,
-                        "webhooks.mass_resend_cancelled",
+                        if refund {
+                            "refunds.mass_refund_cancelled"
+                        } else {
+                            "webhooks.mass_resend_cancelled"
+                        },
                         &action.id,
                         Some(&web.ip),
                         now_ms(),
@@ -323,7 +360,11 @@ async fn cancel(
 const TICK: Duration = Duration::from_secs(1);
 
 /// Runs due mass actions, and once an hour forgets expired sign-in records.
-pub async fn run(store: Store, webhooks: crate::webhooks::Webhooks) {
+pub async fn run(
+    store: Store,
+    webhooks: crate::webhooks::Webhooks,
+    payments: crate::payments::Payments,
+) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = 0;
@@ -345,6 +386,28 @@ pub async fn run(store: Store, webhooks: crate::webhooks::Webhooks) {
             }
         };
         for action in due {
+            if action.kind == REFUND {
+                let outcome = super::mass_refund::run(&payments, &action).await;
+                tracing::info!(action = %action.id, %outcome, "bulk refund ran");
+                if let Err(e) = store
+                    .finish_mass_action(&action.id, &outcome, now_ms())
+                    .await
+                {
+                    tracing::warn!(error = %e, "mass action finished but not recorded");
+                }
+                let _ = store
+                    .audit(
+                        Some(&action.merchant_id),
+                        None,
+                        &action.actor,
+                        "refunds.mass_refund_ran",
+                        &format!("{}: {outcome}", action.id),
+                        None,
+                        now_ms(),
+                    )
+                    .await;
+                continue;
+            }
             let mut sent = 0usize;
             let mut missing = 0usize;
             for id in &action.items {

@@ -20,6 +20,7 @@ mod auth;
 mod developers;
 mod mailbox;
 pub mod mass;
+mod mass_refund;
 mod payments;
 mod settings;
 mod team;

@@ -55,7 +55,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]
-struct ListQuery {
+pub(super) struct ListQuery {
     status: String,
     rail: String,
     from: String,
@@ -65,7 +65,34 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(&self) -> PaymentFilter {
+    /// The filters as a form posts them back (the bulk refund's confirmation).
+    pub(super) fn of(status: &str, rail: &str, from: &str, to: &str, q: &str) -> ListQuery {
+        ListQuery {
+            status: status.to_owned(),
+            rail: rail.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            q: q.to_owned(),
+            page: String::new(),
+        }
+    }
+
+    /// The filters set, as (name, value) pairs.
+    pub(super) fn fields(&self) -> Vec<(&'static str, String)> {
+        [
+            ("status", &self.status),
+            ("rail", &self.rail),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k, v.clone()))
+        .collect()
+    }
+
+    pub(super) fn filter(&self) -> PaymentFilter {
         PaymentFilter {
             status: ListStatus::parse(&self.status),
             rail: RailId::parse(&self.rail),
@@ -86,18 +113,10 @@ impl ListQuery {
     }
 
     /// The query string for another page (or the CSV), keeping the filters.
-    fn with_page(&self, page: Option<i64>) -> String {
+    pub(super) fn with_page(&self, page: Option<i64>) -> String {
         let mut out = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("status", &self.status),
-            ("rail", &self.rail),
-            ("from", &self.from),
-            ("to", &self.to),
-            ("q", &self.q),
-        ] {
-            if !v.is_empty() {
-                out.append_pair(k, v);
-            }
+        for (k, v) in self.fields() {
+            out.append_pair(k, &v);
         }
         if let Some(p) = page {
             out.append_pair("page", &p.to_string());
@@ -188,6 +207,9 @@ async fn list(
         .map(|r| view! { <option value=r.as_str() selected=q.rail == r.as_str()>{r.label()}</option> })
         .collect_view();
     let csv_href = format!("/dashboard/payments.csv?{}", q.with_page(None));
+    let bulk_href = signed
+        .may(Permission::Refund)
+        .then(|| format!("/dashboard/mass/refund?{}", q.with_page(None)));
     let prev = (page > 1).then(|| format!("/dashboard/payments?{}", q.with_page(Some(page - 1))));
     let next = more.then(|| format!("/dashboard/payments?{}", q.with_page(Some(page + 1))));
     let body = view! {
@@ -203,6 +225,7 @@ async fn list(
             <div><label for="to">"To"</label><input id="to" type="date" name="to" value=q.to.clone() /></div>
             <div><button type="submit">"Filter"</button></div>
             <div><a href=csv_href>"Export CSV"</a></div>
+            {bulk_href.map(|href| view! { <div><a href=href>"Refund all shown…"</a></div> })}
         </form>
         {if empty {
             view! { <p class="card" data-code="no_payments">"No payments match."</p> }.into_any()
@@ -893,6 +916,11 @@ async fn refund(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "refund_not_supported",
                     format!("Malipo cannot refund {rail} payments yet."),
+                ),
+                RefundError::WholeUnits(currency) => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_amount",
+                    format!("This rail refunds whole {} only.", currency.code()),
                 ),
                 RefundError::PartialNotSupported(paid, currency) => (
                     StatusCode::BAD_REQUEST,

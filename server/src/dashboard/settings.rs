@@ -1,5 +1,6 @@
 //! Settings: the business name, brand colour, and the support contacts the hosted page
-//! shows, because a shopper who is stuck needs to reach the merchant.
+//! shows, because a shopper who is stuck needs to reach the merchant; and the ways to pay
+//! (rails) its checkouts offer in each mode.
 
 use axum::{
     Router,
@@ -19,14 +20,17 @@ use super::{
 };
 use crate::{
     accounts::{Permission, normalize_email},
+    connectors::RailId,
     merchants::parse_name,
     startup::AppState,
-    store::MerchantProfile,
+    store::{MerchantProfile, StoreError},
     time::now_ms,
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/dashboard/settings", get(page).post(save))
+    Router::new()
+        .route("/dashboard/settings", get(page).post(save))
+        .route("/dashboard/settings/rails", axum::routing::post(save_rails))
 }
 
 #[derive(Deserialize, Default)]
@@ -135,6 +139,35 @@ struct SavedQuery {
     saved: String,
 }
 
+/// A rail as the Settings page shows it for the mode at the top.
+struct RailRow {
+    rail: RailId,
+    /// This server has it on in this mode.
+    available: bool,
+    /// The business takes payments with it.
+    on: bool,
+}
+
+/// Every rail, for the merchant in the session's mode.
+async fn rail_rows(state: &AppState, signed: &Signed) -> Result<Vec<RailRow>, StoreError> {
+    let session = &signed.0;
+    let chosen = state
+        .store
+        .merchant_rails(&session.merchant.id, session.mode)
+        .await?;
+    Ok(RailId::ALL
+        .into_iter()
+        .map(|rail| {
+            let available = state.payments.rail_on(rail, session.mode);
+            RailRow {
+                rail,
+                available,
+                on: available && chosen.as_ref().is_none_or(|list| list.contains(&rail)),
+            }
+        })
+        .collect())
+}
+
 async fn page(
     State(state): State<AppState>,
     web: Web,
@@ -157,24 +190,42 @@ async fn page(
             .unwrap_or_default(),
         brand_color: profile.brand_color.unwrap_or_default(),
     };
-    let saved = q.saved == "1";
-    render(
-        &web,
-        &signed,
-        &form,
-        saved.then(|| "Saved. The hosted page shows it from now on.".to_owned()),
-        None,
-    )
+    let rails = match rail_rows(&state, &signed).await {
+        Ok(r) => r,
+        Err(e) => return store_failed(e),
+    };
+    let notice = match q.saved.as_str() {
+        "1" => Some("Saved. The hosted page shows it from now on.".to_owned()),
+        "rails" => Some("Saved. New checkouts offer the rails switched on.".to_owned()),
+        _ => None,
+    };
+    render(&web, &signed, &form, &rails, notice, None)
 }
 
 fn render(
     web: &Web,
     signed: &Signed,
     form: &SettingsForm,
+    rails: &[RailRow],
     notice: Option<String>,
     error: Option<(String, &'static str)>,
 ) -> Response {
     let may = signed.may(Permission::ManageSettings);
+    let may_rails = signed.may(Permission::ManageRails);
+    let mode = signed.0.mode;
+    let rail_items = rails
+        .iter()
+        .map(|r| {
+            let id = format!("rail_{}", r.rail.as_str());
+            view! {
+                <div class="check" data-rail=r.rail.as_str() data-on=r.on.to_string()>
+                    <input id=id.clone() type="checkbox" name=id.clone() value="on" checked=r.on disabled=!may_rails || !r.available />
+                    <label for=id>{r.rail.label()}
+                        {(!r.available).then(|| format!(" — not set up on this server in {} mode", mode.as_str()))}</label>
+                </div>
+            }
+        })
+        .collect_view();
     let body = view! {
         <h1>"Settings"</h1>
         <Notice notice />
@@ -195,6 +246,17 @@ fn render(
             <label for="brand_color">"Brand colour (#rrggbb, dark enough for white text)"</label>
             <input id="brand_color" type="text" name="brand_color" value=form.brand_color.clone() placeholder="#0b6e4f" disabled=!may />
             {may.then(|| view! { <button type="submit">"Save"</button> })}
+        </form>
+        <form method="post" action="/dashboard/settings/rails" class="card">
+            <Csrf token=web.csrf.clone() />
+            <h2>{format!("Ways to pay ({} mode)", mode.as_str())}</h2>
+            <p class="hint">{if mode == crate::domain::Mode::Live {
+                "What your live checkouts offer. Switching live rails needs your password from the last 10 minutes; only owners may."
+            } else {
+                "What your test checkouts offer (the switch at the top changes the mode). Only owners may change it."
+            }}</p>
+            {rail_items}
+            {may_rails.then(|| view! { <button type="submit">"Save the ways to pay"</button> })}
         </form>
     };
     web.page(
@@ -228,7 +290,11 @@ async fn save(
     let (name, profile) = match parse(&form) {
         Ok(v) => v,
         Err(e) => {
-            let mut r = render(&web, &signed, &form, None, Some(e));
+            let rails = match rail_rows(&state, &signed).await {
+                Ok(r) => r,
+                Err(e) => return store_failed(e),
+            };
+            let mut r = render(&web, &signed, &form, &rails, None, Some(e));
             *r.status_mut() = StatusCode::BAD_REQUEST;
             return r;
         }
@@ -268,6 +334,120 @@ async fn save(
         )
         .await;
     web.finish(Redirect::to("/dashboard/settings?saved=1"))
+}
+
+/// `POST /dashboard/settings/rails`: the rails this business takes payments with, in the
+/// mode at the top (`rail_{id}=on` for each switched on). Live mode's need a recent
+/// password: switching a live rail on sends real shoppers' money to it.
+async fn save_rails(
+    State(state): State<AppState>,
+    web: Web,
+    headers: HeaderMap,
+    signed: Signed,
+    DashForm(form): DashForm<std::collections::HashMap<String, String>>,
+) -> Response {
+    let csrf = form.get("csrf").map(String::as_str).unwrap_or_default();
+    if web.check(&state, &headers, csrf).is_err() {
+        return web.refused();
+    }
+    if !signed.may(Permission::ManageRails) {
+        return forbidden(&web, "switch rails on or off");
+    }
+    let session = &signed.0;
+    if session.mode == crate::domain::Mode::Live
+        && let Some(r) = super::auth::needs_reauth(&signed, "/dashboard/settings")
+    {
+        return r;
+    }
+    let rows = match rail_rows(&state, &signed).await {
+        Ok(r) => r,
+        Err(e) => return store_failed(e),
+    };
+    let chosen: Vec<RailId> = rows
+        .iter()
+        .filter(|r| {
+            r.available
+                && form
+                    .get(&format!("rail_{}", r.rail.as_str()))
+                    .is_some_and(|v| v == "on")
+        })
+        .map(|r| r.rail)
+        .collect();
+    if chosen.is_empty() {
+        let mut r = render(
+            &web,
+            &signed,
+            &profile_form(&state, &signed).await,
+            &rows,
+            None,
+            Some((
+                "Switch on at least one way to pay: a checkout with none cannot be paid.".into(),
+                "no_rails",
+            )),
+        );
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    }
+    // Every rail the server has on: stored as "every rail", so one set up later is
+    // offered too.
+    let every = rows.iter().filter(|r| r.available).count() == chosen.len();
+    let before: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.on)
+        .map(|r| r.rail.as_str())
+        .collect();
+    if let Err(e) = state
+        .store
+        .update_account(
+            &session.merchant.id,
+            session.mode,
+            None,
+            Some((!every).then_some(chosen.as_slice())),
+            None,
+        )
+        .await
+    {
+        return store_failed(e);
+    }
+    let after: Vec<&str> = chosen.iter().map(|r| r.as_str()).collect();
+    let _ = state
+        .store
+        .audit(
+            Some(&session.merchant.id),
+            Some(&session.user.id),
+            &session.user.email,
+            "rails.changed",
+            &format!(
+                "{} mode: {} → {}",
+                session.mode.as_str(),
+                before.join(","),
+                after.join(",")
+            ),
+            Some(&web.ip),
+            now_ms(),
+        )
+        .await;
+    web.finish(Redirect::to("/dashboard/settings?saved=rails"))
+}
+
+/// The profile form as stored (to show the page again).
+async fn profile_form(state: &AppState, signed: &Signed) -> SettingsForm {
+    let profile = state
+        .store
+        .merchant_profile(&signed.0.merchant.id)
+        .await
+        .unwrap_or_default();
+    SettingsForm {
+        csrf: String::new(),
+        name: signed.0.merchant.name.clone(),
+        support_phone: profile.support_phone.unwrap_or_default(),
+        support_email: profile.support_email.unwrap_or_default(),
+        support_whatsapp: profile
+            .support_whatsapp
+            .map(|w| format!("+{w}"))
+            .unwrap_or_default(),
+        brand_color: profile.brand_color.unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

@@ -268,6 +268,11 @@ impl Payments {
         self.rails.get(rail, mode)
     }
 
+    /// Whether this server has `rail` on in `mode` (configured, with its connector).
+    pub fn rail_on(&self, rail: RailId, mode: Mode) -> bool {
+        self.connector(rail, mode).is_some()
+    }
+
     /// Whether payments on `rail` in `mode` can be refunded through Malipo.
     pub fn refunds_supported(&self, rail: RailId, mode: Mode) -> bool {
         self.connector(rail, mode).is_some_and(|c| c.refunds())

@@ -36,6 +36,9 @@ pub enum RefundError {
     Exceeds { available: i64, currency: Currency },
     #[error("the rail has no refund")]
     NotSupported(&'static str),
+    /// The rail moves whole units of the currency only (Daraja, MTN, Vodacom, Airtel).
+    #[error("this rail refunds whole units of {0} only")]
+    WholeUnits(Currency),
     /// The rail returns a payment whole, once (Airtel's refund, Daraja's reversal).
     #[error("this rail refunds only the whole payment ({0} minor units)")]
     PartialNotSupported(i64, Currency),
@@ -91,6 +94,10 @@ impl Payments {
                 attempt.amount.minor(),
                 attempt.amount.currency(),
             ));
+        }
+        let unit = 10i64.pow(attempt.amount.currency().exponent());
+        if connector.capabilities().whole_units && request.amount.is_some_and(|a| a % unit != 0) {
+            return Err(RefundError::WholeUnits(attempt.amount.currency()));
         }
         let refund = match self
             .store
@@ -272,7 +279,8 @@ impl Payments {
         let now = now_ms();
         match report.answer {
             RefundAnswer::Done { operator_refund_id } => {
-                self.store
+                let made = self
+                    .store
                     .finish_refund(
                         &id,
                         RefundStatus::Succeeded,
@@ -282,7 +290,18 @@ impl Payments {
                         now,
                     )
                     .await?;
-                tracing::info!(refund = %id, "refund made");
+                if made {
+                    tracing::info!(refund = %id, "refund made");
+                } else if refund.status == RefundStatus::Failed {
+                    // Its amount was freed, yet the operator says the money went back:
+                    // a person must look (the result is kept with the payment).
+                    tracing::error!(refund = %id, detail = %report.detail, "a refund recorded as failed was made by the operator: check it");
+                }
+            }
+            // Sent more than once, a refusal may be of a later send while an earlier one
+            // went through: it stays pending for a person, as a refused resend does.
+            RefundAnswer::Refused { code } if refund.sends > 1 => {
+                tracing::error!(refund = %id, %code, detail = %report.detail, "a refund sent again was refused: check it at the operator");
             }
             RefundAnswer::Refused { code } => {
                 tracing::warn!(refund = %id, detail = %report.detail, "refund refused by the operator");

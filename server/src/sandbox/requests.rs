@@ -205,7 +205,7 @@ impl Store {
     ) -> Result<Option<SandboxRequest>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM sandbox_requests WHERE phone = $1 AND id = $2 \
-             ORDER BY created_at LIMIT 1"
+             AND refund_of IS NULL ORDER BY created_at LIMIT 1"
         ))
         .bind(phone)
         .bind(id)

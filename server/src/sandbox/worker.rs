@@ -27,7 +27,8 @@ pub async fn decide(
     let op = operator(req.operator);
     let b = sandbox.behaviour(req.operator, &req.phone);
     let receipt = (code == op.answer(Answer::Approved).0).then(|| op.receipt());
-    let sends = req.callback_url.is_some() && b.callbacks > 0;
+    // As many callbacks as were due when it was taken (a refund may lose its own).
+    let sends = req.callback_url.is_some() && req.callbacks_due > 0;
     let decided = store
         .sandbox_decide(
             req.operator,

@@ -1125,6 +1125,8 @@ pub struct MassAction {
     pub id: String,
     pub merchant_id: MerchantId,
     pub mode: Mode,
+    /// `resend_webhooks` (items: events) or `refund` (items: payments).
+    pub kind: String,
     pub items: Vec<String>,
     pub actor: String,
     pub status: String,
@@ -1151,6 +1153,7 @@ impl MassAction {
                 Mode::Test
             },
             actor: row.try_get("actor")?,
+            kind: row.try_get("kind")?,
             status: row.try_get("status")?,
             run_at: row.try_get("run_at")?,
             outcome: row.try_get("outcome")?,
@@ -1158,7 +1161,7 @@ impl MassAction {
     }
 }
 
-const MASS_COLUMNS: &str = "id, merchant_id, mode, items, actor, status, run_at, outcome";
+const MASS_COLUMNS: &str = "id, merchant_id, mode, kind, items, actor, status, run_at, outcome";
 
 impl Store {
     /// Events of a merchant in one mode with a delivery that failed for good (at most
@@ -1183,13 +1186,15 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
-    /// Schedules a mass action (resend these events) for `run_at`.
+    /// Schedules a mass action of `kind` (resend these events, refund these payments)
+    /// for `run_at`.
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_mass_action(
         &self,
         id: &str,
         merchant: &MerchantId,
         mode: Mode,
+        kind: &str,
         items: &[String],
         actor: &str,
         run_at: i64,
@@ -1197,7 +1202,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO mass_actions (id, merchant_id, mode, kind, items, item_count, actor, \
-             status, run_at, created_at) VALUES ($1, $2, $3, 'resend_webhooks', $4, $5, $6, \
+             status, run_at, created_at) VALUES ($1, $2, $3, $9, $4, $5, $6, \
              'scheduled', $7, $8)",
         )
         .bind(id)
@@ -1208,6 +1213,7 @@ impl Store {
         .bind(actor)
         .bind(run_at)
         .bind(now)
+        .bind(kind)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -59,10 +59,12 @@ pub struct RefundRecord {
     pub failure_code: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// How many times it was sent (a resend after a lost answer counts).
+    pub sends: i64,
 }
 
 const REFUND_COLUMNS: &str = "id, attempt_id, session_id, amount_minor, currency, status, reason, \
-     operator_refund_id, failure_code, created_at, updated_at";
+     operator_refund_id, failure_code, created_at, updated_at, sends";
 
 impl RefundRecord {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -85,6 +87,7 @@ impl RefundRecord {
             failure_code: row.try_get("failure_code")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            sends: row.try_get("sends")?,
             id: RefundId::from_db(id),
         })
     }
@@ -173,6 +176,7 @@ impl Store {
             failure_code: None,
             created_at: now,
             updated_at: now,
+            sends: 1,
         };
         sqlx::query(
             "INSERT INTO refunds (id, attempt_id, session_id, amount_minor, currency, status, \
@@ -348,8 +352,8 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         Ok(sqlx::query(
-            "UPDATE refunds SET updated_at = $3 WHERE id = $1 AND status = 'pending' \
-             AND updated_at = $2",
+            "UPDATE refunds SET updated_at = $3, sends = sends + 1 WHERE id = $1 \
+             AND status = 'pending' AND updated_at = $2",
         )
         .bind(id.as_str())
         .bind(seen)

@@ -1443,3 +1443,202 @@ async fn racing_guesses_are_all_counted() {
     assert!(checked <= 5, "{checked} guesses were checked");
     assert_eq!(checked + refused, 20);
 }
+
+#[tokio::test]
+async fn a_bulk_refund_shows_its_count_and_total_can_be_cancelled_and_refunds_each_payment_once() {
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.dashboard.mass_action_delay_secs = 1;
+        c.sandbox_delay_percent = 5;
+    })
+    .await;
+    let mut b = signed_up(&app, "wanjiru@coastbus.example", "Coast Bus Lines").await;
+    let key = key_for(&app, &mut b).await;
+    // Two seats on a bus that will not run, paid; one of them half refunded already.
+    let mut paid = Vec::new();
+    for seat in ["SEAT-1", "SEAT-2"] {
+        let id = session_for(&app, &key, 20_000, "USD", seat).await;
+        paid.push(pay_with_paypal(&app, &id).await.id.to_string());
+    }
+    let half: Value = app
+        .client
+        .post(format!("{}/v1/refunds", app.addr))
+        .bearer_auth(&key)
+        .header("idempotency-key", "half-of-seat-1")
+        .json(&json!({"payment": paid[0], "amount": 10_000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(half["status"], "succeeded", "{half}");
+
+    let list = b.get("/dashboard/payments?status=paid").await;
+    assert!(
+        list.body.contains("/dashboard/mass/refund?status=paid"),
+        "{}",
+        list.body
+    );
+    let confirm = b.get("/dashboard/mass/refund?status=paid").await;
+    assert!(
+        confirm
+            .body
+            .contains("data-count=\"2\" data-total=\"USD 300\""),
+        "all that is left of each: {}",
+        confirm.body
+    );
+    let fields = |password: &'static str, total: &'static str| {
+        vec![
+            ("password", password),
+            ("count", "2"),
+            ("total", total),
+            ("status", "paid"),
+        ]
+    };
+    let wrong = b
+        .post(
+            "/dashboard/mass/refund",
+            &fields("not the password", "USD 300"),
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "the password is asked every time");
+    let stale = b
+        .post("/dashboard/mass/refund", &fields(PASSWORD, "USD 400"))
+        .await;
+    assert_eq!(stale.status, 409, "what was confirmed is what is refunded");
+    assert!(stale.has_code("count_changed"));
+    // Confirmed, then cancelled during its delay: nothing is refunded.
+    let scheduled = b
+        .post("/dashboard/mass/refund", &fields(PASSWORD, "USD 300"))
+        .await;
+    let status_url = scheduled.location.clone().unwrap();
+    assert!(b.get(&status_url).await.has_code("mass_scheduled"));
+    b.post(&format!("{status_url}/cancel"), &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert!(b.get(&status_url).await.has_code("mass_cancelled"));
+    let refunds = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM refunds")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(refunds().await, 1, "only the half refund made before");
+
+    // Confirmed and left alone: each payment refunded once, in whole.
+    b.get("/dashboard/mass/refund?status=paid").await;
+    let scheduled = b
+        .post("/dashboard/mass/refund", &fields(PASSWORD, "USD 300"))
+        .await;
+    let status_url = scheduled.location.clone().unwrap();
+    let mut done = None;
+    for _ in 0..50 {
+        let page = b.get(&status_url).await;
+        if page.has_code("mass_done") {
+            done = Some(page.body);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let done = done.expect("the bulk refund ran");
+    assert!(done.contains("2 payments: 2 refunded"), "{done}");
+    assert_eq!(refunds().await, 3);
+    let left: Value = app
+        .client
+        .get(format!("{}/v1/refunds?payment={}", app.addr, paid[0]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let amounts: Vec<i64> = left["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["amount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts.iter().sum::<i64>(), 20_000, "{left}");
+    // Nothing is left to refund now.
+    assert!(
+        b.get("/dashboard/mass/refund?status=paid")
+            .await
+            .has_code("nothing_to_refund")
+    );
+    let audit = b.get("/dashboard/audit").await;
+    for what in [
+        "refunds.mass_refund_scheduled",
+        "refunds.mass_refund_cancelled",
+        "refunds.mass_refund_ran",
+    ] {
+        assert!(audit.body.contains(what), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn the_owner_switches_the_ways_to_pay_and_new_checkouts_offer_only_those() {
+    let app = app().await;
+    let mut b = signed_up(&app, "baraka@tsavo.example", "Tsavo Trails").await;
+    let merchant = app
+        .store
+        .merchant_by_name("Tsavo Trails")
+        .await
+        .unwrap()
+        .unwrap();
+    let settings = b.get("/dashboard/settings").await;
+    assert!(
+        settings
+            .body
+            .contains("data-rail=\"airtel\" data-on=\"true\""),
+        "every rail the server has on, on: {}",
+        settings.body
+    );
+    // None at all: refused, nothing written.
+    let none = b.post("/dashboard/settings/rails", &[]).await;
+    assert_eq!(none.status, 400);
+    assert!(none.has_code("no_rails"));
+    let mode = malipo::domain::Mode::Test;
+    assert_eq!(
+        app.store.merchant_rails(&merchant.id, mode).await.unwrap(),
+        None
+    );
+    // M-PESA and cards only.
+    let saved = b
+        .post(
+            "/dashboard/settings/rails",
+            &[
+                ("rail_mpesa", "on"),
+                ("rail_card", "on"),
+                ("rail_nonsense", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        saved.location.as_deref(),
+        Some("/dashboard/settings?saved=rails")
+    );
+    assert_eq!(
+        app.store.merchant_rails(&merchant.id, mode).await.unwrap(),
+        Some(vec![
+            malipo::connectors::RailId::Mpesa,
+            malipo::connectors::RailId::Card
+        ])
+    );
+    let key = key_for(&app, &mut b).await;
+    let id = session_for(&app, &key, 150_000, "KES", "TRAIL-3").await;
+    let page = app.page(&id).await;
+    assert!(!page.contains(r#"name="rail" value="airtel""#), "{page}");
+    let audit = b.get("/dashboard/audit").await;
+    assert!(audit.body.contains("rails.changed"));
+    // Every rail again: stored as "every rail", so one set up later is offered too.
+    let all: Vec<(String, String)> = malipo::connectors::RailId::ALL
+        .iter()
+        .map(|r| (format!("rail_{}", r.as_str()), "on".to_owned()))
+        .collect();
+    let fields: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    b.post("/dashboard/settings/rails", &fields).await;
+    assert_eq!(
+        app.store.merchant_rails(&merchant.id, mode).await.unwrap(),
+        None
+    );
+}

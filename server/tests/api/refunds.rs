@@ -373,6 +373,19 @@ async fn a_reversal_whose_result_is_lost_is_sent_again_and_never_made_twice() {
         app.addr,
         app.store.derived_token("refund-callback", &id)
     );
+    // Sent twice, a refusal posted now may be of the second send while the first went
+    // through: it decides nothing (a person checks). Nor does a queue time-out notice.
+    for noise in [
+        json!({"Result": {"ResultType": 0, "ResultCode": 1, "ResultDesc": "The balance is insufficient for the transaction.",
+            "OriginatorConversationID": "x", "ConversationID": "y", "TransactionID": "Z"}}),
+        json!({"Result": {"ResultType": 1, "ResultCode": "SVC0403", "ResultDesc": "Queue timeout",
+            "OriginatorConversationID": "x", "ConversationID": "y", "TransactionID": ""}}),
+    ] {
+        let res = app.client.post(&url).json(&noise).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let (_, still) = get(&app, &key, &format!("/v1/refunds/{id}")).await;
+        assert_eq!(still["status"], "pending", "{noise}: {still}");
+    }
     let body = malipo::sandbox::operators::daraja::reversal_result(&second);
     let res = app.client.post(&url).json(&body).send().await.unwrap();
     assert_eq!(res.status(), 200);

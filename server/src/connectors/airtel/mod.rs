@@ -312,24 +312,27 @@ impl Connector for Airtel {
                 .await?;
             let answer: wire::RefundAnswer =
                 serde_json::from_slice(&bytes).map_err(|_| bad_response(RAIL, status, &bytes))?;
-            if status >= 500 {
-                // Airtel failed inside: whether it refunded is not known.
-                return Err(bad_response(RAIL, status, &bytes));
-            }
-            Ok(match answer.data {
-                Some(d) if answer.status.success && d.transaction.status == "SUCCESS" => {
-                    RefundAnswer::Done {
-                        operator_refund_id: d.transaction.airtel_money_id,
-                    }
+            let code = answer
+                .status
+                .response_code
+                .clone()
+                .or(answer.status.result_code.clone())
+                .unwrap_or(answer.status.code.clone());
+            // Only a definite answer decides: made (SUCCESS/TS), or refused (FAILED/TF,
+            // or the request itself refused with a 4xx). Anything else — in process,
+            // ambiguous, Airtel failing inside — leaves it unknown: sent again.
+            match answer.data.as_ref().map(|d| d.transaction.status.as_str()) {
+                Some("SUCCESS" | "SUCCESSFUL" | "TS") if answer.status.success => {
+                    Ok(RefundAnswer::Done {
+                        operator_refund_id: answer.data.and_then(|d| d.transaction.airtel_money_id),
+                    })
                 }
-                _ => RefundAnswer::Refused {
-                    code: answer
-                        .status
-                        .response_code
-                        .or(answer.status.result_code)
-                        .unwrap_or(answer.status.code),
-                },
-            })
+                Some("FAILED" | "TF") if status < 500 => Ok(RefundAnswer::Refused { code }),
+                None if (400..500).contains(&status) && !answer.status.success => {
+                    Ok(RefundAnswer::Refused { code })
+                }
+                _ => Err(bad_response(RAIL, status, &bytes)),
+            }
         })
     }
 

@@ -364,7 +364,15 @@ impl Connector for Daraja {
         let result = serde_json::from_slice::<ResultEnvelope>(body)
             .map_err(|_| BadCallback)?
             .result;
+        // A queue time-out notice (to the same URL) is not the reversal's result.
+        let completed = match &result.result_type {
+            serde_json::Value::Null => true,
+            v => v.as_i64() == Some(0) || v.as_str() == Some("0"),
+        };
         let answer = match result.result_code.as_str() {
+            _ if !completed => RefundAnswer::Accepted {
+                operator_refund_id: None,
+            },
             "0" => RefundAnswer::Done {
                 operator_refund_id: Some(result.transaction_id.clone()).filter(|t| !t.is_empty()),
             },

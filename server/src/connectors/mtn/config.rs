@@ -72,6 +72,18 @@ impl MtnConfig {
             .filter(|e| !e.is_empty())
     }
 
+    /// For live mode: the sandbox's Disbursement user left as it was (a live section
+    /// written before refunds existed) means refunds by hand.
+    pub fn clear_sandbox_disbursement(&mut self) {
+        if self.disbursement_api_user == SANDBOX_DISBURSEMENT_USER
+            && self.disbursement_subscription_key.expose_secret() == SANDBOX_DISBURSEMENT_KEY
+        {
+            self.disbursement_api_user.clear();
+            self.disbursement_subscription_key = SecretString::from("");
+            self.disbursement_api_key = SecretString::from("");
+        }
+    }
+
     /// Nothing set: the rail is off (live mode's default).
     pub fn off() -> Self {
         MtnConfig {

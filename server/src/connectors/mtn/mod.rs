@@ -361,20 +361,24 @@ impl MtnMomo {
                 _ => return Err(bad_response(RAIL, status, &bytes)),
             }
         }
+        // MTN took it: from here on nothing is a refusal. A status that cannot be read
+        // leaves it taken (its callback, or the next send's 409 and status, says).
+        let taken = RefundAnswer::Accepted {
+            operator_refund_id: None,
+        };
         let url = format!("{}/disbursement/v1_0/refund/{reference}", self.base_url);
-        let (status, bytes) = self
+        let Ok((status, bytes)) = self
             .send_disbursement(d, &environment, || self.http.get(&url))
-            .await?;
-        match status {
+            .await
+        else {
+            return Ok(taken);
+        };
+        Ok(match status {
             200 => serde_json::from_slice::<wire::RefundResult>(&bytes)
                 .map(|r| r.answer())
-                .map_err(|_| bad_response(RAIL, status, &bytes)),
-            // Taken moments ago: not visible yet.
-            404 => Ok(RefundAnswer::Accepted {
-                operator_refund_id: None,
-            }),
-            _ => Err(bad_response(RAIL, status, &bytes)),
-        }
+                .unwrap_or(taken),
+            _ => taken,
+        })
     }
 
     /// Asks MTN how a request to pay in `currency` stands.

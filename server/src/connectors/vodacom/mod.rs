@@ -414,14 +414,35 @@ impl Inner {
                     },
                 })
             }
-            // Failed inside, overloaded, timed out, or a code we do not know: whether it
-            // was reversed is not known; it is sent again.
-            Some(Ins::InternalError | Ins::Overloaded | Ins::RequestTimeout) | None => {
-                Err(bad_response(RAIL, status, &bytes))
-            }
-            Some(_) => Ok(RefundAnswer::Refused {
+            // A definite refusal: nothing was reversed.
+            Some(
+                Ins::TransactionFailed
+                | Ins::InsufficientBalance
+                | Ins::InvalidAmount
+                | Ins::InvalidTransactionId
+                | Ins::InvalidShortcode
+                | Ins::InvalidReference
+                | Ins::InvalidTransactionReference
+                | Ins::InvalidThirdPartyReference
+                | Ins::ParametersMissing
+                | Ins::ValidationFailed
+                | Ins::InvalidOperationType
+                | Ins::InvalidInitiator
+                | Ins::InvalidSecurityCredential
+                | Ins::InitiatorAuthentication
+                | Ins::AccountNotActive
+                | Ins::CustomerProfileProblem
+                | Ins::ReceiverInvalid
+                | Ins::MsisdnInvalid
+                | Ins::UserNotActive
+                | Ins::InvalidMarket
+                | Ins::LinkingTransactionNotFound,
+            ) => Ok(RefundAnswer::Refused {
                 code: answer.response_code,
             }),
+            // Failed inside, overloaded, timed out, "unknown status", not indexed yet, or a
+            // code we do not know: whether it was reversed is not known; sent again.
+            _ => Err(bad_response(RAIL, status, &bytes)),
         }
     }
 

@@ -436,6 +436,7 @@ async fn payment(
 /// payment back to its payer, answered at once; a payment refunded already is refused.
 async fn refund(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Option<Json<serde_json::Value>>,
 ) -> Response {
@@ -443,6 +444,16 @@ async fn refund(
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
+    // Refunds count against the pushes' quota: each one is a row.
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    if !sandbox.push_allowed(client, now_ms()) {
+        return status_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ESB000001",
+            "",
+            "Too many requests",
+        );
+    }
     let not_found = || {
         status_error(
             StatusCode::NOT_FOUND,

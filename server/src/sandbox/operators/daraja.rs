@@ -250,6 +250,7 @@ fn router() -> Router<AppState> {
 /// number's callback behaviour. The whole payment only, once.
 async fn reversal(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
@@ -258,6 +259,15 @@ async fn reversal(
     };
     if let Some(denied) = check_bearer(&state, &headers) {
         return denied;
+    }
+    // Reversals count against the pushes' quota: each one is a row and a callback.
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    if !sandbox.push_allowed(client, now_ms()) {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "500.003.02",
+            "Spike arrest violation",
+        );
     }
     let Some(Json(body)) = body else {
         return invalid("Request Body");

@@ -485,6 +485,7 @@ async fn disbursement_token(State(state): State<AppState>, headers: HeaderMap) -
 /// status GET says, and the callback when `X-Callback-Url` was given).
 async fn refund(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
@@ -492,6 +493,15 @@ async fn refund(
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
+    // Refunds count against the pushes' quota: each one is a row and a callback.
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    if !sandbox.push_allowed(client, now_ms()) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({ "statusCode": 429, "message": "Rate limit is exceeded." })),
+        )
+            .into_response();
+    }
     let bad = |message: &str| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message);
     let Some(reference_id) = header(&headers, "x-reference-id").filter(|r| is_uuid_v4(r)) else {
         return bad("X-Reference-Id must be a UUID version 4");

@@ -334,6 +334,7 @@ async fn query(state: &AppState, params: &HashMap<String, String>) -> Response {
 /// an invalid amount (INS-13).
 async fn reversal(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -342,6 +343,11 @@ async fn reversal(
     };
     if let Err(refused) = session(sandbox, &headers).await {
         return *refused;
+    }
+    // Reversals count against the pushes' quota: each one is a row.
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    if !sandbox.push_allowed(client, now_ms()) {
+        return answer(Ins::Overloaded, json!({}));
     }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return answer(Ins::ParametersMissing, json!({}));
