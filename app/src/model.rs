@@ -66,6 +66,8 @@ pub struct CheckoutView {
     pub support: Option<SupportView>,
     /// The merchant's brand colour (`#rrggbb`, dark enough for white text on it).
     pub brand_color: Option<String>,
+    /// The merchant's logo, on this origin (`/logos/{digest}`).
+    pub logo_url: Option<String>,
     /// "Refunded" / "KES 500 refunded", once money went back to the payer.
     pub refunded: Option<String>,
 }

@@ -441,6 +441,7 @@ pub fn checkout_view(
         paypal: None,
         support: None,
         brand_color: None,
+        logo_url: None,
         refunded: None,
         // Masked: the page (and the server function's answer) never carries a full
         // number; a masked value posted back stands for the number it masks.
@@ -493,6 +494,7 @@ impl PageService for CheckoutService {
                     let profile = self.store.merchant_profile(&session.merchant_id).await?;
                     view.support = support_view(&profile);
                     view.brand_color = profile.brand_color.clone();
+                    view.logo_url = profile.logo.as_ref().map(|d| format!("/logos/{d}"));
                     if session.payment_status == PaymentStatus::Paid
                         && let Some(paying) = self.store.paying_attempt(&session.id).await?
                     {

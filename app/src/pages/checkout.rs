@@ -302,6 +302,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
                 </p>
             })}
             <header class="merchant">
+                {view.logo_url.clone().map(|src| view! { <img class="logo" src=src alt="" height="40" /> })}
                 <p class="merchant-name">{view.merchant_name.clone()}</p>
             </header>
             <section class="summary" aria-label="What you are paying for">

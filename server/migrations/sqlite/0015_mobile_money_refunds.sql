@@ -31,3 +31,14 @@ CREATE INDEX mass_actions_due ON mass_actions (run_at) WHERE status = 'scheduled
 -- How many times a refund was sent: an operator's refusal posted later decides only a
 -- refund never sent again (a refusal may be of a resend while the first went through).
 ALTER TABLE refunds ADD COLUMN sends BIGINT NOT NULL DEFAULT 1;
+
+-- The merchant's logo on its hosted page (set in the dashboard): a small PNG, JPEG or
+-- WebP, base64 in the row (at most 16 KiB of image), served from this origin by its
+-- digest, so a new logo is a new URL and browsers may keep one for good.
+CREATE TABLE merchant_logos (
+    merchant_id   TEXT PRIMARY KEY REFERENCES merchants (id),
+    digest        TEXT NOT NULL UNIQUE,            -- hex SHA-256 of the bytes (first 32)
+    content_type  TEXT NOT NULL CHECK (content_type IN ('image/png', 'image/jpeg', 'image/webp')),
+    data          TEXT NOT NULL,                   -- base64 of the image
+    updated_at    BIGINT NOT NULL
+);

@@ -31,6 +31,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/dashboard/settings", get(page).post(save))
         .route("/dashboard/settings/rails", axum::routing::post(save_rails))
+        .route(
+            "/dashboard/settings/logo",
+            axum::routing::post(save_logo).layer(axum::extract::DefaultBodyLimit::max(64 * 1024)),
+        )
+        .route("/logos/{digest}", get(logo))
 }
 
 #[derive(Deserialize, Default)]
@@ -42,6 +47,39 @@ struct SettingsForm {
     support_email: String,
     support_whatsapp: String,
     brand_color: String,
+    /// The logo's digest, as stored (never read from a form).
+    #[serde(skip)]
+    logo: Option<String>,
+}
+
+/// The largest logo taken: it loads with the page on 2G.
+const LOGO_MAX_BYTES: usize = 16 * 1024;
+/// The largest side of a PNG logo, in pixels.
+const LOGO_MAX_SIDE: u32 = 1024;
+
+/// The image's content type when `bytes` is a PNG (of sane size), a JPEG or a WebP; SVG
+/// and everything else are refused (an SVG can carry script).
+fn logo_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() > LOGO_MAX_BYTES {
+        return None;
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.get(12..16) == Some(b"IHDR") {
+        let side = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let (w, h) = (side(16)?, side(20)?);
+        return ((1..=LOGO_MAX_SIDE).contains(&w) && (1..=LOGO_MAX_SIDE).contains(&h))
+            .then_some("image/png");
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Some("image/jpeg");
+    }
+    if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        return Some("image/webp");
+    }
+    None
 }
 
 /// A phone number in international form (`+` and 9 to 15 digits; spaces and dashes
@@ -129,6 +167,7 @@ fn parse(form: &SettingsForm) -> Result<(String, MerchantProfile), (String, &'st
             support_email,
             support_whatsapp,
             brand_color,
+            logo: None,
         },
     ))
 }
@@ -189,6 +228,7 @@ async fn page(
             .map(|w| format!("+{w}"))
             .unwrap_or_default(),
         brand_color: profile.brand_color.unwrap_or_default(),
+        logo: profile.logo,
     };
     let rails = match rail_rows(&state, &signed).await {
         Ok(r) => r,
@@ -197,6 +237,7 @@ async fn page(
     let notice = match q.saved.as_str() {
         "1" => Some("Saved. The hosted page shows it from now on.".to_owned()),
         "rails" => Some("Saved. New checkouts offer the rails switched on.".to_owned()),
+        "logo" => Some("Saved. The hosted page shows the logo from now on.".to_owned()),
         _ => None,
     };
     render(&web, &signed, &form, &rails, notice, None)
@@ -247,6 +288,16 @@ fn render(
             <input id="brand_color" type="text" name="brand_color" value=form.brand_color.clone() placeholder="#0b6e4f" disabled=!may />
             {may.then(|| view! { <button type="submit">"Save"</button> })}
         </form>
+        <form method="post" action="/dashboard/settings/logo" enctype="multipart/form-data" class="card">
+            <Csrf token=web.csrf.clone() />
+            <h2>"Logo"</h2>
+            {form.logo.clone().map(|d| view! { <p><img class="logo" src=format!("/logos/{d}") alt="Your logo" height="40" data-logo=d /></p> })}
+            <p class="hint">"Shown above your name on the payment page. PNG, JPEG or WebP, at most 16 KB and 1024 px a side: shoppers on 2G load it with the page."</p>
+            <label for="logo">"Logo file"</label>
+            <input id="logo" type="file" name="logo" accept="image/png,image/jpeg,image/webp" disabled=!may />
+            {may.then(|| view! { <button type="submit">"Upload the logo"</button> })}
+            {(may && form.logo.is_some()).then(|| view! { <button type="submit" name="remove" value="1" class="danger">"Remove the logo"</button> })}
+        </form>
         <form method="post" action="/dashboard/settings/rails" class="card">
             <Csrf token=web.csrf.clone() />
             <h2>{format!("Ways to pay ({} mode)", mode.as_str())}</h2>
@@ -294,6 +345,13 @@ async fn save(
                 Ok(r) => r,
                 Err(e) => return store_failed(e),
             };
+            let mut form = form;
+            form.logo = state
+                .store
+                .merchant_profile(&session.merchant.id)
+                .await
+                .ok()
+                .and_then(|p| p.logo);
             let mut r = render(&web, &signed, &form, &rails, None, Some(e));
             *r.status_mut() = StatusCode::BAD_REQUEST;
             return r;
@@ -430,6 +488,133 @@ async fn save_rails(
     web.finish(Redirect::to("/dashboard/settings?saved=rails"))
 }
 
+/// `POST /dashboard/settings/logo` (multipart): a new logo, or `remove`.
+async fn save_logo(
+    State(state): State<AppState>,
+    web: Web,
+    headers: HeaderMap,
+    signed: Signed,
+    mut multipart: axum::extract::Multipart,
+) -> Response {
+    let (mut csrf, mut file, mut remove) = (String::new(), None::<Vec<u8>>, false);
+    let unreadable = |web: &Web| {
+        web.page(
+            StatusCode::BAD_REQUEST,
+            super::views::message_page(
+                "Upload not understood",
+                "invalid_logo",
+                "The upload arrived incomplete or too large (a logo is at most 16 KB). Go back and try again.",
+                Some(("/dashboard/settings", "Back to settings")),
+            ),
+        )
+    };
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => match field.name().unwrap_or_default() {
+                "csrf" => csrf = field.text().await.unwrap_or_default(),
+                "remove" => remove = true,
+                "logo" => match field.bytes().await {
+                    Ok(b) if !b.is_empty() => file = Some(b.to_vec()),
+                    Ok(_) => {}
+                    Err(_) => return unreadable(&web),
+                },
+                _ => {}
+            },
+            Ok(None) => break,
+            Err(_) => return unreadable(&web),
+        }
+    }
+    if web.check(&state, &headers, &csrf).is_err() {
+        return web.refused();
+    }
+    if !signed.may(Permission::ManageSettings) {
+        return forbidden(&web, "change settings");
+    }
+    if let Some(r) = super::auth::needs_reauth(&signed, "/dashboard/settings") {
+        return r;
+    }
+    let session = &signed.0;
+    let logo = match (&file, remove) {
+        (_, true) => None,
+        (Some(bytes), false) => match logo_type(bytes) {
+            Some(kind) => Some((kind, bytes.as_slice())),
+            None => {
+                let rails = rail_rows(&state, &signed).await.unwrap_or_default();
+                let mut r = render(
+                    &web,
+                    &signed,
+                    &profile_form(&state, &signed).await,
+                    &rails,
+                    None,
+                    Some((
+                        "That is not a logo Malipo takes: a PNG (at most 1024 px a side), JPEG or WebP, at most 16 KB.".into(),
+                        "invalid_logo",
+                    )),
+                );
+                *r.status_mut() = StatusCode::BAD_REQUEST;
+                return r;
+            }
+        },
+        (None, false) => return web.finish(Redirect::to("/dashboard/settings")),
+    };
+    let digest = match state
+        .store
+        .set_merchant_logo(&session.merchant.id, logo, now_ms())
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return store_failed(e),
+    };
+    let _ = state
+        .store
+        .audit(
+            Some(&session.merchant.id),
+            Some(&session.user.id),
+            &session.user.email,
+            "settings.logo_changed",
+            &match (&digest, logo) {
+                (Some(d), Some((kind, bytes))) => format!("{kind}, {} bytes, {d}", bytes.len()),
+                _ => "removed".to_owned(),
+            },
+            Some(&web.ip),
+            now_ms(),
+        )
+        .await;
+    web.finish(Redirect::to("/dashboard/settings?saved=logo"))
+}
+
+/// `GET /logos/{digest}`: a merchant's logo, for its hosted page. A new logo is a new
+/// digest, so this one may be kept for good.
+async fn logo(
+    State(state): State<AppState>,
+    axum::extract::Path(digest): axum::extract::Path<String>,
+) -> Response {
+    use axum::{http::header, response::IntoResponse};
+    if digest.len() != 40 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match state.store.merchant_logo(&digest).await {
+        Ok(Some(l)) => (
+            [
+                (header::CONTENT_TYPE, l.content_type),
+                (
+                    header::CACHE_CONTROL,
+                    "public, max-age=31536000, immutable".to_owned(),
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'".to_owned(),
+                ),
+            ],
+            l.bytes,
+        )
+            .into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => store_failed(e),
+    }
+}
+
 /// The profile form as stored (to show the page again).
 async fn profile_form(state: &AppState, signed: &Signed) -> SettingsForm {
     let profile = state
@@ -447,6 +632,7 @@ async fn profile_form(state: &AppState, signed: &Signed) -> SettingsForm {
             .map(|w| format!("+{w}"))
             .unwrap_or_default(),
         brand_color: profile.brand_color.unwrap_or_default(),
+        logo: profile.logo,
     }
 }
 

@@ -425,6 +425,16 @@ pub struct MerchantProfile {
     pub support_email: Option<String>,
     pub support_whatsapp: Option<String>,
     pub brand_color: Option<String>,
+    /// The logo's digest (its URL is `/logos/{digest}`), when one is set. Changed only
+    /// through [`Store::set_merchant_logo`].
+    pub logo: Option<String>,
+}
+
+/// A merchant's logo as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MerchantLogo {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Store {
@@ -433,8 +443,9 @@ impl Store {
         merchant_id: &MerchantId,
     ) -> Result<MerchantProfile, StoreError> {
         let row = sqlx::query(
-            "SELECT support_phone, support_email, support_whatsapp, brand_color FROM merchants \
-             WHERE id = $1",
+            "SELECT support_phone, support_email, support_whatsapp, brand_color, \
+             (SELECT digest FROM merchant_logos l WHERE l.merchant_id = m.id) AS logo \
+             FROM merchants m WHERE id = $1",
         )
         .bind(merchant_id.as_str())
         .fetch_optional(&self.pool)
@@ -447,7 +458,74 @@ impl Store {
             support_email: row.try_get("support_email")?,
             support_whatsapp: row.try_get("support_whatsapp")?,
             brand_color: row.try_get("brand_color")?,
+            logo: row.try_get("logo")?,
         })
+    }
+
+    /// Sets (or, with `None`, removes) a merchant's logo: `(content type, bytes)`.
+    /// Returns its digest.
+    pub async fn set_merchant_logo(
+        &self,
+        merchant_id: &MerchantId,
+        logo: Option<(&str, &[u8])>,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM merchant_logos WHERE merchant_id = $1")
+            .bind(merchant_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let digest = match logo {
+            None => None,
+            Some((content_type, bytes)) => {
+                let digest = hex::encode(&sha2::Sha256::digest(bytes)[..16]);
+                // The same image for two merchants: one row each, told apart by the id.
+                let digest = format!(
+                    "{digest}{}",
+                    &hex::encode(sha2::Sha256::digest(merchant_id.as_str()))[..8]
+                );
+                sqlx::query(
+                    "INSERT INTO merchant_logos (merchant_id, digest, content_type, data, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(merchant_id.as_str())
+                .bind(&digest)
+                .bind(content_type)
+                .bind(base64::engine::general_purpose::STANDARD.encode(bytes))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                Some(digest)
+            }
+        };
+        tx.commit().await?;
+        Ok(digest)
+    }
+
+    /// A logo by its digest.
+    pub async fn merchant_logo(&self, digest: &str) -> Result<Option<MerchantLogo>, StoreError> {
+        use base64::Engine as _;
+        let row = sqlx::query("SELECT content_type, data FROM merchant_logos WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let data: String = row.try_get("data")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| StoreError::Corrupt {
+                table: "merchant_logos",
+                id: digest.to_owned(),
+                what: e.to_string(),
+            })?;
+        Ok(Some(MerchantLogo {
+            content_type: row.try_get("content_type")?,
+            bytes,
+        }))
     }
 
     /// Sets a merchant's name and hosted-page profile, all at once.

@@ -1642,3 +1642,134 @@ async fn the_owner_switches_the_ways_to_pay_and_new_checkouts_offer_only_those()
         None
     );
 }
+
+/// A multipart form body (`name`, optional `(filename, bytes)` or text) and its type.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "malipo-test-boundary-7d9f";
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match filename {
+            Some(f) => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
+    0x42, 0x60, 0x82,
+];
+
+#[tokio::test]
+async fn a_logo_is_uploaded_checked_served_from_here_and_shown_on_the_hosted_page() {
+    let app = app().await;
+    let mut b = signed_up(&app, "nia@lamu.example", "Lamu Dhow Trips").await;
+    b.get("/dashboard/settings").await;
+    let upload = async |b: &mut Browser<'_>, parts: &[(&str, Option<&str>, &[u8])]| {
+        let (kind, body) = multipart(parts);
+        let res = app
+            .client
+            .post(format!("{}/dashboard/settings/logo", app.addr))
+            .header("cookie", b.cookie_header())
+            .header("content-type", kind)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        b.take(res).await
+    };
+    let csrf = b.csrf.clone();
+    // An SVG (it can carry script), and a PNG too large, are refused.
+    let svg = upload(
+        &mut b,
+        &[
+            ("csrf", None, csrf.as_bytes()),
+            (
+                "logo",
+                Some("logo.svg"),
+                b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(svg.status, 400);
+    assert!(svg.has_code("invalid_logo"), "{}", svg.body);
+    let big = [PNG, &vec![0u8; 20 * 1024]].concat();
+    let too_big = upload(
+        &mut b,
+        &[
+            ("csrf", None, csrf.as_bytes()),
+            ("logo", Some("big.png"), &big),
+        ],
+    )
+    .await;
+    assert_eq!(too_big.status, 400);
+    // Without the form's token: refused.
+    let forged = upload(&mut b, &[("logo", Some("logo.png"), PNG)]).await;
+    assert_eq!(forged.status, 403);
+    let saved = upload(
+        &mut b,
+        &[
+            ("csrf", None, csrf.as_bytes()),
+            ("logo", Some("logo.png"), PNG),
+        ],
+    )
+    .await;
+    assert_eq!(
+        saved.location.as_deref(),
+        Some("/dashboard/settings?saved=logo")
+    );
+    let settings = b.get("/dashboard/settings").await;
+    let digest = settings
+        .body
+        .split("data-logo=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("{}", settings.body))
+        .to_owned();
+    let served = app
+        .client
+        .get(format!("{}/logos/{digest}", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "image/png");
+    assert_eq!(served.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(served.bytes().await.unwrap().as_ref(), PNG);
+    let key = key_for(&app, &mut b).await;
+    let id = session_for(&app, &key, 150_000, "KES", "DHOW-1").await;
+    assert!(
+        app.page(&id)
+            .await
+            .contains(&format!("src=\"/logos/{digest}\""))
+    );
+    // Removed: gone from the page and from its URL.
+    let csrf = b.csrf.clone();
+    upload(
+        &mut b,
+        &[("csrf", None, csrf.as_bytes()), ("remove", None, b"1")],
+    )
+    .await;
+    assert!(!app.page(&id).await.contains("/logos/"));
+    let gone = app
+        .client
+        .get(format!("{}/logos/{digest}", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+}
