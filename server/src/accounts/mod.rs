@@ -891,6 +891,22 @@ impl Accounts {
         let (Some(merchant), Some(role)) = (record.merchant_id.clone(), record.role) else {
             return Err(AccountError::BadLink);
         };
+        // The inviter must still be able to give this role: someone removed or demoted
+        // since cannot bring people in through a link they sent before.
+        let inviter_may = match &record.created_by {
+            Some(inviter) => self
+                .store
+                .role_in(inviter, &merchant)
+                .await?
+                .is_some_and(|r| {
+                    r.may(Permission::ManageTeam)
+                        && (role != Role::Owner || r.may(Permission::ManageOwners))
+                }),
+            None => false,
+        };
+        if !inviter_may {
+            return Err(AccountError::BadLink);
+        }
         let existing = self.store.user_by_email(&record.email).await?;
         let new_hash = match &existing {
             Some(user) => {

@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/dashboard/team", get(team))
         .route("/dashboard/team/invite", post(invite))
+        .route("/dashboard/team/invite/cancel", post(cancel_invite))
         .route("/dashboard/team/{user}/role", post(change_role))
         .route("/dashboard/team/{user}/remove", post(remove))
         .route("/dashboard/business", post(switch_business))
@@ -74,6 +75,7 @@ async fn team(
     let me = session.user.id.clone();
     let notice = match q.done.as_str() {
         "invited" => Some("Invitation sent.".to_owned()),
+        "withdrawn" => Some("Invitation withdrawn: its link no longer works.".to_owned()),
         "changed" => Some("Role changed.".to_owned()),
         "removed" => Some("Removed from the team; their sessions here ended.".to_owned()),
         _ => None,
@@ -119,10 +121,20 @@ async fn team(
             }
         })
         .collect_view();
+    let may_invite = actor.may(Permission::ManageTeam);
     let invite_rows = invites
         .into_iter()
-        .map(|i| view! {
-            <tr><td>{i.email}</td><td>{i.role.map(Role::as_str)}</td><td>{format_utc(i.expires_at)}</td></tr>
+        .map(|i| {
+            let withdraw = (may_invite && i.role.is_some_and(|r| may_assign(actor, r))).then(|| view! {
+                <form method="post" action="/dashboard/team/invite/cancel" class="inline">
+                    <Csrf token=web.csrf.clone() />
+                    <input type="hidden" name="invite" value=i.token_hash.clone() />
+                    <button type="submit" class="danger">"Withdraw"</button>
+                </form>
+            });
+            view! {
+                <tr data-invite=i.email.clone()><td>{i.email.clone()}</td><td>{i.role.map(Role::as_str)}</td><td>{format_utc(i.expires_at)}</td><td>{withdraw}</td></tr>
+            }
         })
         .collect_view();
     let invite_options = Role::ALL
@@ -177,7 +189,7 @@ async fn team(
                 <p class="hint">"Roles: an owner can do everything; an admin runs the business (refunds, settings, the team) but cannot touch owners or live credentials; a developer manages keys and webhooks and sees payments; a viewer only reads. See the README's permission table."</p>
             </section>
             <h2>"Invitations waiting"</h2>
-            <table><thead><tr><th>"Email"</th><th>"Role"</th><th>"Expires (UTC)"</th></tr></thead><tbody>{invite_rows}</tbody></table>
+            <table><thead><tr><th>"Email"</th><th>"Role"</th><th>"Expires (UTC)"</th><th></th></tr></thead><tbody>{invite_rows}</tbody></table>
         })}
         {many.then(|| view! {
             <section class="card"><h2>"Your businesses"</h2><ul>{business_rows}</ul></section>
@@ -195,6 +207,55 @@ struct InviteForm {
     csrf: String,
     email: String,
     role: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CancelInviteForm {
+    csrf: String,
+    invite: String,
+}
+
+/// `POST /dashboard/team/invite/cancel`: withdraws a pending invitation; its link no
+/// longer works.
+async fn cancel_invite(
+    State(state): State<AppState>,
+    web: Web,
+    headers: HeaderMap,
+    signed: Signed,
+    DashForm(form): DashForm<CancelInviteForm>,
+) -> Response {
+    if web.check(&state, &headers, &form.csrf).is_err() {
+        return web.refused();
+    }
+    if !signed.may(Permission::ManageTeam) {
+        return forbidden(&web, "withdraw invitations");
+    }
+    let session = &signed.0;
+    match state
+        .store
+        .cancel_invite(&session.merchant.id, &form.invite, now_ms())
+        .await
+    {
+        Ok(withdrawn) => {
+            if withdrawn {
+                let _ = state
+                    .store
+                    .audit(
+                        Some(&session.merchant.id),
+                        Some(&session.user.id),
+                        &session.user.email,
+                        "team.invitation_withdrawn",
+                        &form.invite.chars().take(12).collect::<String>(),
+                        Some(&web.ip),
+                        now_ms(),
+                    )
+                    .await;
+            }
+            web.finish(Redirect::to("/dashboard/team?done=withdrawn"))
+        }
+        Err(e) => store_failed(e),
+    }
 }
 
 async fn invite(

@@ -105,6 +105,8 @@ pub struct TokenRecord {
     pub email: String,
     pub merchant_id: Option<MerchantId>,
     pub role: Option<Role>,
+    /// Who made it (an invitation's inviter).
+    pub created_by: Option<UserId>,
 }
 
 /// A new sign-in session.
@@ -299,7 +301,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT user_id, email, merchant_id, role FROM user_tokens \
+            "SELECT user_id, email, merchant_id, role, created_by FROM user_tokens \
              WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
         )
         .bind(token_hash)
@@ -320,9 +322,51 @@ impl Store {
                     .try_get::<Option<String>, _>("role")?
                     .as_deref()
                     .and_then(Role::parse),
+                created_by: row
+                    .try_get::<Option<String>, _>("created_by")?
+                    .map(UserId::from_db),
             })
         })
         .transpose()
+    }
+
+    /// A person's role in one business, if they are a member.
+    pub async fn role_in(
+        &self,
+        user: &UserId,
+        merchant: &MerchantId,
+    ) -> Result<Option<Role>, StoreError> {
+        let row =
+            sqlx::query("SELECT role FROM memberships WHERE user_id = $1 AND merchant_id = $2")
+                .bind(user.as_str())
+                .bind(merchant.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(row) => Role::parse(&row.try_get::<String, _>("role")?),
+            None => None,
+        })
+    }
+
+    /// Withdraws a pending invitation of `merchant` (by its link's hash): false if there
+    /// is none (used, expired or withdrawn already).
+    pub async fn cancel_invite(
+        &self,
+        merchant: &MerchantId,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE user_tokens SET used_at = $3 WHERE token_hash = $1 AND merchant_id = $2 \
+             AND purpose = 'invite' AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(merchant.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Uses a mailed link once: of two requests racing with it, one gets the record.
@@ -895,6 +939,8 @@ pub struct Member {
 /// An invitation not yet taken.
 #[derive(Debug, Clone)]
 pub struct PendingInvite {
+    /// The link's hash: what withdrawing it names (the link itself is never stored).
+    pub token_hash: String,
     pub email: String,
     pub role: Option<Role>,
     pub expires_at: i64,
@@ -949,7 +995,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<PendingInvite>, StoreError> {
         let rows = sqlx::query(
-            "SELECT email, role, expires_at FROM user_tokens WHERE merchant_id = $1 \
+            "SELECT token_hash, email, role, expires_at FROM user_tokens WHERE merchant_id = $1 \
              AND purpose = 'invite' AND used_at IS NULL AND expires_at > $2 \
              ORDER BY created_at DESC LIMIT 100",
         )
@@ -960,6 +1006,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(PendingInvite {
+                    token_hash: row.try_get("token_hash")?,
                     email: row.try_get("email")?,
                     role: row
                         .try_get::<Option<String>, _>("role")?

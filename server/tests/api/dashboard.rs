@@ -1773,3 +1773,93 @@ async fn a_logo_is_uploaded_checked_served_from_here_and_shown_on_the_hosted_pag
         .unwrap();
     assert_eq!(gone.status(), 404);
 }
+
+#[tokio::test]
+async fn a_withdrawn_invitation_or_one_from_someone_removed_since_lets_nobody_in() {
+    let app = app().await;
+    let mut owner = signed_up(&app, "kamau@naivasha.example", "Naivasha Boats").await;
+    owner.get("/dashboard/team").await;
+    owner
+        .post(
+            "/dashboard/team/invite",
+            &[("email", "zawadi@naivasha.example"), ("role", "viewer")],
+        )
+        .await;
+    let withdrawn_link = wait_mail(&app, "zawadi@naivasha.example", "/dashboard/invite/").await;
+    let team = owner.get("/dashboard/team").await;
+    let handle = team
+        .body
+        .split("name=\"invite\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("{}", team.body))
+        .to_owned();
+    let done = owner
+        .post("/dashboard/team/invite/cancel", &[("invite", &handle)])
+        .await;
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/dashboard/team?done=withdrawn")
+    );
+    assert!(!owner.get("/dashboard/team").await.body.contains("zawadi@"));
+    let mut zawadi = Browser::new(&app);
+    assert_eq!(zawadi.get(&withdrawn_link).await.status, 410, "withdrawn");
+
+    // An admin invites someone, and is removed before the link is used.
+    owner
+        .post(
+            "/dashboard/team/invite",
+            &[("email", "otieno@naivasha.example"), ("role", "admin")],
+        )
+        .await;
+    let link = wait_mail(&app, "otieno@naivasha.example", "/dashboard/invite/").await;
+    let mut admin = Browser::new(&app);
+    admin.get(&link).await;
+    admin
+        .post(&link, &[("password", "an admin's long password")])
+        .await;
+    admin.get("/dashboard/team").await;
+    let sent = admin
+        .post(
+            "/dashboard/team/invite",
+            &[("email", "chebet@naivasha.example"), ("role", "developer")],
+        )
+        .await;
+    assert_eq!(
+        sent.location.as_deref(),
+        Some("/dashboard/team?done=invited"),
+        "{}",
+        sent.body
+    );
+    let chebet_link = wait_mail(&app, "chebet@naivasha.example", "/dashboard/invite/").await;
+    let team = owner.get("/dashboard/team").await;
+    let admin_id = team
+        .body
+        .split("/dashboard/team/")
+        .filter_map(|s| s.split('/').next())
+        .find(|s| s.starts_with("usr_"))
+        .unwrap()
+        .to_owned();
+    owner
+        .post(&format!("/dashboard/team/{admin_id}/remove"), &[])
+        .await;
+    assert_eq!(
+        admin.get("/dashboard/payments").await.location.as_deref(),
+        Some("/dashboard/sign-in"),
+        "the admin is gone"
+    );
+    let mut chebet = Browser::new(&app);
+    chebet.get(&chebet_link).await;
+    let refused = chebet
+        .post(&chebet_link, &[("password", "a developer's long password")])
+        .await;
+    assert_ne!(refused.status, 303, "{}", refused.body);
+    assert!(
+        app.store
+            .user_by_email("chebet@naivasha.example")
+            .await
+            .unwrap()
+            .is_none(),
+        "nobody was let in"
+    );
+}
