@@ -39,20 +39,21 @@ const RAIL: RailId = RailId::MtnMomo;
 /// (one per currency: `mtnuganda` for UGX, `mtnrwanda` for RWF, …).
 pub struct MtnMomo {
     base_url: String,
-    subscription_key: SecretString,
-    api_user: String,
-    api_key: SecretString,
+    /// The Collection product (requests to pay).
+    collection: Product,
     /// Each `X-Target-Environment` with the currency it charges in.
     environments: Vec<(String, Currency)>,
     capabilities: Capabilities,
     http: reqwest::Client,
-    token: TokenCache,
     /// The Disbursement product, for refunds; `None`: refunded by hand.
-    disbursement: Option<Disbursement>,
+    disbursement: Option<Product>,
 }
 
-/// MTN's Disbursement product: its own subscription key, API user and token.
-struct Disbursement {
+/// One of MTN's products (Collection, Disbursement): its path, its own subscription
+/// key, API user and key, and its token.
+struct Product {
+    /// `collection`, `disbursement`: the first segment of its paths.
+    path: &'static str,
     subscription_key: SecretString,
     api_user: String,
     api_key: SecretString,
@@ -103,9 +104,13 @@ impl MtnMomo {
             .collect();
         Ok(MtnMomo {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            subscription_key: config.subscription_key.clone(),
-            api_user: config.api_user.clone(),
-            api_key: config.api_key.clone(),
+            collection: Product {
+                path: "collection",
+                subscription_key: config.subscription_key.clone(),
+                api_user: config.api_user.clone(),
+                api_key: config.api_key.clone(),
+                token: TokenCache::default(),
+            },
             environments: known
                 .into_iter()
                 .map(|(name, cur, _)| (name, cur))
@@ -117,8 +122,8 @@ impl MtnMomo {
                 whole_units: true,
             },
             http: http_client(Duration::from_secs(15))?,
-            token: TokenCache::default(),
-            disbursement: (!config.disbursement_api_user.is_empty()).then(|| Disbursement {
+            disbursement: (!config.disbursement_api_user.is_empty()).then(|| Product {
+                path: "disbursement",
                 subscription_key: config.disbursement_subscription_key.clone(),
                 api_user: config.disbursement_api_user.clone(),
                 api_key: if config.disbursement_api_key.expose_secret().is_empty() {
@@ -131,17 +136,18 @@ impl MtnMomo {
         })
     }
 
-    /// A valid access token, from the cache or freshly fetched.
-    async fn token(&self) -> Result<String, ConnectorError> {
-        self.token
+    /// A valid access token for `product`, from its cache or freshly fetched.
+    async fn token(&self, product: &Product) -> Result<String, ConnectorError> {
+        product
+            .token
             .get(TOKEN_MARGIN, || async {
                 let res = self
                     .http
-                    .post(format!("{}/collection/token/", self.base_url))
-                    .basic_auth(&self.api_user, Some(self.api_key.expose_secret()))
+                    .post(format!("{}/{}/token/", self.base_url, product.path))
+                    .basic_auth(&product.api_user, Some(product.api_key.expose_secret()))
                     .header(
                         "Ocp-Apim-Subscription-Key",
-                        self.subscription_key.expose_secret(),
+                        product.subscription_key.expose_secret(),
                     )
                     // MTN's gateway refuses a bodyless POST without it (411).
                     .header(reqwest::header::CONTENT_LENGTH, "0")
@@ -154,7 +160,10 @@ impl MtnMomo {
                     return Err(ConnectorError::Rejected {
                         rail: RAIL,
                         code: "401".into(),
-                        message: "MTN refused the API user, key or subscription key".into(),
+                        message: format!(
+                            "MTN refused the {} API user, key or subscription key",
+                            product.path
+                        ),
                     });
                 }
                 let token: TokenResponse = serde_json::from_slice(&body)
@@ -174,21 +183,23 @@ impl MtnMomo {
             .map_or("", |(name, _)| name.as_str())
     }
 
-    /// Sends `req` to `environment` with the headers every call carries, retrying once
-    /// with a fresh token if MTN says the token is no longer valid (401).
+    /// Sends `req` to `environment` through `product` with the headers every call
+    /// carries, retrying once with a fresh token if MTN says the token is no longer
+    /// valid (401).
     async fn send(
         &self,
+        product: &Product,
         environment: &str,
-        req: impl Fn(&str) -> reqwest::RequestBuilder,
+        req: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<(u16, bytes::Bytes), ConnectorError> {
         for attempt in 0..2 {
-            let token = self.token().await?;
-            let res = req(&token)
+            let token = self.token(product).await?;
+            let res = req()
                 .bearer_auth(&token)
                 .header("X-Target-Environment", environment)
                 .header(
                     "Ocp-Apim-Subscription-Key",
-                    self.subscription_key.expose_secret(),
+                    product.subscription_key.expose_secret(),
                 )
                 .send()
                 .await
@@ -196,7 +207,7 @@ impl MtnMomo {
             let status = res.status().as_u16();
             let bytes = res.bytes().await.map_err(unreachable(RAIL))?;
             if status == 401 && attempt == 0 {
-                self.token.forget().await;
+                product.token.forget().await;
                 continue;
             }
             return Ok((status, bytes));
@@ -215,7 +226,7 @@ impl MtnMomo {
         let url = format!("{}/collection/v1_0/requesttopay", self.base_url);
         let environment = self.environment_for(Currency::parse(&body.currency));
         let (status, bytes) = self
-            .send(environment, |_| {
+            .send(&self.collection, environment, || {
                 let req = self
                     .http
                     .post(&url)
@@ -241,69 +252,6 @@ impl MtnMomo {
                 Err(_) => Err(bad_response(RAIL, status, &bytes)),
             },
         }
-    }
-
-    /// A Disbursement token, from the cache or freshly fetched.
-    async fn disbursement_token(&self, d: &Disbursement) -> Result<String, ConnectorError> {
-        d.token
-            .get(TOKEN_MARGIN, || async {
-                let res = self
-                    .http
-                    .post(format!("{}/disbursement/token/", self.base_url))
-                    .basic_auth(&d.api_user, Some(d.api_key.expose_secret()))
-                    .header(
-                        "Ocp-Apim-Subscription-Key",
-                        d.subscription_key.expose_secret(),
-                    )
-                    .header(reqwest::header::CONTENT_LENGTH, "0")
-                    .send()
-                    .await
-                    .map_err(unreachable(RAIL))?;
-                let status = res.status().as_u16();
-                let body = res.bytes().await.map_err(unreachable(RAIL))?;
-                if status == 401 {
-                    return Err(ConnectorError::Rejected {
-                        rail: RAIL,
-                        code: "401".into(),
-                        message: "MTN refused the Disbursement API user, key or subscription key"
-                            .into(),
-                    });
-                }
-                let token: TokenResponse = serde_json::from_slice(&body)
-                    .map_err(|_| crate::connectors::shared::unreadable_token(RAIL, status))?;
-                Ok((token.access_token, Duration::from_secs(token.expires_in)))
-            })
-            .await
-    }
-
-    /// A Disbursement call to `environment`, retried once with a fresh token on 401.
-    async fn send_disbursement(
-        &self,
-        d: &Disbursement,
-        environment: &str,
-        req: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<(u16, bytes::Bytes), ConnectorError> {
-        for attempt in 0..2 {
-            let token = self.disbursement_token(d).await?;
-            let res = req()
-                .bearer_auth(&token)
-                .header("X-Target-Environment", environment)
-                .header(
-                    "Ocp-Apim-Subscription-Key",
-                    d.subscription_key.expose_secret(),
-                )
-                .send()
-                .await
-                .map_err(unreachable(RAIL))?;
-            let status = res.status().as_u16();
-            let bytes = res.bytes().await.map_err(unreachable(RAIL))?;
-            if status == 401 && attempt == 0 {
-                d.token.forget().await;
-                continue;
-            }
-            return Ok((status, bytes));
-        }
-        unreachable!("the loop returns on its second pass")
     }
 
     /// Refunds `req.amount` of a request to pay: taken (202, or 409 for a resend of the
@@ -340,7 +288,7 @@ impl MtnMomo {
         };
         let url = format!("{}/disbursement/v1_0/refund", self.base_url);
         let (status, bytes) = self
-            .send_disbursement(d, &environment, || {
+            .send(d, &environment, || {
                 self.http
                     .post(&url)
                     .header("X-Reference-Id", &reference)
@@ -367,10 +315,7 @@ impl MtnMomo {
             operator_refund_id: None,
         };
         let url = format!("{}/disbursement/v1_0/refund/{reference}", self.base_url);
-        let Ok((status, bytes)) = self
-            .send_disbursement(d, &environment, || self.http.get(&url))
-            .await
-        else {
+        let Ok((status, bytes)) = self.send(d, &environment, || self.http.get(&url)).await else {
             return Ok(taken);
         };
         Ok(match status {
@@ -403,7 +348,9 @@ impl MtnMomo {
             self.base_url
         );
         let environment = self.environment_for(Some(currency));
-        let (status, bytes) = self.send(environment, |_| self.http.get(&url)).await?;
+        let (status, bytes) = self
+            .send(&self.collection, environment, || self.http.get(&url))
+            .await?;
         match status {
             200 => serde_json::from_slice::<RequestToPayResult>(&bytes)
                 .map(|r| Queried {
