@@ -42,6 +42,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/dashboard/payments", get(list))
         .route("/dashboard/payments.csv", get(csv))
+        .route("/dashboard/payments/try", post(try_checkout))
         .route("/dashboard/payments/{id}", get(detail))
         .route("/dashboard/payments/{id}/refund", get(confirm_refund))
         .route("/dashboard/payments/{id}/refund", post(refund))
@@ -122,6 +123,65 @@ impl ListQuery {
             out.append_pair("page", &p.to_string());
         }
         out.finish()
+    }
+}
+
+/// `POST /dashboard/payments/try` (test mode): a KES 1,500 checkout of the business,
+/// opened as the API would, and the hosted page to pay it on.
+async fn try_checkout(
+    State(state): State<AppState>,
+    web: Web,
+    headers: HeaderMap,
+    signed: Signed,
+    DashForm(form): DashForm<CsrfForm>,
+) -> Response {
+    if web.check(&state, &headers, &form.csrf).is_err() {
+        return web.refused();
+    }
+    let session = &signed.0;
+    if session.mode != crate::domain::Mode::Test || !signed.may(Permission::ManageKeys) {
+        return forbidden(&web, "open test checkouts");
+    }
+    let reference = format!(
+        "TRY-{}",
+        crate::domain::ids::random_base62(6).to_uppercase()
+    );
+    let back = format!(
+        "{}/dashboard/payments",
+        state.config.public_url.trim_end_matches('/')
+    );
+    let created = state
+        .checkout
+        .create(crate::checkout::CreateSession {
+            merchant_id: session.merchant.id.clone(),
+            mode: crate::domain::Mode::Test,
+            amount: crate::domain::Money::new(150_000, Currency::Kes)
+                .expect("KES 1,500 is an amount"),
+            reference,
+            description: "A test checkout from the dashboard".into(),
+            success_url: back.clone(),
+            cancel_url: back,
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 3600,
+            payment_method_types: None,
+        })
+        .await;
+    match created {
+        Ok(checkout) => web.finish(Redirect::to(&format!("/pay/{}", checkout.id))),
+        Err(e) => {
+            tracing::warn!(error = %e, "dashboard test checkout not opened");
+            web.page(
+                StatusCode::CONFLICT,
+                message_page(
+                    "No test checkout",
+                    "checkout_not_opened",
+                    "A test checkout could not be opened just now (is any way to pay switched on in Settings?).",
+                    Some(("/dashboard/payments", "Back to payments")),
+                ),
+            )
+        }
     }
 }
 
@@ -207,6 +267,7 @@ async fn list(
         .map(|r| view! { <option value=r.as_str() selected=q.rail == r.as_str()>{r.label()}</option> })
         .collect_view();
     let csv_href = format!("/dashboard/payments.csv?{}", q.with_page(None));
+    let try_it = signed.0.mode == crate::domain::Mode::Test && signed.may(Permission::ManageKeys);
     let bulk_href = signed
         .may(Permission::Refund)
         .then(|| format!("/dashboard/mass/refund?{}", q.with_page(None)));
@@ -227,6 +288,13 @@ async fn list(
             <div><a href=csv_href>"Export CSV"</a></div>
             {bulk_href.map(|href| view! { <div><a href=href>"Refund all shown…"</a></div> })}
         </form>
+        {try_it.then(|| view! {
+            <form method="post" action="/dashboard/payments/try" class="card">
+                <Csrf token=web.csrf.clone() />
+                <p>"Try it: open a test checkout of KES 1,500 for your business and pay it as a shopper would — M-PESA on the sandbox phone, card 4242 4242 4242 4242, or PayPal (buyer@example.com, sandbox-buyer). It appears here, ready to refund."</p>
+                <button type="submit">"Open a test checkout"</button>
+            </form>
+        })}
         {if empty {
             view! { <p class="card" data-code="no_payments">"No payments match."</p> }.into_any()
         } else {

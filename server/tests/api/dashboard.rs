@@ -1863,3 +1863,52 @@ async fn a_withdrawn_invitation_or_one_from_someone_removed_since_lets_nobody_in
         "nobody was let in"
     );
 }
+
+#[tokio::test]
+async fn a_new_merchant_opens_a_test_checkout_pays_it_with_m_pesa_and_can_refund_it_whole() {
+    let app = app().await;
+    let mut b = signed_up(&app, "amani@watamu.example", "Watamu Divers").await;
+    let list = b.get("/dashboard/payments").await;
+    assert!(list.body.contains("Open a test checkout"), "{}", list.body);
+    let opened = b.post("/dashboard/payments/try", &[]).await;
+    let page = opened
+        .location
+        .clone()
+        .unwrap_or_else(|| panic!("{}", opened.body));
+    let id = page.strip_prefix("/pay/").unwrap().to_owned();
+    assert!(app.page(&id).await.contains("KES 1,500"));
+    // Paid as a shopper would, on the sandbox phone.
+    let res = app.post_pay_form(&id, "", &[("phone", "0708374149")]).await;
+    assert_eq!(res.status(), 303);
+    crate::helpers::approve_first(&app.client, &app.addr, "254708374149").await;
+    let paid = crate::helpers::wait_for("the test checkout to be paid", 20, async || {
+        let a = latest(&app, &id).await;
+        (a.status == malipo::store::AttemptStatus::Succeeded).then_some(a)
+    })
+    .await;
+    let list = b.get("/dashboard/payments?q=149").await;
+    assert!(
+        list.body.contains("TRY-") && list.body.contains("data-status=\"paid\""),
+        "{}",
+        list.body
+    );
+    // M-PESA returns a payment whole: one button for all of it.
+    let detail = b.get(&format!("/dashboard/payments/{id}")).await;
+    assert!(detail.has_code("whole_refund_only"), "{}", detail.body);
+    assert!(
+        detail.body.contains("Refund all KES 1,500"),
+        "{}",
+        detail.body
+    );
+    let confirm = b
+        .get(&format!(
+            "/dashboard/payments/{id}/refund?payment={}&amount=",
+            paid.id
+        ))
+        .await;
+    assert!(
+        confirm.body.contains("Refund KES 1,500"),
+        "{}",
+        confirm.body
+    );
+}
