@@ -1749,6 +1749,11 @@ async fn a_logo_is_uploaded_checked_served_from_here_and_shown_on_the_hosted_pag
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["content-type"], "image/png");
     assert_eq!(served.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        served.headers()["cache-control"],
+        "public, max-age=31536000, immutable",
+        "a 2G shopper downloads it once"
+    );
     assert_eq!(served.bytes().await.unwrap().as_ref(), PNG);
     let key = key_for(&app, &mut b).await;
     let id = session_for(&app, &key, 150_000, "KES", "DHOW-1").await;
