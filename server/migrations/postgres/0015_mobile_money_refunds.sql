@@ -8,6 +8,8 @@ CREATE INDEX sandbox_requests_refund_of ON sandbox_requests (operator, refund_of
 ALTER TABLE mass_actions DROP CONSTRAINT mass_actions_kind_check;
 ALTER TABLE mass_actions ADD CONSTRAINT mass_actions_kind_check
     CHECK (kind IN ('resend_webhooks', 'refund'));
+-- The runner's last sign of life: a bulk refund whose runner died is taken up again.
+ALTER TABLE mass_actions ADD COLUMN claimed_at BIGINT;
 
 -- How many times a refund was sent: an operator's refusal posted later decides only a
 -- refund never sent again (a refusal may be of a resend while the first went through).

@@ -18,7 +18,8 @@ CREATE TABLE mass_actions_new (
     run_at       BIGINT NOT NULL,
     created_at   BIGINT NOT NULL,
     finished_at  BIGINT,
-    outcome      TEXT
+    outcome      TEXT,
+    claimed_at   BIGINT                           -- the runner's last sign of life
 );
 INSERT INTO mass_actions_new (id, merchant_id, mode, kind, items, item_count, actor, status,
     run_at, created_at, finished_at, outcome)

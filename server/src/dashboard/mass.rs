@@ -378,7 +378,10 @@ pub async fn run(
                 tracing::warn!(error = %e, "pruning sign-in records failed");
             }
         }
-        let due = match store.claim_due_mass_actions(now).await {
+        let due = match store
+            .claim_due_mass_actions(now, now - super::mass_refund::STALE_MS)
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "mass actions: claim failed; retrying");
@@ -387,7 +390,7 @@ pub async fn run(
         };
         for action in due {
             if action.kind == REFUND {
-                let outcome = super::mass_refund::run(&payments, &action).await;
+                let outcome = super::mass_refund::run(&store, &payments, &action).await;
                 tracing::info!(action = %action.id, %outcome, "bulk refund ran");
                 if let Err(e) = store
                     .finish_mass_action(&action.id, &outcome, now_ms())

@@ -35,6 +35,11 @@ use crate::{
     time::{format_utc, now_ms},
 };
 
+/// A bulk refund whose runner has not said it was alive for this long died midway (a
+/// restart): it is taken up again. Each refund says so, and one takes at most two
+/// operator calls of 15 s each.
+pub const STALE_MS: i64 = 5 * 60_000;
+
 /// Payments one bulk refund takes at most (a bus, a flight; a larger one is split by
 /// date or reference).
 pub const MAX_PAYMENTS: usize = 200;
@@ -302,7 +307,11 @@ pub async fn schedule(
 
 /// Runs a due bulk refund: each payment refunded in whole, one at a time. The outcome,
 /// in words.
-pub async fn run(payments: &crate::payments::Payments, action: &MassAction) -> String {
+pub async fn run(
+    store: &crate::store::Store,
+    payments: &crate::payments::Payments,
+    action: &MassAction,
+) -> String {
     let (mut made, mut pending, mut refused, mut skipped) = (0, 0, 0, 0);
     let reason = format!("bulk refund {}", action.id);
     for payment in &action.items {
@@ -319,6 +328,9 @@ pub async fn run(payments: &crate::payments::Payments, action: &MassAction) -> S
                 },
             )
             .await;
+        if let Err(e) = store.mass_action_alive(&action.id, now_ms()).await {
+            tracing::warn!(action = %action.id, error = %e, "bulk refund: could not say it is alive");
+        }
         match asked {
             Ok(r) => match r.status {
                 RefundStatus::Succeeded => made += 1,

@@ -1179,6 +1179,8 @@ pub struct MassAction {
     pub status: String,
     pub run_at: i64,
     pub outcome: Option<String>,
+    /// While running: when its runner last said it was alive.
+    pub claimed_at: Option<i64>,
 }
 
 impl MassAction {
@@ -1204,11 +1206,13 @@ impl MassAction {
             status: row.try_get("status")?,
             run_at: row.try_get("run_at")?,
             outcome: row.try_get("outcome")?,
+            claimed_at: row.try_get("claimed_at")?,
         })
     }
 }
 
-const MASS_COLUMNS: &str = "id, merchant_id, mode, kind, items, actor, status, run_at, outcome";
+const MASS_COLUMNS: &str =
+    "id, merchant_id, mode, kind, items, actor, status, run_at, outcome, claimed_at";
 
 impl Store {
     /// Events of a merchant in one mode with a delivery that failed for good (at most
@@ -1308,30 +1312,53 @@ impl Store {
     }
 
     /// Claims the actions whose delay is over (each by one instance only).
-    pub async fn claim_due_mass_actions(&self, now: i64) -> Result<Vec<MassAction>, StoreError> {
+    /// Claims the mass actions due by `now`, and the bulk refunds whose runner has not
+    /// said it was alive since `stale_before` (it died midway: each refund is idempotent
+    /// by the action's id, so running it again refunds nothing twice).
+    pub async fn claim_due_mass_actions(
+        &self,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<Vec<MassAction>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {MASS_COLUMNS} FROM mass_actions WHERE status = 'scheduled' AND run_at <= $1 \
+            "SELECT {MASS_COLUMNS} FROM mass_actions WHERE (status = 'scheduled' AND run_at <= $1) \
+             OR (status = 'running' AND kind = 'refund' AND claimed_at < $2) \
              ORDER BY run_at LIMIT 10"
         ))
         .bind(now)
+        .bind(stale_before)
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::new();
         for row in &rows {
-            let action = MassAction::from_row(row)?;
+            let mut action = MassAction::from_row(row)?;
             let won = sqlx::query(
-                "UPDATE mass_actions SET status = 'running' WHERE id = $1 AND status = 'scheduled'",
+                "UPDATE mass_actions SET status = 'running', claimed_at = $2 WHERE id = $1 \
+                 AND (status = 'scheduled' OR (status = 'running' AND claimed_at = $3))",
             )
             .bind(&action.id)
+            .bind(now)
+            .bind(action.claimed_at)
             .execute(&self.pool)
             .await?
             .rows_affected()
                 == 1;
+            action.claimed_at = Some(now);
             if won {
                 claimed.push(action);
             }
         }
         Ok(claimed)
+    }
+
+    /// The runner of a running action is alive (so it is not taken up again).
+    pub async fn mass_action_alive(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE mass_actions SET claimed_at = $2 WHERE id = $1 AND status = 'running'")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn finish_mass_action(

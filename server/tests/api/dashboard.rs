@@ -1917,3 +1917,77 @@ async fn a_new_merchant_opens_a_test_checkout_pays_it_with_m_pesa_and_can_refund
         confirm.body
     );
 }
+
+#[tokio::test]
+async fn a_bulk_refund_whose_runner_died_is_taken_up_again_and_refunds_nothing_twice() {
+    let app = app().await;
+    let mut b = signed_up(&app, "jabali@kilifi.example", "Kilifi Kayaks").await;
+    let key = key_for(&app, &mut b).await;
+    let merchant = app
+        .store
+        .merchant_by_name("Kilifi Kayaks")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut paid = Vec::new();
+    for seat in ["KAYAK-1", "KAYAK-2"] {
+        let id = session_for(&app, &key, 20_000, "USD", seat).await;
+        paid.push(pay_with_paypal(&app, &id).await.id.to_string());
+    }
+    // A bulk refund that refunded the first payment, then its server died (the row
+    // stays `running`, its runner silent for ten minutes).
+    let action = "ma_diedmidwaydiedmidwayxx";
+    let long_ago = malipo::time::now_ms() - 600_000;
+    app.store
+        .insert_mass_action(
+            action,
+            &merchant.id,
+            malipo::domain::Mode::Test,
+            "refund",
+            &paid,
+            "jabali@kilifi.example",
+            long_ago,
+            long_ago,
+        )
+        .await
+        .unwrap();
+    let first: Value = app
+        .client
+        .post(format!("{}/v1/refunds", app.addr))
+        .bearer_auth(&key)
+        .json(&json!({"payment": paid[0]}))
+        .header("idempotency-key", action)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["status"], "succeeded", "{first}");
+    sqlx::query("UPDATE mass_actions SET status = 'running', claimed_at = $2 WHERE id = $1")
+        .bind(action)
+        .bind(long_ago)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let done = crate::helpers::wait_for("the bulk refund to be taken up again", 15, async || {
+        app.store
+            .mass_action(action)
+            .await
+            .unwrap()
+            .filter(|a| a.status == "done")
+    })
+    .await;
+    assert_eq!(
+        done.outcome.as_deref(),
+        Some("2 payments: 2 refunded, 0 pending, 0 refused, 0 skipped")
+    );
+    let refunds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refunds")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        refunds, 2,
+        "one refund per payment, the first not made twice"
+    );
+}
