@@ -150,10 +150,20 @@ impl SandboxOperator for Mtn {
 
     fn router(&self) -> Router<AppState> {
         Router::new()
-            .route("/collection/token/", post(token))
+            .route(
+                "/collection/token/",
+                post(async |State(state): State<AppState>, headers: HeaderMap| {
+                    token(&state, &headers, Product::Collection).await
+                }),
+            )
             .route("/collection/v1_0/requesttopay", post(request_to_pay))
             .route("/collection/v1_0/requesttopay/{reference_id}", get(status))
-            .route("/disbursement/token/", post(disbursement_token))
+            .route(
+                "/disbursement/token/",
+                post(async |State(state): State<AppState>, headers: HeaderMap| {
+                    token(&state, &headers, Product::Disbursement).await
+                }),
+            )
             .route("/disbursement/v1_0/refund", post(refund))
             .route(
                 "/disbursement/v1_0/refund/{reference_id}",
@@ -338,27 +348,64 @@ fn bad_subscription_key() -> Response {
         .into_response()
 }
 
-/// The sandbox is on and the subscription key is right.
+/// One of MTN's products, each with its own subscription key and API user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Product {
+    Collection,
+    Disbursement,
+}
+
+impl Product {
+    /// Its subscription key, API user and API key as this sandbox accepts them;
+    /// `None`: not offered (no Disbursement user configured). The Disbursement user's
+    /// key is the Collection one's unless set apart.
+    fn credentials(self, mtn: &crate::config::MtnConfig) -> Option<(&str, &str, &str)> {
+        match self {
+            Product::Collection => Some((
+                mtn.subscription_key.expose_secret(),
+                mtn.api_user.as_str(),
+                mtn.api_key.expose_secret(),
+            )),
+            Product::Disbursement => (!mtn.disbursement_api_user.is_empty()).then(|| {
+                let key = match mtn.disbursement_api_key.expose_secret() {
+                    "" => mtn.api_key.expose_secret(),
+                    own => own,
+                };
+                (
+                    mtn.disbursement_subscription_key.expose_secret(),
+                    mtn.disbursement_api_user.as_str(),
+                    key,
+                )
+            }),
+        }
+    }
+}
+
+/// The sandbox is on and the product's subscription key is right: the sandbox, and
+/// the product's API user and key.
 fn subscribed<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
-) -> Result<&'a crate::sandbox::Sandbox, Box<Response>> {
+    product: Product,
+) -> Result<(&'a crate::sandbox::Sandbox, (&'a str, &'a str)), Box<Response>> {
     let Some(sandbox) = state.sandbox.as_deref() else {
         return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
     };
-    let expected = sandbox.rails.mtn_momo.subscription_key.expose_secret();
-    if header(headers, "ocp-apim-subscription-key") != Some(expected) {
-        return Err(Box::new(bad_subscription_key()));
+    match product.credentials(&sandbox.rails.mtn_momo) {
+        Some((key, user, api_key)) if header(headers, "ocp-apim-subscription-key") == Some(key) => {
+            Ok((sandbox, (user, api_key)))
+        }
+        _ => Err(Box::new(bad_subscription_key())),
     }
-    Ok(sandbox)
 }
 
 /// …and the bearer token is one this operator issued, and the environment is known.
 fn authorised<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
+    product: Product,
 ) -> Result<(&'a crate::sandbox::Sandbox, crate::domain::money::Currency), Box<Response>> {
-    let sandbox = subscribed(state, headers)?;
+    let (sandbox, _) = subscribed(state, headers, product)?;
     if !sandbox.bearer_valid(RAIL, headers) {
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
@@ -388,17 +435,17 @@ fn length_required(headers: &HeaderMap) -> Option<Response> {
     })
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = length_required(&headers) {
+/// `POST /{product}/token/`: the product's API user's token, by Basic auth.
+async fn token(state: &AppState, headers: &HeaderMap, product: Product) -> Response {
+    if let Some(refused) = length_required(headers) {
         return refused;
     }
-    let sandbox = match subscribed(&state, &headers) {
-        Ok(s) => s,
+    let (sandbox, (user, key)) = match subscribed(state, headers, product) {
+        Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    let mtn = &sandbox.rails.mtn_momo;
-    let expected = format!("{}:{}", mtn.api_user, mtn.api_key.expose_secret());
-    let presented = header(&headers, "authorization")
+    let expected = format!("{user}:{key}");
+    let presented = header(headers, "authorization")
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| B64.decode(b.trim()).ok());
     if presented.as_deref() != Some(expected.as_bytes()) {
@@ -413,72 +460,51 @@ async fn token(State(state): State<AppState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// The Disbursement product's subscription key, then (beyond the token) its bearer and
-/// environment.
-fn disbursing<'a>(
-    state: &'a AppState,
+/// What a POST that makes a resource (a request to pay, a refund) is checked for first,
+/// in MTN's order, once authorised: the client's quota, a UUIDv4 `X-Reference-Id`, an
+/// `X-Callback-Url` on the registered host (none: no callback at all), and a body of
+/// MTN's schema. The reference id (lower case), the callback URL and the body.
+fn posted<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    sandbox: &crate::sandbox::Sandbox,
+    peer: SocketAddr,
     headers: &HeaderMap,
-    token: bool,
-) -> Result<(&'a crate::sandbox::Sandbox, crate::domain::money::Currency), Box<Response>> {
-    let Some(sandbox) = state.sandbox.as_deref() else {
-        return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
+    body: Option<Json<Value>>,
+) -> Result<(String, Option<String>, T), Box<Response>> {
+    let client = crate::limits::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
+    if !sandbox.push_allowed(client, now_ms()) {
+        return Err(Box::new(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({ "statusCode": 429, "message": "Rate limit is exceeded." })),
+            )
+                .into_response(),
+        ));
+    }
+    let bad = |message: &str| Box::new(error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message));
+    let Some(reference_id) = header(headers, "x-reference-id").filter(|r| is_uuid_v4(r)) else {
+        return Err(bad("X-Reference-Id must be a UUID version 4"));
     };
-    let mtn = &sandbox.rails.mtn_momo;
-    let expected = mtn.disbursement_subscription_key.expose_secret();
-    if mtn.disbursement_api_user.is_empty()
-        || header(headers, "ocp-apim-subscription-key") != Some(expected)
-    {
-        return Err(Box::new(bad_subscription_key()));
-    }
-    if token {
-        return Ok((sandbox, crate::domain::money::Currency::Ugx));
-    }
-    if !sandbox.bearer_valid(RAIL, headers) {
-        return Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "Access token is missing, invalid or expired",
-        )));
-    }
-    match header(headers, "x-target-environment").and_then(environment) {
-        Some((currency, _)) => Ok((sandbox, currency)),
-        None => Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "NOT_ALLOWED_TARGET_ENVIRONMENT",
-            "Access to target environment is forbidden.",
-        ))),
-    }
-}
-
-/// `POST /disbursement/token/`: the Disbursement API user's token (its key is the
-/// Collection one's unless set apart).
-async fn disbursement_token(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = length_required(&headers) {
-        return refused;
-    }
-    let sandbox = match disbursing(&state, &headers, true) {
-        Ok((s, _)) => s,
-        Err(refused) => return *refused,
+    let callback_url = match header(headers, "x-callback-url") {
+        // Without X-Callback-Url MTN sends no callback at all.
+        None => None,
+        Some(url) if sandbox.callback_allowed(url) => Some(url.to_owned()),
+        // Only the API user's registered host (this instance's own callback routes).
+        Some(_) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_CALLBACK_URL_HOST",
+                "Callback URL does not match the configured value",
+            )));
+        }
     };
-    let mtn = &sandbox.rails.mtn_momo;
-    let key = match mtn.disbursement_api_key.expose_secret() {
-        "" => mtn.api_key.expose_secret(),
-        own => own,
+    let Some(Json(body)) = body else {
+        return Err(bad("The request body is not valid JSON"));
     };
-    let expected = format!("{}:{key}", mtn.disbursement_api_user);
-    let presented = header(&headers, "authorization")
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| B64.decode(b.trim()).ok());
-    if presented.as_deref() != Some(expected.as_bytes()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "login_failed" })),
-        )
-            .into_response();
-    }
-    let token = sandbox.issue_token(RAIL, 48, Duration::from_secs(3600));
-    Json(json!({ "access_token": token, "token_type": "access_token", "expires_in": 3600 }))
-        .into_response()
+    let Ok(parsed) = serde_json::from_value::<T>(body) else {
+        return Err(bad("The request body does not match the schema"));
+    };
+    Ok((reference_id.to_ascii_lowercase(), callback_url, parsed))
 }
 
 /// `POST /disbursement/v1_0/refund`: 202 with no body; decided a moment later (the
@@ -489,40 +515,17 @@ async fn refund(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let (sandbox, currency) = match disbursing(&state, &headers, false) {
+    let (sandbox, currency) = match authorised(&state, &headers, Product::Disbursement) {
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    // Refunds count against the pushes' quota: each one is a row and a callback.
-    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
-    if !sandbox.push_allowed(client, now_ms()) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({ "statusCode": 429, "message": "Rate limit is exceeded." })),
-        )
-            .into_response();
-    }
+    let (reference_id, callback_url, req) =
+        match posted::<crate::connectors::mtn::wire::Refund>(&state, sandbox, peer, &headers, body)
+        {
+            Ok(p) => p,
+            Err(refused) => return *refused,
+        };
     let bad = |message: &str| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message);
-    let Some(reference_id) = header(&headers, "x-reference-id").filter(|r| is_uuid_v4(r)) else {
-        return bad("X-Reference-Id must be a UUID version 4");
-    };
-    let callback_url = match header(&headers, "x-callback-url") {
-        None => None,
-        Some(url) if sandbox.callback_allowed(url) => Some(url.to_owned()),
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_CALLBACK_URL_HOST",
-                "Callback URL does not match the configured value",
-            );
-        }
-    };
-    let Some(Json(body)) = body else {
-        return bad("The request body is not valid JSON");
-    };
-    let Ok(req) = serde_json::from_value::<crate::connectors::mtn::wire::Refund>(body) else {
-        return bad("The request body does not match the schema");
-    };
     let failed = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "sandbox mtn: refund failed");
         error(
@@ -568,7 +571,7 @@ async fn refund(
             &state.store,
             crate::sandbox::refunds::RefundAsk {
                 original: &original,
-                id: reference_id.to_ascii_lowercase(),
+                id: reference_id,
                 amount,
                 callback_url,
                 wire,
@@ -607,7 +610,7 @@ async fn refund_status(
     Path(reference_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = disbursing(&state, &headers, false) {
+    if let Err(refused) = authorised(&state, &headers, Product::Disbursement) {
         return *refused;
     }
     match state
@@ -650,41 +653,16 @@ async fn request_to_pay(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let (sandbox, currency) = match authorised(&state, &headers) {
+    let (sandbox, currency) = match authorised(&state, &headers, Product::Collection) {
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
-    if !sandbox.push_allowed(client, now_ms()) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({ "statusCode": 429, "message": "Rate limit is exceeded." })),
-        )
-            .into_response();
-    }
+    let (reference_id, callback_url, req) =
+        match posted::<RequestToPay>(&state, sandbox, peer, &headers, body) {
+            Ok(p) => p,
+            Err(refused) => return *refused,
+        };
     let bad = |message: &str| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message);
-    let Some(reference_id) = header(&headers, "x-reference-id").filter(|r| is_uuid_v4(r)) else {
-        return bad("X-Reference-Id must be a UUID version 4");
-    };
-    let callback_url = match header(&headers, "x-callback-url") {
-        // Without X-Callback-Url MTN sends no callback at all.
-        None => None,
-        Some(url) if sandbox.callback_allowed(url) => Some(url.to_owned()),
-        // Only the API user's registered host (this instance's own callback routes).
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_CALLBACK_URL_HOST",
-                "Callback URL does not match the configured value",
-            );
-        }
-    };
-    let Some(Json(body)) = body else {
-        return bad("The request body is not valid JSON");
-    };
-    let Ok(req) = serde_json::from_value::<RequestToPay>(body) else {
-        return bad("The request body does not match the schema");
-    };
     if currency.code() != req.currency {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -738,7 +716,7 @@ async fn request_to_pay(
     }
     let stored = NewRequest {
         operator: RAIL,
-        id: reference_id.to_ascii_lowercase(),
+        id: reference_id,
         phone,
         amount: units * 10i64.pow(currency.exponent()),
         currency,
@@ -771,7 +749,7 @@ async fn status(
     Path(reference_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorised(&state, &headers) {
+    if let Err(refused) = authorised(&state, &headers, Product::Collection) {
         return *refused;
     }
     match state
