@@ -826,12 +826,13 @@ async fn sign_out_others(
     State(state): State<AppState>,
     web: Web,
     headers: HeaderMap,
-    Signed(session): Signed,
+    signed: Signed,
     DashForm(form): DashForm<CsrfForm>,
 ) -> Response {
     if web.check(&state, &headers, &form.csrf).is_err() {
         return web.refused();
     }
+    let session = &signed.0;
     let now = now_ms();
     match state
         .store
@@ -839,16 +840,12 @@ async fn sign_out_others(
         .await
     {
         Ok(n) => {
-            let _ = state
-                .store
+            signed
                 .audit(
-                    Some(&session.merchant.id),
-                    Some(&session.user.id),
-                    &session.user.email,
+                    &state,
+                    &web,
                     "signed_out_everywhere",
                     &format!("{n} sessions ended"),
-                    Some(&web.ip),
-                    now,
                 )
                 .await;
             web.finish(Redirect::to("/dashboard/security?done=others"))

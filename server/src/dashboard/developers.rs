@@ -281,14 +281,14 @@ async fn create_key(
     match crate::merchants::create_key(&state.store, &session.merchant.id, kind, session.mode).await
     {
         Ok((id, key)) => {
-            audit(
-                &state,
-                session,
-                &web,
-                "key.created",
-                &format!("{id} ({} {})", kind.as_str(), session.mode.as_str()),
-            )
-            .await;
+            signed
+                .audit(
+                    &state,
+                    &web,
+                    "key.created",
+                    &format!("{id} ({} {})", kind.as_str(), session.mode.as_str()),
+                )
+                .await;
             let revealed = Revealed {
                 what: if kind == ApiKeyKind::Secret {
                     "secret key"
@@ -379,18 +379,18 @@ async fn roll_key(
     .await
     {
         Ok((new_id, key)) => {
-            audit(
-                &state,
-                session,
-                &web,
-                "key.rolled",
-                &format!(
-                    "{} → {new_id}; the old one works until {} UTC",
-                    old.id,
-                    format_utc(until)
-                ),
-            )
-            .await;
+            signed
+                .audit(
+                    &state,
+                    &web,
+                    "key.rolled",
+                    &format!(
+                        "{} → {new_id}; the old one works until {} UTC",
+                        old.id,
+                        format_utc(until)
+                    ),
+                )
+                .await;
             let revealed = Revealed {
                 what: "secret key",
                 value: key.token.expose_secret().to_owned(),
@@ -435,7 +435,7 @@ async fn revoke_key(
     }
     match crate::merchants::revoke_key(&state.store, &id).await {
         Ok(()) => {
-            audit(&state, session, &web, "key.revoked", &id).await;
+            signed.audit(&state, &web, "key.revoked", &id).await;
             web.finish(Redirect::to("/dashboard/developers?done=revoked"))
         }
         Err(crate::merchants::KeyError::Store(e)) => store_failed(e),
@@ -488,14 +488,14 @@ async fn add_endpoint(
     .await
     {
         Ok(endpoint) => {
-            audit(
-                &state,
-                session,
-                &web,
-                "webhook_endpoint.created",
-                &format!("{} {}", endpoint.id, endpoint.url),
-            )
-            .await;
+            signed
+                .audit(
+                    &state,
+                    &web,
+                    "webhook_endpoint.created",
+                    &format!("{} {}", endpoint.id, endpoint.url),
+                )
+                .await;
             let revealed = Revealed {
                 what: "endpoint's signing secret",
                 value: endpoint.secret.expose_secret().to_owned(),
@@ -561,14 +561,9 @@ async fn delete_endpoint(
     }
     match state.store.delete_endpoint(&id, now_ms()).await {
         Ok(_) => {
-            audit(
-                &state,
-                session,
-                &web,
-                "webhook_endpoint.deleted",
-                id.as_str(),
-            )
-            .await;
+            signed
+                .audit(&state, &web, "webhook_endpoint.deleted", id.as_str())
+                .await;
             web.finish(Redirect::to("/dashboard/developers?done=deleted"))
         }
         Err(e) => store_failed(e),
@@ -631,31 +626,8 @@ async fn set_origins(
     {
         return store_failed(e);
     }
-    audit(
-        &state,
-        session,
-        &web,
-        "embed_origins.set",
-        &origins.join(" "),
-    )
-    .await;
+    signed
+        .audit(&state, &web, "embed_origins.set", &origins.join(" "))
+        .await;
     web.finish(Redirect::to("/dashboard/developers?done=origins"))
-}
-
-async fn audit(state: &AppState, session: &SignedIn, web: &Web, action: &str, detail: &str) {
-    if let Err(e) = state
-        .store
-        .audit(
-            Some(&session.merchant.id),
-            Some(&session.user.id),
-            &session.user.email,
-            action,
-            detail,
-            Some(&web.ip),
-            now_ms(),
-        )
-        .await
-    {
-        tracing::error!(error = %e, action, "audit log write failed");
-    }
 }

@@ -190,16 +190,12 @@ async fn schedule(
     {
         return store_failed(e);
     }
-    let _ = state
-        .store
+    signed
         .audit(
-            Some(&session.merchant.id),
-            Some(&session.user.id),
-            &session.user.email,
+            &state,
+            &web,
             "webhooks.mass_resend_scheduled",
             &format!("{id}: {} events at {} UTC", items.len(), format_utc(run_at)),
-            Some(&web.ip),
-            now,
         )
         .await;
     web.finish(Redirect::to(&format!("/dashboard/mass/{id}")))
@@ -329,24 +325,19 @@ async fn cancel(
     if !refund && !signed.may(Permission::ResendWebhooks) {
         return forbidden(&web, "resend webhooks");
     }
-    let session = &signed.0;
     match state.store.cancel_mass_action(&action.id, now_ms()).await {
         Ok(cancelled) => {
             if cancelled {
-                let _ = state
-                    .store
+                signed
                     .audit(
-                        Some(&session.merchant.id),
-                        Some(&session.user.id),
-                        &session.user.email,
+                        &state,
+                        &web,
                         if refund {
                             "refunds.mass_refund_cancelled"
                         } else {
                             "webhooks.mass_resend_cancelled"
                         },
                         &action.id,
-                        Some(&web.ip),
-                        now_ms(),
                     )
                     .await;
             }
@@ -389,59 +380,18 @@ pub async fn run(
             }
         };
         for action in due {
-            if action.kind == REFUND {
-                let outcome = super::mass_refund::run(&store, &payments, &action).await;
-                tracing::info!(action = %action.id, %outcome, "bulk refund ran");
-                if let Err(e) = store
-                    .finish_mass_action(&action.id, &outcome, now_ms())
-                    .await
-                {
-                    tracing::warn!(error = %e, "mass action finished but not recorded");
-                }
-                let _ = store
-                    .audit(
-                        Some(&action.merchant_id),
-                        None,
-                        &action.actor,
-                        "refunds.mass_refund_ran",
-                        &format!("{}: {outcome}", action.id),
-                        None,
-                        now_ms(),
-                    )
-                    .await;
-                continue;
-            }
-            let mut sent = 0usize;
-            let mut missing = 0usize;
-            for id in &action.items {
-                let event = match EventId::parse(id) {
-                    Some(id) => store.event(&id).await,
-                    None => Ok(None),
-                };
-                match event {
-                    Ok(Some(e)) if e.merchant_id == action.merchant_id && e.mode == action.mode => {
-                        match store.redeliver(&e, now_ms()).await {
-                            Ok(n) => sent += n,
-                            Err(err) => {
-                                tracing::warn!(error = %err, "mass resend: one event failed");
-                                missing += 1;
-                            }
-                        }
-                    }
-                    _ => missing += 1,
-                }
-            }
-            webhooks.wake();
-            let outcome = format!(
-                "{} events, {sent} deliveries scheduled{}",
-                action.items.len(),
-                if missing > 0 {
-                    format!(", {missing} skipped")
-                } else {
-                    String::new()
-                }
-            );
-            tracing::info!(action = %action.id, %outcome, "mass resend ran");
+            let (outcome, ran) = if action.kind == REFUND {
+                (
+                    super::mass_refund::run(&store, &payments, &action).await,
+                    "refunds.mass_refund_ran",
+                )
+            } else {
+                (
+                    resend(&store, &webhooks, &action).await,
+                    "webhooks.mass_resend_ran",
+                )
+            };
+            tracing::info!(action = %action.id, %outcome, "{ran}");
             if let Err(e) = store
                 .finish_mass_action(&action.id, &outcome, now_ms())
                 .await
@@ -453,7 +403,7 @@ pub async fn run(
                     Some(&action.merchant_id),
                     None,
                     &action.actor,
-                    "webhooks.mass_resend_ran",
+                    ran,
                     &format!("{}: {outcome}", action.id),
                     None,
                     now_ms(),
@@ -461,4 +411,43 @@ pub async fn run(
                 .await;
         }
     }
+}
+
+/// Runs a due mass resend: each event's deliveries scheduled again. The outcome, in
+/// words.
+async fn resend(
+    store: &Store,
+    webhooks: &crate::webhooks::Webhooks,
+    action: &MassAction,
+) -> String {
+    let mut sent = 0usize;
+    let mut missing = 0usize;
+    for id in &action.items {
+        let event = match EventId::parse(id) {
+            Some(id) => store.event(&id).await,
+            None => Ok(None),
+        };
+        match event {
+            Ok(Some(e)) if e.merchant_id == action.merchant_id && e.mode == action.mode => {
+                match store.redeliver(&e, now_ms()).await {
+                    Ok(n) => sent += n,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "mass resend: one event failed");
+                        missing += 1;
+                    }
+                }
+            }
+            _ => missing += 1,
+        }
+    }
+    webhooks.wake();
+    format!(
+        "{} events, {sent} deliveries scheduled{}",
+        action.items.len(),
+        if missing > 0 {
+            format!(", {missing} skipped")
+        } else {
+            String::new()
+        }
+    )
 }

@@ -284,12 +284,10 @@ pub async fn schedule(
     {
         return store_failed(e);
     }
-    let _ = state
-        .store
+    signed
         .audit(
-            Some(&session.merchant.id),
-            Some(&session.user.id),
-            &session.user.email,
+            &state,
+            &web,
             "refunds.mass_refund_scheduled",
             &format!(
                 "{id}: {} payments, {} at {} UTC ({})",
@@ -298,8 +296,6 @@ pub async fn schedule(
                 format_utc(run_at),
                 q.with_page(None)
             ),
-            Some(&web.ip),
-            now,
         )
         .await;
     web.finish(Redirect::to(&format!("/dashboard/mass/{id}")))

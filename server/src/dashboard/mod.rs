@@ -428,6 +428,28 @@ impl Signed {
         self.0.role.may(permission)
     }
 
+    /// Records `what` (with `detail`) in the business's audit log: this person, now,
+    /// from this browser's address. The action stands even if the record cannot be
+    /// written (the failure is logged).
+    pub async fn audit(&self, state: &AppState, web: &Web, what: &str, detail: &str) {
+        let session = &self.0;
+        if let Err(e) = state
+            .store
+            .audit(
+                Some(&session.merchant.id),
+                Some(&session.user.id),
+                &session.user.email,
+                what,
+                detail,
+                Some(&web.ip),
+                now_ms(),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, %what, "audit record not written");
+        }
+    }
+
     /// Whether a password or code was given within the re-authentication window.
     pub fn recently_authenticated(&self) -> bool {
         now_ms() - self.0.reauth_at < REAUTH_WINDOW_MS

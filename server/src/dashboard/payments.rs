@@ -945,19 +945,15 @@ async fn refund(
         .await;
     match result {
         Ok(refund) => {
-            let _ = state
-                .store
+            signed
                 .audit(
-                    Some(&session.merchant.id),
-                    Some(&session.user.id),
-                    &session.user.email,
+                    &state,
+                    &web,
                     "refund.created",
                     &format!(
                         "{} of {} on {} ({})",
                         refund.amount, form.payment, checkout.reference, refund.id
                     ),
-                    Some(&web.ip),
-                    now_ms(),
                 )
                 .await;
             web.finish(Redirect::to(&format!("{back}?refunded={}", refund.id)))
@@ -1076,16 +1072,12 @@ async fn resend(
         return store_failed(e);
     }
     state.webhooks.wake();
-    let _ = state
-        .store
+    signed
         .audit(
-            Some(&session.merchant.id),
-            Some(&session.user.id),
-            &session.user.email,
+            &state,
+            &web,
             "webhook.resent",
             &format!("{} ({})", event.id, event.kind),
-            Some(&web.ip),
-            now_ms(),
         )
         .await;
     web.finish(Redirect::to(&format!("{back}?resent=1")))

@@ -368,13 +368,7 @@ async fn save(
     {
         return store_failed(e);
     }
-    let _ = state
-        .store
-        .audit(
-            Some(&session.merchant.id),
-            Some(&session.user.id),
-            &session.user.email,
-            "settings.changed",
+    signed.audit(&state, &web, "settings.changed",
             &format!(
                 "name {:?} → {name:?}; phone {:?} → {:?}; whatsapp {:?} → {:?}; email {:?} → {:?}; colour {:?} → {:?}",
                 session.merchant.name,
@@ -386,11 +380,7 @@ async fn save(
                 profile.support_email,
                 before.brand_color,
                 profile.brand_color
-            ),
-            Some(&web.ip),
-            now_ms(),
-        )
-        .await;
+            )).await;
     web.finish(Redirect::to("/dashboard/settings?saved=1"))
 }
 
@@ -468,12 +458,10 @@ async fn save_rails(
         return store_failed(e);
     }
     let after: Vec<&str> = chosen.iter().map(|r| r.as_str()).collect();
-    let _ = state
-        .store
+    signed
         .audit(
-            Some(&session.merchant.id),
-            Some(&session.user.id),
-            &session.user.email,
+            &state,
+            &web,
             "rails.changed",
             &format!(
                 "{} mode: {} → {}",
@@ -481,8 +469,6 @@ async fn save_rails(
                 before.join(","),
                 after.join(",")
             ),
-            Some(&web.ip),
-            now_ms(),
         )
         .await;
     web.finish(Redirect::to("/dashboard/settings?saved=rails"))
@@ -565,19 +551,15 @@ async fn save_logo(
         Ok(d) => d,
         Err(e) => return store_failed(e),
     };
-    let _ = state
-        .store
+    signed
         .audit(
-            Some(&session.merchant.id),
-            Some(&session.user.id),
-            &session.user.email,
+            &state,
+            &web,
             "settings.logo_changed",
             &match (&digest, logo) {
                 (Some(d), Some((kind, bytes))) => format!("{kind}, {} bytes, {d}", bytes.len()),
                 _ => "removed".to_owned(),
             },
-            Some(&web.ip),
-            now_ms(),
         )
         .await;
     web.finish(Redirect::to("/dashboard/settings?saved=logo"))

@@ -239,16 +239,12 @@ async fn cancel_invite(
     {
         Ok(withdrawn) => {
             if withdrawn {
-                let _ = state
-                    .store
+                signed
                     .audit(
-                        Some(&session.merchant.id),
-                        Some(&session.user.id),
-                        &session.user.email,
+                        &state,
+                        &web,
                         "team.invitation_withdrawn",
                         &form.invite.chars().take(12).collect::<String>(),
-                        Some(&web.ip),
-                        now_ms(),
                     )
                     .await;
             }
@@ -378,18 +374,7 @@ async fn team_change(
                 ),
                 None => ("team.removed", member.email.clone(), "removed"),
             };
-            let _ = state
-                .store
-                .audit(
-                    Some(&session.merchant.id),
-                    Some(&session.user.id),
-                    &session.user.email,
-                    action,
-                    &detail,
-                    Some(&web.ip),
-                    now,
-                )
-                .await;
+            signed.audit(state, web, action, &detail).await;
             web.finish(Redirect::to(&format!("/dashboard/team?done={done}")))
         }
         Ok(TeamChange::LastOwner) => web.finish(Redirect::to("/dashboard/team?error=last_owner")),
