@@ -119,7 +119,10 @@ impl CheckoutService {
     /// yet".)
     pub fn methods(&self, session: &SessionRecord) -> Vec<RailId> {
         self.offered(session)
-            .filter(|rail| self.takes(*rail, session.amount))
+            .filter(|rail| {
+                self.connector(session, *rail)
+                    .is_some_and(|c| c.capabilities().accepts(session.amount))
+            })
             .collect()
     }
 
@@ -140,9 +143,10 @@ impl CheckoutService {
     ) -> Result<Vec<(RailId, Option<crate::fx::Quote>)>, StoreError> {
         let mut out = Vec::new();
         for rail in self.offered(session) {
-            let Some(caps) = self.rails.any(rail).map(|c| c.capabilities()) else {
+            let Some(connector) = self.connector(session, rail) else {
                 continue;
             };
+            let caps = connector.capabilities();
             if caps.accepts(session.amount) {
                 out.push((rail, None));
             } else if caps.country(session.amount.currency()).is_none()
@@ -155,11 +159,17 @@ impl CheckoutService {
         Ok(out)
     }
 
-    /// Whether `rail` can take `amount` (its currency and units).
-    fn takes(&self, rail: RailId, amount: Money) -> bool {
+    /// A connector for what `rail` takes for `session`'s merchant: its own (in live
+    /// mode, with its own credentials), else this server's in either mode (what a rail
+    /// takes does not depend on the mode).
+    fn connector(
+        &self,
+        session: &SessionRecord,
+        rail: RailId,
+    ) -> Option<std::sync::Arc<dyn crate::connectors::Connector>> {
         self.rails
-            .any(rail)
-            .is_some_and(|c| c.capabilities().accepts(amount))
+            .for_merchant(&session.merchant_id, rail, session.mode)
+            .or_else(|| self.rails.any(rail))
     }
 
     /// The rails a new session may be paid with: those asked for, narrowed to those the
@@ -180,9 +190,10 @@ impl CheckoutService {
         // quote in a currency it takes).
         let mut payable = false;
         for rail in &allowed {
-            let Some(caps) = self.rails.get(*rail, req.mode).map(|c| c.capabilities()) else {
+            let Some(connector) = self.rails.for_merchant(&req.merchant_id, *rail, req.mode) else {
                 continue;
             };
+            let caps = connector.capabilities();
             payable = caps.accepts(req.amount)
                 || match &self.fx {
                     Some(fx) if caps.country(req.amount.currency()).is_none() => fx
@@ -527,10 +538,12 @@ impl PageService for CheckoutService {
                         .iter()
                         .find(|(rail, _)| *rail == RailId::Card)
                         .and_then(|(_, quote)| {
-                            let mpgs = self
-                                .rails
-                                .get(RailId::Card, session.mode)?
-                                .card_processor()?;
+                            let card = self.rails.for_merchant(
+                                &session.merchant_id,
+                                RailId::Card,
+                                session.mode,
+                            )?;
+                            let mpgs = card.card_processor()?;
                             Some(app::model::CardView {
                                 amount_label: quote
                                     .as_ref()

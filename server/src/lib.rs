@@ -30,6 +30,7 @@ pub mod checkout;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod credentials;
 pub mod dashboard;
 pub mod demo;
 pub mod domain;

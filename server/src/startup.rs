@@ -57,6 +57,8 @@ pub struct Application {
     card_gateway: Option<(TcpListener, Router)>,
     /// The sandbox PayPal, on its own listener (its own origin).
     paypal: Option<(TcpListener, Router)>,
+    /// Merchants' own connectors as built, kept up to date while it runs.
+    own_credentials: crate::credentials::Loaded,
 }
 
 impl Application {
@@ -170,6 +172,12 @@ impl Application {
         };
         let rails =
             crate::connectors::Registry::from_config(&config).map_err(anyhow::Error::msg)?;
+        // Merchants' own live credentials (saved on the dashboard), over this server's.
+        let mut own_credentials = crate::credentials::Loaded::default();
+        own_credentials
+            .refresh(&store, &config, &rails)
+            .await
+            .context("reading merchants' own credentials")?;
         let rates = crate::fx::Rates::new(
             store.clone(),
             Some(config.fx_test_provider()),
@@ -273,6 +281,7 @@ impl Application {
             merchant_site,
             card_gateway,
             paypal,
+            own_credentials,
         })
     }
 
@@ -355,6 +364,12 @@ impl Application {
             self.state.payments.clone(),
         )));
         let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
+        let credentials = AbortOnDrop(tokio::spawn(crate::credentials::run(
+            self.state.store.clone(),
+            self.state.config.clone(),
+            self.state.payments.registry().clone(),
+            self.own_credentials,
+        )));
         let dashboard = AbortOnDrop(tokio::spawn(crate::dashboard::mass::run(
             self.state.store.clone(),
             self.state.webhooks.clone(),
@@ -397,6 +412,7 @@ impl Application {
         drop(sweeper);
         drop(dashboard);
         drop(poller);
+        drop(credentials);
         drop(live);
         drop(webhooks);
         drop(sites);

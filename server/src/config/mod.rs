@@ -540,7 +540,10 @@ impl Config {
             {
                 return invalid("base_url points at a sandbox; live mode never reaches one");
             }
-            if let Err(why) = settings.check_live_credentials() {
+            // No secret at all: the rail serves merchants' own credentials only.
+            if settings.has_secrets()
+                && let Err(why) = settings.check_live_credentials()
+            {
                 return invalid(&why);
             }
         }
@@ -1062,13 +1065,35 @@ mod tests {
         // A live URL with the sandbox's credentials is refused too.
         let err = Config::load_from(
             None,
-            env(&[(
-                "MALIPO_RAILS_LIVE_MPESA_BASE_URL",
-                "https://api.safaricom.co.ke",
-            )]),
+            env(&[
+                (
+                    "MALIPO_RAILS_LIVE_MPESA_BASE_URL",
+                    "https://api.safaricom.co.ke",
+                ),
+                ("MALIPO_RAILS_LIVE_MPESA_PASSKEY", SANDBOX_PASSKEY),
+                ("MALIPO_SMTP_URL", "smtps://malipo:pw@mail.example:465"),
+            ]),
         )
         .unwrap_err();
         assert!(err.to_string().contains("credentials"), "{err}");
+        // A live URL with no secret at all: open to merchants' own credentials only
+        // (saved on the dashboard); live mode is on, so SMTP is needed.
+        let open = [(
+            "MALIPO_RAILS_LIVE_MPESA_BASE_URL",
+            "https://api.safaricom.co.ke",
+        )];
+        let err = Config::load_from(None, env(&open)).unwrap_err();
+        assert!(err.to_string().contains("SMTP"), "{err}");
+        let mut open = open.to_vec();
+        open.push(("MALIPO_SMTP_URL", "smtps://malipo:pw@mail.example:465"));
+        let c = Config::load_from(None, env(&open)).unwrap();
+        assert_eq!(c.live_rails().count(), 1);
+        let registry = crate::connectors::Registry::from_config(&c).unwrap();
+        assert!(
+            registry
+                .get(RailId::Mpesa, crate::domain::Mode::Live)
+                .is_none()
+        );
     }
 
     #[test]

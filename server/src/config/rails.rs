@@ -25,6 +25,16 @@ pub trait RailSettings {
     fn base_url(&self) -> &str;
     /// Where this server's sandbox operator for the rail lives, under `/sandbox/`.
     fn sandbox_path(&self) -> &'static str;
+    /// A secret field's value (`None`: the field is no secret, or not this rail's). A
+    /// form never shows a secret again.
+    fn expose(&self, field: &str) -> Option<&str>;
+    /// Whether any secret is set: a live rail with none (only its base URL) serves only
+    /// merchants' own credentials, saved on the dashboard.
+    fn has_secrets(&self) -> bool {
+        self.fields()
+            .iter()
+            .any(|f| self.expose(f).is_some_and(|v| !v.is_empty()))
+    }
     /// Whether these are real credentials (for live mode): `Err` says what is missing.
     fn check_live_credentials(&self) -> Result<(), String>;
     /// Whether the settings make sense at all, in either mode: `Err` says why not.
@@ -233,6 +243,18 @@ impl RailSettings for MpesaConfig {
 
     fn sandbox_path(&self) -> &'static str {
         "daraja"
+    }
+
+    fn expose(&self, field: &str) -> Option<&str> {
+        Some(
+            match field {
+                "consumer_secret" => &self.consumer_secret,
+                "passkey" => &self.passkey,
+                "security_credential" => &self.security_credential,
+                _ => return None,
+            }
+            .expose_secret(),
+        )
     }
 
     fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {

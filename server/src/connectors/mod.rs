@@ -307,6 +307,13 @@ pub trait Connector: Send + Sync + 'static {
         Box::pin(std::future::ready(None))
     }
 
+    /// The operator's id for the push a portal callback names, read without checking
+    /// it: to find the attempt, and so whose credentials (a merchant's own app) must
+    /// then find the body authentic. `None` (the default): no portal callbacks.
+    fn portal_request_id(&self, _body: &[u8]) -> Option<String> {
+        None
+    }
+
     /// Our failure code for a push the operator refused with `code`, where the code
     /// says more than "refused" (Airtel's `DP00800001005` Msisdn Not Found: the number
     /// has no wallet there, so the page suggests another). `None`: `push_rejected`.

@@ -1,19 +1,30 @@
 //! Which connector serves each rail in each mode. Built at start-up from the
 //! configuration; live mode gets only rails configured for live (never a sandbox).
+//! Over that, in live mode, a merchant's own credentials (saved on the dashboard, see
+//! [`crate::credentials`]) give that merchant a connector of its own for the rail.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use super::{Connector, RailId};
 use crate::{
     config::{Config, Rails},
-    domain::Mode,
+    domain::{MerchantId, Mode},
 };
 
-/// (rail, mode) → the configured connector. Cheap to clone.
+/// (rail, mode) → the configured connector, and (merchant, rail) → a merchant's own live
+/// connector. Cheap to clone; clones share the merchants' connectors, so one saved on
+/// the dashboard serves the page and the engine at once.
 #[derive(Clone, Default)]
 pub struct Registry {
     rails: HashMap<(RailId, Mode), Arc<dyn Connector>>,
+    own: Arc<RwLock<OwnConnectors>>,
 }
+
+/// (merchant, rail) → the merchant's own live connector.
+type OwnConnectors = HashMap<(MerchantId, RailId), Arc<dyn Connector>>;
 
 impl Registry {
     pub fn new() -> Registry {
@@ -26,16 +37,77 @@ impl Registry {
         self
     }
 
-    /// A connector for `rail` in either mode, for what does not depend on the mode
-    /// (reading the operator's callback, its expected answer).
-    pub fn any(&self, rail: RailId) -> Option<&Arc<dyn Connector>> {
+    /// A connector for `rail` in either mode, for what does not depend on the mode or
+    /// the credentials (reading the operator's callback, its expected answer).
+    pub fn any(&self, rail: RailId) -> Option<Arc<dyn Connector>> {
         self.get(rail, Mode::Test)
             .or_else(|| self.get(rail, Mode::Live))
+            .cloned()
+            .or_else(|| {
+                let own = self.own.read().expect("registry lock");
+                own.iter()
+                    .find(|((_, r), _)| *r == rail)
+                    .map(|(_, c)| c.clone())
+            })
     }
 
-    /// The connector for `rail` in `mode`, if that rail is on there.
+    /// This server's own connector for `rail` in `mode`, if that rail is on there.
     pub fn get(&self, rail: RailId, mode: Mode) -> Option<&Arc<dyn Connector>> {
         self.rails.get(&(rail, mode))
+    }
+
+    /// The connector that serves `merchant` on `rail` in `mode`: in live mode its own
+    /// (its saved credentials), else this server's. Test mode is always this server's
+    /// (its sandbox).
+    pub fn for_merchant(
+        &self,
+        merchant: &MerchantId,
+        rail: RailId,
+        mode: Mode,
+    ) -> Option<Arc<dyn Connector>> {
+        if mode == Mode::Live
+            && let Some(own) = self.own(merchant, rail)
+        {
+            return Some(own);
+        }
+        self.get(rail, mode).cloned()
+    }
+
+    /// `merchant`'s own live connector for `rail`, if it saved credentials for it.
+    pub fn own(&self, merchant: &MerchantId, rail: RailId) -> Option<Arc<dyn Connector>> {
+        let own = self.own.read().expect("registry lock");
+        own.get(&(merchant.clone(), rail)).cloned()
+    }
+
+    /// Whether some merchant has credentials of its own for `rail`.
+    pub fn has_own(&self, rail: RailId) -> bool {
+        let own = self.own.read().expect("registry lock");
+        own.keys().any(|(_, r)| *r == rail)
+    }
+
+    /// Serves `merchant`'s live payments on `rail` with `connector` (`None`: with this
+    /// server's again).
+    pub fn set_own(
+        &self,
+        merchant: &MerchantId,
+        rail: RailId,
+        connector: Option<Arc<dyn Connector>>,
+    ) {
+        let mut own = self.own.write().expect("registry lock");
+        match connector {
+            Some(c) => own.insert((merchant.clone(), rail), c),
+            None => own.remove(&(merchant.clone(), rail)),
+        };
+    }
+
+    /// Which (merchant, rail) pairs have connectors of their own.
+    pub fn own_keys(&self) -> Vec<(MerchantId, RailId)> {
+        self.own
+            .read()
+            .expect("registry lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 
@@ -59,6 +131,12 @@ impl Registry {
             registry = registry.with(Mode::Test, connector(rail, url, &config.rails)?);
         }
         for (rail, url) in config.live_rails() {
+            // Without credentials of this server's own, the rail serves only merchants'
+            // own (see `crate::credentials`); the configuration checked any it has.
+            let own = config.rails_live.get(rail);
+            if !own.has_secrets() || own.check_live_credentials().is_err() {
+                continue;
+            }
             registry = registry.with(Mode::Live, connector(rail, url, &config.rails_live)?);
         }
         Ok(registry)
@@ -66,7 +144,7 @@ impl Registry {
 }
 
 /// A rail's connector at `base_url` with its settings: the one line each rail adds.
-fn connector(
+pub(crate) fn connector(
     rail: RailId,
     base_url: String,
     settings: &Rails,

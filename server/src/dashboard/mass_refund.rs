@@ -89,7 +89,7 @@ pub async fn select(
         offset += PAGE;
         for row in &rows {
             for a in &row.paid_by {
-                if !state.payments.refunds_supported(a.rail, mode) {
+                if !state.payments.refunds_supported(merchant, a.rail, mode) {
                     sel.by_hand += 1;
                     continue;
                 }

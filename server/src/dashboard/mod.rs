@@ -17,6 +17,7 @@
 //!   sign-in on before anything else.
 
 mod auth;
+mod credentials;
 mod developers;
 mod mailbox;
 pub mod mass;
@@ -73,6 +74,7 @@ pub fn router() -> Router<AppState> {
         .merge(payments::router())
         .merge(team::router())
         .merge(settings::router())
+        .merge(credentials::router())
         .merge(developers::router())
         .merge(mailbox::router())
         .merge(mass::router())

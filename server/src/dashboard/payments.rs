@@ -524,8 +524,13 @@ async fn detail(
                     .map(|r| r.amount.minor())
                     .sum::<i64>();
             let refundable = a.status == AttemptStatus::Succeeded && left > 0;
-            let supported = state.payments.refunds_supported(a.rail, checkout.mode);
-            let partial = state.payments.partial_refunds_supported(a.rail, checkout.mode);
+            let supported =
+                state.payments.refunds_supported(&checkout.merchant_id, a.rail, checkout.mode);
+            let partial = state.payments.partial_refunds_supported(
+                &checkout.merchant_id,
+                a.rail,
+                checkout.mode,
+            );
             let raw_items = raw.iter().map(|r| view! { <pre>{r.clone()}</pre> }).collect_view();
             let instructions = if a.duplicate {
                 Some("This paid a session that was already paid: the payer was charged twice. Refund this payment.")

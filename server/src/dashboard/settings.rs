@@ -197,7 +197,9 @@ async fn rail_rows(state: &AppState, signed: &Signed) -> Result<Vec<RailRow>, St
     Ok(RailId::ALL
         .into_iter()
         .map(|rail| {
-            let available = state.payments.rail_on(rail, session.mode);
+            let available = state
+                .payments
+                .rail_on(&session.merchant.id, rail, session.mode);
             RailRow {
                 rail,
                 available,
@@ -309,6 +311,13 @@ fn render(
             {rail_items}
             {may_rails.then(|| view! { <button type="submit">"Save the ways to pay"</button> })}
         </form>
+        {may_rails.then(|| view! {
+            <section class="card">
+                <h2>"Live credentials"</h2>
+                <p class="hint">"Your own operator accounts (your paybill, your MTN MoMo, Airtel or PayPal app) for live payments: sealed when saved, never shown again."</p>
+                <p><a href="/dashboard/settings/credentials">"Set up live credentials"</a></p>
+            </section>
+        })}
     };
     web.page(
         StatusCode::OK,

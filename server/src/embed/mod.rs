@@ -170,7 +170,7 @@ pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next:
     let mut response = next.run(req).await;
     let (origins, mode) = match session {
         Some(id) => match state.store.embed_origins_for_session(&id).await {
-            Ok(Some((origins, mode))) => (origins, Some(mode)),
+            Ok(Some((origins, mode, merchant))) => (origins, Some((mode, merchant))),
             Ok(None) => (Vec::new(), None),
             Err(e) => {
                 tracing::warn!(error = %e, "embed origins unavailable; refusing frames");
@@ -182,11 +182,13 @@ pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next:
     // The card processor of the session's own mode only (a live page never names the
     // test sandbox's); no session, no processor.
     let card = mode
-        .map(|mode| state.payments.card_sources(mode))
+        .as_ref()
+        .map(|(mode, merchant)| state.payments.card_sources(merchant, *mode))
         .unwrap_or_default();
     // Likewise PayPal's approval page: the PayPal form's 303 lands there.
     let redirects: Vec<String> = mode
-        .and_then(|mode| state.payments.paypal_origin(mode))
+        .as_ref()
+        .and_then(|(mode, merchant)| state.payments.paypal_origin(merchant, *mode))
         .into_iter()
         .collect();
     if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, &origins, &card, &redirects)) {

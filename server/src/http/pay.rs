@@ -203,7 +203,12 @@ async fn pay(
         Err(PayError::Limited { limit, retry_after }) => {
             let payer = state
                 .payments
-                .payer_country(rail, session.amount.currency())
+                .payer_country(
+                    &session.merchant_id,
+                    session.mode,
+                    rail,
+                    session.amount.currency(),
+                )
                 .and_then(|country| crate::domain::phone::Msisdn::parse(&phone, country))
                 .map(|m| mask(m.as_str()));
             refuse(limit, payer, retry_after).await

@@ -52,16 +52,22 @@ pub enum CardNext {
 impl Payments {
     /// The card processor of `mode`, as (origin, `session.js` URL): the page's CSP lets
     /// its script, frames and hosted page in, and nothing else.
-    pub fn card_sources(&self, mode: crate::domain::Mode) -> Vec<(String, String)> {
-        self.connector(RailId::Card, mode)
-            .and_then(|c| c.card_processor())
-            .map(|mpgs| vec![(mpgs.origin(), mpgs.session_js_url())])
+    pub fn card_sources(
+        &self,
+        merchant: &crate::domain::MerchantId,
+        mode: crate::domain::Mode,
+    ) -> Vec<(String, String)> {
+        self.connector(merchant, RailId::Card, mode)
+            .and_then(|c| {
+                c.card_processor()
+                    .map(|mpgs| vec![(mpgs.origin(), mpgs.session_js_url())])
+            })
             .unwrap_or_default()
     }
 
     /// The card processor for `session`'s mode, if cards are on there.
     fn card_processor(&self, session: &crate::store::SessionRecord) -> Result<Mpgs, PayError> {
-        self.connector(RailId::Card, session.mode)
+        self.connector(&session.merchant_id, RailId::Card, session.mode)
             .and_then(|c| c.card_processor().cloned())
             .ok_or(PayError::RailNotConfigured)
     }

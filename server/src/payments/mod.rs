@@ -36,7 +36,9 @@ use crate::{
         Connector, ConnectorError, InitiateRequest, Queried, QueryRequest, RailId, RailOutcome,
         Registry,
     },
-    domain::{AttemptId, Mode, SessionId, ids::random_base62, keys::hash_token, phone::Msisdn},
+    domain::{
+        AttemptId, MerchantId, Mode, SessionId, ids::random_base62, keys::hash_token, phone::Msisdn,
+    },
     store::{
         AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt,
         SessionStatus, Store, StoreError,
@@ -262,26 +264,61 @@ impl Payments {
         self
     }
 
-    /// The connector for `rail` in `mode`: objects never cross modes, so neither do
-    /// rails.
-    fn connector(&self, rail: RailId, mode: Mode) -> Option<&Arc<dyn Connector>> {
-        self.rails.get(rail, mode)
+    /// The connector serving `merchant` on `rail` in `mode`: objects never cross modes,
+    /// so neither do rails; in live mode, the merchant's own credentials come first.
+    pub(crate) fn connector(
+        &self,
+        merchant: &MerchantId,
+        rail: RailId,
+        mode: Mode,
+    ) -> Option<Arc<dyn Connector>> {
+        self.rails.for_merchant(merchant, rail, mode)
     }
 
-    /// Whether this server has `rail` on in `mode` (configured, with its connector).
-    pub fn rail_on(&self, rail: RailId, mode: Mode) -> bool {
-        self.connector(rail, mode).is_some()
+    /// The connector for an attempt: its merchant's (see [`Payments::connector`]).
+    pub(crate) async fn attempt_connector(
+        &self,
+        attempt: &AttemptRecord,
+        mode: Mode,
+    ) -> Result<Option<Arc<dyn Connector>>, StoreError> {
+        if mode == Mode::Live && self.rails.has_own(attempt.rail) {
+            let merchant = self
+                .store
+                .session(&attempt.session_id)
+                .await?
+                .map(|s| s.merchant_id);
+            if let Some(merchant) = merchant {
+                return Ok(self.connector(&merchant, attempt.rail, mode));
+            }
+        }
+        Ok(self.rails.get(attempt.rail, mode).cloned())
     }
 
-    /// Whether payments on `rail` in `mode` can be refunded through Malipo.
-    pub fn refunds_supported(&self, rail: RailId, mode: Mode) -> bool {
-        self.connector(rail, mode).is_some_and(|c| c.refunds())
+    /// Every connector, this server's and merchants' own.
+    pub fn registry(&self) -> &Registry {
+        &self.rails
+    }
+
+    /// Whether `rail` is on for `merchant` in `mode` (configured, with its connector).
+    pub fn rail_on(&self, merchant: &MerchantId, rail: RailId, mode: Mode) -> bool {
+        self.connector(merchant, rail, mode).is_some()
+    }
+
+    /// Whether `merchant`'s payments on `rail` in `mode` can be refunded through Malipo.
+    pub fn refunds_supported(&self, merchant: &MerchantId, rail: RailId, mode: Mode) -> bool {
+        self.connector(merchant, rail, mode)
+            .is_some_and(|c| c.refunds())
     }
 
     /// Whether a refund on `rail` in `mode` may return part of a payment (Daraja's
     /// reversals and Airtel's refunds return all of it).
-    pub fn partial_refunds_supported(&self, rail: RailId, mode: Mode) -> bool {
-        self.connector(rail, mode)
+    pub fn partial_refunds_supported(
+        &self,
+        merchant: &MerchantId,
+        rail: RailId,
+        mode: Mode,
+    ) -> bool {
+        self.connector(merchant, rail, mode)
             .is_some_and(|c| c.partial_refunds())
     }
 
@@ -289,10 +326,15 @@ impl Payments {
     /// typed): that currency's country on the rail, else (paid at a quote) its first.
     pub fn payer_country(
         &self,
+        merchant: &MerchantId,
+        mode: Mode,
         rail: RailId,
         currency: crate::domain::money::Currency,
     ) -> Option<crate::domain::phone::Country> {
-        let caps = self.rails.any(rail)?.capabilities();
+        let connector = self
+            .connector(merchant, rail, mode)
+            .or_else(|| self.rails.any(rail))?;
+        let caps = connector.capabilities();
         caps.country(currency)
             .or_else(|| caps.markets.first().map(|(_, country)| *country))
     }
@@ -390,9 +432,8 @@ impl Payments {
             return Err(PayError::NotPayable);
         }
         let connector = self
-            .connector(rail, session.mode)
-            .ok_or(PayError::RailNotConfigured)?
-            .clone();
+            .connector(&session.merchant_id, rail, session.mode)
+            .ok_or(PayError::RailNotConfigured)?;
         if !no_sms_arrived
             && self
                 .store
@@ -533,8 +574,8 @@ impl Payments {
         // What the rail takes does not depend on the mode: the shopper hears about the
         // number and the amount first, then whether the rail is on for this shop.
         let capabilities = self
-            .rails
-            .any(rail)
+            .connector(&session.merchant_id, rail, session.mode)
+            .or_else(|| self.rails.any(rail))
             .ok_or(PayError::RailNotConfigured)?
             .capabilities()
             .clone();
@@ -744,6 +785,9 @@ impl Payments {
                 }
             }
         }
+        if authentic.is_none() {
+            authentic = self.own_portal_callback(rail, key, headers, body).await?;
+        }
         let Some((mode, connector, request_id)) = authentic else {
             if !offers_portal {
                 return Err(CallbackError::Forbidden);
@@ -790,6 +834,46 @@ impl Payments {
         }
         self.ask_soon(&attempt.id).await?;
         Ok(())
+    }
+
+    /// A portal callback for a merchant's own app (its own credentials): the attempt the
+    /// body names says whose credentials must find it authentic. `None`: not one.
+    async fn own_portal_callback(
+        &self,
+        rail: RailId,
+        key: Option<&str>,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Option<(Mode, Arc<dyn Connector>, String)>, StoreError> {
+        if !self.rails.has_own(rail) {
+            return Ok(None);
+        }
+        let Some(named) = self.rails.any(rail).and_then(|c| c.portal_request_id(body)) else {
+            return Ok(None);
+        };
+        let Some(id) = self
+            .store
+            .attempt_by_operator_request_id(rail, &named)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(attempt) = self.store.attempt(&id).await? else {
+            return Ok(None);
+        };
+        let Some(session) = self.store.session(&attempt.session_id).await? else {
+            return Ok(None);
+        };
+        let Some(own) = self.rails.own(&session.merchant_id, rail) else {
+            return Ok(None);
+        };
+        if session.mode != Mode::Live {
+            return Ok(None);
+        }
+        Ok(match own.portal_callback(key, headers, body).await {
+            Some(Ok(request_id)) if request_id == named => Some((Mode::Live, own, request_id)),
+            _ => None,
+        })
     }
 
     /// Acts on a callback body already stored for attempt `id`. Idempotent: a body
@@ -985,8 +1069,9 @@ impl Payments {
         // shopper still looking at the prompt is never told "we couldn't confirm".
         // A rail whose push call answers only after the shopper (Vodacom) may answer as
         // late as that call's time-out: never given up as unknown before then.
-        let answer_window = self
-            .connector(attempt.rail, mode)
+        let connector = self.attempt_connector(&attempt, mode).await?;
+        let answer_window = connector
+            .as_ref()
             .map_or(0, |c| c.answers_within_ms() - 60_000);
         let age = now - attempt.created_at - longer_prompt_ms(attempt.rail).max(answer_window);
         let rail_name = attempt.rail.label();
@@ -1029,7 +1114,7 @@ impl Payments {
             }
             return Ok(changed);
         };
-        let queried: Queried = match self.connector(attempt.rail, mode) {
+        let queried: Queried = match connector {
             Some(_) if !self.may_query(attempt.rail, mode, now) => {
                 // The operator keeps failing: its circuit is open. The schedule below
                 // still runs, so the attempt goes unknown on time.

@@ -34,10 +34,13 @@ pub enum PaypalNext {
 impl Payments {
     /// The origin of PayPal's buyer pages in `mode`, if PayPal is on there: the page's
     /// CSP lets the PayPal form go there (a form's redirect counts), and nowhere else.
-    pub fn paypal_origin(&self, mode: crate::domain::Mode) -> Option<String> {
-        self.connector(RailId::Paypal, mode)
-            .and_then(|c| c.paypal())
-            .map(|p| p.approve_origin())
+    pub fn paypal_origin(
+        &self,
+        merchant: &crate::domain::MerchantId,
+        mode: crate::domain::Mode,
+    ) -> Option<String> {
+        self.connector(merchant, RailId::Paypal, mode)
+            .and_then(|c| c.paypal().map(|p| p.approve_origin()))
     }
 
     /// Starts a PayPal payment of `session_id` (at the quote the shopper saw, when PayPal
@@ -62,8 +65,7 @@ impl Payments {
             } => (session, quote, charge),
         };
         let connector = self
-            .connector(RailId::Paypal, session.mode)
-            .cloned()
+            .connector(&session.merchant_id, RailId::Paypal, session.mode)
             .ok_or(PayError::RailNotConfigured)?;
         let paypal = connector.paypal().ok_or(PayError::RailNotConfigured)?;
         let Some(super::redirect::Opened { attempt, token }) = self
@@ -163,10 +165,8 @@ impl Payments {
         session: &SessionRecord,
         attempt: &AttemptRecord,
     ) -> Result<bool, StoreError> {
-        let Some(paypal) = self
-            .connector(RailId::Paypal, session.mode)
-            .and_then(|c| c.paypal())
-        else {
+        let connector = self.connector(&session.merchant_id, RailId::Paypal, session.mode);
+        let Some(paypal) = connector.as_ref().and_then(|c| c.paypal()) else {
             return Ok(false);
         };
         let Some(order) = attempt.operator_request_id.as_deref() else {

@@ -83,9 +83,8 @@ impl Payments {
             return Err(RefundError::Currency(attempt.amount.currency()));
         }
         let connector = self
-            .connector(attempt.rail, mode)
+            .connector(merchant, attempt.rail, mode)
             .filter(|c| c.refunds())
-            .cloned()
             .ok_or(RefundError::NotSupported(attempt.rail.label()))?;
         if !connector.partial_refunds()
             && request.amount.is_some_and(|a| a != attempt.amount.minor())
@@ -269,8 +268,7 @@ impl Payments {
             .record_callback(&format!("{rail}:refund"), &attempt.id, body, now_ms())
             .await?;
         let connector = self
-            .connector(rail, session.mode)
-            .cloned()
+            .connector(&session.merchant_id, rail, session.mode)
             .ok_or(CallbackError::Forbidden)?;
         let report = connector
             .parse_refund_callback(body)
@@ -349,7 +347,8 @@ impl Payments {
             let Some(session) = self.store.session(&attempt.session_id).await? else {
                 continue;
             };
-            let Some(connector) = self.connector(attempt.rail, session.mode).cloned() else {
+            let Some(connector) = self.connector(&session.merchant_id, attempt.rail, session.mode)
+            else {
                 tracing::error!(refund = %refund.id, "pending refund's rail is off: check it at the operator");
                 continue;
             };

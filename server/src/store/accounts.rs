@@ -233,11 +233,13 @@ impl Store {
             .collect()
     }
 
-    /// Whether a merchant has any unrevoked live key (it takes live payments).
+    /// Whether a merchant takes live payments: any unrevoked live key, or live operator
+    /// credentials of its own.
     pub async fn merchant_is_live(&self, merchant: &MerchantId) -> Result<bool, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM api_keys \
-             WHERE merchant_id = $1 AND mode = 'live' AND revoked_at IS NULL",
+            "SELECT (SELECT COUNT(*) FROM api_keys \
+             WHERE merchant_id = $1 AND mode = 'live' AND revoked_at IS NULL) \
+             + (SELECT COUNT(*) FROM merchant_rail_credentials WHERE merchant_id = $1) AS n",
         )
         .bind(merchant.as_str())
         .fetch_one(&self.pool)

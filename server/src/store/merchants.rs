@@ -274,10 +274,10 @@ impl Store {
     pub async fn embed_origins_for_session(
         &self,
         session_id: &str,
-    ) -> Result<Option<(Vec<String>, Mode)>, StoreError> {
+    ) -> Result<Option<(Vec<String>, Mode, MerchantId)>, StoreError> {
         let row = sqlx::query(
             "SELECT CASE WHEN s.mode = 'live' THEN m.embed_origins_live ELSE m.embed_origins END \
-             AS embed_origins, s.mode FROM checkout_sessions s \
+             AS embed_origins, s.mode, s.merchant_id FROM checkout_sessions s \
              JOIN merchants m ON m.id = s.merchant_id WHERE s.id = $1",
         )
         .bind(session_id)
@@ -286,7 +286,12 @@ impl Store {
         match row {
             Some(row) => {
                 let mode = super::parse_column(&row, "mode", "checkout_sessions", Mode::parse)?;
-                Ok(Some((parse_origins(Some(row), session_id)?, mode)))
+                let merchant = MerchantId::from_db(row.try_get("merchant_id")?);
+                Ok(Some((
+                    parse_origins(Some(row), session_id)?,
+                    mode,
+                    merchant,
+                )))
             }
             None => Ok(None),
         }

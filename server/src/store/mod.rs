@@ -12,6 +12,7 @@
 
 mod accounts;
 mod attempts;
+mod credentials;
 mod dashboard;
 mod fx;
 mod idempotency;
@@ -28,6 +29,7 @@ pub use accounts::{
 pub use attempts::{
     AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, Reconciled,
 };
+pub use credentials::SavedCredentials;
 pub use dashboard::{ListStatus, PaymentFilter, PaymentRow};
 pub use fx::RateRecord;
 pub use idempotency::{IdempotencyBegin, KeyScope};
@@ -203,6 +205,7 @@ impl Store {
             ("instance_secrets", "value"),
             ("webhook_endpoints", "secret"),
             ("webhook_endpoints", "previous_secret"),
+            ("merchant_rail_credentials", "sealed"),
         ] {
             let other: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT {column} FROM {table} WHERE {column} LIKE 'sealed:v1:%' \

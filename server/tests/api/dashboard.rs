@@ -1991,3 +1991,220 @@ async fn a_bulk_refund_whose_runner_died_is_taken_up_again_and_refunds_nothing_t
         "one refund per payment, the first not made twice"
     );
 }
+
+/// Live credentials the sandbox Daraja is set to answer to: a lodge's own paybill app, as
+/// Safaricom would issue them (no sandbox value, so they pass as live ones).
+const LODGE_KEY: &str = "ck-lodge-live-7Q2W";
+const LODGE_SECRET: &str = "cs-lodge-live-secret-9d8f";
+const LODGE_SHORTCODE: &str = "600100";
+const LODGE_PASSKEY: &str = "lodge-live-passkey-5e1c";
+
+#[tokio::test]
+async fn an_owner_saves_live_m_pesa_credentials_sealed_never_shown_and_live_payments_use_them() {
+    use malipo::{
+        connectors::RailId,
+        domain::{Mode, Money, money::Currency},
+    };
+    use secrecy::SecretString;
+    // Safaricom, standing in: this server's sandbox Daraja, which knows only the lodge's
+    // own app and paybill. Live M-PESA is open here (its live base URL is that sandbox:
+    // a test's shortcut past the configuration's https check) with no credentials of the
+    // server's own, so only the merchant's can reach it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daraja = format!("http://127.0.0.1:{port}/sandbox/daraja");
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.sandbox_delay_percent = 5;
+        c.rails.mpesa.consumer_key = LODGE_KEY.into();
+        c.rails.mpesa.consumer_secret = SecretString::from(LODGE_SECRET);
+        c.rails.mpesa.shortcode = LODGE_SHORTCODE.into();
+        c.rails.mpesa.passkey = SecretString::from(LODGE_PASSKEY);
+        c.rails_live.mpesa.base_url = daraja.clone();
+        // Live mode is on: the server is given its master key.
+        c.master_key = SecretString::from(crate::helpers::TEST_MASTER_KEY);
+    })
+    .await;
+    let mut b = signed_up(&app, "wanjiru@lodge.example", "Lodge Live").await;
+    let merchant = app
+        .store
+        .merchant_by_name("Lodge Live")
+        .await
+        .unwrap()
+        .unwrap();
+    let path = "/dashboard/settings/credentials";
+    let page = b.get(path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"data-credentials="mpesa""#));
+    assert!(page.has_code("two_factor_required"));
+    let lodge = [
+        ("consumer_key", LODGE_KEY),
+        ("consumer_secret", LODGE_SECRET),
+        ("shortcode", LODGE_SHORTCODE),
+        ("passkey", LODGE_PASSKEY),
+    ];
+    // Not without a second factor: a stolen password must not redirect live money.
+    let refused = b.post(&format!("{path}/mpesa"), &lodge).await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.has_code("two_factor_required"));
+    enable_two_factor(&mut b).await;
+    b.get(path).await;
+
+    // Live M-PESA is off for this merchant: nothing serves it yet.
+    let session = async || {
+        app.checkout
+            .create(crate::helpers::open_session(
+                &merchant.id,
+                Mode::Live,
+                Money::new(250_000, Currency::Kes).unwrap(),
+            ))
+            .await
+            .unwrap()
+            .id
+    };
+    let off = session().await;
+    let refused = app
+        .payments
+        .start(&off, RailId::Mpesa, "0712345678", false)
+        .await;
+    assert!(
+        matches!(refused, Err(malipo::payments::PayError::RailNotConfigured)),
+        "{refused:?}"
+    );
+
+    // The sandbox's public values are no live credentials: refused, nothing kept.
+    let sandbox = b
+        .post(
+            &format!("{path}/mpesa"),
+            &[
+                ("consumer_key", "malipo-sandbox-key"),
+                ("consumer_secret", "malipo-sandbox-secret"),
+                ("shortcode", "174379"),
+                ("passkey", malipo::config::SANDBOX_PASSKEY),
+            ],
+        )
+        .await;
+    assert_eq!(sandbox.status, 400, "{}", sandbox.body);
+    assert!(sandbox.has_code("invalid_credentials"));
+    // A field the form does not have (where requests go is this server's to say).
+    let steer = b
+        .post(
+            &format!("{path}/mpesa"),
+            &[("base_url", "http://127.0.0.1:9/"), ("consumer_key", "x")],
+        )
+        .await;
+    assert_eq!(steer.status, 400);
+    assert!(
+        app.store
+            .rail_credentials(&merchant.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The lodge's own: saved, sealed, summarised, never shown again.
+    let saved = b.post(&format!("{path}/mpesa"), &lodge).await;
+    assert_eq!(
+        saved.location.as_deref(),
+        Some("/dashboard/settings/credentials?saved=mpesa"),
+        "{}",
+        saved.body
+    );
+    let page = b.get(saved.location.as_deref().unwrap()).await;
+    assert!(page.body.contains(r#"data-status="own""#), "{}", page.body);
+    assert!(page.body.contains("shortcode: 600100") && page.body.contains("consumer_key: …7Q2W"));
+    for secret in [LODGE_SECRET, LODGE_PASSKEY, LODGE_KEY] {
+        assert!(!page.body.contains(secret), "{secret} shown again");
+    }
+    let stored: String = sqlx::query_scalar("SELECT sealed FROM merchant_rail_credentials")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert!(stored.starts_with("sealed:v1:"));
+    for secret in [LODGE_SECRET, LODGE_PASSKEY, LODGE_KEY, LODGE_SHORTCODE] {
+        assert!(!stored.contains(secret));
+    }
+    let audit = b.get("/dashboard/audit").await;
+    assert!(audit.body.contains("credentials.saved"));
+    assert!(!audit.body.contains(LODGE_SECRET) && !audit.body.contains(LODGE_PASSKEY));
+
+    // A live payment goes to the lodge's own paybill (the operator knows no other), the
+    // shopper approves it on the handset, and the callback settles it here.
+    let id = session().await;
+    let res = app
+        .post_pay_form(id.as_str(), "", &[("phone", "0712345678")])
+        .await;
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let receipt = crate::helpers::approve_first(&app.client, &app.addr, "254712345678").await;
+    let attempt = app.store.latest_attempt(&id).await.unwrap().unwrap();
+    let done = crate::helpers::settled_attempt(&app.store, &attempt.id, 15).await;
+    assert_eq!(done.status, malipo::store::AttemptStatus::Succeeded);
+    assert_eq!(done.operator_receipt.as_deref(), Some(receipt.as_str()));
+
+    // They are this merchant's alone: another's live checkout cannot use them.
+    let other = malipo::merchants::create(&app.store, "Another Lodge")
+        .await
+        .unwrap();
+    let theirs = app
+        .checkout
+        .create(crate::helpers::open_session(
+            &other.merchant.id,
+            Mode::Live,
+            Money::new(250_000, Currency::Kes).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let refused = app
+        .payments
+        .start(&theirs.id, RailId::Mpesa, "0712345679", false)
+        .await;
+    assert!(matches!(
+        refused,
+        Err(malipo::payments::PayError::RailNotConfigured)
+    ));
+
+    // Another instance on this database builds the same connector from what is stored.
+    let mut config = malipo::config::Config::load_from(None, |_| None).unwrap();
+    config.rails_live.mpesa.base_url = daraja.clone();
+    let other = malipo::connectors::Registry::new();
+    let mut loaded = malipo::credentials::Loaded::default();
+    assert_eq!(
+        loaded.refresh(&app.store, &config, &other).await.unwrap(),
+        1
+    );
+    assert!(other.own(&merchant.id, RailId::Mpesa).is_some());
+    assert_eq!(
+        loaded.refresh(&app.store, &config, &other).await.unwrap(),
+        0
+    );
+
+    // Removed: forgotten, and live M-PESA is off again for this merchant.
+    let removed = b.post(&format!("{path}/mpesa/remove"), &[]).await;
+    assert_eq!(
+        removed.location.as_deref(),
+        Some("/dashboard/settings/credentials?removed=mpesa")
+    );
+    assert!(
+        app.store
+            .rail_credentials(&merchant.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let refused = app
+        .payments
+        .start(&session().await, RailId::Mpesa, "0712345678", false)
+        .await;
+    assert!(matches!(
+        refused,
+        Err(malipo::payments::PayError::RailNotConfigured)
+    ));
+    assert_eq!(
+        loaded.refresh(&app.store, &config, &other).await.unwrap(),
+        1
+    );
+    assert!(other.own(&merchant.id, RailId::Mpesa).is_none());
+}

@@ -108,6 +108,17 @@ impl RailSettings for AirtelConfig {
         "airtel"
     }
 
+    fn expose(&self, field: &str) -> Option<&str> {
+        Some(
+            match field {
+                "client_secret" => &self.client_secret,
+                "callback_key" => &self.callback_key,
+                _ => return None,
+            }
+            .expose_secret(),
+        )
+    }
+
     fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
         (self.client_secret.expose_secret() == SANDBOX_CLIENT_SECRET)
             .then_some(("sandbox_airtel_client_secret", &mut self.client_secret))

@@ -207,6 +207,12 @@ impl Connector for Airtel {
         RAIL
     }
 
+    fn portal_request_id(&self, body: &[u8]) -> Option<String> {
+        serde_json::from_slice::<Callback>(body)
+            .ok()
+            .map(|cb| cb.transaction.id)
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }

@@ -83,6 +83,16 @@ impl RailSettings for CardConfig {
         "card"
     }
 
+    fn expose(&self, field: &str) -> Option<&str> {
+        Some(
+            match field {
+                "api_password" => &self.api_password,
+                _ => return None,
+            }
+            .expose_secret(),
+        )
+    }
+
     fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
         (self.api_password.expose_secret() == SANDBOX_PASSWORD)
             .then_some(("sandbox_card_api_password", &mut self.api_password))

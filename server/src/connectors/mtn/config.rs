@@ -149,6 +149,19 @@ impl RailSettings for MtnConfig {
         "mtn"
     }
 
+    fn expose(&self, field: &str) -> Option<&str> {
+        Some(
+            match field {
+                "subscription_key" => &self.subscription_key,
+                "api_key" => &self.api_key,
+                "disbursement_subscription_key" => &self.disbursement_subscription_key,
+                "disbursement_api_key" => &self.disbursement_api_key,
+                _ => return None,
+            }
+            .expose_secret(),
+        )
+    }
+
     fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
         (self.api_key.expose_secret() == SANDBOX_API_KEY)
             .then_some(("sandbox_mtn_api_key", &mut self.api_key))

@@ -102,6 +102,16 @@ impl RailSettings for PaypalConfig {
         "paypal"
     }
 
+    fn expose(&self, field: &str) -> Option<&str> {
+        Some(
+            match field {
+                "client_secret" => &self.client_secret,
+                _ => return None,
+            }
+            .expose_secret(),
+        )
+    }
+
     fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
         (self.client_secret.expose_secret() == SANDBOX_SECRET)
             .then_some(("sandbox_paypal_client_secret", &mut self.client_secret))

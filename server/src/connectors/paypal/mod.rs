@@ -476,6 +476,11 @@ impl Connector for Paypal {
         RAIL
     }
 
+    fn portal_request_id(&self, body: &[u8]) -> Option<String> {
+        let event: serde_json::Value = serde_json::from_slice(body).ok()?;
+        wire::event_order_id(&event).map(str::to_owned)
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }

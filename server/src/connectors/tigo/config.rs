@@ -117,6 +117,17 @@ impl RailSettings for TigoConfig {
         "tigo"
     }
 
+    fn expose(&self, field: &str) -> Option<&str> {
+        Some(
+            match field {
+                "password" => &self.password,
+                "callback_key" => &self.callback_key,
+                _ => return None,
+            }
+            .expose_secret(),
+        )
+    }
+
     fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
         (self.password.expose_secret() == SANDBOX_PASSWORD)
             .then_some(("sandbox_tigo_password", &mut self.password))

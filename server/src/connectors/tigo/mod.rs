@@ -127,6 +127,12 @@ impl Connector for Tigo {
         RAIL
     }
 
+    fn portal_request_id(&self, body: &[u8]) -> Option<String> {
+        serde_json::from_slice::<Callback>(body)
+            .ok()
+            .map(|cb| cb.reference_id)
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }

@@ -107,6 +107,16 @@ impl RailSettings for VodacomConfig {
         "vodacom"
     }
 
+    fn expose(&self, field: &str) -> Option<&str> {
+        Some(
+            match field {
+                "api_key" => &self.api_key,
+                _ => return None,
+            }
+            .expose_secret(),
+        )
+    }
+
     fn sandbox_secret(&mut self) -> Option<(&'static str, &mut SecretString)> {
         (self.api_key.expose_secret() == SANDBOX_API_KEY)
             .then_some(("sandbox_vodacom_api_key", &mut self.api_key))
