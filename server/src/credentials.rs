@@ -70,9 +70,18 @@ pub enum CredentialsError {
         .0.as_str()
     )]
     Unavailable(RailId),
+    /// Live payments on the rail are still open or of unknown outcome: they are asked
+    /// about (and refunded) with the credentials they were made with.
+    #[error(
+        "{0} live payment(s) on this rail are still open or of unknown outcome: their operator is asked about them with the credentials they were made with. Try again once they are settled (Payments, \"needs attention\")."
+    )]
+    PaymentsOpen(i64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// The longest value a field takes (a Vodacom public key is about 400 characters).
+const MAX_VALUE_CHARS: usize = 4096;
 
 /// `rail`'s form: every field of its settings but the base URL.
 pub fn fields(rail: RailId) -> Vec<Field> {
@@ -121,6 +130,11 @@ pub fn connector(
             )));
         };
         let value = value.trim();
+        if value.chars().count() > MAX_VALUE_CHARS {
+            return Err(CredentialsError::Invalid(format!(
+                "{rail}: {field} is longer than {MAX_VALUE_CHARS} characters"
+            )));
+        }
         if !value.is_empty() {
             settings.set(f.name, value.to_owned());
         }
@@ -173,6 +187,10 @@ pub async fn save(
         .filter(|(_, v)| !v.is_empty())
         .collect();
     let connector = connector(config, rail, &values)?;
+    let open = store.open_live_attempts(merchant, rail).await?;
+    if open > 0 {
+        return Err(CredentialsError::PaymentsOpen(open));
+    }
     let summary = summary(rail, &values);
     let plain = SecretString::from(serde_json::to_string(&values).expect("a map of strings"));
     store
@@ -196,7 +214,11 @@ pub async fn remove(
     registry: &Registry,
     merchant: &MerchantId,
     rail: RailId,
-) -> Result<bool, StoreError> {
+) -> Result<bool, CredentialsError> {
+    let open = store.open_live_attempts(merchant, rail).await?;
+    if open > 0 {
+        return Err(CredentialsError::PaymentsOpen(open));
+    }
     let removed = store.remove_rail_credentials(merchant, rail).await?;
     registry.set_own(merchant, rail, None);
     Ok(removed)

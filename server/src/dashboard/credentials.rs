@@ -322,6 +322,17 @@ async fn save(
             )
             .await
         }
+        Err(e @ CredentialsError::PaymentsOpen(_)) => {
+            render(
+                &state,
+                &web,
+                &signed,
+                None,
+                Some(refused(e.to_string(), "payments_open")),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
         Err(e @ CredentialsError::Unavailable(..)) => {
             render(
                 &state,
@@ -370,6 +381,17 @@ async fn remove(
             web.finish(Redirect::to(&format!("{PATH}?removed={rail}")))
         }
         Ok(false) => web.finish(Redirect::to(PATH)),
-        Err(e) => store_failed(e),
+        Err(CredentialsError::Store(e)) => store_failed(e),
+        Err(e) => {
+            render(
+                &state,
+                &web,
+                &signed,
+                None,
+                Some((rail, e.to_string(), "payments_open")),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
     }
 }

@@ -173,7 +173,7 @@ pub struct Payments {
     changes: tokio::sync::broadcast::Sender<String>,
     /// A breaker per operator (rail and mode) on its status queries: one operator
     /// failing never pauses another's.
-    query_breakers: Arc<Mutex<std::collections::HashMap<(RailId, Mode), QueryBreaker>>>,
+    query_breakers: Arc<Mutex<std::collections::HashMap<BreakerKey, QueryBreaker>>>,
     /// Wakes the poller's lanes for a pass now (an attempt was just made due: an
     /// operator's cue, an ambiguous answer), instead of at their next tick.
     wake: Arc<tokio::sync::Notify>,
@@ -192,6 +192,10 @@ const QUERY_BREAKER: crate::breaker::BreakerPolicy = crate::breaker::BreakerPoli
     cooldown_ms: 30_000,
     max_cooldown_ms: 5 * 60_000,
 };
+
+/// Whose status queries a breaker guards: a rail in a mode, with this server's
+/// credentials (`None`) or a merchant's own.
+type BreakerKey = (RailId, Mode, Option<MerchantId>);
 
 #[derive(Default)]
 struct QueryBreaker {
@@ -275,23 +279,26 @@ impl Payments {
         self.rails.for_merchant(merchant, rail, mode)
     }
 
-    /// The connector for an attempt: its merchant's (see [`Payments::connector`]).
+    /// The connector for an attempt: its merchant's (see [`Payments::connector`]), and
+    /// whose credentials it holds (`Some`: that merchant's own; `None`: this server's).
     pub(crate) async fn attempt_connector(
         &self,
         attempt: &AttemptRecord,
         mode: Mode,
-    ) -> Result<Option<Arc<dyn Connector>>, StoreError> {
+    ) -> Result<(Option<Arc<dyn Connector>>, Option<MerchantId>), StoreError> {
         if mode == Mode::Live && self.rails.has_own(attempt.rail) {
             let merchant = self
                 .store
                 .session(&attempt.session_id)
                 .await?
                 .map(|s| s.merchant_id);
-            if let Some(merchant) = merchant {
-                return Ok(self.connector(&merchant, attempt.rail, mode));
+            if let Some(merchant) = merchant
+                && let Some(own) = self.rails.own(&merchant, attempt.rail)
+            {
+                return Ok((Some(own), Some(merchant)));
             }
         }
-        Ok(self.rails.get(attempt.rail, mode).cloned())
+        Ok((self.rails.get(attempt.rail, mode).cloned(), None))
     }
 
     /// Every connector, this server's and merchants' own.
@@ -768,11 +775,15 @@ impl Payments {
         headers: &axum::http::HeaderMap,
         body: &[u8],
     ) -> Result<(), CallbackError> {
-        // Live and test connectors have their own secrets: the body must be authentic to
-        // one of them, and then name an attempt of that connector's mode.
+        // A merchant's own app first (its keys, for its own payments only); then this
+        // server's live and test connectors, which have their own secrets. The body must
+        // be authentic to one of them, and then name an attempt that connector serves.
         let mut offers_portal = false;
-        let mut authentic = None;
+        let mut authentic = self.own_portal_callback(rail, key, headers, body).await?;
         for mode in [Mode::Live, Mode::Test] {
+            if authentic.is_some() {
+                break;
+            }
             let Some(connector) = self.rails.get(rail, mode) else {
                 continue;
             };
@@ -784,9 +795,6 @@ impl Payments {
                     break;
                 }
             }
-        }
-        if authentic.is_none() {
-            authentic = self.own_portal_callback(rail, key, headers, body).await?;
         }
         let Some((mode, connector, request_id)) = authentic else {
             if !offers_portal {
@@ -803,17 +811,24 @@ impl Payments {
             Some(id) => self.store.attempt(&id).await?,
             None => None,
         };
-        let session_mode = match &attempt {
-            Some(a) => self.store.session(&a.session_id).await?.map(|s| s.mode),
+        let session = match &attempt {
+            Some(a) => self.store.session(&a.session_id).await?,
             None => None,
         };
-        let (Some(attempt), Some(session_mode)) = (attempt, session_mode) else {
+        let (Some(attempt), Some(session)) = (attempt, session) else {
             // Authentic, but for nothing of ours: refused, so the operator can tell.
             tracing::warn!(%rail, "portal callback names no attempt of ours; refused");
             return Err(CallbackError::BadBody);
         };
-        if session_mode != mode {
+        if session.mode != mode {
             tracing::warn!(attempt = %attempt.id, %rail, "portal callback authentic for the other mode; refused");
+            return Err(CallbackError::BadBody);
+        }
+        // This server's keys never vouch for a payment a merchant's own app made, nor
+        // one merchant's for another's.
+        let serves = self.connector(&session.merchant_id, rail, mode);
+        if !serves.is_some_and(|c| Arc::ptr_eq(&c, &connector)) {
+            tracing::warn!(attempt = %attempt.id, %rail, "portal callback authentic to credentials that do not serve the payment; refused");
             return Err(CallbackError::BadBody);
         }
         self.store
@@ -1026,9 +1041,9 @@ impl Payments {
 
     /// Whether `rail`'s operator in `mode` may be asked now (its circuit closed, or
     /// this is the one probe after the cool-down).
-    fn may_query(&self, rail: RailId, mode: Mode, now: i64) -> bool {
+    fn may_query(&self, key: &BreakerKey, now: i64) -> bool {
         let mut breakers = self.query_breakers.lock().expect("breaker lock");
-        let b = breakers.entry((rail, mode)).or_default();
+        let b = breakers.entry(key.clone()).or_default();
         match b.breaker.gate(&QUERY_BREAKER, now) {
             crate::breaker::Gate::Closed => true,
             crate::breaker::Gate::Open => false,
@@ -1044,9 +1059,11 @@ impl Payments {
         }
     }
 
-    fn query_answered(&self, rail: RailId, mode: Mode, answered: bool, now: i64) {
+    fn query_answered(&self, key: &BreakerKey, answered: bool, now: i64) {
+        let (rail, mode, _) = key;
+        let (rail, mode) = (*rail, *mode);
         let mut breakers = self.query_breakers.lock().expect("breaker lock");
-        let b = breakers.entry((rail, mode)).or_default();
+        let b = breakers.entry(key.clone()).or_default();
         b.probing_since = None;
         if answered {
             b.breaker.success();
@@ -1069,7 +1086,9 @@ impl Payments {
         // shopper still looking at the prompt is never told "we couldn't confirm".
         // A rail whose push call answers only after the shopper (Vodacom) may answer as
         // late as that call's time-out: never given up as unknown before then.
-        let connector = self.attempt_connector(&attempt, mode).await?;
+        let (connector, owner) = self.attempt_connector(&attempt, mode).await?;
+        // One breaker per set of credentials: a merchant whose own fail pauses nobody else.
+        let breaker: BreakerKey = (attempt.rail, mode, owner);
         let answer_window = connector
             .as_ref()
             .map_or(0, |c| c.answers_within_ms() - 60_000);
@@ -1115,7 +1134,7 @@ impl Payments {
             return Ok(changed);
         };
         let queried: Queried = match connector {
-            Some(_) if !self.may_query(attempt.rail, mode, now) => {
+            Some(_) if !self.may_query(&breaker, now) => {
                 // The operator keeps failing: its circuit is open. The schedule below
                 // still runs, so the attempt goes unknown on time.
                 RailOutcome::Pending.into()
@@ -1137,7 +1156,7 @@ impl Payments {
                             .await
                     }
                 };
-                self.query_answered(attempt.rail, mode, answer.is_ok(), now_ms());
+                self.query_answered(&breaker, answer.is_ok(), now_ms());
                 match answer {
                     Ok(q) => q,
                     Err(e) => {

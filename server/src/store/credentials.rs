@@ -116,15 +116,40 @@ impl Store {
                 continue;
             };
             let sealed: String = row.try_get("sealed")?;
-            let plain = self.master.open(&place(&merchant, rail), &sealed)?;
-            all.push((
-                merchant,
-                rail,
-                row.try_get("updated_at")?,
-                SecretString::from(plain),
-            ));
+            match self.master.open(&place(&merchant, rail), &sealed) {
+                Ok(plain) => all.push((
+                    merchant,
+                    rail,
+                    row.try_get("updated_at")?,
+                    SecretString::from(plain),
+                )),
+                // One damaged row switches off that merchant's rail, not everybody's.
+                Err(e) => {
+                    tracing::error!(%merchant, %rail, error = %e, "a merchant's saved credentials cannot be opened; its live payments there are off until they are saved again");
+                }
+            }
         }
         Ok(all)
+    }
+
+    /// How many of `merchant_id`'s live payments on `rail` are still open (pending) or of
+    /// unknown outcome: credentials must not change under them.
+    pub async fn open_live_attempts(
+        &self,
+        merchant_id: &MerchantId,
+        rail: RailId,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM payment_attempts a \
+             JOIN checkout_sessions s ON s.id = a.session_id \
+             WHERE s.merchant_id = $1 AND s.mode = 'live' AND a.rail = $2 \
+             AND a.status IN ('pending', 'unknown')",
+        )
+        .bind(merchant_id.as_str())
+        .bind(rail.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// `(merchant, rail, updated_at)` of every merchant's credentials: cheap, to see

@@ -2138,6 +2138,18 @@ async fn an_owner_saves_live_m_pesa_credentials_sealed_never_shown_and_live_paym
         .post_pay_form(id.as_str(), "", &[("phone", "0712345678")])
         .await;
     assert!(res.status().is_redirection(), "{}", res.status());
+    // Not while it is open: it is asked about with the credentials it was made with.
+    let busy = b.post(&format!("{path}/mpesa/remove"), &[]).await;
+    assert_eq!(busy.status, 409, "{}", busy.body);
+    assert!(busy.has_code("payments_open"));
+    assert_eq!(
+        app.store
+            .rail_credentials(&merchant.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let receipt = crate::helpers::approve_first(&app.client, &app.addr, "254712345678").await;
     let attempt = app.store.latest_attempt(&id).await.unwrap().unwrap();
     let done = crate::helpers::settled_attempt(&app.store, &attempt.id, 15).await;
