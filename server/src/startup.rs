@@ -364,6 +364,9 @@ impl Application {
             self.state.payments.clone(),
         )));
         let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
+        let listener = AbortOnDrop(tokio::spawn(
+            self.state.payments.clone().run_change_listener(),
+        ));
         let credentials = AbortOnDrop(tokio::spawn(crate::credentials::run(
             self.state.store.clone(),
             self.state.config.clone(),
@@ -413,6 +416,7 @@ impl Application {
         drop(dashboard);
         drop(poller);
         drop(credentials);
+        drop(listener);
         drop(live);
         drop(webhooks);
         drop(sites);

@@ -252,6 +252,10 @@ pub struct PaymentsConfig {
     /// gets `payment.unknown` and a human reconciles.
     /// Env `MALIPO_PAYMENTS_RECONCILE_AFTER_MS`; default 900000 (15 min).
     pub reconcile_after_ms: i64,
+    /// How long a poller holds the attempts it took for a status query (a lease): with
+    /// several instances, another asks about them only after this, if the one that took
+    /// them died. Env `MALIPO_PAYMENTS_POLL_LEASE_MS`; default 120000.
+    pub poll_lease_ms: i64,
 }
 
 impl Default for PaymentsConfig {
@@ -260,6 +264,7 @@ impl Default for PaymentsConfig {
             unconfirmed_push_ms: crate::payments::UNCONFIRMED_PUSH_MS,
             unknown_after_ms: crate::payments::UNKNOWN_AFTER_MS,
             reconcile_after_ms: crate::payments::RECONCILE_AFTER_MS,
+            poll_lease_ms: crate::payments::POLL_LEASE_MS,
         }
     }
 }
@@ -868,6 +873,9 @@ impl Config {
         if let Some(v) = env("MALIPO_PAYMENTS_RECONCILE_AFTER_MS") {
             self.payments.reconcile_after_ms = parse("MALIPO_PAYMENTS_RECONCILE_AFTER_MS", v)?;
         }
+        if let Some(v) = env("MALIPO_PAYMENTS_POLL_LEASE_MS") {
+            self.payments.poll_lease_ms = parse("MALIPO_PAYMENTS_POLL_LEASE_MS", v)?;
+        }
         if let Some(v) = env("MALIPO_LIMITS_SANDBOX_PUSHES_PER_MINUTE") {
             self.limits.sandbox_pushes_per_minute =
                 parse("MALIPO_LIMITS_SANDBOX_PUSHES_PER_MINUTE", v)?;
@@ -902,6 +910,12 @@ impl Config {
             });
         }
         self.public_url = url;
+        if !(1_000..=3_600_000).contains(&self.payments.poll_lease_ms) {
+            return Err(ConfigError::Invalid {
+                field: "payments",
+                why: "poll_lease_ms must be between 1000 and 3600000".into(),
+            });
+        }
         self.check_live_rails()?;
         self.check_fx()?;
         self.check_mail()?;

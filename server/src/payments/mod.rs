@@ -180,12 +180,19 @@ pub struct Payments {
     /// Quotes for rails that charge another currency than the price's; `None`: no
     /// conversion at all.
     fx: Option<crate::fx::Quoter>,
+    /// This instance's name in change notices, so it skips its own.
+    instance: Arc<str>,
 }
 
 /// Status queries in flight at once, per lane.
 const QUERIES_AT_ONCE: usize = 8;
 /// Due attempts one pass of a lane takes.
 const POLL_BATCH: i64 = 50;
+/// How long a lane holds the attempts it took, by default (see
+/// [`Store::claim_attempts_due_for_poll`]): longer than a pass of [`POLL_BATCH`] queries,
+/// [`QUERIES_AT_ONCE`] at a time, each at most 15 s. Another instance asks about an
+/// attempt again only after this, if the one that took it died.
+pub const POLL_LEASE_MS: i64 = 120_000;
 /// A lane's operator failing this many queries in a row opens its circuit.
 const QUERY_BREAKER: crate::breaker::BreakerPolicy = crate::breaker::BreakerPolicy {
     threshold: 5,
@@ -259,6 +266,7 @@ impl Payments {
             query_breakers: Arc::default(),
             wake: Arc::default(),
             fx: None,
+            instance: random_base62(12).into(),
         }
     }
 
@@ -359,10 +367,52 @@ impl Payments {
         self.changes.subscribe()
     }
 
-    /// Tells live pages that a session's payment state changed.
+    /// Tells live pages (and the webhook worker) that a session's payment state changed:
+    /// this instance's at once, and every other instance on the same PostgreSQL through
+    /// `NOTIFY` ([`Payments::run_change_listener`] there).
     pub fn changed(&self, session_id: &SessionId) {
         // No receivers is fine: nobody is watching that page.
         let _ = self.changes.send(session_id.to_string());
+        if self.store.shared() {
+            let store = self.store.clone();
+            let payload = format!("{}:{session_id}", self.instance);
+            tokio::spawn(async move {
+                // Lost, another instance's page still catches up at its next refresh.
+                if let Err(e) = store.notify_change(&payload).await {
+                    tracing::warn!(error = %e, "telling other instances of a change failed");
+                }
+            });
+        }
+    }
+
+    /// Feeds other instances' changes (PostgreSQL's `NOTIFY`) to this instance's change
+    /// signal, so a page connected here turns green when a callback lands elsewhere.
+    /// Reconnects after a second when the connection drops; on SQLite, returns at once.
+    pub async fn run_change_listener(self) {
+        loop {
+            match self.store.listen_changes().await {
+                Ok(None) => return,
+                Ok(Some(mut listener)) => loop {
+                    match listener.recv().await {
+                        Ok(n) => {
+                            if let Some((from, session)) = n.payload().split_once(':')
+                                && from != &*self.instance
+                            {
+                                let _ = self.changes.send(session.to_owned());
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listening to other instances' changes failed; reconnecting");
+                            break;
+                        }
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen to other instances' changes; retrying");
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 
     /// Starts (or, on a double tap, returns) the M-PESA attempt for a session.
@@ -1006,9 +1056,10 @@ impl Payments {
     /// One pass of one mode's lane: its due attempts, merchants taking turns, a few
     /// queries at once.
     pub async fn poll_lane(&self, mode: Mode) -> Result<usize, StoreError> {
+        let now = now_ms();
         let due = self
             .store
-            .attempts_due_for_poll(now_ms(), mode, POLL_BATCH)
+            .claim_attempts_due_for_poll(now, mode, POLL_BATCH, now + self.timing.poll_lease_ms)
             .await?;
         let slots = Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE));
         let mut tasks = tokio::task::JoinSet::new();

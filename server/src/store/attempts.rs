@@ -1001,6 +1001,53 @@ impl Store {
         rows.iter().map(AttemptRecord::from_row).collect()
     }
 
+    /// [`Store::attempts_due_for_poll`], each taken until `lease_until` (a lease): the
+    /// next status query is moved there, so another instance's poller passes over it,
+    /// and if this one dies mid-query the attempt is due again when the lease ends. The
+    /// poller always sets the next query itself once it has asked. On PostgreSQL the
+    /// rows are taken `FOR UPDATE SKIP LOCKED`: instances racing for the same attempts
+    /// never wait on each other. Returns the attempts taken, as they are now, in the
+    /// fair order (merchants taking turns).
+    pub async fn claim_attempts_due_for_poll(
+        &self,
+        now: i64,
+        mode: Mode,
+        limit: i64,
+        lease_until: i64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let due = self.attempts_due_for_poll(now, mode, limit).await?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let ids: Vec<String> = (0..due.len()).map(|i| format!("${}", i + 3)).collect();
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE payment_attempts SET next_poll_at = $1 WHERE id IN ( \
+                SELECT id FROM payment_attempts WHERE id IN ({}) \
+                AND next_poll_at IS NOT NULL AND next_poll_at <= $2 \
+                AND status IN ('pending', 'unknown'){lock} \
+             ) RETURNING {ATTEMPT_COLUMNS}",
+            ids.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(lease_until).bind(now);
+        for a in &due {
+            query = query.bind(a.id.as_str());
+        }
+        let mut taken: std::collections::HashMap<String, AttemptRecord> = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| AttemptRecord::from_row(row).map(|a| (a.id.to_string(), a)))
+            .collect::<Result<_, _>>()?;
+        Ok(due
+            .into_iter()
+            .filter_map(|a| taken.remove(a.id.as_str()))
+            .collect())
+    }
+
     /// Resumes asking about an attempt left for reconciliation: it had no operator id to
     /// ask with and now has one (the push's answer came late), or the operator's
     /// authentic word says it moved (a PayPal capture held past the reconciliation

@@ -125,7 +125,13 @@ pub struct Store {
     /// Seals the secrets kept in the database (see [`crate::sealing`]). A new random key
     /// until [`Store::set_master_key`] installs the configured one.
     master: MasterKey,
+    /// PostgreSQL's URL, for the connection that listens to other instances' changes
+    /// ([`Store::listen_changes`]); `None` on SQLite.
+    listen_url: Option<std::sync::Arc<SecretString>>,
 }
+
+/// The PostgreSQL channel instances tell each other of changed sessions on.
+const CHANGES_CHANNEL: &str = "malipo_changes";
 
 impl Store {
     /// A random per-install secret called `name`, made on first use and kept in the
@@ -183,12 +189,46 @@ impl Store {
             Backend::Postgres => url.to_owned(),
         };
         let pool = options.connect(&url).await?;
+        let listen_url = (backend == Backend::Postgres)
+            .then(|| std::sync::Arc::new(SecretString::from(url.clone())));
         Ok(Store {
             pool,
             backend,
             public_url: "".into(),
             master: MasterKey::generate()?.0,
+            listen_url,
         })
+    }
+
+    /// Whether other instances may share this database (PostgreSQL), so changes are
+    /// told to them ([`Store::notify_change`]).
+    pub fn shared(&self) -> bool {
+        self.listen_url.is_some()
+    }
+
+    /// Tells every instance listening ([`Store::listen_changes`]) `payload` (on SQLite,
+    /// which one instance serves alone: nothing to do).
+    pub async fn notify_change(&self, payload: &str) -> Result<(), StoreError> {
+        if !self.shared() {
+            return Ok(());
+        }
+        sqlx::query("SELECT 1 AS told FROM (SELECT pg_notify($1, $2)) AS n")
+            .bind(CHANGES_CHANNEL)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A connection of its own listening to every instance's changes (PostgreSQL's
+    /// `LISTEN`); `None` on SQLite.
+    pub async fn listen_changes(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        let Some(url) = &self.listen_url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url.expose_secret()).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(Some(listener))
     }
 
     /// A token for `id` in `purpose`, derived from the master key (see

@@ -24,6 +24,7 @@ mod payments;
 mod paypal;
 mod refunds;
 mod sandbox_daraja;
+mod scale;
 mod sessions_api;
 mod store;
 mod tamper;

@@ -47,6 +47,7 @@ on_both_backends!(
     operator_ids_are_unique_per_rail,
     a_session_has_one_pending_attempt_at_most,
     due_polls_are_listed_and_rescheduled,
+    a_due_poll_is_taken_by_one_poller_until_its_lease_ends,
     the_event_log_is_append_only,
     migrations_are_idempotent,
     events_and_deliveries_commit_with_the_state_change,
@@ -918,6 +919,37 @@ async fn due_polls_are_listed_and_rescheduled(store: TestStore) {
             .is_empty(),
         "live queries are listed apart"
     );
+}
+
+async fn a_due_poll_is_taken_by_one_poller_until_its_lease_ends(store: TestStore) {
+    let (_, a) = session_with_attempt(&store, 9_000_000).await;
+    // Two instances' pollers at once: one takes it, until 61,000.
+    let (first, second) = tokio::join!(
+        store.claim_attempts_due_for_poll(1_000, Mode::Test, 10, 61_000),
+        store.claim_attempts_due_for_poll(1_000, Mode::Test, 10, 61_000),
+    );
+    let taken = first.unwrap().len() + second.unwrap().len();
+    assert_eq!(taken, 1, "one poller takes it");
+    let held = store
+        .claim_attempts_due_for_poll(60_999, Mode::Test, 10, 120_000)
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "held while the lease lasts");
+    // The poller that took it died: once the lease ends, another takes it, as it is now.
+    let again = store
+        .claim_attempts_due_for_poll(61_000, Mode::Test, 10, 121_000)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, a.id);
+    assert_eq!(again[0].next_poll_at, Some(121_000));
+    // Asked, it is rescheduled as ever.
+    assert!(store.reschedule_poll(&a.id, 130_000, 62_000).await.unwrap());
+    let after = store
+        .claim_attempts_due_for_poll(130_000, Mode::Test, 10, 190_000)
+        .await
+        .unwrap();
+    assert_eq!(after[0].poll_count, 1);
 }
 
 async fn due_polls_take_turns_by_merchant(store: TestStore) {

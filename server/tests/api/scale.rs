@@ -1,0 +1,314 @@
+//! Many `malipo serve` processes on one PostgreSQL, as behind a load balancer: payments
+//! are started through one instance, the operator's callbacks land on another, and every
+//! page follows its payment on a third. The first is killed (SIGKILL) midway. Every
+//! payment settles exactly once, no push is sent twice, no webhook is delivered twice for
+//! one event, and each page turns green (the change reaching it through PostgreSQL's
+//! `NOTIFY`, not its 30 s safety refresh).
+
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{Router, extract::State, routing::post};
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TEST_MASTER_KEY, test_db, wait_for};
+
+/// Payments started before the kill, and after it.
+const BEFORE: usize = 6;
+const AFTER: usize = 6;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `malipo serve` process.
+struct Instance {
+    name: &'static str,
+    addr: String,
+    child: Child,
+    _log: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env(db: &str, public: &str, port: u16, site: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("MALIPO_DATABASE_URL", db.to_owned()),
+        ("MALIPO_MASTER_KEY", TEST_MASTER_KEY.to_owned()),
+        ("MALIPO_LISTEN", format!("127.0.0.1:{port}")),
+        // Operators call back the load balancer's address: here, instance B.
+        ("MALIPO_PUBLIC_URL", public.to_owned()),
+        ("MALIPO_SITE_ROOT", site.display().to_string()),
+        ("MALIPO_SANDBOX_MERCHANT_LISTEN", "off".to_owned()),
+        ("MALIPO_SANDBOX_CARD_LISTEN", "off".to_owned()),
+        ("MALIPO_SANDBOX_PAYPAL_LISTEN", "off".to_owned()),
+        ("MALIPO_SANDBOX_DELAY_PERCENT", "5".to_owned()),
+        ("MALIPO_WEBHOOKS_ALLOW_HOSTS", "127.0.0.1".to_owned()),
+        ("MALIPO_WEBHOOKS_RETRY_BASE_MS", "200".to_owned()),
+        ("MALIPO_WEBHOOKS_RETRY_MAX_MS", "1000".to_owned()),
+        ("MALIPO_LOG", "info,sqlx=warn".to_owned()),
+        // The instance killed holds its leases on status queries this long.
+        ("MALIPO_PAYMENTS_POLL_LEASE_MS", "2000".to_owned()),
+        // Several payments come from the sandbox's scripted numbers.
+        ("MALIPO_LIMITS_PROMPTS_PER_PHONE", "100".to_owned()),
+    ]
+}
+
+fn start(name: &'static str, db: &str, public: &str, port: u16) -> Instance {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_malipo"))
+        .arg("serve")
+        .envs(env(db, public, port, dir.path()))
+        .env_remove("MALIPO_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Instance {
+        name,
+        addr: format!("http://127.0.0.1:{port}"),
+        child,
+        _log: dir,
+    }
+}
+
+/// The merchant's webhook receiver: how many times each event id arrived.
+#[derive(Clone, Default)]
+struct Receiver {
+    seen: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+async fn receive(State(r): State<Receiver>, body: axum::body::Bytes) -> &'static str {
+    let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Some(id) = event["id"].as_str() {
+        *r.seen.lock().unwrap().entry(id.to_owned()).or_default() += 1;
+    }
+    "ok"
+}
+
+#[tokio::test]
+async fn three_instances_on_one_postgresql_settle_every_payment_once_with_one_killed_midway() {
+    let db = test_db(Db::Postgres).await;
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let public = format!("http://127.0.0.1:{pb}");
+    // The merchant, made (and the database migrated) by the CLI.
+    let site = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_malipo"))
+        .args([
+            "merchant",
+            "create",
+            "--name",
+            "Serengeti Shuttles",
+            "--json",
+        ])
+        .envs(env(&db.url, &public, pa, site.path()))
+        .env_remove("MALIPO_CONFIG")
+        .output()
+        .unwrap();
+    let merchant: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let key = merchant["test_secret_key"].as_str().unwrap().to_owned();
+
+    let mut a = start("A", &db.url, &public, pa);
+    let b = start("B", &db.url, &public, pb);
+    let c = start("C", &db.url, &public, pc);
+    let web = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for i in [&a, &b, &c] {
+        wait_for(&format!("instance {} to start", i.name), 60, async || {
+            let ok = web.get(format!("{}/readyz", i.addr)).send().await.ok()?;
+            ok.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let router = Router::new()
+        .route("/hook", post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let endpoint = web
+        .post(format!("{}/v1/webhook_endpoints", a.addr))
+        .bearer_auth(&key)
+        .json(&json!({"url": hook, "enabled_events": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        endpoint.status().is_success(),
+        "{}",
+        endpoint.text().await.unwrap()
+    );
+
+    // A payment: its session made through `via`, its page on C (which also follows it),
+    // its pay form posted to `via`.
+    let pay = async |via: &Instance,
+                     i: usize|
+           -> (String, String, tokio::task::JoinHandle<Option<Instant>>) {
+        let s: Value = web
+            .post(format!("{}/v1/checkout/sessions", via.addr))
+            .bearer_auth(&key)
+            .json(
+                &json!({"amount": 250_000 + 100 * i as i64, "currency": "KES",
+                "reference": format!("BUS-{i}"), "description": "Arusha shuttle",
+                "success_url": "https://shuttles.example/ok",
+                "cancel_url": "https://shuttles.example/no"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = s["id"].as_str().unwrap().to_owned();
+        let page = web
+            .get(format!("{}/pay/{id}", c.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let token = page
+            .split("name=\"form_token\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("the pay form's token")
+            .to_owned();
+        // The page's event stream on C: it ends once the payment is final.
+        let events = web.get(format!("{}/pay/{id}/events", c.addr)).send();
+        let follow = tokio::spawn(async move {
+            let mut res = events.await.ok()?;
+            let mut body = String::new();
+            while let Ok(Some(chunk)) = res.chunk().await {
+                body.push_str(&String::from_utf8_lossy(&chunk));
+                if body.contains("data: paid:") {
+                    return Some(Instant::now());
+                }
+            }
+            None
+        });
+        // The first two pay from the number whose callbacks never arrive (only status
+        // queries settle them: the pollers, with A's leases), the third from the one
+        // whose callback comes twice; the others from numbers of their own.
+        let handset = match i {
+            0 | 1 => "254700000404".to_owned(),
+            2 => "254700000202".to_owned(),
+            _ => format!("2547123456{i:02}"),
+        };
+        let phone = format!("0{}", &handset[3..]);
+        let res = web
+            .post(format!("{}/pay/{id}/mpesa", via.addr))
+            .form(&[("form_token", token.as_str()), ("phone", phone.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_redirection(), "{}", res.status());
+        (id, handset, follow)
+    };
+    // The shopper approves on the handset (the sandbox Daraja of the shared database).
+    let approve = async |handset: &str| {
+        let prompt = crate::helpers::first_prompt(&web, &b.addr, handset).await;
+        crate::helpers::accept(&web, &b.addr, handset, &prompt).await;
+    };
+
+    let mut payments = Vec::new();
+    // Half approved while A lives (one prompt at a time on a shared number), then A is
+    // killed mid-run: the others' callbacks, queries and webhooks are every other
+    // instance's work.
+    for i in 0..BEFORE {
+        payments.push(pay(&a, i).await);
+        if i < BEFORE / 2 {
+            approve(&payments[i].1).await;
+        }
+    }
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    for (_, handset, _) in &payments[BEFORE / 2..] {
+        approve(handset).await;
+    }
+    for i in BEFORE..BEFORE + AFTER {
+        let p = pay(&b, i).await;
+        approve(&p.1).await;
+        payments.push(p);
+    }
+
+    // Every page on C turns green, each soon after its payment settled on B.
+    let store = malipo::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
+        .await
+        .unwrap();
+    let mut slowest = Duration::ZERO;
+    for (id, _, follow) in payments.iter_mut() {
+        let seen = tokio::time::timeout(Duration::from_secs(60), follow)
+            .await
+            .unwrap_or_else(|_| panic!("{id}'s page never turned green"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id}'s stream ended unpaid"));
+        let sid = malipo::domain::SessionId::parse(id).unwrap();
+        let attempt = store.latest_attempt(&sid).await.unwrap().unwrap();
+        let settled_ms = attempt.finalized_at.unwrap();
+        let seen_ms = malipo::time::now_ms() - seen.elapsed().as_millis() as i64;
+        slowest = slowest.max(Duration::from_millis((seen_ms - settled_ms).max(0) as u64));
+    }
+    // Well under the pages' 30 s safety refresh: the change came through NOTIFY.
+    assert!(
+        slowest < Duration::from_secs(10),
+        "slowest page: {slowest:?}"
+    );
+
+    // Exactly once, everywhere.
+    let count = async |sql: &str| -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let n = (BEFORE + AFTER) as i64;
+    let attempts = count("SELECT COUNT(*) FROM payment_attempts").await;
+    let succeeded = count("SELECT COUNT(*) FROM payment_attempts WHERE status = 'succeeded'").await;
+    let paid_sessions =
+        count("SELECT COUNT(*) FROM checkout_sessions WHERE payment_status = 'paid'").await;
+    let pushes = count("SELECT COUNT(*) FROM sandbox_requests WHERE refund_of IS NULL").await;
+    let succeeded_events =
+        count("SELECT COUNT(*) FROM events WHERE type = 'payment.succeeded'").await;
+    let events = count("SELECT COUNT(*) FROM events").await;
+    assert_eq!(attempts, n, "one attempt per payment");
+    assert_eq!(succeeded, n, "every payment settled");
+    assert_eq!(paid_sessions, n);
+    assert_eq!(pushes, n, "no push sent twice");
+    assert_eq!(succeeded_events, n, "settled once each");
+    // Every event reaches the receiver, none twice.
+    let seen = wait_for("every webhook delivered", 60, async || {
+        let seen = receiver.seen.lock().unwrap().clone();
+        (seen.len() as i64 == events).then_some(seen)
+    })
+    .await;
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    println!(
+        "three instances, A killed after {BEFORE} payments started: {n} payments, {attempts} \
+         attempts, {succeeded} succeeded, {pushes} pushes, {succeeded_events} payment.succeeded \
+         events, {events} events delivered {} times; slowest page green {slowest:?} after \
+         settling",
+        seen.values().sum::<usize>()
+    );
+    drop((b, c));
+}
