@@ -41,6 +41,7 @@ pub mod limits;
 pub mod live;
 pub mod mail;
 pub mod merchants;
+pub mod metrics;
 pub mod payments;
 pub mod resources;
 pub mod sandbox;

@@ -144,6 +144,18 @@ pub struct Config {
     pub mail: MailConfig,
     /// The merchant's dashboard: `[dashboard]`.
     pub dashboard: DashboardConfig,
+    /// `/metrics`: `[metrics]`.
+    pub metrics: MetricsConfig,
+}
+
+/// Who may read `/metrics` besides a scraper on this machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A bearer token a remote scraper presents (`Authorization: Bearer …`); empty: only
+    /// loopback peers not behind a proxy. Env `MALIPO_METRICS_TOKEN`.
+    #[serde(deserialize_with = "secret")]
+    pub token: SecretString,
 }
 
 /// The merchant's dashboard.
@@ -599,6 +611,7 @@ impl Default for Config {
             fx: FxConfig::default(),
             mail: MailConfig::default(),
             dashboard: DashboardConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -697,6 +710,9 @@ impl Config {
         }
         if let Some(v) = env("MALIPO_MAIL_FROM") {
             self.mail.from = v;
+        }
+        if let Some(v) = env("MALIPO_METRICS_TOKEN") {
+            self.metrics.token = SecretString::from(v);
         }
         if let Some(v) = env("MALIPO_MASTER_KEY_FILE") {
             self.master_key_file = PathBuf::from(v);

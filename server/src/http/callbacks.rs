@@ -88,10 +88,12 @@ async fn portal(
     let Some(rail) = RailId::parse(rail) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let arrived = std::time::Instant::now();
     let result = state
         .payments
         .portal_callback(rail, key, headers, body)
         .await;
+    crate::metrics::callback_handled(rail, arrived);
     answer(state, rail, body, result)
 }
 
@@ -103,6 +105,7 @@ async fn callback(
     let Some(rail) = RailId::parse(&rail) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let arrived = std::time::Instant::now();
     // A refund's result (Daraja's reversal) comes to the refund's own URL.
     let result = if attempt.starts_with("re_") {
         state
@@ -112,5 +115,6 @@ async fn callback(
     } else {
         state.payments.callback(rail, &attempt, &token, &body).await
     };
+    crate::metrics::callback_handled(rail, arrived);
     answer(&state, rail, &body, result)
 }

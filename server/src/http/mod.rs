@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
     });
     Router::new()
         .merge(health::router())
+        .merge(crate::metrics::router())
         .merge(crate::api::router(&state))
         .merge(crate::sandbox::router())
         .merge(callbacks::router())

@@ -1090,6 +1090,26 @@ impl Payments {
         }
     }
 
+    /// Each status-query circuit: (rail, mode, whether a merchant's own credentials) →
+    /// 0 closed, 1 open, 2 half-open (for `/metrics`).
+    pub fn breaker_states(&self) -> Vec<((RailId, Mode, bool), i64)> {
+        let now = now_ms();
+        let breakers = self.query_breakers.lock().expect("breaker lock");
+        let mut states: std::collections::HashMap<(RailId, Mode, bool), i64> =
+            std::collections::HashMap::new();
+        for ((rail, mode, owner), b) in breakers.iter() {
+            let state = match b.breaker.gate(&QUERY_BREAKER, now) {
+                crate::breaker::Gate::Closed => 0,
+                crate::breaker::Gate::Open => 1,
+                crate::breaker::Gate::Probe => 2,
+            };
+            // Merchants' own circuits are told together: the worst of them.
+            let worst = states.entry((*rail, *mode, owner.is_some())).or_default();
+            *worst = (*worst).max(state);
+        }
+        states.into_iter().collect()
+    }
+
     /// Whether `rail`'s operator in `mode` may be asked now (its circuit closed, or
     /// this is the one probe after the cool-down).
     fn may_query(&self, key: &BreakerKey, now: i64) -> bool {

@@ -443,6 +443,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        crate::metrics::started(new.rail);
         self.attempt(&id)
             .await?
             .ok_or_else(|| StoreError::Corrupt {
@@ -675,6 +676,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        crate::metrics::settled(current.rail, to.as_str());
         Ok(true)
     }
 
@@ -740,6 +742,9 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        if current.status == AttemptStatus::Pending {
+            crate::metrics::settled(current.rail, "unknown");
+        }
         Ok(true)
     }
 
@@ -1036,12 +1041,23 @@ impl Store {
         for a in &due {
             query = query.bind(a.id.as_str());
         }
+        let due_at: std::collections::HashMap<String, i64> = due
+            .iter()
+            .map(|a| (a.id.to_string(), a.next_poll_at.unwrap_or(now)))
+            .collect();
         let mut taken: std::collections::HashMap<String, AttemptRecord> = query
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|row| AttemptRecord::from_row(row).map(|a| (a.id.to_string(), a)))
             .collect::<Result<_, _>>()?;
+        let lag = taken
+            .keys()
+            .filter_map(|id| due_at.get(id))
+            .map(|at| now - at)
+            .max()
+            .unwrap_or(0);
+        crate::metrics::poller_lag(mode, lag);
         Ok(due
             .into_iter()
             .filter_map(|a| taken.remove(a.id.as_str()))

@@ -350,6 +350,25 @@ impl Store {
         Ok(())
     }
 
+    /// Takes a connection from the pool and gives it back (how long that waits is the
+    /// pool's pressure); returns the pool's size and idle connections after.
+    pub async fn pool_sample(&self) -> Result<(u32, usize), StoreError> {
+        drop(self.pool.acquire().await?);
+        Ok((self.pool.size(), self.pool.num_idle()))
+    }
+
+    /// Webhook deliveries of `mode` waiting to be posted.
+    pub async fn webhook_queue_depth(&self, mode: crate::domain::Mode) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.status = 'pending' AND e.mode = $1",
+        )
+        .bind(mode.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// The pool itself, for tests and one-off tools. Application code goes through the
     /// methods, which keep state changes and their events together.
     pub fn pool(&self) -> &AnyPool {

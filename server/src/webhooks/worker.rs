@@ -431,6 +431,9 @@ impl Webhooks {
             Some("timeout" | "connect_failed") => Some(true),
             _ => Some(false),
         };
+        if let Some(class) = error {
+            crate::metrics::webhook_failed(class);
+        }
         let error = error.map(str::to_owned);
         let next = if error.is_none() {
             DeliveryNext::Delivered

@@ -182,3 +182,57 @@ async fn a_body_that_never_arrives_is_cut_off_and_normal_bodies_pass() {
         .unwrap();
     assert_eq!(res.status(), 401);
 }
+
+#[tokio::test]
+async fn metrics_are_served_to_this_machine_or_the_token_only() {
+    use malipo::connectors::RailId;
+    let app = crate::helpers::spawn_app_with(Db::Sqlite, |c| {
+        c.sandbox_delay_percent = 5;
+        c.metrics.token = secrecy::SecretString::from("scrape-me-7f3a");
+    })
+    .await;
+    // A payment: started, approved on the handset, settled by the callback.
+    let (_, session) = crate::helpers::seed_session(&app, "Metrics Lodge", 900).await;
+    let session = malipo::domain::SessionId::parse(&session).unwrap();
+    let attempt = app
+        .payments
+        .start(&session, RailId::Mpesa, "0712345678", false)
+        .await
+        .unwrap();
+    crate::helpers::approve_first(&app.client, &app.addr, "254712345678").await;
+    crate::helpers::settled_attempt(&app.store, &attempt.id, 10).await;
+    let get = async |headers: &[(&str, &str)]| {
+        let mut req = app.client.get(format!("{}/metrics", app.addr));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let kind = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, kind, res.text().await.unwrap())
+    };
+    let (status, kind, body) = get(&[]).await;
+    assert_eq!(status, 200);
+    assert!(kind.unwrap().starts_with("text/plain"));
+    for metric in [
+        r#"malipo_payments_started_total{rail="mpesa"}"#,
+        r#"malipo_payments_settled_total{outcome="succeeded",rail="mpesa"}"#,
+        r#"malipo_callback_to_settled_seconds_bucket{rail="mpesa",le="0.1"}"#,
+        "malipo_sse_streams_open 0",
+        r#"malipo_db_pool_connections{state="idle"}"#,
+        r#"malipo_webhook_queue_depth{mode="live"} 0"#,
+        "malipo_db_pool_wait_seconds_count",
+    ] {
+        assert!(body.contains(metric), "{metric} missing:\n{body}");
+    }
+    // Through a proxy (or from elsewhere): not without the token.
+    let proxied = [("x-forwarded-for", "203.0.113.9")];
+    assert_eq!(get(&proxied).await.0, 404);
+    let wrong = [proxied[0], ("authorization", "Bearer guess")];
+    assert_eq!(get(&wrong).await.0, 404);
+    let right = [proxied[0], ("authorization", "Bearer scrape-me-7f3a")];
+    assert_eq!(get(&right).await.0, 200);
+}
