@@ -46,6 +46,7 @@ pub mod payments;
 pub mod resources;
 pub mod sandbox;
 pub mod sealing;
+pub mod shed;
 pub mod startup;
 pub mod store;
 pub mod sweeper;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub card_sessions: Arc<crate::limits::RateLimiter<String>>,
     /// Dashboard accounts (sign-in, mail).
     pub accounts: crate::accounts::Accounts,
+    /// Whether the database is too slow to take more work (see [`crate::shed`]).
+    pub pressure: Arc<crate::shed::Pressure>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -232,6 +234,9 @@ impl Application {
         );
         let state = AppState {
             accounts,
+            pressure: Arc::new(crate::shed::Pressure::new(Duration::from_millis(
+                config.limits.busy_wait_ms,
+            ))),
             pay_limiter: Arc::new(crate::limits::RateLimiter::new(
                 config.limits.requests_per_ip,
                 config.limits.ip_window_secs,
@@ -364,6 +369,10 @@ impl Application {
             self.state.payments.clone(),
         )));
         let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
+        let probe = AbortOnDrop(tokio::spawn(crate::shed::run_probe(
+            self.state.store.clone(),
+            self.state.pressure.clone(),
+        )));
         let listener = AbortOnDrop(tokio::spawn(
             self.state.payments.clone().run_change_listener(),
         ));
@@ -417,6 +426,7 @@ impl Application {
         drop(poller);
         drop(credentials);
         drop(listener);
+        drop(probe);
         drop(live);
         drop(webhooks);
         drop(sites);

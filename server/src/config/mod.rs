@@ -311,6 +311,10 @@ pub struct LimitsConfig {
     /// STK pushes the sandbox Daraja accepts from one address per minute.
     /// Env `MALIPO_LIMITS_SANDBOX_PUSHES_PER_MINUTE`; default 120.
     pub sandbox_pushes_per_minute: u32,
+    /// Taking a database connection waiting longer than this makes the instance shed
+    /// API calls and pay forms for a few seconds (see [`crate::shed`]).
+    /// Env `MALIPO_LIMITS_BUSY_WAIT_MS`; default 250.
+    pub busy_wait_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -325,6 +329,7 @@ impl Default for LimitsConfig {
             streams_per_session: 10,
             streams_per_ip: 40,
             sandbox_pushes_per_minute: 120,
+            busy_wait_ms: 250,
         }
     }
 }
@@ -711,6 +716,9 @@ impl Config {
         if let Some(v) = env("MALIPO_MAIL_FROM") {
             self.mail.from = v;
         }
+        if let Some(v) = env("MALIPO_LIMITS_BUSY_WAIT_MS") {
+            self.limits.busy_wait_ms = parse("MALIPO_LIMITS_BUSY_WAIT_MS", v)?;
+        }
         if let Some(v) = env("MALIPO_METRICS_TOKEN") {
             self.metrics.token = SecretString::from(v);
         }
@@ -926,6 +934,12 @@ impl Config {
             });
         }
         self.public_url = url;
+        if !(10..=60_000).contains(&self.limits.busy_wait_ms) {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                why: "busy_wait_ms must be between 10 and 60000".into(),
+            });
+        }
         if !(1_000..=3_600_000).contains(&self.payments.poll_lease_ms) {
             return Err(ConfigError::Invalid {
                 field: "payments",

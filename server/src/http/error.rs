@@ -48,6 +48,7 @@ pub const ERROR_CODES: &[&str] = &[
     "rate_limited",
     "idempotency_key_reused",
     "database_unavailable",
+    "busy",
     "internal_error",
 ];
 
@@ -117,6 +118,10 @@ pub enum ApiError {
     /// 503 `database_unavailable`: the database did not answer; safe to retry.
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] StoreError),
+    /// 503 `busy`: the database is slow or saturated; nothing was done, retry after the
+    /// given seconds (see [`crate::shed`]).
+    #[error("busy")]
+    Busy { retry_after: i64 },
     /// 500 `internal_error`: a bug; details are in the server log only.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -150,6 +155,7 @@ impl ApiError {
             | ApiError::EndpointLimitReached => StatusCode::CONFLICT,
             ApiError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::IdempotencyKeyReused | ApiError::NoPaymentMethod(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -176,6 +182,7 @@ impl ApiError {
             ApiError::EndpointLimitReached => "endpoint_limit_reached",
             ApiError::RequestTooLarge => "request_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Busy { .. } => "busy",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::NoPaymentMethod(_) => "payment_method_unavailable",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
@@ -220,6 +227,10 @@ impl ApiError {
             ApiError::RateLimited { retry_after } => {
                 format!("Too many of these requests; retry in {retry_after} s.")
             }
+            ApiError::Busy { retry_after } => format!(
+                "Malipo is busy right now (its database is slow); nothing was done. Retry in \
+                 {retry_after} s."
+            ),
             ApiError::IdempotencyKeyReused => {
                 "This Idempotency-Key was used with different parameters.".into()
             }
@@ -262,7 +273,7 @@ impl IntoResponse for ApiError {
             error["param"] = json!("payment_method_types");
         }
         let mut res = (self.status(), Json(json!({ "error": error }))).into_response();
-        if let ApiError::RateLimited { retry_after } = &self
+        if let ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after } = &self
             && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
         {
             res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);

@@ -17,8 +17,20 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    // Busy: the pool probe just found the database slow; ready all the same (answering
+    // at once, without queueing for a connection), and saying so.
+    if state.pressure.busy() {
+        return Ok(Json(json!({
+            "status": "ready",
+            "database": state.store.backend().as_str(),
+            "load": "busy",
+        })));
+    }
     state.store.ping().await?;
-    Ok(Json(
-        json!({ "status": "ready", "database": state.store.backend().as_str() }),
-    ))
+    let load = "ok";
+    Ok(Json(json!({
+        "status": "ready",
+        "database": state.store.backend().as_str(),
+        "load": load,
+    })))
 }

@@ -69,6 +69,11 @@ pub fn router(state: AppState) -> Router {
                 )),
         )
         .with_state(state.clone())
+        // A slow database: the API and pay forms answer "busy" at once, not after a queue.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::shed::layer,
+        ))
         // A request's body must arrive within the header timeout too: a client that
         // sends headers, then trickles its body, would otherwise hold a connection
         // place for ever (hyper's header-read timeout stops at the headers).

@@ -312,3 +312,138 @@ async fn three_instances_on_one_postgresql_settle_every_payment_once_with_one_ki
     );
     drop((b, c));
 }
+
+/// The database slows down (every new session's insert waits 4 s in a trigger, so the
+/// pool's three connections are soon all held): the API answers `503 busy` with
+/// `Retry-After` while the slow requests are still waiting, a shopper's pay form says
+/// "nothing was charged" and sends nothing, health says so, and when the database is
+/// fast again everything is taken again. Nothing refused was half-written.
+#[tokio::test]
+async fn a_slow_database_gets_a_fast_busy_instead_of_a_queue() {
+    use secrecy::ExposeSecret;
+    let app = crate::helpers::spawn_app_with(Db::Postgres, |c| {
+        c.database_max_connections = 3;
+        c.limits.busy_wait_ms = 100;
+    })
+    .await;
+    let created = malipo::merchants::create(&app.store, "Kilimanjaro Treks")
+        .await
+        .unwrap();
+    let key = created.test_secret_key.expose_secret().to_owned();
+    let create = {
+        let client = app.client.clone();
+        let url = format!("{}/v1/checkout/sessions", app.addr);
+        move |reference: &str| {
+            client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(
+                    &json!({"amount": 150_000, "currency": "KES", "reference": reference,
+                    "description": "Machame route", "success_url": "https://treks.example/ok",
+                    "cancel_url": "https://treks.example/no"}),
+                )
+                .send()
+        }
+    };
+    let before: Value = create("BEFORE").await.unwrap().json().await.unwrap();
+    let session = before["id"].as_str().unwrap().to_owned();
+    let token = app
+        .checkout
+        .form_token(&malipo::domain::SessionId::parse(&session).unwrap());
+
+    // The fault: inserts of sessions wait 4 s (the database itself, not Malipo).
+    for sql in [
+        "CREATE FUNCTION malipo_test_slow() RETURNS trigger AS $$ \
+         BEGIN PERFORM pg_sleep(4); RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER malipo_test_slow BEFORE INSERT ON checkout_sessions \
+         FOR EACH ROW EXECUTE FUNCTION malipo_test_slow()",
+    ] {
+        sqlx::query(sql).execute(app.store.pool()).await.unwrap();
+    }
+    let slow: Vec<_> = (0..4)
+        .map(|i| tokio::spawn(create(&format!("SLOW-{i}"))))
+        .collect();
+    let ready = async || -> Value {
+        app.client
+            .get(format!("{}/readyz", app.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    wait_for("the instance to find itself busy", 3, async || {
+        (ready().await["load"] == "busy").then_some(())
+    })
+    .await;
+
+    // Refused at once, while the slow ones still wait: no queue.
+    let refused = create("REFUSED").await.unwrap();
+    assert!(
+        slow.iter().any(|h| !h.is_finished()),
+        "answered while the database is still blocked"
+    );
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused.headers()["retry-after"].to_str().unwrap(),
+        malipo::shed::RETRY_AFTER_SECS.to_string()
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy");
+    // The shopper: told nothing was charged, and nothing was sent.
+    let pay = app
+        .client
+        .post(format!("{}/pay/{session}/mpesa", app.addr))
+        .form(&[("form_token", token.as_str()), ("phone", "0712345678")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), 503);
+    assert!(pay.headers().contains_key("retry-after"));
+    let page = pay.text().await.unwrap();
+    assert!(page.contains("nothing was charged"), "{page}");
+
+    // The database is fast again: the slow ones finish, and work is taken again.
+    sqlx::query("DROP TRIGGER malipo_test_slow ON checkout_sessions")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    // Those that got a connection before the pool filled are written (slowly); one that
+    // arrived after was refused at once, like any other.
+    let mut written = 0;
+    for h in slow {
+        match h.await.unwrap().unwrap().status().as_u16() {
+            201 => written += 1,
+            503 => {}
+            other => panic!("a slow request answered {other}"),
+        }
+    }
+    assert!(written >= 3, "the pool's three connections each wrote one");
+    wait_for("the instance to take work again", 10, async || {
+        (ready().await["load"] == "ok").then_some(())
+    })
+    .await;
+    assert_eq!(create("AFTER").await.unwrap().status(), 201);
+    let count = async |sql: &str| -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap()
+    };
+    // BEFORE, the slow ones written, AFTER: the refused wrote nothing, the pay form no
+    // attempt.
+    assert_eq!(
+        count("SELECT COUNT(*) FROM checkout_sessions").await,
+        2 + written
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM checkout_sessions WHERE reference = 'REFUSED'").await,
+        0
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM payment_attempts").await, 0);
+    println!(
+        "slow database: API 503 busy with Retry-After while {written} requests waited on \
+         it; pay form \"nothing was charged\", no attempt; recovered"
+    );
+}

@@ -1,0 +1,182 @@
+//! Shedding load instead of queueing (the December 2018 lesson: M-PESA's customers waited
+//! with no answer behind a slow database). A probe takes a connection from the database
+//! pool every [`PROBE_EVERY`]; when that waits longer than `[limits] busy_wait_ms` (the
+//! pool is saturated, or the database is slow to give connections back), this instance
+//! is *busy* for [`BUSY_HOLD_MS`] and, until a probe is fast again:
+//!
+//! - the merchant API answers `503 busy` with `Retry-After` at once, having done nothing;
+//! - a shopper's pay form answers "Busy right now — nothing was charged, try again in a
+//!   minute" (true: no push was sent), and the hosted page "Busy right now";
+//! - operators' callbacks, the pages' event streams (served from memory), health and
+//!   metrics are never shed: an operator's word is never refused for load.
+//!
+//! `/readyz` says `"load": "busy"` (still 200: every instance shares the database, and
+//! taking them all out of the balancer would turn slowness into an outage).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{Request, State},
+    http::{Method, StatusCode, header},
+    middleware::Next,
+    response::{Html, IntoResponse, Response},
+};
+
+use crate::{http::error::ApiError, startup::AppState, store::Store, time::now_ms};
+
+/// How often the probe takes a connection.
+pub const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// How long one slow probe keeps the instance busy.
+pub const BUSY_HOLD_MS: i64 = 3_000;
+/// What `Retry-After` says, in seconds.
+pub const RETRY_AFTER_SECS: i64 = 5;
+
+/// Whether the database is too slow to take more work just now. Cheap to read.
+#[derive(Debug)]
+pub struct Pressure {
+    busy_until: AtomicI64,
+    threshold: Duration,
+}
+
+impl Pressure {
+    pub fn new(threshold: Duration) -> Pressure {
+        Pressure {
+            busy_until: AtomicI64::new(0),
+            threshold,
+        }
+    }
+
+    /// Whether this instance sheds work now.
+    pub fn busy(&self) -> bool {
+        now_ms() < self.busy_until.load(Ordering::Relaxed)
+    }
+
+    fn mark_busy(&self, now: i64) {
+        self.busy_until.store(now + BUSY_HOLD_MS, Ordering::Relaxed);
+    }
+}
+
+/// Probes the pool until aborted.
+pub async fn run_probe(store: Store, pressure: Arc<Pressure>) {
+    let mut was_busy = false;
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let started = Instant::now();
+        let taken = tokio::time::timeout(pressure.threshold, store.pool_sample()).await;
+        let slow = !matches!(taken, Ok(Ok(_))) || started.elapsed() > pressure.threshold;
+        if slow {
+            pressure.mark_busy(now_ms());
+        }
+        let busy = pressure.busy();
+        if busy != was_busy {
+            if busy {
+                tracing::warn!(
+                    threshold_ms = pressure.threshold.as_millis() as u64,
+                    "database slow to give a connection: shedding API calls and pay forms"
+                );
+            } else {
+                tracing::info!("database answering again: taking work");
+            }
+            was_busy = busy;
+        }
+    }
+}
+
+/// What a request is, for shedding.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    /// The merchant API (`/v1/…`).
+    Api,
+    /// A shopper's pay form (`POST /pay/{id}/{rail}`): nothing is charged if refused.
+    PayForm,
+    /// The hosted page (`GET /pay/{id}`).
+    Page,
+    /// Everything else: never shed.
+    Other,
+}
+
+fn kind(method: &Method, path: &str) -> Kind {
+    if path.starts_with("/v1/") {
+        return Kind::Api;
+    }
+    let Some(rest) = path.strip_prefix("/pay/") else {
+        return Kind::Other;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (method, parts.as_slice()) {
+        (&Method::GET, [_]) => Kind::Page,
+        // Not the event stream (memory) nor the card script's endpoints' reads.
+        (&Method::POST, [_, rail]) if crate::connectors::RailId::parse(rail).is_some() => {
+            Kind::PayForm
+        }
+        _ => Kind::Other,
+    }
+}
+
+/// The shopper's page while busy: tiny, no script, honest about what happened.
+fn busy_page(charged_nothing: bool) -> Response {
+    let line = if charged_nothing {
+        "Busy right now — nothing was charged. Try again in a minute."
+    } else {
+        "Busy right now. Try again in a minute."
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>Busy right now</title></head><body>\
+         <h1>Busy right now</h1><p data-code=\"busy\">{line}</p>\
+         <p><a href=\"\">Try again</a></p></body></html>"
+    );
+    let mut res = (StatusCode::SERVICE_UNAVAILABLE, Html(html)).into_response();
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(RETRY_AFTER_SECS),
+    );
+    res
+}
+
+/// The layer: refuses sheddable work at once while busy.
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !state.pressure.busy() {
+        return next.run(req).await;
+    }
+    match kind(req.method(), req.uri().path()) {
+        Kind::Api => ApiError::Busy {
+            retry_after: RETRY_AFTER_SECS,
+        }
+        .into_response(),
+        Kind::PayForm => busy_page(true),
+        Kind::Page => busy_page(false),
+        Kind::Other => next.run(req).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_api_pay_forms_and_pages_are_shed() {
+        assert_eq!(kind(&Method::POST, "/v1/checkout/sessions"), Kind::Api);
+        assert_eq!(kind(&Method::GET, "/v1/checkout/sessions/cs_1"), Kind::Api);
+        assert_eq!(kind(&Method::POST, "/pay/cs_1/mpesa"), Kind::PayForm);
+        assert_eq!(kind(&Method::GET, "/pay/cs_1"), Kind::Page);
+        for (m, p) in [
+            (Method::GET, "/pay/cs_1/events"),
+            (Method::POST, "/callbacks/mpesa/pa_1/tok"),
+            (Method::POST, "/callbacks/airtel"),
+            (Method::GET, "/readyz"),
+            (Method::GET, "/metrics"),
+            (Method::POST, "/pay/cs_1/card/session"),
+            (Method::GET, "/dashboard"),
+        ] {
+            assert_eq!(kind(&m, p), Kind::Other, "{p}");
+        }
+    }
+}
