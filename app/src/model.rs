@@ -302,6 +302,9 @@ pub fn failure_message(code: &str, rail: RailId, currency: &str) -> String {
         "rail_unavailable" => {
             format!("{wallet} isn't switched on for this shop yet. Nothing was charged.")
         }
+        "operator_down" => format!(
+            "{wallet} isn't answering right now. Nothing was charged: pay another way, or try again in a few minutes."
+        ),
         "operator_error" => format!(
             "{wallet} had a problem and didn't take the payment. Please try again in a minute."
         ),

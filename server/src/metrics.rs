@@ -123,9 +123,9 @@ impl Metrics {
             ),
             breakers: gauge(
                 "operator_breaker_state",
-                "Each operator's status-query circuit, by rail, mode and whose credentials: \
-                 0 closed, 1 open, 2 half-open (one probe).",
-                &["rail", "mode", "credentials"],
+                "Each operator's circuits (pushes, status queries), by rail, mode and whose \
+                 credentials: 0 closed, 1 open, 2 half-open (one probe).",
+                &["circuit", "rail", "mode", "credentials"],
             ),
             streams,
             pool: gauge(
@@ -207,10 +207,10 @@ async fn metrics(
     let m = &*METRICS;
     // The states, as they are now.
     m.streams.set(state.live.open_streams() as i64);
-    for ((rail, mode, own), s) in state.payments.breaker_states() {
+    for ((circuit, rail, mode, own), s) in state.payments.breaker_states() {
         let whose = if own { "merchant" } else { "server" };
         m.breakers
-            .with_label_values(&[rail.as_str(), mode.as_str(), whose])
+            .with_label_values(&[circuit, rail.as_str(), mode.as_str(), whose])
             .set(s);
     }
     let waited = Instant::now();

@@ -40,6 +40,7 @@ pub fn CheckoutPage() -> impl IntoView {
             "quote_changed",
             "card_unavailable",
             "rail_unavailable",
+            "operator_down",
             "unavailable",
         ]
         .contains(&e.as_str())

@@ -268,6 +268,10 @@ pub struct PaymentsConfig {
     /// several instances, another asks about them only after this, if the one that took
     /// them died. Env `MALIPO_PAYMENTS_POLL_LEASE_MS`; default 120000.
     pub poll_lease_ms: i64,
+    /// How long an operator that failed five pushes (or status queries) in a row is left
+    /// alone before one probe; doubles on each trip, up to ten times this.
+    /// Env `MALIPO_PAYMENTS_BREAKER_COOLDOWN_MS`; default 30000.
+    pub breaker_cooldown_ms: i64,
 }
 
 impl Default for PaymentsConfig {
@@ -277,6 +281,7 @@ impl Default for PaymentsConfig {
             unknown_after_ms: crate::payments::UNKNOWN_AFTER_MS,
             reconcile_after_ms: crate::payments::RECONCILE_AFTER_MS,
             poll_lease_ms: crate::payments::POLL_LEASE_MS,
+            breaker_cooldown_ms: 30_000,
         }
     }
 }
@@ -897,6 +902,9 @@ impl Config {
         if let Some(v) = env("MALIPO_PAYMENTS_RECONCILE_AFTER_MS") {
             self.payments.reconcile_after_ms = parse("MALIPO_PAYMENTS_RECONCILE_AFTER_MS", v)?;
         }
+        if let Some(v) = env("MALIPO_PAYMENTS_BREAKER_COOLDOWN_MS") {
+            self.payments.breaker_cooldown_ms = parse("MALIPO_PAYMENTS_BREAKER_COOLDOWN_MS", v)?;
+        }
         if let Some(v) = env("MALIPO_PAYMENTS_POLL_LEASE_MS") {
             self.payments.poll_lease_ms = parse("MALIPO_PAYMENTS_POLL_LEASE_MS", v)?;
         }
@@ -938,6 +946,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "limits",
                 why: "busy_wait_ms must be between 10 and 60000".into(),
+            });
+        }
+        if !(100..=3_600_000).contains(&self.payments.breaker_cooldown_ms) {
+            return Err(ConfigError::Invalid {
+                field: "payments",
+                why: "breaker_cooldown_ms must be between 100 and 3600000".into(),
             });
         }
         if !(1_000..=3_600_000).contains(&self.payments.poll_lease_ms) {

@@ -71,6 +71,7 @@ pub(super) fn error_code(e: &PayError) -> Option<&'static str> {
         PayError::NotPayable => "not_payable",
         PayError::QuoteChanged => "quote_changed",
         PayError::RailNotConfigured => "rail_unavailable",
+        PayError::OperatorDown => "operator_down",
         PayError::Limited { limit, .. } => limit.as_str(),
         PayError::ProcessorUnavailable => "card_unavailable",
         PayError::InvalidPhone | PayError::PreviousUnconfirmed => "unavailable",

@@ -24,6 +24,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             "status": "ready",
             "database": state.store.backend().as_str(),
             "load": "busy",
+            "operators": state.payments.operator_states(),
         })));
     }
     state.store.ping().await?;
@@ -32,5 +33,6 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "status": "ready",
         "database": state.store.backend().as_str(),
         "load": load,
+        "operators": state.payments.operator_states(),
     })))
 }

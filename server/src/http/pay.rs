@@ -221,6 +221,7 @@ async fn pay(
         // The page, reloaded, shows the new quote.
         Err(PayError::QuoteChanged) => back(Some("quote_changed")),
         Err(PayError::RailNotConfigured) => back(Some("rail_unavailable")),
+        Err(PayError::OperatorDown) => back(Some("operator_down")),
         Err(PayError::ProcessorUnavailable) => back(Some("unavailable")),
         Err(PayError::Store(e)) => {
             tracing::error!(error = %e, "starting payment failed");

@@ -106,6 +106,10 @@ pub enum PayError {
     /// live payments never fall back to a sandbox.
     #[error("this rail is not configured for this mode")]
     RailNotConfigured,
+    /// The operator keeps failing pushes: its circuit is open, nothing was sent (and
+    /// nothing written). The page offers the session's other rails.
+    #[error("the operator is not answering pushes just now")]
+    OperatorDown,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -173,7 +177,10 @@ pub struct Payments {
     changes: tokio::sync::broadcast::Sender<String>,
     /// A breaker per operator (rail and mode) on its status queries: one operator
     /// failing never pauses another's.
-    query_breakers: Arc<Mutex<std::collections::HashMap<BreakerKey, QueryBreaker>>>,
+    query_breakers: Circuits,
+    /// Likewise on pushes: an operator that keeps failing them (no answer, 5xx) is not
+    /// pushed to for a while, and the page offers the session's other rails.
+    push_breakers: Circuits,
     /// Wakes the poller's lanes for a pass now (an attempt was just made due: an
     /// operator's cue, an ambiguous answer), instead of at their next tick.
     wake: Arc<tokio::sync::Notify>,
@@ -193,16 +200,119 @@ const POLL_BATCH: i64 = 50;
 /// [`QUERIES_AT_ONCE`] at a time, each at most 15 s. Another instance asks about an
 /// attempt again only after this, if the one that took it died.
 pub const POLL_LEASE_MS: i64 = 120_000;
-/// A lane's operator failing this many queries in a row opens its circuit.
-const QUERY_BREAKER: crate::breaker::BreakerPolicy = crate::breaker::BreakerPolicy {
-    threshold: 5,
-    cooldown_ms: 30_000,
-    max_cooldown_ms: 5 * 60_000,
-};
+/// An operator failing this many pushes or queries in a row opens that circuit, for
+/// `cooldown_ms` (`[payments] breaker_cooldown_ms`), doubling on each trip up to ten
+/// times that.
+fn breaker_policy(cooldown_ms: i64) -> crate::breaker::BreakerPolicy {
+    crate::breaker::BreakerPolicy {
+        threshold: 5,
+        cooldown_ms,
+        max_cooldown_ms: cooldown_ms * 10,
+    }
+}
 
-/// Whose status queries a breaker guards: a rail in a mode, with this server's
-/// credentials (`None`) or a merchant's own.
+/// A circuit as `/metrics` names it: its kind (`push`, `query`), rail, mode, and
+/// whether it guards a merchant's own credentials.
+pub type CircuitName = (&'static str, RailId, Mode, bool);
+
+/// Whose calls a breaker guards: a rail in a mode, with this server's credentials
+/// (`None`) or a merchant's own.
 type BreakerKey = (RailId, Mode, Option<MerchantId>);
+
+/// One kind of circuit (pushes, or status queries) for every operator and set of
+/// credentials. Cheap to clone; clones share the circuits.
+#[derive(Clone)]
+struct Circuits {
+    kind: &'static str,
+    policy: crate::breaker::BreakerPolicy,
+    /// What the log says when one opens.
+    opened: &'static str,
+    map: Arc<Mutex<std::collections::HashMap<BreakerKey, QueryBreaker>>>,
+}
+
+impl Circuits {
+    fn new(
+        kind: &'static str,
+        policy: crate::breaker::BreakerPolicy,
+        opened: &'static str,
+    ) -> Circuits {
+        Circuits {
+            kind,
+            policy,
+            opened,
+            map: Arc::default(),
+        }
+    }
+
+    /// Whether the operator may be called now (its circuit closed, or this is the one
+    /// probe after the cool-down).
+    fn may(&self, key: &BreakerKey, now: i64) -> bool {
+        let mut map = self.map.lock().expect("breaker lock");
+        let b = map.entry(key.clone()).or_default();
+        match b.breaker.gate(&self.policy, now) {
+            crate::breaker::Gate::Closed => true,
+            crate::breaker::Gate::Open => false,
+            crate::breaker::Gate::Probe
+                if b.probing_since.is_some_and(|t| now - t < PROBE_EXPIRES_MS) =>
+            {
+                false
+            }
+            crate::breaker::Gate::Probe => {
+                b.probing_since = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Whether the call was answered (a refusal is an answer) or failed.
+    fn answered(&self, key: &BreakerKey, answered: bool, now: i64) {
+        let (rail, mode, _) = key;
+        let mut map = self.map.lock().expect("breaker lock");
+        let b = map.entry(key.clone()).or_default();
+        b.probing_since = None;
+        if answered {
+            b.breaker.success();
+        } else if let Some(until) = b.breaker.failure(&self.policy, now) {
+            tracing::warn!(
+                %rail,
+                mode = mode.as_str(),
+                cooldown_ms = until - now,
+                "{}",
+                self.opened
+            );
+        }
+    }
+
+    /// 0 closed, 1 open, 2 half-open.
+    fn state(&self, key: &BreakerKey, now: i64) -> i64 {
+        let map = self.map.lock().expect("breaker lock");
+        map.get(key)
+            .map_or(0, |b| match b.breaker.gate(&self.policy, now) {
+                crate::breaker::Gate::Closed => 0,
+                crate::breaker::Gate::Open => 1,
+                crate::breaker::Gate::Probe => 2,
+            })
+    }
+
+    /// Every circuit's state; merchants' own told together (the worst of them).
+    fn states(&self, now: i64) -> Vec<((RailId, Mode, bool), i64)> {
+        let keys: Vec<BreakerKey> = self
+            .map
+            .lock()
+            .expect("breaker lock")
+            .keys()
+            .cloned()
+            .collect();
+        let mut states: std::collections::HashMap<(RailId, Mode, bool), i64> =
+            std::collections::HashMap::new();
+        for key in keys {
+            let state = self.state(&key, now);
+            let worst = states.entry((key.0, key.1, key.2.is_some())).or_default();
+            *worst = (*worst).max(state);
+        }
+        states.into_iter().collect()
+    }
+}
 
 #[derive(Default)]
 struct QueryBreaker {
@@ -256,6 +366,7 @@ impl Payments {
         timing: crate::config::PaymentsConfig,
     ) -> Self {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let cooldown_ms = timing.breaker_cooldown_ms;
         Payments {
             store,
             rails,
@@ -263,7 +374,16 @@ impl Payments {
             limits,
             timing,
             changes,
-            query_breakers: Arc::default(),
+            query_breakers: Circuits::new(
+                "query",
+                breaker_policy(cooldown_ms),
+                "the operator keeps failing status queries; pausing them (callbacks still settle payments)",
+            ),
+            push_breakers: Circuits::new(
+                "push",
+                breaker_policy(cooldown_ms),
+                "the operator keeps failing pushes; not pushing to it for a while (the page offers other rails)",
+            ),
             wake: Arc::default(),
             fx: None,
             instance: random_base62(12).into(),
@@ -491,6 +611,13 @@ impl Payments {
         let connector = self
             .connector(&session.merchant_id, rail, session.mode)
             .ok_or(PayError::RailNotConfigured)?;
+        // An operator that keeps failing pushes is left alone for a while: the shopper
+        // hears at once (nothing sent, nothing written) and can pay another way.
+        let own = self.rails.own(&session.merchant_id, rail).is_some();
+        let breaker: BreakerKey = (rail, session.mode, own.then(|| session.merchant_id.clone()));
+        if !self.push_breakers.may(&breaker, now) {
+            return Err(PayError::OperatorDown);
+        }
         if !no_sms_arrived
             && self
                 .store
@@ -572,7 +699,11 @@ impl Payments {
                 .set_operator_request_id(&attempt.id, &chosen, now)
                 .await?;
         }
-        match connector.initiate(request, now).await {
+        let sent = connector.initiate(request, now).await;
+        // A refusal is an answer; no answer, or one we cannot read, is a failure.
+        let answered = !matches!(&sent, Err(e) if !matches!(e, ConnectorError::Rejected { .. }));
+        self.push_breakers.answered(&breaker, answered, now_ms());
+        match sent {
             Ok(initiated) => {
                 self.store
                     .set_operator_request_id(&attempt.id, &initiated.operator_request_id, now_ms())
@@ -1090,62 +1221,47 @@ impl Payments {
         }
     }
 
-    /// Each status-query circuit: (rail, mode, whether a merchant's own credentials) →
-    /// 0 closed, 1 open, 2 half-open (for `/metrics`).
-    pub fn breaker_states(&self) -> Vec<((RailId, Mode, bool), i64)> {
+    /// Each operator circuit: (kind — `push` or `query` —, rail, mode, whether a
+    /// merchant's own credentials) → 0 closed, 1 open, 2 half-open (for `/metrics`).
+    pub fn breaker_states(&self) -> Vec<(CircuitName, i64)> {
         let now = now_ms();
-        let breakers = self.query_breakers.lock().expect("breaker lock");
-        let mut states: std::collections::HashMap<(RailId, Mode, bool), i64> =
-            std::collections::HashMap::new();
-        for ((rail, mode, owner), b) in breakers.iter() {
-            let state = match b.breaker.gate(&QUERY_BREAKER, now) {
-                crate::breaker::Gate::Closed => 0,
-                crate::breaker::Gate::Open => 1,
-                crate::breaker::Gate::Probe => 2,
-            };
-            // Merchants' own circuits are told together: the worst of them.
-            let worst = states.entry((*rail, *mode, owner.is_some())).or_default();
-            *worst = (*worst).max(state);
-        }
-        states.into_iter().collect()
-    }
-
-    /// Whether `rail`'s operator in `mode` may be asked now (its circuit closed, or
-    /// this is the one probe after the cool-down).
-    fn may_query(&self, key: &BreakerKey, now: i64) -> bool {
-        let mut breakers = self.query_breakers.lock().expect("breaker lock");
-        let b = breakers.entry(key.clone()).or_default();
-        match b.breaker.gate(&QUERY_BREAKER, now) {
-            crate::breaker::Gate::Closed => true,
-            crate::breaker::Gate::Open => false,
-            crate::breaker::Gate::Probe
-                if b.probing_since.is_some_and(|t| now - t < PROBE_EXPIRES_MS) =>
-            {
-                false
-            }
-            crate::breaker::Gate::Probe => {
-                b.probing_since = Some(now);
-                true
-            }
-        }
-    }
-
-    fn query_answered(&self, key: &BreakerKey, answered: bool, now: i64) {
-        let (rail, mode, _) = key;
-        let (rail, mode) = (*rail, *mode);
-        let mut breakers = self.query_breakers.lock().expect("breaker lock");
-        let b = breakers.entry(key.clone()).or_default();
-        b.probing_since = None;
-        if answered {
-            b.breaker.success();
-        } else if let Some(until) = b.breaker.failure(&QUERY_BREAKER, now) {
-            tracing::warn!(
-                %rail,
-                mode = mode.as_str(),
-                cooldown_ms = until - now,
-                "the operator keeps failing status queries; pausing them (callbacks still settle payments)"
+        let mut all = Vec::new();
+        for circuits in [&self.push_breakers, &self.query_breakers] {
+            all.extend(
+                circuits
+                    .states(now)
+                    .into_iter()
+                    .map(|((rail, mode, own), s)| ((circuits.kind, rail, mode, own), s)),
             );
         }
+        all
+    }
+
+    /// This server's operators (not merchants' own credentials), each rail on in each
+    /// mode, with the state of its push and status-query circuits: for `/readyz`.
+    pub fn operator_states(&self) -> Vec<serde_json::Value> {
+        let now = now_ms();
+        let word = |s: i64| match s {
+            1 => "open",
+            2 => "half_open",
+            _ => "closed",
+        };
+        let mut out = Vec::new();
+        for mode in [Mode::Live, Mode::Test] {
+            for rail in RailId::ALL {
+                if self.rails.get(rail, mode).is_none() {
+                    continue;
+                }
+                let key = (rail, mode, None);
+                out.push(serde_json::json!({
+                    "rail": rail.as_str(),
+                    "mode": mode.as_str(),
+                    "pushes": word(self.push_breakers.state(&key, now)),
+                    "status_queries": word(self.query_breakers.state(&key, now)),
+                }));
+            }
+        }
+        out
     }
 
     /// Queries one due attempt (or, without an operator id, decides what its silence
@@ -1205,7 +1321,7 @@ impl Payments {
             return Ok(changed);
         };
         let queried: Queried = match connector {
-            Some(_) if !self.may_query(&breaker, now) => {
+            Some(_) if !self.query_breakers.may(&breaker, now) => {
                 // The operator keeps failing: its circuit is open. The schedule below
                 // still runs, so the attempt goes unknown on time.
                 RailOutcome::Pending.into()
@@ -1227,7 +1343,8 @@ impl Payments {
                             .await
                     }
                 };
-                self.query_answered(&breaker, answer.is_ok(), now_ms());
+                self.query_breakers
+                    .answered(&breaker, answer.is_ok(), now_ms());
                 match answer {
                     Ok(q) => q,
                     Err(e) => {

@@ -447,3 +447,129 @@ async fn a_slow_database_gets_a_fast_busy_instead_of_a_queue() {
          it; pay form \"nothing was charged\", no attempt; recovered"
     );
 }
+
+/// An operator that keeps failing pushes (Airtel, here a peer that drops every
+/// connection): after five failures in a row Malipo stops pushing to it. The shopper
+/// hears at once that nothing was charged and may pay with M-PESA instead; nothing is
+/// sent or written; `/readyz` and `/metrics` show the circuit open; after the cool-down
+/// one probe goes through, and one only.
+#[tokio::test]
+async fn an_operator_that_keeps_failing_pushes_is_left_alone_and_the_page_offers_another_rail() {
+    use malipo::{connectors::RailId, domain::SessionId, payments::PayError};
+    use std::sync::atomic::Ordering;
+    let (down, calls) = crate::helpers::silent_peer(false).await;
+    let app = crate::helpers::spawn_app_with(Db::Sqlite, |c| {
+        c.rails.airtel.base_url = down.clone();
+        c.payments.breaker_cooldown_ms = 1_000;
+        c.limits.prompts_per_phone = 100;
+        c.limits.requests_per_ip = 1_000;
+    })
+    .await;
+    let session = async |i: usize| {
+        let (_, sid) = crate::helpers::seed_session(&app, &format!("Naivasha Camp {i}"), 900).await;
+        SessionId::parse(&sid).unwrap()
+    };
+    for i in 0..5 {
+        // Each push fails (no answer): the attempt stays pending, as ever.
+        let attempt = app
+            .payments
+            .start(&session(i).await, RailId::Airtel, "0733123456", false)
+            .await
+            .unwrap();
+        assert_eq!(attempt.status, malipo::store::AttemptStatus::Pending);
+    }
+    let tried = calls.load(Ordering::SeqCst);
+    assert!(tried >= 5);
+
+    // Open: refused before anything is sent or written.
+    let sixth = session(6).await;
+    let refused = app
+        .payments
+        .start(&sixth, RailId::Airtel, "0733123456", false)
+        .await;
+    assert!(
+        matches!(refused, Err(PayError::OperatorDown)),
+        "{refused:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), tried, "nothing sent");
+    assert!(app.store.latest_attempt(&sixth).await.unwrap().is_none());
+    // The shopper's form: back to the page, which says so and still offers M-PESA.
+    let res = app
+        .post_pay_form(
+            sixth.as_str(),
+            "",
+            &[("phone", "0733123456"), ("rail", "airtel")],
+        )
+        .await;
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.ends_with("error=operator_down"), "{location}");
+    let page = app.page(format!("{sixth}?error=operator_down")).await;
+    assert!(
+        page.contains("isn&#x27;t answering right now")
+            || page.contains("isn't answering right now"),
+        "{page}"
+    );
+    assert!(page.contains(r#"value="mpesa""#), "M-PESA still offered");
+    let mpesa = app
+        .payments
+        .start(&sixth, RailId::Mpesa, "0712345678", false)
+        .await;
+    assert!(mpesa.is_ok(), "another rail takes it: {mpesa:?}");
+    // Health and metrics tell it.
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let airtel = ready["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["rail"] == "airtel" && o["mode"] == "test")
+        .unwrap()
+        .clone();
+    assert_eq!(airtel["pushes"], "open", "{ready}");
+    assert_eq!(
+        ready["operators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["rail"] == "mpesa" && o["mode"] == "test")
+            .unwrap()["pushes"],
+        "closed"
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"malipo_operator_breaker_state{circuit="push",credentials="server",mode="test",rail="airtel"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    // After the cool-down: one probe is sent (it fails, and the circuit opens again for
+    // twice as long), the next shopper is refused at once.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let probe = app
+        .payments
+        .start(&session(7).await, RailId::Airtel, "0733123456", false)
+        .await;
+    assert!(probe.is_ok(), "{probe:?}");
+    assert!(calls.load(Ordering::SeqCst) > tried, "the probe was sent");
+    let after = app
+        .payments
+        .start(&session(8).await, RailId::Airtel, "0733123456", false)
+        .await;
+    assert!(matches!(after, Err(PayError::OperatorDown)), "{after:?}");
+}
