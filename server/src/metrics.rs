@@ -191,9 +191,13 @@ fn allowed(state: &AppState, peer: std::net::SocketAddr, headers: &HeaderMap) ->
             return true;
         }
     }
-    peer.ip().is_loopback()
-        && !headers.contains_key("x-forwarded-for")
-        && !headers.contains_key("forwarded")
+    // A reverse proxy on this machine makes every visitor look local: a request that
+    // came through one (it says so, or the proxy is one of ours) is not served.
+    let proxied = ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+        || state.config.trusted_proxies.contains(&peer.ip());
+    peer.ip().is_loopback() && !proxied
 }
 
 async fn metrics(

@@ -1,12 +1,13 @@
 //! Shedding load instead of queueing (the December 2018 lesson: M-PESA's customers waited
 //! with no answer behind a slow database). A probe takes a connection from the database
-//! pool every [`PROBE_EVERY`]; when that waits longer than `[limits] busy_wait_ms` (the
-//! pool is saturated, or the database is slow to give connections back), this instance
-//! is *busy* for [`BUSY_HOLD_MS`] and, until a probe is fast again:
+//! pool every [`PROBE_EVERY`]; when, twice in a row, the pool had no idle connection left
+//! and taking one waited longer than `[limits] busy_wait_ms` (the database is slow to give
+//! connections back), this instance is *busy* for [`BUSY_HOLD_MS`] and, until a probe is
+//! fast again:
 //!
 //! - the merchant API answers `503 busy` with `Retry-After` at once, having done nothing;
-//! - a shopper's pay form answers "Busy right now — nothing was charged, try again in a
-//!   minute" (true: no push was sent), and the hosted page "Busy right now";
+//! - a shopper's pay form answers "Busy right now — this tap sent nothing" (true: no push
+//!   was sent now), and the hosted page "Busy right now";
 //! - operators' callbacks, the pages' event streams (served from memory), health and
 //!   metrics are never shed: an operator's word is never refused for load.
 //!
@@ -16,7 +17,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -28,7 +29,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use crate::{http::error::ApiError, startup::AppState, store::Store, time::now_ms};
+use crate::{http::error::ApiError, startup::AppState, store::Store};
 
 /// How often the probe takes a connection.
 pub const PROBE_EVERY: Duration = Duration::from_millis(200);
@@ -40,38 +41,65 @@ pub const RETRY_AFTER_SECS: i64 = 5;
 /// Whether the database is too slow to take more work just now. Cheap to read.
 #[derive(Debug)]
 pub struct Pressure {
-    busy_until: AtomicI64,
+    /// Monotonic (a wall-clock step never keeps the instance busy): ms since `base`.
+    base: Instant,
+    busy_until: AtomicU64,
+    /// The last probe got no connection at all (not merely a slow one): `/readyz` then
+    /// asks the database itself instead of answering "busy".
+    failed: AtomicBool,
     threshold: Duration,
 }
 
 impl Pressure {
     pub fn new(threshold: Duration) -> Pressure {
         Pressure {
-            busy_until: AtomicI64::new(0),
+            base: Instant::now(),
+            busy_until: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
             threshold,
         }
     }
 
-    /// Whether this instance sheds work now.
-    pub fn busy(&self) -> bool {
-        now_ms() < self.busy_until.load(Ordering::Relaxed)
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_millis() as u64
     }
 
-    fn mark_busy(&self, now: i64) {
-        self.busy_until.store(now + BUSY_HOLD_MS, Ordering::Relaxed);
+    /// Whether this instance sheds work now.
+    pub fn busy(&self) -> bool {
+        self.now() < self.busy_until.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last probe got no connection at all (the database may be down).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn mark_busy(&self) {
+        self.busy_until
+            .store(self.now() + BUSY_HOLD_MS as u64, Ordering::Relaxed);
     }
 }
 
 /// Probes the pool until aborted.
 pub async fn run_probe(store: Store, pressure: Arc<Pressure>) {
     let mut was_busy = false;
+    let mut slow_in_a_row = 0u32;
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
+        // Only a pool with nothing idle can make anyone wait: a slow probe on a pool
+        // with connections to spare is this machine's CPU, not the database.
+        let saturated = store.pool_saturated();
         let started = Instant::now();
         let taken = tokio::time::timeout(pressure.threshold, store.pool_sample()).await;
-        let slow = !matches!(taken, Ok(Ok(_))) || started.elapsed() > pressure.threshold;
-        if slow {
-            pressure.mark_busy(now_ms());
+        pressure
+            .failed
+            .store(matches!(taken, Ok(Err(_))), Ordering::Relaxed);
+        let failed = matches!(taken, Ok(Err(_)));
+        let slow =
+            failed || (saturated && (taken.is_err() || started.elapsed() > pressure.threshold));
+        slow_in_a_row = if slow { slow_in_a_row + 1 } else { 0 };
+        if slow_in_a_row >= 2 {
+            pressure.mark_busy();
         }
         let busy = pressure.busy();
         if busy != was_busy {
@@ -102,7 +130,8 @@ enum Kind {
 }
 
 fn kind(method: &Method, path: &str) -> Kind {
-    if path.starts_with("/v1/") {
+    // The embed script is a static file on merchants' storefronts: never shed.
+    if path.starts_with("/v1/") && path != "/v1/checkout.js" {
         return Kind::Api;
     }
     let Some(rest) = path.strip_prefix("/pay/") else {
@@ -122,7 +151,9 @@ fn kind(method: &Method, path: &str) -> Kind {
 /// The shopper's page while busy: tiny, no script, honest about what happened.
 fn busy_page(charged_nothing: bool) -> Response {
     let line = if charged_nothing {
-        "Busy right now — nothing was charged. Try again in a minute."
+        "Busy right now — this tap sent nothing, and nothing was charged for it. If a \
+         payment prompt is already on your phone you can still answer it; otherwise try \
+         again in a minute."
     } else {
         "Busy right now. Try again in a minute."
     };
@@ -165,6 +196,7 @@ mod tests {
     fn only_the_api_pay_forms_and_pages_are_shed() {
         assert_eq!(kind(&Method::POST, "/v1/checkout/sessions"), Kind::Api);
         assert_eq!(kind(&Method::GET, "/v1/checkout/sessions/cs_1"), Kind::Api);
+        assert_eq!(kind(&Method::GET, "/v1/checkout.js"), Kind::Other);
         assert_eq!(kind(&Method::POST, "/pay/cs_1/mpesa"), Kind::PayForm);
         assert_eq!(kind(&Method::GET, "/pay/cs_1"), Kind::Page);
         for (m, p) in [

@@ -19,7 +19,7 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     // Busy: the pool probe just found the database slow; ready all the same (answering
     // at once, without queueing for a connection), and saying so.
-    if state.pressure.busy() {
+    if state.pressure.busy() && !state.pressure.failed() {
         return Ok(Json(json!({
             "status": "ready",
             "database": state.store.backend().as_str(),

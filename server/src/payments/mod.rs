@@ -700,8 +700,14 @@ impl Payments {
                 .await?;
         }
         let sent = connector.initiate(request, now).await;
-        // A refusal is an answer; no answer, or one we cannot read, is a failure.
-        let answered = !matches!(&sent, Err(e) if !matches!(e, ConnectorError::Rejected { .. }));
+        // A refusal is an answer, and so is a 4xx (what we sent, which a merchant's data
+        // may shape: never enough to stop pushes for everyone); no answer, or a 5xx, is
+        // a failure.
+        let answered = match &sent {
+            Ok(_) | Err(ConnectorError::Rejected { .. }) => true,
+            Err(ConnectorError::BadResponse { status, .. }) => (400..500).contains(status),
+            Err(_) => false,
+        };
         self.push_breakers.answered(&breaker, answered, now_ms());
         match sent {
             Ok(initiated) => {

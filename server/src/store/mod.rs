@@ -357,6 +357,11 @@ impl Store {
         Ok((self.pool.size(), self.pool.num_idle()))
     }
 
+    /// Whether every connection the pool may open is open and in use.
+    pub fn pool_saturated(&self) -> bool {
+        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
+    }
+
     /// Webhook deliveries of `mode` waiting to be posted.
     pub async fn webhook_queue_depth(&self, mode: crate::domain::Mode) -> Result<i64, StoreError> {
         let row = sqlx::query(

@@ -231,6 +231,7 @@ async fn metrics_are_served_to_this_machine_or_the_token_only() {
     // Through a proxy (or from elsewhere): not without the token.
     let proxied = [("x-forwarded-for", "203.0.113.9")];
     assert_eq!(get(&proxied).await.0, 404);
+    assert_eq!(get(&[("x-real-ip", "203.0.113.9")]).await.0, 404);
     let wrong = [proxied[0], ("authorization", "Bearer guess")];
     assert_eq!(get(&wrong).await.0, 404);
     let right = [proxied[0], ("authorization", "Bearer scrape-me-7f3a")];
