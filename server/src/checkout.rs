@@ -120,7 +120,8 @@ impl CheckoutService {
     pub fn methods(&self, session: &SessionRecord) -> Vec<RailId> {
         self.offered(session)
             .filter(|rail| {
-                self.connector(session, *rail)
+                self.rails
+                    .describing(&session.merchant_id, *rail, session.mode)
                     .is_some_and(|c| c.capabilities().accepts(session.amount))
             })
             .collect()
@@ -143,7 +144,10 @@ impl CheckoutService {
     ) -> Result<Vec<(RailId, Option<crate::fx::Quote>)>, StoreError> {
         let mut out = Vec::new();
         for rail in self.offered(session) {
-            let Some(connector) = self.connector(session, rail) else {
+            let Some(connector) = self
+                .rails
+                .describing(&session.merchant_id, rail, session.mode)
+            else {
                 continue;
             };
             let caps = connector.capabilities();
@@ -157,19 +161,6 @@ impl CheckoutService {
             }
         }
         Ok(out)
-    }
-
-    /// A connector for what `rail` takes for `session`'s merchant: its own (in live
-    /// mode, with its own credentials), else this server's in either mode (what a rail
-    /// takes does not depend on the mode).
-    fn connector(
-        &self,
-        session: &SessionRecord,
-        rail: RailId,
-    ) -> Option<std::sync::Arc<dyn crate::connectors::Connector>> {
-        self.rails
-            .for_merchant(&session.merchant_id, rail, session.mode)
-            .or_else(|| self.rails.any(rail))
     }
 
     /// The rails a new session may be paid with: those asked for, narrowed to those the

@@ -94,6 +94,15 @@ pub fn key(ip: IpAddr) -> u128 {
     }
 }
 
+/// Whether a request says it came through a proxy (`X-Forwarded-For`, `Forwarded`,
+/// `X-Real-IP`): a reverse proxy on this machine makes every visitor look local, so what
+/// is only for this machine is not served through one.
+pub fn came_through_proxy(headers: &axum::http::HeaderMap) -> bool {
+    ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+}
+
 /// The shopper's address: the TCP peer, unless the peer is one of the operator's own
 /// reverse proxies (`trusted_proxies`), in which case the address that proxy saw, taken
 /// from the right of `X-Forwarded-For` past every trusted hop. A client cannot spoof it:

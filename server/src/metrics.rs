@@ -193,9 +193,7 @@ fn allowed(state: &AppState, peer: std::net::SocketAddr, headers: &HeaderMap) ->
     }
     // A reverse proxy on this machine makes every visitor look local: a request that
     // came through one (it says so, or the proxy is one of ours) is not served.
-    let proxied = ["x-forwarded-for", "forwarded", "x-real-ip"]
-        .iter()
-        .any(|h| headers.contains_key(*h))
+    let proxied = crate::limits::came_through_proxy(headers)
         || state.config.trusted_proxies.contains(&peer.ip());
     peer.ip().is_loopback() && !proxied
 }

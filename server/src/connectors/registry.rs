@@ -73,6 +73,25 @@ impl Registry {
         self.get(rail, mode).cloned()
     }
 
+    /// A connector for what `rail` takes for `merchant` in `mode` (its capabilities: the
+    /// currencies, amounts and numbers): the one that serves it, else this server's in
+    /// either mode (what a rail takes does not depend on the mode).
+    pub fn describing(
+        &self,
+        merchant: &MerchantId,
+        rail: RailId,
+        mode: Mode,
+    ) -> Option<Arc<dyn Connector>> {
+        self.for_merchant(merchant, rail, mode)
+            .or_else(|| self.any(rail))
+    }
+
+    /// Whose credentials serve `merchant` on `rail` in `mode`: `Some(merchant)` for its
+    /// own (live mode only), `None` for this server's.
+    pub fn owner(&self, merchant: &MerchantId, rail: RailId, mode: Mode) -> Option<MerchantId> {
+        (mode == Mode::Live && self.own(merchant, rail).is_some()).then(|| merchant.clone())
+    }
+
     /// `merchant`'s own live connector for `rail`, if it saved credentials for it.
     pub fn own(&self, merchant: &MerchantId, rail: RailId) -> Option<Arc<dyn Connector>> {
         let own = self.own.read().expect("registry lock");

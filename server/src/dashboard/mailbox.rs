@@ -28,10 +28,7 @@ async fn mailbox(
     // show its sign-in and reset links to the world. A reverse proxy on the same machine
     // makes every visitor look local: a request that came through one (it says so) is
     // not shown the mailbox either.
-    let proxied = ["x-forwarded-for", "forwarded", "x-real-ip"]
-        .iter()
-        .any(|h| headers.contains_key(*h));
-    let local = !proxied
+    let local = !crate::limits::came_through_proxy(&headers)
         && web
             .ip
             .parse::<std::net::IpAddr>()

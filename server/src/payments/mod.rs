@@ -283,32 +283,29 @@ impl Circuits {
         }
     }
 
-    /// 0 closed, 1 open, 2 half-open.
+    /// A circuit's state as a number: 0 closed, 1 open, 2 half-open.
+    fn level(&self, b: &QueryBreaker, now: i64) -> i64 {
+        match b.breaker.gate(&self.policy, now) {
+            crate::breaker::Gate::Closed => 0,
+            crate::breaker::Gate::Open => 1,
+            crate::breaker::Gate::Probe => 2,
+        }
+    }
+
+    /// One circuit's state ([`Circuits::level`]); one never used is closed.
     fn state(&self, key: &BreakerKey, now: i64) -> i64 {
         let map = self.map.lock().expect("breaker lock");
-        map.get(key)
-            .map_or(0, |b| match b.breaker.gate(&self.policy, now) {
-                crate::breaker::Gate::Closed => 0,
-                crate::breaker::Gate::Open => 1,
-                crate::breaker::Gate::Probe => 2,
-            })
+        map.get(key).map_or(0, |b| self.level(b, now))
     }
 
     /// Every circuit's state; merchants' own told together (the worst of them).
     fn states(&self, now: i64) -> Vec<((RailId, Mode, bool), i64)> {
-        let keys: Vec<BreakerKey> = self
-            .map
-            .lock()
-            .expect("breaker lock")
-            .keys()
-            .cloned()
-            .collect();
+        let map = self.map.lock().expect("breaker lock");
         let mut states: std::collections::HashMap<(RailId, Mode, bool), i64> =
             std::collections::HashMap::new();
-        for key in keys {
-            let state = self.state(&key, now);
-            let worst = states.entry((key.0, key.1, key.2.is_some())).or_default();
-            *worst = (*worst).max(state);
+        for ((rail, mode, owner), b) in map.iter() {
+            let worst = states.entry((*rail, *mode, owner.is_some())).or_default();
+            *worst = (*worst).max(self.level(b, now));
         }
         states.into_iter().collect()
     }
@@ -466,9 +463,7 @@ impl Payments {
         rail: RailId,
         currency: crate::domain::money::Currency,
     ) -> Option<crate::domain::phone::Country> {
-        let connector = self
-            .connector(merchant, rail, mode)
-            .or_else(|| self.rails.any(rail))?;
+        let connector = self.rails.describing(merchant, rail, mode)?;
         let caps = connector.capabilities();
         caps.country(currency)
             .or_else(|| caps.markets.first().map(|(_, country)| *country))
@@ -613,8 +608,11 @@ impl Payments {
             .ok_or(PayError::RailNotConfigured)?;
         // An operator that keeps failing pushes is left alone for a while: the shopper
         // hears at once (nothing sent, nothing written) and can pay another way.
-        let own = self.rails.own(&session.merchant_id, rail).is_some();
-        let breaker: BreakerKey = (rail, session.mode, own.then(|| session.merchant_id.clone()));
+        let breaker: BreakerKey = (
+            rail,
+            session.mode,
+            self.rails.owner(&session.merchant_id, rail, session.mode),
+        );
         if !self.push_breakers.may(&breaker, now) {
             return Err(PayError::OperatorDown);
         }
@@ -768,8 +766,8 @@ impl Payments {
         // What the rail takes does not depend on the mode: the shopper hears about the
         // number and the amount first, then whether the rail is on for this shop.
         let capabilities = self
-            .connector(&session.merchant_id, rail, session.mode)
-            .or_else(|| self.rails.any(rail))
+            .rails
+            .describing(&session.merchant_id, rail, session.mode)
             .ok_or(PayError::RailNotConfigured)?
             .capabilities()
             .clone();

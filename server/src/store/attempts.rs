@@ -1041,20 +1041,16 @@ impl Store {
         for a in &due {
             query = query.bind(a.id.as_str());
         }
-        let due_at: std::collections::HashMap<String, i64> = due
-            .iter()
-            .map(|a| (a.id.to_string(), a.next_poll_at.unwrap_or(now)))
-            .collect();
         let mut taken: std::collections::HashMap<String, AttemptRecord> = query
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|row| AttemptRecord::from_row(row).map(|a| (a.id.to_string(), a)))
             .collect::<Result<_, _>>()?;
-        let lag = taken
-            .keys()
-            .filter_map(|id| due_at.get(id))
-            .map(|at| now - at)
+        let lag = due
+            .iter()
+            .filter(|a| taken.contains_key(a.id.as_str()))
+            .map(|a| now - a.next_poll_at.unwrap_or(now))
             .max()
             .unwrap_or(0);
         crate::metrics::poller_lag(mode, lag);
