@@ -62,6 +62,14 @@ pub enum Command {
         /// Payments timed for the callback → paid latency.
         #[arg(long, default_value_t = 200)]
         payments: usize,
+        /// Payments held pending at once on one instance, each with an open event
+        /// stream, then settled by callbacks (0: skip).
+        #[arg(long, default_value_t = 10_000)]
+        pending: usize,
+        /// Also measure on this PostgreSQL server (a URL whose user may create
+        /// databases; `scripts/bench` starts a throwaway one).
+        #[arg(long, env = "MALIPO_BENCH_POSTGRES_URL")]
+        postgres: Option<String>,
     },
     /// Manage checkout sessions.
     Session {
@@ -319,11 +327,15 @@ pub async fn run() -> anyhow::Result<()> {
             seconds,
             concurrency,
             payments,
+            pending,
+            postgres,
         } => {
             crate::bench::run(crate::bench::BenchOptions {
                 seconds,
                 concurrency,
                 payments,
+                pending,
+                postgres,
             })
             .await
         }

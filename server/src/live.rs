@@ -65,7 +65,23 @@ pub struct LiveHub {
     counts: Mutex<Counts>,
     /// Numbers refreshes in the order they begin.
     tickets: std::sync::atomic::AtomicU64,
+    /// Followed sessions changed and not yet re-read, each once however many changes
+    /// came (see [`LiveHub::run`]).
+    dirty: Mutex<Dirty>,
+    /// Wakes the readers when `dirty` gains a session.
+    wake: tokio::sync::Notify,
 }
+
+/// Sessions waiting to be re-read, in the order their first change came.
+#[derive(Default)]
+struct Dirty {
+    order: std::collections::VecDeque<String>,
+    queued: std::collections::HashSet<String>,
+}
+
+/// Sessions re-read at once after changes: a burst of callbacks (hundreds a second on
+/// one instance) is turned into page updates by several readers, not one after another.
+const READERS: usize = 8;
 
 /// Holds one stream's place; dropping it (the client went away) frees it.
 pub struct StreamGuard {
@@ -104,7 +120,53 @@ impl LiveHub {
             limits,
             counts: Mutex::new(Counts::default()),
             tickets: std::sync::atomic::AtomicU64::new(0),
+            dirty: Mutex::new(Dirty::default()),
+            wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Queues a re-read of `session` if anyone follows it and it is not queued already.
+    fn mark(&self, session: &str) {
+        if !self.lock().sessions.contains_key(session) {
+            return; // nobody watches it here: nothing to read
+        }
+        let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        if d.queued.insert(session.to_owned()) {
+            d.order.push_back(session.to_owned());
+            drop(d);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The next session to re-read. It leaves the queue before it is read, so a change
+    /// that lands during the read queues it again (a second, harmless read) rather than
+    /// being lost.
+    fn next_dirty(&self) -> Option<String> {
+        let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        let id = d.order.pop_front()?;
+        d.queued.remove(&id);
+        Some(id)
+    }
+
+    /// One reader: re-reads queued sessions until aborted.
+    async fn read_changes(self: Arc<Self>) {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match self.next_dirty() {
+                Some(id) => {
+                    // Another session may be waiting: let another reader take it.
+                    self.wake.notify_one();
+                    if let Some(id) = SessionId::parse(&id)
+                        && let Err(e) = self.refresh(&id).await
+                    {
+                        tracing::warn!(error = %e, "live state refresh failed");
+                    }
+                }
+                None => woken.await,
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -196,10 +258,15 @@ impl LiveHub {
         }
     }
 
-    /// Follows the engine's change signal until aborted; a separate task re-reads every
-    /// followed session now and then (a few at a time), so that sweep never delays a
-    /// change reaching its page.
+    /// Follows the engine's change signal until aborted. A change to a followed session
+    /// queues it once (many changes before it is read cost one read); [`READERS`] tasks
+    /// re-read queued sessions side by side; a separate task re-reads every followed
+    /// session now and then (a few at a time), so that sweep never delays a change
+    /// reaching its page.
     pub async fn run(self: Arc<Self>, mut changes: broadcast::Receiver<String>) {
+        let _readers: Vec<_> = (0..READERS)
+            .map(|_| crate::startup::AbortOnDrop(tokio::spawn(self.clone().read_changes())))
+            .collect();
         let sweeper = {
             let hub = self.clone();
             crate::startup::AbortOnDrop(tokio::spawn(async move {
@@ -213,15 +280,14 @@ impl LiveHub {
         };
         loop {
             match changes.recv().await {
-                Ok(id) => {
-                    if let Some(id) = SessionId::parse(&id)
-                        && let Err(e) = self.refresh(&id).await
-                    {
-                        tracing::warn!(error = %e, "live state refresh failed");
+                Ok(id) => self.mark(&id),
+                // Fell behind: re-read everything followed (queued, so changes that
+                // come meanwhile are not held up behind a sweep).
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    for id in self.followed() {
+                        self.mark(id.as_str());
                     }
                 }
-                // Fell behind: re-read everything followed.
-                Err(broadcast::error::RecvError::Lagged(_)) => self.refresh_all().await,
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }
@@ -273,6 +339,39 @@ pub async fn current(store: &Store, sid: &SessionId) -> Result<Line, StoreError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_burst_of_changes_queues_a_followed_session_once_and_others_never() {
+        let store = Store::connect(&secrecy::SecretString::from("sqlite::memory:"), 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let limits = StreamLimits {
+            total: 10,
+            per_session: 10,
+            per_ip: 10,
+        };
+        let hub = LiveHub::new(store, limits);
+        let (followed, other) = (SessionId::generate(), SessionId::generate());
+        let _guard = hub
+            .open(&followed, "127.0.0.1".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        for _ in 0..5 {
+            hub.mark(followed.as_str());
+            hub.mark(other.as_str());
+        }
+        assert_eq!(hub.next_dirty().as_deref(), Some(followed.as_str()));
+        assert_eq!(
+            hub.next_dirty(),
+            None,
+            "queued once; the unfollowed one never"
+        );
+        // Taken off the queue before it is read: a change during the read queues it again.
+        hub.mark(followed.as_str());
+        assert_eq!(hub.next_dirty().as_deref(), Some(followed.as_str()));
+    }
 
     #[tokio::test]
     async fn an_older_reading_never_overwrites_a_newer_one() {

@@ -33,15 +33,12 @@ pub async fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|token| SecretKey::parse(token.trim()))
         .ok_or(ApiError::InvalidApiKey)?;
-    let (merchant, mode) = state
+    let (merchant_id, mode) = state
         .store
-        .merchant_by_secret_hash(&key.hash())
+        .caller_by_secret_hash(&key.hash())
         .await?
         .ok_or(ApiError::InvalidApiKey)?;
-    tracing::Span::current().record("merchant", merchant.id.as_str());
-    req.extensions_mut().insert(Caller {
-        merchant_id: merchant.id,
-        mode,
-    });
+    tracing::Span::current().record("merchant", merchant_id.as_str());
+    req.extensions_mut().insert(Caller { merchant_id, mode });
     Ok(next.run(req).await)
 }

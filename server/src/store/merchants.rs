@@ -93,21 +93,45 @@ impl Store {
         &self,
         secret_hash: &str,
     ) -> Result<Option<(MerchantRecord, Mode)>, StoreError> {
+        let now = crate::time::now_ms();
         let row = sqlx::query(
-            "SELECT m.id, m.name, m.created_at, k.mode FROM api_keys k \
+            "SELECT m.id, m.name, m.created_at, k.mode, k.revoked_at FROM api_keys k \
              JOIN merchants m ON m.id = k.merchant_id \
              WHERE k.secret_hash = $1 AND k.kind = 'secret' \
              AND (k.revoked_at IS NULL OR k.revoked_at > $2)",
         )
         .bind(secret_hash)
-        .bind(crate::time::now_ms())
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            let mode = parse_column(&row, "mode", "api_keys", Mode::parse)?;
-            Ok((MerchantRecord::from_row(&row)?, mode))
-        })
-        .transpose()
+        let Some(row) = row else { return Ok(None) };
+        let mode = parse_column(&row, "mode", "api_keys", Mode::parse)?;
+        let merchant = MerchantRecord::from_row(&row)?;
+        let ends = row.try_get::<Option<i64>, _>("revoked_at")?;
+        self.keys.put(
+            secret_hash.to_owned(),
+            (merchant.id.clone(), mode),
+            ends.map(|at| std::time::Duration::from_millis((at - now).max(0) as u64)),
+        );
+        Ok(Some((merchant, mode)))
+    }
+
+    /// The merchant and mode of a usable secret key, as [`Store::merchant_by_secret_hash`]
+    /// says, remembered for up to two seconds (every API call asks): a key revoked or
+    /// ended through this process stops at once, one revoked elsewhere (another
+    /// instance, the CLI) within those two seconds, and a rolled key's overlap end is
+    /// kept to the millisecond.
+    pub async fn caller_by_secret_hash(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<(MerchantId, Mode)>, StoreError> {
+        if let Some(known) = self.keys.get(&secret_hash.to_owned()) {
+            return Ok(Some(known));
+        }
+        Ok(self
+            .merchant_by_secret_hash(secret_hash)
+            .await?
+            .map(|(merchant, mode)| (merchant.id, mode)))
     }
 
     /// Adds one key to an existing merchant; returns its `key_…` id.
@@ -138,6 +162,7 @@ impl Store {
 
     /// Revokes a key for good. False when there is no such unrevoked key.
     pub async fn revoke_api_key(&self, id: &KeyId, now: i64) -> Result<bool, StoreError> {
+        self.keys.clear();
         Ok(sqlx::query(
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 \
                  AND (revoked_at IS NULL OR revoked_at > $2)",
@@ -158,6 +183,7 @@ impl Store {
         id: &KeyId,
         at: i64,
     ) -> Result<bool, StoreError> {
+        self.keys.clear();
         Ok(sqlx::query(
             "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND merchant_id = $2 \
              AND revoked_at IS NULL",
@@ -200,6 +226,7 @@ impl Store {
         rails: Option<Option<&[crate::connectors::RailId]>>,
         conversion: Option<bool>,
     ) -> Result<(), StoreError> {
+        self.rails.clear();
         let mut tx = self.pool.begin().await?;
         if let Some(origins) = origins {
             let list = serde_json::Value::from(origins.to_vec()).to_string();
@@ -226,6 +253,21 @@ impl Store {
     /// The rails a merchant switched on in one mode; `None`: every rail this server has
     /// on.
     pub async fn merchant_rails(
+        &self,
+        merchant_id: &MerchantId,
+        mode: Mode,
+    ) -> Result<Option<Vec<crate::connectors::RailId>>, StoreError> {
+        let key = (merchant_id.clone(), mode);
+        if let Some(known) = self.rails.get(&key) {
+            return Ok(known);
+        }
+        let rails = self.merchant_rails_now(merchant_id, mode).await?;
+        self.rails.put(key, rails.clone(), None);
+        Ok(rails)
+    }
+
+    /// [`Store::merchant_rails`] as the database says it this moment.
+    async fn merchant_rails_now(
         &self,
         merchant_id: &MerchantId,
         mode: Mode,

@@ -18,6 +18,7 @@ mod fx;
 mod idempotency;
 mod merchants;
 mod outbox;
+mod recent;
 mod refunds;
 mod sessions;
 mod webhooks;
@@ -128,7 +129,13 @@ pub struct Store {
     /// PostgreSQL's URL, for the connection that listens to other instances' changes
     /// ([`Store::listen_changes`]); `None` on SQLite.
     listen_url: Option<std::sync::Arc<SecretString>>,
+    /// Secret-key hash → merchant and mode, for a moment (see [`recent`]).
+    keys: std::sync::Arc<recent::Recent<String, MerchantMode>>,
+    /// Merchant and mode → the rails it switched on, for a moment.
+    rails: std::sync::Arc<recent::Recent<MerchantMode, Option<Vec<crate::connectors::RailId>>>>,
 }
+
+type MerchantMode = (crate::domain::MerchantId, crate::domain::Mode);
 
 /// The PostgreSQL channel instances tell each other of changed sessions on.
 const CHANGES_CHANNEL: &str = "malipo_changes";
@@ -197,6 +204,8 @@ impl Store {
             public_url: "".into(),
             master: MasterKey::generate()?.0,
             listen_url,
+            keys: Default::default(),
+            rails: Default::default(),
         })
     }
 

@@ -1,13 +1,24 @@
 //! `malipo bench`: throughput and latency figures, printed, never asserted (a busy
-//! machine must not fail a build). Everything runs in this process on loopback:
+//! machine must not fail a build). Everything runs on loopback:
 //!
 //! 1. **Create**: `POST /v1/checkout/sessions` (auth, validation, insert + event in one
 //!    transaction) against a bare axum handler doing the same single INSERT into the
-//!    same table, same SQLite settings, no logic. Ratio = Malipo / bare.
+//!    same table, same database settings, no logic. Ratio = Malipo / bare.
 //! 2. **Read**: `GET /v1/checkout/sessions/{id}` against a bare single SELECT by id.
-//! 3. **Callback → paid**: a pending M-PESA attempt; a page-like client follows
-//!    `/pay/{id}/events`; the time from POSTing Daraja's success callback to Malipo until
-//!    that client receives `paid`, p50/p99 over many payments.
+//! 3. **Callback → paid**: a pending attempt; a page-like client follows
+//!    `/pay/{id}/events`; the time from POSTing the operator's success callback to
+//!    Malipo until that client receives `paid`, p50/p99 over many payments, per rail.
+//! 4. **Ten thousand pending** ([`fleet::pending`]): one `malipo serve` process holds
+//!    10,000 pending payments, each followed by an open event stream; callbacks settle
+//!    them; its memory, CPU and callback → page latency are reported.
+//! 5. **PostgreSQL** (with `--postgres`): 1–2 again, then [`fleet::postgres`]: the
+//!    database's own write ceiling, what one payment writes, and one `malipo serve`
+//!    process against two on the same database.
+//!
+//! 1–3 run in this process; 4–5 start `malipo serve` processes on free ports, so the
+//! bench runs beside a `scripts/serve`.
+
+mod fleet;
 
 use anyhow::Context;
 use axum::{
@@ -41,6 +52,10 @@ pub struct BenchOptions {
     pub seconds: u64,
     pub concurrency: usize,
     pub payments: usize,
+    /// Payments held pending at once, each with an open event stream (0: skip).
+    pub pending: usize,
+    /// A PostgreSQL server to also measure on (its URL: the bench makes databases).
+    pub postgres: Option<String>,
 }
 
 struct Load {
@@ -160,8 +175,58 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Runs the whole benchmark and prints the figures.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency)
+        .build()?;
+    println!(
+        "malipo bench: {} s per phase, {} concurrent clients, loopback, {} CPU cores",
+        opts.seconds,
+        opts.concurrency,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // 1–2 on SQLite (the single-instance default), each file in the temporary directory.
+    let sqlite = |name: &str| format!("sqlite://{}/{name}.db", dir.display());
+    let (app, created) = compare(
+        "SQLite",
+        &opts,
+        &client,
+        &sqlite("bench"),
+        &sqlite("bare"),
+        &dir,
+    )
+    .await?;
+    latency(&opts, &client, app, &created).await?;
+
+    // 4. Ten thousand pending payments on one instance (its own process, to measure it).
+    if opts.pending > 0 {
+        fleet::pending(&opts, &dir).await?;
+    }
+
+    // 5. The same on PostgreSQL, and instances side by side on one database.
+    if let Some(admin) = &opts.postgres {
+        let malipo_db = fleet::new_database(admin, "bench").await?;
+        let bare_db = fleet::new_database(admin, "bare").await?;
+        compare("PostgreSQL", &opts, &client, &malipo_db, &bare_db, &dir).await?;
+        fleet::postgres(&opts, admin, &dir).await?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Phases 1 and 2 on one kind of database: starts Malipo in this process on
+/// `malipo_db` and the bare baseline on `bare_db`, prints the figures, and returns the
+/// running Malipo (with its merchant) for the latency phase.
+async fn compare(
+    label: &str,
+    opts: &BenchOptions,
+    client: &reqwest::Client,
+    malipo_db: &str,
+    bare_db: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Running, merchants::CreatedMerchant)> {
     let mut config = Config::load_from(None, |_| None)?;
-    config.database_url = SecretString::from(format!("sqlite://{}/bench.db", dir.display()));
+    config.database_url = SecretString::from(malipo_db.to_owned());
     config.master_key_file = dir.join("master.key");
     config.listen = "127.0.0.1:0".parse()?;
     config.public_url = String::new();
@@ -169,6 +234,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     config.database_max_connections = 8;
     // The merchant's webhook receiver below listens on loopback: allowed explicitly.
     config.webhooks.allow_hosts = vec!["127.0.0.1".into()];
+    // No sandbox merchant site, card gateway or PayPal: nothing here needs them, and
+    // fixed ports would clash with a `scripts/serve` running beside the bench.
     config.sandbox_merchant_listen = None;
     config.sandbox_card_listen = None;
     config.sandbox_paypal_listen = None;
@@ -182,12 +249,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("the benchmark needs the built-in sandbox"))?;
     tokio::spawn(app.run_until(std::future::pending()));
 
-    // The bare baseline: its own database file, same schema, same settings.
-    let bare_store = Store::connect(
-        &SecretString::from(format!("sqlite://{}/bare.db", dir.display())),
-        8,
-    )
-    .await?;
+    // The bare baseline: its own database, same schema, same settings.
+    let bare_store = Store::connect(&SecretString::from(bare_db.to_owned()), 8).await?;
     bare_store.migrate().await?;
     let bare_merchant = merchants::create(&bare_store, "Bare")
         .await?
@@ -207,14 +270,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
 
     let created = merchants::create(&store, "Bench Lodge").await?;
     let key = created.test_secret_key.expose_secret().to_owned();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.concurrency)
-        .build()?;
-
-    println!(
-        "malipo bench: {} s per phase, {} concurrent clients, SQLite, loopback",
-        opts.seconds, opts.concurrency
-    );
+    println!("— {label} —");
 
     // 1. Create.
     let (c, k, url) = (
@@ -237,11 +293,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         }
     })
     .await;
-    report("create session", &ours, &base);
+    report("create session", &ours, &base, 0.5);
 
     // 2. Read (ids known to exist in each database).
     let ids = Arc::new(sample_ids(&store).await?);
-    let bare_ids = Arc::new(sample_ids_any(&bare_url, &client, opts.concurrency).await?);
+    let bare_ids = Arc::new(sample_ids_any(&bare_url, client, opts.concurrency).await?);
     let (c, k, m, ids2) = (client.clone(), key.clone(), malipo.clone(), ids.clone());
     let ours = load(opts.seconds, opts.concurrency, move |i| {
         let (c, k, m, ids) = (c.clone(), k.clone(), m.clone(), ids2.clone());
@@ -260,8 +316,36 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         }
     })
     .await;
-    report("read session", &ours, &base);
+    report("read session", &ours, &base, 0.7);
+    Ok((
+        Running {
+            url: malipo,
+            store,
+            sandbox,
+        },
+        created,
+    ))
+}
 
+/// Malipo running in this process.
+struct Running {
+    url: String,
+    store: Store,
+    sandbox: Arc<crate::sandbox::Sandbox>,
+}
+
+/// Phase 3: callback → paid, on each mobile-money rail with a callback.
+async fn latency(
+    opts: &BenchOptions,
+    client: &reqwest::Client,
+    app: Running,
+    created: &merchants::CreatedMerchant,
+) -> anyhow::Result<()> {
+    let Running {
+        url: malipo,
+        store,
+        sandbox,
+    } = app;
     // 3. Callback → paid, as the page sees it, and as the merchant's webhook receiver
     // (which verifies the signature, as a real one must) sees it.
     let (hook_tx, mut hook_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
@@ -375,7 +459,13 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 .send()
                 .await?;
             let mut buf = String::new();
-            read_until(&mut events, &mut buf, "data: waiting").await?;
+            read_until(
+                &mut events,
+                &mut buf,
+                "data: waiting",
+                Duration::from_secs(10),
+            )
+            .await?;
             let t0 = Instant::now();
             let res = client
                 .post(match rail {
@@ -388,7 +478,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 .send()
                 .await?;
             anyhow::ensure!(res.status() == 200, "callback refused: {}", res.status());
-            read_until(&mut events, &mut buf, "data: paid").await?;
+            read_until(&mut events, &mut buf, "data: paid", Duration::from_secs(10)).await?;
             latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
             let arrived = tokio::time::timeout(Duration::from_secs(10), async {
                 while let Some((id, at)) = hook_rx.recv().await {
@@ -429,7 +519,6 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         webhook_latencies.last().copied().unwrap_or(f64::NAN),
         webhook_latencies.len()
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -525,9 +614,9 @@ fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<Option<(Money, &'stat
     }))
 }
 
-fn report(what: &str, ours: &Load, base: &Load) {
+fn report(what: &str, ours: &Load, base: &Load, goal: f64) {
     println!(
-        "{what:<15} malipo {:>8.0}/s ({} ok, {} errors)   bare axum + same SQL {:>8.0}/s   ratio {:.2}",
+        "{what:<15} malipo {:>8.0}/s ({} ok, {} errors)   bare axum + same SQL {:>8.0}/s   ratio {:.2} (goal ≥ {goal})",
         ours.per_sec,
         ours.ok,
         ours.errors,
@@ -569,8 +658,9 @@ async fn read_until(
     res: &mut reqwest::Response,
     buf: &mut String,
     needle: &str,
+    within: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + within;
     loop {
         if let Some(i) = buf.find(needle) {
             buf.drain(..i + needle.len());

@@ -1,0 +1,650 @@
+//! The benchmarks that need `malipo serve` processes of their own, so that what one
+//! instance costs (memory, CPU) is measured apart from the clients driving it:
+//! [`pending`] (ten thousand pages waiting at once) and [`postgres`] (the database's
+//! write ceiling, what a payment writes, one instance against two).
+//!
+//! Instances listen on free loopback ports, with the sandbox merchant site, card gateway
+//! and PayPal off, so the bench runs beside a `scripts/serve`.
+
+use anyhow::Context;
+use secrecy::SecretString;
+use serde_json::Value;
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use super::{BenchOptions, load, paid_callback, percentile, session_body};
+use crate::{
+    checkout::{CheckoutService, CreateSession},
+    connectors::RailId,
+    domain::{Mode, keys::hash_token},
+    merchants,
+    sealing::MasterKey,
+    store::{NewAttempt, Store},
+    time::now_ms,
+};
+
+/// One `malipo serve` process.
+struct Instance {
+    url: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Instance {
+    /// Starts `malipo serve` (this very binary) on `db` and waits until it is ready.
+    async fn start(
+        db: &str,
+        master_key: &str,
+        dir: &Path,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Instance> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let log = dir.join(format!("{name}.log"));
+        // A profiler to run each instance under, e.g. `heaptrack` (for finding out
+        // where an instance's memory goes): its words, then this binary.
+        let wrap = std::env::var("MALIPO_BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(std::env::current_exe()?);
+                c
+            }
+            None => Command::new(std::env::current_exe()?),
+        };
+        let child = command
+            .arg("serve")
+            .env_remove("MALIPO_CONFIG")
+            .env("MALIPO_DATABASE_URL", db)
+            .env("MALIPO_MASTER_KEY", master_key)
+            .env("MALIPO_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MALIPO_PUBLIC_URL", &url)
+            .env("MALIPO_SITE_ROOT", dir)
+            .env("MALIPO_SANDBOX_MERCHANT_LISTEN", "off")
+            .env("MALIPO_SANDBOX_CARD_LISTEN", "off")
+            .env("MALIPO_SANDBOX_PAYPAL_LISTEN", "off")
+            .env("MALIPO_WEBHOOKS_ALLOW_HOSTS", "127.0.0.1")
+            .env("MALIPO_LOG", "warn")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting `malipo serve`")?;
+        let instance = Instance { url, child, log };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/readyz", instance.url)).send().await
+                && r.status().is_success()
+            {
+                return Ok(instance);
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "`malipo serve` did not get ready in 60 s; its log: {}",
+                    std::fs::read_to_string(&instance.log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// A `/proc/{pid}/status` figure in kB (`VmRSS`, `VmHWM`).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/{pid}/stat` (in clock
+/// ticks of 1/100 s, which Linux fixes for this file).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which may hold spaces, in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// CPU seconds used by every PostgreSQL server process on this machine (0 when it runs
+/// elsewhere).
+fn postgres_cpu_secs() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_secs)
+        .sum()
+}
+
+/// A new database on the PostgreSQL server at `admin`; returns its URL.
+pub(super) async fn new_database(admin: &str, what: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(admin)
+        .await
+        .context("connecting to the PostgreSQL server given with --postgres")?;
+    let name = format!(
+        "malipo_bench_{what}_{}",
+        crate::domain::ids::random_base62(8).to_lowercase()
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    let _ = conn.close().await;
+    let (base, query) = admin.split_once('?').unwrap_or((admin, ""));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    Ok(if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    })
+}
+
+/// A migrated store on `db` with `master_key`, and a merchant in it.
+async fn prepared(
+    db: &str,
+    master_key: &str,
+) -> anyhow::Result<(Store, merchants::CreatedMerchant)> {
+    let mut store = Store::connect(&SecretString::from(db.to_owned()), 8).await?;
+    store.migrate().await?;
+    store
+        .set_master_key(MasterKey::from_hex(master_key)?)
+        .await?;
+    let created = merchants::create(&store, "Bench Lodge").await?;
+    Ok((store, created))
+}
+
+/// One pending M-PESA payment, written as the API and a push would write it.
+struct Pending {
+    session: String,
+    attempt: String,
+    token: String,
+    /// Its number in the run (the callback's request id is `bench-mpesa-{n}`).
+    n: usize,
+}
+
+/// Writes `count` pending payments numbered from `from`, eight at a time.
+async fn make_pending(
+    store: &Store,
+    public_url: &str,
+    merchant: &merchants::CreatedMerchant,
+    from: usize,
+    count: usize,
+) -> anyhow::Result<Vec<Pending>> {
+    let next = Arc::new(AtomicUsize::new(from));
+    let made = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, next, made) = (store.clone(), next.clone(), made.clone());
+        let checkout = CheckoutService::new(store.clone(), public_url.to_owned());
+        let merchant_id = merchant.merchant.id.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= from + count {
+                    return anyhow::Ok(());
+                }
+                let (amount, payer, _) =
+                    paid_callback(RailId::Mpesa, n)?.context("M-PESA has a callback")?;
+                let session = checkout
+                    .create(CreateSession {
+                        merchant_id: merchant_id.clone(),
+                        mode: Mode::Test,
+                        amount,
+                        reference: format!("P-{n}"),
+                        description: "Ngorongoro crater day trip".into(),
+                        success_url: "https://lodge.example/paid".into(),
+                        cancel_url: "https://lodge.example/no".into(),
+                        customer_phone: None,
+                        customer_email: None,
+                        metadata: Default::default(),
+                        expires_in_secs: 3600,
+                        payment_method_types: None,
+                    })
+                    .await?;
+                let token = format!("bench-token-{n}-{}", crate::domain::ids::random_base62(16));
+                let attempt = store
+                    .insert_attempt(
+                        &NewAttempt {
+                            session_id: session.id.clone(),
+                            quote: None,
+                            rail: RailId::Mpesa,
+                            amount,
+                            payer: Some(payer.into()),
+                            callback_token_hash: Some(hash_token(&token)),
+                            next_poll_at: None,
+                        },
+                        now_ms(),
+                    )
+                    .await?
+                    .context("a new session refused its first attempt")?;
+                store
+                    .set_operator_request_id(&attempt.id, &format!("bench-mpesa-{n}"), now_ms())
+                    .await?;
+                made.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Pending {
+                        session: session.id.to_string(),
+                        attempt: attempt.id.to_string(),
+                        token,
+                        n,
+                    });
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut made = std::mem::take(&mut *made.lock().unwrap_or_else(|p| p.into_inner()));
+    made.sort_by_key(|p| p.n);
+    Ok(made)
+}
+
+/// Posts each payment's success callback (Daraja's), `concurrency` at a time, spread
+/// over `instances` in turn; returns when each was sent and how many were refused.
+async fn settle(
+    client: &reqwest::Client,
+    instances: &[String],
+    payments: &[Pending],
+    concurrency: usize,
+) -> anyhow::Result<(Vec<Instant>, usize)> {
+    let payments: Arc<Vec<(String, Value)>> = Arc::new(
+        payments
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (_, _, body) = paid_callback(RailId::Mpesa, p.n)?.context("callback")?;
+                let base = &instances[i % instances.len()];
+                Ok((
+                    format!("{base}/callbacks/mpesa/{}/{}", p.attempt, p.token),
+                    body,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    );
+    let sent = Arc::new(Mutex::new(vec![Instant::now(); payments.len()]));
+    let next = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, payments, sent, next, refused) = (
+            client.clone(),
+            payments.clone(),
+            sent.clone(),
+            next.clone(),
+            refused.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((url, body)) = payments.get(i) else {
+                    return;
+                };
+                sent.lock().unwrap_or_else(|p| p.into_inner())[i] = Instant::now();
+                let ok =
+                    matches!(client.post(url).json(body).send().await, Ok(r) if r.status() == 200);
+                if !ok {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((sent, refused.load(Ordering::Relaxed)))
+}
+
+/// Phase 4: `opts.pending` payments pending at once on one instance (SQLite, the
+/// single-instance default), each followed by an open `/pay/{id}/events` stream as a
+/// waiting page would; then every one settled by its operator's callback.
+pub(super) async fn pending(opts: &BenchOptions, dir: &Path) -> anyhow::Result<()> {
+    let n = opts.pending;
+    let db = format!("sqlite://{}/pending.db", dir.display());
+    let (_, master_key) = MasterKey::generate()?;
+    let (store, merchant) = prepared(&db, &master_key).await?;
+    let instance = Instance::start(
+        &db,
+        &master_key,
+        dir,
+        "pending",
+        &[
+            // Every stream comes from 127.0.0.1 here.
+            ("MALIPO_LIMITS_STREAMS_PER_IP", n.to_string()),
+            ("MALIPO_LIMITS_STREAMS_TOTAL", n.max(10_000).to_string()),
+            (
+                "MALIPO_MAX_CONNECTIONS",
+                (n.max(10_000) * 3 / 2).to_string(),
+            ),
+        ],
+    )
+    .await?;
+    let pid = instance.pid();
+    let made = Instant::now();
+    let payments = make_pending(&store, &instance.url, &merchant, 0, n).await?;
+    println!(
+        "— {n} payments pending at once on one instance (its own process, SQLite) —\n\
+         written {n} sessions with a pending M-PESA attempt each in {:.1} s",
+        made.elapsed().as_secs_f64()
+    );
+    let idle_kb = status_kb(pid, "VmRSS");
+
+    // One page-like client per payment: connects, sees "waiting", then waits for "paid".
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let opening = Arc::new(tokio::sync::Semaphore::new(64));
+    let opened = Instant::now();
+    let mut pages = Vec::with_capacity(n);
+    for p in &payments {
+        let (client, ready, opening) = (client.clone(), ready_tx.clone(), opening.clone());
+        let url = format!("{}/pay/{}/events", instance.url, p.session);
+        pages.push(tokio::spawn(async move {
+            let permit = opening.acquire_owned().await.ok()?;
+            let mut res = client.get(&url).send().await.ok()?;
+            let mut buf = String::new();
+            super::read_until(
+                &mut res,
+                &mut buf,
+                "data: waiting",
+                Duration::from_secs(120),
+            )
+            .await
+            .ok()?;
+            drop(permit);
+            let _ = ready.send(());
+            super::read_until(&mut res, &mut buf, "data: paid", Duration::from_secs(600))
+                .await
+                .ok()?;
+            Some(Instant::now())
+        }));
+    }
+    drop(ready_tx);
+    let mut connected = 0;
+    while connected < n {
+        match tokio::time::timeout(Duration::from_secs(120), ready_rx.recv()).await {
+            Ok(Some(())) => connected += 1,
+            _ => anyhow::bail!(
+                "only {connected} of {n} event streams opened (see {})",
+                instance.log.display()
+            ),
+        }
+    }
+    println!(
+        "opened {n} event streams in {:.1} s, each showing \"waiting\"",
+        opened.elapsed().as_secs_f64()
+    );
+    // A moment for the streams to settle into waiting, then the figure that matters.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting_kb = status_kb(pid, "VmRSS");
+    println!(
+        "resident memory with {n} pending payments and {n} open streams: {:.0} MB (goal ≤ 200 MB; \
+         {:.0} MB of it the heap, {:.0} MB mapped files; {:.0} MB with none open, so {:.1} kB per \
+         waiting page)",
+        mb(waiting_kb),
+        mb(status_kb(pid, "RssAnon")),
+        mb(status_kb(pid, "RssFile")),
+        mb(idle_kb),
+        waiting_kb.saturating_sub(idle_kb) as f64 / n as f64
+    );
+
+    let cpu_before = cpu_secs(pid);
+    let started = Instant::now();
+    let callbacks = reqwest::Client::new();
+    let (sent, refused) = settle(
+        &callbacks,
+        std::slice::from_ref(&instance.url),
+        &payments,
+        32,
+    )
+    .await?;
+    let mut latencies = Vec::with_capacity(n);
+    let mut missing = 0;
+    for (i, page) in pages.into_iter().enumerate() {
+        match page.await.ok().flatten() {
+            Some(at) => latencies.push(at.duration_since(sent[i]).as_secs_f64() * 1000.0),
+            None => missing += 1,
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs(pid) - cpu_before;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "settled {} by callback (32 at a time) in {took:.1} s, {:.0}/s; {refused} refused, {missing} \
+         pages never saw paid; server CPU {cpu:.1} s ({:.0} % of one core, {:.2} ms per payment); \
+         peak resident memory {:.0} MB",
+        latencies.len(),
+        latencies.len() as f64 / took,
+        100.0 * cpu / took,
+        1000.0 * cpu / n as f64,
+        mb(status_kb(pid, "VmHWM")),
+    );
+    println!(
+        "callback → page shows paid, {n} waiting: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
+/// A database's committed transactions so far (PostgreSQL's statistics; they lag
+/// up to a second, so callers wait first).
+async fn commits(admin: &sqlx::AnyPool, db_url: &str) -> anyhow::Result<i64> {
+    use sqlx::Row;
+    let name = db_url
+        .split('?')
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let row = sqlx::query(
+        "SELECT CAST(xact_commit AS BIGINT) AS n FROM pg_stat_database WHERE datname = $1",
+    )
+    .bind(name)
+    .fetch_one(admin)
+    .await?;
+    Ok(row.try_get("n")?)
+}
+
+/// Sessions created through the API of `instances` in turn, for `opts.seconds`, with the
+/// instances' CPU and the database's.
+async fn create_load(
+    opts: &BenchOptions,
+    client: &reqwest::Client,
+    instances: &[&Instance],
+    key: &str,
+) -> (super::Load, f64, f64) {
+    let urls: Arc<Vec<String>> = Arc::new(
+        instances
+            .iter()
+            .map(|i| format!("{}/v1/checkout/sessions", i.url))
+            .collect(),
+    );
+    let cpu = |_: ()| instances.iter().map(|i| cpu_secs(i.pid())).sum::<f64>();
+    let (ours, pg) = (cpu(()), postgres_cpu_secs());
+    let (c, k) = (client.clone(), key.to_owned());
+    let load = load(opts.seconds, opts.concurrency, move |i| {
+        let (c, k, urls) = (c.clone(), k.clone(), urls.clone());
+        async move {
+            let url = &urls[i as usize % urls.len()];
+            matches!(c.post(url).bearer_auth(&k).json(&session_body(i)).send().await, Ok(r) if r.status() == 201)
+        }
+    })
+    .await;
+    (load, cpu(()) - ours, postgres_cpu_secs() - pg)
+}
+
+/// Phase 5 after the ratios: PostgreSQL's write ceiling on this machine, what one
+/// payment costs the database, and one instance against two.
+pub(super) async fn postgres(opts: &BenchOptions, admin: &str, dir: &Path) -> anyhow::Result<()> {
+    use sqlx::Row;
+    let admin_pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(admin)
+        .await?;
+    let setting = async |name: &str| -> String {
+        sqlx::query(&format!("SHOW {name}"))
+            .fetch_one(&admin_pool)
+            .await
+            .ok()
+            .and_then(|r| r.try_get::<String, _>(0).ok())
+            .unwrap_or_else(|| "?".into())
+    };
+    println!(
+        "PostgreSQL settings: fsync {}, synchronous_commit {}, shared_buffers {}",
+        setting("fsync").await,
+        setting("synchronous_commit").await,
+        setting("shared_buffers").await
+    );
+
+    // The write ceiling: single-row INSERT transactions from 32 connections, no HTTP.
+    let ceiling_db = new_database(admin, "ceiling").await?;
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(32)
+        .connect(&ceiling_db)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE writes (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, body TEXT NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    let (p, pg_cpu) = (pool.clone(), postgres_cpu_secs());
+    let writes = load(opts.seconds, 32, move |i| {
+        let p = p.clone();
+        async move {
+            sqlx::query("INSERT INTO writes (at, body) VALUES ($1, $2)")
+                .bind(i as i64)
+                .bind("a payment's worth of text, about as long as a session row's")
+                .execute(&p)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let pg_cpu = postgres_cpu_secs() - pg_cpu;
+    pool.close().await;
+    println!(
+        "PostgreSQL write ceiling here: {:.0} single-row INSERT commits/s from 32 connections \
+         ({} errors; PostgreSQL CPU {:.0} µs per commit)",
+        writes.per_sec,
+        writes.errors,
+        1e6 * pg_cpu / writes.ok.max(1) as f64
+    );
+
+    // Instances: one, then two, on one database.
+    let fleet_db = new_database(admin, "fleet").await?;
+    let (_, master_key) = MasterKey::generate()?;
+    let (store, merchant) = prepared(&fleet_db, &master_key).await?;
+    let key = secrecy::ExposeSecret::expose_secret(&merchant.test_secret_key).to_owned();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency)
+        .build()?;
+    let one = Instance::start(&fleet_db, &master_key, dir, "pg-a", &[]).await?;
+
+    let before = commits(&admin_pool, &fleet_db).await?;
+    let (single, cpu1, pg1) = create_load(opts, &client, &[&one], &key).await;
+    let per_create =
+        (commits(&admin_pool, &fleet_db).await? - before) as f64 / single.ok.max(1) as f64;
+    println!(
+        "one instance on PostgreSQL: {:.0} sessions created/s ({} errors); instance CPU {:.0} µs and \
+         PostgreSQL CPU {:.0} µs per session; {per_create:.1} commits per session",
+        single.per_sec,
+        single.errors,
+        1e6 * cpu1 / single.ok.max(1) as f64,
+        1e6 * pg1 / single.ok.max(1) as f64,
+    );
+
+    // Settling: callbacks for pending payments (written beforehand, outside the figures).
+    let batch = 2_000;
+    let pending = make_pending(&store, &one.url, &merchant, 0, batch).await?;
+    let before = commits(&admin_pool, &fleet_db).await?;
+    let (cpu_a, pg_a) = (cpu_secs(one.pid()), postgres_cpu_secs());
+    let started = Instant::now();
+    let (_, refused) = settle(
+        &client,
+        std::slice::from_ref(&one.url),
+        &pending,
+        opts.concurrency,
+    )
+    .await?;
+    let settle1 = (batch - refused) as f64 / started.elapsed().as_secs_f64();
+    let (cpu_a, pg_a) = (cpu_secs(one.pid()) - cpu_a, postgres_cpu_secs() - pg_a);
+    let per_settle = (commits(&admin_pool, &fleet_db).await? - before) as f64 / batch as f64;
+    println!(
+        "one instance on PostgreSQL: {settle1:.0} payments settled/s by callback ({refused} refused); \
+         instance CPU {:.0} µs and PostgreSQL CPU {:.0} µs per payment; {per_settle:.1} commits per \
+         settled payment",
+        1e6 * cpu_a / batch as f64,
+        1e6 * pg_a / batch as f64,
+    );
+
+    let two = Instance::start(&fleet_db, &master_key, dir, "pg-b", &[]).await?;
+    let (double, _, _) = create_load(opts, &client, &[&one, &two], &key).await;
+    let pending = make_pending(&store, &one.url, &merchant, batch, batch).await?;
+    let started = Instant::now();
+    let (_, refused) = settle(
+        &client,
+        &[one.url.clone(), two.url.clone()],
+        &pending,
+        opts.concurrency,
+    )
+    .await?;
+    let settle2 = (batch - refused) as f64 / started.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "two instances on PostgreSQL: {:.0} sessions created/s (×{:.2} of one), {settle2:.0} payments \
+         settled/s (×{:.2}; {refused} refused) — on {cores} cores shared by the clients, PostgreSQL \
+         and both instances, so this ratio is the machine's ceiling, not the instances'",
+        double.per_sec,
+        double.per_sec / single.per_sec,
+        settle2 / settle1,
+    );
+    Ok(())
+}
