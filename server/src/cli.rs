@@ -66,6 +66,9 @@ pub enum Command {
         /// stream, then settled by callbacks (0: skip).
         #[arg(long, default_value_t = 10_000)]
         pending: usize,
+        /// Callbacks a second that settle the pending payments (shoppers approving).
+        #[arg(long, default_value_t = 200.0)]
+        settle_rate: f64,
         /// Also measure on this PostgreSQL server (a URL whose user may create
         /// databases; `scripts/bench` starts a throwaway one).
         #[arg(long, env = "MALIPO_BENCH_POSTGRES_URL")]
@@ -328,6 +331,7 @@ pub async fn run() -> anyhow::Result<()> {
             concurrency,
             payments,
             pending,
+            settle_rate,
             postgres,
         } => {
             crate::bench::run(crate::bench::BenchOptions {
@@ -335,6 +339,7 @@ pub async fn run() -> anyhow::Result<()> {
                 concurrency,
                 payments,
                 pending,
+                settle_rate,
                 postgres,
             })
             .await

@@ -285,13 +285,17 @@ async fn make_pending(
 }
 
 /// Posts each payment's success callback (Daraja's), `concurrency` at a time, spread
-/// over `instances` in turn; returns when each was sent and how many were refused.
+/// over `instances` in turn — as fast as they are answered, or with `rate`, one every
+/// 1/rate s (as shoppers approving prompts would send them); returns when each was sent
+/// and how many were refused.
 async fn settle(
     client: &reqwest::Client,
     instances: &[String],
     payments: &[Pending],
     concurrency: usize,
+    rate: Option<f64>,
 ) -> anyhow::Result<(Vec<Instant>, usize)> {
+    let start = tokio::time::Instant::now();
     let payments: Arc<Vec<(String, Value)>> = Arc::new(
         payments
             .iter()
@@ -324,6 +328,10 @@ async fn settle(
                 let Some((url, body)) = payments.get(i) else {
                     return;
                 };
+                if let Some(rate) = rate {
+                    tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate))
+                        .await;
+                }
                 sent.lock().unwrap_or_else(|p| p.into_inner())[i] = Instant::now();
                 let ok =
                     matches!(client.post(url).json(body).send().await, Ok(r) if r.status() == 200);
@@ -441,7 +449,8 @@ pub(super) async fn pending(opts: &BenchOptions, dir: &Path) -> anyhow::Result<(
         &callbacks,
         std::slice::from_ref(&instance.url),
         &payments,
-        32,
+        64,
+        Some(opts.settle_rate),
     )
     .await?;
     let mut latencies = Vec::with_capacity(n);
@@ -456,10 +465,11 @@ pub(super) async fn pending(opts: &BenchOptions, dir: &Path) -> anyhow::Result<(
     let cpu = cpu_secs(pid) - cpu_before;
     latencies.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "settled {} by callback (32 at a time) in {took:.1} s, {:.0}/s; {refused} refused, {missing} \
+        "settled {} by callback, sent {:.0}/s, in {took:.1} s, {:.0}/s; {refused} refused, {missing} \
          pages never saw paid; server CPU {cpu:.1} s ({:.0} % of one core, {:.2} ms per payment); \
          peak resident memory {:.0} MB",
         latencies.len(),
+        opts.settle_rate,
         latencies.len() as f64 / took,
         100.0 * cpu / took,
         1000.0 * cpu / n as f64,
@@ -612,6 +622,7 @@ pub(super) async fn postgres(opts: &BenchOptions, admin: &str, dir: &Path) -> an
         std::slice::from_ref(&one.url),
         &pending,
         opts.concurrency,
+        None,
     )
     .await?;
     let settle1 = (batch - refused) as f64 / started.elapsed().as_secs_f64();
@@ -634,6 +645,7 @@ pub(super) async fn postgres(opts: &BenchOptions, admin: &str, dir: &Path) -> an
         &[one.url.clone(), two.url.clone()],
         &pending,
         opts.concurrency,
+        None,
     )
     .await?;
     let settle2 = (batch - refused) as f64 / started.elapsed().as_secs_f64();

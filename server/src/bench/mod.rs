@@ -54,6 +54,8 @@ pub struct BenchOptions {
     pub payments: usize,
     /// Payments held pending at once, each with an open event stream (0: skip).
     pub pending: usize,
+    /// Callbacks a second that settle them.
+    pub settle_rate: f64,
     /// A PostgreSQL server to also measure on (its URL: the bench makes databases).
     pub postgres: Option<String>,
 }
