@@ -67,11 +67,11 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         pending: usize,
         /// Callbacks a second that settle the pending payments (shoppers approving).
-        #[arg(long, default_value_t = 200.0)]
+        #[arg(long, default_value_t = 200.0, value_parser = positive_rate)]
         settle_rate: f64,
         /// Also measure on this PostgreSQL server (a URL whose user may create
         /// databases; `scripts/bench` starts a throwaway one).
-        #[arg(long, env = "MALIPO_BENCH_POSTGRES_URL")]
+        #[arg(long, env = "MALIPO_BENCH_POSTGRES_URL", hide_env_values = true)]
         postgres: Option<String>,
     },
     /// Manage checkout sessions.
@@ -968,4 +968,12 @@ async fn serve(config: Config, seed_demo: bool) -> anyhow::Result<()> {
         println!("Sandbox merchant site: {url}/sandbox/merchant");
     }
     app.run_until_stopped().await
+}
+
+/// A rate a second: a finite number above zero.
+fn positive_rate(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{v:?} is not a rate above zero")),
+    }
 }

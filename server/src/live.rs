@@ -79,8 +79,10 @@ struct Dirty {
     queued: std::collections::HashSet<String>,
 }
 
-/// Sessions re-read at once after changes: a burst of callbacks (hundreds a second on
-/// one instance) is turned into page updates by several readers, not one after another.
+/// Sessions re-read at once after changes, at most: a burst of callbacks (hundreds a
+/// second on one instance) is turned into page updates by several readers, not one
+/// after another — never more than half the database pool, so the callbacks themselves
+/// (and the API) keep connections.
 const READERS: usize = 8;
 
 /// Holds one stream's place; dropping it (the client went away) frees it.
@@ -148,23 +150,43 @@ impl LiveHub {
         Some(id)
     }
 
-    /// One reader: re-reads queued sessions until aborted.
+    fn nothing_dirty(&self) -> bool {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .order
+            .is_empty()
+    }
+
+    /// One reader: re-reads queued sessions until aborted. It waits for a wake-up only
+    /// when the queue is empty (registered before the last look, so none is missed),
+    /// and is not registered while it reads, so a wake-up goes to an idle reader.
     async fn read_changes(self: Arc<Self>) {
         loop {
+            if let Some(id) = self.next_dirty() {
+                if !self.nothing_dirty() {
+                    self.wake.notify_one(); // more waiting: another reader takes it
+                }
+                let Some(sid) = SessionId::parse(&id) else {
+                    continue;
+                };
+                if let Err(e) = self.refresh(&sid).await {
+                    // A database hiccup: try again in a moment rather than leave the
+                    // page to the 30 s sweep.
+                    tracing::warn!(error = %e, "live state refresh failed");
+                    let hub = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        hub.mark(&id);
+                    });
+                }
+                continue;
+            }
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            match self.next_dirty() {
-                Some(id) => {
-                    // Another session may be waiting: let another reader take it.
-                    self.wake.notify_one();
-                    if let Some(id) = SessionId::parse(&id)
-                        && let Err(e) = self.refresh(&id).await
-                    {
-                        tracing::warn!(error = %e, "live state refresh failed");
-                    }
-                }
-                None => woken.await,
+            if self.nothing_dirty() {
+                woken.await;
             }
         }
     }
@@ -259,12 +281,13 @@ impl LiveHub {
     }
 
     /// Follows the engine's change signal until aborted. A change to a followed session
-    /// queues it once (many changes before it is read cost one read); [`READERS`] tasks
-    /// re-read queued sessions side by side; a separate task re-reads every followed
+    /// queues it once (many changes before it is read cost one read); up to
+    /// [`READERS`] tasks re-read queued sessions side by side; a separate task re-reads every followed
     /// session now and then (a few at a time), so that sweep never delays a change
     /// reaching its page.
     pub async fn run(self: Arc<Self>, mut changes: broadcast::Receiver<String>) {
-        let _readers: Vec<_> = (0..READERS)
+        let pool = self.store.pool().options().get_max_connections() as usize;
+        let _readers: Vec<_> = (0..(pool / 2).clamp(1, READERS))
             .map(|_| crate::startup::AbortOnDrop(tokio::spawn(self.clone().read_changes())))
             .collect();
         let sweeper = {

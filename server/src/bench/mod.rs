@@ -210,7 +210,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         let malipo_db = fleet::new_database(admin, "bench").await?;
         let bare_db = fleet::new_database(admin, "bare").await?;
         compare("PostgreSQL", &opts, &client, &malipo_db, &bare_db, &dir).await?;
-        fleet::postgres(&opts, admin, &dir).await?;
+        let measured = fleet::postgres(&opts, admin, &dir).await;
+        // The databases made here go, measured or not (on a server of one's own, they
+        // would stay otherwise).
+        fleet::drop_databases(admin).await;
+        measured?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

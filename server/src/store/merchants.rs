@@ -93,6 +93,7 @@ impl Store {
         &self,
         secret_hash: &str,
     ) -> Result<Option<(MerchantRecord, Mode)>, StoreError> {
+        let reading = self.keys.begin();
         let now = crate::time::now_ms();
         let row = sqlx::query(
             "SELECT m.id, m.name, m.created_at, k.mode, k.revoked_at FROM api_keys k \
@@ -109,6 +110,7 @@ impl Store {
         let merchant = MerchantRecord::from_row(&row)?;
         let ends = row.try_get::<Option<i64>, _>("revoked_at")?;
         self.keys.put(
+            reading,
             secret_hash.to_owned(),
             (merchant.id.clone(), mode),
             ends.map(|at| std::time::Duration::from_millis((at - now).max(0) as u64)),
@@ -162,8 +164,7 @@ impl Store {
 
     /// Revokes a key for good. False when there is no such unrevoked key.
     pub async fn revoke_api_key(&self, id: &KeyId, now: i64) -> Result<bool, StoreError> {
-        self.keys.clear();
-        Ok(sqlx::query(
+        let revoked = sqlx::query(
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 \
                  AND (revoked_at IS NULL OR revoked_at > $2)",
         )
@@ -172,7 +173,9 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        self.keys.clear();
+        Ok(revoked)
     }
 
     /// Sets when an unrevoked key of `merchant_id` stops working (a rolled key's overlap).
@@ -183,8 +186,7 @@ impl Store {
         id: &KeyId,
         at: i64,
     ) -> Result<bool, StoreError> {
-        self.keys.clear();
-        Ok(sqlx::query(
+        let ended = sqlx::query(
             "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND merchant_id = $2 \
              AND revoked_at IS NULL",
         )
@@ -194,7 +196,9 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        self.keys.clear();
+        Ok(ended)
     }
 
     /// Replaces the origins allowed to frame a merchant's checkout pages in one mode.
@@ -226,7 +230,6 @@ impl Store {
         rails: Option<Option<&[crate::connectors::RailId]>>,
         conversion: Option<bool>,
     ) -> Result<(), StoreError> {
-        self.rails.clear();
         let mut tx = self.pool.begin().await?;
         if let Some(origins) = origins {
             let list = serde_json::Value::from(origins.to_vec()).to_string();
@@ -247,6 +250,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.rails.clear();
         Ok(())
     }
 
@@ -261,8 +265,9 @@ impl Store {
         if let Some(known) = self.rails.get(&key) {
             return Ok(known);
         }
+        let reading = self.rails.begin();
         let rails = self.merchant_rails_now(merchant_id, mode).await?;
-        self.rails.put(key, rails.clone(), None);
+        self.rails.put(reading, key, rails.clone(), None);
         Ok(rails)
     }
 
