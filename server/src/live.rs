@@ -171,14 +171,13 @@ impl LiveHub {
                     continue;
                 };
                 if let Err(e) = self.refresh(&sid).await {
-                    // A database hiccup: try again in a moment rather than leave the
-                    // page to the 30 s sweep.
+                    // A database hiccup: this reader rests a second, then the session
+                    // is queued again rather than left to the 30 s sweep. Resting, not
+                    // a timer per session: in an outage with thousands of pages open,
+                    // the readers try (and log) a few times a second, not thousands.
                     tracing::warn!(error = %e, "live state refresh failed");
-                    let hub = self.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        hub.mark(&id);
-                    });
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.mark(&id);
                 }
                 continue;
             }
@@ -282,9 +281,9 @@ impl LiveHub {
 
     /// Follows the engine's change signal until aborted. A change to a followed session
     /// queues it once (many changes before it is read cost one read); up to
-    /// [`READERS`] tasks re-read queued sessions side by side; a separate task re-reads every followed
-    /// session now and then (a few at a time), so that sweep never delays a change
-    /// reaching its page.
+    /// [`READERS`] tasks re-read queued sessions side by side; a separate task re-reads
+    /// every followed session now and then (a few at a time), so that sweep never
+    /// delays a change reaching its page.
     pub async fn run(self: Arc<Self>, mut changes: broadcast::Receiver<String>) {
         let pool = self.store.pool().options().get_max_connections() as usize;
         let _readers: Vec<_> = (0..(pool / 2).clamp(1, READERS))
