@@ -23,7 +23,7 @@ use super::{BenchOptions, load, paid_callback, percentile, session_body};
 use crate::{
     checkout::{CheckoutService, CreateSession},
     connectors::RailId,
-    domain::{Mode, keys::hash_token},
+    domain::{MerchantId, Mode, keys::hash_token},
     merchants,
     sealing::MasterKey,
     store::{NewAttempt, Store},
@@ -220,30 +220,12 @@ static MADE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// A new database on the PostgreSQL server at `admin`; returns its URL.
 pub(super) async fn new_database(admin: &str, what: &str) -> anyhow::Result<String> {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(admin)
-        .await
-        .context("connecting to the PostgreSQL server given with --postgres")?;
-    let name = format!(
-        "malipo_bench_{what}_{}",
-        crate::domain::ids::random_base62(8).to_lowercase()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("creating database {name}"))?;
-    MADE.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(name.clone());
-    let _ = conn.close().await;
-    let (base, query) = admin.split_once('?').unwrap_or((admin, ""));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    Ok(if query.is_empty() {
-        format!("{base}/{name}")
-    } else {
-        format!("{base}/{name}?{query}")
-    })
+    let (name, url) =
+        crate::store::create_postgres_database(admin, &format!("malipo_bench_{what}"))
+            .await
+            .context("creating a database on the PostgreSQL server given with --postgres")?;
+    MADE.lock().unwrap_or_else(|p| p.into_inner()).push(name);
+    Ok(url)
 }
 
 /// Drops every database [`new_database`] made on the server at `admin` (connections
@@ -277,12 +259,67 @@ async fn prepared(
 }
 
 /// One pending M-PESA payment, written as the API and a push would write it.
-struct Pending {
-    session: String,
-    attempt: String,
-    token: String,
+pub(super) struct Pending {
+    pub(super) session: String,
+    pub(super) attempt: String,
+    pub(super) token: String,
     /// Its number in the run (the callback's request id is `bench-mpesa-{n}`).
     n: usize,
+}
+
+/// Writes one pending payment numbered `n` on `rail`, as the API and a push would write
+/// it: a session, its attempt with a callback token, and the operator's request id
+/// `bench-{rail}-{n}` (what [`paid_callback`] answers for).
+pub(super) async fn pending_payment(
+    store: &Store,
+    checkout: &CheckoutService,
+    merchant_id: &MerchantId,
+    rail: RailId,
+    n: usize,
+    reference: String,
+) -> anyhow::Result<Pending> {
+    let (amount, payer, _) = paid_callback(rail, n)?.context("the rail has a callback")?;
+    let session = checkout
+        .create(CreateSession {
+            merchant_id: merchant_id.clone(),
+            mode: Mode::Test,
+            amount,
+            reference,
+            description: "Ngorongoro crater day trip".into(),
+            success_url: "https://lodge.example/paid".into(),
+            cancel_url: "https://lodge.example/no".into(),
+            customer_phone: None,
+            customer_email: None,
+            metadata: Default::default(),
+            expires_in_secs: 3600,
+            payment_method_types: None,
+        })
+        .await?;
+    let token = format!("bench-token-{n}-{}", crate::domain::ids::random_base62(16));
+    let attempt = store
+        .insert_attempt(
+            &NewAttempt {
+                session_id: session.id.clone(),
+                quote: None,
+                rail,
+                amount,
+                payer: Some(payer.into()),
+                callback_token_hash: Some(hash_token(&token)),
+                next_poll_at: None,
+            },
+            now_ms(),
+        )
+        .await?
+        .context("a new session refused its first attempt")?;
+    store
+        .set_operator_request_id(&attempt.id, &format!("bench-{rail}-{n}"), now_ms())
+        .await?;
+    Ok(Pending {
+        session: session.id.to_string(),
+        attempt: attempt.id.to_string(),
+        token,
+        n,
+    })
 }
 
 /// Writes `count` pending payments numbered from `from`, eight at a time.
@@ -306,51 +343,16 @@ async fn make_pending(
                 if n >= from + count {
                     return anyhow::Ok(());
                 }
-                let (amount, payer, _) =
-                    paid_callback(RailId::Mpesa, n)?.context("M-PESA has a callback")?;
-                let session = checkout
-                    .create(CreateSession {
-                        merchant_id: merchant_id.clone(),
-                        mode: Mode::Test,
-                        amount,
-                        reference: format!("P-{n}"),
-                        description: "Ngorongoro crater day trip".into(),
-                        success_url: "https://lodge.example/paid".into(),
-                        cancel_url: "https://lodge.example/no".into(),
-                        customer_phone: None,
-                        customer_email: None,
-                        metadata: Default::default(),
-                        expires_in_secs: 3600,
-                        payment_method_types: None,
-                    })
-                    .await?;
-                let token = format!("bench-token-{n}-{}", crate::domain::ids::random_base62(16));
-                let attempt = store
-                    .insert_attempt(
-                        &NewAttempt {
-                            session_id: session.id.clone(),
-                            quote: None,
-                            rail: RailId::Mpesa,
-                            amount,
-                            payer: Some(payer.into()),
-                            callback_token_hash: Some(hash_token(&token)),
-                            next_poll_at: None,
-                        },
-                        now_ms(),
-                    )
-                    .await?
-                    .context("a new session refused its first attempt")?;
-                store
-                    .set_operator_request_id(&attempt.id, &format!("bench-mpesa-{n}"), now_ms())
-                    .await?;
-                made.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Pending {
-                        session: session.id.to_string(),
-                        attempt: attempt.id.to_string(),
-                        token,
-                        n,
-                    });
+                let pending = pending_payment(
+                    &store,
+                    &checkout,
+                    &merchant_id,
+                    RailId::Mpesa,
+                    n,
+                    format!("P-{n}"),
+                )
+                .await?;
+                made.lock().unwrap_or_else(|p| p.into_inner()).push(pending);
             }
         }));
     }
@@ -588,8 +590,8 @@ async fn create_load(
             .map(|i| format!("{}/v1/checkout/sessions", i.url))
             .collect(),
     );
-    let cpu = |_: ()| instances.iter().map(|i| cpu_secs(i.pid())).sum::<f64>();
-    let (ours, pg) = (cpu(()), postgres_cpu_secs());
+    let cpu = || instances.iter().map(|i| cpu_secs(i.pid())).sum::<f64>();
+    let (ours, pg) = (cpu(), postgres_cpu_secs());
     let (c, k) = (client.clone(), key.to_owned());
     let load = load(opts.seconds, opts.concurrency, move |i| {
         let (c, k, urls) = (c.clone(), k.clone(), urls.clone());
@@ -599,7 +601,7 @@ async fn create_load(
         }
     })
     .await;
-    (load, cpu(()) - ours, postgres_cpu_secs() - pg)
+    (load, cpu() - ours, postgres_cpu_secs() - pg)
 }
 
 /// Phase 5 after the ratios: PostgreSQL's write ceiling on this machine, what one

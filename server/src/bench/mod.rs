@@ -40,10 +40,10 @@ use std::{
 use crate::{
     config::Config,
     connectors::RailId,
-    domain::{Money, SessionId, keys::hash_token, money::Currency},
+    domain::{Money, SessionId, money::Currency},
     merchants,
     startup::Application,
-    store::{NewAttempt, Store},
+    store::Store,
     time::now_ms,
 };
 
@@ -408,47 +408,22 @@ async fn latency(
         ..crate::config::TigoConfig::default()
     }
     .callback_key();
+    let checkout = crate::checkout::CheckoutService::new(store.clone(), malipo.clone());
     for rail in RailId::MOBILE_MONEY {
         let mut latencies = Vec::with_capacity(opts.payments);
         for i in 0..opts.payments {
             let Some((amount, payer, callback)) = paid_callback(rail, i)? else {
                 break;
             };
-            let session = crate::checkout::CheckoutService::new(store.clone(), malipo.clone())
-                .create(crate::checkout::CreateSession {
-                    merchant_id: created.merchant.id.clone(),
-                    mode: crate::domain::Mode::Test,
-                    amount,
-                    reference: format!("L-{rail}-{i}"),
-                    description: "Latency".into(),
-                    success_url: "https://lodge.example/paid".into(),
-                    cancel_url: "https://lodge.example/no".into(),
-                    customer_phone: None,
-                    customer_email: None,
-                    metadata: Default::default(),
-                    expires_in_secs: 900,
-                    payment_method_types: None,
-                })
-                .await?;
-            let token = format!("bench-token-{rail}-{i}");
-            let attempt = store
-                .insert_attempt(
-                    &NewAttempt {
-                        session_id: session.id.clone(),
-                        quote: None,
-                        rail,
-                        amount: session.amount,
-                        payer: Some(payer.into()),
-                        callback_token_hash: Some(hash_token(&token)),
-                        next_poll_at: None,
-                    },
-                    now_ms(),
-                )
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("a new session refused its first attempt"))?;
-            store
-                .set_operator_request_id(&attempt.id, &format!("bench-{rail}-{i}"), now_ms())
-                .await?;
+            let pending = fleet::pending_payment(
+                &store,
+                &checkout,
+                &created.merchant.id,
+                rail,
+                i,
+                format!("L-{rail}-{i}"),
+            )
+            .await?;
             if rail == RailId::Airtel {
                 paid_at_sandbox(
                     &store,
@@ -461,7 +436,7 @@ async fn latency(
                 .await?;
             }
             let mut events = client
-                .get(format!("{malipo}/pay/{}/events", session.id))
+                .get(format!("{malipo}/pay/{}/events", pending.session))
                 .send()
                 .await?;
             let mut buf = String::new();
@@ -478,7 +453,10 @@ async fn latency(
                     // Tigo posts to the merchant's one callback URL, with its key.
                     RailId::Tigo => format!("{malipo}/callbacks/tigo/{tigo_key}"),
                     RailId::Airtel => format!("{malipo}/callbacks/airtel"),
-                    _ => format!("{malipo}/callbacks/{rail}/{}/{token}", attempt.id),
+                    _ => format!(
+                        "{malipo}/callbacks/{rail}/{}/{}",
+                        pending.attempt, pending.token
+                    ),
                 })
                 .json(&callback)
                 .send()
@@ -488,7 +466,7 @@ async fn latency(
             latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
             let arrived = tokio::time::timeout(Duration::from_secs(10), async {
                 while let Some((id, at)) = hook_rx.recv().await {
-                    if id == session.id.as_str() {
+                    if id == pending.session {
                         return Some(at);
                     }
                 }
@@ -497,7 +475,7 @@ async fn latency(
             .await
             .ok()
             .flatten()
-            .ok_or_else(|| anyhow::anyhow!("no webhook for {}", session.id))?;
+            .ok_or_else(|| anyhow::anyhow!("no webhook for {}", pending.session))?;
             webhook_latencies.push(arrived.duration_since(t0).as_secs_f64() * 1000.0);
         }
         if latencies.is_empty() {

@@ -127,7 +127,7 @@ impl Store {
         &self,
         secret_hash: &str,
     ) -> Result<Option<(MerchantId, Mode)>, StoreError> {
-        if let Some(known) = self.keys.get(&secret_hash.to_owned()) {
+        if let Some(known) = self.keys.get(secret_hash) {
             return Ok(Some(known));
         }
         Ok(self

@@ -53,6 +53,36 @@ use std::time::Duration;
 
 use crate::sealing::MasterKey;
 
+/// Creates an empty database named `{prefix}_{random}` on the PostgreSQL server at
+/// `admin` (a URL whose user may create databases) and returns its name and its URL:
+/// `admin` with the database swapped and its options kept. For throwaway databases
+/// (the tests', the benchmark's); `prefix` is ours, never a caller's.
+pub async fn create_postgres_database(
+    admin: &str,
+    prefix: &str,
+) -> Result<(String, String), sqlx::Error> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(admin).await?;
+    let name = format!(
+        "{prefix}_{}",
+        crate::domain::ids::random_base62(12).to_lowercase()
+    );
+    let made = sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    made?;
+    let (base, query) = admin.split_once('?').unwrap_or((admin, ""));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    let url = if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    };
+    Ok((name, url))
+}
+
 /// What an instance secret is sealed to: its name.
 fn instance_secret_place(name: &str) -> String {
     format!("instance_secrets:{name}")

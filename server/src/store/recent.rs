@@ -10,6 +10,7 @@
 //! keys cannot fill it; and it is bounded anyway.
 
 use std::{
+    borrow::Borrow,
     collections::HashMap,
     hash::Hash,
     sync::Mutex,
@@ -57,7 +58,11 @@ impl<K: Eq + Hash, V: Clone> Recent<K, V> {
     }
 
     /// The row, while it is fresh.
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         self.lock()
             .rows
             .get(key)

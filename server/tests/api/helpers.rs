@@ -9,7 +9,6 @@ use malipo::{
     store::Store,
 };
 use secrecy::SecretString;
-use sqlx::Connection;
 use std::{ops::Deref, path::PathBuf};
 
 /// Which database a test runs on.
@@ -41,27 +40,12 @@ pub async fn test_db(db: Db) -> TestDb {
                 "MALIPO_TEST_POSTGRES_URL is not set: run the tests with scripts/test, which \
                  starts a throwaway PostgreSQL, or point it at one (postgres://user@host:port/db)",
             );
-            sqlx::any::install_default_drivers();
-            let mut conn = sqlx::AnyConnection::connect(&admin)
+            let (_, url) = malipo::store::create_postgres_database(&admin, "malipo_test")
                 .await
                 .unwrap_or_else(|e| {
-                    panic!("cannot reach PostgreSQL at MALIPO_TEST_POSTGRES_URL: {e}")
+                    panic!("cannot create a database at MALIPO_TEST_POSTGRES_URL: {e}")
                 });
-            let name = format!(
-                "malipo_test_{}",
-                malipo::domain::ids::random_base62(12).to_lowercase()
-            );
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let _ = conn.close().await;
-            let base = admin.split('?').next().unwrap_or(&admin);
-            let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
-            TestDb {
-                url: format!("{base}/{name}"),
-                _dir: None,
-            }
+            TestDb { url, _dir: None }
         }
     }
 }
