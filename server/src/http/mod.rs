@@ -68,6 +68,12 @@ pub fn router(state: AppState) -> Router {
                     REQUEST_TIMEOUT,
                 )),
         )
+        // Pages, assets and API answers are compressed for clients that ask. Event
+        // streams never are (each line must leave as it is written), so they are
+        // served outside this layer: its body type, held for a stream's whole life,
+        // is ≈ 6 kB per waiting page even when it compresses nothing.
+        .layer(CompressionLayer::new().br(true).gzip(true))
+        .merge(pay::events_router())
         .with_state(state.clone())
         // A slow database: the API and pay forms answer "busy" at once, not after a queue.
         .layer(axum::middleware::from_fn_with_state(
@@ -82,7 +88,6 @@ pub fn router(state: AppState) -> Router {
             body_deadline,
         ))
         .layer(tower::util::option_layer(hsts))
-        .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

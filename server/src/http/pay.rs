@@ -31,9 +31,13 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/pay/{id}/{rail}", post(pay))
-        .route("/pay/{id}/events", get(events))
+    Router::new().route("/pay/{id}/{rail}", post(pay))
+}
+
+/// The event stream, apart: it is served outside the compression layer (see
+/// [`super::router`]).
+pub fn events_router() -> Router<AppState> {
+    Router::new().route("/pay/{id}/events", get(events))
 }
 
 #[derive(Deserialize)]

@@ -5,15 +5,17 @@
 //! accepting (new clients wait in the kernel's backlog) instead of running out of file
 //! descriptors, which the database pool needs too.
 
-use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto::Builder,
-    service::TowerToHyperService,
+use axum::{
+    Router,
+    body::Body,
+    extract::ConnectInfo,
+    http::{HeaderValue, Request, Uri},
 };
-use std::time::Duration;
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
-use tower::ServiceExt as _;
+use tower::{ServiceExt as _, util::Oneshot};
 
 /// Serves `router` on `listener` until `stop` turns true, then stops accepting, asks
 /// every connection to finish its in-flight request, and returns once all have closed
@@ -60,27 +62,16 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let service = router
-            .clone()
-            .map_request(move |req: Request<hyper::body::Incoming>| {
-                let mut req = req.map(Body::new);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
+        let router = router.clone();
         let mut stop = stop.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {
             // HTTP/1 only: TLS (and with it HTTP/2) ends at the reverse proxy in front,
             // and hyper's header-read timeout covers HTTP/1 alone.
-            let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-            builder
-                .http1()
+            let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(stream), Handoff { router, peer });
             tokio::pin!(conn);
             tokio::select! {
                 res = conn.as_mut() => {
@@ -102,6 +93,54 @@ pub async fn serve(
     open_tx.closed().await;
 }
 
+/// Hands a connection's requests to the router, with the peer's address.
+#[derive(Clone)]
+struct Handoff {
+    router: Router,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Handoff {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = Oneshot<Router, Request<Body>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let mut req = req.map(Body::new);
+        if is_event_stream(req.uri()) {
+            req = with_own_head(req);
+        }
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        self.router.clone().oneshot(req)
+    }
+}
+
+/// `/pay/{id}/events`: a response that lasts as long as the shopper's page.
+fn is_event_stream(uri: &Uri) -> bool {
+    let path = uri.path();
+    path.starts_with("/pay/") && path.ends_with("/events")
+}
+
+/// The request with its path and header values copied out of hyper's read buffer,
+/// which they share as hyper parses them. Right after handing a request on, hyper
+/// reads the socket again (to notice a client that hangs up mid-response); if the
+/// request still shares the buffer then, it takes a new, 16 KB one, kept for the
+/// connection's life — most of a waiting page's memory when 10,000 event streams are
+/// open. With its own copies, the request leaves hyper's buffer free to be reused.
+fn with_own_head(req: Request<Body>) -> Request<Body> {
+    let (mut parts, body) = req.into_parts();
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    for value in parts.headers.values_mut() {
+        if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
+            own.set_sensitive(value.is_sensitive());
+            *value = own;
+        }
+    }
+    Request::from_parts(parts, body)
+}
+
 /// Resolves once `stop` is true (or its sender is gone), holding no borrow of it.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -111,6 +150,25 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn an_event_streams_request_keeps_its_path_and_headers_in_its_own_copy() {
+        let mut secret = HeaderValue::from_static("Bearer sk_test_x");
+        secret.set_sensitive(true);
+        let req = Request::builder()
+            .uri("/pay/cs_1/events?lang=sw")
+            .header("accept", "text/event-stream")
+            .header("authorization", secret)
+            .body(Body::empty())
+            .unwrap();
+        assert!(is_event_stream(req.uri()));
+        assert!(!is_event_stream(&Uri::from_static("/pay/cs_1/mpesa")));
+        assert!(!is_event_stream(&Uri::from_static("/v1/events")));
+        let own = with_own_head(req);
+        assert_eq!(own.uri(), "/pay/cs_1/events?lang=sw");
+        assert_eq!(own.headers()["accept"], "text/event-stream");
+        assert!(own.headers()["authorization"].is_sensitive());
+    }
 
     #[tokio::test]
     async fn a_client_that_never_finishes_its_headers_is_cut_off() {
