@@ -23,9 +23,8 @@ use std::{
 };
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{Method, StatusCode, header},
-    middleware::Next,
     response::{Html, IntoResponse, Response},
 };
 
@@ -172,19 +171,22 @@ fn busy_page(charged_nothing: bool) -> Response {
     res
 }
 
-/// The layer: refuses sheddable work at once while busy.
-pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// While busy, the answer to sheddable work (given at once, before its body is read);
+/// `None` lets the request through. Called by the front-door layer (`http::front_door`).
+pub fn refusal(state: &AppState, req: &Request) -> Option<Response> {
     if !state.pressure.busy() {
-        return next.run(req).await;
+        return None;
     }
     match kind(req.method(), req.uri().path()) {
-        Kind::Api => ApiError::Busy {
-            retry_after: RETRY_AFTER_SECS,
-        }
-        .into_response(),
-        Kind::PayForm => busy_page(true),
-        Kind::Page => busy_page(false),
-        Kind::Other => next.run(req).await,
+        Kind::Api => Some(
+            ApiError::Busy {
+                retry_after: RETRY_AFTER_SECS,
+            }
+            .into_response(),
+        ),
+        Kind::PayForm => Some(busy_page(true)),
+        Kind::Page => Some(busy_page(false)),
+        Kind::Other => None,
     }
 }
 

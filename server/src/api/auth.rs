@@ -20,7 +20,8 @@ pub struct Caller {
     pub mode: Mode,
 }
 
-/// Resolves `Authorization: Bearer sk_…` to a merchant and mode, or answers 401.
+/// Resolves `Authorization: Bearer sk_…` to a merchant and mode, or answers 401; then
+/// the idempotency check ([`super::idempotency::idempotency`]).
 pub async fn authenticate(
     State(state): State<AppState>,
     mut req: Request,
@@ -40,5 +41,7 @@ pub async fn authenticate(
         .ok_or(ApiError::InvalidApiKey)?;
     tracing::Span::current().record("merchant", merchant_id.as_str());
     req.extensions_mut().insert(Caller { merchant_id, mode });
-    Ok(next.run(req).await)
+    // Idempotency runs here rather than as a layer of its own: each layer costs every
+    // API call a boxed future and a copy of the service below it.
+    Ok(super::idempotency::idempotency(State(state), req, next).await)
 }

@@ -84,11 +84,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let (routes, _) = documented().split_for_parts();
     let doc = Arc::new(openapi_document(&state.config.public_url));
     routes
-        // Layers run bottom-up: authenticate, then idempotency (which needs the caller).
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::idempotency,
-        ))
+        // Authenticate, then idempotency (which needs the caller), in one layer.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

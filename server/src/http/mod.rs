@@ -18,7 +18,6 @@ use axum::{
 use std::time::Duration;
 use tower_http::{
     compression::CompressionLayer,
-    set_header::SetResponseHeaderLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
@@ -38,12 +37,7 @@ pub fn card_js() -> &'static str {
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     // HSTS only when Malipo is served over https (never on a plain-http test server).
-    let hsts = state.config.public_url.starts_with("https://").then(|| {
-        SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        )
-    });
+    let hsts = state.config.public_url.starts_with("https://");
     Router::new()
         .merge(health::router())
         .merge(crate::metrics::router())
@@ -75,42 +69,13 @@ pub fn router(state: AppState) -> Router {
         .layer(CompressionLayer::new().br(true).gzip(true))
         .merge(pay::events_router())
         .with_state(state.clone())
-        // A slow database: the API and pay forms answer "busy" at once, not after a queue.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::shed::layer,
+            front_door,
         ))
-        // A request's body must arrive within the header timeout too: a client that
-        // sends headers, then trickles its body, would otherwise hold a connection
-        // place for ever (hyper's header-read timeout stops at the headers).
-        .layer(axum::middleware::from_fn_with_state(
-            Duration::from_secs(state.config.header_read_timeout_secs),
-            body_deadline,
-        ))
-        .layer(tower::util::option_layer(hsts))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        // Checkout URLs are capabilities: never leak them to other sites.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("content-security-policy"),
-            HeaderValue::from_static("frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("x-robots-tag"),
-            HeaderValue::from_static("noindex, nofollow"),
-        ))
-        // Answers are private unless a route says otherwise (assets, checkout.js): hosted
-        // pages and API answers carry capabilities and secrets.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        .layer(tower::util::MapResponseLayer::new(move |res| {
+            house_headers(res, hsts)
+        }))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
@@ -134,13 +99,59 @@ fn route_template<B>(req: &Request<B>) -> &str {
         .map_or("(no route)", MatchedPath::as_str)
 }
 
+/// The front door, one layer (each layer costs every request a boxed future and a
+/// copy of the service below it): while the database is slow, the API and the pay
+/// forms answer "busy" at once instead of joining a queue ([`crate::shed`]); then the
+/// body deadline.
+async fn front_door(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(busy) = crate::shed::refusal(&state, &req) {
+        return busy;
+    }
+    let deadline = Duration::from_secs(state.config.header_read_timeout_secs);
+    body_deadline(deadline, req, next).await
+}
+
+/// The headers every answer carries unless its route set its own.
+fn house_headers(mut res: axum::response::Response, hsts: bool) -> axum::response::Response {
+    let house = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        // Checkout URLs are capabilities: never leak them to other sites.
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+        (HeaderName::from_static("x-robots-tag"), "noindex, nofollow"),
+        // Answers are private unless a route says otherwise (assets, checkout.js):
+        // hosted pages and API answers carry capabilities and secrets.
+        (header::CACHE_CONTROL, "no-store"),
+        // Only when Malipo is served over https (never on a plain-http test server).
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ),
+    ];
+    let headers = res.headers_mut();
+    headers.reserve(house.len());
+    for (name, value) in house {
+        if (hsts || name != header::STRICT_TRANSPORT_SECURITY) && !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    res
+}
+
 /// Largest request body any route takes (each route has its own, smaller, limit).
 const MAX_ANY_BODY: usize = 1024 * 1024;
 
 /// Reads the whole request body within `deadline` before the route sees it: 408 if it
 /// does not come in time, 413 past [`MAX_ANY_BODY`]. Bodiless requests pass straight on.
 async fn body_deadline(
-    axum::extract::State(deadline): axum::extract::State<Duration>,
+    deadline: Duration,
     req: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

@@ -206,6 +206,10 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5));
         let url = match backend {
             Backend::Sqlite => {
+                // A SQLite connection is a file this process opened: nothing between
+                // can break it, so it is not pinged before each use (by default sqlx
+                // does, a round trip to the connection's thread on every query).
+                options = options.test_before_acquire(false);
                 options = options.after_connect(|conn, _meta| {
                     Box::pin(async move {
                         // WAL: readers never block the writer. NORMAL is durable in WAL
