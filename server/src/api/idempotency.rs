@@ -87,7 +87,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     };
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return ApiError::Internal(anyhow::anyhow!(
-            "idempotency layer ran before authentication"
+            "idempotency check ran before authentication"
         ))
         .into_response();
     };

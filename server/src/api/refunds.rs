@@ -90,8 +90,8 @@ pub async fn create(
         }
     };
     let reason = text(&obj, "reason", 500, false)?;
-    // Checked by the idempotency layer already; kept on the refund, so a retry whose
-    // first answer was never stored is still the same refund.
+    // Checked before the handler already (`api::idempotency`); kept on the refund, so a
+    // retry whose first answer was never stored is still the same refund.
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     let refund = state
         .payments

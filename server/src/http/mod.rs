@@ -62,17 +62,18 @@ pub fn router(state: AppState) -> Router {
                     REQUEST_TIMEOUT,
                 )),
         )
-        // Pages, assets and API answers are compressed for clients that ask. Event
-        // streams never are (each line must leave as it is written), so they are
-        // served outside this layer: its body type, held for a stream's whole life,
-        // is ≈ 6 kB per waiting page even when it compresses nothing.
-        .layer(CompressionLayer::new().br(true).gzip(true))
-        .merge(pay::events_router())
-        .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             front_door,
         ))
+        // Pages, assets and API answers (a "busy" one too) are compressed for clients
+        // that ask. Event streams never are (each line must leave as it is written),
+        // so they are served outside this layer: its body type, held for a stream's
+        // whole life, is ≈ 6 kB per waiting page even when it compresses nothing.
+        // They are outside the front door too: never shed, and bodiless.
+        .layer(CompressionLayer::new().br(true).gzip(true))
+        .merge(pay::events_router())
+        .with_state(state.clone())
         .layer(tower::util::MapResponseLayer::new(move |res| {
             house_headers(res, hsts)
         }))
@@ -108,11 +109,18 @@ async fn front_door(
     req: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let deadline = Duration::from_secs(state.config.header_read_timeout_secs);
+    // The body first, even when the answer will be "busy": closing a connection with
+    // unread data makes the kernel reset it, which can wipe the answer before the
+    // client reads it.
+    let req = match whole_body(deadline, req).await {
+        Ok(req) => req,
+        Err(refused) => return refused,
+    };
     if let Some(busy) = crate::shed::refusal(&state, &req) {
         return busy;
     }
-    let deadline = Duration::from_secs(state.config.header_read_timeout_secs);
-    body_deadline(deadline, req, next).await
+    next.run(req).await
 }
 
 /// The headers every answer carries unless its route set its own.
@@ -150,11 +158,10 @@ const MAX_ANY_BODY: usize = 1024 * 1024;
 
 /// Reads the whole request body within `deadline` before the route sees it: 408 if it
 /// does not come in time, 413 past [`MAX_ANY_BODY`]. Bodiless requests pass straight on.
-async fn body_deadline(
+async fn whole_body(
     deadline: Duration,
     req: Request<axum::body::Body>,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+) -> Result<Request<axum::body::Body>, axum::response::Response> {
     use axum::response::IntoResponse;
     let empty = req
         .headers()
@@ -162,16 +169,13 @@ async fn body_deadline(
         .is_none_or(|v| v == "0")
         && !req.headers().contains_key(header::TRANSFER_ENCODING);
     if empty {
-        return next.run(req).await;
+        return Ok(req);
     }
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_ANY_BODY)).await {
-        Ok(Ok(bytes)) => {
-            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-                .await
-        }
-        Ok(Err(_)) => axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-        Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(_)) => Err(axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response()),
+        Err(_) => Err(axum::http::StatusCode::REQUEST_TIMEOUT.into_response()),
     }
 }
 

@@ -124,9 +124,9 @@ fn is_event_stream(uri: &Uri) -> bool {
 /// The request with its path and header values copied out of hyper's read buffer,
 /// which they share as hyper parses them. Right after handing a request on, hyper
 /// reads the socket again (to notice a client that hangs up mid-response); if the
-/// request still shares the buffer then, it takes a new, 16 KB one, kept for the
-/// connection's life — most of a waiting page's memory when 10,000 event streams are
-/// open. With its own copies, the request leaves hyper's buffer free to be reused.
+/// request still shares the buffer then, it takes a new one, kept for the
+/// connection's life (16 KB each in heaptrack with 10,000 event streams open; 8 KB
+/// with this copy, hyper's first buffer reused).
 fn with_own_head(req: Request<Body>) -> Request<Body> {
     let (mut parts, body) = req.into_parts();
     if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
