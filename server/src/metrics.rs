@@ -177,9 +177,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-/// Whether this request may read the figures: a loopback peer not behind a proxy, or
-/// the configured token.
-fn allowed(state: &AppState, peer: std::net::SocketAddr, headers: &HeaderMap) -> bool {
+/// Whether this request may read the figures (and `/readyz`'s operators): a loopback
+/// peer not behind a proxy, or the configured token.
+pub(crate) fn allowed(state: &AppState, peer: std::net::SocketAddr, headers: &HeaderMap) -> bool {
     let token = state.config.metrics.token.expose_secret();
     if !token.is_empty() {
         let presented = headers

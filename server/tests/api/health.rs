@@ -31,6 +31,21 @@ async fn readyz_reports_the_database_on_sqlite_and_postgres() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["status"], "ready");
         assert_eq!(body["database"], name);
+        assert_eq!(body["load"], "ok");
+        // This machine sees each operator's circuits…
+        assert!(body["operators"].is_array(), "{body}");
+        // …a visitor through the reverse proxy only whether the server is ready.
+        let res = app
+            .client
+            .get(format!("{}/readyz", app.addr))
+            .header("x-forwarded-for", "203.0.113.9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{name}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "ready");
+        assert!(body.get("operators").is_none(), "{body}");
     }
 }
 
