@@ -102,8 +102,10 @@ fn route_template<B>(req: &Request<B>) -> &str {
 
 /// The front door, one layer (each layer costs every request a boxed future and a
 /// copy of the service below it): while the database is slow, the API and the pay
-/// forms answer "busy" at once instead of joining a queue ([`crate::shed`]); then the
-/// body deadline.
+/// forms answer "busy" at once instead of joining a queue ([`crate::shed`]); and a
+/// request's body must arrive within the header timeout too: a client that sends
+/// headers, then trickles its body, would otherwise hold a connection place for ever
+/// (hyper's header-read timeout stops at the headers).
 async fn front_door(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: Request<axum::body::Body>,
