@@ -84,12 +84,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let (routes, _) = documented().split_for_parts();
     let doc = Arc::new(openapi_document(&state.config.public_url));
     routes
-        // Authenticate, then idempotency (which needs the caller), in one layer.
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .route_layer(DefaultBodyLimit::max(MAX_BODY))
+        // The body limit, then the key check with the idempotency check inside it (which
+        // needs the caller): one stack, one box per route (see `crate::http::router`).
+        .route_layer(
+            tower::ServiceBuilder::new()
+                .layer(DefaultBodyLimit::max(MAX_BODY))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::authenticate,
+                )),
+        )
         // Public: the reference itself needs no key.
         .route(
             "/v1/openapi.json",

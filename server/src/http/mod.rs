@@ -35,9 +35,20 @@ pub fn card_js() -> &'static str {
 }
 
 /// The whole application router.
+///
+/// Each `Router::layer` call wraps every route in a box of its own, which each request
+/// clones (every box inside it too) and whose future it boxes again, so the layers
+/// every answer gets are given as one stack ([`tower::ServiceBuilder`]): one box per
+/// route, not one per layer.
 pub fn router(state: AppState) -> Router {
     // HSTS only when Malipo is served over https (never on a plain-http test server).
     let hsts = state.config.public_url.starts_with("https://");
+    let trace = || {
+        TraceLayer::new_for_http()
+            .make_span_with(request_span as fn(&Request<axum::body::Body>) -> tracing::Span)
+            .on_response(DefaultOnResponse::new().level(Level::INFO))
+    };
+    let house = move |res| house_headers(res, hsts);
     Router::new()
         .merge(health::router())
         .merge(crate::metrics::router())
@@ -62,33 +73,41 @@ pub fn router(state: AppState) -> Router {
                     REQUEST_TIMEOUT,
                 )),
         )
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            front_door,
-        ))
-        // Pages, assets and API answers (a "busy" one too) are compressed for clients
-        // that ask. Event streams never are (each line must leave as it is written),
-        // so they are served outside this layer: its body type, held for a stream's
-        // whole life, is ≈ 6 kB per waiting page even when it compresses nothing.
-        // They are outside the front door too: never shed, and bodiless.
-        .layer(CompressionLayer::new().br(true).gzip(true))
-        .merge(pay::events_router())
-        .with_state(state.clone())
-        .layer(tower::util::MapResponseLayer::new(move |res| {
-            house_headers(res, hsts)
-        }))
         .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    tracing::info_span!(
-                        "http",
-                        method = %req.method(),
-                        route = route_template(req),
-                        merchant = tracing::field::Empty,
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            tower::ServiceBuilder::new()
+                .layer(trace())
+                // Pages, assets and API answers (a "busy" one too) are compressed for
+                // clients that ask.
+                .layer(CompressionLayer::new().br(true).gzip(true))
+                .map_response(house)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    front_door,
+                )),
         )
+        // Event streams are never compressed (each line must leave as it is written),
+        // so they are served outside that layer: its body type, held for a stream's
+        // whole life, is ≈ 6 kB per waiting page even when it compresses nothing. They
+        // are outside the front door too: never shed, and bodiless.
+        .merge(
+            pay::events_router().layer(
+                tower::ServiceBuilder::new()
+                    .layer(trace())
+                    .map_response(house),
+            ),
+        )
+        .with_state(state)
+}
+
+/// A request's log span (the request log line at its end, with `merchant` filled in
+/// by the key check).
+fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!(
+        "http",
+        method = %req.method(),
+        route = route_template(req),
+        merchant = tracing::field::Empty,
+    )
 }
 
 /// What a request's log line names: the matched route's template
@@ -126,30 +145,41 @@ async fn front_door(
 }
 
 /// The headers every answer carries unless its route set its own.
+static HOUSE_HEADERS: [(HeaderName, HeaderValue); 6] = [
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    // Checkout URLs are capabilities: never leak them to other sites.
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+    ),
+    (
+        HeaderName::from_static("x-robots-tag"),
+        HeaderValue::from_static("noindex, nofollow"),
+    ),
+    // Answers are private unless a route says otherwise (assets, checkout.js): hosted
+    // pages and API answers carry capabilities and secrets.
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    // Only when Malipo is served over https (never on a plain-http test server).
+    (
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    ),
+];
+
+/// Adds [`HOUSE_HEADERS`] to an answer.
 fn house_headers(mut res: axum::response::Response, hsts: bool) -> axum::response::Response {
-    let house = [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        // Checkout URLs are capabilities: never leak them to other sites.
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-        ),
-        (HeaderName::from_static("x-robots-tag"), "noindex, nofollow"),
-        // Answers are private unless a route says otherwise (assets, checkout.js):
-        // hosted pages and API answers carry capabilities and secrets.
-        (header::CACHE_CONTROL, "no-store"),
-        // Only when Malipo is served over https (never on a plain-http test server).
-        (
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=31536000; includeSubDomains",
-        ),
-    ];
     let headers = res.headers_mut();
-    headers.reserve(house.len());
-    for (name, value) in house {
-        if (hsts || name != header::STRICT_TRANSPORT_SECURITY) && !headers.contains_key(&name) {
-            headers.insert(name, HeaderValue::from_static(value));
+    headers.reserve(HOUSE_HEADERS.len());
+    for (name, value) in &HOUSE_HEADERS {
+        if (hsts || name != header::STRICT_TRANSPORT_SECURITY) && !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
         }
     }
     res

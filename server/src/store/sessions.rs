@@ -113,10 +113,17 @@ pub struct SessionRecord {
     pub payment_method_types: Option<Vec<RailId>>,
 }
 
-pub(super) const SESSION_COLUMNS: &str = "s.id, s.merchant_id, s.mode, s.amount_minor, s.currency, \
-     s.reference, s.description, s.status, s.payment_status, s.success_url, s.cancel_url, \
-     s.customer_phone, s.customer_email, s.metadata, s.expires_at, s.created_at, s.updated_at, \
-     s.payment_method_types";
+macro_rules! session_columns {
+    () => {
+        "s.id, s.merchant_id, s.mode, s.amount_minor, s.currency, \
+         s.reference, s.description, s.status, s.payment_status, s.success_url, s.cancel_url, \
+         s.customer_phone, s.customer_email, s.metadata, s.expires_at, s.created_at, \
+         s.updated_at, s.payment_method_types"
+    };
+}
+/// Every column [`SessionRecord::from_row`] reads (a macro too, so the queries read
+/// on every API call and page view are `concat!`ed once, not formatted per call).
+pub(super) const SESSION_COLUMNS: &str = session_columns!();
 
 impl SessionRecord {
     pub(super) fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -169,8 +176,10 @@ pub(crate) async fn session_in(
     conn: &mut sqlx::AnyConnection,
     id: &SessionId,
 ) -> Result<Option<SessionRecord>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {SESSION_COLUMNS} FROM checkout_sessions s WHERE s.id = $1"
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM checkout_sessions s WHERE s.id = $1"
     ))
     .bind(id.as_str())
     .fetch_optional(conn)
@@ -264,8 +273,10 @@ impl Store {
         &self,
         id: &SessionId,
     ) -> Result<Option<(SessionRecord, String)>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS}, m.name AS merchant_name FROM checkout_sessions s \
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            ", m.name AS merchant_name FROM checkout_sessions s \
              JOIN merchants m ON m.id = s.merchant_id WHERE s.id = $1"
         ))
         .bind(id.as_str())
