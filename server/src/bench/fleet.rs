@@ -258,18 +258,24 @@ async fn prepared(
     Ok((store, created))
 }
 
-/// One pending M-PESA payment, written as the API and a push would write it.
+/// One pending payment, written as the API and a push would write it.
 pub(super) struct Pending {
     pub(super) session: String,
     pub(super) attempt: String,
     pub(super) token: String,
-    /// Its number in the run (the callback's request id is `bench-mpesa-{n}`).
+    /// What it asks for, and from whom.
+    pub(super) amount: crate::domain::Money,
+    pub(super) payer: &'static str,
+    /// The operator's success callback for it ([`paid_callback`]).
+    pub(super) callback: Value,
+    /// Its number in the run (the callback's request id is `bench-{rail}-{n}`).
     n: usize,
 }
 
 /// Writes one pending payment numbered `n` on `rail`, as the API and a push would write
 /// it: a session, its attempt with a callback token, and the operator's request id
-/// `bench-{rail}-{n}` (what [`paid_callback`] answers for).
+/// `bench-{rail}-{n}` (what [`paid_callback`] answers for). `None` for a rail without
+/// a callback.
 pub(super) async fn pending_payment(
     store: &Store,
     checkout: &CheckoutService,
@@ -277,8 +283,10 @@ pub(super) async fn pending_payment(
     rail: RailId,
     n: usize,
     reference: String,
-) -> anyhow::Result<Pending> {
-    let (amount, payer, _) = paid_callback(rail, n)?.context("the rail has a callback")?;
+) -> anyhow::Result<Option<Pending>> {
+    let Some((amount, payer, callback)) = paid_callback(rail, n)? else {
+        return Ok(None);
+    };
     let session = checkout
         .create(CreateSession {
             merchant_id: merchant_id.clone(),
@@ -314,12 +322,15 @@ pub(super) async fn pending_payment(
     store
         .set_operator_request_id(&attempt.id, &format!("bench-{rail}-{n}"), now_ms())
         .await?;
-    Ok(Pending {
+    Ok(Some(Pending {
         session: session.id.to_string(),
         attempt: attempt.id.to_string(),
         token,
+        amount,
+        payer,
+        callback,
         n,
-    })
+    }))
 }
 
 /// Writes `count` pending payments numbered from `from`, eight at a time.
@@ -351,7 +362,8 @@ async fn make_pending(
                     n,
                     format!("P-{n}"),
                 )
-                .await?;
+                .await?
+                .context("M-PESA has a callback")?;
                 made.lock().unwrap_or_else(|p| p.into_inner()).push(pending);
             }
         }));
@@ -381,14 +393,13 @@ async fn settle(
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let (_, _, body) = paid_callback(RailId::Mpesa, p.n)?.context("callback")?;
                 let base = &instances[i % instances.len()];
-                Ok((
+                (
                     format!("{base}/callbacks/mpesa/{}/{}", p.attempt, p.token),
-                    body,
-                ))
+                    p.callback.clone(),
+                )
             })
-            .collect::<anyhow::Result<_>>()?,
+            .collect(),
     );
     let sent = Arc::new(Mutex::new(vec![Instant::now(); payments.len()]));
     let next = Arc::new(AtomicUsize::new(0));

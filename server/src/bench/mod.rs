@@ -412,10 +412,7 @@ async fn latency(
     for rail in RailId::MOBILE_MONEY {
         let mut latencies = Vec::with_capacity(opts.payments);
         for i in 0..opts.payments {
-            let Some((amount, payer, callback)) = paid_callback(rail, i)? else {
-                break;
-            };
-            let pending = fleet::pending_payment(
+            let Some(pending) = fleet::pending_payment(
                 &store,
                 &checkout,
                 &created.merchant.id,
@@ -423,15 +420,18 @@ async fn latency(
                 i,
                 format!("L-{rail}-{i}"),
             )
-            .await?;
+            .await?
+            else {
+                break;
+            };
             if rail == RailId::Airtel {
                 paid_at_sandbox(
                     &store,
                     &sandbox,
                     rail,
                     &format!("bench-{rail}-{i}"),
-                    amount,
-                    payer,
+                    pending.amount,
+                    pending.payer,
                 )
                 .await?;
             }
@@ -458,7 +458,7 @@ async fn latency(
                         pending.attempt, pending.token
                     ),
                 })
-                .json(&callback)
+                .json(&pending.callback)
                 .send()
                 .await?;
             anyhow::ensure!(res.status() == 200, "callback refused: {}", res.status());
