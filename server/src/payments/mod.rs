@@ -244,23 +244,36 @@ impl Circuits {
         }
     }
 
-    /// Whether the operator may be called now (its circuit closed, or this is the one
-    /// probe after the cool-down).
-    fn may(&self, key: &BreakerKey, now: i64) -> bool {
+    /// Whether the operator may be called now: `Some` when its circuit is closed, or
+    /// when this is the one probe after the cool-down (then `Some(Some(t))`, the
+    /// probe's start, for [`Circuits::hand_back`]).
+    fn may(&self, key: &BreakerKey, now: i64) -> Option<Option<i64>> {
         let mut map = self.map.lock().expect("breaker lock");
         let b = map.entry(key.clone()).or_default();
         match b.breaker.gate(&self.policy, now) {
-            crate::breaker::Gate::Closed => true,
-            crate::breaker::Gate::Open => false,
+            crate::breaker::Gate::Closed => Some(None),
+            crate::breaker::Gate::Open => None,
             crate::breaker::Gate::Probe
                 if b.probing_since.is_some_and(|t| now - t < PROBE_EXPIRES_MS) =>
             {
-                false
+                None
             }
             crate::breaker::Gate::Probe => {
                 b.probing_since = Some(now);
-                true
+                Some(Some(now))
             }
+        }
+    }
+
+    /// The probe that began at `since` was never sent (the tap stopped before calling
+    /// the operator: a cap, a race, a store error): the next call may probe at once
+    /// instead of waiting out [`PROBE_EXPIRES_MS`]. Counts as neither answer nor failure.
+    fn hand_back(&self, key: &BreakerKey, since: i64) {
+        let mut map = self.map.lock().expect("breaker lock");
+        if let Some(b) = map.get_mut(key)
+            && b.probing_since == Some(since)
+        {
+            b.probing_since = None;
         }
     }
 
@@ -308,6 +321,22 @@ impl Circuits {
             *worst = (*worst).max(self.level(b, now));
         }
         states.into_iter().collect()
+    }
+}
+
+/// Hands a push probe back ([`Circuits::hand_back`]) when dropped before the push was
+/// sent (`since` is cleared once it is).
+struct UnsentProbe<'a> {
+    circuits: &'a Circuits,
+    key: &'a BreakerKey,
+    since: Option<i64>,
+}
+
+impl Drop for UnsentProbe<'_> {
+    fn drop(&mut self) {
+        if let Some(since) = self.since {
+            self.circuits.hand_back(self.key, since);
+        }
     }
 }
 
@@ -613,9 +642,15 @@ impl Payments {
             session.mode,
             self.rails.owner(&session.merchant_id, rail, session.mode),
         );
-        if !self.push_breakers.may(&breaker, now) {
+        let Some(probe) = self.push_breakers.may(&breaker, now) else {
             return Err(PayError::OperatorDown);
-        }
+        };
+        // A probe this tap took goes back if the tap stops before the push is sent.
+        let mut unsent = UnsentProbe {
+            circuits: &self.push_breakers,
+            key: &breaker,
+            since: probe,
+        };
         if !no_sms_arrived
             && self
                 .store
@@ -698,6 +733,7 @@ impl Payments {
                 .await?;
         }
         let sent = connector.initiate(request, now).await;
+        unsent.since = None;
         // A refusal is an answer, and so is a 4xx (what we sent, which a merchant's data
         // may shape: never enough to stop pushes for everyone); no answer, or a 5xx, is
         // a failure.
@@ -1325,7 +1361,7 @@ impl Payments {
             return Ok(changed);
         };
         let queried: Queried = match connector {
-            Some(_) if !self.query_breakers.may(&breaker, now) => {
+            Some(_) if self.query_breakers.may(&breaker, now).is_none() => {
                 // The operator keeps failing: its circuit is open. The schedule below
                 // still runs, so the attempt goes unknown on time.
                 RailOutcome::Pending.into()
@@ -1483,6 +1519,40 @@ impl Payments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_never_sent_is_handed_back_and_another_tap_may_probe() {
+        let circuits = Circuits::new("push", breaker_policy(1_000), "opened");
+        let key: BreakerKey = (RailId::Mpesa, Mode::Test, None);
+        for _ in 0..5 {
+            assert_eq!(circuits.may(&key, 0), Some(None));
+            circuits.answered(&key, false, 0);
+        }
+        assert_eq!(circuits.may(&key, 500), None, "open during the cool-down");
+        // The cool-down is over: one probe, and only one.
+        assert_eq!(circuits.may(&key, 1_000), Some(Some(1_000)));
+        assert_eq!(circuits.may(&key, 1_001), None);
+        // That tap stopped before sending (a cap, a race): its probe goes back…
+        drop(UnsentProbe {
+            circuits: &circuits,
+            key: &key,
+            since: Some(1_000),
+        });
+        // …so the next tap probes at once, not a minute later.
+        assert_eq!(circuits.may(&key, 1_002), Some(Some(1_002)));
+        // A stale hand-back (an earlier probe's) leaves the new probe alone.
+        circuits.hand_back(&key, 1_000);
+        assert_eq!(circuits.may(&key, 1_003), None);
+        // A sent probe answered closes the circuit.
+        let sent = UnsentProbe {
+            circuits: &circuits,
+            key: &key,
+            since: None,
+        };
+        drop(sent);
+        circuits.answered(&key, true, 1_010);
+        assert_eq!(circuits.may(&key, 1_011), Some(None));
+    }
 
     #[test]
     fn polls_back_off_then_repeat_every_90_seconds() {
