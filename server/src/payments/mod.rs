@@ -193,12 +193,12 @@ pub struct Payments {
 
 /// Status queries in flight at once, per lane.
 const QUERIES_AT_ONCE: usize = 8;
-/// Due attempts one pass of a lane takes.
+/// Due attempts one pass of a lane takes at most (a slot at a time).
 const POLL_BATCH: i64 = 50;
-/// How long a lane holds the attempts it took, by default (see
-/// [`Store::claim_attempts_due_for_poll`]): longer than a pass of [`POLL_BATCH`] queries,
-/// [`QUERIES_AT_ONCE`] at a time, each at most 15 s. Another instance asks about an
-/// attempt again only after this, if the one that took it died.
+/// How long a lane holds an attempt it took, by default (see
+/// [`Store::claim_attempts_due_for_poll`]): each is taken just before its query, which
+/// gives up after 15 s, so this is ample. Another instance asks about an attempt again
+/// only after this, if the one that took it died.
 pub const POLL_LEASE_MS: i64 = 120_000;
 /// An operator failing this many pushes or queries in a row opens that circuit, for
 /// `cooldown_ms` (`[payments] breaker_cooldown_ms`), doubling on each trip up to ten
@@ -1225,28 +1225,53 @@ impl Payments {
     }
 
     /// One pass of one mode's lane: its due attempts, merchants taking turns, a few
-    /// queries at once.
+    /// queries at once. Attempts are taken as query slots free up, not a whole batch at
+    /// once: none waits in this instance's queue, leased, while another instance has a
+    /// slot for it, and each lease starts when its query is about to.
     pub async fn poll_lane(&self, mode: Mode) -> Result<usize, StoreError> {
-        let now = now_ms();
-        let due = self
-            .store
-            .claim_attempts_due_for_poll(now, mode, POLL_BATCH, now + self.timing.poll_lease_ms)
-            .await?;
         let slots = Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE));
         let mut tasks = tokio::task::JoinSet::new();
-        for attempt in due {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
+        let mut failed = None;
+        let mut taken = 0;
+        while taken < POLL_BATCH {
+            // A free slot, then every other one free now: that many attempts.
+            let Ok(first) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let me = self.clone();
-            tasks.spawn(async move {
-                let settled = me.poll_one(attempt, mode).await;
-                drop(permit);
-                settled
-            });
+            let mut permits = vec![first];
+            while let Ok(more) = slots.clone().try_acquire_owned() {
+                permits.push(more);
+            }
+            let want = (permits.len() as i64).min(POLL_BATCH - taken);
+            let now = now_ms();
+            let due = match self
+                .store
+                .claim_attempts_due_for_poll(now, mode, want, now + self.timing.poll_lease_ms)
+                .await
+            {
+                Ok(due) => due,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            let last = (due.len() as i64) < want;
+            taken += due.len() as i64;
+            // Slots left over go back as `permits` is dropped.
+            for (attempt, permit) in due.into_iter().zip(permits) {
+                let me = self.clone();
+                tasks.spawn(async move {
+                    let settled = me.poll_one(attempt, mode).await;
+                    drop(permit);
+                    settled
+                });
+            }
+            if last {
+                // Nothing more is due (or other instances took it).
+                break;
+            }
         }
         let mut settled = 0;
-        let mut failed = None;
         while let Some(done) = tasks.join_next().await {
             match done {
                 Ok(Ok(true)) => settled += 1,

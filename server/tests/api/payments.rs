@@ -875,6 +875,39 @@ async fn a_hung_test_operator_never_delays_live_status_queries() {
     assert_eq!(done.status, AttemptStatus::Succeeded);
 }
 
+/// A pass takes attempts as its query slots free up, not its whole batch at once: while
+/// this instance's eight queries hang on a slow operator, the other twelve due attempts
+/// stay free for another instance to ask about.
+#[tokio::test]
+async fn a_pass_takes_only_the_attempts_it_has_query_slots_for() {
+    use malipo::{connectors::mpesa::Daraja, domain::Mode};
+    let app = spawn_app().await;
+    let (hung_url, _) = crate::helpers::silent_peer(true).await;
+    let payments = engine(&app, Daraja::new(hung_url, &app.mpesa).unwrap(), None);
+    due_test_attempts(&app, 20, "ws_CO_slow_").await;
+    let pass = tokio::spawn(async move { payments.poll_lane(Mode::Test).await });
+    let leased = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM payment_attempts WHERE next_poll_at > $1")
+            .bind(malipo::time::now_ms())
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap()
+    };
+    wait_for("the pass to take its first attempts", 5, async || {
+        (leased().await > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(leased().await, 8, "one per query slot");
+    let free = app
+        .store
+        .attempts_due_for_poll(malipo::time::now_ms(), Mode::Test, 50)
+        .await
+        .unwrap();
+    assert_eq!(free.len(), 12, "the rest are another instance's to take");
+    pass.abort();
+}
+
 #[tokio::test]
 async fn an_operator_that_keeps_failing_queries_is_paused() {
     use malipo::{connectors::mpesa::Daraja, domain::Mode};
