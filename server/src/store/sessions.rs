@@ -268,6 +268,51 @@ impl Store {
         session_in(&mut conn, id).await
     }
 
+    /// Sessions `ids`, each with its latest attempt, as [`Store::session`] and
+    /// [`Store::latest_attempt`] read them one at a time, in two queries: the live hub's
+    /// sweep over every followed page. Ids with no session are left out.
+    pub async fn sessions_with_latest_attempts(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<Vec<(SessionRecord, Option<super::AttemptRecord>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let marks = marks.join(", ");
+        let sql =
+            format!("SELECT {SESSION_COLUMNS} FROM checkout_sessions s WHERE s.id IN ({marks})");
+        let mut sessions = sqlx::query(&sql);
+        for id in ids {
+            sessions = sessions.bind(id.as_str());
+        }
+        let sessions = sessions.fetch_all(&self.pool).await?;
+        let cols = super::attempts::ATTEMPT_COLUMNS;
+        let sql = format!(
+            "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER ( \
+                PARTITION BY session_id ORDER BY created_at DESC, id DESC) AS newest \
+                FROM payment_attempts WHERE session_id IN ({marks})) latest WHERE newest = 1"
+        );
+        let mut attempts = sqlx::query(&sql);
+        for id in ids {
+            attempts = attempts.bind(id.as_str());
+        }
+        let mut latest: std::collections::HashMap<String, super::AttemptRecord> = attempts
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| super::AttemptRecord::from_row(row).map(|a| (a.session_id.to_string(), a)))
+            .collect::<Result<_, _>>()?;
+        sessions
+            .iter()
+            .map(|row| {
+                let session = SessionRecord::from_row(row)?;
+                let attempt = latest.remove(session.id.as_str());
+                Ok((session, attempt))
+            })
+            .collect()
+    }
+
     /// A session with its merchant's display name, for the hosted page.
     pub async fn session_for_page(
         &self,

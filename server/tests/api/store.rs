@@ -57,6 +57,7 @@ on_both_backends!(
     a_redelivery_during_a_post_is_not_swallowed,
     due_deliveries_take_turns_by_merchant_and_endpoint,
     due_polls_take_turns_by_merchant,
+    sessions_are_read_with_their_latest_attempts_in_bulk,
 );
 
 fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
@@ -809,6 +810,59 @@ async fn failed_attempt_leaves_the_session_open(store: TestStore) {
     assert_eq!(
         a.failure_detail.as_deref(),
         Some("1032 Request cancelled by user")
+    );
+}
+
+/// The live pages' sweep reads followed sessions in bulk: the same as reading each
+/// session and its latest attempt one by one.
+async fn sessions_are_read_with_their_latest_attempts_in_bulk(store: TestStore) {
+    let m = merchant(&store).await;
+    let none = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let (one, _) = session_with_attempt(&store, 9_000_000).await;
+    // Two attempts: the first failed, the second (later) is the latest.
+    let (two, first) = session_with_attempt(&store, 9_000_000).await;
+    let failed = AttemptOutcome {
+        failure_code: Some("insufficient_funds".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .finalize_attempt(&first.id, AttemptStatus::Failed, &failed, "callback", 1_500)
+            .await
+            .unwrap()
+    );
+    let second = store
+        .insert_attempt(&new_attempt(&two.id), 2_000)
+        .await
+        .unwrap()
+        .expect("a second try");
+    let gone = SessionId::generate();
+    let ids = [none.id.clone(), one.id.clone(), gone, two.id.clone()];
+    let read = store.sessions_with_latest_attempts(&ids).await.unwrap();
+    assert_eq!(read.len(), 3, "a missing session is left out");
+    for (session, latest) in &read {
+        assert_eq!(
+            Some(session),
+            store.session(&session.id).await.unwrap().as_ref()
+        );
+        assert_eq!(
+            latest.as_ref(),
+            store.latest_attempt(&session.id).await.unwrap().as_ref()
+        );
+    }
+    let of = |id: &SessionId| read.iter().find(|(s, _)| &s.id == id).unwrap();
+    assert!(of(&none.id).1.is_none());
+    assert!(of(&one.id).1.is_some());
+    assert_eq!(of(&two.id).1.as_ref().unwrap().id, second.id);
+    assert!(
+        store
+            .sessions_with_latest_attempts(&[])
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
