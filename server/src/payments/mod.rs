@@ -193,7 +193,7 @@ pub struct Payments {
 
 /// Status queries in flight at once, per lane.
 const QUERIES_AT_ONCE: usize = 8;
-/// Due attempts one pass of a lane takes at most (a slot at a time).
+/// Due attempts one pass of a lane reads, in their fair order (taken a slot at a time).
 const POLL_BATCH: i64 = 50;
 /// How long a lane holds an attempt it took, by default (see
 /// [`Store::claim_attempts_due_for_poll`]): each is taken just before its query, which
@@ -245,9 +245,9 @@ impl Circuits {
     }
 
     /// Whether the operator may be called now: `Some` when its circuit is closed, or
-    /// when this is the one probe after the cool-down (then `Some(Some(t))`, the
-    /// probe's start, for [`Circuits::hand_back`]).
-    fn may(&self, key: &BreakerKey, now: i64) -> Option<Option<i64>> {
+    /// when this is the one probe after the cool-down (then `Some(Some(n))`, the
+    /// probe's number, for [`Circuits::hand_back`]).
+    fn may(&self, key: &BreakerKey, now: i64) -> Option<Option<u64>> {
         let mut map = self.map.lock().expect("breaker lock");
         let b = map.entry(key.clone()).or_default();
         match b.breaker.gate(&self.policy, now) {
@@ -260,18 +260,20 @@ impl Circuits {
             }
             crate::breaker::Gate::Probe => {
                 b.probing_since = Some(now);
-                Some(Some(now))
+                b.probes += 1;
+                Some(Some(b.probes))
             }
         }
     }
 
-    /// The probe that began at `since` was never sent (the tap stopped before calling
-    /// the operator: a cap, a race, a store error): the next call may probe at once
-    /// instead of waiting out [`PROBE_EXPIRES_MS`]. Counts as neither answer nor failure.
-    fn hand_back(&self, key: &BreakerKey, since: i64) {
+    /// Probe number `probe` was never sent (the tap stopped before calling the
+    /// operator: a cap, a race, a store error): the next call may probe at once instead
+    /// of waiting out [`PROBE_EXPIRES_MS`]. Counts as neither answer nor failure; a
+    /// later probe under way is left alone.
+    fn hand_back(&self, key: &BreakerKey, probe: u64) {
         let mut map = self.map.lock().expect("breaker lock");
         if let Some(b) = map.get_mut(key)
-            && b.probing_since == Some(since)
+            && b.probes == probe
         {
             b.probing_since = None;
         }
@@ -325,17 +327,18 @@ impl Circuits {
 }
 
 /// Hands a push probe back ([`Circuits::hand_back`]) when dropped before the push was
-/// sent (`since` is cleared once it is).
+/// sent (`probe` is cleared just before it is: a push cut off mid-way may have reached
+/// the operator, so its probe stands until answered or [`PROBE_EXPIRES_MS`]).
 struct UnsentProbe<'a> {
     circuits: &'a Circuits,
     key: &'a BreakerKey,
-    since: Option<i64>,
+    probe: Option<u64>,
 }
 
 impl Drop for UnsentProbe<'_> {
     fn drop(&mut self) {
-        if let Some(since) = self.since {
-            self.circuits.hand_back(self.key, since);
+        if let Some(probe) = self.probe {
+            self.circuits.hand_back(self.key, probe);
         }
     }
 }
@@ -347,6 +350,8 @@ struct QueryBreaker {
     /// whose answer never came back (its task died) no longer counts after
     /// [`PROBE_EXPIRES_MS`].
     probing_since: Option<i64>,
+    /// Probes let through so far (the last one's number).
+    probes: u64,
 }
 
 /// Longer than any status query may take (the connector gives up after 15 s).
@@ -649,7 +654,7 @@ impl Payments {
         let mut unsent = UnsentProbe {
             circuits: &self.push_breakers,
             key: &breaker,
-            since: probe,
+            probe,
         };
         if !no_sms_arrived
             && self
@@ -732,8 +737,8 @@ impl Payments {
                 .set_operator_request_id(&attempt.id, &chosen, now)
                 .await?;
         }
+        unsent.probe = None;
         let sent = connector.initiate(request, now).await;
-        unsent.since = None;
         // A refusal is an answer, and so is a 4xx (what we sent, which a merchant's data
         // may shape: never enough to stop pushes for everyone); no answer, or a 5xx, is
         // a failure.
@@ -1229,11 +1234,17 @@ impl Payments {
     /// once: none waits in this instance's queue, leased, while another instance has a
     /// slot for it, and each lease starts when its query is about to.
     pub async fn poll_lane(&self, mode: Mode) -> Result<usize, StoreError> {
+        // The pass's due attempts in their fair order, read once, then taken in that
+        // order a few at a time.
+        let mut due = self
+            .store
+            .attempts_due_for_poll(now_ms(), mode, POLL_BATCH)
+            .await?
+            .into_iter();
         let slots = Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE));
         let mut tasks = tokio::task::JoinSet::new();
         let mut failed = None;
-        let mut taken = 0;
-        while taken < POLL_BATCH {
+        while due.len() > 0 {
             // A free slot, then every other one free now: that many attempts.
             let Ok(first) = slots.clone().acquire_owned().await else {
                 break;
@@ -1242,33 +1253,28 @@ impl Payments {
             while let Ok(more) = slots.clone().try_acquire_owned() {
                 permits.push(more);
             }
-            let want = (permits.len() as i64).min(POLL_BATCH - taken);
+            let next: Vec<AttemptRecord> = due.by_ref().take(permits.len()).collect();
             let now = now_ms();
-            let due = match self
+            let taken = match self
                 .store
-                .claim_attempts_due_for_poll(now, mode, want, now + self.timing.poll_lease_ms)
+                .claim_attempts_for_poll(next, mode, now, now + self.timing.poll_lease_ms)
                 .await
             {
-                Ok(due) => due,
+                Ok(taken) => taken,
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             };
-            let last = (due.len() as i64) < want;
-            taken += due.len() as i64;
-            // Slots left over go back as `permits` is dropped.
-            for (attempt, permit) in due.into_iter().zip(permits) {
+            // Slots left over (attempts another instance took meanwhile) go back as
+            // `permits` is dropped.
+            for (attempt, permit) in taken.into_iter().zip(permits) {
                 let me = self.clone();
                 tasks.spawn(async move {
                     let settled = me.poll_one(attempt, mode).await;
                     drop(permit);
                     settled
                 });
-            }
-            if last {
-                // Nothing more is due (or other instances took it).
-                break;
             }
         }
         let mut settled = 0;
@@ -1555,24 +1561,24 @@ mod tests {
         }
         assert_eq!(circuits.may(&key, 500), None, "open during the cool-down");
         // The cool-down is over: one probe, and only one.
-        assert_eq!(circuits.may(&key, 1_000), Some(Some(1_000)));
+        assert_eq!(circuits.may(&key, 1_000), Some(Some(1)));
         assert_eq!(circuits.may(&key, 1_001), None);
         // That tap stopped before sending (a cap, a race): its probe goes back…
         drop(UnsentProbe {
             circuits: &circuits,
             key: &key,
-            since: Some(1_000),
+            probe: Some(1),
         });
         // …so the next tap probes at once, not a minute later.
-        assert_eq!(circuits.may(&key, 1_002), Some(Some(1_002)));
+        assert_eq!(circuits.may(&key, 1_000), Some(Some(2)));
         // A stale hand-back (an earlier probe's) leaves the new probe alone.
-        circuits.hand_back(&key, 1_000);
+        circuits.hand_back(&key, 1);
         assert_eq!(circuits.may(&key, 1_003), None);
         // A sent probe answered closes the circuit.
         let sent = UnsentProbe {
             circuits: &circuits,
             key: &key,
-            since: None,
+            probe: None,
         };
         drop(sent);
         circuits.answered(&key, true, 1_010);

@@ -1021,6 +1021,21 @@ impl Store {
         lease_until: i64,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let due = self.attempts_due_for_poll(now, mode, limit).await?;
+        self.claim_attempts_for_poll(due, mode, now, lease_until)
+            .await
+    }
+
+    /// Takes those of `due` (read by [`Store::attempts_due_for_poll`]) still due at
+    /// `now` until `lease_until`, as [`Store::claim_attempts_due_for_poll`] does; the
+    /// others (taken meanwhile by another instance, or settled) are left out. Returns
+    /// the attempts taken, as they are now, in `due`'s order.
+    pub async fn claim_attempts_for_poll(
+        &self,
+        due: Vec<AttemptRecord>,
+        mode: Mode,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
         if due.is_empty() {
             return Ok(due);
         }

@@ -877,19 +877,38 @@ async fn a_hung_test_operator_never_delays_live_status_queries() {
 
 /// A pass takes attempts as its query slots free up, not its whole batch at once: while
 /// this instance's eight queries hang on a slow operator, the other twelve due attempts
-/// stay free for another instance to ask about.
+/// stay free for another instance to ask about. (A store of its own: a running app's
+/// poller would take them too.)
 #[tokio::test]
 async fn a_pass_takes_only_the_attempts_it_has_query_slots_for() {
-    use malipo::{connectors::mpesa::Daraja, domain::Mode};
-    let app = spawn_app().await;
+    use malipo::{checkout::CheckoutService, connectors::mpesa::Daraja, domain::Mode};
+    let store = crate::helpers::test_store(Db::Sqlite).await;
+    let store = store.store.clone();
+    let checkout = CheckoutService::new(store.clone(), "http://127.0.0.1:9".into());
+    let now = malipo::time::now_ms();
+    for i in 0..20 {
+        let (_, session) = open_kes_session(&store, &checkout, &format!("Lodge {i}"), 900).await;
+        let a =
+            attempt_with_token(&store, &session.id, "t", Some(now - 60_000), now - 60_000).await;
+        store
+            .set_operator_request_id(&a.id, &format!("ws_CO_slow_{i}"), now)
+            .await
+            .unwrap();
+    }
     let (hung_url, _) = crate::helpers::silent_peer(true).await;
-    let payments = engine(&app, Daraja::new(hung_url, &app.mpesa).unwrap(), None);
-    due_test_attempts(&app, 20, "ws_CO_slow_").await;
+    let hung = Daraja::new(hung_url, &malipo::config::MpesaConfig::default()).unwrap();
+    let payments = malipo::payments::Payments::new(
+        store.clone(),
+        malipo::connectors::Registry::new().with(Mode::Test, std::sync::Arc::new(hung)),
+        "http://127.0.0.1:9".into(),
+        malipo::config::LimitsConfig::default(),
+        malipo::config::PaymentsConfig::default(),
+    );
     let pass = tokio::spawn(async move { payments.poll_lane(Mode::Test).await });
     let leased = async || -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM payment_attempts WHERE next_poll_at > $1")
             .bind(malipo::time::now_ms())
-            .fetch_one(app.store.pool())
+            .fetch_one(store.pool())
             .await
             .unwrap()
     };
@@ -899,8 +918,7 @@ async fn a_pass_takes_only_the_attempts_it_has_query_slots_for() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(leased().await, 8, "one per query slot");
-    let free = app
-        .store
+    let free = store
         .attempts_due_for_poll(malipo::time::now_ms(), Mode::Test, 50)
         .await
         .unwrap();
