@@ -330,7 +330,14 @@ impl LiveHub {
             let read = match self.store.sessions_with_latest_attempts(&ids).await {
                 Ok(read) => read,
                 Err(e) => {
-                    tracing::warn!(error = %e, "live state refresh failed");
+                    // One unreadable row must not stall the rest of its chunk: those
+                    // are read one by one instead.
+                    tracing::warn!(error = %e, "live state sweep failed; reading one by one");
+                    for id in &ids {
+                        if let Err(e) = self.refresh(id).await {
+                            tracing::warn!(error = %e, "live state refresh failed");
+                        }
+                    }
                     continue;
                 }
             };

@@ -196,7 +196,7 @@ const QUERIES_AT_ONCE: usize = 8;
 /// Due attempts one pass of a lane reads, in their fair order (taken a slot at a time).
 const POLL_BATCH: i64 = 50;
 /// How long a lane holds an attempt it took, by default (see
-/// [`Store::claim_attempts_due_for_poll`]): each is taken just before its query, which
+/// [`Store::claim_attempts_for_poll`]): each is taken just before its query, which
 /// gives up after 15 s, so this is ample. Another instance asks about an attempt again
 /// only after this, if the one that took it died.
 pub const POLL_LEASE_MS: i64 = 120_000;

@@ -834,11 +834,26 @@ async fn sessions_are_read_with_their_latest_attempts_in_bulk(store: TestStore) 
             .await
             .unwrap()
     );
-    let second = store
+    let tied = store
         .insert_attempt(&new_attempt(&two.id), 2_000)
         .await
         .unwrap()
         .expect("a second try");
+    assert!(
+        store
+            .finalize_attempt(&tied.id, AttemptStatus::Failed, &failed, "callback", 2_000)
+            .await
+            .unwrap()
+    );
+    // A third in the same millisecond as the second: the tie goes to the greater id, as
+    // `latest_attempt` has it.
+    let third = store
+        .insert_attempt(&new_attempt(&two.id), 2_000)
+        .await
+        .unwrap()
+        .expect("a third try");
+    let second = store.latest_attempt(&two.id).await.unwrap().unwrap();
+    assert!([&tied.id, &third.id].contains(&&second.id));
     let gone = SessionId::generate();
     let ids = [none.id.clone(), one.id.clone(), gone, two.id.clone()];
     let read = store.sessions_with_latest_attempts(&ids).await.unwrap();
