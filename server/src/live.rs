@@ -342,9 +342,9 @@ impl LiveHub {
                 }
             };
             let now = now_ms();
-            let mut lines: std::collections::HashMap<String, Line> = read
+            let mut lines: std::collections::HashMap<&str, Line> = read
                 .iter()
-                .map(|(s, latest)| (s.id.to_string(), line(s, latest.as_ref(), now)))
+                .map(|(s, latest)| (s.id.as_str(), line(s, latest.as_ref(), now)))
                 .collect();
             for (id, ticket) in tickets {
                 // A session no longer there reads as `None`, as one by one.

@@ -171,8 +171,9 @@ fn busy_page(charged_nothing: bool) -> Response {
     res
 }
 
-/// While busy, the answer to sheddable work (given at once, before its body is read);
-/// `None` lets the request through. Called by the front-door layer (`http::front_door`).
+/// While busy, the answer to sheddable work (given at once, without a connection from
+/// the pool); `None` lets the request through. Called by the front-door layer
+/// (`http::front_door`) once it has read the request's body.
 pub fn refusal(state: &AppState, req: &Request) -> Option<Response> {
     if !state.pressure.busy() {
         return None;
