@@ -1006,29 +1006,14 @@ impl Store {
         rows.iter().map(AttemptRecord::from_row).collect()
     }
 
-    /// [`Store::attempts_due_for_poll`], each taken until `lease_until` (a lease): the
-    /// next status query is moved there, so another instance's poller passes over it,
-    /// and if this one dies mid-query the attempt is due again when the lease ends. The
-    /// poller always sets the next query itself once it has asked. On PostgreSQL the
-    /// rows are taken `FOR UPDATE SKIP LOCKED`: instances racing for the same attempts
-    /// never wait on each other. Returns the attempts taken, as they are now, in the
-    /// fair order (merchants taking turns).
-    pub async fn claim_attempts_due_for_poll(
-        &self,
-        now: i64,
-        mode: Mode,
-        limit: i64,
-        lease_until: i64,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let due = self.attempts_due_for_poll(now, mode, limit).await?;
-        self.claim_attempts_for_poll(due, mode, now, lease_until)
-            .await
-    }
-
     /// Takes those of `due` (read by [`Store::attempts_due_for_poll`]) still due at
-    /// `now` until `lease_until`, as [`Store::claim_attempts_due_for_poll`] does; the
-    /// others (taken meanwhile by another instance, or settled) are left out. Returns
-    /// the attempts taken, as they are now, in `due`'s order.
+    /// `now` until `lease_until` (a lease): the next status query is moved there, so
+    /// another instance's poller passes over them, and if this one dies mid-query each
+    /// is due again when the lease ends. The poller always sets the next query itself
+    /// once it has asked. On PostgreSQL the rows are taken `FOR UPDATE SKIP LOCKED`:
+    /// instances racing for the same attempts never wait on each other. The others
+    /// (taken meanwhile by another instance, or settled) are left out. Returns the
+    /// attempts taken, as they are now, in `due`'s order.
     pub async fn claim_attempts_for_poll(
         &self,
         due: Vec<AttemptRecord>,

@@ -36,6 +36,7 @@ on_both_backends!(
     merchant_and_keys_round_trip,
     merchant_insert_is_all_or_nothing,
     session_round_trips_with_its_created_event,
+    a_session_is_written_with_its_created_event_or_not_at_all,
     expiring_a_session_happens_once,
     racing_finalisations_have_exactly_one_winner,
     late_success_still_completes_an_expired_session,
@@ -206,8 +207,18 @@ async fn session_round_trips_with_its_created_event(store: TestStore) {
     let events = store.session_events(created.id.as_str()).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, "session.created");
+    assert_eq!(
+        (
+            events[0].attempt_id.as_deref(),
+            events[0].from_status.as_deref(),
+            events[0].to_status.as_deref(),
+            events[0].created_at
+        ),
+        (None, None, Some("open"), 1_000)
+    );
     assert_eq!(events[0].detail["amount"], 250_000);
     assert_eq!(events[0].detail["currency"], "TZS");
+    assert_eq!(events[0].detail["expires_at"], 9_000_000);
     assert!(
         store
             .session(&SessionId::generate())
@@ -215,6 +226,41 @@ async fn session_round_trips_with_its_created_event(store: TestStore) {
             .unwrap()
             .is_none()
     );
+}
+
+async fn a_session_is_written_with_its_created_event_or_not_at_all(store: TestStore) {
+    let m = merchant(&store).await;
+    refuse_inserts(&store, "payment_events").await;
+    let refused = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await;
+    assert!(refused.is_err(), "the event could not be written");
+    let count = || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) AS n FROM checkout_sessions")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(count().await, 0, "nothing half-written");
+
+    // The connection that failed went back clean: the next sessions are written and
+    // seen from every connection.
+    sqlx::query(match store.backend() {
+        Backend::Sqlite => "DROP TRIGGER payment_events_refuse",
+        Backend::Postgres => "DROP TRIGGER payment_events_refuse ON payment_events",
+    })
+    .execute(store.pool())
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        store
+            .insert_session(&new_session(&m, 9_000_000), 1_000)
+            .await
+            .unwrap();
+    }
+    let seen = futures_util::future::join_all((0..5).map(|_| count())).await;
+    assert_eq!(seen, [3; 5]);
 }
 
 async fn expiring_a_session_happens_once(store: TestStore) {
@@ -990,34 +1036,37 @@ async fn due_polls_are_listed_and_rescheduled(store: TestStore) {
     );
 }
 
+/// What a poller does each pass: reads the due attempts, then takes those still due.
+async fn claim_due(store: &TestStore, now: i64, lease_until: i64) -> Vec<AttemptRecord> {
+    let due = store
+        .attempts_due_for_poll(now, Mode::Test, 10)
+        .await
+        .unwrap();
+    store
+        .claim_attempts_for_poll(due, Mode::Test, now, lease_until)
+        .await
+        .unwrap()
+}
+
 async fn a_due_poll_is_taken_by_one_poller_until_its_lease_ends(store: TestStore) {
     let (_, a) = session_with_attempt(&store, 9_000_000).await;
     // Two instances' pollers at once: one takes it, until 61,000.
     let (first, second) = tokio::join!(
-        store.claim_attempts_due_for_poll(1_000, Mode::Test, 10, 61_000),
-        store.claim_attempts_due_for_poll(1_000, Mode::Test, 10, 61_000),
+        claim_due(&store, 1_000, 61_000),
+        claim_due(&store, 1_000, 61_000),
     );
-    let taken = first.unwrap().len() + second.unwrap().len();
+    let taken = first.len() + second.len();
     assert_eq!(taken, 1, "one poller takes it");
-    let held = store
-        .claim_attempts_due_for_poll(60_999, Mode::Test, 10, 120_000)
-        .await
-        .unwrap();
+    let held = claim_due(&store, 60_999, 120_000).await;
     assert!(held.is_empty(), "held while the lease lasts");
     // The poller that took it died: once the lease ends, another takes it, as it is now.
-    let again = store
-        .claim_attempts_due_for_poll(61_000, Mode::Test, 10, 121_000)
-        .await
-        .unwrap();
+    let again = claim_due(&store, 61_000, 121_000).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, a.id);
     assert_eq!(again[0].next_poll_at, Some(121_000));
     // Asked, it is rescheduled as ever.
     assert!(store.reschedule_poll(&a.id, 130_000, 62_000).await.unwrap());
-    let after = store
-        .claim_attempts_due_for_poll(130_000, Mode::Test, 10, 190_000)
-        .await
-        .unwrap();
+    let after = claim_due(&store, 130_000, 190_000).await;
     assert_eq!(after[0].poll_count, 1);
 }
 
@@ -1197,6 +1246,29 @@ async fn events_and_deliveries_commit_with_the_state_change(store: TestStore) {
     );
 }
 
+/// Makes every insert into `table` fail, as a full disk or a lost connection would.
+async fn refuse_inserts(store: &TestStore, table: &str) {
+    let statements = match store.backend() {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER {table}_refuse BEFORE INSERT ON {table} \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )],
+        Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION {table}_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {table}_refuse BEFORE INSERT ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION {table}_refuse()"
+            ),
+        ],
+    };
+    for sql in statements {
+        sqlx::query(&sql).execute(store.pool()).await.unwrap();
+    }
+}
+
 async fn a_failed_outbox_write_undoes_the_state_change(store: TestStore) {
     let m = merchant(&store).await;
     let session = store
@@ -1204,27 +1276,7 @@ async fn a_failed_outbox_write_undoes_the_state_change(store: TestStore) {
         .await
         .unwrap();
     // Make every event insert fail, as a full disk or a lost connection would.
-    match store.backend() {
-        Backend::Sqlite => {
-            sqlx::query(
-                "CREATE TRIGGER events_refuse BEFORE INSERT ON events \
-                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
-            )
-            .execute(store.pool())
-            .await
-            .unwrap();
-        }
-        Backend::Postgres => {
-            for sql in [
-                "CREATE FUNCTION events_refuse() RETURNS trigger LANGUAGE plpgsql AS \
-                 $$ BEGIN RAISE EXCEPTION 'refused'; END $$",
-                "CREATE TRIGGER events_refuse BEFORE INSERT ON events \
-                 FOR EACH ROW EXECUTE FUNCTION events_refuse()",
-            ] {
-                sqlx::query(sql).execute(store.pool()).await.unwrap();
-            }
-        }
-    }
+    refuse_inserts(&store, "events").await;
     assert!(
         store
             .expire_session(&session.id, 2_000, "merchant")
