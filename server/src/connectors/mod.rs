@@ -317,6 +317,9 @@ pub trait Connector: Send + Sync + 'static {
     /// Our failure code for a push the operator refused with `code`, where the code
     /// says more than "refused" (Airtel's `DP00800001005` Msisdn Not Found: the number
     /// has no wallet there, so the page suggests another). `None`: `push_rejected`.
+    /// [`FailureCode::OperatorError`] and [`FailureCode::OperatorBusy`] say the
+    /// operator is failing or throttling everyone, not refusing this push: they count
+    /// toward the push circuit ([`crate::breaker`]) as no answer would.
     fn rejection_failure(&self, _code: &str) -> Option<FailureCode> {
         None
     }

@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::{
     connectors::{
-        Connector, ConnectorError, InitiateRequest, Queried, QueryRequest, RailId, RailOutcome,
-        Registry,
+        Connector, ConnectorError, FailureCode, InitiateRequest, Queried, QueryRequest, RailId,
+        RailOutcome, Registry,
     },
     domain::{
         AttemptId, MerchantId, Mode, SessionId, ids::random_base62, keys::hash_token, phone::Msisdn,
@@ -739,11 +739,16 @@ impl Payments {
         }
         unsent.probe = None;
         let sent = connector.initiate(request, now).await;
-        // A refusal is an answer, and so is a 4xx (what we sent, which a merchant's data
-        // may shape: never enough to stop pushes for everyone); no answer, or a 5xx, is
-        // a failure.
+        // A refusal is an answer (unless it says the operator is failing or busy, as
+        // Daraja's `500.003.1001` does), and so is a 4xx (what we sent, which a
+        // merchant's data may shape: never enough to stop pushes for everyone); no
+        // answer, or a 5xx, is a failure.
         let answered = match &sent {
-            Ok(_) | Err(ConnectorError::Rejected { .. }) => true,
+            Ok(_) => true,
+            Err(ConnectorError::Rejected { code, .. }) => !matches!(
+                connector.rejection_failure(code),
+                Some(FailureCode::OperatorError | FailureCode::OperatorBusy)
+            ),
             Err(ConnectorError::BadResponse { status, .. }) => (400..500).contains(status),
             Err(_) => false,
         };

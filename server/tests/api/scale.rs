@@ -573,3 +573,94 @@ async fn an_operator_that_keeps_failing_pushes_is_left_alone_and_the_page_offers
         .await;
     assert!(matches!(after, Err(PayError::OperatorDown)), "{after:?}");
 }
+
+/// Daraja failing inside answers a push with an error body and HTTP 500
+/// (`500.003.1001`): a refusal in form, an outage in fact. Five in a row open the push
+/// circuit as five unanswered pushes would; five "transaction already in process for
+/// the current subscriber" (`500.001.1001`, one shopper's double tap) do not.
+#[tokio::test]
+async fn daraja_failing_inside_opens_the_push_circuit_and_a_busy_subscriber_does_not() {
+    use malipo::{connectors::RailId, domain::SessionId, payments::PayError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    #[derive(Clone)]
+    struct Peer {
+        code: Arc<Mutex<&'static str>>,
+        pushes: Arc<AtomicUsize>,
+    }
+    let peer = Peer {
+        code: Arc::new(Mutex::new("500.001.1001")),
+        pushes: Arc::new(AtomicUsize::new(0)),
+    };
+    let daraja = Router::new()
+        .route(
+            "/oauth/v1/generate",
+            axum::routing::get(|| async {
+                axum::Json(json!({ "access_token": "t0k3n", "expires_in": "3599" }))
+            }),
+        )
+        .route(
+            "/mpesa/stkpush/v1/processrequest",
+            post(|State(p): State<Peer>| async move {
+                p.pushes.fetch_add(1, Ordering::SeqCst);
+                let code = *p.code.lock().unwrap();
+                (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({
+                        "requestId": "29115-34620561-1",
+                        "errorCode": code,
+                        "errorMessage": "as the test says",
+                    })),
+                )
+            }),
+        )
+        .with_state(peer.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, daraja).await });
+    let app = crate::helpers::spawn_app_with(Db::Sqlite, |c| {
+        c.rails.mpesa.base_url = base.clone();
+        c.limits.prompts_per_phone = 100;
+        c.limits.requests_per_ip = 1_000;
+    })
+    .await;
+    let session = async |i: usize| {
+        let (_, sid) =
+            crate::helpers::seed_session(&app, &format!("Amboseli Lodge {i}"), 900).await;
+        SessionId::parse(&sid).unwrap()
+    };
+    let push = async |i: usize| {
+        app.payments
+            .start(&session(i).await, RailId::Mpesa, "0712345678", false)
+            .await
+    };
+
+    // A busy subscriber, six times: each one refused, and each one still sent.
+    for i in 0..6 {
+        let attempt = push(i).await.unwrap();
+        assert_eq!(attempt.status, malipo::store::AttemptStatus::Failed);
+    }
+    assert_eq!(
+        peer.pushes.load(Ordering::SeqCst),
+        6,
+        "the circuit stayed closed"
+    );
+
+    // Daraja failing: five refusals, then no more pushes.
+    *peer.code.lock().unwrap() = "500.003.1001";
+    for i in 10..15 {
+        let attempt = push(i).await.unwrap();
+        assert_eq!(attempt.status, malipo::store::AttemptStatus::Failed);
+    }
+    assert_eq!(peer.pushes.load(Ordering::SeqCst), 11);
+    let refused = push(15).await;
+    assert!(
+        matches!(refused, Err(PayError::OperatorDown)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        peer.pushes.load(Ordering::SeqCst),
+        11,
+        "nothing sent while open"
+    );
+    println!("daraja 500.003.1001 x5: push circuit open; 500.001.1001 x6: still closed");
+}

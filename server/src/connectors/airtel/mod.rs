@@ -270,6 +270,13 @@ impl Connector for Airtel {
                     answer: None,
                 });
             }
+            // Airtel failing inside (500 "Something Went Wrong", ESB000001/ESB000004):
+            // whether the prompt went out is unknown, so it is not a refusal: the attempt
+            // stays pending and is asked about by our own id, and the push circuit
+            // counts it.
+            if status >= 500 {
+                return Err(bad_response(RAIL, status, &bytes));
+            }
             Err(ConnectorError::Rejected {
                 rail: RAIL,
                 code: answer

@@ -19,9 +19,9 @@ use self::wire::{
 use crate::{
     config::MpesaConfig,
     connectors::{
-        BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, InitiateRequest,
-        Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome, RefundAnswer,
-        RefundReport, RefundRequest,
+        BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, FailureCode,
+        InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome,
+        RefundAnswer, RefundReport, RefundRequest,
         shared::{TokenCache, bad_response, http_client},
     },
     domain::{Money, money::Currency, phone::Country},
@@ -290,6 +290,21 @@ impl Connector for Daraja {
 
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// Daraja's error codes begin with the HTTP status it answered with. Its own
+    /// failures (`500.003.1001` internal error, `500.002.1001` server error) and its
+    /// throttling (`500.003.02` spike arrest, `500.003.03` quota) are the operator's,
+    /// and count toward the push circuit; `500.001.1001` on a push mostly says "a
+    /// transaction is already in process for the current subscriber", one shopper's
+    /// double tap.
+    fn rejection_failure(&self, code: &str) -> Option<FailureCode> {
+        match code {
+            "500.001.1001" => Some(FailureCode::SubscriberBusy),
+            "500.003.02" | "500.003.03" => Some(FailureCode::OperatorBusy),
+            c if c.starts_with("500.") => Some(FailureCode::OperatorError),
+            _ => None,
+        }
     }
 
     fn initiate<'a>(

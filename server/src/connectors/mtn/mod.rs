@@ -22,8 +22,8 @@ use self::wire::{ErrorBody, Party, RequestToPay, RequestToPayResult, TokenRespon
 use crate::{
     connectors::{
         BadCallback, BoxFuture, CallbackReport, Capabilities, Connector, ConnectorError,
-        InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId, RailOutcome,
-        RefundAnswer, RefundReport, RefundRequest,
+        FailureCode, InitiateRequest, Initiated, PaidFacts, Queried, QueryRequest, RailId,
+        RailOutcome, RefundAnswer, RefundReport, RefundRequest,
         shared::{TokenCache, bad_response, http_client, unreachable},
     },
     domain::{AttemptId, Money, money::Currency, phone::Country},
@@ -376,6 +376,17 @@ impl Connector for MtnMomo {
 
     fn chosen_request_id(&self, req: &InitiateRequest<'_>) -> Option<String> {
         Some(reference_id(req.attempt_id))
+    }
+
+    /// Only `SERVICE_UNAVAILABLE` says MTN itself is down (it counts toward the push
+    /// circuit). `INTERNAL_PROCESSING_ERROR`, despite its name and its HTTP 500, is
+    /// mostly the payer's insufficient funds, so it is not the operator's.
+    fn rejection_failure(&self, code: &str) -> Option<FailureCode> {
+        match code {
+            "SERVICE_UNAVAILABLE" => Some(FailureCode::OperatorBusy),
+            "PAYER_NOT_FOUND" => Some(FailureCode::NotRegistered),
+            _ => None,
+        }
     }
 
     fn initiate<'a>(
