@@ -3,6 +3,7 @@
 
 mod callbacks;
 mod card;
+mod compress;
 pub mod error;
 mod health;
 mod pages;
@@ -16,10 +17,7 @@ use axum::{
     http::{HeaderName, HeaderValue, Request, header},
 };
 use std::time::Duration;
-use tower_http::{
-    compression::CompressionLayer,
-    trace::{DefaultOnResponse, TraceLayer},
-};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::startup::AppState;
@@ -77,8 +75,8 @@ pub fn router(state: AppState) -> Router {
             tower::ServiceBuilder::new()
                 .layer(trace())
                 // Pages, assets and API answers (a "busy" one too) are compressed for
-                // clients that ask.
-                .layer(CompressionLayer::new().br(true).gzip(true))
+                // clients that ask, when big enough to gain from it.
+                .layer(compress::CompressLayer::new())
                 .map_response(house)
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),

@@ -244,6 +244,36 @@ async fn html_is_compressed_for_browsers_that_accept_brotli() {
     assert_eq!(res.headers()["content-encoding"], "br");
 }
 
+/// Compression where it gains something: a small API answer (an error, a session
+/// object) goes as it is even to a client that accepts gzip; the OpenAPI document is
+/// compressed; a client that asks for nothing gets nothing compressed.
+#[tokio::test]
+async fn answers_are_compressed_only_when_big_enough_and_asked_for() {
+    let app = spawn_app().await;
+    let get = async |path: &str, encoding: Option<&str>| {
+        let mut req = app.client.get(format!("{}{path}", app.addr));
+        if let Some(e) = encoding {
+            req = req.header("accept-encoding", e);
+        }
+        let res = req.send().await.unwrap();
+        let encoding = res
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (res.status().as_u16(), encoding, res.bytes().await.unwrap())
+    };
+    let (status, encoding, body) = get("/v1/checkout/sessions/cs_nope", Some("gzip, br")).await;
+    assert_eq!((status, encoding), (401, None));
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["code"], "invalid_api_key", "{error}");
+
+    let (status, encoding, big) = get("/v1/openapi.json", Some("gzip")).await;
+    assert_eq!((status, encoding.as_deref()), (200, Some("gzip")));
+    let (status, encoding, plain) = get("/v1/openapi.json", None).await;
+    assert_eq!((status, encoding), (200, None));
+    assert!(plain.len() > 1024 && big.len() < plain.len());
+}
+
 #[tokio::test]
 async fn built_assets_are_served_precompressed_and_cached() {
     let app = spawn_app().await;
