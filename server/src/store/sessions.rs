@@ -187,25 +187,72 @@ pub(crate) async fn session_in(
     row.as_ref().map(SessionRecord::from_row).transpose()
 }
 
+/// Runs `statements` — a whole SQLite transaction, `BEGIN; …; COMMIT` — in one trip to
+/// the connection's thread, so the write lock is never held while this task waits to
+/// be scheduled again. The trip runs in a task of its own: a request dropped midway
+/// (its client gone) would otherwise stop reading the statements' results, and SQLite's
+/// worker stops at the first result nobody reads, leaving the transaction open on a
+/// connection the pool hands out again. For the same reason a connection whose
+/// statements failed is closed, not pooled (closing rolls back whatever ran).
+async fn one_trip(
+    pool: &sqlx::AnyPool,
+    statements: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>>,
+) -> Result<(), StoreError> {
+    let pool = pool.clone();
+    let trip = tokio::spawn(async move {
+        let mut conn = pool.acquire().await?;
+        if let Err(e) = statements.execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        Ok(())
+    });
+    match trip.await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(sqlx::Error::PoolClosed.into()),
+    }
+}
+
 impl Store {
-    /// Creates a session and logs `session.created`, atomically, in as few trips to the
-    /// database as each backend allows: creating sessions is the API's busiest write,
-    /// and on SQLite every trip inside the write lock keeps every other writer waiting.
+    /// Creates a session and logs `session.created`, atomically, in one trip to the
+    /// database: creating sessions is the API's busiest write, and on SQLite every trip
+    /// taken while holding the write lock keeps every other writer waiting.
     /// PostgreSQL: one statement (the event row is inserted from the session's
-    /// `RETURNING`). SQLite, which has no inserting `WITH`: both rows in one statement
-    /// list inside a transaction, so the lock is held across one trip, not two. The
+    /// `RETURNING`). SQLite, which has no inserting `WITH`: the whole transaction as one
+    /// statement list, run to its end on the connection's thread ([`one_trip`]). The
     /// event is the one [`insert_event`] would write.
     pub async fn insert_session(
         &self,
         new: &NewSession,
         now: i64,
     ) -> Result<SessionRecord, StoreError> {
-        const COLUMNS: &str = "id, merchant_id, mode, amount_minor, currency, reference, \
-            description, status, payment_status, success_url, cancel_url, customer_phone, \
-            customer_email, metadata, expires_at, created_at, updated_at, payment_method_types";
-        const VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-            $15, $16, $16, $17";
-        // $18: the event's detail; its time is the session's ($16).
+        /// `INSERT … VALUES` of a session; `$18` is its event's detail, and the event's
+        /// time is the session's (`$16`).
+        macro_rules! insert_session_row {
+            () => {
+                "INSERT INTO checkout_sessions (id, merchant_id, mode, amount_minor, currency, \
+                 reference, description, status, payment_status, success_url, cancel_url, \
+                 customer_phone, customer_email, metadata, expires_at, created_at, \
+                 updated_at, payment_method_types) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $16, $17)"
+            };
+        }
+        const POSTGRES: &str = concat!(
+            "WITH s AS (",
+            insert_session_row!(),
+            " RETURNING id) \
+             INSERT INTO payment_events (session_id, kind, to_status, detail, created_at) \
+             SELECT id, 'session.created', 'open', $18, $16 FROM s"
+        );
+        const SQLITE: &str = concat!(
+            "BEGIN; ",
+            insert_session_row!(),
+            "; INSERT INTO payment_events (session_id, kind, to_status, detail, created_at) \
+             VALUES ($1, 'session.created', 'open', $18, $16); COMMIT"
+        );
         let record = SessionRecord {
             id: SessionId::generate(),
             merchant_id: new.merchant_id.clone(),
@@ -225,54 +272,39 @@ impl Store {
             updated_at: now,
             payment_method_types: new.payment_method_types.clone(),
         };
-        let metadata = serde_json::to_string(&record.metadata).unwrap_or_else(|_| "{}".into());
-        let detail = json!({
-            "amount": record.amount.minor(),
-            "currency": record.amount.currency().code(),
-            "expires_at": record.expires_at,
-        })
-        .to_string();
-        let sql = match self.backend {
-            super::Backend::Postgres => format!(
-                "WITH s AS (INSERT INTO checkout_sessions ({COLUMNS}) VALUES ({VALUES}) \
-                 RETURNING id) \
-                 INSERT INTO payment_events (session_id, kind, to_status, detail, created_at) \
-                 SELECT id, 'session.created', 'open', $18, $16 FROM s"
-            ),
-            super::Backend::Sqlite => format!(
-                "INSERT INTO checkout_sessions ({COLUMNS}) VALUES ({VALUES}); \
-                 INSERT INTO payment_events (session_id, kind, to_status, detail, created_at) \
-                 VALUES ($1, 'session.created', 'open', $18, $16)"
-            ),
+        let insert = |sql, r: &SessionRecord| {
+            sqlx::query(sql)
+                .bind(r.id.as_str().to_owned())
+                .bind(r.merchant_id.as_str().to_owned())
+                .bind(r.mode.as_str())
+                .bind(r.amount.minor())
+                .bind(r.amount.currency().code())
+                .bind(r.reference.clone())
+                .bind(r.description.clone())
+                .bind(r.status.as_str())
+                .bind(r.payment_status.as_str())
+                .bind(r.success_url.clone())
+                .bind(r.cancel_url.clone())
+                .bind(r.customer_phone.clone())
+                .bind(r.customer_email.clone())
+                .bind(serde_json::to_string(&r.metadata).unwrap_or_else(|_| "{}".into()))
+                .bind(r.expires_at)
+                .bind(r.created_at)
+                .bind(r.payment_method_types.as_deref().map(rails_to_json))
+                .bind(
+                    json!({
+                        "amount": r.amount.minor(),
+                        "currency": r.amount.currency().code(),
+                        "expires_at": r.expires_at,
+                    })
+                    .to_string(),
+                )
         };
-        let insert = sqlx::query(&sql)
-            .bind(record.id.as_str())
-            .bind(record.merchant_id.as_str())
-            .bind(record.mode.as_str())
-            .bind(record.amount.minor())
-            .bind(record.amount.currency().code())
-            .bind(&record.reference)
-            .bind(&record.description)
-            .bind(record.status.as_str())
-            .bind(record.payment_status.as_str())
-            .bind(&record.success_url)
-            .bind(&record.cancel_url)
-            .bind(record.customer_phone.as_deref())
-            .bind(record.customer_email.as_deref())
-            .bind(metadata)
-            .bind(record.expires_at)
-            .bind(now)
-            .bind(record.payment_method_types.as_deref().map(rails_to_json))
-            .bind(detail);
         match self.backend {
             super::Backend::Postgres => {
-                insert.execute(&self.pool).await?;
+                insert(POSTGRES, &record).execute(&self.pool).await?;
             }
-            super::Backend::Sqlite => {
-                let mut tx = self.pool.begin().await?;
-                insert.execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
+            super::Backend::Sqlite => one_trip(&self.pool, insert(SQLITE, &record)).await?,
         }
         Ok(record)
     }
