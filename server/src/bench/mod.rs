@@ -267,7 +267,7 @@ async fn compare(
         .route("/sessions", post(bare_create))
         .route("/sessions/{id}", get(bare_read))
         .with_state(Bare {
-            store: bare_store,
+            store: bare_store.clone(),
             merchant_id: bare_merchant,
         });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -284,45 +284,41 @@ async fn compare(
         key.clone(),
         format!("{malipo}/v1/checkout/sessions"),
     );
-    let ours = load(opts.seconds, opts.concurrency, move |i| {
+    let ours = move |i| {
         let (c, k, url) = (c.clone(), k.clone(), url.clone());
         async move {
             matches!(c.post(&url).bearer_auth(&k).json(&session_body(i)).send().await, Ok(r) if r.status() == 201)
         }
-    })
-    .await;
+    };
     let (c, url) = (client.clone(), format!("{bare_url}/sessions"));
-    let base = load(opts.seconds, opts.concurrency, move |i| {
+    let base = move |i| {
         let (c, url) = (c.clone(), url.clone());
         async move {
             matches!(c.post(&url).json(&session_body(i)).send().await, Ok(r) if r.status() == 201)
         }
-    })
-    .await;
-    report("create session", &ours, &base, 0.5);
+    };
+    side_by_side("create session", opts, ours, base, 0.5).await;
 
     // 2. Read (ids known to exist in each database).
     let ids = Arc::new(sample_ids(&store).await?);
-    let bare_ids = Arc::new(sample_ids_any(&bare_url, client, opts.concurrency).await?);
-    let (c, k, m, ids2) = (client.clone(), key.clone(), malipo.clone(), ids.clone());
-    let ours = load(opts.seconds, opts.concurrency, move |i| {
-        let (c, k, m, ids) = (c.clone(), k.clone(), m.clone(), ids2.clone());
+    let bare_ids = Arc::new(sample_ids(&bare_store).await?);
+    let (c, k, m) = (client.clone(), key.clone(), malipo.clone());
+    let ours = move |i| {
+        let (c, k, m, ids) = (c.clone(), k.clone(), m.clone(), ids.clone());
         async move {
             let id = &ids[(i as usize) % ids.len()];
             matches!(c.get(format!("{m}/v1/checkout/sessions/{id}")).bearer_auth(&k).send().await, Ok(r) if r.status() == 200)
         }
-    })
-    .await;
-    let (c, b, bids) = (client.clone(), bare_url.clone(), bare_ids.clone());
-    let base = load(opts.seconds, opts.concurrency, move |i| {
-        let (c, b, ids) = (c.clone(), b.clone(), bids.clone());
+    };
+    let (c, b) = (client.clone(), bare_url.clone());
+    let base = move |i| {
+        let (c, b, ids) = (c.clone(), b.clone(), bare_ids.clone());
         async move {
             let id = &ids[(i as usize) % ids.len()];
             matches!(c.get(format!("{b}/sessions/{id}")).send().await, Ok(r) if r.status() == 200)
         }
-    })
-    .await;
-    report("read session", &ours, &base, 0.7);
+    };
+    side_by_side("read session", opts, ours, base, 0.7).await;
     Ok((
         Running {
             url: malipo,
@@ -598,14 +594,48 @@ fn paid_callback(rail: RailId, i: usize) -> anyhow::Result<Option<(Money, &'stat
     }))
 }
 
-fn report(what: &str, ours: &Load, base: &Load, goal: f64) {
+/// Rounds of each side in [`side_by_side`].
+const ROUNDS: usize = 3;
+
+/// Runs Malipo's `ours` and the bare `base` for [`ROUNDS`] rounds of `opts.seconds`
+/// each, alternating which goes first (A B, B A, A B), so that a shared machine's
+/// drift falls on both alike, and prints the median of each and of the rounds' ratios.
+async fn side_by_side<A, AF, B, BF>(what: &str, opts: &BenchOptions, ours: A, base: B, goal: f64)
+where
+    A: Fn(u64) -> AF + Clone + Send + 'static,
+    AF: std::future::Future<Output = bool> + Send,
+    B: Fn(u64) -> BF + Clone + Send + 'static,
+    BF: std::future::Future<Output = bool> + Send,
+{
+    let (mut o, mut b) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            o.push(load(opts.seconds, opts.concurrency, ours.clone()).await);
+            b.push(load(opts.seconds, opts.concurrency, base.clone()).await);
+        } else {
+            b.push(load(opts.seconds, opts.concurrency, base.clone()).await);
+            o.push(load(opts.seconds, opts.concurrency, ours.clone()).await);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratios: Vec<f64> = o
+        .iter()
+        .zip(&b)
+        .map(|(o, b)| o.per_sec / b.per_sec)
+        .collect();
+    let (low, high) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
     println!(
-        "{what:<15} malipo {:>8.0}/s ({} ok, {} errors)   bare axum + same SQL {:>8.0}/s   ratio {:.2} (goal ≥ {goal})",
-        ours.per_sec,
-        ours.ok,
-        ours.errors,
-        base.per_sec,
-        ours.per_sec / base.per_sec
+        "{what:<15} malipo {:>8.0}/s ({} ok, {} errors)   bare axum + same SQL {:>8.0}/s   ratio {:.2} (rounds {low:.2}–{high:.2}; goal ≥ {goal})",
+        median(o.iter().map(|l| l.per_sec).collect()),
+        o.iter().map(|l| l.ok).sum::<u64>(),
+        o.iter().map(|l| l.errors).sum::<u64>(),
+        median(b.iter().map(|l| l.per_sec).collect()),
+        median(ratios),
     );
 }
 
@@ -616,25 +646,6 @@ async fn sample_ids(store: &Store) -> anyhow::Result<Vec<String>> {
         .await?;
     let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get("id").ok()).collect();
     anyhow::ensure!(!ids.is_empty(), "no sessions to read");
-    Ok(ids)
-}
-
-async fn sample_ids_any(
-    bare_url: &str,
-    client: &reqwest::Client,
-    n: usize,
-) -> anyhow::Result<Vec<String>> {
-    let mut ids = Vec::new();
-    for i in 0..n.max(100) {
-        let v: Value = client
-            .post(format!("{bare_url}/sessions"))
-            .json(&session_body(i as u64))
-            .send()
-            .await?
-            .json()
-            .await?;
-        ids.push(v["id"].as_str().context("bare create")?.to_owned());
-    }
     Ok(ids)
 }
 
