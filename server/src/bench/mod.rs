@@ -253,7 +253,12 @@ async fn compare(
         .sandbox
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the benchmark needs the built-in sandbox"))?;
-    tokio::spawn(app.run_until(std::future::pending()));
+    // Serves until the `Running` returned is dropped (its sender with it), so nothing of
+    // it is left working beside the phases after it.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
 
     // The bare baseline: its own database, same schema, same settings.
     let bare_store = Store::connect(&SecretString::from(bare_db.to_owned()), 8).await?;
@@ -324,6 +329,7 @@ async fn compare(
             url: malipo,
             store,
             sandbox,
+            _stop: stop,
         },
         created,
     ))
@@ -334,6 +340,8 @@ struct Running {
     url: String,
     store: Store,
     sandbox: Arc<crate::sandbox::Sandbox>,
+    /// Dropped: the server stops.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Phase 3: callback → paid, on each mobile-money rail with a callback.
@@ -343,10 +351,12 @@ async fn latency(
     app: Running,
     created: &merchants::CreatedMerchant,
 ) -> anyhow::Result<()> {
+    // `_stop` held to the end: the server serves this whole phase.
     let Running {
         url: malipo,
         store,
         sandbox,
+        _stop,
     } = app;
     // 3. Callback → paid, as the page sees it, and as the merchant's webhook receiver
     // (which verifies the signature, as a real one must) sees it.
