@@ -278,7 +278,7 @@ pub fn failure_message(code: &str, rail: RailId, currency: &str) -> String {
             "Your phone is busy with another {wallet} payment. Finish it, then send the prompt again."
         ),
         "operator_busy" => format!(
-            "{wallet} is busy right now. Please try again in a minute, or use another number."
+            "{wallet} is busy right now. Nothing was charged: try again in a minute, or pay another way."
         ),
         "not_registered" => format!(
             "This number has no {wallet} account. Check it, or pay from another number or with another wallet."

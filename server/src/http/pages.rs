@@ -58,7 +58,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
     // Build artefacts: served pre-compressed (`.br`, `.gz` written at build time) when the
     // browser accepts it, so a 2G shopper downloads the smallest form.
+    // Every form of a file varies with `Accept-Encoding`: a shared cache must not hand
+    // the brotli bytes to a browser that did not ask for them.
     let assets = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::VARY,
+            HeaderValue::from_static("accept-encoding"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_str(&format!("public, max-age={}", ASSET_MAX_AGE.as_secs()))

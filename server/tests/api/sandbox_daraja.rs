@@ -513,8 +513,8 @@ async fn a_phone_holds_a_bounded_number_of_waiting_prompts_and_old_ones_are_forg
             .unwrap();
     }
     match d.stk_push(&push("254722000999", &own), now_ms()).await {
-        // Daraja's own "over quota" answer: nothing reached the phone.
-        Err(ConnectorError::Rejected { code, .. }) => assert_eq!(code, "500.003.02"),
+        // Daraja's answer for a subscriber it cannot lock: nothing reached the phone.
+        Err(ConnectorError::Rejected { code, .. }) => assert_eq!(code, "500.001.1001"),
         other => panic!("{other:?}"),
     }
     // Decided pushes whose callbacks are done are purged after an hour; pending ones

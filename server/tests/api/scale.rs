@@ -638,6 +638,7 @@ async fn daraja_failing_inside_opens_the_push_circuit_and_a_busy_subscriber_does
     for i in 0..6 {
         let attempt = push(i).await.unwrap();
         assert_eq!(attempt.status, malipo::store::AttemptStatus::Failed);
+        assert_eq!(attempt.failure_code.as_deref(), Some("push_rejected"));
     }
     assert_eq!(
         peer.pushes.load(Ordering::SeqCst),
@@ -650,6 +651,7 @@ async fn daraja_failing_inside_opens_the_push_circuit_and_a_busy_subscriber_does
     for i in 10..15 {
         let attempt = push(i).await.unwrap();
         assert_eq!(attempt.status, malipo::store::AttemptStatus::Failed);
+        assert_eq!(attempt.failure_code.as_deref(), Some("operator_error"));
     }
     assert_eq!(peer.pushes.load(Ordering::SeqCst), 11);
     let refused = push(15).await;
@@ -663,4 +665,96 @@ async fn daraja_failing_inside_opens_the_push_circuit_and_a_busy_subscriber_does
         "nothing sent while open"
     );
     println!("daraja 500.003.1001 x5: push circuit open; 500.001.1001 x6: still closed");
+}
+
+/// Airtel answering a push with a 500 (`ESB000001` "Something Went Wrong") and MTN a
+/// request to pay with `503 SERVICE_UNAVAILABLE`: whether the prompt went out is not
+/// known, so neither is a refusal. The payment stays pending (to be asked about by our
+/// own id), and each counts toward the push circuit: five open it.
+#[tokio::test]
+async fn an_operator_failing_inside_leaves_the_payment_pending_and_counts_toward_the_circuit() {
+    use malipo::{connectors::RailId, domain::Money, domain::money::Currency, payments::PayError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pushes = Arc::new(AtomicUsize::new(0));
+    let count = pushes.clone();
+    let token = || async {
+        axum::Json(json!({ "access_token": "t0k3n", "token_type": "bearer", "expires_in": 3600 }))
+    };
+    let peer = Router::new()
+        .route("/auth/oauth2/token", post(token))
+        .route("/collection/token/", post(token))
+        .route(
+            "/merchant/v1/payments/",
+            post(|State(n): State<Arc<AtomicUsize>>| async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({ "status": {
+                        "code": "500", "message": "Something Went Wrong",
+                        "result_code": "ESB000001", "success": false } })),
+                )
+            }),
+        )
+        .route(
+            "/collection/v1_0/requesttopay",
+            post(|State(n): State<Arc<AtomicUsize>>| async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({ "code": "SERVICE_UNAVAILABLE", "message": "try later" })),
+                )
+            }),
+        )
+        .with_state(count);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, peer).await });
+    let app = crate::helpers::spawn_app_with(Db::Sqlite, |c| {
+        c.rails.airtel.base_url = base.clone();
+        c.rails.mtn_momo.base_url = base.clone();
+        c.limits.prompts_per_phone = 100;
+        c.limits.requests_per_ip = 1_000;
+    })
+    .await;
+    for (rail, currency, phone) in [
+        (RailId::Airtel, Currency::Kes, "0733123456"),
+        (RailId::MtnMomo, Currency::Ugx, "0772123456"),
+    ] {
+        let before = pushes.load(Ordering::SeqCst);
+        for i in 0..5 {
+            let sid = crate::helpers::session_for(
+                &app,
+                &format!("Lake Bunyonyi Camp {rail:?} {i}"),
+                Money::new(75_000, currency).unwrap(),
+            )
+            .await;
+            let attempt = app.payments.start(&sid, rail, phone, false).await.unwrap();
+            assert_eq!(
+                attempt.status,
+                malipo::store::AttemptStatus::Pending,
+                "{rail:?}"
+            );
+            assert!(
+                attempt.operator_request_id.is_some(),
+                "asked about by our own id"
+            );
+        }
+        assert_eq!(pushes.load(Ordering::SeqCst), before + 5, "{rail:?}");
+        let sid = crate::helpers::session_for(
+            &app,
+            &format!("Lake Bunyonyi Camp {rail:?} 5"),
+            Money::new(75_000, currency).unwrap(),
+        )
+        .await;
+        let refused = app.payments.start(&sid, rail, phone, false).await;
+        assert!(
+            matches!(refused, Err(PayError::OperatorDown)),
+            "{rail:?}: {refused:?}"
+        );
+        assert_eq!(
+            pushes.load(Ordering::SeqCst),
+            before + 5,
+            "nothing sent while open"
+        );
+    }
 }

@@ -244,8 +244,8 @@ async fn a_session_is_written_with_its_created_event_or_not_at_all(store: TestSt
     };
     assert_eq!(count().await, 0, "nothing half-written");
 
-    // The connection that failed went back clean: the next sessions are written and
-    // seen from every connection.
+    // The connection whose statements failed was closed, not pooled: the next sessions
+    // are written and seen from every connection.
     sqlx::query(match store.backend() {
         Backend::Sqlite => "DROP TRIGGER payment_events_refuse",
         Backend::Postgres => "DROP TRIGGER payment_events_refuse ON payment_events",

@@ -294,13 +294,14 @@ impl Connector for Daraja {
 
     /// Daraja's error codes begin with the HTTP status it answered with. Its own
     /// failures (`500.003.1001` internal error, `500.002.1001` server error) and its
-    /// throttling (`500.003.02` spike arrest, `500.003.03` quota) are the operator's,
-    /// and count toward the push circuit; `500.001.1001` on a push mostly says "a
-    /// transaction is already in process for the current subscriber", one shopper's
-    /// double tap.
+    /// throttling of our calls (`500.003.02` spike arrest, `500.003.03` quota) are the
+    /// operator's, and count toward the push circuit. `500.001.1001` is left a plain
+    /// refusal: Daraja gives it to a subscriber it cannot lock ("a transaction is
+    /// already in process", one shopper's double tap) and to other refusals alike, so
+    /// it says neither which nor that Daraja is failing.
     fn rejection_failure(&self, code: &str) -> Option<FailureCode> {
         match code {
-            "500.001.1001" => Some(FailureCode::SubscriberBusy),
+            "500.001.1001" => None,
             "500.003.02" | "500.003.03" => Some(FailureCode::OperatorBusy),
             c if c.starts_with("500.") => Some(FailureCode::OperatorError),
             _ => None,

@@ -244,6 +244,13 @@ impl MtnMomo {
             202 => Ok(()),
             _ => match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(err) if err.code == "RESOURCE_ALREADY_EXIST" => Ok(()),
+                // MTN failing inside (`SERVICE_UNAVAILABLE`, a bare 503): whether the
+                // request was taken is unknown, and our reference id can ask, so it is
+                // not a refusal. `INTERNAL_PROCESSING_ERROR` is, despite its 500 (mostly
+                // the payer's insufficient funds).
+                Ok(err) if status >= 500 && err.code != "INTERNAL_PROCESSING_ERROR" => {
+                    Err(bad_response(RAIL, status, &bytes))
+                }
                 Ok(err) => Err(ConnectorError::Rejected {
                     rail: RAIL,
                     code: err.code,
@@ -379,8 +386,9 @@ impl Connector for MtnMomo {
     }
 
     /// Only `SERVICE_UNAVAILABLE` says MTN itself is down (it counts toward the push
-    /// circuit). `INTERNAL_PROCESSING_ERROR`, despite its name and its HTTP 500, is
-    /// mostly the payer's insufficient funds, so it is not the operator's.
+    /// circuit; with a 5xx it is not even a refusal, see `request_to_pay`).
+    /// `INTERNAL_PROCESSING_ERROR`, despite its name and its HTTP 500, is mostly the
+    /// payer's insufficient funds, so it is not the operator's.
     fn rejection_failure(&self, code: &str) -> Option<FailureCode> {
         match code {
             "SERVICE_UNAVAILABLE" => Some(FailureCode::OperatorBusy),

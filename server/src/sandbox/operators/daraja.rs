@@ -599,18 +599,20 @@ async fn process_request(
 
     match state.store.sandbox_pending_count(&phone).await {
         Ok(n) if n < crate::sandbox::PENDING_PER_PHONE => {}
+        // Too many prompts waiting on one phone: what Daraja says of a subscriber it
+        // cannot lock (one shopper's, so it never opens the push circuit).
         Ok(_) => {
             return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "500.003.02",
-                "Spike arrest violation",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500.001.1001",
+                "Unable to lock subscriber, a transaction is already in process for the current subscriber",
             );
         }
         Err(e) => {
             tracing::error!(error = %e, "sandbox daraja: counting pushes failed");
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "500.001.1001",
+                "500.003.1001",
                 "Internal Server Error",
             );
         }
@@ -653,7 +655,7 @@ async fn process_request(
         tracing::error!(error = %e, "sandbox daraja: storing push failed");
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "500.001.1001",
+            "500.003.1001",
             "Internal Server Error",
         );
     }
