@@ -290,6 +290,11 @@ async fn built_assets_are_served_precompressed_and_cached() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-encoding"], "br");
+    assert_eq!(
+        res.headers()["vary"],
+        "accept-encoding",
+        "a cache keeps the forms apart"
+    );
     assert!(
         res.headers()["cache-control"]
             .to_str()
@@ -305,6 +310,7 @@ async fn built_assets_are_served_precompressed_and_cached() {
         .await
         .unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
     assert_eq!(plain.text().await.unwrap(), "body{color:red}");
 
     let missing = app
