@@ -244,11 +244,13 @@ impl MtnMomo {
             202 => Ok(()),
             _ => match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(err) if err.code == "RESOURCE_ALREADY_EXIST" => Ok(()),
-                // MTN failing inside (`SERVICE_UNAVAILABLE`, a bare 503): whether the
-                // request was taken is unknown, and our reference id can ask, so it is
-                // not a refusal. `INTERNAL_PROCESSING_ERROR` is, despite its 500 (mostly
-                // the payer's insufficient funds).
-                Ok(err) if status >= 500 && err.code != "INTERNAL_PROCESSING_ERROR" => {
+                // MTN down (`SERVICE_UNAVAILABLE`; a bare 503 has no body we can read,
+                // and is not a refusal either): whether the request was taken is unknown,
+                // and our reference id can ask, so it is not a refusal. MTN answers its
+                // refusals with a 500 too (`INVALID_CURRENCY`, `PAYER_NOT_FOUND`,
+                // `INTERNAL_PROCESSING_ERROR` — mostly the payer's insufficient funds):
+                // those are.
+                Ok(err) if err.code == "SERVICE_UNAVAILABLE" => {
                     Err(bad_response(RAIL, status, &bytes))
                 }
                 Ok(err) => Err(ConnectorError::Rejected {
@@ -385,16 +387,12 @@ impl Connector for MtnMomo {
         Some(reference_id(req.attempt_id))
     }
 
-    /// Only `SERVICE_UNAVAILABLE` says MTN itself is down (it counts toward the push
-    /// circuit; with a 5xx it is not even a refusal, see `request_to_pay`).
+    /// A payer MTN does not know has no wallet there: the page suggests another.
+    /// (`SERVICE_UNAVAILABLE`, MTN down, is not a refusal at all: see `request_to_pay`.
     /// `INTERNAL_PROCESSING_ERROR`, despite its name and its HTTP 500, is mostly the
-    /// payer's insufficient funds, so it is not the operator's.
+    /// payer's insufficient funds, so it is not the operator's failing.)
     fn rejection_failure(&self, code: &str) -> Option<FailureCode> {
-        match code {
-            "SERVICE_UNAVAILABLE" => Some(FailureCode::OperatorBusy),
-            "PAYER_NOT_FOUND" => Some(FailureCode::NotRegistered),
-            _ => None,
-        }
+        (code == "PAYER_NOT_FOUND").then_some(FailureCode::NotRegistered)
     }
 
     fn initiate<'a>(
