@@ -272,39 +272,40 @@ impl Store {
             updated_at: now,
             payment_method_types: new.payment_method_types.clone(),
         };
-        let insert = |sql, r: &SessionRecord| {
-            sqlx::query(sql)
-                .bind(r.id.as_str().to_owned())
-                .bind(r.merchant_id.as_str().to_owned())
-                .bind(r.mode.as_str())
-                .bind(r.amount.minor())
-                .bind(r.amount.currency().code())
-                .bind(r.reference.clone())
-                .bind(r.description.clone())
-                .bind(r.status.as_str())
-                .bind(r.payment_status.as_str())
-                .bind(r.success_url.clone())
-                .bind(r.cancel_url.clone())
-                .bind(r.customer_phone.clone())
-                .bind(r.customer_email.clone())
-                .bind(serde_json::to_string(&r.metadata).unwrap_or_else(|_| "{}".into()))
-                .bind(r.expires_at)
-                .bind(r.created_at)
-                .bind(r.payment_method_types.as_deref().map(rails_to_json))
-                .bind(
-                    json!({
-                        "amount": r.amount.minor(),
-                        "currency": r.amount.currency().code(),
-                        "expires_at": r.expires_at,
-                    })
-                    .to_string(),
-                )
-        };
+        let insert = sqlx::query(match self.backend {
+            super::Backend::Postgres => POSTGRES,
+            super::Backend::Sqlite => SQLITE,
+        })
+        .bind(record.id.as_str().to_owned())
+        .bind(record.merchant_id.as_str().to_owned())
+        .bind(record.mode.as_str())
+        .bind(record.amount.minor())
+        .bind(record.amount.currency().code())
+        .bind(record.reference.clone())
+        .bind(record.description.clone())
+        .bind(record.status.as_str())
+        .bind(record.payment_status.as_str())
+        .bind(record.success_url.clone())
+        .bind(record.cancel_url.clone())
+        .bind(record.customer_phone.clone())
+        .bind(record.customer_email.clone())
+        .bind(serde_json::to_string(&record.metadata).unwrap_or_else(|_| "{}".into()))
+        .bind(record.expires_at)
+        .bind(record.created_at)
+        .bind(record.payment_method_types.as_deref().map(rails_to_json))
+        .bind(
+            json!({
+                "amount": record.amount.minor(),
+                "currency": record.amount.currency().code(),
+                "expires_at": record.expires_at,
+            })
+            .to_string(),
+        );
         match self.backend {
             super::Backend::Postgres => {
-                insert(POSTGRES, &record).execute(&self.pool).await?;
+                insert.execute(&self.pool).await?;
             }
-            super::Backend::Sqlite => one_trip(&self.pool, insert(SQLITE, &record)).await?,
+            super::Backend::Sqlite => one_trip(&self.pool, insert).await?,
         }
         Ok(record)
     }
