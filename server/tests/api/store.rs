@@ -870,27 +870,25 @@ async fn sessions_are_read_with_their_latest_attempts_in_bulk(store: TestStore) 
     let (one, _) = session_with_attempt(&store, 9_000_000).await;
     // Two attempts: the first failed, the second (later) is the latest.
     let (two, first) = session_with_attempt(&store, 9_000_000).await;
-    let failed = AttemptOutcome {
-        failure_code: Some("insufficient_funds".into()),
-        ..Default::default()
+    let fail = async |id: &malipo::domain::AttemptId, at: i64| {
+        let failed = AttemptOutcome {
+            failure_code: Some("insufficient_funds".into()),
+            ..Default::default()
+        };
+        assert!(
+            store
+                .finalize_attempt(id, AttemptStatus::Failed, &failed, "callback", at)
+                .await
+                .unwrap()
+        );
     };
-    assert!(
-        store
-            .finalize_attempt(&first.id, AttemptStatus::Failed, &failed, "callback", 1_500)
-            .await
-            .unwrap()
-    );
+    fail(&first.id, 1_500).await;
     let tied = store
         .insert_attempt(&new_attempt(&two.id), 2_000)
         .await
         .unwrap()
         .expect("a second try");
-    assert!(
-        store
-            .finalize_attempt(&tied.id, AttemptStatus::Failed, &failed, "callback", 2_000)
-            .await
-            .unwrap()
-    );
+    fail(&tied.id, 2_000).await;
     // A third in the same millisecond as the second: the tie goes to the greater id, as
     // `latest_attempt` has it.
     let third = store
