@@ -22,6 +22,9 @@ export default defineConfig({
     deviceScaleFactor: 2,
     isMobile: true,
     hasTouch: true,
+    // Pinned: the page speaks the browser's language, and the tests read English
+    // unless they ask for another.
+    locale: "en-US",
     launchOptions: {
       executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
       args: [

@@ -14,6 +14,7 @@
 //! and leaves a page that works in full with JavaScript off.
 #![forbid(unsafe_code)]
 
+pub mod i18n;
 pub mod model;
 pub mod money;
 pub mod operators;
@@ -68,7 +69,8 @@ fn Stylesheet() -> impl IntoView {
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        // `lang` is the page's (`pages::Language`), added by leptos_meta.
+        <html>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />

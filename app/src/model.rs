@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    i18n::Locale,
     money::{Currency, format_amount},
+    operators::Country,
     rail::RailId,
 };
 
@@ -36,7 +38,8 @@ pub struct CheckoutView {
     /// countdown island ticks down from this, so a phone with a wrong clock still
     /// shows the right time left.
     pub seconds_left: i64,
-    /// Expiry as the shopper reads it, in East Africa Time, e.g. "14:05 EAT, 23 Nov".
+    /// Expiry as the shopper reads it, in East Africa Time and the page's language:
+    /// "14:05 EAT, 23 Nov 2026".
     pub expires_at_label: String,
     pub cancel_url: String,
     /// Where to send the shopper once paid (placeholders already filled in).
@@ -68,8 +71,10 @@ pub struct CheckoutView {
     pub brand_color: Option<String>,
     /// The merchant's logo, on this origin (`/logos/{digest}`).
     pub logo_url: Option<String>,
-    /// "Refunded" / "KES 500 refunded", once money went back to the payer.
+    /// "Refunded to the payer" / "KES 500 refunded to the payer", once money went back.
     pub refunded: Option<String>,
+    /// The page's language: the request's, else the merchant's default.
+    pub locale: Locale,
 }
 
 /// The merchant's support contacts, as the page links them.
@@ -88,7 +93,8 @@ pub struct QuoteView {
     pub rail: RailId,
     /// "KES 45,150".
     pub amount_label: String,
-    /// "USD 350 = KES 45,150 at 129.00 KES per USD, valid until 14:05 EAT".
+    /// "USD 350 = KES 45,150 at 129.00 KES per USD, valid until 14:05 EAT" (in the page's
+    /// language).
     pub label: String,
     /// Posted back with the pay form: the quote the shopper saw, signed.
     pub token: String,
@@ -233,156 +239,139 @@ impl LiveState {
         }
     }
 
+    /// The line with the failure's words in `locale` after it, for the page
+    /// (`idle:mpesa:wrong_pin:The M-PESA PIN was wrong. …`): the browser gets the words,
+    /// not the table. Other lines are sent as they are.
+    pub fn with_words(&self, locale: Locale, currency: &str) -> String {
+        let line = self.encode();
+        match self {
+            LiveState::Idle {
+                failure: Some(code),
+                rail,
+            } => {
+                let words = failure_message(locale, code, rail.unwrap_or(RailId::Mpesa), currency);
+                format!("{line}:{words}")
+            }
+            _ => line,
+        }
+    }
+
     /// True once nothing more can happen.
     pub fn is_final(&self) -> bool {
         matches!(self, LiveState::Paid { .. } | LiveState::Expired)
     }
 }
 
-/// " You can try again in about 7 minutes." for a limit's wait, in seconds.
-pub fn retry_hint(secs: u32) -> String {
+/// A line and the failure's words the server put after it ([`LiveState::with_words`]):
+/// `idle:mpesa:wrong_pin:The…` → (`idle:mpesa:wrong_pin`, `Some("The…")`).
+pub fn split_words(line: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = line.strip_prefix("idle:") {
+        let mut parts = rest.splitn(3, ':');
+        if let (Some(rail), Some(code), Some(words)) = (parts.next(), parts.next(), parts.next()) {
+            let cut = "idle:".len() + rail.len() + 1 + code.len();
+            return (&line[..cut], Some(words).filter(|w| !w.is_empty()));
+        }
+    }
+    (line, None)
+}
+
+/// "You can try again in about 7 minutes." for a limit's wait, in seconds.
+pub fn retry_hint(locale: Locale, secs: u32) -> String {
     let minutes = secs.div_ceil(60).max(1);
     if minutes == 1 {
-        " You can try again in about a minute.".into()
+        locale.retry_one().to_owned()
     } else {
-        format!(" You can try again in about {minutes} minutes.")
+        locale.retry_many(&minutes.to_string())
     }
 }
 
-/// What went wrong, in plain words, for a failure code on `rail`, paying in `currency`
-/// (the words are per failure, not per rail: a rail adds only its name; numbers are
-/// written as in the currency's country).
-pub fn failure_message(code: &str, rail: RailId, currency: &str) -> String {
+/// What went wrong, in plain words in `locale`, for a failure code on `rail`, paying in
+/// `currency` (the words are per failure, not per rail: a rail adds only its name;
+/// numbers are written as in the currency's country). Rendered on the server: the page
+/// gets the words, not the table.
+pub fn failure_message(locale: Locale, code: &str, rail: RailId, currency: &str) -> String {
+    let l = locale;
     let wallet = rail.label();
     if rail == RailId::Card
-        && let Some(words) = card_failure(code)
+        && let Some(words) = card_failure(l, code)
     {
         return words.to_owned();
     }
     if rail == RailId::Paypal
-        && let Some(words) = paypal_failure(code)
+        && let Some(words) = paypal_failure(l, code)
     {
         return words.to_owned();
     }
     match code {
-        "insufficient_funds" => format!(
-            "Not enough money in your {wallet} account. Top up, then send the prompt again."
-        ),
-        "wrong_pin" => format!(
-            "The {wallet} PIN was wrong. Send the prompt again and enter your PIN carefully."
-        ),
-        "push_not_delivered" => format!(
-            "{wallet} couldn't show the prompt on your phone. Check the number; an old SIM may need an upgrade."
-        ),
-        "subscriber_busy" => format!(
-            "Your phone is busy with another {wallet} payment. Finish it, then send the prompt again."
-        ),
-        "operator_busy" => format!(
-            "{wallet} is busy right now. Nothing was charged: try again in a minute, or pay another way."
-        ),
-        "not_registered" => format!(
-            "This number has no {wallet} account. Check it, or pay from another number or with another wallet."
-        ),
-        "wallet_limit" => format!(
-            "This payment is over your {wallet} limit. Pay from another number or with another wallet."
-        ),
-        "push_rejected" => {
-            format!("{wallet} refused this number. Check it, or use another number.")
-        }
+        "insufficient_funds" => l.insufficient_funds(wallet),
+        "wrong_pin" => l.wrong_pin(wallet),
+        "push_not_delivered" => l.push_not_delivered(wallet),
+        "subscriber_busy" => l.subscriber_busy(wallet),
+        "operator_busy" => l.operator_busy(wallet),
+        "not_registered" => l.not_registered(wallet),
+        "wallet_limit" => l.wallet_limit(wallet),
+        "push_rejected" => l.push_rejected(wallet),
         "invalid_phone" => {
             let (country, local, international) = crate::operators::number_style(currency);
-            format!(
-                "That doesn't look like a {country} mobile number. Try {local} or {international}."
-            )
+            let country = match country {
+                Country::Tz => l.country_tz(),
+                Country::Ug => l.country_ug(),
+                Country::Rw => l.country_rw(),
+                Country::Zm => l.country_zm(),
+                Country::Ke => l.country_ke(),
+            };
+            l.invalid_phone(country, local, international)
         }
-        "not_payable" => format!("This amount can't be paid with {wallet}."),
-        "quote_changed" => format!(
-            "The exchange rate for {wallet} changed after this page was loaded. Nothing was charged: check the new amount, then pay again."
-        ),
-        "rail_unavailable" => {
-            format!("{wallet} isn't switched on for this shop yet. Nothing was charged.")
-        }
-        "operator_down" => format!(
-            "{wallet} isn't answering right now. Nothing was charged: pay another way, or try again in a few minutes."
-        ),
-        "operator_error" => format!(
-            "{wallet} had a problem and didn't take the payment. Please try again in a minute."
-        ),
+        "not_payable" => l.not_payable(wallet),
+        "quote_changed" => l.quote_changed(wallet),
+        "rail_unavailable" => l.rail_unavailable(wallet),
+        "operator_down" => l.operator_down(wallet),
+        "operator_error" => l.operator_error(wallet),
         // Older attempts closed before outcomes could be "unknown": we do not know.
-        "operator_unreachable" => format!(
-            "We couldn't confirm this payment with {wallet}. If {} SMS arrived, don't pay again: the shop will be told.",
-            rail.a_label()
-        ),
-        "confirm_no_sms" => format!(
-            "Your last payment from this number isn't confirmed yet. If {} SMS arrived, don't pay again. If none came, tick the box below and send the prompt again.",
-            rail.a_label()
-        ),
-        other => plain_failure(other).to_owned(),
+        "operator_unreachable" => l.operator_unreachable(wallet),
+        "confirm_no_sms" => l.confirm_no_sms(wallet),
+        other => plain_failure(l, other).to_owned(),
     }
 }
 
 /// A card's failures, in a card's words.
-fn card_failure(code: &str) -> Option<&'static str> {
+fn card_failure(l: Locale, code: &str) -> Option<&'static str> {
     Some(match code {
-        "insufficient_funds" => {
-            "Your bank declined the card: not enough funds. Nothing was charged; try another card or pay another way."
-        }
-        "card_declined" => {
-            "Your bank declined the card. Nothing was charged; try another card or pay another way."
-        }
-        "expired_card" => "This card has expired. Nothing was charged; try another card.",
-        "authentication_failed" => {
-            "Your bank could not confirm it was you, so the card was not charged. Try again, or pay another way."
-        }
-        "no_response" | "operator_error" => {
-            "The card payment did not go through (the bank did not answer). Nothing was charged; please try again."
-        }
-        "expired" => "The card payment was not finished in time. Nothing was charged.",
-        "cancelled_by_user" => "The card payment was cancelled. Nothing was charged.",
-        "card_unavailable" => {
-            "Card payments are not available right now. Nothing was charged; try again shortly, or pay another way."
-        }
+        "insufficient_funds" => l.card_insufficient_funds(),
+        "card_declined" => l.card_declined(),
+        "expired_card" => l.card_expired(),
+        "authentication_failed" => l.card_authentication_failed(),
+        "no_response" | "operator_error" => l.card_no_response(),
+        "expired" => l.card_timed_out(),
+        "cancelled_by_user" => l.card_cancelled(),
+        "card_unavailable" => l.card_unavailable(),
         _ => return None,
     })
 }
 
 /// PayPal's failures, in PayPal's words.
-fn paypal_failure(code: &str) -> Option<&'static str> {
+fn paypal_failure(l: Locale, code: &str) -> Option<&'static str> {
     Some(match code {
-        "payment_declined" => {
-            "PayPal declined the way you chose to pay. Nothing was charged; pay with PayPal again and choose another card or bank, or pay another way."
-        }
-        "cancelled_by_user" => "You cancelled the PayPal payment. Nothing was charged.",
-        "expired" => "The PayPal payment was not finished in time. Nothing was charged.",
-        "operator_error" | "no_response" => {
-            "PayPal couldn't start the payment. Nothing was charged; please try again in a minute, or pay another way."
-        }
+        "payment_declined" => l.paypal_declined(),
+        "cancelled_by_user" => l.paypal_cancelled(),
+        "expired" => l.paypal_timed_out(),
+        "operator_error" | "no_response" => l.paypal_no_response(),
         _ => return None,
     })
 }
 
 /// The failures whose words name no rail.
-fn plain_failure(code: &str) -> &'static str {
+fn plain_failure(l: Locale, code: &str) -> &'static str {
     match code {
-        "cancelled_by_user" => "You cancelled the payment on your phone. Nothing was charged.",
-        "no_response" => {
-            "We didn't hear back from your phone. Check it is on and has signal, then send the prompt again."
-        }
-        "expired" => "The prompt on your phone expired. Send it again.",
-        "phone_limit" => {
-            "Too many payment prompts were sent to this number. Nothing was charged; please wait before sending another."
-        }
-        "session_limit" => {
-            "This checkout has had too many tries. Nothing was charged; go back to the shop to start again."
-        }
-        "ip_limit" => {
-            "Too many payment requests from your connection. Nothing was charged; please wait a little."
-        }
-        "form_expired" => "This page was out of date. Nothing was charged; please try again.",
-        "unavailable" => {
-            "We couldn't start the payment just now. Nothing was charged; please try again."
-        }
-        _ => "The payment didn't go through. Nothing was charged; please try again.",
+        "cancelled_by_user" => l.cancelled_by_user(),
+        "no_response" => l.no_response(),
+        "expired" => l.prompt_expired(),
+        "phone_limit" => l.phone_limit(),
+        "session_limit" => l.session_limit(),
+        "ip_limit" => l.ip_limit(),
+        "form_expired" => l.form_expired(),
+        "unavailable" => l.unavailable(),
+        _ => l.payment_failed(),
     }
 }
 
@@ -480,15 +469,15 @@ mod tests {
     #[test]
     fn failure_words_name_the_rail_not_the_code() {
         assert_eq!(
-            failure_message("wrong_pin", RailId::Mpesa, "KES"),
+            failure_message(Locale::En, "wrong_pin", RailId::Mpesa, "KES"),
             "The M-PESA PIN was wrong. Send the prompt again and enter your PIN carefully."
         );
         assert_eq!(
-            failure_message("invalid_phone", RailId::Mpesa, "KES"),
+            failure_message(Locale::En, "invalid_phone", RailId::Mpesa, "KES"),
             "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
         );
         assert_eq!(
-            failure_message("invalid_phone", RailId::MtnMomo, "UGX"),
+            failure_message(Locale::En, "invalid_phone", RailId::MtnMomo, "UGX"),
             "That doesn't look like a Ugandan mobile number. Try 0772 123 456 or +256772123456."
         );
     }
@@ -505,8 +494,8 @@ mod tests {
             "operator_busy",
         ] {
             assert_ne!(
-                failure_message(code, RailId::Mpesa, "KES"),
-                failure_message("something_new", RailId::Mpesa, "KES"),
+                failure_message(Locale::En, code, RailId::Mpesa, "KES"),
+                failure_message(Locale::En, "something_new", RailId::Mpesa, "KES"),
                 "{code}"
             );
         }

@@ -77,16 +77,26 @@ pub fn operator_typed(input: &str, currency: &str) -> Option<Operator> {
     operator_of(&international)
 }
 
-/// How mobile numbers are written where `currency` is spent: the country as an
-/// adjective, a number in the local form shoppers type, and the same in international
-/// form (for the field's placeholder and the "doesn't look like a number" message).
-pub fn number_style(currency: &str) -> (&'static str, &'static str, &'static str) {
+/// A country whose mobile numbers the page reads (its name is the catalogue's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Country {
+    Ke,
+    Tz,
+    Ug,
+    Rw,
+    Zm,
+}
+
+/// How mobile numbers are written where `currency` is spent: the country, a number in
+/// the local form shoppers type, and the same in international form (for the field's
+/// placeholder and the "doesn't look like a number" message).
+pub fn number_style(currency: &str) -> (Country, &'static str, &'static str) {
     match currency {
-        "TZS" => ("Tanzanian", "0754 123 456", "+255754123456"),
-        "UGX" => ("Ugandan", "0772 123 456", "+256772123456"),
-        "RWF" => ("Rwandan", "0788 123 456", "+250788123456"),
-        "ZMW" => ("Zambian", "0971 234 567", "+260971234567"),
-        _ => ("Kenyan", "0712 345 678", "+254712345678"),
+        "TZS" => (Country::Tz, "0754 123 456", "+255754123456"),
+        "UGX" => (Country::Ug, "0772 123 456", "+256772123456"),
+        "RWF" => (Country::Rw, "0788 123 456", "+250788123456"),
+        "ZMW" => (Country::Zm, "0971 234 567", "+260971234567"),
+        _ => (Country::Ke, "0712 345 678", "+254712345678"),
     }
 }
 

@@ -37,8 +37,6 @@ pub struct RailInfo {
     pub id: &'static str,
     /// The name shoppers know it by.
     pub label: &'static str,
-    /// The name with its article, as in "an M-PESA SMS".
-    pub a_label: &'static str,
     /// How long its prompt stays on the phone, in seconds (the page's countdown).
     pub prompt_secs: i64,
 }
@@ -48,45 +46,38 @@ const INFO: [RailInfo; 7] = [
     RailInfo {
         id: "mpesa",
         label: "M-PESA",
-        a_label: "an M-PESA",
         prompt_secs: 60,
     },
     RailInfo {
         id: "mtn_momo",
         label: "MTN MoMo",
-        a_label: "an MTN MoMo",
         // MTN: "approve a transaction within the given time frame (5 minutes)".
         prompt_secs: 300,
     },
     RailInfo {
         id: "airtel",
         label: "Airtel Money",
-        a_label: "an Airtel Money",
         prompt_secs: 60,
     },
     RailInfo {
         id: "tigo",
         label: "Mixx by Yas",
-        a_label: "a Mixx by Yas",
         prompt_secs: 60,
     },
     RailInfo {
         id: "vodacom",
         label: "Vodacom M-Pesa",
-        a_label: "a Vodacom M-Pesa",
         prompt_secs: 60,
     },
     RailInfo {
         id: "card",
         label: "Card",
-        a_label: "a card",
         // The issuer's 3-D Secure page, at the shopper's pace.
         prompt_secs: 600,
     },
     RailInfo {
         id: "paypal",
         label: "PayPal",
-        a_label: "a PayPal",
         // PayPal's own pages, at the shopper's pace (log in, choose how to pay).
         prompt_secs: 900,
     },
@@ -134,11 +125,6 @@ impl RailId {
     /// The name shoppers know it by.
     pub fn label(self) -> &'static str {
         self.info().label
-    }
-
-    /// The name with its article, as in "an M-PESA SMS".
-    pub fn a_label(self) -> &'static str {
-        self.info().a_label
     }
 
     /// How long its prompt stays on the phone, in seconds (the page's countdown).

@@ -3,7 +3,7 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use crate::model::CheckoutView;
+use crate::{i18n::Locale, model::CheckoutView};
 
 /// A boxed future, so the trait stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -17,11 +17,13 @@ pub struct ServiceUnavailable;
 pub trait PageService: Send + Sync + 'static {
     /// The checkout page for a session id, `None` when there is no such session.
     /// `embed` is the origin `checkout.js` says is framing the page; the view carries
-    /// it back only if the merchant allows that origin.
+    /// it back only if the merchant allows that origin. `wanted` is the request's
+    /// language; without one, the page speaks the merchant's default.
     fn checkout_view<'a>(
         &'a self,
         session_id: &'a str,
         embed: Option<&'a str>,
+        wanted: Option<Locale>,
     ) -> BoxFuture<'a, Result<Option<CheckoutView>, ServiceUnavailable>>;
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use app::{
+    i18n::Locale,
     model::{CheckoutState, CheckoutView, LiveState, QuoteView},
     service::{BoxFuture, PageService, ServiceUnavailable},
 };
@@ -387,19 +388,24 @@ fn support_view(p: &crate::store::MerchantProfile) -> Option<app::model::Support
     )
 }
 
-/// "Refunded" when all the payment went back, "KES 500 refunded" for part of it.
-fn refunded_label(refunded: i64, paid_by: Option<&AttemptRecord>) -> Option<String> {
+/// "Refunded to the payer" when all the payment went back, "KES 500 refunded to the
+/// payer" for part of it, in `locale`.
+fn refunded_label(
+    locale: Locale,
+    refunded: i64,
+    paid_by: Option<&AttemptRecord>,
+) -> Option<String> {
     if refunded <= 0 {
         return None;
     }
     let attempt = paid_by?;
     Some(if refunded >= attempt.amount.minor() {
-        "Refunded".to_owned()
+        locale.refunded_all().to_owned()
     } else {
-        format!(
-            "{} refunded",
-            crate::domain::money::format_amount(refunded, attempt.amount.currency())
-        )
+        locale.refunded_part(&crate::domain::money::format_amount(
+            refunded,
+            attempt.amount.currency(),
+        ))
     })
 }
 
@@ -411,6 +417,7 @@ pub fn checkout_view(
     latest: Option<&AttemptRecord>,
     methods: Vec<RailId>,
     now: i64,
+    locale: Locale,
 ) -> CheckoutView {
     let live = live_state(session, latest, now);
     let state = if session.payment_status == PaymentStatus::Paid {
@@ -433,7 +440,7 @@ pub fn checkout_view(
         state,
         expires_at_ms: session.expires_at,
         seconds_left: ((session.expires_at - now) / 1000).max(0),
-        expires_at_label: eat_label(session.expires_at),
+        expires_at_label: eat_label(session.expires_at, locale),
         cancel_url: cancel_url(session),
         success_url: success_url(session),
         live,
@@ -454,6 +461,7 @@ pub fn checkout_view(
         form_token: String::new(),
         livemode: session.mode == Mode::Live,
         embed_origin: None,
+        locale,
     }
 }
 
@@ -462,113 +470,118 @@ impl PageService for CheckoutService {
         &'a self,
         session_id: &'a str,
         embed: Option<&'a str>,
+        wanted: Option<Locale>,
     ) -> BoxFuture<'a, Result<Option<CheckoutView>, ServiceUnavailable>> {
         Box::pin(async move {
             // Malformed ids never reach the database.
             let Some(id) = SessionId::parse(session_id) else {
                 return Ok(None);
             };
-            let loaded =
-                async {
-                    let Some((session, name)) = self.store.session_for_page(&id).await? else {
-                        return Ok(None);
-                    };
-                    let latest = self.store.latest_attempt(&id).await?;
-                    let now = now_ms();
-                    let open = session.status == SessionStatus::Open
-                        && session.payment_status == PaymentStatus::Unpaid;
-                    // Quotes only for a page that can still be paid.
-                    let offers = if open {
-                        self.offers(&session, now).await?
-                    } else {
-                        self.methods(&session)
-                            .into_iter()
-                            .map(|r| (r, None))
-                            .collect()
-                    };
-                    // Mobile money in the picker; the card on its own form.
-                    let methods = offers
+            let loaded = async {
+                let Some((session, name)) = self.store.session_for_page(&id).await? else {
+                    return Ok(None);
+                };
+                let latest = self.store.latest_attempt(&id).await?;
+                let now = now_ms();
+                let open = session.status == SessionStatus::Open
+                    && session.payment_status == PaymentStatus::Unpaid;
+                // Quotes only for a page that can still be paid.
+                let offers = if open {
+                    self.offers(&session, now).await?
+                } else {
+                    self.methods(&session)
+                        .into_iter()
+                        .map(|r| (r, None))
+                        .collect()
+                };
+                // Mobile money in the picker; the card on its own form.
+                let methods = offers
+                    .iter()
+                    .map(|(rail, _)| *rail)
+                    .filter(|r| r.is_mobile_money())
+                    .collect();
+                let profile = self.store.merchant_profile(&session.merchant_id).await?;
+                let locale = wanted
+                    .or_else(|| Locale::parse(&profile.default_locale))
+                    .unwrap_or(Locale::En);
+                let mut view = checkout_view(&session, name, latest.as_ref(), methods, now, locale);
+                view.support = support_view(&profile);
+                view.brand_color = profile.brand_color.clone();
+                view.logo_url = profile.logo.as_ref().map(|d| format!("/logos/{d}"));
+                if session.payment_status == PaymentStatus::Paid
+                    && let Some(paying) = self.store.paying_attempt(&session.id).await?
+                {
+                    // The payment that paid the session (not a duplicate the merchant
+                    // refunded, which leaves this one standing).
+                    let refunded: i64 = self
+                        .store
+                        .refunds_of(&paying.id)
+                        .await?
                         .iter()
-                        .map(|(rail, _)| *rail)
-                        .filter(|r| r.is_mobile_money())
-                        .collect();
-                    let mut view = checkout_view(&session, name, latest.as_ref(), methods, now);
-                    let profile = self.store.merchant_profile(&session.merchant_id).await?;
-                    view.support = support_view(&profile);
-                    view.brand_color = profile.brand_color.clone();
-                    view.logo_url = profile.logo.as_ref().map(|d| format!("/logos/{d}"));
-                    if session.payment_status == PaymentStatus::Paid
-                        && let Some(paying) = self.store.paying_attempt(&session.id).await?
-                    {
-                        // The payment that paid the session (not a duplicate the merchant
-                        // refunded, which leaves this one standing).
-                        let refunded: i64 = self
-                            .store
-                            .refunds_of(&paying.id)
-                            .await?
-                            .iter()
-                            .filter(|r| r.status == crate::store::RefundStatus::Succeeded)
-                            .map(|r| r.amount.minor())
-                            .sum();
-                        view.refunded = refunded_label(refunded, Some(&paying));
-                    }
-                    view.quotes = offers
-                        .iter()
-                        .filter_map(|(rail, quote)| {
-                            let quote = quote.as_ref()?;
-                            Some(QuoteView {
-                                rail: *rail,
-                                amount_label: quote.target.to_string(),
-                                label: quote.label(),
-                                token: self.fx.as_ref()?.token(quote, &session, *rail),
-                            })
+                        .filter(|r| r.status == crate::store::RefundStatus::Succeeded)
+                        .map(|r| r.amount.minor())
+                        .sum();
+                    view.refunded = refunded_label(locale, refunded, Some(&paying));
+                }
+                view.quotes = offers
+                    .iter()
+                    .filter_map(|(rail, quote)| {
+                        let quote = quote.as_ref()?;
+                        Some(QuoteView {
+                            rail: *rail,
+                            amount_label: quote.target.to_string(),
+                            label: quote.label(locale),
+                            token: self.fx.as_ref()?.token(quote, &session, *rail),
                         })
-                        .collect();
-                    view.form_token = self.form_token(&id);
-                    view.card = offers
-                        .iter()
-                        .find(|(rail, _)| *rail == RailId::Card)
-                        .and_then(|(_, quote)| {
-                            let card = self.rails.for_merchant(
-                                &session.merchant_id,
-                                RailId::Card,
-                                session.mode,
-                            )?;
-                            let mpgs = card.card_processor()?;
-                            Some(app::model::CardView {
-                                amount_label: quote
-                                    .as_ref()
-                                    .map_or(session.amount, |q| q.target)
-                                    .to_string(),
-                                session_js: mpgs.session_js_url(),
-                                script_integrity: crate::http::card_js_integrity(),
-                            })
-                        });
-                    view.paypal = offers.iter().find(|(rail, _)| *rail == RailId::Paypal).map(
-                        |(_, quote)| app::model::PaypalView {
+                    })
+                    .collect();
+                view.form_token = self.form_token(&id);
+                view.card = offers
+                    .iter()
+                    .find(|(rail, _)| *rail == RailId::Card)
+                    .and_then(|(_, quote)| {
+                        let card = self.rails.for_merchant(
+                            &session.merchant_id,
+                            RailId::Card,
+                            session.mode,
+                        )?;
+                        let mpgs = card.card_processor()?;
+                        Some(app::model::CardView {
                             amount_label: quote
                                 .as_ref()
                                 .map_or(session.amount, |q| q.target)
                                 .to_string(),
-                        },
-                    );
-                    // Embedded only for an origin the merchant allows; any other claim is
-                    // ignored (and the browser refuses the frame anyway, by CSP).
-                    if let Some(origin) = embed.and_then(crate::embed::parse_origin) {
-                        let allowed = self
-                            .store
-                            .embed_origins(&session.merchant_id, session.mode)
-                            .await?;
-                        if allowed.contains(&origin) {
-                            view.embed_origin = Some(origin);
-                            // Framed: the processor's and PayPal's pages refuse frames;
-                            // cards and PayPal are paid on the hosted page itself.
-                            view.card = None;
-                            view.paypal = None;
-                        }
+                            session_js: mpgs.session_js_url(),
+                            script_integrity: crate::http::card_js_integrity(),
+                        })
+                    });
+                view.paypal =
+                    offers
+                        .iter()
+                        .find(|(rail, _)| *rail == RailId::Paypal)
+                        .map(|(_, quote)| app::model::PaypalView {
+                            amount_label: quote
+                                .as_ref()
+                                .map_or(session.amount, |q| q.target)
+                                .to_string(),
+                        });
+                // Embedded only for an origin the merchant allows; any other claim is
+                // ignored (and the browser refuses the frame anyway, by CSP).
+                if let Some(origin) = embed.and_then(crate::embed::parse_origin) {
+                    let allowed = self
+                        .store
+                        .embed_origins(&session.merchant_id, session.mode)
+                        .await?;
+                    if allowed.contains(&origin) {
+                        view.embed_origin = Some(origin);
+                        // Framed: the processor's and PayPal's pages refuse frames;
+                        // cards and PayPal are paid on the hosted page itself.
+                        view.card = None;
+                        view.paypal = None;
                     }
-                    Ok::<_, StoreError>(Some(view))
-                };
+                }
+                Ok::<_, StoreError>(Some(view))
+            };
             match loaded.await {
                 Ok(view) => Ok(view),
                 Err(e) => {
@@ -599,7 +612,7 @@ mod tests {
             "https://m.example/book/{CHECKOUT_SESSION_ID}/cancel",
         )
         .unwrap();
-        let view = checkout_view(&s, "M".into(), None, vec![], 0);
+        let view = checkout_view(&s, "M".into(), None, vec![], 0, Locale::En);
         assert_eq!(
             view.success_url,
             format!("https://m.example/ok?cs={}", s.id)
@@ -660,6 +673,7 @@ mod tests {
             None,
             vec![],
             now,
+            Locale::En,
         );
         assert_eq!(open.state, CheckoutState::Open);
         assert_eq!(open.seconds_left, 90);
@@ -669,6 +683,7 @@ mod tests {
             None,
             vec![],
             now,
+            Locale::En,
         );
         assert_eq!(
             late.state,
@@ -682,6 +697,7 @@ mod tests {
             None,
             vec![],
             now,
+            Locale::En,
         );
         assert_eq!(paid.state, CheckoutState::Paid, "paid wins over expiry");
         assert_eq!(open.amount_label(), "KES 1,500");

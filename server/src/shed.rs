@@ -147,26 +147,32 @@ fn kind(method: &Method, path: &str) -> Kind {
     }
 }
 
-/// The shopper's page while busy: tiny, no script, honest about what happened.
-fn busy_page(charged_nothing: bool) -> Response {
+/// The shopper's page while busy: tiny, no script, honest about what happened, in the
+/// request's language.
+fn busy_page(charged_nothing: bool, locale: app::i18n::Locale) -> Response {
     let line = if charged_nothing {
-        "Busy right now — this tap sent nothing, and nothing was charged for it. If a \
-         payment prompt is already on your phone you can still answer it; otherwise try \
-         again in a minute."
+        locale.busy_tap()
     } else {
-        "Busy right now. Try again in a minute."
+        locale.busy()
     };
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>Busy right now</title></head><body>\
-         <h1>Busy right now</h1><p data-code=\"busy\">{line}</p>\
-         <p><a href=\"\">Try again</a></p></body></html>"
+         <title>{title}</title></head><body>\
+         <h1>{title}</h1><p data-code=\"busy\">{line}</p>\
+         <p><a href=\"\">{}</a></p></body></html>",
+        locale.code(),
+        locale.try_again(),
+        title = locale.busy_title(),
     );
     let mut res = (StatusCode::SERVICE_UNAVAILABLE, Html(html)).into_response();
     res.headers_mut().insert(
         header::RETRY_AFTER,
         header::HeaderValue::from(RETRY_AFTER_SECS),
+    );
+    res.headers_mut().insert(
+        header::CONTENT_LANGUAGE,
+        header::HeaderValue::from_static(locale.code()),
     );
     res
 }
@@ -178,6 +184,7 @@ pub fn refusal(state: &AppState, req: &Request) -> Option<Response> {
     if !state.pressure.busy() {
         return None;
     }
+    let locale = || crate::http::locale::for_request(req.uri(), req.headers());
     match kind(req.method(), req.uri().path()) {
         Kind::Api => Some(
             ApiError::Busy {
@@ -185,8 +192,8 @@ pub fn refusal(state: &AppState, req: &Request) -> Option<Response> {
             }
             .into_response(),
         ),
-        Kind::PayForm => Some(busy_page(true)),
-        Kind::Page => Some(busy_page(false)),
+        Kind::PayForm => Some(busy_page(true, locale())),
+        Kind::Page => Some(busy_page(false, locale())),
         Kind::Other => None,
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use app::i18n::Locale;
+
 /// East Africa Time offset from UTC, in seconds.
 pub const EAT_OFFSET_SECS: i64 = 3 * 3600;
 
@@ -93,26 +95,38 @@ pub fn parse_utc(text: &str) -> Option<i64> {
     Some((days * 86_400 + h * 3600 + min * 60 + sec) * 1000)
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// "14:05 EAT": a time later today, as a shopper reads it.
-pub fn eat_clock(ms: i64) -> String {
-    let c = civil(ms, EAT_OFFSET_SECS);
-    format!("{:02}:{:02} EAT", c.hour, c.minute)
+/// A month's short name in `locale` (1 = January).
+fn month(locale: Locale, m: u32) -> &'static str {
+    match m {
+        1 => locale.month_1(),
+        2 => locale.month_2(),
+        3 => locale.month_3(),
+        4 => locale.month_4(),
+        5 => locale.month_5(),
+        6 => locale.month_6(),
+        7 => locale.month_7(),
+        8 => locale.month_8(),
+        9 => locale.month_9(),
+        10 => locale.month_10(),
+        11 => locale.month_11(),
+        _ => locale.month_12(),
+    }
 }
 
-/// "14:05 EAT, 23 Nov 2026": how the page shows a time to a shopper.
-pub fn eat_label(ms: i64) -> String {
+/// "14:05 EAT": a time later today, as a shopper reads it in `locale`.
+pub fn eat_clock(ms: i64, locale: Locale) -> String {
     let c = civil(ms, EAT_OFFSET_SECS);
-    format!(
-        "{:02}:{:02} EAT, {} {} {}",
-        c.hour,
-        c.minute,
-        c.day,
-        MONTHS[(c.month - 1) as usize],
-        c.year
+    locale.clock(&format!("{:02}:{:02}", c.hour, c.minute))
+}
+
+/// "14:05 EAT, 23 Nov 2026": how the page shows a time to a shopper, in `locale`.
+pub fn eat_label(ms: i64, locale: Locale) -> String {
+    let c = civil(ms, EAT_OFFSET_SECS);
+    locale.time_label(
+        &format!("{:02}:{:02}", c.hour, c.minute),
+        &c.day.to_string(),
+        month(locale, c.month),
+        &c.year.to_string(),
     )
 }
 
@@ -155,7 +169,12 @@ mod tests {
         );
         // A leap day, and the day rolling over in EAT but not in UTC.
         let leap = 1_709_229_600_000; // 2024-02-29T18:00:00Z
-        assert_eq!(eat_label(leap), "21:00 EAT, 29 Feb 2024");
+        assert_eq!(eat_label(leap, Locale::En), "21:00 EAT, 29 Feb 2024");
+        assert_eq!(eat_label(leap, Locale::Sw), "saa 21:00 EAT, 29 Feb 2024");
+        assert_eq!(
+            eat_label(leap + 86_400_000 * 170, Locale::Fr),
+            "21:00 EAT, le 17 août 2024"
+        );
         let c = civil(leap + 3 * 3_600_000, EAT_OFFSET_SECS);
         assert_eq!((c.month, c.day, c.hour), (3, 1, 0));
         // Before the epoch.

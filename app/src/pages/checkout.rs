@@ -3,8 +3,11 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::{NotFound, PageTitle, Unavailable, countdown::Countdown, live::LiveStatus};
-use crate::model::{CheckoutState, CheckoutView, LiveState};
+use super::{Language, NotFound, PageTitle, Unavailable, countdown::Countdown, live::LiveStatus};
+use crate::{
+    i18n::{Locale, Requested},
+    model::{CheckoutState, CheckoutView, LiveState, failure_message, retry_hint},
+};
 
 /// Loads the checkout page's data. A public endpoint like every server function: it
 /// only ever returns what the page itself shows, for an id the caller already has.
@@ -16,8 +19,10 @@ pub async fn load_checkout(
     use crate::service::SharedPageService;
     let service = use_context::<SharedPageService>()
         .ok_or_else(|| ServerFnError::new("page service not in context"))?;
+    // The request's language (put in context by the server for each page).
+    let wanted = use_context::<Requested>().unwrap_or_default().locale;
     service
-        .checkout_view(&id, embed.as_deref())
+        .checkout_view(&id, embed.as_deref(), wanted)
         .await
         .map_err(|_| ServerFnError::new("checkout temporarily unavailable"))
 }
@@ -76,8 +81,10 @@ pub fn CheckoutPage() -> impl IntoView {
 
 #[component]
 fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>) -> impl IntoView {
+    let l = view.locale;
+    let chosen = use_context::<Requested>().unwrap_or_default().chosen;
     let amount = view.amount_label();
-    let title = format!("Pay {amount} to {} · Malipo", view.merchant_name);
+    let title = l.page_title(&amount, &view.merchant_name);
     let state = match view.state {
         CheckoutState::Open => "open",
         CheckoutState::Paid => "paid",
@@ -119,9 +126,32 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
     }
     let quotes = (view.state == CheckoutState::Open && !quote_lines.is_empty()).then(|| {
         view! {
-            <ul class="quotes" aria-label="Paying in another currency">
+            <ul class="quotes" aria-label=l.quotes_label()>
                 {quote_lines.into_iter().map(|l| view! { <li class="quote">{l}</li> }).collect::<Vec<_>>()}
             </ul>
+        }
+    });
+    // A form post's problem, in words: for the rail of the last attempt, else the form's.
+    let error_words = error.as_ref().map(|code| {
+        let rail = match &view.live {
+            LiveState::Idle { rail, .. } | LiveState::Paid { rail, .. } => *rail,
+            LiveState::Waiting { rail, .. } | LiveState::Unconfirmed { rail, .. } => Some(*rail),
+            LiveState::Expired => None,
+        }
+        .or(view.methods.first().copied())
+        .unwrap_or(crate::rail::RailId::Mpesa);
+        // Numbers as where the rail's charged currency is spent.
+        let currency = view
+            .quotes
+            .iter()
+            .find(|q| q.rail == rail)
+            .and_then(|q| q.amount_label.split(' ').next())
+            .unwrap_or(view.currency.code())
+            .to_owned();
+        let words = failure_message(l, code, rail, &currency);
+        match retry_after {
+            Some(secs) => format!("{words} {}", retry_hint(l, secs)),
+            None => words,
         }
     });
     let live = view! {
@@ -132,13 +162,16 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             success_url=next_url
             phone=view.phone.clone()
             form_token=view.form_token.clone()
-            initial=view.live.encode()
+            initial=view.live.with_words(l, view.currency.code())
             error=error
-            retry_after=retry_after
+            error_words=error_words
             methods=methods
             prices=prices
             quotes=quote_tokens
             currency=view.currency.code().to_string()
+            words=l.live_words().to_owned()
+            lang=l.code().to_owned()
+            lang_chosen=chosen
         />
     };
     // Without JavaScript: refresh while a prompt is waiting; go on to the merchant once
@@ -169,7 +202,11 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
         // Past expiry but a prompt is still waiting: no countdown at zero beside it.
         CheckoutState::Open if view.seconds_left == 0 => ().into_any(),
         CheckoutState::Open => view! {
-            <Countdown seconds_left=view.seconds_left expires_at_label=view.expires_at_label.clone() />
+            <Countdown
+                seconds_left=view.seconds_left
+                expires_at_label=view.expires_at_label.clone()
+                words=l.countdown_words().to_owned()
+            />
         }
         .into_any(),
         CheckoutState::Paid => ().into_any(),
@@ -178,22 +215,14 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             let rail = unconfirmed.unwrap_or(crate::rail::RailId::Mpesa);
             view! {
                 <p class="notice notice-expired" data-live="unconfirmed" role="status">
-                    "This checkout expired at "
-                    {view.expires_at_label.clone()}
-                    ". We couldn't confirm your last " {rail.label()} " payment yet. If "
-                    {rail.a_label()} " SMS arrived, " {view.merchant_name.clone()}
-                    " will be told as soon as " {rail.label()} " confirms it: don't pay again."
+                    {l.expired_unconfirmed(&view.expires_at_label, rail.label(), &view.merchant_name)}
                 </p>
             }
             .into_any()
         }
         CheckoutState::Expired => view! {
             <p class="notice notice-expired" role="status">
-                "This checkout expired at "
-                {view.expires_at_label.clone()}
-                ". Nothing was charged. Go back to "
-                {view.merchant_name.clone()}
-                " to start again."
+                {l.expired_at(&view.expires_at_label, &view.merchant_name)}
             </p>
         }
         .into_any(),
@@ -216,28 +245,32 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
         .clone()
         .filter(|_| offered_too)
         .map(|card| {
-            let pay_label = format!("Pay {}", card.amount_label);
+            let pay_label = l.card_pay(&card.amount_label);
             view! {
-                <section class="card-pay" aria-label="Pay by card">
+                <section class="card-pay" aria-label=l.card_section()>
                     <form
                         class="card-form"
                         method="post"
                         action=format!("/pay/{}/card", view.id)
                         data-session-js=card.session_js
+                        data-unreachable=l.card_unreachable()
+                        data-check-details=l.card_check_details()
+                        data-not-available=l.card_not_available()
                     >
                         <input type="hidden" name="form_token" value=view.form_token.clone() />
+                        {chosen.then(|| view! { <input type="hidden" name="lang" value=l.code() /> })}
                         {card_quote.map(|q| view! { <input type="hidden" name="quotes" value=q /> })}
                         <input type="hidden" name="card_session" value="" />
                         <div class="card-fields" hidden>
-                            <div class="card-field" id="card-number" data-label="Card number"></div>
-                            <div class="card-field" id="card-expiry" data-label="Expiry date"></div>
-                            <div class="card-field" id="card-security-code" data-label="Security code"></div>
+                            <div class="card-field" id="card-number" data-label=l.card_number()></div>
+                            <div class="card-field" id="card-expiry" data-label=l.card_expiry()></div>
+                            <div class="card-field" id="card-security-code" data-label=l.card_security_code()></div>
                         </div>
                         <p class="card-problem status-failed" role="alert" hidden></p>
                         <button class="button pay-card" type="submit" data-pay-label=pay_label.clone()>
-                            "Pay by card · " {card.amount_label.clone()}
+                            {l.card_button(&card.amount_label)}
                         </button>
-                        <p class="fine">"The card is typed into the card processor's own page: this shop never sees its number."</p>
+                        <p class="fine">{l.card_fine()}</p>
                     </form>
                     <script src="/card.js" integrity=card.script_integrity defer></script>
                 </section>
@@ -251,14 +284,15 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
         .map(|q| format!("paypal:{}", q.token));
     let paypal = view.paypal.clone().filter(|_| offered_too).map(|paypal| {
         view! {
-            <section class="paypal-pay" aria-label="Pay with PayPal">
+            <section class="paypal-pay" aria-label=l.paypal_section()>
                 <form method="post" action=format!("/pay/{}/paypal", view.id)>
                     <input type="hidden" name="form_token" value=view.form_token.clone() />
+                    {chosen.then(|| view! { <input type="hidden" name="lang" value=l.code() /> })}
                     {paypal_quote.map(|q| view! { <input type="hidden" name="quotes" value=q /> })}
                     <button class="button pay-paypal" type="submit">
-                        "Pay with PayPal · " {paypal.amount_label}
+                        {l.paypal_button(&paypal.amount_label)}
                     </button>
-                    <p class="fine">"You log in and approve on PayPal's own page."</p>
+                    <p class="fine">{l.paypal_fine()}</p>
                 </form>
             </section>
         }
@@ -267,19 +301,18 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
     let cancel = (view.state == CheckoutState::Open && !waiting).then(|| {
         view! {
             <a class="cancel" href=view.cancel_url.clone()>
-                "Cancel and go back to "
-                {view.merchant_name.clone()}
+                {l.cancel(&view.merchant_name)}
             </a>
         }
     });
     let refunded = view
         .refunded
         .clone()
-        .map(|r| view! { <p class="refunded" data-refunded="true">{r} " to the payer"</p> });
+        .map(|r| view! { <p class="refunded" data-refunded="true">{r}</p> });
     let support = view
         .support
         .clone()
-        .map(|s| support_line(view.merchant_name.clone(), s));
+        .map(|s| support_line(l.support(&view.merchant_name), s));
     // The merchant's colour, only as a 7-character `#rrggbb` (the CSS variable the
     // stylesheet already uses), in a style block carrying this response's nonce.
     let brand = view
@@ -292,24 +325,30 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             let nonce = leptos::nonce::use_nonce();
             view! { <style nonce=nonce>{format!(":root{{--brand:{c}}}")}</style> }
         });
+    // The switcher: plain links (no script), keeping a framed page framed.
+    let embed_param = view
+        .embed_origin
+        .as_deref()
+        .map(|o| format!("&embed={}", url_escape(o)));
     view! {
         <PageTitle text=title />
+        <Language locale=l />
         {brand}
         <main class="page checkout" data-page="checkout" data-state=state data-session=view.id.clone()>
             {(!view.livemode).then(|| view! {
                 <p class="test-banner" role="note" data-test-mode="true">
-                    <strong>"TEST MODE"</strong>
-                    " · No real money moves. This page is not proof of payment."
+                    <strong>{l.test_mode()}</strong>
+                    " · " {l.test_mode_note()}
                 </p>
             })}
             <header class="merchant">
                 {view.logo_url.clone().map(|src| view! { <img class="logo" src=src alt="" height="40" /> })}
                 <p class="merchant-name">{view.merchant_name.clone()}</p>
             </header>
-            <section class="summary" aria-label="What you are paying for">
+            <section class="summary" aria-label=l.summary_label()>
                 <p class="description">{view.description.clone()}</p>
                 <p class="amount">{amount}</p>
-                <p class="reference">"Reference " {view.reference.clone()}</p>
+                <p class="reference">{l.reference(&view.reference)}</p>
                 {quotes}
                 {status}
                 {refunded}
@@ -322,15 +361,47 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             {view.embed_origin.as_deref().map(|origin| super::embed::bridge(origin, &view.id))}
             {support}
             <footer class="footer">
-                <p>"Secured by Malipo. We never ask for your PIN on this page: you type it on your phone."</p>
+                <p>{l.footer()}</p>
+                <nav class="languages" aria-label=l.languages()>
+                    {Locale::ALL
+                        .into_iter()
+                        .map(|other| {
+                            let href = format!(
+                                "?lang={}{}",
+                                other.code(),
+                                embed_param.clone().unwrap_or_default()
+                            );
+                            let current = (other == l).then_some("true");
+                            view! {
+                                <a href=href hreflang=other.code() lang=other.code() aria-current=current>
+                                    {other.name()}
+                                </a>
+                                " "
+                            }
+                        })
+                        .collect::<Vec<_>>()}
+                </nav>
             </footer>
         </main>
     }
 }
 
+/// `s` percent-encoded for a query value.
+fn url_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// How a stuck shopper reaches the merchant: links that open the phone's dialler, mail
 /// app or WhatsApp.
-fn support_line(merchant: String, s: crate::model::SupportView) -> impl IntoView {
+fn support_line(intro: String, s: crate::model::SupportView) -> impl IntoView {
     let phone = s.phone.map(|p| {
         let href = format!("tel:{p}");
         view! { " " <a href=href>{p}</a> }
@@ -345,7 +416,7 @@ fn support_line(merchant: String, s: crate::model::SupportView) -> impl IntoView
     });
     view! {
         <p class="support fine" data-support="true">
-            {format!("Questions about this booking? Contact {merchant}:")}
+            {intro}
             {phone}
             {whatsapp}
             {email}

@@ -4,13 +4,21 @@
 use leptos::prelude::*;
 use std::time::Duration;
 
-/// "14:59", or "2 h 05 min" past an hour.
-pub fn remaining_label(seconds: i64) -> String {
+use crate::i18n::CountdownWords;
+
+/// "14:59": minutes and seconds (a prompt's time left, always under an hour).
+pub fn clock_label(seconds: i64) -> String {
+    let s = seconds.max(0);
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// "14:59", or past an hour the language's "2 h 05 min".
+pub fn remaining_label(words: &CountdownWords, seconds: i64) -> String {
     let s = seconds.max(0);
     if s >= 3600 {
-        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
+        words.hours(&(s / 3600).to_string(), &format!("{:02}", (s % 3600) / 60))
     } else {
-        format!("{}:{:02}", s / 60, s % 60)
+        clock_label(s)
     }
 }
 
@@ -28,7 +36,13 @@ fn now_ms() -> f64 {
 /// Counts down from the server's `seconds_left` (not the phone's clock, which may be
 /// wrong). Without JavaScript the server-rendered text stays, which is still true.
 #[island]
-pub fn Countdown(seconds_left: i64, expires_at_label: String) -> impl IntoView {
+pub fn Countdown(
+    seconds_left: i64,
+    expires_at_label: String,
+    /// The island's texts in the page's language ([`crate::i18n::Locale::countdown_words`]).
+    words: String,
+) -> impl IntoView {
+    let w = CountdownWords::parse(&words);
     let (left, set_left) = signal(seconds_left.max(0));
     let (hydrated, set_hydrated) = signal(false);
     Effect::new(move |_| {
@@ -47,9 +61,9 @@ pub fn Countdown(seconds_left: i64, expires_at_label: String) -> impl IntoView {
             {move || {
                 let s = left.get();
                 if s > 0 {
-                    format!("Expires in {}", remaining_label(s))
+                    w.expires_in(&remaining_label(&w, s))
                 } else {
-                    "This checkout has expired".to_string()
+                    w.expired()
                 }
             }}
             <span class="expiry-at">{format!(" · {expires_at_label}")}</span>
@@ -60,13 +74,18 @@ pub fn Countdown(seconds_left: i64, expires_at_label: String) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::remaining_label;
+    use crate::i18n::{CountdownWords, Locale};
 
     #[test]
     fn labels_minutes_and_hours() {
-        assert_eq!(remaining_label(899), "14:59");
-        assert_eq!(remaining_label(5), "0:05");
-        assert_eq!(remaining_label(-3), "0:00");
-        assert_eq!(remaining_label(3600), "1 h 00 min");
-        assert_eq!(remaining_label(7_500), "2 h 05 min");
+        let en = CountdownWords::parse(Locale::En.countdown_words());
+        assert_eq!(remaining_label(&en, 899), "14:59");
+        assert_eq!(remaining_label(&en, 5), "0:05");
+        assert_eq!(remaining_label(&en, -3), "0:00");
+        assert_eq!(remaining_label(&en, 3600), "1 h 00 min");
+        assert_eq!(remaining_label(&en, 7_500), "2 h 05 min");
+        let sw = CountdownWords::parse(Locale::Sw.countdown_words());
+        assert_eq!(remaining_label(&sw, 7_500), "saa 2 dakika 05");
+        assert_eq!(sw.expires_in("14:59"), "Inaisha baada ya 14:59");
     }
 }

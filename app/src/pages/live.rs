@@ -10,11 +10,15 @@ use leptos::prelude::*;
 #[cfg(feature = "hydrate")]
 use std::time::Duration;
 
-use super::countdown::remaining_label;
+use super::countdown::clock_label;
 use crate::{
-    model::{LiveState, failure_message, retry_hint},
+    i18n::{LiveWords, around},
+    model::{LiveState, split_words},
     rail::RailId,
 };
+
+/// Stands in a text for a value the page wraps in markup (see [`around`]).
+const MARK: &str = "\u{1}";
 
 /// Seconds the page waits on "Paid" before sending the shopper to the merchant.
 pub const REDIRECT_AFTER_SECS: u64 = 3;
@@ -34,8 +38,8 @@ pub fn LiveStatus(
     initial: String,
     /// A problem with the last form post (`invalid_phone`, …), from the query string.
     error: Option<String>,
-    /// With a limit's error: seconds until the shopper may try again.
-    retry_after: Option<u32>,
+    /// Its words, in the page's language (with a limit's "try again in …").
+    error_words: Option<String>,
     /// The rails that can take this session, comma-separated (`mpesa`); the form is for
     /// the first. Empty: nothing here can take it, and no form shows.
     methods: String,
@@ -46,7 +50,15 @@ pub fn LiveStatus(
     quotes: String,
     /// The session's currency code (`KES`): how numbers are written where it is spent.
     currency: String,
+    /// The island's texts in the page's language ([`crate::i18n::Locale::live_words`]).
+    words: String,
+    /// The page's language (`sw`): the event stream's failure words come in it.
+    lang: String,
+    /// The shopper chose the language (not the browser): the form carries it, so the
+    /// page it returns to keeps it even where a framed page's cookie is lost.
+    lang_chosen: bool,
 ) -> impl IntoView {
+    let w = LiveWords::parse(&words);
     let prices: Vec<(RailId, String)> = prices
         .split('|')
         .filter_map(|p| p.split_once('='))
@@ -72,10 +84,13 @@ pub fn LiveStatus(
                 .unwrap_or_else(|| currency.clone())
         }
     };
-    let (state, set_state) = signal(LiveState::decode(&initial).unwrap_or(LiveState::Idle {
+    // The state, and the failure's words the server sent with it.
+    let (line, initial_words) = split_words(&initial);
+    let (state, set_state) = signal(LiveState::decode(line).unwrap_or(LiveState::Idle {
         failure: None,
         rail: None,
     }));
+    let (failure_words, set_failure_words) = signal(initial_words.map(str::to_owned));
     let offered: Vec<RailId> = methods.split(',').filter_map(RailId::parse).collect();
     // The form is for the shopper's choice: the first rail offered until they pick
     // another, or type a number of another rail's network.
@@ -87,13 +102,13 @@ pub fn LiveStatus(
     let (elapsed, set_elapsed) = signal(0_i64);
 
     Effect::new({
-        let session_id = session_id.clone();
+        let source = format!("/pay/{session_id}/events?lang={lang}");
         move |_| {
             set_hydrated.set(true);
             #[cfg(feature = "hydrate")]
-            subscribe(&session_id, set_state, set_elapsed);
+            subscribe(&source, set_state, set_failure_words, set_elapsed);
             #[cfg(not(feature = "hydrate"))]
-            let _ = (&session_id, set_state, set_elapsed);
+            let _ = (&source, set_state, set_failure_words, set_elapsed);
         }
     });
     #[cfg(feature = "hydrate")]
@@ -132,10 +147,13 @@ pub fn LiveStatus(
     // No rail can take the session: the form never shows, and names none. The path
     // names the default; the `rail` field, when sent, is the shopper's choice.
     let action = method.map_or(String::new(), |r| format!("/pay/{session_id}/{r}"));
-    let phone_label = move || {
-        chosen.get().map_or("Phone number".to_string(), |r| {
-            format!("{} phone number", r.label())
-        })
+    let phone_label = {
+        let w = w.clone();
+        move || {
+            chosen
+                .get()
+                .map_or(w.phone_number(), |r| w.wallet_phone_number(r.label()))
+        }
     };
     let picker = (offered.len() > 1).then(|| {
         let choices = offered
@@ -159,14 +177,13 @@ pub fn LiveStatus(
             .collect::<Vec<_>>();
         view! {
             <fieldset class="methods">
-                <legend>"Pay with"</legend>
+                <legend>{w.pay_with()}</legend>
                 {choices}
             </fieldset>
         }
     });
     let typed = {
         let offered = offered.clone();
-        let currency_of = currency_of.clone();
         move |ev: leptos::ev::Event| {
             let value = event_target_value(&ev);
             if let Some(r) =
@@ -200,6 +217,19 @@ pub fn LiveStatus(
         let error = error.clone();
         move || idle_failure().and_then(|failure| error.clone().or(failure))
     };
+    // The form post's problem's words, else the last attempt's (sent with its state).
+    let problem_words = {
+        let w = w.clone();
+        move || {
+            idle_failure().and_then(|failure| {
+                if error.is_some() {
+                    error_words.clone()
+                } else {
+                    failure.map(|_| failure_words.get().unwrap_or_else(|| w.failed()))
+                }
+            })
+        }
+    };
     let retry = move || idle_failure().flatten().is_some();
     let payer = move || match state.get() {
         LiveState::Waiting { payer_masked, .. } | LiveState::Unconfirmed { payer_masked, .. } => {
@@ -207,20 +237,19 @@ pub fn LiveStatus(
         }
         _ => String::new(),
     };
-    let timer = move || match state.get() {
-        LiveState::Waiting { seconds_left, .. } if seconds_left > elapsed.get() => {
-            format!(
-                "Waiting for your answer · {}",
-                remaining_label(seconds_left - elapsed.get())
-            )
+    let timer = {
+        let w = w.clone();
+        move || match state.get() {
+            LiveState::Waiting { seconds_left, .. } if seconds_left > elapsed.get() => {
+                w.waiting_answer(&clock_label(seconds_left - elapsed.get()))
+            }
+            _ => w.still_waiting(wallet()),
         }
-        _ => format!("Still waiting for {} to confirm…", wallet()),
     };
     let receipt = move || match state.get() {
         LiveState::Paid { receipt, .. } => receipt,
         _ => None,
     };
-    let problem_text = problem.clone();
     let problem_shown = problem.clone();
     // Every rail charging the same: "Pay KES 1,500". Different amounts: the picker shows
     // each, and the button names the chosen one's once the page runs (before that, and
@@ -233,64 +262,104 @@ pub fn LiveStatus(
         .first()
         .and_then(|&r| price_of(r))
         .unwrap_or(amount_label.clone());
-    let pay_label = move || {
-        if same_price {
-            format!("Pay {first_price}")
-        } else if hydrated.get() {
-            format!(
-                "Pay {}",
-                chosen
-                    .get()
-                    .and_then(&price_of)
-                    .unwrap_or(amount_label.clone())
-            )
-        } else {
-            "Pay now".to_string()
+    let pay_label = {
+        let w = w.clone();
+        move || {
+            if same_price {
+                w.pay(&first_price)
+            } else if hydrated.get() {
+                w.pay(
+                    &chosen
+                        .get()
+                        .and_then(&price_of)
+                        .unwrap_or(amount_label.clone()),
+                )
+            } else {
+                w.pay_now()
+            }
         }
     };
-    let failure_currency = move || currency_of(chosen.get());
+    // Texts around a value in <strong>: (before, after).
+    let sent_to = around(&w.prompt_sent(MARK), MARK);
+    let receipt_words = {
+        let w = w.clone();
+        move || {
+            let text = if card() {
+                w.paid_with(MARK)
+            } else {
+                w.receipt(wallet(), MARK)
+            };
+            around(&text, MARK)
+        }
+    };
+    let receipt_before = {
+        let words = receipt_words.clone();
+        move || words().0
+    };
+    let receipt_after = move || receipt_words().1;
+    let unconfirmed_words = {
+        let w = w.clone();
+        let merchant = merchant_name.clone();
+        move || around(&w.unconfirmed(wallet(), MARK, &merchant), MARK)
+    };
+    let unconfirmed_before = {
+        let words = unconfirmed_words.clone();
+        move || words().0
+    };
+    let unconfirmed_after = move || unconfirmed_words().1;
+    let status_title = {
+        let w = w.clone();
+        move || match rail() {
+            RailId::Card => w.card_confirming(),
+            RailId::Paypal => w.paypal_waiting(),
+            _ => w.enter_pin(wallet()),
+        }
+    };
+    let away_words = {
+        let w = w.clone();
+        move || {
+            if card() {
+                w.card_unfinished()
+            } else {
+                w.paypal_unfinished()
+            }
+        }
+    };
+    let no_sms = {
+        let w = w.clone();
+        move || w.no_sms(wallet())
+    };
+    let button = {
+        let w = w.clone();
+        move || if retry() { w.send_again() } else { pay_label() }
+    };
     view! {
         <section class="live" aria-live="polite" data-hydrated=move || hydrated.get().then_some("true")>
             <div class="status status-waiting" data-live="waiting" role="status" hidden=move || !waiting()>
-                <p class="status-title">
-                    {move || match rail() {
-                        RailId::Card => "Confirming your card payment with your bank…".to_string(),
-                        RailId::Paypal => "Waiting for PayPal to confirm your payment…".to_string(),
-                        _ => format!("Check your phone and enter your {} PIN", wallet()),
-                    }}
-                </p>
-                <p hidden=away>"We sent a payment prompt to " <strong>{payer}</strong> "."</p>
+                <p class="status-title">{status_title}</p>
+                <p hidden=away>{sent_to.0} <strong>{payer}</strong> {sent_to.1}</p>
                 <p class="status-timer" hidden=away>{timer}</p>
-                <p hidden=move || !away()>
-                    {move || if card() {
-                        "Didn't finish paying by card? Use the card button below to go back to it, or pay another way."
-                    } else {
-                        "Didn't finish on PayPal? Use the PayPal button below to go back to it, or pay another way."
-                    }}
-                </p>
+                <p hidden=move || !away()>{away_words}</p>
             </div>
             <div class="status status-paid" data-live="paid" role="status" hidden=move || !paid()>
-                <p class="status-title">"Paid. Thank you!"</p>
+                <p class="status-title">{w.paid()}</p>
                 <p hidden=move || receipt().is_none()>
-                    {move || if card() { "Paid with ".to_string() } else { format!("{} receipt ", wallet()) }}
+                    {receipt_before}
                     <strong class="receipt">{move || receipt().unwrap_or_default()}</strong>
+                    {receipt_after}
                 </p>
                 <p hidden=success_url.is_empty()>
                     <a class="button" href=success_url.clone()>
-                        "Continue to " {merchant_name.clone()}
+                        {w.continue_to(&merchant_name)}
                     </a>
                 </p>
             </div>
             <div class="status status-waiting" data-live="unconfirmed" role="status" hidden=move || !unconfirmed()>
-                <p class="status-title">"We couldn't confirm your payment yet"</p>
-                <p>
-                    {wallet} " hasn't told us whether the payment from " <strong>{payer}</strong>
-                    " went through. If you got " {move || rail().a_label()} " confirmation SMS, don't pay again: this page and "
-                    {merchant_name.clone()} " will be updated as soon as " {wallet} " confirms."
-                </p>
+                <p class="status-title">{w.unconfirmed_title()}</p>
+                <p>{unconfirmed_before} <strong>{payer}</strong> {unconfirmed_after}</p>
             </div>
             <div class="status status-failed" data-live="expired" role="status" hidden=move || !expired()>
-                <p>"This checkout has expired. Nothing was charged."</p>
+                <p>{w.expired()}</p>
             </div>
             <p
                 class="status status-failed"
@@ -299,11 +368,10 @@ pub fn LiveStatus(
                 role="alert"
                 hidden=move || problem_shown().is_none()
             >
-                {move || problem_text().map(|code| failure_message(&code, rail(), &failure_currency())).unwrap_or_default()}
-                {retry_after.map(retry_hint)}
+                {move || problem_words().unwrap_or_default()}
             </p>
             <p class="status status-failed" data-live="unpayable" role="status" hidden=move || !unpayable()>
-                "This checkout can't be paid with mobile money here yet. Nothing was charged; please go back to the shop."
+                {w.unpayable()}
             </p>
             <form
                 class="pay-form"
@@ -313,6 +381,7 @@ pub fn LiveStatus(
                 on:submit=move |_| set_submitting.set(true)
             >
                 <input type="hidden" name="form_token" value=form_token />
+                {lang_chosen.then(|| view! { <input type="hidden" name="lang" value=lang.clone() /> })}
                 {(!quotes.is_empty()).then(|| view! { <input type="hidden" name="quotes" value=quotes /> })}
                 {picker}
                 <label for="phone">{phone_label}</label>
@@ -329,28 +398,38 @@ pub fn LiveStatus(
                 />
                 <label class="confirm" hidden=move || !unconfirmed()>
                     <input type="checkbox" name="no_sms" value="1" />
-                    " No " {wallet} " SMS came for my last payment: send a new prompt"
+                    " " {no_sms}
                 </label>
                 <button class="button pay" type="submit" disabled=move || submitting.get()>
-                    {move || if retry() { "Send the prompt again".to_string() } else { pay_label() }}
+                    {button}
                 </button>
-                <p class="fine" hidden=move || !retry()>"Use another number: change it above."</p>
+                <p class="fine" hidden=move || !retry()>{w.other_number()}</p>
             </form>
         </section>
     }
 }
 
-/// Follows the session's events; ticks the waiting timer.
+/// Follows the session's events (`url`); ticks the waiting timer.
 #[cfg(feature = "hydrate")]
-fn subscribe(session_id: &str, set_state: WriteSignal<LiveState>, set_elapsed: WriteSignal<i64>) {
+fn subscribe(
+    url: &str,
+    set_state: WriteSignal<LiveState>,
+    set_words: WriteSignal<Option<String>>,
+    set_elapsed: WriteSignal<i64>,
+) {
     use wasm_bindgen::{JsCast, closure::Closure};
-    let Ok(source) = web_sys::EventSource::new(&format!("/pay/{session_id}/events")) else {
+    let Ok(source) = web_sys::EventSource::new(url) else {
         return;
     };
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
-            if let Some(state) = ev.data().as_string().and_then(|t| LiveState::decode(&t)) {
+            let Some(text) = ev.data().as_string() else {
+                return;
+            };
+            let (line, words) = split_words(&text);
+            if let Some(state) = LiveState::decode(line) {
                 set_elapsed.set(0);
+                set_words.set(words.map(str::to_owned));
                 set_state.set(state);
             }
         });

@@ -6,7 +6,9 @@ mod embed;
 mod live;
 
 use leptos::prelude::*;
-use leptos_meta::Title;
+use leptos_meta::{Html, Title};
+
+use crate::i18n::{Locale, Requested};
 
 /// Sets the HTTP status of the page being rendered (server only; no-op in the browser).
 fn set_status(_code: u16) {
@@ -17,6 +19,27 @@ fn set_status(_code: u16) {
     ) {
         res.set_status(status);
     }
+}
+
+/// Says the page's language: `<html lang>` and `Content-Language` (server only for
+/// the header).
+#[component]
+pub fn Language(locale: Locale) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.insert_header(
+            http::header::CONTENT_LANGUAGE,
+            http::HeaderValue::from_static(locale.code()),
+        );
+    }
+    view! { <Html {..} lang=locale.code() /> }
+}
+
+/// The language of a page with no merchant to ask: the request's, else English.
+fn request_locale() -> Locale {
+    use_context::<Requested>()
+        .and_then(|r| r.locale)
+        .unwrap_or(Locale::En)
 }
 
 /// Escapes `&`, `<` and `>` for the server-rendered `<title>`.
@@ -47,15 +70,14 @@ pub fn PageTitle(#[prop(into)] text: String) -> impl IntoView {
 #[component]
 pub fn NotFound() -> impl IntoView {
     set_status(404);
+    let l = request_locale();
     view! {
-        <PageTitle text="Checkout not found · Malipo" />
+        <PageTitle text=l.not_found_title() />
+        <Language locale=l />
         <main class="page page-message" data-page="not-found">
-            <h1>"We can't find this checkout"</h1>
-            <p>
-                "The link may be mistyped, incomplete or from another shop. "
-                "Go back to the shop you came from and start the payment again."
-            </p>
-            <p class="fine">"No money has been taken."</p>
+            <h1>{l.not_found_heading()}</h1>
+            <p>{l.not_found_body()}</p>
+            <p class="fine">{l.not_found_fine()}</p>
         </main>
     }
 }
@@ -64,14 +86,16 @@ pub fn NotFound() -> impl IntoView {
 #[component]
 pub fn Unavailable() -> impl IntoView {
     set_status(503);
+    let l = request_locale();
     view! {
-        <PageTitle text="Try again in a minute · Malipo" />
+        <PageTitle text=l.unavailable_title() />
+        <Language locale=l />
         <main class="page page-message" data-page="unavailable">
-            <h1>"We can't load this checkout right now"</h1>
-            <p>"Nothing has been charged. Please try again in a minute."</p>
+            <h1>{l.unavailable_heading()}</h1>
+            <p>{l.unavailable_body()}</p>
             <p>
                 <a class="button" href="">
-                    "Try again"
+                    {l.try_again()}
                 </a>
             </p>
         </main>

@@ -47,6 +47,8 @@ struct SettingsForm {
     support_email: String,
     support_whatsapp: String,
     brand_color: String,
+    /// The page's language when the shopper's browser asks for none Malipo speaks.
+    default_locale: String,
     /// The logo's digest, as stored (never read from a form).
     #[serde(skip)]
     logo: Option<String>,
@@ -160,6 +162,16 @@ fn parse(form: &SettingsForm) -> Result<(String, MerchantProfile), (String, &'st
             }
         })
         .transpose()?;
+    let default_locale = match form.default_locale.trim() {
+        "" => app::i18n::Locale::En,
+        code => app::i18n::Locale::ALL
+            .into_iter()
+            .find(|l| l.code() == code)
+            .ok_or((
+                "Choose one of the page's languages.".to_owned(),
+                "invalid_locale",
+            ))?,
+    };
     Ok((
         name,
         MerchantProfile {
@@ -168,6 +180,7 @@ fn parse(form: &SettingsForm) -> Result<(String, MerchantProfile), (String, &'st
             support_whatsapp,
             brand_color,
             logo: None,
+            default_locale: default_locale.code().to_owned(),
         },
     ))
 }
@@ -230,6 +243,7 @@ async fn page(
             .map(|w| format!("+{w}"))
             .unwrap_or_default(),
         brand_color: profile.brand_color.unwrap_or_default(),
+        default_locale: profile.default_locale,
         logo: profile.logo,
     };
     let rails = match rail_rows(&state, &signed).await {
@@ -288,6 +302,14 @@ fn render(
             <h2>"Brand"</h2>
             <label for="brand_color">"Brand colour (#rrggbb, dark enough for white text)"</label>
             <input id="brand_color" type="text" name="brand_color" value=form.brand_color.clone() placeholder="#0b6e4f" disabled=!may />
+            <h2>"Language"</h2>
+            <p class="hint">"The payment page speaks the shopper's language when their browser asks for English, Kiswahili or French, and offers the others as links. This is the one it speaks when the browser asks for none of them."</p>
+            <label for="default_locale">"Payment page language"</label>
+            <select id="default_locale" name="default_locale" disabled=!may>
+                {app::i18n::Locale::ALL.into_iter().map(|l| view! {
+                    <option value=l.code() selected=form.default_locale == l.code()>{l.name()}</option>
+                }).collect_view()}
+            </select>
             {may.then(|| view! { <button type="submit">"Save"</button> })}
         </form>
         <form method="post" action="/dashboard/settings/logo" enctype="multipart/form-data" class="card">
@@ -379,7 +401,7 @@ async fn save(
     }
     signed.audit(&state, &web, "settings.changed",
             &format!(
-                "name {:?} → {name:?}; phone {:?} → {:?}; whatsapp {:?} → {:?}; email {:?} → {:?}; colour {:?} → {:?}",
+                "name {:?} → {name:?}; phone {:?} → {:?}; whatsapp {:?} → {:?}; email {:?} → {:?}; colour {:?} → {:?}; language {:?} → {:?}",
                 session.merchant.name,
                 before.support_phone,
                 profile.support_phone,
@@ -388,7 +410,9 @@ async fn save(
                 before.support_email,
                 profile.support_email,
                 before.brand_color,
-                profile.brand_color
+                profile.brand_color,
+                before.default_locale,
+                profile.default_locale
             )).await;
     web.finish(Redirect::to("/dashboard/settings?saved=1"))
 }
@@ -623,6 +647,7 @@ async fn profile_form(state: &AppState, signed: &Signed) -> SettingsForm {
             .map(|w| format!("+{w}"))
             .unwrap_or_default(),
         brand_color: profile.brand_color.unwrap_or_default(),
+        default_locale: profile.default_locale,
         logo: profile.logo,
     }
 }

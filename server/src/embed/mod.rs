@@ -157,7 +157,9 @@ pub fn page_policy(
 
 /// Sets the hosted pages' CSP: a nonce per response (given to the renderer through the
 /// request's extensions) and, on `/pay/{id}`, `frame-ancestors` from the merchant's
-/// allowed origins for the session's mode; everything else keeps `'none'`.
+/// allowed origins for the session's mode; everything else keeps `'none'`. Also reads
+/// the shopper's language for the renderer, and says what the page varies with
+/// ([`crate::http::locale`]).
 pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let session = req
         .uri()
@@ -167,7 +169,15 @@ pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next:
         .map(str::to_owned);
     let nonce = crate::domain::ids::random_base62(22);
     req.extensions_mut().insert(CspNonce(nonce.clone()));
+    let lang = crate::http::locale::query_lang(req.uri());
+    let requested = crate::http::locale::from_request(req.uri(), req.headers());
+    req.extensions_mut().insert(requested);
     let mut response = next.run(req).await;
+    crate::http::locale::finish(
+        response.headers_mut(),
+        lang.as_deref(),
+        state.config.public_url.starts_with("https://"),
+    );
     let (origins, mode) = match session {
         Some(id) => match state.store.embed_origins_for_session(&id).await {
             Ok(Some((origins, mode, merchant))) => (origins, Some((mode, merchant))),

@@ -211,14 +211,15 @@ impl Quote {
         self.source == other.source && self.target == other.target && self.rate == other.rate
     }
 
-    /// `USD 350 = KES 45,150 at 129.00 KES per USD, valid until 14:05 EAT`.
-    pub fn label(&self) -> String {
-        format!(
-            "{} = {} at {}, valid until {}",
-            self.source,
-            self.target,
-            self.rate,
-            crate::time::eat_clock(self.expires_at)
+    /// `USD 350 = KES 45,150 at 129.00 KES per USD, valid until 14:05 EAT`, in `locale`.
+    pub fn label(&self, locale: app::i18n::Locale) -> String {
+        locale.quote(
+            &self.source.to_string(),
+            &self.target.to_string(),
+            &self.rate.value.to_string(),
+            self.rate.quote.code(),
+            self.rate.base.code(),
+            &crate::time::eat_clock(self.expires_at, locale),
         )
     }
 
@@ -607,11 +608,15 @@ mod tests {
     fn a_quote_reads_as_the_shopper_sees_it() {
         let q = quote();
         assert_eq!(q.target, money(4_515_000, Currency::Kes));
+        let en = q.label(app::i18n::Locale::En);
         assert!(
-            q.label()
-                .starts_with("USD 350 = KES 45,150 at 129.00 KES per USD, valid until "),
-            "{}",
-            q.label()
+            en.starts_with("USD 350 = KES 45,150 at 129.00 KES per USD, valid until "),
+            "{en}"
+        );
+        let sw = q.label(app::i18n::Locale::Sw);
+        assert!(
+            sw.starts_with("USD 350 = KES 45,150 kwa kiwango cha 129.00 KES kwa USD 1, "),
+            "{sw}"
         );
         assert_eq!(Quote::from_json(&q.to_json()), Some(q));
     }

@@ -12,6 +12,8 @@
   var problem = form.querySelector(".card-problem");
   var button = form.querySelector("button.pay-card");
   var state = "idle";
+  // The page's words, in its language.
+  function words(name) { return form.getAttribute("data-" + name) || ""; }
   function say(words) {
     problem.textContent = words;
     problem.hidden = !words;
@@ -30,7 +32,7 @@
   function mount(session) {
     var script = document.createElement("script");
     script.src = form.getAttribute("data-session-js");
-    script.onerror = function () { fail("The card processor could not be reached. Try again, or pay another way."); };
+    script.onerror = function () { fail(words("unreachable")); };
     script.onload = function () {
       window.PaymentSession.configure({
         session: session,
@@ -46,7 +48,7 @@
             } else {
               state = "ready";
               button.disabled = false;
-              say("Check the card details above.");
+              say(words("check-details"));
             }
           }
         }
@@ -69,7 +71,7 @@
       })
         .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
         .then(function (body) { mount(body.session); })
-        .catch(function () { fail("Card payments are not available right now. Try again, or pay another way."); });
+        .catch(function () { fail(words("not-available")); });
       return;
     }
     state = "checking";

@@ -58,9 +58,20 @@ async fn card_js() -> Response {
 
 /// Where a refused card request sends the shopper: the page, saying why.
 pub(super) fn back(sid: &SessionId, error: Option<&str>) -> Response {
-    let url = match error {
-        Some(e) => format!("/pay/{sid}?error={e}"),
-        None => format!("/pay/{sid}"),
+    back_in(sid, error, None)
+}
+
+/// [`back`] from a form that carried the shopper's chosen language (`lang`).
+pub(super) fn back_in(sid: &SessionId, error: Option<&str>, lang: Option<&str>) -> Response {
+    let params: Vec<String> = error
+        .map(|e| format!("error={e}"))
+        .into_iter()
+        .chain(super::locale::back_param(lang))
+        .collect();
+    let url = if params.is_empty() {
+        format!("/pay/{sid}")
+    } else {
+        format!("/pay/{sid}?{}", params.join("&"))
     };
     Redirect::to(&url).into_response()
 }
@@ -111,20 +122,15 @@ pub(super) fn checked(
 pub(super) fn form_refused(
     state: &AppState,
     peer: SocketAddr,
+    uri: &axum::http::Uri,
     headers: &HeaderMap,
     sid: &SessionId,
-    form_token: &str,
+    form: &PayForm,
 ) -> Option<Response> {
-    match checked(state, peer, headers, sid, form_token) {
+    match checked(state, peer, headers, sid, &form.form_token) {
         Ok(()) => None,
-        Err("cross_site") => Some(
-            (
-                StatusCode::FORBIDDEN,
-                "Cross-site payment requests are refused.",
-            )
-                .into_response(),
-        ),
-        Err(code) => Some(back(sid, Some(code))),
+        Err("cross_site") => Some(super::pay::cross_site_refusal(uri, headers)),
+        Err(code) => Some(back_in(sid, Some(code), form.lang.as_deref())),
     }
 }
 
@@ -132,15 +138,20 @@ async fn pay_card(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Form(form): Form<PayForm>,
 ) -> Response {
     let Some(sid) = SessionId::parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if let Some(refused) = form_refused(&state, peer, &headers, &sid, &form.form_token) {
+    if let Some(refused) = form_refused(&state, peer, &uri, &headers, &sid, &form) {
         return refused;
     }
+    let lang = form.lang.as_deref();
+    let locale = lang
+        .and_then(app::i18n::Locale::parse)
+        .unwrap_or_else(|| super::locale::for_request(&uri, &headers));
     let card_session = form.card_session.as_deref().filter(|s| !s.is_empty());
     match state
         .payments
@@ -152,10 +163,10 @@ async fn pay_card(
         .await
     {
         Ok(CardNext::Redirect(url)) => Redirect::to(&url).into_response(),
-        Ok(CardNext::Challenge { acs_url, creq }) => challenge_page(&acs_url, &creq),
-        Ok(CardNext::Page) => back(&sid, None),
+        Ok(CardNext::Challenge { acs_url, creq }) => challenge_page(&acs_url, &creq, locale),
+        Ok(CardNext::Page) => back_in(&sid, None, lang),
         Err(PayError::SessionNotFound) => StatusCode::NOT_FOUND.into_response(),
-        Err(e) => back(&sid, error_code(&e)),
+        Err(e) => back_in(&sid, error_code(&e), lang),
     }
 }
 
@@ -228,7 +239,7 @@ async fn returned(
 /// A page that sends the shopper's browser to the issuer's challenge: a form posting the
 /// `creq` (on its own with JavaScript; a button without). Its CSP lets the form go only
 /// to the issuer's origin.
-fn challenge_page(acs_url: &str, creq: &str) -> Response {
+fn challenge_page(acs_url: &str, creq: &str, locale: app::i18n::Locale) -> Response {
     let Some(acs_origin) = url::Url::parse(acs_url)
         .ok()
         .filter(|u| matches!(u.scheme(), "https" | "http"))
@@ -239,15 +250,19 @@ fn challenge_page(acs_url: &str, creq: &str) -> Response {
     let esc = crate::sandbox::esc;
     let nonce = random_base62(22);
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Verifying your card · Malipo</title><link rel=\"stylesheet\" href=\"/pkg/malipo.css\"></head>\
-         <body><main class=\"page\" data-page=\"card-challenge\"><p>Your bank wants to check it is you.</p>\
+         <title>{}</title><link rel=\"stylesheet\" href=\"/pkg/malipo.css\"></head>\
+         <body><main class=\"page\" data-page=\"card-challenge\"><p>{}</p>\
          <form id=\"acs\" method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"creq\" value=\"{}\">\
-         <button class=\"button\">Continue to your bank</button></form></main>\
+         <button class=\"button\">{}</button></form></main>\
          <script nonce=\"{nonce}\">document.getElementById('acs').submit();</script></body></html>",
+        esc(locale.challenge_title()),
+        esc(locale.challenge_body()),
         esc(acs_url),
         esc(creq),
+        esc(locale.challenge_button()),
+        lang = locale.code(),
     );
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; \

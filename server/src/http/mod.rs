@@ -6,6 +6,7 @@ mod card;
 mod compress;
 pub mod error;
 mod health;
+pub mod locale;
 mod pages;
 mod pay;
 mod paypal;

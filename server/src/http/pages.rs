@@ -48,11 +48,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             provide_context(integrity.clone());
         }
         // The nonce `embed::frame_policy` put on this request, for the hydration script
-        // and the embed bridge; the same one is in the response's CSP header.
-        if let Some(nonce) = leptos::prelude::use_context::<axum::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<crate::embed::CspNonce>().cloned())
-        {
-            provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+        // and the embed bridge; the same one is in the response's CSP header. And the
+        // language the request asks for, read there too.
+        if let Some(parts) = leptos::prelude::use_context::<axum::http::request::Parts>() {
+            if let Some(nonce) = parts.extensions.get::<crate::embed::CspNonce>() {
+                provide_context(leptos::nonce::Nonce::from_value(nonce.0.clone()));
+            }
+            if let Some(requested) = parts.extensions.get::<app::i18n::Requested>() {
+                provide_context(*requested);
+            }
         }
     };
 

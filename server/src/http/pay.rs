@@ -45,6 +45,12 @@ struct EmbedQuery {
     embed: Option<String>,
 }
 
+/// The event stream's language (`?lang=sw`): failure lines carry their words in it.
+#[derive(Deserialize)]
+struct EventsQuery {
+    lang: Option<String>,
+}
+
 #[derive(Deserialize)]
 pub(super) struct PayForm {
     #[serde(default)]
@@ -58,6 +64,10 @@ pub(super) struct PayForm {
     /// The page's form token (see `CheckoutService::form_token`).
     #[serde(default)]
     pub(super) form_token: String,
+    /// The language the shopper chose on the page, carried back to it (a framed page
+    /// may have no cookie).
+    #[serde(default)]
+    pub(super) lang: Option<String>,
     /// The shopper's choice of rail on a page offering several (radio buttons); the
     /// path's rail is the page's default.
     #[serde(default)]
@@ -109,6 +119,7 @@ async fn pay(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((id, rail)): Path<(String, String)>,
     Query(query): Query<EmbedQuery>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Form(form): Form<PayForm>,
 ) -> Response {
@@ -123,11 +134,7 @@ async fn pay(
         },
     };
     if cross_site(&headers, &state.config.public_url) {
-        return (
-            StatusCode::FORBIDDEN,
-            "Cross-site payment requests are refused.",
-        )
-            .into_response();
+        return cross_site_refusal(&uri, &headers);
     }
     // Back to the page, still embedded if it was (the page re-checks the origin).
     let embed = query
@@ -139,8 +146,9 @@ async fn pay(
                 .append_pair("embed", &o)
                 .finish()
         });
+    let lang = super::locale::back_param(form.lang.as_deref());
     let back_after = |error: Option<&str>, retry_after: Option<i64>| {
-        let mut params: Vec<String> = embed.iter().cloned().collect();
+        let mut params: Vec<String> = embed.iter().chain(lang.iter()).cloned().collect();
         params.extend(error.map(|e| format!("error={e}")));
         params.extend(retry_after.map(|s| format!("retry_after={s}")));
         let url = if params.is_empty() {
@@ -238,16 +246,22 @@ async fn events(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Response {
     let Some(sid) = SessionId::parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    match state.store.session(&sid).await {
-        Ok(Some(_)) => {}
+    let locale = query
+        .lang
+        .as_deref()
+        .and_then(app::i18n::Locale::parse)
+        .unwrap_or(app::i18n::Locale::En);
+    let currency = match state.store.session(&sid).await {
+        Ok(Some(session)) => session.amount.currency(),
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    };
     let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     let (guard, rx) = match state.live.open(&sid, client).await {
         Ok(Ok(opened)) => opened,
@@ -268,6 +282,12 @@ async fn events(
         rx,
         last: None,
         done: false,
+        words: Box::new(move |line: &str| {
+            app::model::LiveState::decode(line).map_or_else(
+                || line.to_owned(),
+                |s| s.with_words(locale, currency.code()),
+            )
+        }),
     };
     let stream = stream::unfold(follow, |mut f| async move {
         loop {
@@ -280,7 +300,8 @@ async fn events(
             {
                 f.done = is_final;
                 f.last = Some(line.clone());
-                return Some((Ok::<_, Infallible>(Event::default().data(line)), f));
+                let data = (f.words)(&line);
+                return Some((Ok::<_, Infallible>(Event::default().data(data)), f));
             }
             // Wait for the hub to publish a change (it reads the database once per
             // change, for every stream of the session).
@@ -300,4 +321,13 @@ struct Follow {
     rx: tokio::sync::watch::Receiver<crate::live::Line>,
     last: Option<String>,
     done: bool,
+    /// The line as this stream's page reads it: a failure with its words in the page's
+    /// language.
+    words: Box<dyn Fn(&str) -> String + Send>,
+}
+
+/// The answer to a form posted from another site, in the request's language.
+pub(super) fn cross_site_refusal(uri: &axum::http::Uri, headers: &HeaderMap) -> Response {
+    let locale = super::locale::for_request(uri, headers);
+    (StatusCode::FORBIDDEN, locale.cross_site()).into_response()
 }

@@ -18,7 +18,7 @@ use axum::{
 use std::net::SocketAddr;
 
 use super::{
-    card::{back, error_code, form_refused},
+    card::{back, back_in, error_code, form_refused},
     pay::PayForm,
 };
 use crate::{
@@ -39,24 +39,26 @@ async fn pay_paypal(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Form(form): Form<PayForm>,
 ) -> Response {
     let Some(sid) = SessionId::parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if let Some(refused) = form_refused(&state, peer, &headers, &sid, &form.form_token) {
+    if let Some(refused) = form_refused(&state, peer, &uri, &headers, &sid, &form) {
         return refused;
     }
+    let lang = form.lang.as_deref();
     match state
         .payments
         .start_paypal(&sid, form.quote_for(RailId::Paypal))
         .await
     {
         Ok(PaypalNext::Redirect(url)) => Redirect::to(&url).into_response(),
-        Ok(PaypalNext::Page) => back(&sid, None),
+        Ok(PaypalNext::Page) => back_in(&sid, None, lang),
         Err(PayError::SessionNotFound) => StatusCode::NOT_FOUND.into_response(),
-        Err(e) => back(&sid, error_code(&e)),
+        Err(e) => back_in(&sid, error_code(&e), lang),
     }
 }
 

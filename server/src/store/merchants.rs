@@ -471,7 +471,7 @@ pub(crate) async fn insert_merchant_in(
 }
 
 /// What a merchant set in the dashboard's settings for its hosted page.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MerchantProfile {
     pub support_phone: Option<String>,
     pub support_email: Option<String>,
@@ -480,6 +480,21 @@ pub struct MerchantProfile {
     /// The logo's digest (its URL is `/logos/{digest}`), when one is set. Changed only
     /// through [`Store::set_merchant_logo`].
     pub logo: Option<String>,
+    /// The page's language when the shopper's request names none (`en`, `sw`, `fr`).
+    pub default_locale: String,
+}
+
+impl Default for MerchantProfile {
+    fn default() -> Self {
+        MerchantProfile {
+            support_phone: None,
+            support_email: None,
+            support_whatsapp: None,
+            brand_color: None,
+            logo: None,
+            default_locale: "en".to_owned(),
+        }
+    }
 }
 
 /// A merchant's logo as stored.
@@ -495,7 +510,7 @@ impl Store {
         merchant_id: &MerchantId,
     ) -> Result<MerchantProfile, StoreError> {
         let row = sqlx::query(
-            "SELECT support_phone, support_email, support_whatsapp, brand_color, \
+            "SELECT support_phone, support_email, support_whatsapp, brand_color, default_locale, \
              (SELECT digest FROM merchant_logos l WHERE l.merchant_id = m.id) AS logo \
              FROM merchants m WHERE id = $1",
         )
@@ -511,6 +526,7 @@ impl Store {
             support_whatsapp: row.try_get("support_whatsapp")?,
             brand_color: row.try_get("brand_color")?,
             logo: row.try_get("logo")?,
+            default_locale: row.try_get("default_locale")?,
         })
     }
 
@@ -589,7 +605,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE merchants SET name = $2, support_phone = $3, support_email = $4, \
-             support_whatsapp = $5, brand_color = $6 WHERE id = $1",
+             support_whatsapp = $5, brand_color = $6, default_locale = $7 WHERE id = $1",
         )
         .bind(merchant_id.as_str())
         .bind(name)
@@ -597,6 +613,7 @@ impl Store {
         .bind(p.support_email.as_deref())
         .bind(p.support_whatsapp.as_deref())
         .bind(p.brand_color.as_deref())
+        .bind(&p.default_locale)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -13,6 +13,7 @@ mod embed;
 mod fx;
 mod health;
 mod helpers;
+mod languages;
 mod modes;
 mod mtn;
 mod openapi;
