@@ -132,8 +132,8 @@ fn check(
                 if translation.trim().is_empty() {
                     fail(&format!("{place} is empty"));
                 }
-                if translation.contains('\n') {
-                    fail(&format!("{place}: a text is one line (use a space)"));
+                if translation.contains(['\n', '\t']) {
+                    fail(&format!("{place}: a text is one line, without tabs"));
                 }
             }
             for key in theirs.keys() {
@@ -263,10 +263,11 @@ fn generate(
         let _ = writeln!(
             o,
             "\n/// One language's [{section}] texts, read in the browser from the island's prop.\n\
-             #[derive(Debug, Clone)]\npub struct {ty}(std::sync::Arc<[String]>);\n\nimpl {ty} {{\n\
+             #[derive(Debug, Clone)]\npub struct {ty}(std::sync::Arc<str>);\n\nimpl {ty} {{\n\
              \x20   /// From [`Locale::{section}_words`]' lines.\n\
-             \x20   pub fn parse(lines: &str) -> Self {{\n        Self(lines.split('\\n').map(str::to_owned).collect())\n    }}\n\
-             \x20   fn at(&self, i: usize) -> &str {{\n        self.0.get(i).map_or(\"\", |s| s.as_str())\n    }}"
+             \x20   pub fn parse(lines: &str) -> Self {{\n        Self(lines.into())\n    }}\n\
+             \x20   #[inline(never)]\n\
+             \x20   fn at(&self, i: usize) -> &str {{\n        self.0.split('\\n').nth(i).unwrap_or(\"\")\n    }}"
         );
         for (i, (key, template)) in texts.iter().enumerate() {
             let names = placeholders(template, key);

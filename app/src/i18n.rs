@@ -13,37 +13,37 @@ include!(concat!(env!("OUT_DIR"), "/text.rs"));
 pub const COOKIE: &str = "malipo_lang";
 
 /// `template` with each `{name}` replaced by its value. Unknown names stay as written
-/// (the build checks every language uses English's names).
+/// (the build checks every language uses English's names). Runs in the browser too:
+/// written with `split` rather than slicing, whose bounds checks would bring panic
+/// formatting into the WASM.
+#[inline(never)]
 pub fn fill(template: &str, args: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after.find('}').and_then(|close| {
-            let name = &after[..close];
-            args.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| (close, *v))
-        }) {
-            Some((close, value)) => {
+    let mut parts = template.split('{');
+    out.push_str(parts.next().unwrap_or(""));
+    for part in parts {
+        let value = part
+            .split_once('}')
+            .and_then(|(name, rest)| Some((args.iter().find(|(n, _)| *n == name)?.1, rest)));
+        match value {
+            Some((value, rest)) => {
                 out.push_str(value);
-                rest = &after[close + 1..];
+                out.push_str(rest);
             }
             None => {
                 out.push('{');
-                rest = after;
+                out.push_str(part);
             }
         }
     }
-    out.push_str(rest);
     out
 }
 
 /// `text` split around `marker`, for a value the page wraps in markup: `fill` the
 /// template with the marker in the value's place, then split (`("We sent a prompt to ",
-/// ".")`). Without the marker, all of it comes first.
-pub fn around(text: &str, marker: &str) -> (String, String) {
+/// ".")`). Without the marker, all of it comes first. (A `char`, not a `&str`: a string
+/// pattern brings a substring searcher into the WASM.)
+pub fn around(text: &str, marker: char) -> (String, String) {
     match text.split_once(marker) {
         Some((a, b)) => (a.to_owned(), b.to_owned()),
         None => (text.to_owned(), String::new()),
@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(fill("{x} and {y}", &[("x", "1")]), "1 and {y}");
         assert_eq!(fill("no braces", &[]), "no braces");
         assert_eq!(fill("{open", &[("open", "x")]), "{open");
-        assert_eq!(around("to \u{0}.", "\u{0}"), ("to ".into(), ".".into()));
+        assert_eq!(around("to \u{1}.", '\u{1}'), ("to ".into(), ".".into()));
     }
 
     #[test]

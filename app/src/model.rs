@@ -239,8 +239,8 @@ impl LiveState {
         }
     }
 
-    /// The line with the failure's words in `locale` after it, for the page
-    /// (`idle:mpesa:wrong_pin:The M-PESA PIN was wrong. …`): the browser gets the words,
+    /// The line with the failure's words in `locale` after a tab, for the page
+    /// (`idle:mpesa:wrong_pin\tThe M-PESA PIN was wrong. …`): the browser gets the words,
     /// not the table. Other lines are sent as they are.
     pub fn with_words(&self, locale: Locale, currency: &str) -> String {
         let line = self.encode();
@@ -250,7 +250,7 @@ impl LiveState {
                 rail,
             } => {
                 let words = failure_message(locale, code, rail.unwrap_or(RailId::Mpesa), currency);
-                format!("{line}:{words}")
+                format!("{line}\t{words}")
             }
             _ => line,
         }
@@ -262,17 +262,15 @@ impl LiveState {
     }
 }
 
-/// A line and the failure's words the server put after it ([`LiveState::with_words`]):
-/// `idle:mpesa:wrong_pin:The…` → (`idle:mpesa:wrong_pin`, `Some("The…")`).
+/// A failure and the words the server put after it ([`LiveState::with_words`]; a
+/// decoded line keeps them in `Idle`'s `failure`): `wrong_pin\tThe…` → (`wrong_pin`,
+/// `Some("The…")`). A tab, which no code or text holds, keeps the split simple (and
+/// panic-free in the WASM).
 pub fn split_words(line: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = line.strip_prefix("idle:") {
-        let mut parts = rest.splitn(3, ':');
-        if let (Some(rail), Some(code), Some(words)) = (parts.next(), parts.next(), parts.next()) {
-            let cut = "idle:".len() + rail.len() + 1 + code.len();
-            return (&line[..cut], Some(words).filter(|w| !w.is_empty()));
-        }
+    match line.split_once('\t') {
+        Some((line, words)) => (line, Some(words).filter(|w| !w.is_empty())),
+        None => (line, None),
     }
-    (line, None)
 }
 
 /// "You can try again in about 7 minutes." for a limit's wait, in seconds.
@@ -467,6 +465,46 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_line_carries_its_words_in_the_pages_language() {
+        let failed = LiveState::Idle {
+            failure: Some("wrong_pin".into()),
+            rail: Some(RailId::Airtel),
+        };
+        let line = failed.with_words(Locale::Sw, "KES");
+        assert_eq!(
+            line,
+            "idle:airtel:wrong_pin\tPIN ya Airtel Money uliyoweka si sahihi. Tuma ombi tena na uweke PIN yako kwa makini."
+        );
+        let (state, words) = split_words(&line);
+        assert_eq!(LiveState::decode(state), Some(failed));
+        assert!(words.unwrap().starts_with("PIN ya Airtel Money"));
+        // As the page reads it: the failure holds its words.
+        let Some(LiveState::Idle {
+            failure: Some(failure),
+            ..
+        }) = LiveState::decode(&line)
+        else {
+            panic!("{line}");
+        };
+        assert_eq!(split_words(&failure).0, "wrong_pin");
+        // Lines without a failure are sent as they are, and read without words.
+        let paid = LiveState::Paid {
+            rail: Some(RailId::Mpesa),
+            receipt: Some("QKJ4ABC123".into()),
+        };
+        assert_eq!(paid.with_words(Locale::Fr, "KES"), paid.encode());
+        assert_eq!(split_words("idle:"), ("idle:", None));
+        assert_eq!(
+            failure_message(Locale::Fr, "invalid_phone", RailId::Tigo, "TZS"),
+            "Ce numéro ne ressemble pas à un numéro de mobile tanzanien. Écrivez-le comme 0754 123 456 ou +255754123456."
+        );
+        assert_eq!(
+            retry_hint(Locale::Sw, 400),
+            "Unaweza kujaribu tena baada ya dakika 7 hivi."
+        );
+    }
+
+    #[test]
     fn failure_words_name_the_rail_not_the_code() {
         assert_eq!(
             failure_message(Locale::En, "wrong_pin", RailId::Mpesa, "KES"),
@@ -474,11 +512,11 @@ mod tests {
         );
         assert_eq!(
             failure_message(Locale::En, "invalid_phone", RailId::Mpesa, "KES"),
-            "That doesn't look like a Kenyan mobile number. Try 0712 345 678 or +254712345678."
+            "That doesn't look like a Kenyan mobile number. Write it like 0712 345 678 or +254712345678."
         );
         assert_eq!(
             failure_message(Locale::En, "invalid_phone", RailId::MtnMomo, "UGX"),
-            "That doesn't look like a Ugandan mobile number. Try 0772 123 456 or +256772123456."
+            "That doesn't look like a Ugandan mobile number. Write it like 0772 123 456 or +256772123456."
         );
     }
 

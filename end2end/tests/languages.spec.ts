@@ -27,7 +27,7 @@ test("a Swahili shopper pays, and sees every message in Swahili", async ({ page 
   await page.getByRole("link", { name: "Kiswahili" }).click();
   await expect(page.locator("html")).toHaveAttribute("lang", "sw");
   if (jsOn(info.project.name)) await expect(page.locator(".live[data-hydrated=true]")).toBeVisible();
-  await expect(page.locator(".expiry")).toContainText(/Inaisha baada ya 1[45]:\d\d/);
+  await expect(page.locator(".expiry")).toContainText(/Muda uliobaki: 1[45]:\d\d/);
   await noEnglish(page);
 
   // Remembered: the same page without `?lang=` still speaks Swahili.

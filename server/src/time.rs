@@ -124,7 +124,11 @@ pub fn eat_label(ms: i64, locale: Locale) -> String {
     let c = civil(ms, EAT_OFFSET_SECS);
     locale.time_label(
         &format!("{:02}:{:02}", c.hour, c.minute),
-        &c.day.to_string(),
+        &if c.day == 1 {
+            locale.first_day().to_owned()
+        } else {
+            c.day.to_string()
+        },
         month(locale, c.month),
         &c.year.to_string(),
     )
@@ -174,6 +178,10 @@ mod tests {
         assert_eq!(
             eat_label(leap + 86_400_000 * 170, Locale::Fr),
             "21:00 EAT, le 17 août 2024"
+        );
+        assert_eq!(
+            eat_label(leap + 86_400_000, Locale::Fr),
+            "21:00 EAT, le 1er mars 2024"
         );
         let c = civil(leap + 3 * 3_600_000, EAT_OFFSET_SECS);
         assert_eq!((c.month, c.day, c.hour), (3, 1, 0));

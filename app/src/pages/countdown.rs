@@ -85,7 +85,7 @@ mod tests {
         assert_eq!(remaining_label(&en, 3600), "1 h 00 min");
         assert_eq!(remaining_label(&en, 7_500), "2 h 05 min");
         let sw = CountdownWords::parse(Locale::Sw.countdown_words());
-        assert_eq!(remaining_label(&sw, 7_500), "saa 2 dakika 05");
-        assert_eq!(sw.expires_in("14:59"), "Inaisha baada ya 14:59");
+        assert_eq!(remaining_label(&sw, 7_500), "saa 2 na dakika 05");
+        assert_eq!(sw.expires_in("14:59"), "Muda uliobaki: 14:59");
     }
 }

@@ -18,7 +18,9 @@ use crate::{
 };
 
 /// Stands in a text for a value the page wraps in markup (see [`around`]).
-const MARK: &str = "\u{1}";
+const MARK: char = '\u{1}';
+/// [`MARK`] as a value to fill in.
+const MARK_STR: &str = "\u{1}";
 
 /// Seconds the page waits on "Paid" before sending the shopper to the merchant.
 pub const REDIRECT_AFTER_SECS: u64 = 3;
@@ -84,13 +86,11 @@ pub fn LiveStatus(
                 .unwrap_or_else(|| currency.clone())
         }
     };
-    // The state, and the failure's words the server sent with it.
-    let (line, initial_words) = split_words(&initial);
-    let (state, set_state) = signal(LiveState::decode(line).unwrap_or(LiveState::Idle {
+    // A failure reads `code\twords`: the server sends its words with it.
+    let (state, set_state) = signal(LiveState::decode(&initial).unwrap_or(LiveState::Idle {
         failure: None,
         rail: None,
     }));
-    let (failure_words, set_failure_words) = signal(initial_words.map(str::to_owned));
     let offered: Vec<RailId> = methods.split(',').filter_map(RailId::parse).collect();
     // The form is for the shopper's choice: the first rail offered until they pick
     // another, or type a number of another rail's network.
@@ -106,9 +106,9 @@ pub fn LiveStatus(
         move |_| {
             set_hydrated.set(true);
             #[cfg(feature = "hydrate")]
-            subscribe(&source, set_state, set_failure_words, set_elapsed);
+            subscribe(&source, set_state, set_elapsed);
             #[cfg(not(feature = "hydrate"))]
-            let _ = (&source, set_state, set_failure_words, set_elapsed);
+            let _ = (&source, set_state, set_elapsed);
         }
     });
     #[cfg(feature = "hydrate")]
@@ -215,7 +215,13 @@ pub fn LiveStatus(
     let unpayable = move || method.is_none() && matches!(state.get(), LiveState::Idle { .. });
     let problem = {
         let error = error.clone();
-        move || idle_failure().and_then(|failure| error.clone().or(failure))
+        move || {
+            idle_failure().and_then(|failure| {
+                error
+                    .clone()
+                    .or(failure.map(|f| split_words(&f).0.to_owned()))
+            })
+        }
     };
     // The form post's problem's words, else the last attempt's (sent with its state).
     let problem_words = {
@@ -225,7 +231,7 @@ pub fn LiveStatus(
                 if error.is_some() {
                     error_words.clone()
                 } else {
-                    failure.map(|_| failure_words.get().unwrap_or_else(|| w.failed()))
+                    failure.map(|f| split_words(&f).1.map_or_else(|| w.failed(), str::to_owned))
                 }
             })
         }
@@ -280,14 +286,14 @@ pub fn LiveStatus(
         }
     };
     // Texts around a value in <strong>: (before, after).
-    let sent_to = around(&w.prompt_sent(MARK), MARK);
+    let sent_to = around(&w.prompt_sent(MARK_STR), MARK);
     let receipt_words = {
         let w = w.clone();
         move || {
             let text = if card() {
-                w.paid_with(MARK)
+                w.paid_with(MARK_STR)
             } else {
-                w.receipt(wallet(), MARK)
+                w.receipt(wallet(), MARK_STR)
             };
             around(&text, MARK)
         }
@@ -300,7 +306,7 @@ pub fn LiveStatus(
     let unconfirmed_words = {
         let w = w.clone();
         let merchant = merchant_name.clone();
-        move || around(&w.unconfirmed(wallet(), MARK, &merchant), MARK)
+        move || around(&w.unconfirmed(wallet(), MARK_STR, &merchant), MARK)
     };
     let unconfirmed_before = {
         let words = unconfirmed_words.clone();
@@ -381,7 +387,9 @@ pub fn LiveStatus(
                 on:submit=move |_| set_submitting.set(true)
             >
                 <input type="hidden" name="form_token" value=form_token />
-                {lang_chosen.then(|| view! { <input type="hidden" name="lang" value=lang.clone() /> })}
+                // Sent only when chosen (a disabled field is not posted): a static
+                // attribute, cheaper in the WASM than an optional element.
+                <input type="hidden" name="lang" value=lang.clone() disabled=!lang_chosen />
                 {(!quotes.is_empty()).then(|| view! { <input type="hidden" name="quotes" value=quotes /> })}
                 {picker}
                 <label for="phone">{phone_label}</label>
@@ -411,25 +419,15 @@ pub fn LiveStatus(
 
 /// Follows the session's events (`url`); ticks the waiting timer.
 #[cfg(feature = "hydrate")]
-fn subscribe(
-    url: &str,
-    set_state: WriteSignal<LiveState>,
-    set_words: WriteSignal<Option<String>>,
-    set_elapsed: WriteSignal<i64>,
-) {
+fn subscribe(url: &str, set_state: WriteSignal<LiveState>, set_elapsed: WriteSignal<i64>) {
     use wasm_bindgen::{JsCast, closure::Closure};
     let Ok(source) = web_sys::EventSource::new(url) else {
         return;
     };
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
-            let Some(text) = ev.data().as_string() else {
-                return;
-            };
-            let (line, words) = split_words(&text);
-            if let Some(state) = LiveState::decode(line) {
+            if let Some(state) = ev.data().as_string().and_then(|t| LiveState::decode(&t)) {
                 set_elapsed.set(0);
-                set_words.set(words.map(str::to_owned));
                 set_state.set(state);
             }
         });
