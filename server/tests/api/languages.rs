@@ -176,14 +176,14 @@ async fn a_failure_reads_in_the_pages_language_on_the_page_and_its_stream() {
     assert!(html.contains(words), "{html}");
     // The stream, asked in Swahili, sends the code and its words; in English, English.
     for (lang, expected) in [
-        ("sw", format!("idle:mpesa:wrong_pin:{words}")),
+        ("sw", format!("idle:mpesa:wrong_pin\t{words}")),
         (
             "en",
-            "idle:mpesa:wrong_pin:The M-PESA PIN was wrong.".to_owned(),
+            "idle:mpesa:wrong_pin\tThe M-PESA PIN was wrong.".to_owned(),
         ),
         (
             "xx",
-            "idle:mpesa:wrong_pin:The M-PESA PIN was wrong.".to_owned(),
+            "idle:mpesa:wrong_pin\tThe M-PESA PIN was wrong.".to_owned(),
         ),
     ] {
         let mut res = app
@@ -224,16 +224,30 @@ async fn the_no_js_form_keeps_a_chosen_language_across_its_return() {
         "{html}"
     );
     // The page chosen by `?lang=` carries it in its form, for the next return.
-    assert!(html.contains(r#"name="lang" value="sw""#), "{html}");
+    let field = html
+        .split(r#"name="lang""#)
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .unwrap_or_default();
+    assert!(
+        field.contains(r#"value="sw""#) && !field.contains("disabled"),
+        "{html}"
+    );
     // A made-up language is not carried back.
     let res = app
         .post_pay_form(&id, "", &[("phone", "12"), ("lang", "sw&x=1")])
         .await;
     let back = res.headers()["location"].to_str().unwrap();
     assert!(!back.contains("lang="), "{back}");
-    // Only the browser's language: no field (nothing was chosen).
+    // Only the browser's language: the field is there but disabled, so not posted
+    // (nothing was chosen).
     let (_, _, html) = get(&app, &format!("/pay/{id}"), &[("accept-language", "sw")]).await;
-    assert!(!html.contains(r#"name="lang""#));
+    let fields: Vec<&str> = html
+        .match_indices(r#"name="lang""#)
+        .map(|(i, _)| html[i..].split('>').next().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 1, "{html}");
+    assert!(fields[0].contains("disabled"), "{}", fields[0]);
 }
 
 #[tokio::test]
