@@ -75,6 +75,23 @@ pub struct CheckoutView {
     pub refunded: Option<String>,
     /// The page's language: the request's, else the merchant's default.
     pub locale: Locale,
+    /// The trip a travel booking pays for, in the page's words.
+    pub trip: Option<TripView>,
+}
+
+/// A travel booking's trip, as the page lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripView {
+    pub items: Vec<TripItemView>,
+    /// "2 travellers · Amina Otieno".
+    pub travelers: Option<String>,
+}
+
+/// One service: "Flight to Diani" and "NBO → UKA · 20 Dec 2026".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripItemView {
+    pub description: String,
+    pub detail: Option<String>,
 }
 
 /// The merchant's support contacts, as the page links them.

@@ -44,6 +44,8 @@ pub struct CreateSession {
     /// The rails the shopper may pay with (`payment_method_types`), narrowed further to
     /// those the merchant switched on for the mode; `None`: every rail that takes it.
     pub payment_method_types: Option<Vec<RailId>>,
+    /// The trip a travel booking pays for (`line_items`, `travelers`).
+    pub travel: Option<crate::domain::travel::Travel>,
 }
 
 /// Why a session could not be created.
@@ -278,6 +280,7 @@ impl CheckoutService {
                     metadata: req.metadata,
                     expires_at: now + expires_in * 1000,
                     payment_method_types,
+                    travel: req.travel,
                 },
                 now,
             )
@@ -388,6 +391,43 @@ fn support_view(p: &crate::store::MerchantProfile) -> Option<app::model::Support
     )
 }
 
+/// The trip as the page lists it, in `locale`.
+fn trip_view(travel: &crate::domain::travel::Travel, locale: Locale) -> app::model::TripView {
+    let items = travel
+        .line_items
+        .iter()
+        .map(|item| {
+            let route = item
+                .from
+                .as_ref()
+                .zip(item.to.as_ref())
+                .map(|(from, to)| format!("{from} → {to}"));
+            let date = item
+                .date
+                .as_deref()
+                .and_then(crate::domain::travel::parse_date)
+                .map(|(y, m, d)| crate::time::date_label(y, m, d, locale));
+            let detail: Vec<String> = route.into_iter().chain(date).collect();
+            app::model::TripItemView {
+                description: item.description.clone(),
+                detail: (!detail.is_empty()).then(|| detail.join(" · ")),
+            }
+        })
+        .collect();
+    let travelers = travel.travelers.as_ref().map(|t| {
+        let count = if t.count == 1 {
+            locale.travelers_one().to_owned()
+        } else {
+            locale.travelers_many(&t.count.to_string())
+        };
+        match &t.lead_name {
+            Some(name) => format!("{count} · {name}"),
+            None => count,
+        }
+    });
+    app::model::TripView { items, travelers }
+}
+
 /// "Refunded to the payer" when all the payment went back, "KES 500 refunded to the
 /// payer" for part of it, in `locale`.
 fn refunded_label(
@@ -461,6 +501,7 @@ pub fn checkout_view(
         form_token: String::new(),
         livemode: session.mode == Mode::Live,
         embed_origin: None,
+        trip: session.travel.as_ref().map(|t| trip_view(t, locale)),
         locale,
     }
 }
@@ -646,6 +687,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             payment_method_types: None,
+            travel: None,
         }
     }
 

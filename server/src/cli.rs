@@ -570,6 +570,7 @@ pub async fn run() -> anyhow::Result<()> {
                     metadata: Default::default(),
                     expires_in_secs: expires_in,
                     payment_method_types: None,
+                    travel: None,
                 })
                 .await?;
             let url = checkout.page_url(&session.id);

@@ -51,6 +51,7 @@ pub async fn seed(store: &Store, checkout: &CheckoutService) -> anyhow::Result<S
                 metadata: Default::default(),
                 expires_in_secs: 24 * 3600,
                 payment_method_types: None,
+                travel: None,
             })
             .await?;
         anyhow::Ok(checkout.page_url(&session.id))

@@ -111,6 +111,10 @@ pub struct CheckoutSessionObject {
     /// the account's); `null`: every rail that takes its currency and amount.
     #[schema(value_type = Option<Vec<crate::api::openapi::PaymentMethodType>>)]
     pub payment_method_types: Option<Vec<&'static str>>,
+    /// The trip's services, as sent (empty when none).
+    pub line_items: Vec<crate::domain::travel::LineItem>,
+    /// Who travels, as sent.
+    pub travelers: Option<crate::domain::travel::Travelers>,
     /// The payment that paid it (with its rail, receipt and, when the rail charged
     /// another currency, the quote); `null` while unpaid.
     pub payment: Option<PaymentObject>,
@@ -124,7 +128,12 @@ impl CheckoutSessionObject {
         } else {
             Mode::Test
         };
-        self.payment = paid_by.map(|a| PaymentObject::new(a, mode));
+        let travel = crate::domain::travel::Travel {
+            line_items: self.line_items.clone(),
+            travelers: self.travelers.clone(),
+        }
+        .non_empty();
+        self.payment = paid_by.map(|a| PaymentObject::new(a, mode).with_travel(travel));
         self
     }
 
@@ -164,6 +173,12 @@ impl CheckoutSessionObject {
                 .payment_method_types
                 .as_ref()
                 .map(|list| list.iter().map(|r| r.as_str()).collect()),
+            line_items: s
+                .travel
+                .as_ref()
+                .map(|t| t.line_items.clone())
+                .unwrap_or_default(),
+            travelers: s.travel.as_ref().and_then(|t| t.travelers.clone()),
             payment: None,
         }
     }
@@ -207,6 +222,9 @@ pub struct PaymentObject {
     /// For a card payment that went through: the card's brand and last four digits
     /// (all Malipo ever learns of a card).
     pub card: Option<CardObject>,
+    /// The session's trip, when it has one: what this payment paid for.
+    pub line_items: Vec<crate::domain::travel::LineItem>,
+    pub travelers: Option<crate::domain::travel::Travelers>,
 }
 
 /// `refund`: money of a payment returned to its payer, whole or in part, on the rail it
@@ -339,7 +357,18 @@ impl PaymentObject {
                     last4: d["card"]["last4"].as_str()?.to_owned(),
                 })
             }),
+            line_items: Vec::new(),
+            travelers: None,
         }
+    }
+
+    /// With the session's trip (what the payment paid for).
+    pub fn with_travel(mut self, travel: Option<crate::domain::travel::Travel>) -> Self {
+        if let Some(t) = travel {
+            self.line_items = t.line_items;
+            self.travelers = t.travelers;
+        }
+        self
     }
 
     /// The event an attempt reaching `status` announces, if any.

@@ -134,6 +134,19 @@ pub fn eat_label(ms: i64, locale: Locale) -> String {
     )
 }
 
+/// "20 Dec 2026" for a service date (`YYYY-MM-DD`, already checked), in `locale`.
+pub fn date_label(year: i32, month_number: u32, day: u32, locale: Locale) -> String {
+    locale.date(
+        &if day == 1 {
+            locale.first_day().to_owned()
+        } else {
+            day.to_string()
+        },
+        month(locale, month_number),
+        &year.to_string(),
+    )
+}
+
 /// "2026-12-02 10:00:05": a UTC time in the dashboard and its exports.
 pub fn format_utc(ms: i64) -> String {
     let c = civil(ms, 0);

@@ -325,6 +325,20 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             let nonce = leptos::nonce::use_nonce();
             view! { <style nonce=nonce>{format!(":root{{--brand:{c}}}")}</style> }
         });
+    // The trip, compactly: one line per service, then who travels.
+    let trip = view.trip.clone().map(|t| {
+        view! {
+            <ul class="trip" aria-label=l.trip_label() data-trip="true">
+                {t.items.into_iter().map(|item| view! {
+                    <li>
+                        {item.description}
+                        {item.detail.map(|d| view! { <span class="fine">" · " {d}</span> })}
+                    </li>
+                }).collect::<Vec<_>>()}
+                {t.travelers.map(|who| view! { <li class="travelers">{who}</li> })}
+            </ul>
+        }
+    });
     // The switcher: plain links (no script), keeping a framed page framed.
     let embed_param = view
         .embed_origin
@@ -349,6 +363,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
                 <p class="description">{view.description.clone()}</p>
                 <p class="amount">{amount}</p>
                 <p class="reference">{l.reference(&view.reference)}</p>
+                {trip}
                 {quotes}
                 {status}
                 {refunded}

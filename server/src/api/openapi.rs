@@ -140,6 +140,14 @@ pub struct CreateSessionParams {
     /// them able to take it: 422 `payment_method_unavailable`.
     #[schema(min_items = 1)]
     pub payment_method_types: Option<Vec<PaymentMethodType>>,
+    /// A travel booking's services (up to 20): each a `description` (1–200 characters),
+    /// a service `date` (`YYYY-MM-DD`) and, for transport, `from` and `to` (IATA code or
+    /// town, both or neither). Shown on the page; returned on the session, its payment
+    /// and their webhooks.
+    #[schema(max_items = 20)]
+    pub line_items: Option<Vec<crate::domain::travel::LineItem>>,
+    /// Who travels: `count` (1–999) and the `lead_name` as booked.
+    pub travelers: Option<crate::domain::travel::Travelers>,
 }
 
 /// A rail, as `payment_method_types` names it.
@@ -468,7 +476,9 @@ impl Modify for BearerAuth {
         crate::resources::QuoteObject,
         crate::resources::CardObject,
         crate::resources::PaymentRefusalObject,
-        crate::resources::RefundObject
+        crate::resources::RefundObject,
+        crate::domain::travel::LineItem,
+        crate::domain::travel::Travelers
     )),
     modifiers(&BearerAuth),
     security(("secret_key" = [])),

@@ -21,6 +21,7 @@ use crate::{
         Money, SessionId,
         money::{CURRENCIES, Currency, MoneyError},
         phone::{Country, Msisdn},
+        travel::{LineItem, MAX_LINE_ITEMS, MAX_TRAVELERS, Travel, Travelers, parse_date},
     },
     http::error::ApiError,
     resources::CheckoutSessionObject,
@@ -29,7 +30,7 @@ use crate::{
     time::now_ms,
 };
 
-pub(crate) const FIELDS: [&str; 11] = [
+pub(crate) const FIELDS: [&str; 13] = [
     "amount",
     "currency",
     "reference",
@@ -41,6 +42,8 @@ pub(crate) const FIELDS: [&str; 11] = [
     "expires_in",
     "client_reference_id",
     "payment_method_types",
+    "line_items",
+    "travelers",
 ];
 
 /// Create a checkout session.
@@ -317,6 +320,11 @@ fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError>
     };
 
     let payment_method_types = rails(obj.get("payment_method_types"), "payment_method_types")?;
+    let travel = Travel {
+        line_items: line_items(obj.get("line_items"))?,
+        travelers: travelers(obj.get("travelers"))?,
+    }
+    .non_empty();
 
     Ok(CreateSession {
         merchant_id: caller.merchant_id.clone(),
@@ -331,7 +339,145 @@ fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError>
         metadata,
         expires_in_secs: expires_in,
         payment_method_types,
+        travel,
     })
+}
+
+/// `line_items`: up to 20 services, each a description (1–200 characters) with, if
+/// given, a `YYYY-MM-DD` date and a from and to (both or neither, 1–60 characters each).
+fn line_items(value: Option<&Value>) -> Result<Vec<LineItem>, ApiError> {
+    let invalid =
+        |param: &str, message: &str| ApiError::invalid("invalid_line_items", param, message);
+    let items = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() <= MAX_LINE_ITEMS => items,
+        Some(Value::Array(_)) => {
+            return Err(invalid(
+                "line_items",
+                &format!("line_items holds at most {MAX_LINE_ITEMS} items."),
+            ));
+        }
+        Some(_) => {
+            return Err(invalid(
+                "line_items",
+                "line_items must be an array of objects.",
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(item) = item else {
+            return Err(invalid(
+                &format!("line_items[{i}]"),
+                "Each line item must be an object.",
+            ));
+        };
+        if let Some(k) = item
+            .keys()
+            .find(|k| !["description", "date", "from", "to"].contains(&k.as_str()))
+        {
+            return Err(ApiError::invalid(
+                "unknown_parameter",
+                &format!("line_items[{i}].{k}"),
+                format!("Unknown parameter line_items[{i}].{k}."),
+            ));
+        }
+        let field = |name: &str, max: usize| -> Result<Option<String>, ApiError> {
+            match item.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(v)) if plain_text(v, max) => Ok(Some(v.trim().to_owned())),
+                Some(_) => Err(invalid(
+                    &format!("line_items[{i}].{name}"),
+                    &format!("line_items[{i}].{name} must be text of 1 to {max} characters."),
+                )),
+            }
+        };
+        let description = field("description", 200)?.ok_or_else(|| {
+            invalid(
+                &format!("line_items[{i}].description"),
+                "Each line item needs a description.",
+            )
+        })?;
+        let date = field("date", 10)?;
+        if let Some(d) = &date
+            && parse_date(d).is_none()
+        {
+            return Err(invalid(
+                &format!("line_items[{i}].date"),
+                &format!("line_items[{i}].date must be a date as YYYY-MM-DD."),
+            ));
+        }
+        let (from, to) = (field("from", 60)?, field("to", 60)?);
+        if from.is_some() != to.is_some() {
+            return Err(invalid(
+                &format!("line_items[{i}].to"),
+                "A line item's from and to go together: give both or neither.",
+            ));
+        }
+        out.push(LineItem {
+            description,
+            date,
+            from,
+            to,
+        });
+    }
+    Ok(out)
+}
+
+/// 1 to `max` characters of visible text: no control characters, nothing invisible or
+/// turning the text's direction (a shopper reads it on the page).
+fn plain_text(s: &str, max: usize) -> bool {
+    let s = s.trim();
+    let n = s.chars().count();
+    n > 0
+        && n <= max
+        && !s
+            .chars()
+            .any(|c| c.is_control() || super::body::is_spoofing_char(c))
+}
+
+/// `travelers`: `{"count": 1–999, "lead_name": "…"}` (the name optional, 1–100 characters).
+fn travelers(value: Option<&Value>) -> Result<Option<Travelers>, ApiError> {
+    let invalid =
+        |param: &str, message: String| ApiError::invalid("invalid_travelers", param, message);
+    let t = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(t)) => t,
+        Some(_) => return Err(invalid("travelers", "travelers must be an object.".into())),
+    };
+    if let Some(k) = t
+        .keys()
+        .find(|k| !["count", "lead_name"].contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(
+            "unknown_parameter",
+            &format!("travelers.{k}"),
+            format!("Unknown parameter travelers.{k}."),
+        ));
+    }
+    let count = match t.get("count") {
+        Some(Value::Number(n)) => whole_number(n)
+            .filter(|c| (1..=i64::from(MAX_TRAVELERS)).contains(c))
+            .and_then(|c| u32::try_from(c).ok()),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        invalid(
+            "travelers.count",
+            format!("travelers.count must be a whole number from 1 to {MAX_TRAVELERS}."),
+        )
+    })?;
+    let lead_name = match t.get("lead_name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if plain_text(n, 100) => Some(n.trim().to_owned()),
+        Some(_) => {
+            return Err(invalid(
+                "travelers.lead_name",
+                "travelers.lead_name must be text of 1 to 100 characters.".into(),
+            ));
+        }
+    };
+    Ok(Some(Travelers { count, lead_name }))
 }
 
 fn bad_expiry() -> ApiError {

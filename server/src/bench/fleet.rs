@@ -301,6 +301,7 @@ pub(super) async fn pending_payment(
             metadata: Default::default(),
             expires_in_secs: 3600,
             payment_method_types: None,
+            travel: None,
         })
         .await?;
     let token = format!("bench-token-{n}-{}", crate::domain::ids::random_base62(16));

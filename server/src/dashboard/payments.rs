@@ -166,6 +166,7 @@ async fn try_checkout(
             metadata: Default::default(),
             expires_in_secs: 3600,
             payment_method_types: None,
+            travel: None,
         })
         .await;
     match created {

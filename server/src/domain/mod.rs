@@ -4,6 +4,7 @@ pub mod ids;
 pub mod keys;
 pub mod money;
 pub mod phone;
+pub mod travel;
 
 pub use ids::{AttemptId, DeliveryId, EventId, MerchantId, RefundId, SessionId, WebhookEndpointId};
 pub use keys::{ApiKeyKind, Mode, SecretKey};

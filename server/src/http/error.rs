@@ -23,6 +23,8 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid_phone",
     "invalid_email",
     "invalid_metadata",
+    "invalid_line_items",
+    "invalid_travelers",
     "invalid_expires_in",
     "invalid_idempotency_key",
     "invalid_origin",

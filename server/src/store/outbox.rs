@@ -177,13 +177,18 @@ pub(crate) async fn enqueue_attempt_event(
     now: i64,
 ) -> Result<EventId, StoreError> {
     let attempt = attempt_now(conn, attempt_id).await?;
-    let mode: String = sqlx::query("SELECT mode FROM checkout_sessions WHERE id = $1")
+    let row = sqlx::query("SELECT mode, travel FROM checkout_sessions WHERE id = $1")
         .bind(attempt.session_id.as_str())
         .fetch_one(&mut *conn)
-        .await?
-        .try_get("mode")?;
+        .await?;
+    let mode: String = row.try_get("mode")?;
     let mode = Mode::parse(&mode).unwrap_or(Mode::Test);
-    let object = PaymentObject::new(&attempt, mode);
+    // The trip it paid for; a stored trip that no longer reads is left out, not fatal
+    // to the payment's event.
+    let travel = row
+        .try_get::<Option<String>, _>("travel")?
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let object = PaymentObject::new(&attempt, mode).with_travel(travel);
     enqueue_event(
         conn,
         attempt.session_id.as_str(),

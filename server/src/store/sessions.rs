@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{NewEvent, Store, StoreError, insert_event, parse_column};
 use crate::connectors::RailId;
-use crate::domain::{MerchantId, Mode, Money, SessionId, money::Currency};
+use crate::domain::{MerchantId, Mode, Money, SessionId, money::Currency, travel::Travel};
 use crate::resources::EventType;
 
 /// What [`Store::expire_session`] did.
@@ -87,6 +87,8 @@ pub struct NewSession {
     pub expires_at: i64,
     /// The rails it may be paid with; `None`: every rail that takes it.
     pub payment_method_types: Option<Vec<RailId>>,
+    /// The trip a travel booking pays for, if the merchant said.
+    pub travel: Option<Travel>,
 }
 
 /// A session as stored.
@@ -111,6 +113,8 @@ pub struct SessionRecord {
     /// The rails it may be paid with, fixed at creation; `None`: every rail that takes
     /// its currency and amount.
     pub payment_method_types: Option<Vec<RailId>>,
+    /// The trip a travel booking pays for, if the merchant said.
+    pub travel: Option<Travel>,
 }
 
 macro_rules! session_columns {
@@ -118,7 +122,7 @@ macro_rules! session_columns {
         "s.id, s.merchant_id, s.mode, s.amount_minor, s.currency, \
          s.reference, s.description, s.status, s.payment_status, s.success_url, s.cancel_url, \
          s.customer_phone, s.customer_email, s.metadata, s.expires_at, s.created_at, \
-         s.updated_at, s.payment_method_types"
+         s.updated_at, s.payment_method_types, s.travel"
     };
 }
 /// Every column [`SessionRecord::from_row`] reads (a macro too, so the queries read
@@ -164,6 +168,10 @@ impl SessionRecord {
                     rails_from_json(&list)
                         .ok_or_else(|| corrupt(format!("payment_method_types {list:?}")))
                 })
+                .transpose()?,
+            travel: row
+                .try_get::<Option<String>, _>("travel")?
+                .map(|t| serde_json::from_str(&t).map_err(|e| corrupt(format!("travel: {e}"))))
                 .transpose()?,
             id: SessionId::from_db(id.clone()),
         })
@@ -235,9 +243,9 @@ impl Store {
                 "INSERT INTO checkout_sessions (id, merchant_id, mode, amount_minor, currency, \
                  reference, description, status, payment_status, success_url, cancel_url, \
                  customer_phone, customer_email, metadata, expires_at, created_at, \
-                 updated_at, payment_method_types) \
+                 updated_at, payment_method_types, travel) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $16, $17)"
+                 $16, $16, $17, $19)"
             };
         }
         const POSTGRES: &str = concat!(
@@ -271,6 +279,7 @@ impl Store {
             created_at: now,
             updated_at: now,
             payment_method_types: new.payment_method_types.clone(),
+            travel: new.travel.clone(),
         };
         let insert = sqlx::query(match self.backend {
             super::Backend::Postgres => POSTGRES,
@@ -300,6 +309,12 @@ impl Store {
                 "expires_at": record.expires_at,
             })
             .to_string(),
+        )
+        .bind(
+            record
+                .travel
+                .as_ref()
+                .and_then(|t| serde_json::to_string(t).ok()),
         );
         match self.backend {
             super::Backend::Postgres => {

@@ -243,6 +243,7 @@ async fn the_merchants_customer_phone_is_prefilled_masked_and_still_pays() {
             metadata: Default::default(),
             expires_in_secs: 900,
             payment_method_types: None,
+            travel: None,
         })
         .await
         .unwrap();

@@ -263,6 +263,7 @@ pub fn open_session(merchant: &MerchantId, mode: Mode, amount: Money) -> CreateS
         metadata: Default::default(),
         expires_in_secs: 900,
         payment_method_types: None,
+        travel: None,
     }
 }
 

@@ -30,5 +30,6 @@ mod sessions_api;
 mod store;
 mod tamper;
 mod tigo;
+mod travel;
 mod vodacom;
 mod webhooks;

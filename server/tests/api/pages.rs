@@ -110,7 +110,7 @@ async fn a_paid_session_reads_as_paid() {
     assert!(!crate::helpers::shown(&html, "waiting"));
 }
 
-async fn pay(store: &Store, id: &str) {
+pub(crate) async fn pay(store: &Store, id: &str) {
     use malipo::{
         domain::{Money, money::Currency},
         store::{AttemptOutcome, AttemptStatus, NewAttempt},
@@ -198,6 +198,7 @@ async fn merchant_text_is_escaped() {
         metadata: Default::default(),
         expires_in_secs: 600,
         payment_method_types: None,
+        travel: None,
     };
     let refused = app.checkout.create(request("javascript:alert(1)")).await;
     assert!(

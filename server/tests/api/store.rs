@@ -77,6 +77,7 @@ fn new_session(merchant_id: &MerchantId, expires_at: i64) -> NewSession {
         metadata,
         expires_at,
         payment_method_types: None,
+        travel: None,
     }
 }
 
