@@ -105,6 +105,11 @@ pub fn App() -> impl IntoView {
                     view=pages::checkout::CheckoutPage
                     ssr=SsrMode::Async
                 />
+                <Route
+                    path=path!("/pay/:id/receipt")
+                    view=pages::receipt::ReceiptPage
+                    ssr=SsrMode::Async
+                />
             </Routes>
         </Router>
     }

@@ -79,6 +79,35 @@ pub struct CheckoutView {
     pub trip: Option<TripView>,
 }
 
+/// The shopper's receipt for a paid session (`/pay/{id}/receipt`), every text already in
+/// the page's language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptView {
+    pub id: String,
+    pub merchant_name: String,
+    pub logo_url: Option<String>,
+    pub brand_color: Option<String>,
+    pub description: String,
+    pub reference: String,
+    pub trip: Option<TripView>,
+    /// The price: "USD 350".
+    pub amount_label: String,
+    /// What the rail charged, when another currency than the price's: "KES 45,150".
+    pub charged_label: Option<String>,
+    /// "M-PESA", "Card", "PayPal".
+    pub rail_label: String,
+    /// The operator's receipt (`QKJ4ABC123`) or the card (`Visa ···· 4242`).
+    pub receipt: Option<String>,
+    /// The payer, masked (`2547•••••678`), for mobile money.
+    pub payer: Option<String>,
+    /// When it was paid, in East Africa Time and the page's language.
+    pub paid_at_label: String,
+    pub refunded: Option<String>,
+    pub support: Option<SupportView>,
+    pub livemode: bool,
+    pub locale: Locale,
+}
+
 /// A travel booking's trip, as the page lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TripView {

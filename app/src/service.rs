@@ -3,7 +3,10 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use crate::{i18n::Locale, model::CheckoutView};
+use crate::{
+    i18n::Locale,
+    model::{CheckoutView, ReceiptView},
+};
 
 /// A boxed future, so the trait stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -25,6 +28,14 @@ pub trait PageService: Send + Sync + 'static {
         embed: Option<&'a str>,
         wanted: Option<Locale>,
     ) -> BoxFuture<'a, Result<Option<CheckoutView>, ServiceUnavailable>>;
+
+    /// The shopper's receipt for a paid session; `None` when there is no such session
+    /// or it is not paid.
+    fn receipt_view<'a>(
+        &'a self,
+        session_id: &'a str,
+        wanted: Option<Locale>,
+    ) -> BoxFuture<'a, Result<Option<ReceiptView>, ServiceUnavailable>>;
 }
 
 /// How the service travels in Leptos context.

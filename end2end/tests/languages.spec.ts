@@ -44,6 +44,13 @@ test("a Swahili shopper pays, and sees every message in Swahili", async ({ page 
   await expect(page.locator("[data-live=paid]")).toContainText("Imelipwa. Asante!");
   await expect(page.locator("[data-live=paid]")).toContainText(`Risiti ya M-PESA: ${receipt}`);
   await noEnglish(page);
+
+  // The receipt, in Swahili too: what was paid, to whom, how and when.
+  await page.goto(`${s.path}/receipt`);
+  await expect(page.locator("h1")).toHaveText("Risiti ya malipo");
+  await expect(page.locator(".receipt-number")).toHaveText(receipt);
+  await expect(page.locator(".receipt-lines")).toContainText(s.merchantName);
+  await expect(page.locator(".receipt-lines")).toContainText("Nambari ya muamala");
 });
 
 test("a refused payment's words come in Swahili", async ({ page }) => {

@@ -506,7 +506,85 @@ pub fn checkout_view(
     }
 }
 
+impl CheckoutService {
+    /// The receipt of a paid session (see [`PageService::receipt_view`]).
+    async fn receipt(
+        &self,
+        id: &SessionId,
+        wanted: Option<Locale>,
+    ) -> Result<Option<app::model::ReceiptView>, StoreError> {
+        let Some((session, merchant_name)) = self.store.session_for_page(id).await? else {
+            return Ok(None);
+        };
+        if session.payment_status != PaymentStatus::Paid {
+            return Ok(None);
+        }
+        let Some(paying) = self.store.paying_attempt(&session.id).await? else {
+            return Ok(None);
+        };
+        let profile = self.store.merchant_profile(&session.merchant_id).await?;
+        let locale = wanted
+            .or_else(|| Locale::parse(&profile.default_locale))
+            .unwrap_or(Locale::En);
+        let refunded: i64 = self
+            .store
+            .refunds_of(&paying.id)
+            .await?
+            .iter()
+            .filter(|r| r.status == crate::store::RefundStatus::Succeeded)
+            .map(|r| r.amount.minor())
+            .sum();
+        let receipt = match paying.rail {
+            RailId::Card => paying
+                .rail_data
+                .as_ref()
+                .and_then(|d| d["card"]["label"].as_str().map(str::to_owned)),
+            _ => paying.operator_receipt.clone(),
+        };
+        Ok(Some(app::model::ReceiptView {
+            id: session.id.to_string(),
+            merchant_name,
+            logo_url: profile.logo.as_ref().map(|d| format!("/logos/{d}")),
+            brand_color: profile.brand_color.clone(),
+            description: session.description.clone(),
+            reference: session.reference.clone(),
+            trip: session.travel.as_ref().map(|t| trip_view(t, locale)),
+            amount_label: session.amount.to_string(),
+            charged_label: (paying.amount.currency() != session.amount.currency())
+                .then(|| paying.amount.to_string()),
+            rail_label: paying.rail.label().to_owned(),
+            receipt,
+            payer: paying
+                .payer
+                .as_deref()
+                .filter(|_| paying.rail.is_mobile_money())
+                .map(mask),
+            paid_at_label: eat_label(paying.finalized_at.unwrap_or(paying.updated_at), locale),
+            refunded: refunded_label(locale, refunded, Some(&paying)),
+            support: support_view(&profile),
+            livemode: session.mode == Mode::Live,
+            locale,
+        }))
+    }
+}
+
 impl PageService for CheckoutService {
+    fn receipt_view<'a>(
+        &'a self,
+        session_id: &'a str,
+        wanted: Option<Locale>,
+    ) -> BoxFuture<'a, Result<Option<app::model::ReceiptView>, ServiceUnavailable>> {
+        Box::pin(async move {
+            let Some(id) = SessionId::parse(session_id) else {
+                return Ok(None);
+            };
+            self.receipt(&id, wanted).await.map_err(|e| {
+                tracing::error!(error = %e, "loading a receipt failed");
+                ServiceUnavailable
+            })
+        })
+    }
+
     fn checkout_view<'a>(
         &'a self,
         session_id: &'a str,

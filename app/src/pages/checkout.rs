@@ -416,7 +416,7 @@ fn url_escape(s: &str) -> String {
 
 /// How a stuck shopper reaches the merchant: links that open the phone's dialler, mail
 /// app or WhatsApp.
-fn support_line(intro: String, s: crate::model::SupportView) -> impl IntoView {
+pub(super) fn support_line(intro: String, s: crate::model::SupportView) -> impl IntoView {
     let phone = s.phone.map(|p| {
         let href = format!("tel:{p}");
         view! { " " <a href=href>{p}</a> }

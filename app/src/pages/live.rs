@@ -147,6 +147,7 @@ pub fn LiveStatus(
     // No rail can take the session: the form never shows, and names none. The path
     // names the default; the `rail` field, when sent, is the shopper's choice.
     let action = method.map_or(String::new(), |r| format!("/pay/{session_id}/{r}"));
+    let receipt_url = format!("/pay/{session_id}/receipt");
     let phone_label = {
         let w = w.clone();
         move || {
@@ -357,6 +358,11 @@ pub fn LiveStatus(
                 <p hidden=success_url.is_empty()>
                     <a class="button" href=success_url.clone()>
                         {w.continue_to(&merchant_name)}
+                    </a>
+                </p>
+                <p>
+                    <a class="receipt-link" href=receipt_url target="_blank" rel="noopener">
+                        {w.see_receipt()}
                     </a>
                 </p>
             </div>

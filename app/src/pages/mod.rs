@@ -4,6 +4,7 @@ pub mod checkout;
 mod countdown;
 mod embed;
 mod live;
+pub mod receipt;
 
 use leptos::prelude::*;
 use leptos_meta::{Html, Title};

@@ -272,3 +272,57 @@ async fn a_bad_trip_is_refused_by_name_and_nothing_is_written() {
         "nothing was written"
     );
 }
+
+#[tokio::test]
+async fn a_paid_session_has_a_receipt_in_the_shoppers_language() {
+    let app = spawn_app().await;
+    let m = merchants::create(&app.store, "Kilima Safaris")
+        .await
+        .unwrap();
+    let key = m.test_secret_key.expose_secret().to_owned();
+    let mut b = body(trip());
+    b["amount"] = json!(150_000);
+    let (_, session) = post(&app, &key, &b).await;
+    let id = session["id"].as_str().unwrap();
+    let receipt = |lang: &'static str| {
+        let url = format!("{}/pay/{id}/receipt?lang={lang}", app.addr);
+        let client = app.client.clone();
+        async move {
+            let res = client.get(url).send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    // Not paid yet: no receipt.
+    let (status, _) = receipt("en").await;
+    assert_eq!(status, 404);
+
+    crate::pages::pay(&app.store, id).await;
+    let (status, html) = receipt("en").await;
+    assert_eq!(status, 200, "{html}");
+    for shown in [
+        "Payment receipt",
+        "Kilima Safaris",
+        "KES 1,500",
+        "M-PESA",
+        "NLJ7RT61SV",
+        "SAF-0417",
+        "Flight Nairobi to Kilimanjaro",
+        "2 travellers · Amina Otieno",
+        "EAT",
+        "TEST MODE",
+    ] {
+        assert!(html.contains(shown), "{shown} missing: {html}");
+    }
+    let (_, sw) = receipt("sw").await;
+    assert!(sw.contains(r#"<html lang="sw""#), "{sw}");
+    for shown in [
+        "Risiti ya malipo",
+        "Nambari ya muamala",
+        "Umemlipa",
+        "Wasafiri 2",
+    ] {
+        assert!(sw.contains(shown), "{shown} missing: {sw}");
+    }
+    // No script of its own: a receipt prints as it is.
+    assert!(!sw.contains("<leptos-island"), "{sw}");
+}
