@@ -507,8 +507,9 @@ pub fn checkout_view(
 }
 
 impl CheckoutService {
-    /// The receipt of a paid session (see [`PageService::receipt_view`]).
-    async fn receipt(
+    /// The receipt of a paid session (see [`PageService::receipt_view`]), in `wanted`,
+    /// else the merchant's default language.
+    pub async fn receipt(
         &self,
         id: &SessionId,
         wanted: Option<Locale>,

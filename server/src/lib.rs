@@ -43,6 +43,7 @@ pub mod mail;
 pub mod merchants;
 pub mod metrics;
 pub mod payments;
+pub mod receipts;
 pub mod resources;
 pub mod sandbox;
 pub mod sealing;

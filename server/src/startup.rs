@@ -403,6 +403,12 @@ impl Application {
         let live = AbortOnDrop(tokio::spawn(
             self.state.live.clone().run(self.state.payments.subscribe()),
         ));
+        let receipts = AbortOnDrop(tokio::spawn(crate::receipts::run(
+            self.state.store.clone(),
+            self.state.checkout.clone(),
+            self.state.accounts.mailer().clone(),
+            self.state.config.public_url.clone(),
+        )));
         let webhooks = AbortOnDrop(tokio::spawn(
             self.state
                 .webhooks
@@ -441,6 +447,7 @@ impl Application {
         drop(listener);
         drop(probe);
         drop(live);
+        drop(receipts);
         drop(webhooks);
         drop(sites);
         drop(sandbox_worker);

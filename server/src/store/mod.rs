@@ -40,7 +40,7 @@ pub use outbox::{
     StoredEvent,
 };
 pub use refunds::{OpenedRefund, RefundRecord, RefundStatus};
-pub use sessions::{Expiry, NewSession, PaymentStatus, SessionRecord, SessionStatus};
+pub use sessions::{Expiry, NewSession, PaymentStatus, ReceiptDue, SessionRecord, SessionStatus};
 pub use webhooks::EndpointRecord;
 
 use secrecy::{ExposeSecret, SecretString};

@@ -91,6 +91,16 @@ pub struct NewSession {
     pub travel: Option<Travel>,
 }
 
+/// A paid session whose receipt is due by mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptDue {
+    pub id: SessionId,
+    pub email: String,
+    /// The language the shopper paid in, if known.
+    pub locale: Option<String>,
+    pub tries: i64,
+}
+
 /// A session as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
@@ -470,6 +480,83 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Expiry::Expired)
+    }
+
+    /// Remembers the language the shopper paid in (for their receipt); a write only
+    /// when it changed.
+    pub async fn set_session_locale(&self, id: &SessionId, locale: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE checkout_sessions SET locale = $2 \
+             WHERE id = $1 AND (locale IS NULL OR locale <> $2)",
+        )
+        .bind(id.as_str())
+        .bind(locale)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Paid sessions whose receipt should be mailed now (to `customer_email`): each
+    /// with its tries so far and the language the shopper paid in, oldest first.
+    pub async fn receipts_due(
+        &self,
+        now: i64,
+        max_tries: i64,
+        limit: i64,
+    ) -> Result<Vec<ReceiptDue>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, customer_email, locale, receipt_mail_tries FROM checkout_sessions \
+             WHERE payment_status = 'paid' AND customer_email IS NOT NULL \
+             AND receipt_mailed_at IS NULL AND receipt_mail_tries < $2 \
+             AND (receipt_mail_next IS NULL OR receipt_mail_next <= $1) \
+             ORDER BY updated_at LIMIT $3",
+        )
+        .bind(now)
+        .bind(max_tries)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReceiptDue {
+                    id: SessionId::from_db(row.try_get("id")?),
+                    email: row.try_get("customer_email")?,
+                    locale: row.try_get("locale")?,
+                    tries: row.try_get("receipt_mail_tries")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes a due receipt for one try (`tries` as read), not to be tried again before
+    /// `next`: false when another instance took it first.
+    pub async fn claim_receipt_mail(
+        &self,
+        id: &SessionId,
+        tries: i64,
+        next: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE checkout_sessions SET receipt_mail_tries = receipt_mail_tries + 1, \
+             receipt_mail_next = $3 \
+             WHERE id = $1 AND receipt_mail_tries = $2 AND receipt_mailed_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(tries)
+        .bind(next)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The receipt went out.
+    pub async fn receipt_mailed(&self, id: &SessionId, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE checkout_sessions SET receipt_mailed_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// How many sessions a merchant has in a mode.

@@ -326,3 +326,64 @@ async fn a_paid_session_has_a_receipt_in_the_shoppers_language() {
     // No script of its own: a receipt prints as it is.
     assert!(!sw.contains("<leptos-island"), "{sw}");
 }
+
+#[tokio::test]
+async fn the_receipt_is_mailed_once_in_the_language_the_shopper_paid_in() {
+    let app = spawn_app().await;
+    let m = merchants::create(&app.store, "Kilima Safaris")
+        .await
+        .unwrap();
+    let key = m.test_secret_key.expose_secret().to_owned();
+    let mut b = body(trip());
+    b["amount"] = json!(150_000);
+    b["customer"] = json!({"email": "amina@example.com"});
+    let (_, session) = post(&app, &key, &b).await;
+    let id = session["id"].as_str().unwrap();
+    // The shopper uses the page in Swahili (a bad number: nothing starts, the
+    // language is kept).
+    let res = app
+        .post_pay_form(id, "", &[("phone", "12"), ("lang", "sw")])
+        .await;
+    assert_eq!(res.status(), 303);
+    crate::pages::pay(&app.store, id).await;
+    // The server's own mailer sends it (the sandbox mailbox, as no SMTP is set).
+    let mut mail = None;
+    for _ in 0..100 {
+        let box_ = app.store.sandbox_mail(10).await.unwrap();
+        if let Some(m) = box_.into_iter().find(|m| m.to == "amina@example.com") {
+            mail = Some(m);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mail = mail.expect("the receipt was mailed");
+    assert_eq!(
+        mail.subject,
+        "[TEST] Risiti: KES 1,500 zimelipwa kwa Kilima Safaris"
+    );
+    for line in [
+        "Risiti ya malipo",
+        "Umemlipa: Kilima Safaris",
+        "Nambari ya muamala: NLJ7RT61SV",
+        "- Flight Nairobi to Kilimanjaro · NBO → JRO · 20 Des 2026",
+        "- Wasafiri 2 · Amina Otieno",
+        &format!("/pay/{id}/receipt"),
+    ] {
+        assert!(mail.body.contains(line), "{line} missing: {}", mail.body);
+    }
+    // Once: another pass finds nothing due.
+    let mailer = malipo::mail::Mailer::Sandbox(app.store.clone());
+    let again = malipo::receipts::mail_once(&app.store, &app.checkout, &mailer, &app.addr)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let count = app
+        .store
+        .sandbox_mail(50)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|m| m.to == "amina@example.com")
+        .count();
+    assert_eq!(count, 1);
+}
