@@ -2,11 +2,16 @@
 //! receipt goes to that address, in the language the shopper paid in (else the
 //! merchant's default), with the link to the printable receipt page.
 //!
+//! Test mode's receipts go only into the sandbox mailbox, never over SMTP: anyone can
+//! make a test merchant and pay its sessions with sandbox numbers, and must not be able
+//! to make this install mail any address text of their choosing.
+//!
 //! Durable and shared by instances: due receipts are read from the sessions table, each
-//! is claimed for one try (a conditional update, so two instances never both send), and
-//! marked sent once the mail server took it. A failed try is tried again after a minute,
-//! at most [`MAX_TRIES`] times; a receipt never goes twice unless the mail server took
-//! it and the mark was then lost.
+//! is claimed for one try (a conditional update, so two instances never both send) and
+//! held for [`CLAIM_MS`], longer than a try may take ([`SEND_TIMEOUT`]), and marked sent
+//! once the mail server took it. A failed try is tried again later (1 min, 5 min, 30 min,
+//! 2 h), [`MAX_TRIES`] times in all, then given up with an error in the log; a receipt
+//! never goes twice unless the mail server took it and the mark was then lost.
 
 use std::time::Duration;
 
@@ -23,8 +28,19 @@ use crate::{
 pub const INTERVAL: Duration = Duration::from_secs(3);
 /// Tries per receipt before it is left (logged).
 pub const MAX_TRIES: i64 = 5;
-/// Wait after a try before the next (the claim holds it this long).
-const RETRY_AFTER_MS: i64 = 60_000;
+/// How long a claimed receipt is held by the instance trying it.
+pub const CLAIM_MS: i64 = 10 * 60_000;
+/// The longest one try may take (the mail server's every step included).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(120);
+/// When the next try may be, after try number `tries` (1-based) failed.
+fn retry_after_ms(tries: i64) -> i64 {
+    match tries {
+        1 => 60_000,
+        2 => 5 * 60_000,
+        3 => 30 * 60_000,
+        _ => 2 * 3_600_000,
+    }
+}
 
 /// The mail for one receipt, in `locale`.
 pub fn receipt_mail(
@@ -81,39 +97,60 @@ pub fn receipt_mail(
     }
 }
 
-/// One pass: mails every due receipt (a batch). Returns how many went out.
+/// One pass: mails every due receipt (a batch). Returns how many went out. Test
+/// mode's go to `sandbox` (the sandbox mailbox), live mode's to `mailer`.
 pub async fn mail_once(
     store: &Store,
     checkout: &CheckoutService,
     mailer: &Mailer,
     public_url: &str,
 ) -> Result<usize, StoreError> {
-    let now = now_ms();
+    let sandbox = Mailer::Sandbox(store.clone());
     let mut sent = 0;
-    for due in store.receipts_due(now, MAX_TRIES, 20).await? {
+    for due in store.receipts_due(now_ms(), MAX_TRIES, 20).await? {
+        // Held from the moment it is claimed: a slow batch never lets another instance
+        // take one this instance is still sending.
         if !store
-            .claim_receipt_mail(&due.id, due.tries, now + RETRY_AFTER_MS)
+            .claim_receipt_mail(&due.id, due.tries, now_ms() + CLAIM_MS)
             .await?
         {
             continue;
         }
+        let tries = due.tries + 1;
         let locale = due.locale.as_deref().and_then(Locale::parse);
         let Some(view) = checkout.receipt(&due.id, locale).await? else {
+            tracing::error!(session = %due.id, "a paid session has no receipt to mail; left");
             continue;
         };
         let mail = receipt_mail(&view, &due.email, public_url, view.locale);
-        match mailer.deliver(&mail).await {
+        let via = if view.livemode { mailer } else { &sandbox };
+        let delivered = match tokio::time::timeout(SEND_TIMEOUT, via.deliver(&mail)).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!("the mail server took too long")),
+        };
+        match delivered {
             Ok(()) => {
                 store.receipt_mailed(&due.id, now_ms()).await?;
                 sent += 1;
             }
-            Err(e) => tracing::warn!(
+            Err(e) if tries >= MAX_TRIES => tracing::error!(
                 session = %due.id,
                 to = %masked_address(&due.email),
-                try_number = due.tries + 1,
                 error = %e,
-                "receipt mail not sent; tried again later"
+                "receipt mail not sent after {MAX_TRIES} tries; given up"
             ),
+            Err(e) => {
+                tracing::warn!(
+                    session = %due.id,
+                    to = %masked_address(&due.email),
+                    try_number = tries,
+                    error = %e,
+                    "receipt mail not sent; tried again later"
+                );
+                store
+                    .hold_receipt_mail(&due.id, now_ms() + retry_after_ms(tries))
+                    .await?;
+            }
         }
     }
     Ok(sent)

@@ -150,11 +150,12 @@ fn kind(method: &Method, path: &str) -> Kind {
 /// The shopper's page while busy: tiny, no script, honest about what happened, in the
 /// request's language.
 fn busy_page(charged_nothing: bool, locale: app::i18n::Locale) -> Response {
-    let line = if charged_nothing {
+    let esc = crate::sandbox::esc;
+    let line = esc(if charged_nothing {
         locale.busy_tap()
     } else {
         locale.busy()
-    };
+    });
     let html = format!(
         "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -162,8 +163,8 @@ fn busy_page(charged_nothing: bool, locale: app::i18n::Locale) -> Response {
          <h1>{title}</h1><p data-code=\"busy\">{line}</p>\
          <p><a href=\"\">{}</a></p></body></html>",
         locale.code(),
-        locale.try_again(),
-        title = locale.busy_title(),
+        esc(locale.try_again()),
+        title = esc(locale.busy_title()),
     );
     let mut res = (StatusCode::SERVICE_UNAVAILABLE, Html(html)).into_response();
     res.headers_mut().insert(

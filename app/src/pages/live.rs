@@ -147,7 +147,12 @@ pub fn LiveStatus(
     // No rail can take the session: the form never shows, and names none. The path
     // names the default; the `rail` field, when sent, is the shopper's choice.
     let action = method.map_or(String::new(), |r| format!("/pay/{session_id}/{r}"));
-    let receipt_url = format!("/pay/{session_id}/receipt");
+    // A chosen language goes with it (a framed page may have no cookie).
+    let receipt_url = if lang_chosen {
+        format!("/pay/{session_id}/receipt?lang={lang}")
+    } else {
+        format!("/pay/{session_id}/receipt")
+    };
     let phone_label = {
         let w = w.clone();
         move || {

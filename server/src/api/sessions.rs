@@ -431,9 +431,13 @@ fn plain_text(s: &str, max: usize) -> bool {
     let n = s.chars().count();
     n > 0
         && n <= max
-        && !s
-            .chars()
-            .any(|c| c.is_control() || super::body::is_spoofing_char(c))
+        && !s.chars().any(|c| {
+            c.is_control()
+                || super::body::is_spoofing_char(c)
+                // Also: the Arabic letter mark, invisible operators, line and paragraph
+                // separators, the soft hyphen and tag characters.
+                || matches!(c, '\u{061C}' | '\u{2060}'..='\u{2064}' | '\u{2028}' | '\u{2029}' | '\u{00AD}' | '\u{E0000}'..='\u{E007F}')
+        })
 }
 
 /// `travelers`: `{"count": 1–999, "lead_name": "…"}` (the name optional, 1–100 characters).

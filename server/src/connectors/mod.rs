@@ -208,6 +208,24 @@ pub enum ConnectorError {
 pub struct BadCallback;
 
 /// What the engine needs from a rail. Everything operator-specific lives behind it.
+/// What the operator says of a payment looked up by its receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupResult {
+    /// The lookup is over (not a queue time-out notice).
+    pub answered: bool,
+    /// The payment went through (`Completed`).
+    pub completed: bool,
+    pub receipt: Option<String>,
+    /// What was paid.
+    pub amount: Option<Money>,
+    /// Who was paid: the shortcode or account, as the operator names it.
+    pub payee: Option<String>,
+    /// Who paid: digits, possibly masked by the operator (`2547•••••678`, `2547******678`).
+    pub payer: Option<String>,
+    /// The operator's code and words, for the record.
+    pub detail: String,
+}
+
 pub trait Connector: Send + Sync + 'static {
     fn rail(&self) -> RailId;
 
@@ -283,6 +301,38 @@ pub trait Connector: Send + Sync + 'static {
         req: QueryRequest<'a>,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<Queried, ConnectorError>>;
+
+    /// Whether a payment can be looked up by its receipt (M-PESA's Transaction Status):
+    /// a shopper's "I paid, here is the code" can then be checked with the operator.
+    fn looks_up_receipts(&self) -> bool {
+        false
+    }
+
+    /// Asks the operator about the payment with `receipt`; the answer comes to
+    /// `result_url` ([`Connector::parse_lookup_result`]).
+    fn lookup_receipt<'a>(
+        &'a self,
+        _receipt: &'a str,
+        _result_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async {
+            Err(ConnectorError::Rejected {
+                rail: self.rail(),
+                code: "lookup_not_supported".into(),
+                message: "this rail cannot look a payment up by its receipt".into(),
+            })
+        })
+    }
+
+    /// Who a payment looked up must have been paid to (Daraja: our shortcode).
+    fn lookup_payee(&self) -> Option<&str> {
+        None
+    }
+
+    /// The operator's answer to [`Connector::lookup_receipt`].
+    fn parse_lookup_result(&self, _body: &[u8]) -> Result<LookupResult, BadCallback> {
+        Err(BadCallback)
+    }
 
     /// The operator's callback body (already tied to an attempt by the URL's token).
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackReport, BadCallback>;

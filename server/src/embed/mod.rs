@@ -170,14 +170,19 @@ pub async fn frame_policy(State(state): State<AppState>, mut req: Request, next:
     let nonce = crate::domain::ids::random_base62(22);
     req.extensions_mut().insert(CspNonce(nonce.clone()));
     let lang = crate::http::locale::query_lang(req.uri());
+    let is_page = req.uri().path().starts_with("/pay/");
     let requested = crate::http::locale::from_request(req.uri(), req.headers());
     req.extensions_mut().insert(requested);
     let mut response = next.run(req).await;
-    crate::http::locale::finish(
-        response.headers_mut(),
-        lang.as_deref(),
-        state.config.public_url.starts_with("https://"),
-    );
+    // Pages only: an asset's answer (`/pkg`, the icon) must stay cacheable by any
+    // shared cache, and sets no cookie.
+    if is_page {
+        crate::http::locale::finish(
+            response.headers_mut(),
+            lang.as_deref(),
+            state.config.public_url.starts_with("https://"),
+        );
+    }
     let (origins, mode) = match session {
         Some(id) => match state.store.embed_origins_for_session(&id).await {
             Ok(Some((origins, mode, merchant))) => (origins, Some((mode, merchant))),

@@ -112,6 +112,12 @@ async fn callback(
             .payments
             .refund_callback(rail, &attempt, &token, &body)
             .await
+    } else if attempt.starts_with("rs_") {
+        // A receipt check's answer (Daraja's Transaction Status).
+        state
+            .payments
+            .rescue_callback(rail, &attempt, &token, &body)
+            .await
     } else {
         state.payments.callback(rail, &attempt, &token, &body).await
     };

@@ -149,7 +149,7 @@ async fn pay_card(
         return refused;
     }
     let lang = form.lang.as_deref();
-    super::locale::remember(&state, &sid, &uri, &headers, lang).await;
+    super::locale::remember(&state, &sid, &uri, &headers, lang);
     let locale = lang
         .and_then(app::i18n::Locale::parse)
         .unwrap_or_else(|| super::locale::for_request(&uri, &headers));

@@ -69,23 +69,28 @@ pub fn finish(headers: &mut HeaderMap, query: Option<&str>, https: bool) {
 }
 
 /// Keeps the language the shopper pays in on the session, for their receipt: the
-/// form's chosen one, else the request's. Best effort: a failed write costs the
-/// receipt's language (the merchant's default is used), never the payment.
-pub async fn remember(
+/// form's chosen one, else the request's. In the background and best effort: the
+/// prompt never waits for it, and a failed write costs the receipt's language (the
+/// merchant's default is used), never the payment.
+pub fn remember(
     state: &crate::startup::AppState,
     sid: &crate::domain::SessionId,
     uri: &Uri,
     headers: &HeaderMap,
     form_lang: Option<&str>,
 ) {
-    let locale = form_lang
+    let Some(locale) = form_lang
         .and_then(Locale::parse)
-        .or_else(|| from_request(uri, headers).locale);
-    if let Some(locale) = locale
-        && let Err(e) = state.store.set_session_locale(sid, locale.code()).await
-    {
-        tracing::warn!(error = %e, "keeping the shopper's language failed");
-    }
+        .or_else(|| from_request(uri, headers).locale)
+    else {
+        return;
+    };
+    let (store, sid) = (state.store.clone(), sid.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store.set_session_locale(&sid, locale.code()).await {
+            tracing::warn!(error = %e, "keeping the shopper's language failed");
+        }
+    });
 }
 
 /// `lang=sw` for a redirect back to the page, when the posted form carried a language.

@@ -206,7 +206,7 @@ async fn pay(
     else {
         return back(Some("invalid_phone"));
     };
-    super::locale::remember(&state, &sid, &uri, &headers, form.lang.as_deref()).await;
+    super::locale::remember(&state, &sid, &uri, &headers, form.lang.as_deref());
     let no_sms = form.no_sms.as_deref().is_some_and(|v| !v.is_empty());
     match state
         .payments

@@ -50,7 +50,7 @@ async fn pay_paypal(
         return refused;
     }
     let lang = form.lang.as_deref();
-    super::locale::remember(&state, &sid, &uri, &headers, lang).await;
+    super::locale::remember(&state, &sid, &uri, &headers, lang);
     match state
         .payments
         .start_paypal(&sid, form.quote_for(RailId::Paypal))

@@ -24,6 +24,7 @@ mod card;
 mod paypal;
 mod redirect;
 mod refunds;
+pub mod rescue;
 
 pub use card::{CARD_SESSIONS_PER_CHECKOUT, CardNext};
 pub use paypal::PaypalNext;

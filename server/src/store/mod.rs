@@ -20,6 +20,7 @@ mod merchants;
 mod outbox;
 mod recent;
 mod refunds;
+mod rescues;
 mod sessions;
 mod webhooks;
 
@@ -40,6 +41,7 @@ pub use outbox::{
     StoredEvent,
 };
 pub use refunds::{OpenedRefund, RefundRecord, RefundStatus};
+pub use rescues::RescueRecord;
 pub use sessions::{Expiry, NewSession, PaymentStatus, ReceiptDue, SessionRecord, SessionStatus};
 pub use webhooks::EndpointRecord;
 

@@ -179,10 +179,17 @@ impl SessionRecord {
                         .ok_or_else(|| corrupt(format!("payment_method_types {list:?}")))
                 })
                 .transpose()?,
+            // An unreadable trip is left out (and logged), never a reason the session
+            // itself cannot be read by payments and callbacks.
             travel: row
                 .try_get::<Option<String>, _>("travel")?
-                .map(|t| serde_json::from_str(&t).map_err(|e| corrupt(format!("travel: {e}"))))
-                .transpose()?,
+                .and_then(|t| match serde_json::from_str(&t) {
+                    Ok(travel) => Some(travel),
+                    Err(e) => {
+                        tracing::error!(session = %id, error = %e, "a stored trip does not read; left out");
+                        None
+                    }
+                }),
             id: SessionId::from_db(id.clone()),
         })
     }
@@ -547,6 +554,16 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// A receipt whose try failed waits until `next` for another.
+    pub async fn hold_receipt_mail(&self, id: &SessionId, next: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE checkout_sessions SET receipt_mail_next = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(next)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The receipt went out.

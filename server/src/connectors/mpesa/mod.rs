@@ -265,6 +265,54 @@ impl Daraja {
         }
     }
 
+    /// Asks M-PESA about the transaction with `receipt` (Transaction Status). `Ok`:
+    /// taken; the result comes to `result_url`.
+    pub async fn transaction_status(
+        &self,
+        receipt: &str,
+        result_url: &str,
+    ) -> Result<AsyncResponse, ConnectorError> {
+        let Some((initiator, credential)) = &self.initiator else {
+            return Err(ConnectorError::Rejected {
+                rail: RailId::Mpesa,
+                code: "lookup_not_supported".into(),
+                message: "no initiator is configured".into(),
+            });
+        };
+        let req = wire::TransactionStatusRequest {
+            initiator: initiator.clone(),
+            security_credential: credential.expose_secret().to_owned(),
+            command_id: "TransactionStatusQuery".into(),
+            transaction_id: receipt.to_owned(),
+            party_a: self.shortcode.clone(),
+            identifier_type: "4".into(),
+            result_url: result_url.to_owned(),
+            queue_time_out_url: result_url.to_owned(),
+            remarks: "Payment check".into(),
+            occasion: String::new(),
+        };
+        let (status, body) = self.post("/mpesa/transactionstatus/v1/query", &req).await?;
+        if let Ok(taken) = serde_json::from_slice::<AsyncResponse>(&body) {
+            if taken.response_code == "0" {
+                return Ok(taken);
+            }
+            return Err(ConnectorError::Rejected {
+                rail: RailId::Mpesa,
+                code: taken.response_code,
+                message: taken.response_description,
+            });
+        }
+        match serde_json::from_slice::<ErrorResponse>(&body) {
+            Ok(err) if status >= 500 => Err(bad(status, err.error_message.as_bytes())),
+            Ok(err) => Err(ConnectorError::Rejected {
+                rail: RailId::Mpesa,
+                code: err.error_code,
+                message: err.error_message,
+            }),
+            Err(_) => Err(bad(status, &body)),
+        }
+    }
+
     /// Asks Daraja how a push ended. `Pending` while the shopper has not answered.
     pub async fn stk_query(
         &self,
@@ -373,6 +421,58 @@ impl Connector for Daraja {
             Ok(RefundAnswer::Accepted {
                 operator_refund_id: Some(taken.conversation_id).filter(|c| !c.is_empty()),
             })
+        })
+    }
+
+    fn looks_up_receipts(&self) -> bool {
+        self.initiator.is_some()
+    }
+
+    fn lookup_payee(&self) -> Option<&str> {
+        Some(&self.shortcode)
+    }
+
+    fn lookup_receipt<'a>(
+        &'a self,
+        receipt: &'a str,
+        result_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            self.transaction_status(receipt, result_url)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn parse_lookup_result(
+        &self,
+        body: &[u8],
+    ) -> Result<crate::connectors::LookupResult, BadCallback> {
+        let (result, p) = wire::status_parameters(body).ok_or(BadCallback)?;
+        // A queue time-out notice (to the same URL) is not the lookup's answer.
+        let answered = match &result.result_type {
+            serde_json::Value::Null => true,
+            v => v.as_i64() == Some(0) || v.as_str() == Some("0"),
+        };
+        let completed = answered
+            && result.result_code == "0"
+            && p.transaction_status.as_deref() == Some("Completed");
+        Ok(crate::connectors::LookupResult {
+            answered,
+            completed,
+            receipt: p.receipt,
+            amount: p
+                .amount
+                .and_then(|s| i64::try_from(s).ok())
+                .and_then(|s| Money::new(s * 100, Currency::Kes).ok()),
+            // `174379 - Company`: the shortcode.
+            payee: p
+                .credit_party
+                .map(|c| c.split(" - ").next().unwrap_or("").trim().to_owned()),
+            payer: p
+                .debit_party
+                .map(|d| d.split(" - ").next().unwrap_or("").trim().to_owned()),
+            detail: format!("{} {}", result.result_code, result.result_desc),
         })
     }
 

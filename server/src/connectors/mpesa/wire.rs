@@ -354,6 +354,88 @@ pub struct AsyncResponse {
     pub response_description: String,
 }
 
+/// `POST /mpesa/transactionstatus/v1/query`: what M-PESA knows of a transaction by its
+/// receipt (asynchronous: the answer comes to `ResultURL`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionStatusRequest {
+    #[serde(rename = "Initiator")]
+    pub initiator: String,
+    #[serde(rename = "SecurityCredential")]
+    pub security_credential: String,
+    /// Always `TransactionStatusQuery`.
+    #[serde(rename = "CommandID")]
+    pub command_id: String,
+    /// The M-PESA receipt asked about.
+    #[serde(rename = "TransactionID")]
+    pub transaction_id: String,
+    /// The shortcode asking (ours: the one paid).
+    #[serde(rename = "PartyA")]
+    pub party_a: String,
+    /// `4` for an organisation's shortcode.
+    #[serde(rename = "IdentifierType")]
+    pub identifier_type: String,
+    #[serde(rename = "ResultURL")]
+    pub result_url: String,
+    #[serde(rename = "QueueTimeOutURL")]
+    pub queue_time_out_url: String,
+    /// 2–100 characters.
+    #[serde(rename = "Remarks")]
+    pub remarks: String,
+    #[serde(rename = "Occasion", default)]
+    pub occasion: String,
+}
+
+/// A Transaction Status result's parameters, as Daraja names them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatusParameters {
+    /// `Completed` for a payment that went through.
+    pub transaction_status: Option<String>,
+    pub receipt: Option<String>,
+    /// Whole shillings.
+    pub amount: Option<u64>,
+    /// `174379 - Company Name`: who was paid.
+    pub credit_party: Option<String>,
+    /// `254712345678 - Jane Doe` (the number may come masked): who paid.
+    pub debit_party: Option<String>,
+}
+
+/// The parameters of a result (`Result.ResultParameters.ResultParameter[]`, `Key`/`Value`
+/// pairs, a lone one possibly not in an array).
+pub fn status_parameters(body: &[u8]) -> Option<(AsyncResult, StatusParameters)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let result: AsyncResult = serde_json::from_value(v.get("Result")?.clone()).ok()?;
+    let list = &v["Result"]["ResultParameters"]["ResultParameter"];
+    let items: Vec<&Value> = match list {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(_) => vec![list],
+        _ => Vec::new(),
+    };
+    let text = |key: &str| -> Option<String> {
+        items
+            .iter()
+            .find(|i| i["Key"] == key)
+            .and_then(|i| match &i["Value"] {
+                Value::String(s) => Some(s.trim().to_owned()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+    };
+    let amount = text("Amount").and_then(|a| {
+        let whole = a.strip_suffix(".00").unwrap_or(&a);
+        whole.parse::<u64>().ok()
+    });
+    Some((
+        result,
+        StatusParameters {
+            transaction_status: text("TransactionStatus"),
+            receipt: text("ReceiptNo"),
+            amount,
+            credit_party: text("CreditPartyName"),
+            debit_party: text("DebitPartyName"),
+        },
+    ))
+}
+
 /// The result of an asynchronous request, posted to its `ResultURL`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultEnvelope {

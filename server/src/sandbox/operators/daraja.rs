@@ -41,7 +41,7 @@ const TIMEOUT: (&str, &str) = ("1037", "DS timeout user cannot be reached");
 const NORMAL: Behaviour = Behaviour::waiting(TIMEOUT, UNANSWERED_TIMEOUT_MS);
 
 /// The scripted test numbers and what they do, for the README and the handset page.
-pub const SCRIPTED: [(&str, &str); 12] = [
+pub const SCRIPTED: [(&str, &str); 13] = [
     ("254700000001", "insufficient funds: ResultCode 1 after 2 s"),
     ("254700002001", "wrong PIN: ResultCode 2001 after 2 s"),
     (
@@ -71,6 +71,10 @@ pub const SCRIPTED: [(&str, &str); 12] = [
     (
         "254700000405",
         "pays (answer on the handset); its reversal's result is never delivered",
+    ),
+    (
+        "254700000406",
+        "pays (answer on the handset), but the callback is lost and the query says \"still processing\" for an hour: the page cannot notice; rescue it with the SMS's receipt code (Transaction Status knows)",
     ),
 ];
 
@@ -124,6 +128,7 @@ impl SandboxOperator for Daraja {
             "254700000202" => NORMAL.callback_twice(1_000),
             "254700000010" => NORMAL.callback_late(10_000),
             "254700000102" => NORMAL.query_lags(30_000),
+            "254700000406" => NORMAL.callback_lost().query_lags(3_600_000),
             _ => NORMAL,
         }
     }
@@ -243,6 +248,178 @@ fn router() -> Router<AppState> {
         .route("/mpesa/stkpush/v1/processrequest", post(process_request))
         .route("/mpesa/stkpushquery/v1/query", post(query))
         .route("/mpesa/reversal/v1/request", post(reversal))
+        .route(
+            "/mpesa/transactionstatus/v1/query",
+            post(transaction_status),
+        )
+}
+
+/// How long a Transaction Status answer takes before it is posted.
+pub const STATUS_MS: i64 = 1_000;
+
+/// `POST /mpesa/transactionstatus/v1/query`: taken at once; the answer goes to
+/// `ResultURL` a moment later: the payment's details for a receipt this sandbox issued
+/// (to this shortcode), else `R000002`. (Daraja's code for an unknown receipt is not
+/// in our sources: any code but `0` reads as "no such payment".)
+async fn transaction_status(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if let Some(denied) = check_bearer(&state, &headers) {
+        return denied;
+    }
+    // Counted like pushes: each one is a callback.
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    if !sandbox.push_allowed(client, now_ms()) {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "500.003.02",
+            "Spike arrest violation",
+        );
+    }
+    let Some(Json(body)) = body else {
+        return invalid("Request Body");
+    };
+    let mpesa = &sandbox.rails.mpesa;
+    if text(&body, "Initiator") != Some(mpesa.initiator.as_str()) || mpesa.initiator.is_empty() {
+        return invalid("Initiator");
+    }
+    if text(&body, "SecurityCredential") != Some(mpesa.security_credential.expose_secret()) {
+        return invalid("SecurityCredential");
+    }
+    if text(&body, "CommandID") != Some("TransactionStatusQuery") {
+        return invalid("CommandID");
+    }
+    let party = text(&body, "PartyA")
+        .map(str::to_owned)
+        .or_else(|| whole(&body, "PartyA").map(|n| n.to_string()));
+    if party.as_deref() != Some(mpesa.shortcode.as_str()) {
+        return invalid("PartyA");
+    }
+    let kind = text(&body, "IdentifierType")
+        .map(str::to_owned)
+        .or_else(|| whole(&body, "IdentifierType").map(|n| n.to_string()));
+    if !matches!(kind.as_deref(), Some("4" | "1" | "2")) {
+        return invalid("IdentifierType");
+    }
+    let allowed = |field: &str| text(&body, field).filter(|u| sandbox.callback_allowed(u));
+    let (Some(result_url), Some(_)) = (allowed("ResultURL"), allowed("QueueTimeOutURL")) else {
+        return invalid("ResultURL");
+    };
+    if !text(&body, "Remarks").is_some_and(|r| (2..=100).contains(&r.chars().count())) {
+        return invalid("Remarks");
+    }
+    let Some(receipt) = text(&body, "TransactionID").filter(|r| r.len() <= 20) else {
+        return invalid("TransactionID");
+    };
+    let paid = match state
+        .store
+        .sandbox_paid_by_receipt(RailId::Mpesa, receipt)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox daraja: status lookup failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500.001.1001",
+                "Internal Server Error",
+            );
+        }
+    };
+    let originator = request_id();
+    let c = civil(now_ms(), crate::time::EAT_OFFSET_SECS);
+    let conversation = format!(
+        "AG_{:04}{:02}{:02}_{}",
+        c.year,
+        c.month,
+        c.day,
+        random_base62(20).to_lowercase()
+    );
+    let result = status_result(
+        paid.as_ref(),
+        receipt,
+        &mpesa.shortcode,
+        &originator,
+        &conversation,
+    );
+    let (http, url, delay) = (
+        sandbox.http.clone(),
+        result_url.to_owned(),
+        sandbox.scaled_ms(STATUS_MS),
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(delay.max(0) as u64)).await;
+        if let Err(e) = http.post(&url).json(&result).send().await {
+            // Without the URL: it carries the check's token.
+            tracing::info!(error = %e.without_url(), "sandbox daraja: status result not delivered");
+        }
+    });
+    Json(json!({
+        "OriginatorConversationID": originator,
+        "ConversationID": conversation,
+        "ResponseCode": "0",
+        "ResponseDescription": "Accept the service request successfully.",
+    }))
+    .into_response()
+}
+
+/// The result Daraja posts to a Transaction Status query's `ResultURL`.
+pub fn status_result(
+    paid: Option<&SandboxRequest>,
+    receipt: &str,
+    shortcode: &str,
+    originator: &str,
+    conversation: &str,
+) -> Value {
+    let Some(p) = paid.filter(|p| p.result_code.as_deref() == Some("0")) else {
+        return json!({ "Result": {
+            "ResultType": 0,
+            "ResultCode": "R000002",
+            "ResultDesc": "The transaction could not be found.",
+            "OriginatorConversationID": originator,
+            "ConversationID": conversation,
+            "TransactionID": receipt,
+        }});
+    };
+    let when: i64 = daraja_timestamp(p.decided_at.unwrap_or(p.created_at))
+        .parse()
+        .unwrap_or(0);
+    // Daraja masks the payer's number in these results.
+    let payer = format!(
+        "{}*****{}",
+        p.phone.get(..4).unwrap_or(""),
+        p.phone.get(p.phone.len().saturating_sub(3)..).unwrap_or("")
+    );
+    json!({ "Result": {
+        "ResultType": 0,
+        "ResultCode": 0,
+        "ResultDesc": "The service request is processed successfully.",
+        "OriginatorConversationID": originator,
+        "ConversationID": conversation,
+        "TransactionID": receipt,
+        "ResultParameters": { "ResultParameter": [
+            { "Key": "DebitPartyName", "Value": format!("{payer} - Sandbox Payer") },
+            { "Key": "CreditPartyName", "Value": format!("{shortcode} - {}", p.payee) },
+            { "Key": "OriginatorConversationID", "Value": originator },
+            { "Key": "InitiatedTime", "Value": when },
+            { "Key": "DebitAccountType", "Value": "MMF Account For Customer" },
+            { "Key": "DebitPartyCharges", "Value": "" },
+            { "Key": "TransactionReason", "Value": "" },
+            { "Key": "ReasonType", "Value": "Pay Bill Online" },
+            { "Key": "TransactionStatus", "Value": "Completed" },
+            { "Key": "FinalisedTime", "Value": when },
+            { "Key": "Amount", "Value": p.whole_amount() },
+            { "Key": "ConversationID", "Value": conversation },
+            { "Key": "ReceiptNo", "Value": receipt },
+        ]},
+        "ReferenceData": { "ReferenceItem": { "Key": "Occasion" } },
+    }})
 }
 
 /// `POST /mpesa/reversal/v1/request`: taken at once ("Accept the service request
