@@ -77,6 +77,17 @@ pub struct CheckoutView {
     pub locale: Locale,
     /// The trip a travel booking pays for, in the page's words.
     pub trip: Option<TripView>,
+    /// "Paid already?": offered while the last payment is not confirmed, on a rail whose
+    /// payments can be looked up by receipt.
+    pub rescue: Option<RescueView>,
+}
+
+/// The "I paid, here is the code" form and the last check's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RescueView {
+    pub rail: RailId,
+    /// `checking` or `refused`: the newest check of the last few minutes, if any.
+    pub status: Option<String>,
 }
 
 /// The shopper's receipt for a paid session (`/pay/{id}/receipt`), every text already in

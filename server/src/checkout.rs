@@ -502,11 +502,47 @@ pub fn checkout_view(
         livemode: session.mode == Mode::Live,
         embed_origin: None,
         trip: session.travel.as_ref().map(|t| trip_view(t, locale)),
+        rescue: None,
         locale,
     }
 }
 
 impl CheckoutService {
+    /// The rescue form, while the session's last payment is not confirmed on a rail that
+    /// can look payments up by receipt (with the newest check of the last ten minutes).
+    async fn rescue_view(
+        &self,
+        session: &SessionRecord,
+        latest: Option<&AttemptRecord>,
+        now: i64,
+    ) -> Result<Option<app::model::RescueView>, StoreError> {
+        let Some(attempt) = latest.filter(|a| {
+            a.status != AttemptStatus::Succeeded
+                && session.payment_status == PaymentStatus::Unpaid
+                && a.payer.is_some()
+        }) else {
+            return Ok(None);
+        };
+        let looks_up = self
+            .rails
+            .for_merchant(&session.merchant_id, attempt.rail, session.mode)
+            .is_some_and(|c| c.looks_up_receipts());
+        if !looks_up {
+            return Ok(None);
+        }
+        let status = self
+            .store
+            .latest_rescue(&session.id)
+            .await?
+            .filter(|r| r.attempt_id == attempt.id && now - r.created_at < 600_000)
+            .map(|r| r.status)
+            .filter(|s| s != "confirmed");
+        Ok(Some(app::model::RescueView {
+            rail: attempt.rail,
+            status,
+        }))
+    }
+
     /// The receipt of a paid session (see [`PageService::receipt_view`]), in `wanted`,
     /// else the merchant's default language.
     pub async fn receipt(
@@ -656,6 +692,7 @@ impl PageService for CheckoutService {
                     })
                     .collect();
                 view.form_token = self.form_token(&id);
+                view.rescue = self.rescue_view(&session, latest.as_ref(), now).await?;
                 view.card = offers
                     .iter()
                     .find(|(rail, _)| *rail == RailId::Card)

@@ -56,6 +56,16 @@ pub fn CheckoutPage() -> impl IntoView {
         .get("retry_after")
         .and_then(|s| s.parse::<u32>().ok())
         .filter(|s| *s <= 86_400);
+    // A receipt check's problem: shown by the check's own form, not the pay form's.
+    let rescue_error = query.read_untracked().get("error").filter(|e| {
+        [
+            "rescue_code",
+            "rescue_limit",
+            "rescue_none",
+            "rescue_unavailable",
+        ]
+        .contains(&e.as_str())
+    });
     let embed = query.read_untracked().get("embed");
     let checkout = Resource::new_blocking(
         move || (params.read().get("id").unwrap_or_default(), embed.clone()),
@@ -65,10 +75,11 @@ pub fn CheckoutPage() -> impl IntoView {
         <Suspense>
             {move || {
                 let error = error.clone();
+                let rescue_error = rescue_error.clone();
                 Suspend::new(async move {
                 match checkout.await {
                     Ok(Some(view)) => {
-                        view! { <Checkout view error=error.clone() retry_after /> }.into_any()
+                        view! { <Checkout view error=error.clone() retry_after rescue_error /> }.into_any()
                     }
                     Ok(None) => view! { <NotFound /> }.into_any(),
                     Err(_) => view! { <Unavailable /> }.into_any(),
@@ -80,7 +91,12 @@ pub fn CheckoutPage() -> impl IntoView {
 }
 
 #[component]
-fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>) -> impl IntoView {
+fn Checkout(
+    view: CheckoutView,
+    error: Option<String>,
+    retry_after: Option<u32>,
+    rescue_error: Option<String>,
+) -> impl IntoView {
     let l = view.locale;
     let chosen = use_context::<Requested>().unwrap_or_default().chosen;
     let amount = view.amount_label();
@@ -297,6 +313,48 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             </section>
         }
     });
+    // "Paid already?": the receipt code, checked with the operator (no script needed).
+    let rescue = view
+        .rescue
+        .clone()
+        .filter(|_| view.state != CheckoutState::Paid)
+        .map(|r| {
+            let wallet = r.rail.label();
+            let message = match (rescue_error.as_deref(), r.status.as_deref()) {
+                (Some("rescue_code"), _) => Some(("rescue_code", l.rescue_code(wallet))),
+                (Some("rescue_limit"), _) => Some(("rescue_limit", l.rescue_limit().to_owned())),
+                (Some("rescue_none"), _) => Some(("rescue_none", l.rescue_none().to_owned())),
+                (Some(_), _) => Some(("rescue_unavailable", l.rescue_unavailable(wallet))),
+                (None, Some("checking")) => Some(("checking", l.rescue_checking(wallet))),
+                (None, Some("refused")) => Some(("refused", l.rescue_refused(wallet))),
+                _ => None,
+            };
+            let checking = r.status.as_deref() == Some("checking") && rescue_error.is_none();
+            let open = message.is_some();
+            let (code, words) = message.unzip();
+            let action = match view.embed_origin.as_deref() {
+                Some(o) => format!("/pay/{}/rescue?embed={}", view.id, url_escape(o)),
+                None => format!("/pay/{}/rescue", view.id),
+            };
+            view! {
+                // Without JavaScript: look again while the operator is asked.
+                {checking.then(|| view! { <noscript><meta http-equiv="refresh" content="3" /></noscript> })}
+                <section class="rescue" data-rescue=code>
+                    <details open=open>
+                        <summary>{l.rescue_summary()}</summary>
+                        {words.map(|w| view! { <p class="rescue-status" role="status">{w}</p> })}
+                        <form method="post" action=action>
+                            <input type="hidden" name="form_token" value=view.form_token.clone() />
+                            {chosen.then(|| view! { <input type="hidden" name="lang" value=l.code() /> })}
+                            <label for="rescue-code">{l.rescue_label(wallet)}</label>
+                            <input id="rescue-code" name="code" type="text" autocomplete="off" maxlength="200" required />
+                            <button class="button" type="submit">{l.rescue_button()}</button>
+                            <p class="fine">{l.rescue_fine(wallet)}</p>
+                        </form>
+                    </details>
+                </section>
+            }
+        });
     let waiting = matches!(view.live, LiveState::Waiting { .. });
     let cancel = (view.state == CheckoutState::Open && !waiting).then(|| {
         view! {
@@ -370,6 +428,7 @@ fn Checkout(view: CheckoutView, error: Option<String>, retry_after: Option<u32>)
             </section>
             {no_js}
             {live}
+            {rescue}
             {card}
             {paypal}
             {cancel}

@@ -31,7 +31,77 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/pay/{id}/{rail}", post(pay))
+    Router::new()
+        .route("/pay/{id}/{rail}", post(pay))
+        .route("/pay/{id}/rescue", post(rescue))
+}
+
+/// The "I paid, here is the code" form.
+#[derive(Deserialize)]
+struct RescueForm {
+    #[serde(default)]
+    form_token: String,
+    /// The receipt code, or the whole confirmation SMS.
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// `POST /pay/{id}/rescue`: checks the shopper's receipt code with the operator (see
+/// `payments::rescue`), then back to the page: `?rescue=checking`, or `?error=rescue_…`.
+async fn rescue(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    Query(query): Query<EmbedQuery>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    Form(form): Form<RescueForm>,
+) -> Response {
+    let Some(sid) = SessionId::parse(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if cross_site(&headers, &state.config.public_url) {
+        return cross_site_refusal(&uri, &headers);
+    }
+    let mut params: Vec<String> = query
+        .embed
+        .as_deref()
+        .and_then(crate::embed::parse_origin)
+        .map(|o| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("embed", &o)
+                .finish()
+        })
+        .into_iter()
+        .chain(super::locale::back_param(form.lang.as_deref()))
+        .collect();
+    let back = |mut params: Vec<String>, outcome: String| {
+        params.push(outcome);
+        Redirect::to(&format!("/pay/{sid}?{}", params.join("&"))).into_response()
+    };
+    if !state.checkout.form_token_ok(&sid, &form.form_token) {
+        return back(params, "error=form_expired".into());
+    }
+    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    if state.pay_limiter.check(client, now_ms()).is_err() {
+        return back(params, "error=ip_limit".into());
+    }
+    // At most 200 characters are read: a pasted SMS is shorter.
+    let text: String = form.code.chars().take(200).collect();
+    match state.payments.rescue(&sid, &text).await {
+        Ok(_) => back(std::mem::take(&mut params), "rescue=checking".into()),
+        Err(crate::payments::rescue::RescueError::SessionNotFound) => {
+            StatusCode::NOT_FOUND.into_response()
+        }
+        Err(e) => {
+            if let crate::payments::rescue::RescueError::Store(err) = &e {
+                tracing::error!(error = %err, "a receipt check failed");
+            }
+            back(params, format!("error={}", e.code()))
+        }
+    }
 }
 
 /// The event stream, apart: it is served outside the compression layer (see

@@ -24,6 +24,7 @@ mod payment_methods;
 mod payments;
 mod paypal;
 mod refunds;
+mod rescue;
 mod sandbox_daraja;
 mod scale;
 mod sessions_api;
