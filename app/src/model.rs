@@ -77,6 +77,9 @@ pub struct CheckoutView {
     pub locale: Locale,
     /// The trip a travel booking pays for, in the page's words.
     pub trip: Option<TripView>,
+    /// The page's own address, for "Ask someone to pay" (the session id in it is the
+    /// capability the shopper chooses to share).
+    pub share_url: String,
     /// "Paid already?": offered while the last payment is not confirmed, on a rail whose
     /// payments can be looked up by receipt.
     pub rescue: Option<RescueView>,

@@ -503,6 +503,7 @@ pub fn checkout_view(
         embed_origin: None,
         trip: session.travel.as_ref().map(|t| trip_view(t, locale)),
         rescue: None,
+        share_url: String::new(),
         locale,
     }
 }
@@ -692,6 +693,7 @@ impl PageService for CheckoutService {
                     })
                     .collect();
                 view.form_token = self.form_token(&id);
+                view.share_url = self.page_url(&id);
                 view.rescue = self.rescue_view(&session, latest.as_ref(), now).await?;
                 view.card = offers
                     .iter()

@@ -355,6 +355,31 @@ fn Checkout(
                 </section>
             }
         });
+    // "Ask someone to pay": plain links (WhatsApp, SMS) and the address to copy. Not
+    // while a prompt waits on this shopper's phone, nor once it is over.
+    let share = (view.state == CheckoutState::Open
+        && !matches!(view.live, LiveState::Waiting { .. })
+        && !view.share_url.is_empty())
+    .then(|| {
+        let message = url_escape(&l.share_message(&amount, &view.merchant_name, &view.share_url));
+        view! {
+            <section class="share" data-share="true">
+                <details>
+                    <summary>{l.share_summary()}</summary>
+                    <p class="fine">{l.share_hint()}</p>
+                    <p>
+                        <a class="button" href=format!("https://wa.me/?text={message}") rel="noopener noreferrer" target="_blank">
+                            {l.share_whatsapp()}
+                        </a>
+                        " "
+                        <a class="button" href=format!("sms:?&body={message}")>{l.share_sms()}</a>
+                    </p>
+                    <label for="share-link">{l.share_link()}</label>
+                    <input id="share-link" type="text" readonly value=view.share_url.clone() />
+                </details>
+            </section>
+        }
+    });
     let waiting = matches!(view.live, LiveState::Waiting { .. });
     let cancel = (view.state == CheckoutState::Open && !waiting).then(|| {
         view! {
@@ -431,6 +456,7 @@ fn Checkout(
             {rescue}
             {card}
             {paypal}
+            {share}
             {cancel}
             {view.embed_origin.as_deref().map(|origin| super::embed::bridge(origin, &view.id))}
             {support}

@@ -53,17 +53,20 @@ impl RescueError {
     }
 }
 
-/// The M-PESA receipt code in what the shopper typed or pasted: the first word of ten
-/// letters and digits with both in it, upper-cased (`qlate12345`, or "QLATE12345
-/// Confirmed. Ksh1,500.00 sent to …" → `QLATE12345`).
+/// The M-PESA receipt code in what the shopper typed or pasted: a word of ten letters
+/// and digits, upper-cased (`qlate12345`, or "QLATE12345 Confirmed. Ksh1,500.00 sent to
+/// …" → `QLATE12345`). Codes nearly always hold a digit, so the first such word with one
+/// wins; else the first of ten letters (an SMS's other words are rarely ten long).
 pub fn receipt_code(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii_alphanumeric())
-        .find(|w| {
-            w.len() == 10
-                && w.bytes().any(|b| b.is_ascii_digit())
-                && w.bytes().any(|b| b.is_ascii_alphabetic())
-        })
-        .map(str::to_ascii_uppercase)
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() == 10 && w.bytes().any(|b| b.is_ascii_alphabetic()))
+        .collect();
+    words
+        .iter()
+        .find(|w| w.bytes().any(|b| b.is_ascii_digit()))
+        .or(words.first())
+        .map(|w| w.to_ascii_uppercase())
 }
 
 /// Whether the payer the operator names (digits, possibly masked in the middle with `*`
@@ -306,7 +309,16 @@ mod tests {
             Some("NLJ7RT61SV")
         );
         assert_eq!(receipt_code("Confirmed 1234567890"), None, "digits only");
-        assert_eq!(receipt_code("CONFIRMEDX"), None, "letters only");
+        assert_eq!(
+            receipt_code("sbxqwertyu").as_deref(),
+            Some("SBXQWERTYU"),
+            "letters only"
+        );
+        assert_eq!(
+            receipt_code("Transfers QKJ4ABC123 Confirmed").as_deref(),
+            Some("QKJ4ABC123"),
+            "one with a digit first"
+        );
         assert_eq!(receipt_code(""), None);
     }
 

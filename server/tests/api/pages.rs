@@ -69,6 +69,15 @@ async fn an_open_session_renders_its_summary() {
     );
     // No PIN field, ever.
     assert!(!html.to_lowercase().contains("type=\"password\""));
+    // "Ask someone to pay": the page's own address, in WhatsApp and SMS links.
+    let url = format!("{}/pay/{id}", app.addr);
+    assert!(html.contains(r#"data-share="true""#));
+    assert!(html.contains(&format!(r#"value="{url}""#)), "{html}");
+    let encoded: String = url::form_urlencoded::byte_serialize(url.as_bytes()).collect();
+    assert!(
+        html.contains("https://wa.me/?text=") && html.contains(&encoded.replace('+', "%20")),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -108,6 +117,10 @@ async fn a_paid_session_reads_as_paid() {
     assert!(html.contains(r#"data-state="paid""#));
     assert!(crate::helpers::shown(&html, "paid"), "{html}");
     assert!(!crate::helpers::shown(&html, "waiting"));
+    assert!(
+        !html.contains("data-share"),
+        "nothing left to share once paid"
+    );
 }
 
 pub(crate) async fn pay(store: &Store, id: &str) {

@@ -137,6 +137,13 @@ impl SandboxOperator for Daraja {
         &SCRIPTED
     }
 
+    /// M-PESA's receipts: ten capitals and digits, a digit fourth (`QKJ4ABC123`).
+    fn receipt(&self) -> String {
+        let r = random_base62(10).to_uppercase();
+        let digit = char::from(b'0' + (r.as_bytes()[0] % 10));
+        format!("{}{digit}{}", &r[..3], &r[4..])
+    }
+
     fn answer(&self, answer: Answer) -> (&'static str, &'static str) {
         match answer {
             Answer::Approved => ("0", "The service request is processed successfully."),
