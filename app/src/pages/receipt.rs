@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use super::{Language, NotFound, PageTitle, Unavailable};
-use crate::{i18n::Requested, model::ReceiptView};
+use crate::model::ReceiptView;
 
 /// Loads the receipt (a public endpoint like every server function: it only returns
 /// what the page shows, for an id the caller already has, and only once paid).
@@ -15,7 +15,9 @@ pub async fn load_receipt(id: String) -> Result<Option<ReceiptView>, ServerFnErr
     use crate::service::SharedPageService;
     let service = use_context::<SharedPageService>()
         .ok_or_else(|| ServerFnError::new("page service not in context"))?;
-    let wanted = use_context::<Requested>().unwrap_or_default().locale;
+    let wanted = use_context::<crate::i18n::Requested>()
+        .unwrap_or_default()
+        .locale;
     service
         .receipt_view(&id, wanted)
         .await
