@@ -397,11 +397,12 @@ fn trip_view(travel: &crate::domain::travel::Travel, locale: Locale) -> app::mod
         .line_items
         .iter()
         .map(|item| {
-            let route = item
-                .from
-                .as_ref()
-                .zip(item.to.as_ref())
-                .map(|(from, to)| format!("{from} → {to}"));
+            let route = match (&item.from, &item.to) {
+                (Some(from), Some(to)) => Some(format!("{from} → {to}")),
+                (Some(from), None) => Some(format!("{from} →")),
+                (None, Some(to)) => Some(format!("→ {to}")),
+                (None, None) => None,
+            };
             let date = item
                 .date
                 .as_deref()
@@ -518,9 +519,10 @@ impl CheckoutService {
         now: i64,
     ) -> Result<Option<app::model::RescueView>, StoreError> {
         let Some(attempt) = latest.filter(|a| {
-            a.status != AttemptStatus::Succeeded
+            matches!(a.status, AttemptStatus::Pending | AttemptStatus::Unknown)
                 && session.payment_status == PaymentStatus::Unpaid
                 && a.payer.is_some()
+                && now - a.created_at < crate::payments::rescue::RESCUE_WITHIN_MS
         }) else {
             return Ok(None);
         };
@@ -536,7 +538,14 @@ impl CheckoutService {
             .latest_rescue(&session.id)
             .await?
             .filter(|r| r.attempt_id == attempt.id && now - r.created_at < 600_000)
-            .map(|r| r.status)
+            .map(|r| {
+                // No answer within two minutes: said as such (the shopper may ask again).
+                if r.status == "checking" && now - r.created_at > 120_000 {
+                    "unanswered".to_owned()
+                } else {
+                    r.status
+                }
+            })
             .filter(|s| s != "confirmed");
         Ok(Some(app::model::RescueView {
             rail: attempt.rail,

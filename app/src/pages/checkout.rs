@@ -62,6 +62,7 @@ pub fn CheckoutPage() -> impl IntoView {
             "rescue_code",
             "rescue_limit",
             "rescue_none",
+            "rescue_wait",
             "rescue_unavailable",
         ]
         .contains(&e.as_str())
@@ -324,9 +325,13 @@ fn Checkout(
                 (Some("rescue_code"), _) => Some(("rescue_code", l.rescue_code(wallet))),
                 (Some("rescue_limit"), _) => Some(("rescue_limit", l.rescue_limit().to_owned())),
                 (Some("rescue_none"), _) => Some(("rescue_none", l.rescue_none().to_owned())),
+                (Some("rescue_wait"), _) => Some(("rescue_wait", l.rescue_wait().to_owned())),
                 (Some(_), _) => Some(("rescue_unavailable", l.rescue_unavailable(wallet))),
                 (None, Some("checking")) => Some(("checking", l.rescue_checking(wallet))),
                 (None, Some("refused")) => Some(("refused", l.rescue_refused(wallet))),
+                (None, Some("unanswered")) => {
+                    Some(("unanswered", l.rescue_unavailable(wallet)))
+                }
                 _ => None,
             };
             let checking = r.status.as_deref() == Some("checking") && rescue_error.is_none();

@@ -142,7 +142,7 @@ pub struct CreateSessionParams {
     pub payment_method_types: Option<Vec<PaymentMethodType>>,
     /// A travel booking's services (up to 20): each a `description` (1–200 characters),
     /// a service `date` (`YYYY-MM-DD`) and, for transport, `from` and `to` (IATA code or
-    /// town, both or neither). Shown on the page; returned on the session, its payment
+    /// town). Shown on the page; returned on the session, its payment
     /// and their webhooks.
     #[schema(max_items = 20)]
     pub line_items: Option<Vec<crate::domain::travel::LineItem>>,
@@ -365,6 +365,27 @@ pub fn constrain(doc: &mut serde_json::Value) {
                 "additionalProperties": {"type": "string", "maxLength": 500}},
             "expires_in": {"type": "integer", "minimum": MIN_EXPIRES_IN, "maximum": MAX_EXPIRES_IN},
             "client_reference_id": {"type": "string", "maxLength": 200},
+            "line_items": {"type": "array", "maxItems": crate::domain::travel::MAX_LINE_ITEMS,
+                "items": {"$ref": "#/components/schemas/LineItem"}},
+            "travelers": {"$ref": "#/components/schemas/Travelers"},
+        }),
+    );
+    set(
+        doc,
+        "LineItem",
+        json!({
+            "description": text(200, true),
+            "date": {"type": "string", "format": "date"},
+            "from": text(60, true),
+            "to": text(60, true),
+        }),
+    );
+    set(
+        doc,
+        "Travelers",
+        json!({
+            "count": {"type": "integer", "minimum": 1, "maximum": crate::domain::travel::MAX_TRAVELERS},
+            "lead_name": text(100, true),
         }),
     );
     set(

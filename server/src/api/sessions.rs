@@ -344,7 +344,7 @@ fn parse_create(caller: &Caller, body: &[u8]) -> Result<CreateSession, ApiError>
 }
 
 /// `line_items`: up to 20 services, each a description (1–200 characters) with, if
-/// given, a `YYYY-MM-DD` date and a from and to (both or neither, 1–60 characters each).
+/// given, a `YYYY-MM-DD` date, a from and a to (1–60 characters each).
 fn line_items(value: Option<&Value>) -> Result<Vec<LineItem>, ApiError> {
     let invalid =
         |param: &str, message: &str| ApiError::invalid("invalid_line_items", param, message);
@@ -408,12 +408,6 @@ fn line_items(value: Option<&Value>) -> Result<Vec<LineItem>, ApiError> {
             ));
         }
         let (from, to) = (field("from", 60)?, field("to", 60)?);
-        if from.is_some() != to.is_some() {
-            return Err(invalid(
-                &format!("line_items[{i}].to"),
-                "A line item's from and to go together: give both or neither.",
-            ));
-        }
         out.push(LineItem {
             description,
             date,
@@ -431,13 +425,9 @@ fn plain_text(s: &str, max: usize) -> bool {
     let n = s.chars().count();
     n > 0
         && n <= max
-        && !s.chars().any(|c| {
-            c.is_control()
-                || super::body::is_spoofing_char(c)
-                // Also: the Arabic letter mark, invisible operators, line and paragraph
-                // separators, the soft hyphen and tag characters.
-                || matches!(c, '\u{061C}' | '\u{2060}'..='\u{2064}' | '\u{2028}' | '\u{2029}' | '\u{00AD}' | '\u{E0000}'..='\u{E007F}')
-        })
+        && !s
+            .chars()
+            .any(|c| c.is_control() || super::body::is_spoofing_char(c))
 }
 
 /// `travelers`: `{"count": 1–999, "lead_name": "…"}` (the name optional, 1–100 characters).

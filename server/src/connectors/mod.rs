@@ -222,6 +222,9 @@ pub struct LookupResult {
     pub payee: Option<String>,
     /// Who paid: digits, possibly masked by the operator (`2547•••••678`, `2547******678`).
     pub payer: Option<String>,
+    /// When it was paid (unix ms): a receipt is believed only for a payment made while
+    /// the attempt's prompt could be answered.
+    pub paid_at: Option<i64>,
     /// The operator's code and words, for the record.
     pub detail: String,
 }

@@ -20,7 +20,8 @@ pub struct LineItem {
     /// The service date, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
-    /// For transport: where from, an IATA code or a town (`NBO`, `Arusha`).
+    /// For transport: where from, an IATA code or a town (`NBO`, `Arusha`); the page
+    /// shows `from → to`, or whichever is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// For transport: where to.
@@ -75,7 +76,7 @@ pub fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
         2 => 28,
         _ => return None,
     };
-    ((2000..=2100).contains(&y) && (1..=days).contains(&d)).then_some((y as i32, m, d))
+    ((1..=9999).contains(&y) && (1..=days).contains(&d)).then_some((y as i32, m, d))
 }
 
 #[cfg(test)]
@@ -94,7 +95,7 @@ mod tests {
             "2026/12/20",
             "2026-12-2x",
             "2026-12-20T10:00",
-            "1999-01-01",
+            "0000-01-01",
         ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }

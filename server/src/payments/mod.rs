@@ -1202,8 +1202,20 @@ impl Payments {
                     self.changed(&attempt.session_id);
                 }
                 Ok(false) => {}
+                // The receipt is already another attempt's (a shopper's rescue took it, or
+                // an operator error): not settled, and not left for the poller either,
+                // whose receipt-less "paid" would settle it twice; a person decides.
                 Err(e) if e.is_unique_violation() => {
-                    tracing::warn!(attempt = %id, "receipt already used by another attempt; ignored");
+                    tracing::error!(attempt = %id, "receipt already used by another attempt; left for reconciliation");
+                    self.store
+                        .mark_unknown(
+                            id,
+                            "the operator's receipt is already another attempt's",
+                            None,
+                            now_ms(),
+                        )
+                        .await?;
+                    self.changed(&attempt.session_id);
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -20,6 +20,11 @@ use super::{CallbackError, Payments};
 pub const RESCUES_PER_HOUR: i64 = 5;
 /// The purpose the result URL's token is derived for.
 const RESCUE_CALLBACK: &str = "rescue-callback";
+/// A payment looked up must have been made between a minute before the attempt's push
+/// and this long after it (its prompt's life, with the operator's delays).
+pub const PAID_WITHIN_MS: i64 = 30 * 60_000;
+/// Attempts older than this are not rescued here (a person reconciles them).
+pub const RESCUE_WITHIN_MS: i64 = 48 * 3_600_000;
 
 /// Why a check was not started (each has its words on the page: `rescue_…`).
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,8 @@ pub enum RescueError {
     Limited,
     #[error("no payment on this page to check")]
     NothingToCheck,
+    #[error("another payment from this number, of this amount, is not settled yet")]
+    Ambiguous,
     #[error("the session is paid already")]
     Paid,
     #[error("no such session")]
@@ -47,6 +54,7 @@ impl RescueError {
             RescueError::NoCode => "rescue_code",
             RescueError::Limited => "rescue_limit",
             RescueError::NothingToCheck => "rescue_none",
+            RescueError::Ambiguous => "rescue_wait",
             RescueError::Paid | RescueError::SessionNotFound => "rescue_none",
             RescueError::Unavailable | RescueError::Store(_) => "rescue_unavailable",
         }
@@ -111,14 +119,26 @@ impl Payments {
         if self.store.count_rescues(sid, now - 3_600_000).await? >= RESCUES_PER_HOUR {
             return Err(RescueError::Limited);
         }
-        // The payment it would settle: the session's last, not succeeded, on a rail whose
+        // The payment it would settle: the session's last, still pending or unknown (a
+        // push the operator declined or timed out was not paid), recent, on a rail whose
         // payments can be looked up by receipt.
         let attempt = self
             .store
             .latest_attempt(sid)
             .await?
-            .filter(|a| a.status != AttemptStatus::Succeeded)
+            .filter(|a| matches!(a.status, AttemptStatus::Pending | AttemptStatus::Unknown))
+            .filter(|a| now - a.created_at < RESCUE_WITHIN_MS)
             .ok_or(RescueError::NothingToCheck)?;
+        // Another unsettled payment from this number, of this amount, at about this time
+        // (in any session) could be the one the receipt is for: not decided here.
+        if self
+            .store
+            .similar_unsettled(&attempt, PAID_WITHIN_MS)
+            .await?
+            > 0
+        {
+            return Err(RescueError::Ambiguous);
+        }
         let connector = self
             .connector(&session.merchant_id, attempt.rail, session.mode)
             .filter(|c| c.looks_up_receipts())
@@ -211,8 +231,33 @@ impl Payments {
         let result = connector
             .parse_lookup_result(body)
             .map_err(|_| CallbackError::BadBody)?;
-        let why_not = mismatch(&result, &rescue, &attempt, connector.lookup_payee());
         let now = now_ms();
+        if !result.answered {
+            // A queue time-out notice: nothing known; the shopper may ask again.
+            self.store
+                .decide_rescue(&rescue.id, "unanswered", &result.detail, now)
+                .await?;
+            self.changed(&attempt.session_id);
+            return Ok(());
+        }
+        let mut why_not = mismatch(&result, &rescue, &attempt, connector.lookup_payee());
+        if why_not.is_none()
+            && !matches!(
+                attempt.status,
+                AttemptStatus::Pending | AttemptStatus::Unknown
+            )
+        {
+            why_not = Some("the attempt was settled meanwhile");
+        }
+        if why_not.is_none()
+            && self
+                .store
+                .similar_unsettled(&attempt, PAID_WITHIN_MS)
+                .await?
+                > 0
+        {
+            why_not = Some("another unsettled payment from this number could be the one");
+        }
         if let Some(why) = why_not {
             tracing::warn!(rescue = %rescue.id, why, "a receipt check did not confirm the payment");
             self.store
@@ -241,10 +286,21 @@ impl Payments {
             )
             .await
         {
-            Ok(_) => {
+            Ok(true) => {
                 tracing::warn!(attempt = %attempt.id, was = attempt.status.as_str(), "settled by the shopper's receipt, confirmed by the operator");
                 self.store
                     .decide_rescue(&rescue.id, "confirmed", &result.detail, now)
+                    .await?;
+            }
+            // Settled meanwhile (a callback, the poller): the receipt was not stored.
+            Ok(false) => {
+                self.store
+                    .decide_rescue(
+                        &rescue.id,
+                        "refused",
+                        "the attempt was settled meanwhile",
+                        now,
+                    )
                     .await?;
             }
             Err(e) if e.is_unique_violation() => {
@@ -283,6 +339,10 @@ fn mismatch(
     if r.amount != Some(attempt.amount) {
         return Some("another amount");
     }
+    let window = attempt.created_at - 60_000..=attempt.created_at + PAID_WITHIN_MS;
+    if !r.paid_at.is_some_and(|t| window.contains(&t)) {
+        return Some("paid at another time than this attempt's prompt");
+    }
     if payee.is_none() || r.payee.as_deref() != payee {
         return Some("paid to someone else");
     }
@@ -320,6 +380,75 @@ mod tests {
             "one with a digit first"
         );
         assert_eq!(receipt_code(""), None);
+    }
+
+    fn attempt(status: AttemptStatus) -> AttemptRecord {
+        AttemptRecord {
+            id: crate::domain::AttemptId::parse("pa_0123456789abcdefghijABCD").unwrap(),
+            session_id: SessionId::parse("cs_0123456789abcdefghijABCD").unwrap(),
+            rail: RailId::Mpesa,
+            status,
+            amount: crate::domain::Money::new(150_000, crate::domain::money::Currency::Kes)
+                .unwrap(),
+            payer: Some("254712345678".into()),
+            operator_request_id: None,
+            operator_receipt: None,
+            failure_code: None,
+            failure_detail: None,
+            next_poll_at: None,
+            poll_count: 0,
+            created_at: 1_000_000_000,
+            updated_at: 1_000_000_000,
+            finalized_at: None,
+            late_from: None,
+            duplicate: false,
+            quote: None,
+            rail_data: None,
+        }
+    }
+
+    #[test]
+    fn only_a_full_match_at_the_prompts_time_confirms() {
+        let a = attempt(AttemptStatus::Pending);
+        let rescue = RescueRecord {
+            id: "rs_x".into(),
+            session_id: a.session_id.clone(),
+            attempt_id: a.id.clone(),
+            rail: RailId::Mpesa,
+            receipt: "QKJ4ABC123".into(),
+            status: "checking".into(),
+            detail: None,
+            created_at: a.created_at + 120_000,
+        };
+        let good = LookupResult {
+            answered: true,
+            completed: true,
+            receipt: Some("QKJ4ABC123".into()),
+            amount: Some(a.amount),
+            payee: Some("174379".into()),
+            payer: Some("2547*****678".into()),
+            paid_at: Some(a.created_at + 30_000),
+            detail: "0 ok".into(),
+        };
+        assert_eq!(mismatch(&good, &rescue, &a, Some("174379")), None);
+        let with = |f: &dyn Fn(&mut LookupResult)| {
+            let mut r = good.clone();
+            f(&mut r);
+            mismatch(&r, &rescue, &a, Some("174379"))
+        };
+        // An old payment (a month before, or over the counter yesterday) pays nothing.
+        assert!(with(&|r| r.paid_at = Some(a.created_at - 86_400_000)).is_some());
+        assert!(with(&|r| r.paid_at = Some(a.created_at + PAID_WITHIN_MS + 1)).is_some());
+        assert!(with(&|r| r.paid_at = None).is_some());
+        assert!(with(&|r| r.completed = false).is_some());
+        assert!(with(&|r| r.receipt = Some("QKJ4ABC124".into())).is_some());
+        assert!(with(&|r| r.amount = None).is_some());
+        assert!(with(&|r| r.payee = Some("600000".into())).is_some());
+        assert!(with(&|r| r.payer = Some("2547*****679".into())).is_some());
+        assert!(
+            mismatch(&good, &rescue, &a, None).is_some(),
+            "no payee to match"
+        );
     }
 
     #[test]

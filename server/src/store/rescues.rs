@@ -103,6 +103,33 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Other attempts (any session) on `attempt`'s rail, from its payer, of its amount,
+    /// pushed within `window_ms` of it, that are pending, unknown, or succeeded without
+    /// a receipt: any of them could be the payment a receipt is for.
+    pub async fn similar_unsettled(
+        &self,
+        attempt: &crate::store::AttemptRecord,
+        window_ms: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM payment_attempts WHERE rail = $1 AND payer = $2 \
+             AND amount_minor = $3 AND currency = $4 AND id <> $5 \
+             AND created_at BETWEEN $6 AND $7 \
+             AND (status IN ('pending', 'unknown') \
+                  OR (status = 'succeeded' AND operator_receipt IS NULL))",
+        )
+        .bind(attempt.rail.as_str())
+        .bind(attempt.payer.as_deref().unwrap_or(""))
+        .bind(attempt.amount.minor())
+        .bind(attempt.amount.currency().code())
+        .bind(attempt.id.as_str())
+        .bind(attempt.created_at - window_ms)
+        .bind(attempt.created_at + window_ms)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
+
     /// Whether any attempt already carries `receipt` on `rail` (a receipt pays once).
     pub async fn receipt_taken(&self, rail: RailId, receipt: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query(

@@ -43,6 +43,24 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 pub use crate::connectors::ConnectorError;
 
+/// Unix ms of a Daraja time, `YYYYMMDDHHmmss` in Nairobi time (`20261203141500`).
+pub fn daraja_time_ms(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if t.len() != 14 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let utc = crate::time::parse_utc(&format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &t[..4],
+        &t[4..6],
+        &t[6..8],
+        &t[8..10],
+        &t[10..12],
+        &t[12..14]
+    ))?;
+    Some(utc - EAT_OFFSET_SECS * 1000)
+}
+
 fn unreachable(source: reqwest::Error) -> ConnectorError {
     crate::connectors::shared::unreachable(RailId::Mpesa)(source)
 }
@@ -472,6 +490,7 @@ impl Connector for Daraja {
             payer: p
                 .debit_party
                 .map(|d| d.split(" - ").next().unwrap_or("").trim().to_owned()),
+            paid_at: p.initiated.as_deref().and_then(daraja_time_ms),
             detail: format!("{} {}", result.result_code, result.result_desc),
         })
     }

@@ -397,6 +397,8 @@ pub struct StatusParameters {
     pub credit_party: Option<String>,
     /// `254712345678 - Jane Doe` (the number may come masked): who paid.
     pub debit_party: Option<String>,
+    /// When the payment was made: `YYYYMMDDHHmmss`, Nairobi time.
+    pub initiated: Option<String>,
 }
 
 /// The parameters of a result (`Result.ResultParameters.ResultParameter[]`, `Key`/`Value`
@@ -420,9 +422,14 @@ pub fn status_parameters(body: &[u8]) -> Option<(AsyncResult, StatusParameters)>
                 _ => None,
             })
     };
+    // 1500, 1500.0, "1500.00": whole shillings; a fraction is not a shilling amount.
     let amount = text("Amount").and_then(|a| {
-        let whole = a.strip_suffix(".00").unwrap_or(&a);
-        whole.parse::<u64>().ok()
+        let (whole, fraction) = a.split_once('.').unwrap_or((&a, ""));
+        fraction
+            .bytes()
+            .all(|b| b == b'0')
+            .then(|| whole.parse::<u64>().ok())
+            .flatten()
     });
     Some((
         result,
@@ -432,6 +439,7 @@ pub fn status_parameters(body: &[u8]) -> Option<(AsyncResult, StatusParameters)>
             amount,
             credit_party: text("CreditPartyName"),
             debit_party: text("DebitPartyName"),
+            initiated: text("InitiatedTime").or_else(|| text("FinalisedTime")),
         },
     ))
 }
