@@ -36,6 +36,29 @@ async fn post(app: &TestApp, key: &str, body: &Value) -> (u16, Value) {
     )
 }
 
+/// `GET path` with the merchant's key, as JSON.
+async fn get_json(app: &TestApp, key: &str, path: &str) -> Value {
+    let res = app
+        .client
+        .get(format!("{}{path}", app.addr))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    res.json().await.unwrap()
+}
+
+/// `GET path` as a browser would, as text.
+async fn get_text(app: &TestApp, path: &str) -> String {
+    let res = app
+        .client
+        .get(format!("{}{path}", app.addr))
+        .send()
+        .await
+        .unwrap();
+    res.text().await.unwrap()
+}
+
 fn trip() -> Value {
     json!({
         "line_items": [
@@ -61,16 +84,7 @@ async fn the_trip_is_kept_shown_and_returned() {
     let id = session["id"].as_str().unwrap();
 
     // Read back as stored.
-    let read: Value = app
-        .client
-        .get(format!("{}/v1/checkout/sessions/{id}", app.addr))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = get_json(&app, &key, &format!("/v1/checkout/sessions/{id}")).await;
     assert_eq!(read["line_items"], trip()["line_items"]);
     assert_eq!(read["travelers"]["lead_name"], "Amina Otieno");
 
@@ -80,26 +94,10 @@ async fn the_trip_is_kept_shown_and_returned() {
     assert!(page.contains("Flight Nairobi to Kilimanjaro"));
     assert!(page.contains("NBO → JRO · 20 Dec 2026"), "{page}");
     assert!(page.contains("2 travellers · Amina Otieno"));
-    let sw = app
-        .client
-        .get(format!("{}/pay/{id}?lang=sw", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let sw = get_text(&app, &format!("/pay/{id}?lang=sw")).await;
     assert!(sw.contains("Wasafiri 2 · Amina Otieno"), "{sw}");
     assert!(sw.contains("NBO → JRO · 20 Des 2026"), "{sw}");
-    let fr = app
-        .client
-        .get(format!("{}/pay/{id}?lang=fr", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let fr = get_text(&app, &format!("/pay/{id}?lang=fr")).await;
     assert!(fr.contains("2 voyageurs · Amina Otieno"), "{fr}");
     assert!(fr.contains("20 déc. 2026"), "{fr}");
 
@@ -125,32 +123,14 @@ async fn a_paid_trips_payment_carries_it_and_so_does_its_webhook_event() {
     let (_, session) = post(&app, &key, &b).await;
     let id = session["id"].as_str().unwrap();
     crate::pages::pay(&app.store, id).await;
-    let read: Value = app
-        .client
-        .get(format!("{}/v1/checkout/sessions/{id}", app.addr))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = get_json(&app, &key, &format!("/v1/checkout/sessions/{id}")).await;
     assert_eq!(
         read["payment"]["line_items"], travel["line_items"],
         "{read}"
     );
     assert_eq!(read["payment"]["travelers"], travel["travelers"]);
     // The events (what webhooks deliver): the payment's and the session's carry it.
-    let events: Value = app
-        .client
-        .get(format!("{}/v1/events", app.addr))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value = get_json(&app, &key, "/v1/events").await;
     let of = |kind: &str| {
         events["data"]
             .as_array()

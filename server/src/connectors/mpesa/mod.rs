@@ -61,6 +61,31 @@ pub fn daraja_time_ms(text: &str) -> Option<i64> {
     Some(utc - EAT_OFFSET_SECS * 1000)
 }
 
+/// Daraja's answer to an asynchronous request (a reversal, a Transaction Status query):
+/// taken (`ResponseCode` 0; the result comes to its `ResultURL`), refused with its code,
+/// or not known to be taken (a 5xx or an unreadable answer: a bad response, asked again).
+fn async_answer(status: u16, body: &[u8]) -> Result<AsyncResponse, ConnectorError> {
+    if let Ok(taken) = serde_json::from_slice::<AsyncResponse>(body) {
+        if taken.response_code == "0" {
+            return Ok(taken);
+        }
+        return Err(ConnectorError::Rejected {
+            rail: RailId::Mpesa,
+            code: taken.response_code,
+            message: taken.response_description,
+        });
+    }
+    match serde_json::from_slice::<ErrorResponse>(body) {
+        Ok(err) if status >= 500 => Err(bad(status, err.error_message.as_bytes())),
+        Ok(err) => Err(ConnectorError::Rejected {
+            rail: RailId::Mpesa,
+            code: err.error_code,
+            message: err.error_message,
+        }),
+        Err(_) => Err(bad(status, body)),
+    }
+}
+
 fn unreachable(source: reqwest::Error) -> ConnectorError {
     crate::connectors::shared::unreachable(RailId::Mpesa)(source)
 }
@@ -260,27 +285,9 @@ impl Daraja {
             occasion: String::new(),
         };
         let (status, body) = self.post("/mpesa/reversal/v1/request", &req).await?;
-        if let Ok(taken) = serde_json::from_slice::<AsyncResponse>(&body) {
-            if taken.response_code == "0" {
-                return Ok(taken);
-            }
-            return Err(ConnectorError::Rejected {
-                rail: RailId::Mpesa,
-                code: taken.response_code,
-                message: taken.response_description,
-            });
-        }
-        match serde_json::from_slice::<ErrorResponse>(&body) {
-            // Daraja is busy or failed inside: the reversal may not have been taken; it
-            // is sent again (a second one of a reversed payment is refused as such).
-            Ok(err) if status >= 500 => Err(bad(status, err.error_message.as_bytes())),
-            Ok(err) => Err(ConnectorError::Rejected {
-                rail: RailId::Mpesa,
-                code: err.error_code,
-                message: err.error_message,
-            }),
-            Err(_) => Err(bad(status, &body)),
-        }
+        // Busy or failed inside (5xx): the reversal may not have been taken; it is sent
+        // again (a second one of a reversed payment is refused as such).
+        async_answer(status, &body)
     }
 
     /// Asks M-PESA about the transaction with `receipt` (Transaction Status). `Ok`:
@@ -310,25 +317,7 @@ impl Daraja {
             occasion: String::new(),
         };
         let (status, body) = self.post("/mpesa/transactionstatus/v1/query", &req).await?;
-        if let Ok(taken) = serde_json::from_slice::<AsyncResponse>(&body) {
-            if taken.response_code == "0" {
-                return Ok(taken);
-            }
-            return Err(ConnectorError::Rejected {
-                rail: RailId::Mpesa,
-                code: taken.response_code,
-                message: taken.response_description,
-            });
-        }
-        match serde_json::from_slice::<ErrorResponse>(&body) {
-            Ok(err) if status >= 500 => Err(bad(status, err.error_message.as_bytes())),
-            Ok(err) => Err(ConnectorError::Rejected {
-                rail: RailId::Mpesa,
-                code: err.error_code,
-                message: err.error_message,
-            }),
-            Err(_) => Err(bad(status, &body)),
-        }
+        async_answer(status, &body)
     }
 
     /// Asks Daraja how a push ended. `Pending` while the shopper has not answered.

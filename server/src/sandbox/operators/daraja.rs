@@ -274,43 +274,16 @@ async fn transaction_status(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let Some(sandbox) = state.sandbox.as_ref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if let Some(denied) = check_bearer(&state, &headers) {
-        return denied;
-    }
-    // Counted like pushes: each one is a callback.
-    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
-    if !sandbox.push_allowed(client, now_ms()) {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "500.003.02",
-            "Spike arrest violation",
-        );
-    }
-    let Some(Json(body)) = body else {
-        return invalid("Request Body");
-    };
+    let (sandbox, body) =
+        match initiator_call(&state, peer, &headers, body, "TransactionStatusQuery") {
+            Ok(checked) => checked,
+            Err(refused) => return *refused,
+        };
     let mpesa = &sandbox.rails.mpesa;
-    if text(&body, "Initiator") != Some(mpesa.initiator.as_str()) || mpesa.initiator.is_empty() {
-        return invalid("Initiator");
-    }
-    if text(&body, "SecurityCredential") != Some(mpesa.security_credential.expose_secret()) {
-        return invalid("SecurityCredential");
-    }
-    if text(&body, "CommandID") != Some("TransactionStatusQuery") {
-        return invalid("CommandID");
-    }
-    let party = text(&body, "PartyA")
-        .map(str::to_owned)
-        .or_else(|| whole(&body, "PartyA").map(|n| n.to_string()));
-    if party.as_deref() != Some(mpesa.shortcode.as_str()) {
+    if text_or_number(&body, "PartyA").as_deref() != Some(mpesa.shortcode.as_str()) {
         return invalid("PartyA");
     }
-    let kind = text(&body, "IdentifierType")
-        .map(str::to_owned)
-        .or_else(|| whole(&body, "IdentifierType").map(|n| n.to_string()));
+    let kind = text_or_number(&body, "IdentifierType");
     if !matches!(kind.as_deref(), Some("4" | "1" | "2")) {
         return invalid("IdentifierType");
     }
@@ -339,15 +312,7 @@ async fn transaction_status(
             );
         }
     };
-    let originator = request_id();
-    let c = civil(now_ms(), crate::time::EAT_OFFSET_SECS);
-    let conversation = format!(
-        "AG_{:04}{:02}{:02}_{}",
-        c.year,
-        c.month,
-        c.day,
-        random_base62(20).to_lowercase()
-    );
+    let (originator, conversation) = conversation_ids();
     let result = status_result(
         paid.as_ref(),
         receipt,
@@ -438,43 +403,16 @@ async fn reversal(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let Some(sandbox) = state.sandbox.as_ref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if let Some(denied) = check_bearer(&state, &headers) {
-        return denied;
-    }
-    // Reversals count against the pushes' quota: each one is a row and a callback.
-    let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
-    if !sandbox.push_allowed(client, now_ms()) {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "500.003.02",
-            "Spike arrest violation",
-        );
-    }
-    let Some(Json(body)) = body else {
-        return invalid("Request Body");
+    let (sandbox, body) = match initiator_call(&state, peer, &headers, body, "TransactionReversal")
+    {
+        Ok(checked) => checked,
+        Err(refused) => return *refused,
     };
     let mpesa = &sandbox.rails.mpesa;
-    if text(&body, "Initiator") != Some(mpesa.initiator.as_str()) || mpesa.initiator.is_empty() {
-        return invalid("Initiator");
-    }
-    if text(&body, "SecurityCredential") != Some(mpesa.security_credential.expose_secret()) {
-        return invalid("SecurityCredential");
-    }
-    if text(&body, "CommandID") != Some("TransactionReversal") {
-        return invalid("CommandID");
-    }
-    let receiver = text(&body, "ReceiverParty")
-        .map(str::to_owned)
-        .or_else(|| whole(&body, "ReceiverParty").map(|n| n.to_string()));
-    if receiver.as_deref() != Some(mpesa.shortcode.as_str()) {
+    if text_or_number(&body, "ReceiverParty").as_deref() != Some(mpesa.shortcode.as_str()) {
         return invalid("ReceiverParty");
     }
-    let kind = text(&body, "RecieverIdentifierType")
-        .map(str::to_owned)
-        .or_else(|| whole(&body, "RecieverIdentifierType").map(|n| n.to_string()));
+    let kind = text_or_number(&body, "RecieverIdentifierType");
     if !matches!(kind.as_deref(), Some("11" | "4")) {
         return invalid("RecieverIdentifierType");
     }
@@ -507,15 +445,7 @@ async fn reversal(
     if whole(&body, "Amount") != Some(original.whole_amount()) {
         return invalid("Amount");
     }
-    let originator = request_id();
-    let c = civil(now_ms(), crate::time::EAT_OFFSET_SECS);
-    let conversation = format!(
-        "AG_{:04}{:02}{:02}_{}",
-        c.year,
-        c.month,
-        c.day,
-        random_base62(20).to_lowercase()
-    );
+    let (originator, conversation) = conversation_ids();
     let mut wire = serde_json::Map::new();
     wire.insert("originator_conversation_id".into(), json!(originator));
     wire.insert("short_code".into(), json!(mpesa.shortcode));
@@ -554,6 +484,68 @@ async fn reversal(
             )
         }
     }
+}
+
+/// The checks every initiator call (a reversal, a Transaction Status query) passes:
+/// the bearer token, the pushes' quota (each is a row or a callback), a body, the
+/// initiator, its credential and `command`. The sandbox and the body, or Daraja's
+/// refusal.
+fn initiator_call<'a>(
+    state: &'a AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Option<Json<Value>>,
+    command: &str,
+) -> Result<(&'a crate::sandbox::Sandbox, Value), Box<Response>> {
+    let Some(sandbox) = state.sandbox.as_deref() else {
+        return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
+    };
+    if let Some(denied) = check_bearer(state, headers) {
+        return Err(Box::new(denied));
+    }
+    let client = crate::limits::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
+    if !sandbox.push_allowed(client, now_ms()) {
+        return Err(Box::new(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "500.003.02",
+            "Spike arrest violation",
+        )));
+    }
+    let Some(Json(body)) = body else {
+        return Err(Box::new(invalid("Request Body")));
+    };
+    let mpesa = &sandbox.rails.mpesa;
+    if text(&body, "Initiator") != Some(mpesa.initiator.as_str()) || mpesa.initiator.is_empty() {
+        return Err(Box::new(invalid("Initiator")));
+    }
+    if text(&body, "SecurityCredential") != Some(mpesa.security_credential.expose_secret()) {
+        return Err(Box::new(invalid("SecurityCredential")));
+    }
+    if text(&body, "CommandID") != Some(command) {
+        return Err(Box::new(invalid("CommandID")));
+    }
+    Ok((sandbox, body))
+}
+
+/// A field Daraja takes as text or as a number (`"174379"` or `174379`), as text.
+fn text_or_number(body: &Value, field: &str) -> Option<String> {
+    text(body, field)
+        .map(str::to_owned)
+        .or_else(|| whole(body, field).map(|n| n.to_string()))
+}
+
+/// An asynchronous request's ids: `OriginatorConversationID`, `ConversationID`
+/// (`AG_20261203_…`).
+fn conversation_ids() -> (String, String) {
+    let c = civil(now_ms(), crate::time::EAT_OFFSET_SECS);
+    let conversation = format!(
+        "AG_{:04}{:02}{:02}_{}",
+        c.year,
+        c.month,
+        c.day,
+        random_base62(20).to_lowercase()
+    );
+    (request_id(), conversation)
 }
 
 /// Daraja's error body with its HTTP status.
