@@ -401,32 +401,8 @@ fn Checkout(
         .support
         .clone()
         .map(|s| support_line(l.support(&view.merchant_name), s));
-    // The merchant's colour, only as a 7-character `#rrggbb` (the CSS variable the
-    // stylesheet already uses), in a style block carrying this response's nonce.
-    let brand = view
-        .brand_color
-        .clone()
-        .filter(|c| {
-            c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
-        })
-        .map(|c| {
-            let nonce = leptos::nonce::use_nonce();
-            view! { <style nonce=nonce>{format!(":root{{--brand:{c}}}")}</style> }
-        });
-    // The trip, compactly: one line per service, then who travels.
-    let trip = view.trip.clone().map(|t| {
-        view! {
-            <ul class="trip" aria-label=l.trip_label() data-trip="true">
-                {t.items.into_iter().map(|item| view! {
-                    <li>
-                        {item.description}
-                        {item.detail.map(|d| view! { <span class="fine">" · " {d}</span> })}
-                    </li>
-                }).collect::<Vec<_>>()}
-                {t.travelers.map(|who| view! { <li class="travelers">{who}</li> })}
-            </ul>
-        }
-    });
+    let brand = brand_style(view.brand_color.clone());
+    let trip = view.trip.clone().map(|t| trip_list(l, t));
     // The switcher: plain links (no script), keeping a framed page framed.
     let embed_param = view
         .embed_origin
@@ -488,6 +464,34 @@ fn Checkout(
                 </nav>
             </footer>
         </main>
+    }
+}
+
+/// The merchant's colour, only as a 7-character `#rrggbb` (the CSS variable the
+/// stylesheet already uses), in a style block carrying this response's nonce.
+pub(super) fn brand_style(color: Option<String>) -> Option<impl IntoView> {
+    color
+        .filter(|c| {
+            c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .map(|c| {
+            let nonce = leptos::nonce::use_nonce();
+            view! { <style nonce=nonce>{format!(":root{{--brand:{c}}}")}</style> }
+        })
+}
+
+/// The trip, compactly: one line per service, then who travels.
+pub(super) fn trip_list(l: Locale, t: crate::model::TripView) -> impl IntoView {
+    view! {
+        <ul class="trip" aria-label=l.trip_label() data-trip="true">
+            {t.items.into_iter().map(|item| view! {
+                <li>
+                    {item.description}
+                    {item.detail.map(|d| view! { <span class="fine">" · " {d}</span> })}
+                </li>
+            }).collect::<Vec<_>>()}
+            {t.travelers.map(|who| view! { <li class="travelers">{who}</li> })}
+        </ul>
     }
 }
 

@@ -55,29 +55,8 @@ fn Receipt(r: ReceiptView) -> impl IntoView {
             <dd>{value}</dd>
         }
     };
-    let trip = r.trip.clone().map(|t| {
-        view! {
-            <ul class="trip" aria-label=l.trip_label()>
-                {t.items.into_iter().map(|item| view! {
-                    <li>
-                        {item.description}
-                        {item.detail.map(|d| view! { <span class="fine">" · " {d}</span> })}
-                    </li>
-                }).collect::<Vec<_>>()}
-                {t.travelers.map(|who| view! { <li class="travelers">{who}</li> })}
-            </ul>
-        }
-    });
-    let brand = r
-        .brand_color
-        .clone()
-        .filter(|c| {
-            c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
-        })
-        .map(|c| {
-            let nonce = leptos::nonce::use_nonce();
-            view! { <style nonce=nonce>{format!(":root{{--brand:{c}}}")}</style> }
-        });
+    let trip = r.trip.clone().map(|t| super::checkout::trip_list(l, t));
+    let brand = super::checkout::brand_style(r.brand_color.clone());
     view! {
         <PageTitle text=l.receipt_title(&r.merchant_name) />
         <Language locale=l />
