@@ -315,14 +315,7 @@ pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: 
         let paid = latest.filter(|a| a.status == AttemptStatus::Succeeded);
         return LiveState::Paid {
             rail: paid.map(|a| a.rail),
-            // A card shows its brand and last four digits (`Visa ···· 4242`), nothing more.
-            receipt: paid.and_then(|a| match a.rail {
-                RailId::Card => a
-                    .rail_data
-                    .as_ref()
-                    .and_then(|d| d["card"]["label"].as_str().map(str::to_owned)),
-                _ => a.operator_receipt.clone(),
-            }),
+            receipt: paid.and_then(shown_receipt),
         };
     }
     let masked = |a: &AttemptRecord| a.payer.as_deref().map(mask).unwrap_or_default();
@@ -509,7 +502,43 @@ pub fn checkout_view(
     }
 }
 
+/// What a paid attempt shows as its receipt: the operator's, or for a card its brand
+/// and last four digits (`Visa ···· 4242`), nothing more.
+fn shown_receipt(a: &AttemptRecord) -> Option<String> {
+    match a.rail {
+        RailId::Card => a
+            .rail_data
+            .as_ref()
+            .and_then(|d| d["card"]["label"].as_str().map(str::to_owned)),
+        _ => a.operator_receipt.clone(),
+    }
+}
+
+/// The page's language: the request's, else the merchant's default, else English.
+fn page_locale(wanted: Option<Locale>, profile: &crate::store::MerchantProfile) -> Locale {
+    wanted
+        .or_else(|| Locale::parse(&profile.default_locale))
+        .unwrap_or(Locale::En)
+}
+
 impl CheckoutService {
+    /// What went back to the payer of `paying`, in words, once any did.
+    async fn refunded(
+        &self,
+        paying: &AttemptRecord,
+        locale: Locale,
+    ) -> Result<Option<String>, StoreError> {
+        let refunded: i64 = self
+            .store
+            .refunds_of(&paying.id)
+            .await?
+            .iter()
+            .filter(|r| r.status == crate::store::RefundStatus::Succeeded)
+            .map(|r| r.amount.minor())
+            .sum();
+        Ok(refunded_label(locale, refunded, Some(paying)))
+    }
+
     /// The rescue form, while the session's last payment is not confirmed on a rail that
     /// can look payments up by receipt (with the newest check of the last ten minutes).
     async fn rescue_view(
@@ -570,24 +599,8 @@ impl CheckoutService {
             return Ok(None);
         };
         let profile = self.store.merchant_profile(&session.merchant_id).await?;
-        let locale = wanted
-            .or_else(|| Locale::parse(&profile.default_locale))
-            .unwrap_or(Locale::En);
-        let refunded: i64 = self
-            .store
-            .refunds_of(&paying.id)
-            .await?
-            .iter()
-            .filter(|r| r.status == crate::store::RefundStatus::Succeeded)
-            .map(|r| r.amount.minor())
-            .sum();
-        let receipt = match paying.rail {
-            RailId::Card => paying
-                .rail_data
-                .as_ref()
-                .and_then(|d| d["card"]["label"].as_str().map(str::to_owned)),
-            _ => paying.operator_receipt.clone(),
-        };
+        let locale = page_locale(wanted, &profile);
+        let refunded = self.refunded(&paying, locale).await?;
         Ok(Some(app::model::ReceiptView {
             id: session.id.to_string(),
             merchant_name,
@@ -600,14 +613,14 @@ impl CheckoutService {
             charged_label: (paying.amount.currency() != session.amount.currency())
                 .then(|| paying.amount.to_string()),
             rail_label: paying.rail.label().to_owned(),
-            receipt,
+            receipt: shown_receipt(&paying),
             payer: paying
                 .payer
                 .as_deref()
                 .filter(|_| paying.rail.is_mobile_money())
                 .map(mask),
             paid_at_label: eat_label(paying.finalized_at.unwrap_or(paying.updated_at), locale),
-            refunded: refunded_label(locale, refunded, Some(&paying)),
+            refunded,
             support: support_view(&profile),
             livemode: session.mode == Mode::Live,
             locale,
@@ -667,9 +680,7 @@ impl PageService for CheckoutService {
                     .filter(|r| r.is_mobile_money())
                     .collect();
                 let profile = self.store.merchant_profile(&session.merchant_id).await?;
-                let locale = wanted
-                    .or_else(|| Locale::parse(&profile.default_locale))
-                    .unwrap_or(Locale::En);
+                let locale = page_locale(wanted, &profile);
                 let mut view = checkout_view(&session, name, latest.as_ref(), methods, now, locale);
                 view.support = support_view(&profile);
                 view.brand_color = profile.brand_color.clone();
@@ -679,15 +690,7 @@ impl PageService for CheckoutService {
                 {
                     // The payment that paid the session (not a duplicate the merchant
                     // refunded, which leaves this one standing).
-                    let refunded: i64 = self
-                        .store
-                        .refunds_of(&paying.id)
-                        .await?
-                        .iter()
-                        .filter(|r| r.status == crate::store::RefundStatus::Succeeded)
-                        .map(|r| r.amount.minor())
-                        .sum();
-                    view.refunded = refunded_label(locale, refunded, Some(&paying));
+                    view.refunded = self.refunded(&paying, locale).await?;
                 }
                 view.quotes = offers
                     .iter()

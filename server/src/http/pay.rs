@@ -65,33 +65,30 @@ async fn rescue(
     if cross_site(&headers, &state.config.public_url) {
         return cross_site_refusal(&uri, &headers);
     }
-    let mut params: Vec<String> = query
-        .embed
-        .as_deref()
-        .and_then(crate::embed::parse_origin)
-        .map(|o| {
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("embed", &o)
-                .finish()
-        })
+    let kept: Vec<String> = query
+        .back_param()
         .into_iter()
         .chain(super::locale::back_param(form.lang.as_deref()))
         .collect();
-    let back = |mut params: Vec<String>, outcome: String| {
-        params.push(outcome);
-        Redirect::to(&format!("/pay/{sid}?{}", params.join("&"))).into_response()
+    let back = |outcome: &str| {
+        let params = kept.iter().map(String::as_str).chain([outcome]);
+        Redirect::to(&format!(
+            "/pay/{sid}?{}",
+            params.collect::<Vec<_>>().join("&")
+        ))
+        .into_response()
     };
     if !state.checkout.form_token_ok(&sid, &form.form_token) {
-        return back(params, "error=form_expired".into());
+        return back("error=form_expired");
     }
     let client = crate::limits::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     if state.pay_limiter.check(client, now_ms()).is_err() {
-        return back(params, "error=ip_limit".into());
+        return back("error=ip_limit");
     }
     // At most 200 characters are read: a pasted SMS is shorter.
     let text: String = form.code.chars().take(200).collect();
     match state.payments.rescue(&sid, &text).await {
-        Ok(_) => back(std::mem::take(&mut params), "rescue=checking".into()),
+        Ok(_) => back("rescue=checking"),
         Err(crate::payments::rescue::RescueError::SessionNotFound) => {
             StatusCode::NOT_FOUND.into_response()
         }
@@ -99,7 +96,7 @@ async fn rescue(
             if let crate::payments::rescue::RescueError::Store(err) = &e {
                 tracing::error!(error = %err, "a receipt check failed");
             }
-            back(params, format!("error={}", e.code()))
+            back(&format!("error={}", e.code()))
         }
     }
 }
@@ -113,6 +110,21 @@ pub fn events_router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct EmbedQuery {
     embed: Option<String>,
+}
+
+impl EmbedQuery {
+    /// `embed=…` for the way back to the page, still embedded if it was (the page
+    /// re-checks the origin).
+    fn back_param(&self) -> Option<String> {
+        self.embed
+            .as_deref()
+            .and_then(crate::embed::parse_origin)
+            .map(|o| {
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("embed", &o)
+                    .finish()
+            })
+    }
 }
 
 /// The event stream's language (`?lang=sw`): failure lines carry their words in it.
@@ -206,16 +218,7 @@ async fn pay(
     if cross_site(&headers, &state.config.public_url) {
         return cross_site_refusal(&uri, &headers);
     }
-    // Back to the page, still embedded if it was (the page re-checks the origin).
-    let embed = query
-        .embed
-        .as_deref()
-        .and_then(crate::embed::parse_origin)
-        .map(|o| {
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("embed", &o)
-                .finish()
-        });
+    let embed = query.back_param();
     let lang = super::locale::back_param(form.lang.as_deref());
     let back_after = |error: Option<&str>, retry_after: Option<i64>| {
         let mut params: Vec<String> = embed.iter().chain(lang.iter()).cloned().collect();
