@@ -25,7 +25,10 @@ type Section = BTreeMap<String, String>;
 
 fn main() {
     println!("cargo::rerun-if-changed=locales");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("locales");
+    // Read when run, not baked in when built: one build script binary serves every
+    // checkout sharing the target directory (CI's clone and a developer's).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let dir = Path::new(&manifest).join("locales");
     let mut catalogues: Vec<(String, String, BTreeMap<String, Section>)> = Vec::new();
     for code in LOCALES {
         let path = dir.join(format!("{code}.toml"));

@@ -83,6 +83,44 @@ pub struct CheckoutView {
     /// "Paid already?": offered while the last payment is not confirmed, on a rail whose
     /// payments can be looked up by receipt.
     pub rescue: Option<RescueView>,
+    /// Paying in parts: what came, what is left, the field for the next part.
+    pub parts: Option<PartsView>,
+    /// "KES 500 more than the price was paid: … will refund it", once paid.
+    pub overpaid: Option<String>,
+    /// Paying from the M-PESA menu (Pay Bill), when the prompt cannot reach the phone.
+    pub paybill: Option<PaybillView>,
+}
+
+/// The Pay Bill instructions: what to type in the wallet's menu.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaybillView {
+    /// The business number (`174379`).
+    pub business: String,
+    /// This session's account number (`K7Q2M9X`).
+    pub account: String,
+    /// What is left to pay: "KES 1,500".
+    pub amount_label: String,
+    /// Open at once: the last prompt could not reach the phone.
+    pub open: bool,
+}
+
+/// A session paid (or to be paid) in parts, every text in the page's language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartsView {
+    /// "KES 250,000 received · KES 150,000 left to pay", once something came.
+    pub progress: Option<String>,
+    /// What is left to pay: "KES 150,000" (the pay button's amount without a field).
+    pub remaining_label: String,
+    /// The part field, when more is left than one payment on the rail may be.
+    pub field: Option<PartField>,
+}
+
+/// The "amount to pay now" field: why it shows, its label, its prefill (`250000`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartField {
+    pub note: String,
+    pub label: String,
+    pub value: String,
 }
 
 /// The "I paid, here is the code" form and the last check's state.
@@ -381,6 +419,7 @@ pub fn failure_message(locale: Locale, code: &str, rail: RailId, currency: &str)
             l.invalid_phone(country, local, international)
         }
         "not_payable" => l.not_payable(wallet),
+        "invalid_part" => l.invalid_part(wallet),
         "quote_changed" => l.quote_changed(wallet),
         "rail_unavailable" => l.rail_unavailable(wallet),
         "operator_down" => l.operator_down(wallet),

@@ -125,7 +125,7 @@ impl CheckoutService {
             .filter(|rail| {
                 self.rails
                     .describing(&session.merchant_id, *rail, session.mode)
-                    .is_some_and(|c| c.capabilities().accepts(session.amount))
+                    .is_some_and(|c| payable(c.capabilities(), session))
             })
             .collect()
     }
@@ -154,9 +154,10 @@ impl CheckoutService {
                 continue;
             };
             let caps = connector.capabilities();
-            if caps.accepts(session.amount) {
+            if payable(caps, session) {
                 out.push((rail, None));
             } else if caps.country(session.amount.currency()).is_none()
+                && session.received_minor == 0
                 && let Some(fx) = &self.fx
                 && let Some(quote) = fx.quote(session, caps, now).await?
             {
@@ -188,7 +189,7 @@ impl CheckoutService {
                 continue;
             };
             let caps = connector.capabilities();
-            payable = caps.accepts(req.amount)
+            payable = caps.takes(req.amount)
                 || match &self.fx {
                     Some(fx) if caps.country(req.amount.currency()).is_none() => fx
                         .quote_price(&req.merchant_id, req.mode, req.amount, caps, now_ms())
@@ -339,6 +340,11 @@ pub fn live_state(session: &SessionRecord, latest: Option<&AttemptRecord>, now: 
         return LiveState::Expired;
     }
     match latest {
+        // A part was paid: the form again, for the rest (no failure).
+        Some(a) if a.status == AttemptStatus::Succeeded => LiveState::Idle {
+            failure: None,
+            rail: Some(a.rail),
+        },
         Some(a) => LiveState::Idle {
             failure: a.failure_code.clone().or_else(|| Some("failed".into())),
             rail: Some(a.rail),
@@ -443,6 +449,18 @@ fn refunded_label(
     })
 }
 
+/// What is left to pay on `session` (its price once nothing is).
+pub fn to_pay(session: &SessionRecord) -> Money {
+    Money::new(session.remaining_minor(), session.amount.currency()).unwrap_or(session.amount)
+}
+
+/// Whether a rail can take what is left of `session` in its own currency: in one
+/// payment, or in parts when it limits what one payment may be.
+fn payable(caps: &crate::connectors::Capabilities, session: &SessionRecord) -> bool {
+    let rest = to_pay(session);
+    caps.accepts(rest) || (caps.takes(rest) && caps.most(rest.currency()).is_some())
+}
+
 /// What a shopper sees, decided from the record and the clock: a session past its
 /// expiry reads as expired even before the sweeper has marked it.
 pub fn checkout_view(
@@ -497,9 +515,58 @@ pub fn checkout_view(
         embed_origin: None,
         trip: session.travel.as_ref().map(|t| trip_view(t, locale)),
         rescue: None,
+        parts: None,
+        overpaid: None,
+        paybill: None,
         share_url: String::new(),
         locale,
     }
+}
+
+/// The parts view of `session` (`None` while nothing came and one payment on the first
+/// offered rail, limited to `most`, can take the price).
+pub fn parts_view(
+    session: &SessionRecord,
+    state: CheckoutState,
+    rail: Option<(RailId, Option<i64>)>,
+    merchant: &str,
+    locale: Locale,
+) -> Option<app::model::PartsView> {
+    let currency = session.amount.currency();
+    let money = |minor: i64| {
+        Money::new(minor, currency)
+            .map(|m| m.to_string())
+            .unwrap_or_default()
+    };
+    let received = session.received_minor;
+    let remaining = session.remaining_minor();
+    let progress = match state {
+        CheckoutState::Paid => return None,
+        CheckoutState::Expired if received > 0 => {
+            Some(locale.parts_expired(&money(received), merchant))
+        }
+        CheckoutState::Expired => return None,
+        CheckoutState::Open if received > 0 => {
+            Some(locale.parts_progress(&money(received), &money(remaining)))
+        }
+        CheckoutState::Open => None,
+    };
+    let field = match rail {
+        Some((rail, Some(most))) if state == CheckoutState::Open && remaining > most => {
+            let unit = 10i64.pow(currency.exponent());
+            Some(app::model::PartField {
+                note: locale.parts_note(rail.label(), &money(most)),
+                label: locale.part_label(currency.code()),
+                value: (most / unit).to_string(),
+            })
+        }
+        _ => None,
+    };
+    (progress.is_some() || field.is_some()).then(|| app::model::PartsView {
+        progress,
+        remaining_label: money(remaining),
+        field,
+    })
 }
 
 /// What a paid attempt shows as its receipt: the operator's, or for a card its brand
@@ -522,6 +589,46 @@ fn page_locale(wanted: Option<Locale>, profile: &crate::store::MerchantProfile) 
 }
 
 impl CheckoutService {
+    /// The Pay Bill instructions, while the session can be paid with M-PESA from a
+    /// connector whose menu payments reach us (its C2B URLs registered); open at once
+    /// when the last prompt could not reach the phone. The account number is given out
+    /// here, on the first page that offers it.
+    async fn paybill_view(
+        &self,
+        session: &SessionRecord,
+        view: &CheckoutView,
+        latest: Option<&AttemptRecord>,
+    ) -> Result<Option<app::model::PaybillView>, StoreError> {
+        if view.state != CheckoutState::Open || !view.methods.contains(&RailId::Mpesa) {
+            return Ok(None);
+        }
+        let Some(connector) =
+            self.rails
+                .for_merchant(&session.merchant_id, RailId::Mpesa, session.mode)
+        else {
+            return Ok(None);
+        };
+        let Some(business) = connector.paybill().map(str::to_owned) else {
+            return Ok(None);
+        };
+        let Some(account) = self.store.pay_code(&session.id).await? else {
+            return Ok(None);
+        };
+        let unreachable = latest.is_some_and(|a| {
+            a.rail == RailId::Mpesa
+                && matches!(
+                    a.failure_code.as_deref(),
+                    Some("push_not_delivered" | "no_response")
+                )
+        });
+        Ok(Some(app::model::PaybillView {
+            business,
+            account,
+            amount_label: to_pay(session).to_string(),
+            open: unreachable,
+        }))
+    }
+
     /// What went back to the payer of `paying`, in words, once any did.
     async fn refunded(
         &self,
@@ -704,6 +811,21 @@ impl PageService for CheckoutService {
                         })
                     })
                     .collect();
+                let first = view.methods.first().map(|&rail| {
+                    let most = self
+                        .rails
+                        .describing(&session.merchant_id, rail, session.mode)
+                        .and_then(|c| c.capabilities().most(session.amount.currency()));
+                    (rail, most)
+                });
+                view.parts = parts_view(&session, view.state, first, &view.merchant_name, locale);
+                view.overpaid = latest
+                    .as_ref()
+                    .and_then(|a| a.overpaid_minor)
+                    .filter(|_| session.payment_status == PaymentStatus::Paid)
+                    .and_then(|o| Money::new(o, session.amount.currency()).ok())
+                    .map(|o| locale.overpaid(&o.to_string(), &view.merchant_name));
+                view.paybill = self.paybill_view(&session, &view, latest.as_ref()).await?;
                 view.form_token = self.form_token(&id);
                 view.share_url = self.page_url(&id);
                 view.rescue = self.rescue_view(&session, latest.as_ref(), now).await?;
@@ -720,7 +842,7 @@ impl PageService for CheckoutService {
                         Some(app::model::CardView {
                             amount_label: quote
                                 .as_ref()
-                                .map_or(session.amount, |q| q.target)
+                                .map_or(to_pay(&session), |q| q.target)
                                 .to_string(),
                             session_js: mpgs.session_js_url(),
                             script_integrity: crate::http::card_js_integrity(),
@@ -733,7 +855,7 @@ impl PageService for CheckoutService {
                         .map(|(_, quote)| app::model::PaypalView {
                             amount_label: quote
                                 .as_ref()
-                                .map_or(session.amount, |q| q.target)
+                                .map_or(to_pay(&session), |q| q.target)
                                 .to_string(),
                         });
                 // Embedded only for an origin the merchant allows; any other claim is
@@ -818,6 +940,7 @@ mod tests {
             updated_at: 0,
             payment_method_types: None,
             travel: None,
+            received_minor: 0,
         }
     }
 

@@ -115,6 +115,10 @@ pub struct CheckoutSessionObject {
     pub line_items: Vec<crate::domain::travel::LineItem>,
     /// Who travels, as sent.
     pub travelers: Option<crate::domain::travel::Travelers>,
+    /// What its payments have brought so far, in `currency`'s minor units: the price
+    /// once paid in one payment, less while paid in parts (each part is a `payment`
+    /// with its own `payment.succeeded`), more when overpaid.
+    pub amount_received: i64,
     /// The payment that paid it (with its rail, receipt and, when the rail charged
     /// another currency, the quote); `null` while unpaid.
     pub payment: Option<PaymentObject>,
@@ -179,6 +183,7 @@ impl CheckoutSessionObject {
                 .map(|t| t.line_items.clone())
                 .unwrap_or_default(),
             travelers: s.travel.as_ref().and_then(|t| t.travelers.clone()),
+            amount_received: s.received_minor,
             payment: None,
         }
     }
@@ -213,6 +218,9 @@ pub struct PaymentObject {
     pub late: bool,
     /// This payment paid a session that another payment had already paid: refund it.
     pub duplicate: bool,
+    /// What this payment brought beyond the session's price (the session's currency,
+    /// minor units): owed back to the payer. `null` when none.
+    pub overpaid_amount: Option<i64>,
     /// Unix seconds.
     pub created: i64,
     pub livemode: bool,
@@ -348,6 +356,7 @@ impl PaymentObject {
             failure_code: a.failure_code.clone(),
             late: a.late_from.is_some(),
             duplicate: a.duplicate,
+            overpaid_amount: a.overpaid_minor,
             created: a.created_at / 1000,
             livemode: mode == Mode::Live,
             quote: a.quote.as_ref().map(QuoteObject::new),

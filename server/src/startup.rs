@@ -382,6 +382,9 @@ impl Application {
             self.state.payments.clone(),
         )));
         let poller = AbortOnDrop(tokio::spawn(self.state.payments.clone().run_poller()));
+        let paybills = AbortOnDrop(tokio::spawn(
+            self.state.payments.clone().register_paybills(),
+        ));
         let probe = AbortOnDrop(tokio::spawn(crate::shed::run_probe(
             self.state.store.clone(),
             self.state.pressure.clone(),
@@ -443,6 +446,7 @@ impl Application {
         drop(sweeper);
         drop(dashboard);
         drop(poller);
+        drop(paybills);
         drop(credentials);
         drop(listener);
         drop(probe);

@@ -171,10 +171,22 @@ fn Checkout(
             None => words,
         }
     });
+    // Paying in parts: the button says "Pay now" beside the part field, else names
+    // what is left.
+    let part_field = view
+        .parts
+        .as_ref()
+        .and_then(|p| p.field.clone())
+        .filter(|_| view.state == CheckoutState::Open);
+    let to_pay = view
+        .parts
+        .as_ref()
+        .map_or_else(|| amount.clone(), |p| p.remaining_label.clone());
     let live = view! {
         <LiveStatus
             session_id=view.id.clone()
-            amount_label=amount.clone()
+            amount_label=to_pay
+            parts=part_field.is_some()
             merchant_name=view.merchant_name.clone()
             success_url=next_url
             phone=view.phone.clone()
@@ -360,6 +372,28 @@ fn Checkout(
                 </section>
             }
         });
+    // Pay Bill from the M-PESA menu: plain HTML, open at once when the last prompt
+    // could not reach the phone.
+    let paybill = view
+        .paybill
+        .clone()
+        .filter(|_| view.state == CheckoutState::Open)
+        .map(|p| {
+            view! {
+                <section class="paybill" data-paybill="true">
+                    <details open=p.open>
+                        <summary>{l.paybill_summary()}</summary>
+                        <ol>
+                            <li>{l.paybill_step_menu()}</li>
+                            <li>{l.paybill_business()} " " <strong data-paybill="business">{p.business}</strong></li>
+                            <li>{l.paybill_account()} " " <strong data-paybill="account">{p.account}</strong></li>
+                            <li>{l.paybill_amount()} " " <strong data-paybill="amount">{p.amount_label}</strong></li>
+                            <li>{l.paybill_pin()}</li>
+                        </ol>
+                    </details>
+                </section>
+            }
+        });
     // "Ask someone to pay": plain links (WhatsApp, SMS) and the address to copy. Not
     // while a prompt waits on this shopper's phone, nor once it is over.
     let share = (view.state == CheckoutState::Open
@@ -397,6 +431,24 @@ fn Checkout(
         .refunded
         .clone()
         .map(|r| view! { <p class="refunded" data-refunded="true">{r}</p> });
+    let progress =
+        view.parts.as_ref().and_then(|p| p.progress.clone()).map(
+            |p| view! { <p class="parts-progress" data-parts="progress" role="status">{p}</p> },
+        );
+    let overpaid = view
+        .overpaid
+        .clone()
+        .map(|o| view! { <p class="refunded" data-overpaid="true">{o}</p> });
+    // The part field belongs to the pay form (`form=`), outside the island: plain HTML.
+    let part_field = part_field.map(|f| {
+        view! {
+            <section class="parts" data-parts="field">
+                <p class="fine">{f.note}</p>
+                <label for="part">{f.label}</label>
+                <input id="part" name="part" form="pay-form" type="text" inputmode="numeric" autocomplete="off" maxlength="20" required value=f.value />
+            </section>
+        }
+    });
     let support = view
         .support
         .clone()
@@ -430,10 +482,14 @@ fn Checkout(
                 {trip}
                 {quotes}
                 {status}
+                {progress}
                 {refunded}
+                {overpaid}
             </section>
             {no_js}
+            {part_field}
             {live}
+            {paybill}
             {rescue}
             {card}
             {paypal}

@@ -59,6 +59,9 @@ pub fn LiveStatus(
     /// The shopper chose the language (not the browser): the form carries it, so the
     /// page it returns to keeps it even where a framed page's cookie is lost.
     lang_chosen: bool,
+    /// Paying in parts with a part field (outside the island, `form="pay-form"`): the
+    /// button says "Pay now", the amount being the shopper's.
+    parts: bool,
 ) -> impl IntoView {
     let w = LiveWords::parse(&words);
     let prices: Vec<(RailId, String)> = prices
@@ -129,6 +132,26 @@ pub fn LiveStatus(
             }
         });
     }
+
+    // A part was paid (the form is back, with no failure): the page is read again for
+    // what is left (the progress and the part field are the server's).
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |was: Option<bool>| {
+        let part = matches!(
+            state.get(),
+            LiveState::Idle {
+                failure: None,
+                rail: Some(_)
+            }
+        );
+        if part
+            && was == Some(false)
+            && let Some(w) = web_sys::window()
+        {
+            let _ = w.location().reload();
+        }
+        part
+    });
 
     // Words for the rail of what happened (the attempt's), else the form's.
     let rail = move || {
@@ -277,7 +300,9 @@ pub fn LiveStatus(
     let pay_label = {
         let w = w.clone();
         move || {
-            if same_price {
+            if parts {
+                w.pay_now()
+            } else if same_price {
                 w.pay(&first_price)
             } else if hydrated.get() {
                 w.pay(
@@ -391,6 +416,7 @@ pub fn LiveStatus(
                 {w.unpayable()}
             </p>
             <form
+                id="pay-form"
                 class="pay-form"
                 method="post"
                 action=action

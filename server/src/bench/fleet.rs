@@ -308,6 +308,7 @@ pub(super) async fn pending_payment(
     let attempt = store
         .insert_attempt(
             &NewAttempt {
+                credit_minor: None,
                 session_id: session.id.clone(),
                 quote: None,
                 rail,

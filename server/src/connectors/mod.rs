@@ -38,14 +38,34 @@ pub struct Capabilities {
     pub markets: Vec<(Currency, Country)>,
     /// Whether amounts must be whole units of the currency (Daraja: whole shillings).
     pub whole_units: bool,
+    /// The most one payment may be, per currency (minor units): the wallet's
+    /// per-transaction limit. A price above it is paid in parts.
+    pub per_payment: Vec<(Currency, i64)>,
 }
 
 impl Capabilities {
-    /// Whether `amount` can be charged on this rail as it is.
+    /// Whether `amount` can be charged on this rail as it is, in one payment.
     pub fn accepts(&self, amount: Money) -> bool {
+        self.takes(amount)
+            && self
+                .most(amount.currency())
+                .is_none_or(|most| amount.minor() <= most)
+    }
+
+    /// Whether `amount` can be charged on this rail in parts: its currency and units,
+    /// whatever its size.
+    pub fn takes(&self, amount: Money) -> bool {
         let currency = amount.currency();
         let unit = 10i64.pow(currency.exponent());
         self.country(currency).is_some() && (!self.whole_units || amount.minor() % unit == 0)
+    }
+
+    /// The most one payment in `currency` may be, when the rail has a limit.
+    pub fn most(&self, currency: Currency) -> Option<i64> {
+        self.per_payment
+            .iter()
+            .find(|(c, _)| *c == currency)
+            .map(|(_, most)| *most)
     }
 
     /// Whose numbers pay in `currency` on this rail, if it takes that currency.
@@ -229,6 +249,32 @@ pub struct LookupResult {
     pub detail: String,
 }
 
+/// A payment a shopper made from their wallet's own menu to the business number, as
+/// the operator reported it (a validation asks before; a confirmation tells after).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaybillPayment {
+    /// The operator's transaction id (M-PESA's `TransID`): its receipt.
+    pub receipt: String,
+    pub amount: Money,
+    /// The business number paid.
+    pub business: String,
+    /// The account number the shopper typed: a session's pay code, if typed right.
+    pub account: String,
+    /// Who paid: digits, possibly masked by the operator.
+    pub payer: Option<String>,
+}
+
+/// Our answer to a validation: take the payment, or refuse it (nothing is taken from
+/// the shopper, who is told on the phone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaybillVerdict {
+    Accept,
+    /// No open session has this account number.
+    UnknownAccount,
+    /// More than is left to pay.
+    WrongAmount,
+}
+
 pub trait Connector: Send + Sync + 'static {
     fn rail(&self) -> RailId;
 
@@ -335,6 +381,46 @@ pub trait Connector: Send + Sync + 'static {
     /// The operator's answer to [`Connector::lookup_receipt`].
     fn parse_lookup_result(&self, _body: &[u8]) -> Result<LookupResult, BadCallback> {
         Err(BadCallback)
+    }
+
+    /// The business number shoppers pay from their wallet's own menu (M-PESA's Paybill),
+    /// once the operator sends those payments to us ([`Connector::register_paybill`]
+    /// succeeded). `None` (the default): the rail has no such flow here.
+    fn paybill(&self) -> Option<&str> {
+        None
+    }
+
+    /// The secret path segment of this connector's paybill URLs (the operator does not
+    /// sign them): derived from its credentials, so it needs no storing.
+    fn paybill_key(&self) -> Option<&str> {
+        None
+    }
+
+    /// Tells the operator where to send payments made to the business number: the
+    /// validation (before) and confirmation (after) URLs. Marks [`Connector::paybill`]
+    /// ready on success.
+    fn register_paybill<'a>(
+        &'a self,
+        _confirmation_url: &'a str,
+        _validation_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async {
+            Err(ConnectorError::Rejected {
+                rail: self.rail(),
+                code: "paybill_not_supported".into(),
+                message: "this rail has no menu payments".into(),
+            })
+        })
+    }
+
+    /// A validation or confirmation body of a payment made to the business number.
+    fn parse_paybill(&self, _body: &[u8]) -> Result<PaybillPayment, BadCallback> {
+        Err(BadCallback)
+    }
+
+    /// The body answering a validation (`Some`: our verdict) or a confirmation (`None`).
+    fn paybill_answer(&self, _verdict: Option<PaybillVerdict>) -> String {
+        String::new()
     }
 
     /// The operator's callback body (already tied to an attempt by the URL's token).
@@ -474,6 +560,7 @@ mod tests {
         let caps = Capabilities {
             markets: vec![(Currency::Kes, Country::Kenya)],
             whole_units: true,
+            per_payment: Vec::new(),
         };
         let kes = |minor| Money::new(minor, Currency::Kes).unwrap();
         assert!(caps.accepts(kes(150_000)));
@@ -486,6 +573,7 @@ mod tests {
         assert_eq!(caps.country(Currency::Tzs), None);
         let cents = Capabilities {
             whole_units: false,
+            per_payment: Vec::new(),
             ..caps
         };
         assert!(cents.accepts(kes(150_050)));

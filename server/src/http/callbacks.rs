@@ -26,6 +26,7 @@ pub const MAX_CALLBACK_BODY: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/callbacks/paybill/{key}/{kind}", post(paybill))
         .route("/callbacks/{rail}/{attempt}/{token}", post(callback))
         .route("/callbacks/{rail}", post(portal_callback))
         .route("/callbacks/{rail}/{key}", post(keyed_portal_callback))
@@ -69,6 +70,34 @@ async fn portal_callback(
 }
 
 /// A portal URL with a secret last segment (Tigo: its callbacks are unsigned).
+/// `POST /callbacks/paybill/{key}/validation|confirmation`: a payment made from the
+/// wallet's menu to the business number (see `payments::paybill`). An unknown key is a
+/// 404, like any unknown callback URL.
+async fn paybill(
+    State(state): State<AppState>,
+    Path((key, kind)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let answered = match kind.as_str() {
+        "validation" => state.payments.paybill_validation(&key, &body).await.map(Ok),
+        "confirmation" => state.payments.paybill_confirmation(&key, &body).await,
+        _ => None,
+    };
+    match answered {
+        None => StatusCode::NOT_FOUND.into_response(),
+        Some(Ok((status, body))) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "a Paybill confirmation could not be kept");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
 async fn keyed_portal_callback(
     State(state): State<AppState>,
     Path((rail, key)): Path<(String, String)>,

@@ -80,6 +80,7 @@ pub(super) fn error_code(e: &PayError) -> Option<&'static str> {
     Some(match e {
         PayError::SessionNotOpen => return None,
         PayError::NotPayable => "not_payable",
+        PayError::InvalidPart => "invalid_part",
         PayError::QuoteChanged => "quote_changed",
         PayError::RailNotConfigured => "rail_unavailable",
         PayError::OperatorDown => "operator_down",

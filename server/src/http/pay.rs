@@ -158,6 +158,10 @@ pub(super) struct PayForm {
     /// price's: `mpesa:TOKEN,airtel:TOKEN` (see `fx::Quote::token`).
     #[serde(default)]
     quotes: String,
+    /// Paying in parts: the amount to pay now, in major units of the price's currency
+    /// (`250,000`); absent or empty: all that is left.
+    #[serde(default)]
+    part: Option<String>,
 }
 
 impl PayForm {
@@ -279,11 +283,23 @@ async fn pay(
     else {
         return back(Some("invalid_phone"));
     };
+    let part = match form
+        .part
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        None => None,
+        Some(text) => match crate::domain::money::parse_major(text, session.amount.currency()) {
+            Some(minor) => Some(minor),
+            None => return back(Some("invalid_part")),
+        },
+    };
     super::locale::remember(&state, &sid, &uri, &headers, form.lang.as_deref());
     let no_sms = form.no_sms.as_deref().is_some_and(|v| !v.is_empty());
     match state
         .payments
-        .start_at_quote(&sid, rail, &phone, no_sms, form.quote_for(rail))
+        .start_at_quote(&sid, rail, &phone, no_sms, form.quote_for(rail), part)
         .await
     {
         Err(PayError::Limited { limit, retry_after }) => {
@@ -304,6 +320,7 @@ async fn pay(
         Err(PayError::InvalidPhone) => back(Some("invalid_phone")),
         Err(PayError::PreviousUnconfirmed) => back(Some("confirm_no_sms")),
         Err(PayError::NotPayable) => back(Some("not_payable")),
+        Err(PayError::InvalidPart) => back(Some("invalid_part")),
         // The page, reloaded, shows the new quote.
         Err(PayError::QuoteChanged) => back(Some("quote_changed")),
         Err(PayError::RailNotConfigured) => back(Some("rail_unavailable")),

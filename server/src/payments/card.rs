@@ -76,7 +76,7 @@ impl Payments {
     /// session that offers cards.
     pub async fn card_session(&self, session_id: &SessionId) -> Result<String, PayError> {
         let now = now_ms();
-        let session = match self.ready(session_id, RailId::Card, None, now).await {
+        let session = match self.ready(session_id, RailId::Card, None, None, now).await {
             Ok(Ready::Charge { session, .. }) => session,
             Ok(Ready::Pending(_)) => return Err(PayError::SessionNotOpen),
             // A quote is checked when paying, not for the frames.
@@ -105,7 +105,7 @@ impl Payments {
         quote: Option<&str>,
     ) -> Result<CardNext, PayError> {
         let now = now_ms();
-        let (session, quote, charge) = match self
+        let (session, quote, charge, credit) = match self
             .ready_to_leave(session_id, RailId::Card, quote, "pay_url", now)
             .await?
         {
@@ -115,14 +115,15 @@ impl Payments {
                 session,
                 quote,
                 charge,
-            } => (session, quote, charge),
+                credit,
+            } => (session, quote, charge, credit),
         };
         let mpgs = self.card_processor(&session)?;
         let card_session = card_session.filter(|s| {
             !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
         });
         let Some(super::redirect::Opened { attempt, token }) = self
-            .open_redirect_attempt(session_id, RailId::Card, charge, quote, now)
+            .open_redirect_attempt(session_id, RailId::Card, (charge, credit), quote, now)
             .await?
         else {
             return Ok(CardNext::Page);
@@ -167,6 +168,8 @@ impl Payments {
             .await?;
         let attempt = AttemptRecord {
             rail_data: Some(data),
+            credit_minor: None,
+            overpaid_minor: None,
             ..attempt.clone()
         };
         let authenticated = async {
@@ -308,6 +311,8 @@ impl Payments {
         }
         let attempt = AttemptRecord {
             rail_data: Some(claimed),
+            credit_minor: None,
+            overpaid_minor: None,
             ..attempt.clone()
         };
         match mpgs

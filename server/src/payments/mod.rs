@@ -21,6 +21,7 @@
 //!   timeouts; other operators in the lane are still asked.
 
 mod card;
+pub mod paybill;
 mod paypal;
 mod redirect;
 mod refunds;
@@ -87,6 +88,10 @@ pub enum PayError {
     /// shillings).
     #[error("this rail cannot take the session's amount")]
     NotPayable,
+    /// The part the shopper asked to pay now is not one this rail can take: nothing,
+    /// more than is left to pay, or more than one payment on the rail may be.
+    #[error("not an amount this part can be")]
+    InvalidPart,
     /// An abuse limit refused the push (see [`crate::config::LimitsConfig`]).
     #[error("refused by the {} limit", .limit.as_str())]
     Limited {
@@ -129,6 +134,8 @@ enum Ready {
         capabilities: crate::connectors::Capabilities,
         quote: Option<crate::fx::Quote>,
         charge: crate::domain::Money,
+        /// What the payment counts towards the price once paid (the price's currency).
+        credit: i64,
     },
 }
 
@@ -599,13 +606,15 @@ impl Payments {
         phone_input: &str,
         no_sms_arrived: bool,
     ) -> Result<AttemptRecord, PayError> {
-        self.start_at_quote(session_id, rail, phone_input, no_sms_arrived, None)
+        self.start_at_quote(session_id, rail, phone_input, no_sms_arrived, None, None)
             .await
     }
 
     /// [`Payments::start`] on a rail that may charge another currency than the price's,
     /// at the quote the shopper saw (`quote`: its token from the page, see
     /// [`crate::fx::Quoter::confirm`]). A rail that takes the price's currency ignores it.
+    /// `part`: the amount to pay now (minor units of the price's currency) when paying in
+    /// parts; `None`: all that is left.
     pub async fn start_at_quote(
         &self,
         session_id: &SessionId,
@@ -613,20 +622,22 @@ impl Payments {
         phone_input: &str,
         no_sms_arrived: bool,
         quote: Option<&str>,
+        part: Option<i64>,
     ) -> Result<AttemptRecord, PayError> {
         if !rail.is_mobile_money() {
             return Err(PayError::RailNotConfigured);
         }
         let now = now_ms();
-        let (session, capabilities, quote, charge) =
-            match self.ready(session_id, rail, quote, now).await? {
+        let (session, capabilities, quote, charge, credit) =
+            match self.ready(session_id, rail, quote, part, now).await? {
                 Ready::Pending(pending) => return Ok(*pending),
                 Ready::Charge {
                     session,
                     capabilities,
                     quote,
                     charge,
-                } => (session, capabilities, quote, charge),
+                    credit,
+                } => (session, capabilities, quote, charge, credit),
             };
         let Some(country) = capabilities.country(charge.currency()) else {
             return Err(PayError::NotPayable);
@@ -680,6 +691,7 @@ impl Payments {
             .store
             .insert_attempt_capped(
                 &NewAttempt {
+                    credit_minor: Some(credit),
                     session_id: session_id.clone(),
                     rail,
                     amount: charge,
@@ -793,13 +805,15 @@ impl Payments {
 
     /// What every payment checks first: the session is open, offers `rail`, has no
     /// payment under way (else that one: a double tap), and what the rail charges for
-    /// it — the price, or its quote in a currency the rail takes (the one the shopper
-    /// saw, `quote` being its token from the page).
+    /// it — what is left of the price (or the `part` of it the shopper chose to pay
+    /// now), or the price's quote in a currency the rail takes (the one the shopper saw,
+    /// `quote` being its token from the page).
     async fn ready(
         &self,
         session_id: &SessionId,
         rail: RailId,
         quote: Option<&str>,
+        part: Option<i64>,
         now: i64,
     ) -> Result<Ready, PayError> {
         let session = self
@@ -842,8 +856,12 @@ impl Payments {
                 return Ok(Ready::Pending(Box::new(pending)));
             }
         }
+        let remaining = session.remaining_minor();
         let quote = if capabilities.country(session.amount.currency()).is_some() {
             None
+        } else if part.is_some() || session.received_minor > 0 {
+            // Parts are paid in the price's currency: a quote is for the whole price.
+            return Err(PayError::NotPayable);
         } else {
             let fx = self.fx.as_ref().ok_or(PayError::NotPayable)?;
             match fx.confirm(&session, rail, &capabilities, quote, now).await {
@@ -853,12 +871,31 @@ impl Payments {
                 Err(crate::fx::QuoteError::Store(e)) => return Err(e.into()),
             }
         };
-        let charge = quote.as_ref().map_or(session.amount, |q| q.target);
+        let (charge, credit) = match &quote {
+            Some(q) => (q.target, session.amount.minor()),
+            None => {
+                let minor = match part {
+                    Some(p) if p <= 0 || p > remaining => return Err(PayError::InvalidPart),
+                    Some(p) => p,
+                    // More than one payment may be: the most one may be, as a part.
+                    None => capabilities
+                        .most(session.amount.currency())
+                        .map_or(remaining, |most| remaining.min(most)),
+                };
+                let charge = crate::domain::Money::new(minor, session.amount.currency())
+                    .map_err(|_| PayError::InvalidPart)?;
+                if part.is_some() && !capabilities.accepts(charge) {
+                    return Err(PayError::InvalidPart);
+                }
+                (charge, minor)
+            }
+        };
         Ok(Ready::Charge {
             session,
             capabilities,
             quote,
             charge,
+            credit,
         })
     }
 

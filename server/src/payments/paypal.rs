@@ -52,7 +52,7 @@ impl Payments {
         quote: Option<&str>,
     ) -> Result<PaypalNext, PayError> {
         let now = now_ms();
-        let (session, quote, charge) = match self
+        let (session, quote, charge, credit) = match self
             .ready_to_leave(session_id, RailId::Paypal, quote, "approve_url", now)
             .await?
         {
@@ -62,14 +62,15 @@ impl Payments {
                 session,
                 quote,
                 charge,
-            } => (session, quote, charge),
+                credit,
+            } => (session, quote, charge, credit),
         };
         let connector = self
             .connector(&session.merchant_id, RailId::Paypal, session.mode)
             .ok_or(PayError::RailNotConfigured)?;
         let paypal = connector.paypal().ok_or(PayError::RailNotConfigured)?;
         let Some(super::redirect::Opened { attempt, token }) = self
-            .open_redirect_attempt(session_id, RailId::Paypal, charge, quote, now)
+            .open_redirect_attempt(session_id, RailId::Paypal, (charge, credit), quote, now)
             .await?
         else {
             return Ok(PaypalNext::Page);

@@ -20,11 +20,13 @@ pub(super) enum Leaving {
     /// A payment of theirs is under way already (a second submit): back to its page at
     /// the operator (`Some`), or to the checkout page.
     Back(Option<String>),
-    /// Nothing under way: charge `charge` (at `quote`) for `session`.
+    /// Nothing under way: charge `charge` (at `quote`) for `session`, counting `credit`
+    /// towards its price.
     Charge {
         session: Box<SessionRecord>,
         quote: Option<Quote>,
         charge: Money,
+        credit: i64,
     },
 }
 
@@ -46,7 +48,7 @@ impl Payments {
         url_key: &str,
         now: i64,
     ) -> Result<Leaving, PayError> {
-        match self.ready(session_id, rail, quote, now).await? {
+        match self.ready(session_id, rail, quote, None, now).await? {
             Ready::Pending(pending) => Ok(Leaving::Back(
                 pending
                     .rail_data
@@ -60,6 +62,7 @@ impl Payments {
                 capabilities,
                 quote,
                 charge,
+                credit,
             } => {
                 if !capabilities.accepts(charge) {
                     return Err(PayError::NotPayable);
@@ -68,18 +71,20 @@ impl Payments {
                     session: Box::new(session),
                     quote,
                     charge,
+                    credit,
                 })
             }
         }
     }
 
-    /// Opens an attempt of `rail` for `charge` (at `quote`), due for a first status
-    /// query soon. `Ok(None)`: another submit opened one a moment ago.
+    /// Opens an attempt of `rail` for `charge` (at `quote`; counting `credit` towards the
+    /// price), due for a first status query soon. `Ok(None)`: another submit opened one
+    /// a moment ago.
     pub(super) async fn open_redirect_attempt(
         &self,
         session_id: &SessionId,
         rail: RailId,
-        charge: Money,
+        (charge, credit): (Money, i64),
         quote: Option<Quote>,
         now: i64,
     ) -> Result<Option<Opened>, PayError> {
@@ -88,6 +93,7 @@ impl Payments {
             .store
             .insert_attempt_capped(
                 &NewAttempt {
+                    credit_minor: Some(credit),
                     session_id: session_id.clone(),
                     rail,
                     amount: charge,

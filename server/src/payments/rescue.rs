@@ -404,6 +404,8 @@ mod tests {
             duplicate: false,
             quote: None,
             rail_data: None,
+            credit_minor: None,
+            overpaid_minor: None,
         }
     }
 

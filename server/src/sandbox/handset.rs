@@ -209,6 +209,12 @@ async fn phone_page(
             esc(receipt)
         ));
     }
+    if let Some(sms) = q.get("sms") {
+        body.push_str(&format!(
+            r#"<p class="sms" data-sms="paybill">{}</p>"#,
+            esc(sms)
+        ));
+    }
     if q.contains_key("cancelled") {
         body.push_str(r#"<p class="sms" data-sms="cancelled">Request cancelled.</p>"#);
     }
@@ -271,7 +277,7 @@ async fn phone_page(
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">{refresh}
 <title>Sandbox phone {phone}</title><style>{CSS}</style></head><body>
-<main class="phone"><p class="bar">{phone}</p>{body}</main>
+<main class="phone"><p class="bar">{phone}</p>{body}<p><a href="/sandbox/phone/{phone}/paybill" data-menu="lipa">M-PESA › Lipa na M-PESA › Pay Bill</a></p></main>
 <details><summary>Scripted test numbers</summary><ul>{scripted}</ul></details>
 <p class="note">Malipo sandbox: a simulated handset. Malipo's own pages never ask for a PIN.</p>
 </body></html>"#

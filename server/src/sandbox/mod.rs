@@ -19,6 +19,7 @@ pub mod fx;
 mod handset;
 pub mod merchant;
 pub mod operators;
+pub mod paybill;
 pub mod paypal;
 pub mod refunds;
 pub mod requests;
@@ -126,6 +127,9 @@ pub struct Sandbox {
     /// Woken whenever a request is decided: calls held open until then (Vodacom's
     /// synchronous payment) wait on it instead of polling the database.
     decisions: tokio::sync::Notify,
+    /// Daraja's registered C2B URLs, per shortcode (like tokens, lost on a restart; the
+    /// server registers them again when it starts).
+    pub(crate) paybill_urls: Mutex<HashMap<String, paybill::Registered>>,
 }
 
 /// Bearer tokens the sandbox keeps at once, across operators.
@@ -161,6 +165,7 @@ impl Sandbox {
             delay_percent,
             closing: std::sync::atomic::AtomicBool::new(false),
             decisions: tokio::sync::Notify::new(),
+            paybill_urls: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -208,6 +213,11 @@ impl Sandbox {
     /// A delay of the operator's own (a time-out, a slow answer) at the sandbox's scale.
     pub fn scaled_ms(&self, ms: i64) -> i64 {
         ms.saturating_mul(i64::from(self.delay_percent)) / 100
+    }
+
+    /// The HTTP client the operators call out with (callbacks, C2B).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Whether the sandbox may send a callback to `url`: only this instance's own
@@ -297,7 +307,9 @@ impl Sandbox {
 /// and the rates provider's at `/sandbox/fx/rates`.
 pub fn router() -> Router<AppState> {
     let defaults = Rails::default();
-    let mut router = handset::router().merge(fx::router());
+    let mut router = handset::router()
+        .merge(paybill::router())
+        .merge(fx::router());
     for rail in RailId::MOBILE_MONEY {
         let path = format!("/sandbox/{}", defaults.get(rail).sandbox_path());
         router = router.nest(&path, operator(rail).router());

@@ -93,6 +93,9 @@ pub struct NewAttempt {
     pub amount: Money,
     /// The quote `amount` is at, when the rail charges another currency than the price.
     pub quote: Option<crate::fx::Quote>,
+    /// What it counts towards the session's price once paid, in the price's currency:
+    /// `amount` itself, or the quoted price. `None`: whatever the price still lacks.
+    pub credit_minor: Option<i64>,
     /// The payer's MSISDN, international digits only.
     pub payer: Option<String>,
     pub callback_token_hash: Option<String>,
@@ -157,11 +160,17 @@ pub struct AttemptRecord {
     pub quote: Option<crate::fx::Quote>,
     /// What a card attempt keeps between the shopper's steps (a JSON object).
     pub rail_data: Option<serde_json::Value>,
+    /// What it counts towards the session's price once paid, in the price's currency
+    /// (`None`: made before parts existed, for the whole price).
+    pub credit_minor: Option<i64>,
+    /// What it brought beyond the price (the session's currency): the merchant owes it back.
+    pub overpaid_minor: Option<i64>,
 }
 
 pub(super) const ATTEMPT_COLUMNS: &str = "id, session_id, rail, status, amount_minor, currency, payer, \
      operator_request_id, operator_receipt, failure_code, failure_detail, next_poll_at, \
-     poll_count, created_at, updated_at, finalized_at, late_from, duplicate, quote, rail_data";
+     poll_count, created_at, updated_at, finalized_at, late_from, duplicate, quote, rail_data, \
+     credit_minor, overpaid_minor";
 
 /// A person's resolution of an attempt left for reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +222,8 @@ impl AttemptRecord {
             rail_data: row
                 .try_get::<Option<String>, _>("rail_data")?
                 .and_then(|raw| serde_json::from_str(&raw).ok()),
+            credit_minor: row.try_get("credit_minor")?,
+            overpaid_minor: row.try_get("overpaid_minor")?,
             id: AttemptId::from_db(id),
         })
     }
@@ -269,6 +280,174 @@ pub(crate) async fn paying_attempt_in(
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(AttemptRecord::from_row).transpose()
+}
+
+/// What follows an attempt's settling to `to`, in its transaction (the session's row
+/// locked): a success counts towards the session ([`credit_session`]); the `payment.*`
+/// event (and `payment.duplicate`), and once the session is paid, `session.completed`
+/// and `checkout.session.completed`, join the outbox.
+pub(crate) async fn settled_in(
+    conn: &mut sqlx::AnyConnection,
+    public_url: &str,
+    attempt: &AttemptRecord,
+    to: AttemptStatus,
+    receipt: Option<&str>,
+    now: i64,
+) -> Result<Option<Credited>, StoreError> {
+    let id = &attempt.id;
+    let credited = if to == AttemptStatus::Succeeded {
+        Some(credit_session(conn, attempt, receipt, now).await?)
+    } else {
+        None
+    };
+    super::outbox::enqueue_payment_event(conn, id, now).await?;
+    if credited == Some(Credited::Duplicate) {
+        super::outbox::enqueue_attempt_event(conn, id, EventType::PaymentDuplicate, now).await?;
+    }
+    if credited == Some(Credited::Completed) {
+        insert_event(
+            conn,
+            NewEvent {
+                session_id: attempt.session_id.as_str(),
+                attempt_id: Some(id.as_str()),
+                kind: "session.completed",
+                from_status: None,
+                to_status: Some("complete"),
+                detail: json!({}),
+                at: now,
+            },
+        )
+        .await?;
+        super::outbox::enqueue_session_event(
+            conn,
+            public_url,
+            &attempt.session_id,
+            EventType::CheckoutSessionCompleted,
+            now,
+        )
+        .await?;
+    }
+    Ok(credited)
+}
+
+/// What a success did to its session ([`credit_session`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credited {
+    /// It brought the session to its price: paid and complete (perhaps overpaid).
+    Completed,
+    /// A part: the session has received more, and waits for the rest.
+    Part,
+    /// The session was paid already: this payment is owed back whole.
+    Duplicate,
+}
+
+/// Counts a payment that just succeeded towards its session, whose row the caller holds
+/// locked (see [`lock_attempt`]): what the session received grows by the payment's
+/// credit; reaching the price completes it (even if it expired meanwhile: the shopper
+/// paid), and what went beyond the price is recorded on this payment as owed back. A
+/// session paid already makes this payment a duplicate, owed back whole. Its events are
+/// logged in the same transaction.
+pub(crate) async fn credit_session(
+    conn: &mut sqlx::AnyConnection,
+    attempt: &AttemptRecord,
+    receipt: Option<&str>,
+    now: i64,
+) -> Result<Credited, StoreError> {
+    let session_id = attempt.session_id.as_str();
+    let row = sqlx::query(
+        "SELECT amount_minor, amount_received_minor, payment_status FROM checkout_sessions \
+         WHERE id = $1",
+    )
+    .bind(session_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let price: i64 = row.try_get("amount_minor")?;
+    let received: i64 = row.try_get("amount_received_minor")?;
+    let paid = row.try_get::<String, _>("payment_status")? == "paid";
+    if paid {
+        // Paid twice: the second payment is real money the merchant must return.
+        sqlx::query(
+            "UPDATE payment_attempts SET duplicate = 1, reconciled_at = NULL, \
+             reconciled_note = NULL WHERE id = $1",
+        )
+        .bind(attempt.id.as_str())
+        .execute(&mut *conn)
+        .await?;
+        insert_event(
+            conn,
+            NewEvent {
+                session_id,
+                attempt_id: Some(attempt.id.as_str()),
+                kind: "attempt.duplicate",
+                from_status: None,
+                to_status: None,
+                detail: json!({ "receipt": receipt }),
+                at: now,
+            },
+        )
+        .await?;
+        return Ok(Credited::Duplicate);
+    }
+    let credit = attempt.credit_minor.unwrap_or(price - received).max(0);
+    let total = received.saturating_add(credit);
+    if total < price {
+        sqlx::query(
+            "UPDATE checkout_sessions SET amount_received_minor = $2, updated_at = $3 \
+             WHERE id = $1",
+        )
+        .bind(session_id)
+        .bind(total)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        insert_event(
+            conn,
+            NewEvent {
+                session_id,
+                attempt_id: Some(attempt.id.as_str()),
+                kind: "session.part_paid",
+                from_status: None,
+                to_status: None,
+                detail: json!({ "received": total, "remaining": price - total }),
+                at: now,
+            },
+        )
+        .await?;
+        return Ok(Credited::Part);
+    }
+    sqlx::query(
+        "UPDATE checkout_sessions SET status = 'complete', payment_status = 'paid', \
+         amount_received_minor = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(session_id)
+    .bind(total)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if total > price {
+        sqlx::query(
+            "UPDATE payment_attempts SET overpaid_minor = $2, reconciled_at = NULL, \
+             reconciled_note = NULL WHERE id = $1",
+        )
+        .bind(attempt.id.as_str())
+        .bind(total - price)
+        .execute(&mut *conn)
+        .await?;
+        insert_event(
+            conn,
+            NewEvent {
+                session_id,
+                attempt_id: Some(attempt.id.as_str()),
+                kind: "attempt.overpaid",
+                from_status: None,
+                to_status: None,
+                detail: json!({ "overpaid": total - price }),
+                at: now,
+            },
+        )
+        .await?;
+    }
+    Ok(Credited::Completed)
 }
 
 impl Store {
@@ -413,8 +592,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO payment_attempts (id, session_id, rail, status, amount_minor, currency, \
-             payer, callback_token_hash, next_poll_at, created_at, updated_at, quote) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11)",
+             payer, callback_token_hash, next_poll_at, created_at, updated_at, quote, \
+             credit_minor) VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id.as_str())
         .bind(new.session_id.as_str())
@@ -427,6 +606,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(new.quote.as_ref().map(crate::fx::Quote::to_json))
+        .bind(new.credit_minor)
         .execute(&mut *tx)
         .await?;
         insert_event(
@@ -609,72 +789,15 @@ impl Store {
             },
         )
         .await?;
-        let mut completed = false;
-        if to == AttemptStatus::Succeeded {
-            // Money that arrives after expiry still completes the session: the shopper
-            // paid, and the merchant must hear about it rather than lose it.
-            completed = sqlx::query(
-                "UPDATE checkout_sessions SET status = 'complete', payment_status = 'paid', \
-                 updated_at = $2 WHERE id = $1 AND payment_status = 'unpaid'",
-            )
-            .bind(session_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !completed {
-                // Paid twice: the second payment is real money the merchant must return.
-                sqlx::query(
-                    "UPDATE payment_attempts SET duplicate = 1, reconciled_at = NULL, \
-                     reconciled_note = NULL WHERE id = $1",
-                )
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-                insert_event(
-                    &mut tx,
-                    NewEvent {
-                        session_id,
-                        attempt_id: Some(id.as_str()),
-                        kind: "attempt.duplicate",
-                        from_status: None,
-                        to_status: None,
-                        detail: json!({ "receipt": outcome.operator_receipt }),
-                        at: now,
-                    },
-                )
-                .await?;
-            }
-        }
-        super::outbox::enqueue_payment_event(&mut tx, id, now).await?;
-        if to == AttemptStatus::Succeeded && !completed {
-            super::outbox::enqueue_attempt_event(&mut tx, id, EventType::PaymentDuplicate, now)
-                .await?;
-        }
-        if completed {
-            insert_event(
-                &mut tx,
-                NewEvent {
-                    session_id,
-                    attempt_id: Some(id.as_str()),
-                    kind: "session.completed",
-                    from_status: None,
-                    to_status: Some("complete"),
-                    detail: json!({}),
-                    at: now,
-                },
-            )
-            .await?;
-            super::outbox::enqueue_session_event(
-                &mut tx,
-                &self.public_url,
-                &current.session_id,
-                EventType::CheckoutSessionCompleted,
-                now,
-            )
-            .await?;
-        }
+        settled_in(
+            &mut tx,
+            &self.public_url,
+            &current,
+            to,
+            outcome.operator_receipt.as_deref(),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         crate::metrics::settled(current.rail, to.as_str());
         Ok(true)

@@ -18,6 +18,7 @@ mod fx;
 mod idempotency;
 mod merchants;
 mod outbox;
+mod paybill;
 mod recent;
 mod refunds;
 mod rescues;
@@ -29,7 +30,8 @@ pub use accounts::{
     SignedIn, TeamChange, TokenPurpose, TokenRecord, UserRecord,
 };
 pub use attempts::{
-    AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Inserted, NewAttempt, Reconciled,
+    AttemptCaps, AttemptOutcome, AttemptRecord, AttemptStatus, Credited, Inserted, NewAttempt,
+    Reconciled,
 };
 pub use credentials::SavedCredentials;
 pub use dashboard::{ListStatus, PaymentFilter, PaymentRow};
@@ -40,6 +42,7 @@ pub use outbox::{
     DeliveryAttempt, DeliveryNext, DeliveryRecord, DeliveryStatus, DueDelivery, EventFilter,
     StoredEvent,
 };
+pub use paybill::{PaybillRecorded, normalise_code};
 pub use refunds::{OpenedRefund, RefundRecord, RefundStatus};
 pub use rescues::RescueRecord;
 pub use sessions::{Expiry, NewSession, PaymentStatus, ReceiptDue, SessionRecord, SessionStatus};

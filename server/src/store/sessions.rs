@@ -125,6 +125,16 @@ pub struct SessionRecord {
     pub payment_method_types: Option<Vec<RailId>>,
     /// The trip a travel booking pays for, if the merchant said.
     pub travel: Option<Travel>,
+    /// What its payments have brought so far, in its currency (several parts, or one
+    /// payment: the price once paid; more when overpaid).
+    pub received_minor: i64,
+}
+
+impl SessionRecord {
+    /// What is still to pay, in the price's currency (0 once paid).
+    pub fn remaining_minor(&self) -> i64 {
+        (self.amount.minor() - self.received_minor).max(0)
+    }
 }
 
 macro_rules! session_columns {
@@ -132,9 +142,11 @@ macro_rules! session_columns {
         "s.id, s.merchant_id, s.mode, s.amount_minor, s.currency, \
          s.reference, s.description, s.status, s.payment_status, s.success_url, s.cancel_url, \
          s.customer_phone, s.customer_email, s.metadata, s.expires_at, s.created_at, \
-         s.updated_at, s.payment_method_types, s.travel"
+         s.updated_at, s.payment_method_types, s.travel, s.amount_received_minor"
     };
 }
+pub(super) use session_columns as session_columns_text;
+
 /// Every column [`SessionRecord::from_row`] reads (a macro too, so the queries read
 /// on every API call and page view are `concat!`ed once, not formatted per call).
 pub(super) const SESSION_COLUMNS: &str = session_columns!();
@@ -190,6 +202,7 @@ impl SessionRecord {
                         None
                     }
                 }),
+            received_minor: row.try_get("amount_received_minor")?,
             id: SessionId::from_db(id.clone()),
         })
     }
@@ -297,6 +310,7 @@ impl Store {
             updated_at: now,
             payment_method_types: new.payment_method_types.clone(),
             travel: new.travel.clone(),
+            received_minor: 0,
         };
         let insert = sqlx::query(match self.backend {
             super::Backend::Postgres => POSTGRES,

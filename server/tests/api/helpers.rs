@@ -302,6 +302,7 @@ pub async fn attempt_with_token(
     store
         .insert_attempt(
             &malipo::store::NewAttempt {
+                credit_minor: None,
                 session_id: sid.clone(),
                 quote: None,
                 rail: malipo::connectors::RailId::Mpesa,

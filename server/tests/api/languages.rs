@@ -153,6 +153,7 @@ async fn a_failure_reads_in_the_pages_language_on_the_page_and_its_stream() {
         .store
         .insert_attempt(
             &NewAttempt {
+                credit_minor: None,
                 session_id: sid,
                 quote: None,
                 rail: RailId::Mpesa,

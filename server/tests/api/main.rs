@@ -19,6 +19,7 @@ mod mtn;
 mod openapi;
 mod pages;
 mod pan_free;
+mod parts;
 mod pay_flow;
 mod payment_methods;
 mod payments;

@@ -132,6 +132,7 @@ pub(crate) async fn pay(store: &Store, id: &str) {
     let attempt = store
         .insert_attempt(
             &NewAttempt {
+                credit_minor: None,
                 session_id: sid,
                 quote: None,
                 rail: malipo::connectors::RailId::Mpesa,

@@ -117,7 +117,7 @@ pub(crate) async fn on_paypal(
         .unwrap()
 }
 
-async fn session_object(app: &TestApp, key: &str, id: &str) -> Value {
+pub(crate) async fn session_object(app: &TestApp, key: &str, id: &str) -> Value {
     app.client
         .get(format!("{}/v1/checkout/sessions/{id}", app.addr))
         .bearer_auth(key)

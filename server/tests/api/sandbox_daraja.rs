@@ -40,6 +40,7 @@ async fn callback_receiver(app: &TestApp) -> (String, Received) {
         .store
         .insert_attempt(
             &malipo::store::NewAttempt {
+                credit_minor: None,
                 session_id: malipo::domain::SessionId::parse(&session).unwrap(),
                 quote: None,
                 rail: malipo::connectors::RailId::Mpesa,

@@ -91,6 +91,7 @@ async fn merchant(store: &TestStore) -> MerchantId {
 
 fn new_attempt(session_id: &SessionId) -> NewAttempt {
     NewAttempt {
+        credit_minor: None,
         session_id: session_id.clone(),
         quote: None,
         rail: malipo::connectors::RailId::Mpesa,

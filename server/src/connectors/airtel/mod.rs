@@ -105,6 +105,7 @@ impl Airtel {
                     .map(|(c, country, _)| (*c, *country))
                     .collect(),
                 whole_units: true,
+                per_payment: Vec::new(),
             },
             http: http_client(Duration::from_secs(15))?,
             token: TokenCache::default(),

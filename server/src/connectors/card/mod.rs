@@ -194,6 +194,7 @@ impl Mpgs {
             capabilities: Capabilities {
                 markets: vec![(crate::domain::money::Currency::Kes, Country::Kenya)],
                 whole_units: false,
+                per_payment: Vec::new(),
             },
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))

@@ -121,7 +121,30 @@ pub struct Daraja {
     http: reqwest::Client,
     token: TokenCache,
     capabilities: Capabilities,
+    /// The secret segment of the C2B URLs, from the consumer secret and shortcode.
+    paybill_key: String,
+    /// Set once Daraja took the C2B URLs: the Paybill is offered from then on.
+    paybill_ready: std::sync::atomic::AtomicBool,
 }
+
+/// The C2B URLs' secret segment: 32 hex digits of an HMAC of the shortcode under the
+/// consumer secret (Daraja does not sign C2B calls; this is what authenticates them).
+fn paybill_key(config: &MpesaConfig) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(
+        config.consumer_secret.expose_secret().as_bytes(),
+    )
+    .expect("HMAC takes any key length");
+    mac.update(b"malipo-paybill:");
+    mac.update(config.shortcode.as_bytes());
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// M-PESA's most per payment: KES 250,000, in cents.
+pub const MPESA_MOST_MINOR: i64 = 25_000_000;
 
 impl Daraja {
     pub fn new(base_url: String, config: &MpesaConfig) -> Result<Daraja, reqwest::Error> {
@@ -137,10 +160,15 @@ impl Daraja {
             .then(|| (config.initiator.clone(), config.security_credential.clone())),
             http,
             token: TokenCache::default(),
-            // M-PESA Express takes whole Kenyan shillings from Kenyan numbers.
+            paybill_key: paybill_key(config),
+            paybill_ready: std::sync::atomic::AtomicBool::new(false),
+            // M-PESA Express takes whole Kenyan shillings from Kenyan numbers, at most
+            // KES 250,000 a payment (the CBK's per-transaction ceiling since 2023; see
+            // RAILS.md §7.3): a dearer booking is paid in parts.
             capabilities: Capabilities {
                 markets: vec![(Currency::Kes, Country::Kenya)],
                 whole_units: true,
+                per_payment: vec![(Currency::Kes, MPESA_MOST_MINOR)],
             },
         })
     }
@@ -533,6 +561,102 @@ impl Connector for Daraja {
             operator_request_id: Some(cb.checkout_request_id),
             outcome,
         })
+    }
+
+    fn paybill(&self) -> Option<&str> {
+        self.paybill_ready
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then_some(self.shortcode.as_str())
+    }
+
+    fn paybill_key(&self) -> Option<&str> {
+        Some(&self.paybill_key)
+    }
+
+    fn register_paybill<'a>(
+        &'a self,
+        confirmation_url: &'a str,
+        validation_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            let req = wire::RegisterUrlRequest {
+                short_code: self.shortcode.clone(),
+                // Validation that does not answer in time must not lose a payment the
+                // shopper made: M-PESA completes it, and the confirmation settles it.
+                response_type: "Completed".into(),
+                confirmation_url: confirmation_url.to_owned(),
+                validation_url: validation_url.to_owned(),
+            };
+            let (status, body) = self.post("/mpesa/c2b/v1/registerurl", &req).await?;
+            let ok = match serde_json::from_slice::<wire::RegisterUrlResponse>(&body) {
+                Ok(r) => status == 200 && r.response_code == "0",
+                Err(_) => match serde_json::from_slice::<ErrorResponse>(&body) {
+                    // Production takes a shortcode's URLs once; they are ours already.
+                    Ok(e)
+                        if e.error_message
+                            .to_ascii_lowercase()
+                            .contains("already registered") =>
+                    {
+                        true
+                    }
+                    Ok(e) => {
+                        return Err(ConnectorError::Rejected {
+                            rail: RailId::Mpesa,
+                            code: e.error_code,
+                            message: e.error_message,
+                        });
+                    }
+                    Err(_) => return Err(bad(status, &body)),
+                },
+            };
+            if !ok {
+                return Err(bad(status, &body));
+            }
+            self.paybill_ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    fn parse_paybill(&self, body: &[u8]) -> Result<crate::connectors::PaybillPayment, BadCallback> {
+        let p: wire::C2bPayment = serde_json::from_slice(body).map_err(|_| BadCallback)?;
+        let receipt = p.trans_id.trim();
+        if receipt.is_empty()
+            || receipt.len() > 20
+            || !receipt.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(BadCallback);
+        }
+        let amount = crate::domain::money::parse_major(&p.trans_amount, Currency::Kes)
+            .and_then(|minor| Money::new(minor, Currency::Kes).ok())
+            .ok_or(BadCallback)?;
+        let payer: String = p
+            .msisdn
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '*')
+            .collect();
+        Ok(crate::connectors::PaybillPayment {
+            receipt: receipt.to_owned(),
+            amount,
+            business: p.business_short_code.trim().to_owned(),
+            account: p.bill_ref_number.trim().chars().take(40).collect(),
+            payer: (payer.len() >= 9 && payer.len() <= 15).then_some(payer),
+        })
+    }
+
+    fn paybill_answer(&self, verdict: Option<crate::connectors::PaybillVerdict>) -> String {
+        use crate::connectors::PaybillVerdict;
+        let (code, desc) = match verdict {
+            None => ("0", "Success"),
+            Some(PaybillVerdict::Accept) => ("0", "Accepted"),
+            Some(PaybillVerdict::UnknownAccount) => ("C2B00012", "Rejected"),
+            Some(PaybillVerdict::WrongAmount) => ("C2B00013", "Rejected"),
+        };
+        serde_json::to_string(&wire::C2bAnswer {
+            result_code: code.into(),
+            result_desc: desc.into(),
+        })
+        .unwrap_or_default()
     }
 
     fn success_marker(&self) -> Option<&'static str> {

@@ -385,6 +385,87 @@ pub struct TransactionStatusRequest {
     pub occasion: String,
 }
 
+/// `POST /mpesa/c2b/v1/registerurl`: where M-PESA sends payments made to the shortcode
+/// from the M-PESA menu (Lipa na M-PESA → Pay Bill).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterUrlRequest {
+    #[serde(rename = "ShortCode")]
+    pub short_code: String,
+    /// What M-PESA does when the validation URL does not answer in time: `Completed`
+    /// (take the payment) or `Cancelled`.
+    #[serde(rename = "ResponseType")]
+    pub response_type: String,
+    #[serde(rename = "ConfirmationURL")]
+    pub confirmation_url: String,
+    #[serde(rename = "ValidationURL")]
+    pub validation_url: String,
+}
+
+/// Register URL's answer (`OriginatorCoversationID` is Daraja's own spelling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterUrlResponse {
+    #[serde(rename = "OriginatorCoversationID", default)]
+    pub originator_conversation_id: String,
+    #[serde(rename = "ResponseCode")]
+    pub response_code: String,
+    #[serde(rename = "ResponseDescription", default)]
+    pub response_description: String,
+}
+
+/// A C2B validation or confirmation: a payment to the shortcode from the M-PESA menu.
+/// Amounts and numbers come as strings; `MSISDN` is masked (or hashed) by Safaricom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct C2bPayment {
+    /// `Pay Bill` (or `CustomerPayBillOnline`).
+    #[serde(rename = "TransactionType", default)]
+    pub transaction_type: String,
+    #[serde(rename = "TransID")]
+    pub trans_id: String,
+    /// `yyyyMMddHHmmss`, Nairobi time.
+    #[serde(rename = "TransTime", default)]
+    pub trans_time: String,
+    #[serde(rename = "TransAmount", deserialize_with = "text_or_number")]
+    pub trans_amount: String,
+    #[serde(rename = "BusinessShortCode", deserialize_with = "text_or_number")]
+    pub business_short_code: String,
+    /// The account number the shopper typed.
+    #[serde(rename = "BillRefNumber", default)]
+    pub bill_ref_number: String,
+    #[serde(rename = "InvoiceNumber", default)]
+    pub invoice_number: String,
+    #[serde(rename = "OrgAccountBalance", default)]
+    pub org_account_balance: String,
+    #[serde(rename = "ThirdPartyTransID", default)]
+    pub third_party_trans_id: String,
+    #[serde(rename = "MSISDN", default, deserialize_with = "text_or_number")]
+    pub msisdn: String,
+    #[serde(rename = "FirstName", default)]
+    pub first_name: String,
+    #[serde(rename = "MiddleName", default)]
+    pub middle_name: String,
+    #[serde(rename = "LastName", default)]
+    pub last_name: String,
+}
+
+/// A JSON string or number, as text.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    })
+}
+
+/// The answer to a validation: `0` takes the payment; `C2B00012` (invalid account
+/// number), `C2B00013` (invalid amount) refuse it. A confirmation's answer is `0` too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct C2bAnswer {
+    #[serde(rename = "ResultCode")]
+    pub result_code: String,
+    #[serde(rename = "ResultDesc")]
+    pub result_desc: String,
+}
+
 /// A Transaction Status result's parameters, as Daraja names them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StatusParameters {

@@ -120,6 +120,7 @@ impl MtnMomo {
             capabilities: Capabilities {
                 markets,
                 whole_units: true,
+                per_payment: Vec::new(),
             },
             http: http_client(Duration::from_secs(15))?,
             disbursement: (!config.disbursement_api_user.is_empty()).then(|| Product {

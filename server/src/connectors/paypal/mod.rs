@@ -111,6 +111,7 @@ impl Paypal {
                     .map(|c| (c, Country::Kenya))
                     .collect(),
                 whole_units: false,
+                per_payment: Vec::new(),
             },
             http: http_client(Duration::from_secs(30))?,
             base_url,

@@ -68,6 +68,7 @@ impl Tigo {
             capabilities: Capabilities {
                 markets: vec![(Currency::Tzs, Country::Tanzania)],
                 whole_units: true,
+                per_payment: Vec::new(),
             },
             http: http_client(Duration::from_secs(15))?,
             token: TokenCache::default(),

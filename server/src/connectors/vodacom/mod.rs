@@ -122,6 +122,7 @@ impl Vodacom {
             capabilities: Capabilities {
                 markets: vec![(Currency::Tzs, Country::Tanzania)],
                 whole_units: true,
+                per_payment: Vec::new(),
             },
         })
     }

@@ -259,6 +259,78 @@ fn router() -> Router<AppState> {
             "/mpesa/transactionstatus/v1/query",
             post(transaction_status),
         )
+        .route("/mpesa/c2b/v1/registerurl", post(register_url))
+        .route("/mpesa/c2b/v2/registerurl", post(register_url))
+}
+
+/// Words Daraja refuses in C2B URLs (its documented rule).
+const FORBIDDEN_IN_URLS: [&str; 8] = [
+    "mpesa",
+    "m-pesa",
+    "safaricom",
+    "exec",
+    "exe",
+    "cmd",
+    "sql",
+    "query",
+];
+
+/// `POST /mpesa/c2b/v1/registerurl`: where payments to the shortcode from the M-PESA
+/// menu are announced (validation before, confirmation after). Only this server's own
+/// callback routes are taken (the sandbox never calls anything else), and none with a
+/// word Daraja refuses.
+async fn register_url(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(sandbox) = state.sandbox.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if let Some(denied) = check_bearer(&state, &headers) {
+        return denied;
+    }
+    let Some(Json(body)) = body else {
+        return invalid("Request Body");
+    };
+    if text_or_number(&body, "ShortCode").as_deref() != Some(sandbox.rails.mpesa.shortcode.as_str())
+    {
+        return invalid("ShortCode");
+    }
+    let Some(response_type) =
+        text(&body, "ResponseType").filter(|t| matches!(*t, "Completed" | "Cancelled"))
+    else {
+        return invalid("ResponseType");
+    };
+    let url = |field: &str| {
+        text(&body, field).filter(|u| {
+            let lower = u.to_ascii_lowercase();
+            sandbox.callback_allowed(u) && !FORBIDDEN_IN_URLS.iter().any(|w| lower.contains(w))
+        })
+    };
+    let Some(confirmation) = url("ConfirmationURL") else {
+        return invalid("ConfirmationURL");
+    };
+    let Some(validation) = url("ValidationURL") else {
+        return invalid("ValidationURL");
+    };
+    if let Ok(mut urls) = sandbox.paybill_urls.lock() {
+        urls.insert(
+            sandbox.rails.mpesa.shortcode.clone(),
+            crate::sandbox::paybill::Registered {
+                confirmation: confirmation.to_owned(),
+                validation: validation.to_owned(),
+                complete_unanswered: response_type == "Completed",
+            },
+        );
+    }
+    let (_, conversation) = conversation_ids();
+    Json(json!({
+        "OriginatorCoversationID": conversation,
+        "ResponseCode": "0",
+        "ResponseDescription": "Success",
+    }))
+    .into_response()
 }
 
 /// How long a Transaction Status answer takes before it is posted.
@@ -639,7 +711,7 @@ fn whole(body: &Value, field: &str) -> Option<i64> {
     }
 }
 
-fn is_safaricom_msisdn(s: &str) -> bool {
+pub(crate) fn is_safaricom_msisdn(s: &str) -> bool {
     s.len() == 12
         && (s.starts_with("2547") || s.starts_with("2541"))
         && s.bytes().all(|b| b.is_ascii_digit())

@@ -1,0 +1,202 @@
+//! Paying from the wallet's own menu when the prompt cannot reach the phone (M-PESA's
+//! 1037 "cannot be reached" on an old SIM, 1025 "push not sent"): the page shows the
+//! business number, the session's account number and the amount; the shopper pays from
+//! Lipa na M-PESA → Pay Bill; Daraja asks us first (C2B validation: an open session,
+//! no more than is left to pay) and then tells us (C2B confirmation), which settles the
+//! session — a part, the whole, or more, recorded as owed back.
+//!
+//! Daraja does not sign C2B calls: the URLs carry a secret segment derived from the
+//! credentials ([`Connector::paybill_key`]); a call with any other is a 404.
+
+use std::{sync::Arc, time::Duration};
+
+use super::Payments;
+use crate::{
+    connectors::{Connector, PaybillPayment, PaybillVerdict, RailId, shared::same},
+    domain::{Mode, phone::mask},
+    store::{PaybillRecorded, SessionRecord, SessionStatus, StoreError},
+    time::now_ms,
+};
+
+/// A C2B call's answer: HTTP status and JSON body.
+pub type PaybillAnswer = (u16, String);
+
+/// How long registering waits between tries: Daraja may be down when we start.
+const REGISTER_BACKOFF_SECS: [u64; 5] = [1, 5, 30, 120, 600];
+
+impl Payments {
+    /// Every connector that takes menu payments, with its mode and (for a merchant's own
+    /// credentials) whose it is.
+    fn paybill_connectors(&self) -> Vec<(Mode, Arc<dyn Connector>)> {
+        let mut out: Vec<(Mode, Arc<dyn Connector>)> = [Mode::Live, Mode::Test]
+            .into_iter()
+            .filter_map(|mode| Some((mode, self.rails.get(RailId::Mpesa, mode)?.clone())))
+            .collect();
+        for (merchant, rail) in self.rails.own_keys() {
+            if rail == RailId::Mpesa
+                && let Some(c) = self.rails.own(&merchant, rail)
+            {
+                out.push((Mode::Live, c));
+            }
+        }
+        out.retain(|(_, c)| c.paybill_key().is_some());
+        out
+    }
+
+    /// This connector's two C2B URLs: (confirmation, validation).
+    fn paybill_urls(&self, key: &str) -> (String, String) {
+        let base = format!("{}/callbacks/paybill/{key}", self.public_url);
+        (format!("{base}/confirmation"), format!("{base}/validation"))
+    }
+
+    /// Registers the C2B URLs of every connector that takes menu payments, trying again
+    /// with backoff while any is not registered, and looking every minute for new ones
+    /// (a merchant's own credentials, saved later). The Paybill is offered once its
+    /// connector's URLs are registered.
+    pub async fn register_paybills(self) {
+        let mut failures = 0usize;
+        loop {
+            let mut left = 0;
+            for (mode, connector) in self.paybill_connectors() {
+                if connector.paybill().is_some() {
+                    continue;
+                }
+                let Some(key) = connector.paybill_key() else {
+                    continue;
+                };
+                let (confirmation, validation) = self.paybill_urls(key);
+                match connector.register_paybill(&confirmation, &validation).await {
+                    Ok(()) => tracing::info!(%mode, "Paybill URLs registered"),
+                    Err(e) => {
+                        left += 1;
+                        tracing::warn!(%mode, error = %e, "registering the Paybill URLs failed; trying again later");
+                    }
+                }
+            }
+            let wait = if left == 0 {
+                failures = 0;
+                60
+            } else {
+                failures += 1;
+                REGISTER_BACKOFF_SECS[(failures - 1).min(REGISTER_BACKOFF_SECS.len() - 1)]
+            };
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+    }
+
+    /// The connector a C2B URL's key belongs to.
+    fn paybill_connector(&self, key: &str) -> Option<(Mode, Arc<dyn Connector>)> {
+        self.paybill_connectors()
+            .into_iter()
+            .find(|(_, c)| c.paybill_key().is_some_and(|k| same(k, key)))
+    }
+
+    /// The session a payment names, if it is one `connector` serves in `mode`, to this
+    /// business number, in its currency.
+    async fn paybill_session(
+        &self,
+        mode: Mode,
+        connector: &Arc<dyn Connector>,
+        p: &PaybillPayment,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(session) = self.store.session_by_pay_code(&p.account).await? else {
+            return Ok(None);
+        };
+        let serves = self.connector(&session.merchant_id, RailId::Mpesa, mode);
+        let ours = session.mode == mode
+            && serves.is_some_and(|c| Arc::ptr_eq(&c, connector))
+            && connector.paybill() == Some(p.business.as_str())
+            && session.amount.currency() == p.amount.currency();
+        Ok(ours.then_some(session))
+    }
+
+    /// `POST /callbacks/paybill/{key}/validation`: Daraja asks whether to take a payment.
+    /// Taken when its account number names an open session and it is no more than is
+    /// left to pay (a smaller amount is a part); refused otherwise, so the shopper's
+    /// money never leaves for a booking that cannot take it. Never an error: a refusal.
+    pub async fn paybill_validation(&self, key: &str, body: &[u8]) -> Option<PaybillAnswer> {
+        let (mode, connector) = self.paybill_connector(key)?;
+        let verdict = match connector.parse_paybill(body) {
+            Err(_) => PaybillVerdict::UnknownAccount,
+            Ok(p) => match self.paybill_session(mode, &connector, &p).await {
+                Ok(Some(s))
+                    if s.status == SessionStatus::Open
+                        && s.remaining_minor() > 0
+                        && s.expires_at > now_ms() =>
+                {
+                    if p.amount.minor() > s.remaining_minor() {
+                        PaybillVerdict::WrongAmount
+                    } else {
+                        PaybillVerdict::Accept
+                    }
+                }
+                Ok(_) => PaybillVerdict::UnknownAccount,
+                // Unsure: let M-PESA take it; the confirmation is kept whatever happens.
+                Err(e) => {
+                    tracing::error!(error = %e, "Paybill validation could not read the session; accepted");
+                    PaybillVerdict::Accept
+                }
+            },
+        };
+        tracing::info!(%mode, ?verdict, "Paybill validation");
+        Some((200, connector.paybill_answer(Some(verdict))))
+    }
+
+    /// `POST /callbacks/paybill/{key}/confirmation`: a payment to the business number
+    /// went through. Kept once per receipt, whatever it names; settled on the session its
+    /// account number names (even one expired or paid meanwhile: money is never
+    /// dropped, and a paid session's is recorded as owed back).
+    pub async fn paybill_confirmation(
+        &self,
+        key: &str,
+        body: &[u8],
+    ) -> Option<Result<PaybillAnswer, StoreError>> {
+        let (mode, connector) = self.paybill_connector(key)?;
+        let Ok(p) = connector.parse_paybill(body) else {
+            tracing::error!(%mode, "an unreadable Paybill confirmation; refused");
+            return Some(Ok((400, connector.paybill_answer(None))));
+        };
+        let answer = async {
+            let session = self.paybill_session(mode, &connector, &p).await?;
+            let text = String::from_utf8_lossy(body);
+            let recorded = match self
+                .store
+                .record_paybill(
+                    RailId::Mpesa,
+                    &p,
+                    session.as_ref().map(|s| &s.id),
+                    &text,
+                    now_ms(),
+                )
+                .await
+            {
+                // The receipt is already another payment's: kept unmatched for a person.
+                Err(e) if e.is_unique_violation() => {
+                    self.store
+                        .record_paybill(RailId::Mpesa, &p, None, &text, now_ms())
+                        .await?
+                }
+                other => other?,
+            };
+            let payer = p.payer.as_deref().map(mask).unwrap_or_default();
+            match &recorded {
+                PaybillRecorded::Seen => {
+                    tracing::info!(receipt = %p.receipt, "Paybill confirmation repeated; already kept");
+                }
+                PaybillRecorded::Unmatched => {
+                    tracing::error!(receipt = %p.receipt, amount = %p.amount, %payer, "Paybill payment names no session of ours; kept for reconciliation");
+                }
+                PaybillRecorded::Settled {
+                    session_id,
+                    attempt_id,
+                    credited,
+                } => {
+                    tracing::info!(session = %session_id, attempt = %attempt_id, amount = %p.amount, %payer, ?credited, "Paybill payment settled");
+                    self.changed(session_id);
+                }
+            }
+            Ok((200, connector.paybill_answer(None)))
+        };
+        Some(answer.await)
+    }
+}

@@ -1,0 +1,205 @@
+//! Paying in parts (a booking above M-PESA's KES 250,000 per payment, from several
+//! phones) and paying from the M-PESA menu (Pay Bill) when the prompt cannot reach the
+//! phone: the session counts what it received, completes at its price, and records
+//! what went beyond it as owed back.
+
+use crate::helpers::{approve_first, wait_for};
+use crate::paypal::{app, latest, session, session_object};
+use malipo::store::AttemptStatus;
+use serde_json::{Value, json};
+
+/// What the page shows between `data-paybill="{which}">` and the next `<`.
+fn paybill_field(page: &str, which: &str) -> Option<String> {
+    let marker = format!(r#"data-paybill="{which}">"#);
+    let rest = page.split(&marker).nth(1)?;
+    Some(rest.split('<').next()?.to_owned())
+}
+
+#[tokio::test]
+async fn a_kes_400000_booking_is_paid_in_two_parts_from_two_phones() {
+    let app = app().await;
+    let (key, id) = session(&app, 40_000_000, "KES").await;
+    // M-PESA takes at most KES 250,000 a payment: the page asks what to pay now.
+    let page = app.page(&id).await;
+    assert!(page.contains(r#"data-parts="field""#), "{page}");
+    assert!(
+        page.contains(r#"form="pay-form""#) && page.contains(r#"value="250000""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"id="pay-form""#), "{page}");
+    // More than is left, or more than one payment may be: refused, nothing sent.
+    let res = app
+        .post_pay_form(&id, "", &[("phone", "0712000401"), ("part", "300,000")])
+        .await;
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("error=invalid_part")
+    );
+    let res = app
+        .post_pay_form(&id, "", &[("phone", "0712000401"), ("part", "nothing")])
+        .await;
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("error=invalid_part")
+    );
+    let sid = malipo::domain::SessionId::parse(&id).unwrap();
+    assert!(app.store.latest_attempt(&sid).await.unwrap().is_none());
+
+    // The first part, from the traveller's phone.
+    app.post_pay_form(&id, "", &[("phone", "0712000401"), ("part", "250,000")])
+        .await;
+    approve_first(&app.client, &app.addr, "254712000401").await;
+    wait_for("the first part", 10, async || {
+        (latest(&app, &id).await.status == AttemptStatus::Succeeded).then_some(())
+    })
+    .await;
+    let object = session_object(&app, &key, &id).await;
+    assert_eq!(object["status"], "open");
+    assert_eq!(object["payment_status"], "unpaid");
+    assert_eq!(object["amount_received"], 25_000_000);
+    let page = app.page(&id).await;
+    assert!(
+        page.contains("KES 250,000 received · KES 150,000 left to pay"),
+        "{page}"
+    );
+    // What is left fits in one payment: no field, the button names it.
+    assert!(!page.contains(r#"data-parts="field""#), "{page}");
+    assert!(page.contains("Pay KES 150,000"), "{page}");
+
+    // The rest, from a relative's phone.
+    app.post_pay_form(&id, "", &[("phone", "0712000402")]).await;
+    approve_first(&app.client, &app.addr, "254712000402").await;
+    wait_for("the session to be paid", 10, async || {
+        let o = session_object(&app, &key, &id).await;
+        (o["payment_status"] == "paid").then_some(())
+    })
+    .await;
+    let object = session_object(&app, &key, &id).await;
+    assert_eq!(object["amount_received"], 40_000_000);
+    assert_eq!(object["status"], "complete");
+    let second = latest(&app, &id).await;
+    assert_eq!(second.amount.minor(), 15_000_000);
+    assert_eq!((second.duplicate, second.overpaid_minor), (false, None));
+    // Each part was a payment.succeeded event of its own.
+    let events = app.store.session_events(&id).await.unwrap();
+    let parts = events
+        .iter()
+        .filter(|e| e.kind == "session.part_paid")
+        .count();
+    assert_eq!(parts, 1, "{events:?}");
+}
+
+/// Pays the business number from `phone`'s M-PESA menu on the sandbox handset.
+async fn pay_bill(
+    app: &crate::helpers::TestApp,
+    phone: &str,
+    business: &str,
+    account: &str,
+    amount: &str,
+) -> (u16, Value) {
+    let res = app
+        .client
+        .post(format!("{}/sandbox/phones/{phone}/paybill", app.addr))
+        .json(&json!({ "business": business, "account": account, "amount": amount, "pin": "1234" }))
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_shopper_the_prompt_cannot_reach_pays_by_paybill() {
+    let app = app().await;
+    let (key, id) = session(&app, 150_000, "KES").await;
+    // The Pay Bill shows once Daraja took the C2B URLs (registered at start).
+    let page = wait_for("the Pay Bill on the page", 10, async || {
+        let page = app.page(&id).await;
+        page.contains(r#"data-paybill="true""#).then_some(page)
+    })
+    .await;
+    let business = paybill_field(&page, "business").unwrap();
+    let account = paybill_field(&page, "account").unwrap();
+    assert_eq!(business, "174379");
+    assert_eq!(account.len(), 7, "{account}");
+    assert_eq!(paybill_field(&page, "amount").unwrap(), "KES 1,500");
+    // The same account number on every view.
+    assert_eq!(
+        paybill_field(&app.page(&id).await, "account").unwrap(),
+        account
+    );
+
+    // Validation refuses what no open session takes: the shopper's money stays.
+    let (status, body) = pay_bill(&app, "254712000501", &business, "NOSUCH9", "1500").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("rejected")),
+        "{body}"
+    );
+    let (status, body) = pay_bill(&app, "254712000501", &business, &account, "2000").await;
+    assert_eq!(status, 400, "more than is left: {body}");
+    let sid = malipo::domain::SessionId::parse(&id).unwrap();
+    assert!(app.store.latest_attempt(&sid).await.unwrap().is_none());
+
+    // Less than the price (typed lower-case, as people do): a part, shown as such.
+    let (status, body) = pay_bill(
+        &app,
+        "254712000501",
+        &business,
+        &account.to_lowercase(),
+        "1000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["receipt"].as_str().unwrap().to_owned();
+    let page = wait_for("the part on the page", 10, async || {
+        let page = app.page(&id).await;
+        page.contains("KES 1,000 received · KES 500 left to pay")
+            .then_some(page)
+    })
+    .await;
+    assert_eq!(paybill_field(&page, "amount").unwrap(), "KES 500");
+    // The rest, its confirmation delivered twice: settled once.
+    let (status, body) = pay_bill(&app, "254700000202", &business, &account, "500").await;
+    assert_eq!(status, 200, "{body}");
+    wait_for("the session to be paid", 10, async || {
+        let o = session_object(&app, &key, &id).await;
+        (o["payment_status"] == "paid").then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let object = session_object(&app, &key, &id).await;
+    assert_eq!(object["amount_received"], 150_000);
+    let paid = latest(&app, &id).await;
+    assert_eq!(paid.status, AttemptStatus::Succeeded);
+    assert_eq!(paid.amount.minor(), 50_000);
+    assert_ne!(paid.operator_receipt.as_deref(), Some(first.as_str()));
+    let events = app.store.session_events(&id).await.unwrap();
+    let settled = events
+        .iter()
+        .filter(|e| e.kind == "attempt.succeeded")
+        .count();
+    assert_eq!(
+        settled, 2,
+        "two payments, the repeated confirmation ignored: {events:?}"
+    );
+    let page = app.page(&id).await;
+    assert!(page.contains(r#"data-state="paid""#), "{page}");
+    assert!(!page.contains(r#"data-paybill="true""#), "{page}");
+
+    // A forged confirmation (a guessed URL) is a 404 and settles nothing.
+    let res = app
+        .client
+        .post(format!("{}/callbacks/paybill/0123456789abcdef0123456789abcdef/confirmation", app.addr))
+        .json(&json!({"TransID": "QAB1CD2EF3", "TransAmount": "1500.00", "BusinessShortCode": "174379", "BillRefNumber": account}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
