@@ -611,6 +611,14 @@ impl CheckoutService {
         let Some(business) = connector.paybill().map(str::to_owned) else {
             return Ok(None);
         };
+        // In the wallet's own currency only (a quoted price is paid by prompt).
+        if connector
+            .capabilities()
+            .country(session.amount.currency())
+            .is_none()
+        {
+            return Ok(None);
+        }
         let Some(account) = self.store.pay_code(&session.id).await? else {
             return Ok(None);
         };

@@ -403,14 +403,25 @@ pub async fn run() -> anyhow::Result<()> {
         } => {
             let store = connect(&config).await?;
             let attempts = store.attempts_to_reconcile(all, 1_000).await?;
+            let unmatched = store.unmatched_paybill(1_000).await?;
             store.close().await;
-            let rows: Vec<serde_json::Value> = attempts
+            let mut rows: Vec<serde_json::Value> = attempts
                 .iter()
                 .map(|(a, done)| {
+                    let why = if a.duplicate {
+                        "duplicate"
+                    } else if a.overpaid_minor.is_some() {
+                        "overpaid"
+                    } else if a.status == crate::store::AttemptStatus::Succeeded {
+                        "part_of_expired"
+                    } else {
+                        "unknown"
+                    };
                     serde_json::json!({
                         "payment": a.id.as_str(),
                         "checkout_session": a.session_id.as_str(),
-                        "why": if a.duplicate { "duplicate" } else { "unknown" },
+                        "why": why,
+                        "overpaid": a.overpaid_minor,
                         "rail": a.rail.as_str(),
                         "amount": a.amount.minor(),
                         "currency": a.amount.currency().code(),
@@ -424,6 +435,22 @@ pub async fn run() -> anyhow::Result<()> {
                     })
                 })
                 .collect();
+            // Pay Bill payments no session took: money in, nobody's yet.
+            for (receipt, account, amount, currency, payer, at) in &unmatched {
+                rows.push(serde_json::json!({
+                    "payment": null,
+                    "checkout_session": null,
+                    "why": "paybill_unmatched",
+                    "rail": "mpesa",
+                    "amount": amount,
+                    "currency": currency,
+                    "payer": payer,
+                    "receipt": receipt,
+                    "account": account,
+                    "created": at / 1000,
+                    "resolved": null,
+                }));
+            }
             if json {
                 println!("{}", serde_json::Value::from(rows));
             } else if rows.is_empty() {
@@ -442,6 +469,13 @@ pub async fn run() -> anyhow::Result<()> {
                         done.as_ref()
                             .map(|d| format!("  resolved: {}", d.note))
                             .unwrap_or_default(),
+                    );
+                }
+                for (receipt, account, amount, currency, payer, _) in &unmatched {
+                    println!(
+                        "Pay Bill {receipt}  account {account:?}  {} {currency}  payer {}  (no session)",
+                        amount,
+                        payer.as_deref().unwrap_or("-"),
                     );
                 }
             }

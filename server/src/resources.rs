@@ -137,7 +137,12 @@ impl CheckoutSessionObject {
             travelers: self.travelers.clone(),
         }
         .non_empty();
-        self.payment = paid_by.map(|a| PaymentObject::new(a, mode).with_travel(travel));
+        let price = self.amount;
+        self.payment = paid_by.map(|a| {
+            PaymentObject::new(a, mode)
+                .with_price(a, price)
+                .with_travel(travel)
+        });
         self
     }
 
@@ -218,6 +223,10 @@ pub struct PaymentObject {
     pub late: bool,
     /// This payment paid a session that another payment had already paid: refund it.
     pub duplicate: bool,
+    /// This payment paid part of the session's price (paying in parts): the session is
+    /// paid once `checkout.session.completed` comes (its `amount_received` says how far
+    /// it is). Fulfil on that event, not on a part's `payment.succeeded`.
+    pub part: bool,
     /// What this payment brought beyond the session's price (the session's currency,
     /// minor units): owed back to the payer. `null` when none.
     pub overpaid_amount: Option<i64>,
@@ -357,6 +366,7 @@ impl PaymentObject {
             late: a.late_from.is_some(),
             duplicate: a.duplicate,
             overpaid_amount: a.overpaid_minor,
+            part: false,
             created: a.created_at / 1000,
             livemode: mode == Mode::Live,
             quote: a.quote.as_ref().map(QuoteObject::new),
@@ -369,6 +379,13 @@ impl PaymentObject {
             line_items: Vec::new(),
             travelers: None,
         }
+    }
+
+    /// Marked as a part when it counts for less than the session's price (`price`,
+    /// minor units of the session's currency).
+    pub fn with_price(mut self, a: &AttemptRecord, price: i64) -> Self {
+        self.part = a.credit_minor.is_some_and(|c| c < price);
+        self
     }
 
     /// With the session's trip (what the payment paid for).

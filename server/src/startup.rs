@@ -217,7 +217,13 @@ impl Application {
             config.limits.clone(),
             config.payments.clone(),
         )
-        .with_fx(quoter);
+        .with_fx(quoter)
+        .with_paybill_secret(
+            store
+                .instance_secret("paybill_url_key")
+                .await
+                .context("reading the Pay Bill URL key")?,
+        );
         // The sandbox merchant site is ours, on loopback: its exact address may receive
         // webhooks (test mode only ever targets it). Nothing else local is allowed unless
         // the operator lists it.

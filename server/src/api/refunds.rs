@@ -109,7 +109,9 @@ pub async fn create(
         .await
         .map_err(|e| match e {
             RefundError::NotFound => ApiError::PaymentNotFound,
-            RefundError::NotPaid => ApiError::PaymentNotRefundable,
+            RefundError::NotPaid | RefundError::PartOfOpenSession => {
+                ApiError::PaymentNotRefundable
+            }
             RefundError::NotSupported(rail) => ApiError::RefundNotSupported(rail),
             RefundError::Currency(charged) => ApiError::invalid(
                 "parameter_invalid",

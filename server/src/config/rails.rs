@@ -150,6 +150,9 @@ pub struct MpesaConfig {
     /// portal generates it (`SecurityCredential`). Default (test) the sandbox's.
     #[serde(deserialize_with = "secret")]
     pub security_credential: SecretString,
+    /// Offer Pay Bill (paying from the M-PESA menu) for this shortcode: its C2B URLs are
+    /// registered when the server starts. Default `true`.
+    pub paybill: bool,
 }
 
 /// The built-in sandbox's reversal initiator and its credential (public test data).
@@ -170,6 +173,7 @@ impl Default for MpesaConfig {
             passkey: SecretString::from(SANDBOX_PASSKEY),
             initiator: SANDBOX_INITIATOR.into(),
             security_credential: SecretString::from(SANDBOX_SECURITY_CREDENTIAL),
+            paybill: true,
         }
     }
 }
@@ -184,6 +188,7 @@ impl MpesaConfig {
             && self.passkey.expose_secret() == other.passkey.expose_secret()
             && self.initiator == other.initiator
             && self.security_credential.expose_secret() == other.security_credential.expose_secret()
+            && self.paybill == other.paybill
     }
 
     /// For live mode: the sandbox's reversal initiator left as it was (a live section
@@ -207,6 +212,7 @@ impl MpesaConfig {
             passkey: SecretString::from(""),
             initiator: String::new(),
             security_credential: SecretString::from(""),
+            paybill: true,
         }
     }
 }

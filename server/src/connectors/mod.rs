@@ -262,6 +262,10 @@ pub struct PaybillPayment {
     pub account: String,
     /// Who paid: digits, possibly masked by the operator.
     pub payer: Option<String>,
+    /// Made from the wallet's menu (Daraja's `Pay Bill`). Daraja also reports payments
+    /// made by prompt to the same URLs (`CustomerPayBillOnline`): those are settled by
+    /// their own callbacks, never here.
+    pub from_menu: bool,
 }
 
 /// Our answer to a validation: take the payment, or refuse it (nothing is taken from
@@ -390,9 +394,9 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
-    /// The secret path segment of this connector's paybill URLs (the operator does not
-    /// sign them): derived from its credentials, so it needs no storing.
-    fn paybill_key(&self) -> Option<&str> {
+    /// The business number this connector would offer for menu payments, registered or
+    /// not (`None`: not offered).
+    fn paybill_business(&self) -> Option<&str> {
         None
     }
 

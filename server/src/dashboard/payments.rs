@@ -193,8 +193,13 @@ fn payment_status(row: &PaymentRow) -> (&'static str, &'static str) {
         ("Refunded", "refunded")
     } else if row.refunded_minor > 0 {
         ("Partly refunded", "partially_refunded")
-    } else if !row.paid_by.is_empty() {
+    } else if !row.paid_by.is_empty()
+        && row.session.payment_status == crate::store::PaymentStatus::Paid
+    {
         ("Paid", "paid")
+    } else if !row.paid_by.is_empty() {
+        // Parts in, the rest not (yet): not paid.
+        ("Part paid", "part_paid")
     } else {
         match row.session.status {
             crate::store::SessionStatus::Open => ("Open", "open"),
@@ -970,6 +975,13 @@ async fn refund(
                     StatusCode::NOT_FOUND,
                     "payment_not_found",
                     "This payment cannot be refunded.".to_owned(),
+                ),
+                RefundError::PartOfOpenSession => (
+                    StatusCode::CONFLICT,
+                    "payment_not_refundable",
+                    "This is a part of a booking still being paid: refund it once the \
+                     booking is paid or has expired."
+                        .to_owned(),
                 ),
                 RefundError::Exceeds {
                     available,

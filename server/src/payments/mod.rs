@@ -197,6 +197,9 @@ pub struct Payments {
     fx: Option<crate::fx::Quoter>,
     /// This instance's name in change notices, so it skips its own.
     instance: Arc<str>,
+    /// Keys the Pay Bill URLs' secret segment (an install secret, shared by instances
+    /// and kept across credential changes); `None`: no Pay Bill.
+    paybill_secret: Option<Arc<secrecy::SecretString>>,
 }
 
 /// Status queries in flight at once, per lane.
@@ -426,7 +429,14 @@ impl Payments {
             wake: Arc::default(),
             fx: None,
             instance: random_base62(12).into(),
+            paybill_secret: None,
         }
+    }
+
+    /// Offers Pay Bill (payments from the M-PESA menu), its URLs keyed by `secret`.
+    pub fn with_paybill_secret(mut self, secret: secrecy::SecretString) -> Self {
+        self.paybill_secret = Some(Arc::new(secret));
+        self
     }
 
     /// Lets sessions be paid on rails in another currency, at `quoter`'s quotes.

@@ -25,22 +25,34 @@ pub type PaybillAnswer = (u16, String);
 const REGISTER_BACKOFF_SECS: [u64; 5] = [1, 5, 30, 120, 600];
 
 impl Payments {
-    /// Every connector that takes menu payments, with its mode and (for a merchant's own
-    /// credentials) whose it is.
+    /// This server's connectors that offer menu payments, with their mode. (A
+    /// merchant's own shortcode usually feeds its own systems already, and production
+    /// Daraja takes a shortcode's URLs once: not registered from here.)
     fn paybill_connectors(&self) -> Vec<(Mode, Arc<dyn Connector>)> {
-        let mut out: Vec<(Mode, Arc<dyn Connector>)> = [Mode::Live, Mode::Test]
+        [Mode::Live, Mode::Test]
             .into_iter()
             .filter_map(|mode| Some((mode, self.rails.get(RailId::Mpesa, mode)?.clone())))
-            .collect();
-        for (merchant, rail) in self.rails.own_keys() {
-            if rail == RailId::Mpesa
-                && let Some(c) = self.rails.own(&merchant, rail)
-            {
-                out.push((Mode::Live, c));
-            }
-        }
-        out.retain(|(_, c)| c.paybill_key().is_some());
-        out
+            .filter(|(_, c)| c.paybill_business().is_some())
+            .collect()
+    }
+
+    /// The secret segment of a connector's C2B URLs (Daraja does not sign C2B calls):
+    /// 32 hex digits of an HMAC, under the install's Pay Bill secret, of the mode and
+    /// business number — kept across credential changes, unguessable from them.
+    fn paybill_key(&self, mode: Mode, connector: &dyn Connector) -> Option<String> {
+        use hmac::Mac;
+        use secrecy::ExposeSecret;
+        let secret = self.paybill_secret.as_ref()?;
+        let business = connector.paybill_business()?;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes()).ok()?;
+        mac.update(format!("paybill:{mode}:{business}").as_bytes());
+        Some(
+            mac.finalize().into_bytes()[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
     }
 
     /// This connector's two C2B URLs: (confirmation, validation).
@@ -61,10 +73,10 @@ impl Payments {
                 if connector.paybill().is_some() {
                     continue;
                 }
-                let Some(key) = connector.paybill_key() else {
+                let Some(key) = self.paybill_key(mode, connector.as_ref()) else {
                     continue;
                 };
-                let (confirmation, validation) = self.paybill_urls(key);
+                let (confirmation, validation) = self.paybill_urls(&key);
                 match connector.register_paybill(&confirmation, &validation).await {
                     Ok(()) => tracing::info!(%mode, "Paybill URLs registered"),
                     Err(e) => {
@@ -86,9 +98,10 @@ impl Payments {
 
     /// The connector a C2B URL's key belongs to.
     fn paybill_connector(&self, key: &str) -> Option<(Mode, Arc<dyn Connector>)> {
-        self.paybill_connectors()
-            .into_iter()
-            .find(|(_, c)| c.paybill_key().is_some_and(|k| same(k, key)))
+        self.paybill_connectors().into_iter().find(|(mode, c)| {
+            self.paybill_key(*mode, c.as_ref())
+                .is_some_and(|k| same(&k, key))
+        })
     }
 
     /// The session a payment names, if it is one `connector` serves in `mode`, to this
@@ -152,13 +165,23 @@ impl Payments {
         body: &[u8],
     ) -> Option<Result<PaybillAnswer, StoreError>> {
         let (mode, connector) = self.paybill_connector(key)?;
+        let text = String::from_utf8_lossy(body);
         let Ok(p) = connector.parse_paybill(body) else {
-            tracing::error!(%mode, "an unreadable Paybill confirmation; refused");
-            return Some(Ok((400, connector.paybill_answer(None))));
+            // Kept as it came, for a person: money may stand behind it.
+            let kept = self
+                .store
+                .keep_unreadable_paybill(RailId::Mpesa, &text, now_ms())
+                .await;
+            tracing::error!(%mode, kept = kept.is_ok(), "an unreadable Pay Bill confirmation; kept for reconciliation");
+            return Some(kept.map(|()| (200, connector.paybill_answer(None))));
         };
+        if !p.from_menu {
+            // A prompt's payment, reported here too: its own callback settles it.
+            tracing::debug!(receipt = %p.receipt, "a prompt's payment on the Pay Bill URL; left to its callback");
+            return Some(Ok((200, connector.paybill_answer(None))));
+        }
         let answer = async {
             let session = self.paybill_session(mode, &connector, &p).await?;
-            let text = String::from_utf8_lossy(body);
             let recorded = match self
                 .store
                 .record_paybill(

@@ -32,6 +32,11 @@ pub enum RefundError {
     NotFound,
     #[error("the payment did not succeed")]
     NotPaid,
+    /// A part of a session still being paid: refunding it would leave the session
+    /// short of what it counts as received. Refundable once the session is paid or
+    /// expired.
+    #[error("a part of a session still being paid")]
+    PartOfOpenSession,
     #[error("more than is left to refund ({available} minor units)")]
     Exceeds { available: i64, currency: Currency },
     #[error("the rail has no refund")]
@@ -75,6 +80,14 @@ impl Payments {
             .ok_or(RefundError::NotFound)?;
         if session.merchant_id != *merchant || session.mode != mode {
             return Err(RefundError::NotFound);
+        }
+        if attempt
+            .credit_minor
+            .is_some_and(|c| c < session.amount.minor())
+            && session.payment_status == crate::store::PaymentStatus::Unpaid
+            && session.status == crate::store::SessionStatus::Open
+        {
+            return Err(RefundError::PartOfOpenSession);
         }
         if request
             .currency

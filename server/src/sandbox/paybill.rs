@@ -203,6 +203,9 @@ async fn pay_form(
     Path(msisdn): Path<String>,
     Form(p): Form<PayBill>,
 ) -> Response {
+    if msisdn.is_empty() || msisdn.len() > 15 || !msisdn.bytes().all(|b| b.is_ascii_digit()) {
+        return ApiError::NotFound.into_response();
+    }
     let text = match pay(&state, &msisdn, &p).await {
         Ok(receipt) => format!(
             "{receipt} Confirmed. Ksh{}.00 sent to {} for account {}.",

@@ -265,8 +265,8 @@ pub(crate) async fn attempt_in(
     row.as_ref().map(AttemptRecord::from_row).transpose()
 }
 
-/// The attempt that paid a session (its first success that is no duplicate), read
-/// through `conn`.
+/// The attempt that paid a session (its last success that is no duplicate: the one
+/// payment, or the part that completed it), read through `conn`.
 pub(crate) async fn paying_attempt_in(
     conn: &mut sqlx::AnyConnection,
     session_id: &SessionId,
@@ -274,7 +274,7 @@ pub(crate) async fn paying_attempt_in(
     let row = sqlx::query(&format!(
         "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
          WHERE session_id = $1 AND status = 'succeeded' AND duplicate = 0 \
-         ORDER BY finalized_at, id LIMIT 1"
+         ORDER BY finalized_at DESC, id DESC LIMIT 1"
     ))
     .bind(session_id.as_str())
     .fetch_optional(conn)
@@ -554,7 +554,12 @@ impl Store {
         }
         if let Some(caps) = caps {
             let tried: i64 =
-                sqlx::query("SELECT COUNT(*) AS n FROM payment_attempts WHERE session_id = $1")
+                // Parts that paid do not count: a booking paid in many parts is not
+                // refused its last one.
+                sqlx::query(
+                    "SELECT COUNT(*) AS n FROM payment_attempts \
+                     WHERE session_id = $1 AND status <> 'succeeded'",
+                )
                     .bind(new.session_id.as_str())
                     .fetch_one(&mut *tx)
                     .await?
@@ -1017,7 +1022,10 @@ impl Store {
     ) -> Result<Vec<(AttemptRecord, Option<Reconciled>)>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ATTEMPT_COLUMNS}, reconciled_at, reconciled_note FROM payment_attempts \
-             WHERE (status = 'unknown' OR duplicate = 1) AND ($1 = 1 OR reconciled_at IS NULL) \
+             WHERE (status = 'unknown' OR duplicate = 1 OR overpaid_minor IS NOT NULL \
+             OR (status = 'succeeded' AND session_id IN (SELECT id FROM checkout_sessions \
+             WHERE status = 'expired' AND payment_status = 'unpaid'))) \
+             AND ($1 = 1 OR reconciled_at IS NULL) \
              ORDER BY created_at DESC LIMIT $2"
         ))
         .bind(i64::from(resolved))
@@ -1056,7 +1064,17 @@ impl Store {
         let Some(current) = lock_attempt(&mut tx, id).await? else {
             return Ok(false);
         };
+        // A part of a session that expired before the rest came is owed back too.
+        let stranded_part = current.status == AttemptStatus::Succeeded
+            && super::sessions::session_in(&mut tx, &current.session_id)
+                .await?
+                .is_some_and(|s| {
+                    s.status == super::SessionStatus::Expired
+                        && s.payment_status == super::PaymentStatus::Unpaid
+                });
         let reconcilable = current.duplicate
+            || current.overpaid_minor.is_some()
+            || stranded_part
             || (current.status == AttemptStatus::Unknown && current.next_poll_at.is_none());
         let resolved: Option<i64> =
             sqlx::query_scalar("SELECT reconciled_at FROM payment_attempts WHERE id = $1")

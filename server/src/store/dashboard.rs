@@ -85,7 +85,10 @@ pub struct PaymentRow {
 }
 
 const ATTENTION: &str = "EXISTS (SELECT 1 FROM payment_attempts x WHERE x.session_id = s.id \
-     AND ((x.status = 'unknown' AND x.reconciled_at IS NULL) OR x.duplicate = 1))";
+     AND ((x.status = 'unknown' AND x.reconciled_at IS NULL) OR x.duplicate = 1 \
+     OR (x.overpaid_minor IS NOT NULL AND x.reconciled_at IS NULL) \
+     OR (x.status = 'succeeded' AND s.status = 'expired' AND s.payment_status = 'unpaid' \
+     AND x.reconciled_at IS NULL)))";
 
 impl Store {
     /// A page of a merchant's payments in one mode, newest first.

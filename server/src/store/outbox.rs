@@ -177,7 +177,7 @@ pub(crate) async fn enqueue_attempt_event(
     now: i64,
 ) -> Result<EventId, StoreError> {
     let attempt = attempt_now(conn, attempt_id).await?;
-    let row = sqlx::query("SELECT mode, travel FROM checkout_sessions WHERE id = $1")
+    let row = sqlx::query("SELECT mode, travel, amount_minor FROM checkout_sessions WHERE id = $1")
         .bind(attempt.session_id.as_str())
         .fetch_one(&mut *conn)
         .await?;
@@ -188,7 +188,10 @@ pub(crate) async fn enqueue_attempt_event(
     let travel = row
         .try_get::<Option<String>, _>("travel")?
         .and_then(|t| serde_json::from_str(&t).ok());
-    let object = PaymentObject::new(&attempt, mode).with_travel(travel);
+    let price: i64 = row.try_get("amount_minor")?;
+    let object = PaymentObject::new(&attempt, mode)
+        .with_price(&attempt, price)
+        .with_travel(travel);
     enqueue_event(
         conn,
         attempt.session_id.as_str(),

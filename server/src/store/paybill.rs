@@ -102,6 +102,60 @@ impl Store {
         row.as_ref().map(SessionRecord::from_row).transpose()
     }
 
+    /// Keeps a confirmation that could not be read, as it came (under a made-up key):
+    /// money may stand behind it, for a person to match.
+    pub async fn keep_unreadable_paybill(
+        &self,
+        rail: RailId,
+        body: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO paybill_payments (receipt, rail, business, account, amount_minor, \
+             currency, body, received_at) VALUES ($1, $2, '', '', 0, '', $3, $4)",
+        )
+        .bind(format!(
+            "unreadable:{}",
+            crate::domain::ids::random_base62(16)
+        ))
+        .bind(rail.as_str())
+        .bind(body.chars().take(16_384).collect::<String>())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Pay Bill payments no session took (a mistyped account number, an unreadable
+    /// confirmation), newest first: (receipt, account, amount in minor units, currency,
+    /// masked payer, received at).
+    pub async fn unmatched_paybill(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String, i64, String, Option<String>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT receipt, account, amount_minor, currency, payer, received_at \
+             FROM paybill_payments WHERE attempt_id IS NULL ORDER BY received_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("receipt")?,
+                    r.try_get("account")?,
+                    r.try_get("amount_minor")?,
+                    r.try_get("currency")?,
+                    r.try_get::<Option<String>, _>("payer")?
+                        .as_deref()
+                        .map(crate::domain::phone::mask),
+                    r.try_get("received_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Keeps a payment the operator confirmed (`body` as it came), once per receipt; on
     /// `session` (already matched by the caller: its account number, business number and
     /// currency), settles it as a payment of its own, in the same transaction.
@@ -140,6 +194,27 @@ impl Store {
             tx.commit().await?;
             return Ok(PaybillRecorded::Unmatched);
         };
+        // A receipt some payment already has (a prompt's payment reported here too):
+        // kept, tied to it, nothing settled twice.
+        let known: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, session_id FROM payment_attempts WHERE rail = $1 AND operator_receipt = $2",
+        )
+        .bind(rail.as_str())
+        .bind(&p.receipt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((attempt_id, known_session)) = known {
+            sqlx::query(
+                "UPDATE paybill_payments SET session_id = $2, attempt_id = $3 WHERE receipt = $1",
+            )
+            .bind(&p.receipt)
+            .bind(&known_session)
+            .bind(&attempt_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(PaybillRecorded::Seen);
+        }
         // The session's row first, as every attempt change locks it.
         sqlx::query("UPDATE checkout_sessions SET updated_at = updated_at WHERE id = $1")
             .bind(session_id.as_str())

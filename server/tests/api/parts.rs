@@ -66,6 +66,17 @@ async fn a_kes_400000_booking_is_paid_in_two_parts_from_two_phones() {
         page.contains("KES 250,000 received · KES 150,000 left to pay"),
         "{page}"
     );
+    // A part of a booking still being paid is not refunded (the session counts it).
+    let part = latest(&app, &id).await;
+    let res = app
+        .client
+        .post(format!("{}/v1/refunds", app.addr))
+        .bearer_auth(&key)
+        .json(&json!({ "payment": part.id.as_str() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
     // What is left fits in one payment: no field, the button names it.
     assert!(!page.contains(r#"data-parts="field""#), "{page}");
     assert!(page.contains("Pay KES 150,000"), "{page}");
@@ -81,6 +92,9 @@ async fn a_kes_400000_booking_is_paid_in_two_parts_from_two_phones() {
     let object = session_object(&app, &key, &id).await;
     assert_eq!(object["amount_received"], 40_000_000);
     assert_eq!(object["status"], "complete");
+    // Its payment is the part that completed it, marked as a part.
+    assert_eq!(object["payment"]["amount"], 15_000_000);
+    assert_eq!(object["payment"]["part"], true);
     let second = latest(&app, &id).await;
     assert_eq!(second.amount.minor(), 15_000_000);
     assert_eq!((second.duplicate, second.overpaid_minor), (false, None));

@@ -33,6 +33,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    parts_add_up_and_an_overpayment_is_recorded,
     merchant_and_keys_round_trip,
     merchant_insert_is_all_or_nothing,
     session_round_trips_with_its_created_event,
@@ -520,6 +521,81 @@ async fn late_success_still_completes_an_expired_session(store: TestStore) {
             .await
             .unwrap()
     );
+}
+
+async fn parts_add_up_and_an_overpayment_is_recorded(store: TestStore) {
+    // TZS 2,500 in two parts of TZS 1,500: the second brings TZS 500 too many.
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let part = |at: i64| {
+        let mut a = new_attempt(&session.id);
+        a.amount = Money::new(150_000, Currency::Tzs).unwrap();
+        a.credit_minor = Some(150_000);
+        a.payer = Some(format!("25571234{at:04}"));
+        a
+    };
+    let pay = async |at: i64, receipt_no: &str| {
+        let a = store.insert_attempt(&part(at), at).await.unwrap().unwrap();
+        assert!(
+            store
+                .finalize_attempt(
+                    &a.id,
+                    AttemptStatus::Succeeded,
+                    &receipt(receipt_no),
+                    "callback",
+                    at + 1
+                )
+                .await
+                .unwrap()
+        );
+        store.attempt(&a.id).await.unwrap().unwrap()
+    };
+    let first = pay(2_000, "QPART00001").await;
+    let s = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(
+        (s.status, s.payment_status, s.received_minor),
+        (SessionStatus::Open, PaymentStatus::Unpaid, 150_000)
+    );
+    assert_eq!((first.duplicate, first.overpaid_minor), (false, None));
+    let second = pay(3_000, "QPART00002").await;
+    let s = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(
+        (s.status, s.payment_status, s.received_minor),
+        (SessionStatus::Complete, PaymentStatus::Paid, 300_000)
+    );
+    assert_eq!(
+        (second.duplicate, second.overpaid_minor),
+        (false, Some(50_000))
+    );
+    // The part that completed it is the session's payment; the overpayment waits for
+    // a person (and a refund).
+    assert_eq!(
+        store.paying_attempt(&session.id).await.unwrap().unwrap().id,
+        second.id
+    );
+    let waiting = store.attempts_to_reconcile(false, 10).await.unwrap();
+    assert!(
+        waiting.iter().any(|(a, _)| a.id == second.id),
+        "{waiting:?}"
+    );
+    // Each part announced itself; the session once.
+    let kinds: Vec<String> = store
+        .session_events(session.id.as_str())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in ["session.part_paid", "attempt.overpaid", "session.completed"] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind}: {kinds:?}"
+        );
+    }
 }
 
 async fn a_second_payment_is_a_duplicate_to_refund(store: TestStore) {

@@ -121,26 +121,11 @@ pub struct Daraja {
     http: reqwest::Client,
     token: TokenCache,
     capabilities: Capabilities,
-    /// The secret segment of the C2B URLs, from the consumer secret and shortcode.
-    paybill_key: String,
+    /// Whether the shortcode takes payments from the M-PESA menu through Malipo (its C2B
+    /// URLs registered at start).
+    paybill_on: bool,
     /// Set once Daraja took the C2B URLs: the Paybill is offered from then on.
     paybill_ready: std::sync::atomic::AtomicBool,
-}
-
-/// The C2B URLs' secret segment: 32 hex digits of an HMAC of the shortcode under the
-/// consumer secret (Daraja does not sign C2B calls; this is what authenticates them).
-fn paybill_key(config: &MpesaConfig) -> String {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(
-        config.consumer_secret.expose_secret().as_bytes(),
-    )
-    .expect("HMAC takes any key length");
-    mac.update(b"malipo-paybill:");
-    mac.update(config.shortcode.as_bytes());
-    mac.finalize().into_bytes()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// M-PESA's most per payment: KES 250,000, in cents.
@@ -160,7 +145,7 @@ impl Daraja {
             .then(|| (config.initiator.clone(), config.security_credential.clone())),
             http,
             token: TokenCache::default(),
-            paybill_key: paybill_key(config),
+            paybill_on: config.paybill && !config.shortcode.is_empty(),
             paybill_ready: std::sync::atomic::AtomicBool::new(false),
             // M-PESA Express takes whole Kenyan shillings from Kenyan numbers, at most
             // KES 250,000 a payment (the CBK's per-transaction ceiling since 2023; see
@@ -569,8 +554,8 @@ impl Connector for Daraja {
             .then_some(self.shortcode.as_str())
     }
 
-    fn paybill_key(&self) -> Option<&str> {
-        Some(&self.paybill_key)
+    fn paybill_business(&self) -> Option<&str> {
+        self.paybill_on.then_some(self.shortcode.as_str())
     }
 
     fn register_paybill<'a>(
@@ -591,14 +576,9 @@ impl Connector for Daraja {
             let ok = match serde_json::from_slice::<wire::RegisterUrlResponse>(&body) {
                 Ok(r) => status == 200 && r.response_code == "0",
                 Err(_) => match serde_json::from_slice::<ErrorResponse>(&body) {
-                    // Production takes a shortcode's URLs once; they are ours already.
-                    Ok(e)
-                        if e.error_message
-                            .to_ascii_lowercase()
-                            .contains("already registered") =>
-                    {
-                        true
-                    }
+                    // Production takes a shortcode's URLs once: URLs registered before
+                    // (ours or another system's) stay until Safaricom changes them. Not
+                    // offered until then; the error says why.
                     Ok(e) => {
                         return Err(ConnectorError::Rejected {
                             rail: RailId::Mpesa,
@@ -641,6 +621,10 @@ impl Connector for Daraja {
             business: p.business_short_code.trim().to_owned(),
             account: p.bill_ref_number.trim().chars().take(40).collect(),
             payer: (payer.len() >= 9 && payer.len() <= 15).then_some(payer),
+            from_menu: matches!(
+                p.transaction_type.trim().to_ascii_lowercase().as_str(),
+                "pay bill" | "paybill"
+            ),
         })
     }
 
