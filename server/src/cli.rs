@@ -436,11 +436,11 @@ pub async fn run() -> anyhow::Result<()> {
                 })
                 .collect();
             // Pay Bill payments no session took: money in, nobody's yet.
-            for (receipt, account, amount, currency, payer, at) in &unmatched {
+            for (receipt, account, amount, currency, payer, at, status) in &unmatched {
                 rows.push(serde_json::json!({
                     "payment": null,
                     "checkout_session": null,
-                    "why": "paybill_unmatched",
+                    "why": format!("paybill_{status}"),
                     "rail": "mpesa",
                     "amount": amount,
                     "currency": currency,
@@ -471,9 +471,9 @@ pub async fn run() -> anyhow::Result<()> {
                             .unwrap_or_default(),
                     );
                 }
-                for (receipt, account, amount, currency, payer, _) in &unmatched {
+                for (receipt, account, amount, currency, payer, _, status) in &unmatched {
                     println!(
-                        "Pay Bill {receipt}  account {account:?}  {} {currency}  payer {}  (no session)",
+                        "Pay Bill {receipt}  account {account:?}  {} {currency}  payer {}  ({status})",
                         amount,
                         payer.as_deref().unwrap_or("-"),
                     );

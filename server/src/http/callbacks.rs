@@ -147,6 +147,12 @@ async fn callback(
             .payments
             .rescue_callback(rail, &attempt, &token, &body)
             .await
+    } else if let Some(receipt) = attempt.strip_prefix("pb_") {
+        // M-PESA's word on a Pay Bill payment before it settles (Transaction Status).
+        state
+            .payments
+            .paybill_verified(rail, receipt, &token, &body)
+            .await
     } else {
         state.payments.callback(rail, &attempt, &token, &body).await
     };

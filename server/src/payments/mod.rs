@@ -1577,7 +1577,8 @@ impl Payments {
 
     /// Runs until aborted: each lane polls every second on its own (a lane stuck on a
     /// hung operator never holds up the other), and stored callbacks that never took
-    /// effect are re-driven every 30 s (and at start-up).
+    /// effect are re-driven every 30 s (and at start-up), with refunds
+    /// not yet sent and Pay Bill payments M-PESA has not answered about.
     pub async fn run_poller(self) {
         let lane = |mode: Mode| {
             let me = self.clone();
@@ -1605,6 +1606,9 @@ impl Payments {
                 }
                 if let Err(e) = self.redrive_refunds().await {
                     tracing::warn!(error = %e, "sending pending refunds again failed; retrying");
+                }
+                if let Err(e) = self.recheck_paybills().await {
+                    tracing::warn!(error = %e, "asking M-PESA again about Paybill payments failed; retrying");
                 }
             }
         };

@@ -10,16 +10,26 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::Payments;
+use super::{CallbackError, Payments};
 use crate::{
     connectors::{Connector, PaybillPayment, PaybillVerdict, RailId, shared::same},
-    domain::{Mode, phone::mask},
+    domain::{Mode, SessionId, phone::mask},
     store::{PaybillRecorded, SessionRecord, SessionStatus, StoreError},
     time::now_ms,
 };
 
 /// A C2B call's answer: HTTP status and JSON body.
 pub type PaybillAnswer = (u16, String);
+
+/// The purpose the Pay Bill check's result URL token is derived for.
+const PAYBILL_CHECK: &str = "paybill-check";
+
+/// How long M-PESA's answer about a Pay Bill payment may take before it is asked again.
+const PAYBILL_RECHECK_MS: i64 = 60_000;
+
+/// How long a Pay Bill payment M-PESA cannot be asked about (an outage, no answer)
+/// waits before it is settled on its confirmation alone.
+const PAYBILL_TRUST_AFTER_MS: i64 = 15 * 60_000;
 
 /// How long registering waits between tries: Daraja may be down when we start.
 const REGISTER_BACKOFF_SECS: [u64; 5] = [1, 5, 30, 120, 600];
@@ -182,6 +192,9 @@ impl Payments {
         }
         let answer = async {
             let session = self.paybill_session(mode, &connector, &p).await?;
+            // Checked with M-PESA before it settles anything, where M-PESA can be asked
+            // (an initiator configured): a confirmation URL that leaked pays for nothing.
+            let verify = connector.looks_up_receipts();
             let recorded = match self
                 .store
                 .record_paybill(
@@ -189,6 +202,7 @@ impl Payments {
                     &p,
                     session.as_ref().map(|s| &s.id),
                     &text,
+                    verify,
                     now_ms(),
                 )
                 .await
@@ -196,15 +210,21 @@ impl Payments {
                 // The receipt is already another payment's: kept unmatched for a person.
                 Err(e) if e.is_unique_violation() => {
                     self.store
-                        .record_paybill(RailId::Mpesa, &p, None, &text, now_ms())
+                        .record_paybill(RailId::Mpesa, &p, None, &text, false, now_ms())
                         .await?
                 }
                 other => other?,
             };
+            if recorded == PaybillRecorded::Verifying {
+                self.ask_about_paybill(connector.as_ref(), &p.receipt).await;
+            }
             let payer = p.payer.as_deref().map(mask).unwrap_or_default();
             match &recorded {
                 PaybillRecorded::Seen => {
                     tracing::info!(receipt = %p.receipt, "Paybill confirmation repeated; already kept");
+                }
+                PaybillRecorded::Verifying => {
+                    tracing::info!(receipt = %p.receipt, amount = %p.amount, %payer, "Paybill payment kept; asking M-PESA before settling it");
                 }
                 PaybillRecorded::Unmatched => {
                     tracing::error!(receipt = %p.receipt, amount = %p.amount, %payer, "Paybill payment names no session of ours; kept for reconciliation");
@@ -221,5 +241,124 @@ impl Payments {
             Ok((200, connector.paybill_answer(None)))
         };
         Some(answer.await)
+    }
+
+    /// Asks M-PESA about a kept payment (Transaction Status); its answer comes to
+    /// `/callbacks/mpesa/pb_{receipt}/{token}` ([`Payments::paybill_verified`]). A failed
+    /// ask is tried again ([`Payments::recheck_paybills`]); the payment stays `verifying`.
+    async fn ask_about_paybill(&self, connector: &dyn Connector, receipt: &str) {
+        let result_url = format!(
+            "{}/callbacks/mpesa/pb_{}/{}",
+            self.public_url,
+            receipt,
+            self.store.derived_token(PAYBILL_CHECK, receipt)
+        );
+        if let Err(e) = connector.lookup_receipt(receipt, &result_url).await {
+            tracing::warn!(%receipt, error = %e, "M-PESA could not be asked about a Paybill payment; asking again later");
+        }
+    }
+
+    /// The connector that checks a kept payment: the one serving its session's merchant.
+    async fn paybill_checker(
+        &self,
+        receipt: &str,
+    ) -> Result<Option<(PaybillPayment, SessionId, Arc<dyn Connector>)>, StoreError> {
+        let Some((p, _, session_id)) = self.store.paybill(receipt).await? else {
+            return Ok(None);
+        };
+        let Some(session) = self.store.session(&session_id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .connector(&session.merchant_id, RailId::Mpesa, session.mode)
+            .map(|c| (p, session_id, c)))
+    }
+
+    /// Settles a `verifying` payment (M-PESA confirmed it, or could not be asked for
+    /// [`PAYBILL_TRUST_AFTER_MS`]) and tells the page.
+    async fn settle_paybill(&self, receipt: &str) -> Result<(), StoreError> {
+        if let Some(PaybillRecorded::Settled { session_id, .. }) = self
+            .store
+            .settle_verified_paybill(receipt, now_ms())
+            .await?
+        {
+            tracing::info!(session = %session_id, %receipt, "Paybill payment settled");
+            self.changed(&session_id);
+        }
+        Ok(())
+    }
+
+    /// M-PESA's answer about a kept Pay Bill payment, at
+    /// `/callbacks/mpesa/pb_{receipt}/{token}`. Settled when M-PESA says it completed,
+    /// with this receipt, amount and business number; refused (kept for a person, in
+    /// `malipo reconcile`) when M-PESA answers otherwise. A queue time-out notice (no
+    /// answer) leaves it to be asked again.
+    pub async fn paybill_verified(
+        &self,
+        rail: RailId,
+        receipt: &str,
+        token: &str,
+        body: &[u8],
+    ) -> Result<(), CallbackError> {
+        let expected = self.store.derived_token(PAYBILL_CHECK, receipt);
+        if rail != RailId::Mpesa || !same(&expected, token) {
+            return Err(CallbackError::Forbidden);
+        }
+        let Some((p, _, connector)) = self.paybill_checker(receipt).await? else {
+            return Err(CallbackError::Forbidden);
+        };
+        let result = connector
+            .parse_lookup_result(body)
+            .map_err(|_| CallbackError::BadBody)?;
+        if !result.answered {
+            tracing::warn!(%receipt, detail = %result.detail, "M-PESA did not answer about a Paybill payment; asking again later");
+            return Ok(());
+        }
+        let why_not = if !result.completed {
+            Some("M-PESA has no completed payment with this receipt")
+        } else if result.receipt.as_deref().is_some_and(|r| r != p.receipt) {
+            Some("M-PESA answered about another receipt")
+        } else if result.amount != Some(p.amount) {
+            Some("M-PESA says another amount was paid")
+        } else if result.payee.as_deref() != connector.lookup_payee() {
+            Some("M-PESA says it was paid to another business number")
+        } else {
+            None
+        };
+        match why_not {
+            Some(why) => {
+                tracing::error!(%receipt, why, detail = %result.detail, "a Paybill confirmation M-PESA does not confirm; refused, kept for reconciliation");
+                self.store
+                    .refuse_paybill(receipt, &format!("{why} ({})", result.detail))
+                    .await?;
+            }
+            None => self.settle_paybill(receipt).await?,
+        }
+        Ok(())
+    }
+
+    /// Asks M-PESA again about payments whose answer did not come back within
+    /// [`PAYBILL_RECHECK_MS`]; one M-PESA could not be asked about for
+    /// [`PAYBILL_TRUST_AFTER_MS`] is settled on its confirmation's word (which came to
+    /// a secret URL), and said so: the shopper's money is not left hanging on an outage.
+    pub async fn recheck_paybills(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        for (receipt, received_at) in self
+            .store
+            .paybill_unanswered(now - PAYBILL_RECHECK_MS, 100)
+            .await?
+        {
+            let Some((_, _, connector)) = self.paybill_checker(&receipt).await? else {
+                continue;
+            };
+            if received_at < now - PAYBILL_TRUST_AFTER_MS || !connector.looks_up_receipts() {
+                tracing::warn!(%receipt, "M-PESA gave no answer about a Paybill payment; settled on its confirmation");
+                self.settle_paybill(&receipt).await?;
+                continue;
+            }
+            self.store.paybill_checked(&receipt, now).await?;
+            self.ask_about_paybill(connector.as_ref(), &receipt).await;
+        }
+        Ok(())
     }
 }

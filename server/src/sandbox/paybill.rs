@@ -122,6 +122,10 @@ async fn pay(
         .and_then(|urls| urls.get(business).cloned());
     // No URLs registered: M-PESA takes the money and tells nobody.
     let Some(urls) = registered else {
+        if let Err(e) = ledger(state, sandbox, msisdn, amount, business, account, &receipt).await {
+            tracing::error!(error = %e, "sandbox Pay Bill: the ledger could not be written");
+            return Err(("unavailable", "Failed. Try again later.".into()));
+        }
         return Ok(receipt);
     };
     let asked = sandbox
@@ -159,6 +163,11 @@ async fn pay(
             ));
         }
     }
+    // The money moved: in the ledger, where Transaction Status finds it.
+    if let Err(e) = ledger(state, sandbox, msisdn, amount, business, account, &receipt).await {
+        tracing::error!(error = %e, "sandbox Pay Bill: the ledger could not be written");
+        return Err(("unavailable", "Failed. Try again later.".into()));
+    }
     // The confirmation, as the payer's number scripts it.
     let (deliveries, delay_ms) = match msisdn {
         "254700000404" => (0, 0),
@@ -178,6 +187,47 @@ async fn pay(
         });
     }
     Ok(receipt)
+}
+
+/// A menu payment the operator took, in the sandbox's ledger: decided and paid, with
+/// its receipt, so that Transaction Status (and reversals) find it like any other.
+async fn ledger(
+    state: &AppState,
+    sandbox: &super::Sandbox,
+    msisdn: &str,
+    amount: i64,
+    business: &str,
+    account: &str,
+    receipt: &str,
+) -> Result<(), crate::store::StoreError> {
+    let now = now_ms();
+    let mut paid = super::SandboxRequest::pending(
+        super::NewRequest {
+            operator: RailId::Mpesa,
+            id: format!("c2b_{receipt}"),
+            phone: msisdn.to_owned(),
+            amount: amount * 100,
+            currency: crate::domain::money::Currency::Kes,
+            payee: business.to_owned(),
+            reference: account.to_owned(),
+            callback_url: None,
+            wire: serde_json::Map::new(),
+            refund_of: None,
+        },
+        &sandbox.behaviour(RailId::Mpesa, "c2b"),
+        now,
+    );
+    // Nothing scripted: the money moved when the payer confirmed with their PIN.
+    paid.auto_result_code = None;
+    paid.auto_at = None;
+    paid.callbacks_due = 0;
+    paid.decided = true;
+    paid.decided_at = Some(now);
+    paid.result_code = Some("0".into());
+    paid.result_desc = Some("The service request is processed successfully.".into());
+    paid.receipt = Some(receipt.to_owned());
+    state.store.insert_sandbox_request(&paid).await?;
+    Ok(())
 }
 
 async fn pay_json(

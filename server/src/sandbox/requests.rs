@@ -153,12 +153,13 @@ pub struct SandboxDecision<'a> {
 }
 
 impl Store {
-    /// Stores a new request. False if the operator already has one with this id (MTN's
+    /// Stores a new request (pending, or already decided when the operator took the money
+    /// without a prompt: a menu payment). False if the operator already has one with this id (MTN's
     /// reused `X-Reference-Id`).
     pub async fn insert_sandbox_request(&self, p: &SandboxRequest) -> Result<bool, StoreError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO sandbox_requests ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', NULL, NULL, NULL, $9, $10, $11, 0, NULL, NULL, $12, NULL, $13, $14) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $15, $16, $17, $18, $9, $10, $11, 0, NULL, NULL, $12, $19, $13, $14) \
              ON CONFLICT (operator, id) DO NOTHING"
         ))
         .bind(p.operator.as_str())
@@ -175,6 +176,11 @@ impl Store {
         .bind(p.created_at)
         .bind(Value::Object(p.wire.clone()).to_string())
         .bind(p.refund_of.as_deref())
+        .bind(if p.decided { "decided" } else { "pending" })
+        .bind(p.result_code.as_deref())
+        .bind(p.result_desc.as_deref())
+        .bind(p.receipt.as_deref())
+        .bind(p.decided_at)
         .execute(self.pool())
         .await?
         .rows_affected();

@@ -24,6 +24,8 @@ pub enum PaybillRecorded {
     Seen,
     /// Kept, but it names no session (a mistyped account number): for a person to match.
     Unmatched,
+    /// Kept; settled once M-PESA confirms it ([`Store::settle_verified_paybill`]).
+    Verifying,
     /// Settled on the session as its own payment.
     Settled {
         session_id: SessionId,
@@ -112,7 +114,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO paybill_payments (receipt, rail, business, account, amount_minor, \
-             currency, body, received_at) VALUES ($1, $2, '', '', 0, '', $3, $4)",
+             currency, body, status, received_at) VALUES ($1, $2, '', '', 0, '', $3, 'unreadable', $4)",
         )
         .bind(format!(
             "unreadable:{}",
@@ -126,15 +128,17 @@ impl Store {
         Ok(())
     }
 
-    /// Pay Bill payments no session took (a mistyped account number, an unreadable
-    /// confirmation), newest first: (receipt, account, amount in minor units, currency,
-    /// masked payer, received at).
+    /// Pay Bill payments no session took (a mistyped account number, one M-PESA did not
+    /// confirm, an unreadable confirmation, one still being checked), newest first:
+    /// (receipt, account, amount in minor units, currency, masked payer, received at,
+    /// status).
+    #[allow(clippy::type_complexity)]
     pub async fn unmatched_paybill(
         &self,
         limit: i64,
-    ) -> Result<Vec<(String, String, i64, String, Option<String>, i64)>, StoreError> {
+    ) -> Result<Vec<(String, String, i64, String, Option<String>, i64, String)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT receipt, account, amount_minor, currency, payer, received_at \
+            "SELECT receipt, account, amount_minor, currency, payer, received_at, status \
              FROM paybill_payments WHERE attempt_id IS NULL ORDER BY received_at DESC LIMIT $1",
         )
         .bind(limit)
@@ -151,6 +155,7 @@ impl Store {
                         .as_deref()
                         .map(crate::domain::phone::mask),
                     r.try_get("received_at")?,
+                    r.try_get("status")?,
                 ))
             })
             .collect()
@@ -158,20 +163,28 @@ impl Store {
 
     /// Keeps a payment the operator confirmed (`body` as it came), once per receipt; on
     /// `session` (already matched by the caller: its account number, business number and
-    /// currency), settles it as a payment of its own, in the same transaction.
+    /// currency), settles it as a payment of its own in the same transaction — or, with
+    /// `verify`, leaves it `verifying` until M-PESA confirms it
+    /// ([`Store::settle_verified_paybill`]).
     pub async fn record_paybill(
         &self,
         rail: RailId,
         p: &PaybillPayment,
         session: Option<&SessionId>,
         body: &str,
+        verify: bool,
         now: i64,
     ) -> Result<PaybillRecorded, StoreError> {
+        let status = match (session, verify) {
+            (None, _) => "unmatched",
+            (Some(_), true) => "verifying",
+            (Some(_), false) => "settling",
+        };
         let mut tx = self.pool.begin().await?;
         let kept = sqlx::query(
             "INSERT INTO paybill_payments (receipt, rail, business, account, amount_minor, \
-             currency, payer, body, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (receipt) DO NOTHING",
+             currency, payer, session_id, body, status, received_at, checked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (receipt) DO NOTHING",
         )
         .bind(&p.receipt)
         .bind(rail.as_str())
@@ -180,8 +193,11 @@ impl Store {
         .bind(p.amount.minor())
         .bind(p.amount.currency().code())
         .bind(p.payer.as_deref())
+        .bind(session.map(SessionId::as_str))
         .bind(body)
+        .bind(status)
         .bind(now)
+        .bind((status == "verifying").then_some(now))
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -194,98 +210,244 @@ impl Store {
             tx.commit().await?;
             return Ok(PaybillRecorded::Unmatched);
         };
-        // A receipt some payment already has (a prompt's payment reported here too):
-        // kept, tied to it, nothing settled twice.
-        let known: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, session_id FROM payment_attempts WHERE rail = $1 AND operator_receipt = $2",
-        )
-        .bind(rail.as_str())
-        .bind(&p.receipt)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((attempt_id, known_session)) = known {
-            sqlx::query(
-                "UPDATE paybill_payments SET session_id = $2, attempt_id = $3 WHERE receipt = $1",
-            )
-            .bind(&p.receipt)
-            .bind(&known_session)
-            .bind(&attempt_id)
-            .execute(&mut *tx)
-            .await?;
+        if verify {
             tx.commit().await?;
-            return Ok(PaybillRecorded::Seen);
+            return Ok(PaybillRecorded::Verifying);
         }
-        // The session's row first, as every attempt change locks it.
-        sqlx::query("UPDATE checkout_sessions SET updated_at = updated_at WHERE id = $1")
-            .bind(session_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let id = AttemptId::generate();
-        sqlx::query(
-            "INSERT INTO payment_attempts (id, session_id, rail, status, amount_minor, currency, \
-             payer, operator_request_id, operator_receipt, created_at, updated_at, finalized_at, \
-             credit_minor) VALUES ($1, $2, $3, 'succeeded', $4, $5, $6, $7, $7, $8, $8, $8, $4)",
-        )
-        .bind(id.as_str())
-        .bind(session_id.as_str())
-        .bind(rail.as_str())
-        .bind(p.amount.minor())
-        .bind(p.amount.currency().code())
-        .bind(p.payer.as_deref())
-        .bind(&p.receipt)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (kind, to) in [
-            ("attempt.created", None),
-            ("attempt.succeeded", Some("succeeded")),
-        ] {
-            insert_event(
-                &mut tx,
-                NewEvent {
-                    session_id: session_id.as_str(),
-                    attempt_id: Some(id.as_str()),
-                    kind,
-                    from_status: None,
-                    to_status: to,
-                    detail: json!({ "rail": rail.as_str(), "source": "paybill", "receipt": p.receipt }),
-                    at: now,
-                },
-            )
-            .await?;
-        }
-        let attempt = attempt_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                table: "payment_attempts",
-                id: id.to_string(),
-                what: "vanished after insert".into(),
-            })?;
-        let credited = settled_in(
-            &mut tx,
-            &self.public_url,
-            &attempt,
-            super::AttemptStatus::Succeeded,
-            Some(&p.receipt),
-            now,
-        )
-        .await?
-        .unwrap_or(Credited::Part);
-        sqlx::query(
-            "UPDATE paybill_payments SET session_id = $2, attempt_id = $3 WHERE receipt = $1",
-        )
-        .bind(&p.receipt)
-        .bind(session_id.as_str())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
+        let settled = settle_in(&mut tx, &self.public_url, rail, p, session_id, now).await?;
         tx.commit().await?;
-        crate::metrics::started(rail);
-        crate::metrics::settled(rail, "succeeded");
-        Ok(PaybillRecorded::Settled {
-            session_id: session_id.clone(),
-            attempt_id: id,
-            credited,
-        })
+        Ok(settled)
     }
+
+    /// Settles a `verifying` payment M-PESA confirmed; `None` when it is not verifying
+    /// (settled or refused already: a repeated answer).
+    pub async fn settle_verified_paybill(
+        &self,
+        receipt: &str,
+        now: i64,
+    ) -> Result<Option<PaybillRecorded>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let taken = sqlx::query(
+            "UPDATE paybill_payments SET status = 'settling' \
+             WHERE receipt = $1 AND status = 'verifying' AND session_id IS NOT NULL",
+        )
+        .bind(receipt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !taken {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let Some((p, rail, session_id)) = paybill_in(&mut tx, receipt).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let settled = settle_in(&mut tx, &self.public_url, rail, &p, &session_id, now).await?;
+        tx.commit().await?;
+        Ok(Some(settled))
+    }
+
+    /// A `verifying` payment M-PESA did not confirm: kept as `refused`, for a person.
+    pub async fn refuse_paybill(&self, receipt: &str, detail: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE paybill_payments SET status = 'refused', detail = $2 \
+             WHERE receipt = $1 AND status = 'verifying'",
+        )
+        .bind(receipt)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Marks a `verifying` payment as asked about again, `now`.
+    pub async fn paybill_checked(&self, receipt: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE paybill_payments SET checked_at = $2 WHERE receipt = $1 AND status = 'verifying'",
+        )
+        .bind(receipt)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `verifying` payments last asked about before `before` (M-PESA's answer did not
+    /// come back), oldest first: (receipt, received at).
+    pub async fn paybill_unanswered(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT receipt, received_at FROM paybill_payments \
+             WHERE status = 'verifying' AND checked_at < $1 ORDER BY checked_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A kept payment: what it was, its rail and the session it names.
+    pub async fn paybill(
+        &self,
+        receipt: &str,
+    ) -> Result<Option<(PaybillPayment, RailId, SessionId)>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        paybill_in(&mut conn, receipt).await
+    }
+}
+
+/// A kept payment with a session, read through `conn`.
+async fn paybill_in(
+    conn: &mut sqlx::AnyConnection,
+    receipt: &str,
+) -> Result<Option<(PaybillPayment, RailId, SessionId)>, StoreError> {
+    let Some(row) = sqlx::query(
+        "SELECT rail, business, account, amount_minor, currency, payer, session_id \
+         FROM paybill_payments WHERE receipt = $1",
+    )
+    .bind(receipt)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let corrupt = |what: String| StoreError::Corrupt {
+        table: "paybill_payments",
+        id: receipt.to_owned(),
+        what,
+    };
+    let rail = super::parse_column(&row, "rail", "paybill_payments", RailId::parse)?;
+    let currency = super::parse_column(
+        &row,
+        "currency",
+        "paybill_payments",
+        crate::domain::money::Currency::parse,
+    )?;
+    let amount = crate::domain::Money::new(row.try_get("amount_minor")?, currency)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let Some(session_id) = row.try_get::<Option<String>, _>("session_id")? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        PaybillPayment {
+            receipt: receipt.to_owned(),
+            amount,
+            business: row.try_get("business")?,
+            account: row.try_get("account")?,
+            payer: row.try_get("payer")?,
+            from_menu: true,
+        },
+        rail,
+        SessionId::from_db(session_id),
+    )))
+}
+
+/// Settles a kept payment on `session_id` as a payment of its own, in `conn`'s
+/// transaction: a receipt some payment already has (a prompt's payment reported here
+/// too) is only tied to it; otherwise a succeeded attempt counts towards the session.
+async fn settle_in(
+    conn: &mut sqlx::AnyConnection,
+    public_url: &str,
+    rail: RailId,
+    p: &PaybillPayment,
+    session_id: &SessionId,
+    now: i64,
+) -> Result<PaybillRecorded, StoreError> {
+    let known: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, session_id FROM payment_attempts WHERE rail = $1 AND operator_receipt = $2",
+    )
+    .bind(rail.as_str())
+    .bind(&p.receipt)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((attempt_id, known_session)) = known {
+        sqlx::query(
+            "UPDATE paybill_payments SET session_id = $2, attempt_id = $3, status = 'settled' \
+             WHERE receipt = $1",
+        )
+        .bind(&p.receipt)
+        .bind(&known_session)
+        .bind(&attempt_id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(PaybillRecorded::Seen);
+    }
+    // The session's row first, as every attempt change locks it.
+    sqlx::query("UPDATE checkout_sessions SET updated_at = updated_at WHERE id = $1")
+        .bind(session_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let id = AttemptId::generate();
+    sqlx::query(
+        "INSERT INTO payment_attempts (id, session_id, rail, status, amount_minor, currency, \
+         payer, operator_request_id, operator_receipt, created_at, updated_at, finalized_at, \
+         credit_minor) VALUES ($1, $2, $3, 'succeeded', $4, $5, $6, $7, $7, $8, $8, $8, $4)",
+    )
+    .bind(id.as_str())
+    .bind(session_id.as_str())
+    .bind(rail.as_str())
+    .bind(p.amount.minor())
+    .bind(p.amount.currency().code())
+    .bind(p.payer.as_deref())
+    .bind(&p.receipt)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    for (kind, to) in [
+        ("attempt.created", None),
+        ("attempt.succeeded", Some("succeeded")),
+    ] {
+        insert_event(
+            conn,
+            NewEvent {
+                session_id: session_id.as_str(),
+                attempt_id: Some(id.as_str()),
+                kind,
+                from_status: None,
+                to_status: to,
+                detail: json!({ "rail": rail.as_str(), "source": "paybill", "receipt": p.receipt }),
+                at: now,
+            },
+        )
+        .await?;
+    }
+    let attempt = attempt_in(conn, &id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt {
+            table: "payment_attempts",
+            id: id.to_string(),
+            what: "vanished after insert".into(),
+        })?;
+    let credited = settled_in(
+        conn,
+        public_url,
+        &attempt,
+        super::AttemptStatus::Succeeded,
+        Some(&p.receipt),
+        now,
+    )
+    .await?
+    .unwrap_or(Credited::Part);
+    sqlx::query(
+        "UPDATE paybill_payments SET session_id = $2, attempt_id = $3, status = 'settled' \
+         WHERE receipt = $1",
+    )
+    .bind(&p.receipt)
+    .bind(session_id.as_str())
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    crate::metrics::started(rail);
+    crate::metrics::settled(rail, "succeeded");
+    Ok(PaybillRecorded::Settled {
+        session_id: session_id.clone(),
+        attempt_id: id,
+        credited,
+    })
 }

@@ -207,6 +207,46 @@ async fn a_shopper_the_prompt_cannot_reach_pays_by_paybill() {
     assert!(page.contains(r#"data-state="paid""#), "{page}");
     assert!(!page.contains(r#"data-paybill="true""#), "{page}");
 
+    // A confirmation M-PESA never made, even at the right URL (a leaked key): kept,
+    // checked with M-PESA (Transaction Status), refused; the session is not paid by it.
+    let (other_key, other) = session(&app, 150_000, "KES").await;
+    let other_account = wait_for("the other session's Pay Bill", 10, async || {
+        paybill_field(&app.page(&other).await, "account")
+    })
+    .await;
+    let secret = app.store.instance_secret("paybill_url_key").await.unwrap();
+    let key = {
+        use hmac::Mac;
+        use secrecy::ExposeSecret;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes()).unwrap();
+        mac.update(b"paybill:test:174379");
+        mac.finalize().into_bytes()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let forged = json!({"TransactionType": "Pay Bill", "TransID": "QFO4GED123", "TransTime": "20261204101010",
+        "TransAmount": "1500.00", "BusinessShortCode": "174379", "BillRefNumber": other_account,
+        "MSISDN": "2547*****999", "FirstName": "Forger"});
+    let res = app
+        .client
+        .post(format!("{}/callbacks/paybill/{key}/confirmation", app.addr))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "kept (the key is right)");
+    let checked = wait_for("M-PESA's answer about it", 10, async || {
+        let list = app.store.unmatched_paybill(10).await.unwrap();
+        list.into_iter()
+            .find(|u| u.0 == "QFO4GED123" && u.6 != "verifying")
+    })
+    .await;
+    assert_eq!(checked.6, "refused");
+    let other_object = session_object(&app, &other_key, &other).await;
+    assert_eq!(other_object["amount_received"], 0);
+
     // A forged confirmation (a guessed URL) is a 404 and settles nothing.
     let res = app
         .client
@@ -216,4 +256,74 @@ async fn a_shopper_the_prompt_cannot_reach_pays_by_paybill() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+}
+
+/// A Pay Bill payment whose Transaction Status answer never came back is asked about
+/// again (and refused when M-PESA then says it has no such payment); one M-PESA could
+/// not be asked about for a quarter of an hour is settled on its confirmation.
+#[tokio::test]
+async fn a_paybill_payment_mpesa_has_not_answered_about_is_asked_again() {
+    use malipo::{
+        connectors::{PaybillPayment, RailId},
+        domain::{Money, SessionId, money::Currency},
+        store::PaybillRecorded,
+        time::now_ms,
+    };
+    let app = app().await;
+    let keep = async |id: &str, receipt: &str, at: i64| {
+        let sid = SessionId::parse(id).unwrap();
+        let account = app.store.pay_code(&sid).await.unwrap().unwrap();
+        let p = PaybillPayment {
+            receipt: receipt.into(),
+            amount: Money::new(150_000, Currency::Kes).unwrap(),
+            business: "174379".into(),
+            account,
+            payer: Some("254712000601".into()),
+            from_menu: true,
+        };
+        let kept = app
+            .store
+            .record_paybill(RailId::Mpesa, &p, Some(&sid), "{}", true, at)
+            .await
+            .unwrap();
+        assert_eq!(kept, PaybillRecorded::Verifying);
+    };
+    let status = async |receipt: &str| {
+        app.store
+            .unmatched_paybill(20)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|u| u.0 == receipt)
+            .map(|u| u.6)
+    };
+    let (recent_key, recent) = session(&app, 150_000, "KES").await;
+    let (old_key, old) = session(&app, 150_000, "KES").await;
+    let now = now_ms();
+    // Asked two minutes ago; no answer came.
+    keep(&recent, "QNOANSWER2", now - 120_000).await;
+    // Kept sixteen minutes ago, M-PESA never answered.
+    keep(&old, "QNOANSWER1", now - 16 * 60_000).await;
+
+    app.payments.recheck_paybills().await.unwrap();
+    // Asked again: the sandbox Daraja has no such payment, so it is refused.
+    let refused = wait_for("M-PESA's second answer", 10, async || {
+        status("QNOANSWER2").await.filter(|s| s != "verifying")
+    })
+    .await;
+    assert_eq!(refused, "refused");
+    assert_eq!(
+        session_object(&app, &recent_key, &recent).await["amount_received"],
+        0
+    );
+    // Not asked again: past the wait, settled on the confirmation alone.
+    assert_eq!(status("QNOANSWER1").await, None);
+    let object = session_object(&app, &old_key, &old).await;
+    assert_eq!(
+        (
+            object["amount_received"].as_i64(),
+            object["payment_status"].as_str()
+        ),
+        (Some(150_000), Some("paid"))
+    );
 }

@@ -33,6 +33,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    a_paybill_payment_waits_for_mpesa_before_it_settles,
     parts_add_up_and_an_overpayment_is_recorded,
     merchant_and_keys_round_trip,
     merchant_insert_is_all_or_nothing,
@@ -521,6 +522,138 @@ async fn late_success_still_completes_an_expired_session(store: TestStore) {
             .await
             .unwrap()
     );
+}
+
+async fn a_paybill_payment_waits_for_mpesa_before_it_settles(store: TestStore) {
+    use malipo::{
+        connectors::{PaybillPayment, RailId},
+        store::PaybillRecorded,
+    };
+    let m = merchant(&store).await;
+    let session = store
+        .insert_session(&new_session(&m, 9_000_000), 1_000)
+        .await
+        .unwrap();
+    let account = store.pay_code(&session.id).await.unwrap().unwrap();
+    let menu_payment = |receipt: &str| PaybillPayment {
+        receipt: receipt.into(),
+        amount: Money::new(150_000, Currency::Tzs).unwrap(),
+        business: "174379".into(),
+        account: account.clone(),
+        payer: Some("254712345678".into()),
+        from_menu: true,
+    };
+    let kept = |receipt: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .unmatched_paybill(10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|u| u.0 == receipt)
+                .map(|u| u.6)
+        }
+    };
+    let record = async |receipt: &str, at: i64| {
+        store
+            .record_paybill(
+                RailId::Mpesa,
+                &menu_payment(receipt),
+                Some(&session.id),
+                "{}",
+                true,
+                at,
+            )
+            .await
+            .unwrap()
+    };
+
+    // Kept and waiting for M-PESA's word: nothing counts towards the session yet.
+    assert_eq!(
+        record("QPBCHECK01", 2_000).await,
+        PaybillRecorded::Verifying
+    );
+    assert_eq!(record("QPBCHECK01", 2_500).await, PaybillRecorded::Seen);
+    assert_eq!(kept("QPBCHECK01").await.as_deref(), Some("verifying"));
+    let s = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(s.received_minor, 0);
+
+    // No answer yet: listed to be asked again once it is older than asked; asking
+    // again moves it back.
+    assert!(
+        store
+            .paybill_unanswered(2_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.paybill_unanswered(62_000, 10).await.unwrap(),
+        [("QPBCHECK01".to_string(), 2_000)]
+    );
+    store.paybill_checked("QPBCHECK01", 63_000).await.unwrap();
+    assert!(
+        store
+            .paybill_unanswered(62_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // M-PESA confirmed it: settled once, a part of the session.
+    let settled = store
+        .settle_verified_paybill("QPBCHECK01", 64_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(settled, Some(PaybillRecorded::Settled { ref session_id, .. }) if *session_id == session.id),
+        "{settled:?}"
+    );
+    assert_eq!(
+        store
+            .settle_verified_paybill("QPBCHECK01", 65_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!store.refuse_paybill("QPBCHECK01", "late").await.unwrap());
+    assert_eq!(
+        kept("QPBCHECK01").await,
+        None,
+        "settled: no longer waiting for a person"
+    );
+    let s = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(s.received_minor, 150_000);
+
+    // One M-PESA does not confirm: refused, kept for a person, never settled after.
+    assert_eq!(
+        record("QPBFORGED1", 70_000).await,
+        PaybillRecorded::Verifying
+    );
+    assert!(
+        store
+            .refuse_paybill("QPBFORGED1", "no such payment")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .settle_verified_paybill("QPBFORGED1", 71_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .paybill_unanswered(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(kept("QPBFORGED1").await.as_deref(), Some("refused"));
+    let s = store.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(s.received_minor, 150_000);
 }
 
 async fn parts_add_up_and_an_overpayment_is_recorded(store: TestStore) {
