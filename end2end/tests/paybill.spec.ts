@@ -5,7 +5,8 @@ import { readSession, seedSession } from "./support";
 // 0700 001 037 never answers) pays from the M-PESA menu instead: Lipa na M-PESA →
 // Pay Bill, with the business number, the account number and the amount the page shows,
 // on the sandbox handset. M-PESA asks Malipo first (C2B validation), then tells it
-// (C2B confirmation), and the page turns green. JavaScript on and off.
+// (C2B confirmation), Malipo checks it with M-PESA (Transaction Status), and the page
+// turns green. JavaScript on and off.
 
 const base = process.env.MALIPO_E2E_URL ?? "http://127.0.0.1:3000";
 
@@ -40,7 +41,14 @@ test("a 1037 shopper pays by Paybill", async ({ page, context }, info) => {
   await expect(phone.locator("[data-sms=paybill]")).toContainText("Confirmed. Ksh1500.00 sent to 174379");
   const receipt = (await phone.locator("[data-sms=paybill]").textContent())!.split(" ")[0];
 
-  if (info.project.name !== "js") await page.reload();
+  // Malipo checks the confirmation with M-PESA (Transaction Status) before the page
+  // turns green: a moment. Without JavaScript the shopper reloads until it has.
+  if (info.project.name !== "js") {
+    await expect(async () => {
+      await page.reload();
+      await expect(page.locator("[data-live=paid]")).toBeVisible({ timeout: 1_000 });
+    }).toPass({ timeout: 15_000 });
+  }
   await expect(page.locator("[data-live=paid]")).toBeVisible({ timeout: 15_000 });
   await expect(page.locator(".receipt")).toHaveText(receipt);
   const session = await readSession(s);

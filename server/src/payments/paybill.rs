@@ -14,7 +14,7 @@ use super::{CallbackError, Payments};
 use crate::{
     connectors::{Connector, PaybillPayment, PaybillVerdict, RailId, shared::same},
     domain::{Mode, SessionId, phone::mask},
-    store::{PaybillRecorded, SessionRecord, SessionStatus, StoreError},
+    store::{PaybillClosed, PaybillRecorded, SessionRecord, SessionStatus, StoreError},
     time::now_ms,
 };
 
@@ -24,12 +24,18 @@ pub type PaybillAnswer = (u16, String);
 /// The purpose the Pay Bill check's result URL token is derived for.
 const PAYBILL_CHECK: &str = "paybill-check";
 
-/// How long M-PESA's answer about a Pay Bill payment may take before it is asked again.
+/// How long M-PESA's answer about a Pay Bill payment may take (or how long after a
+/// "not yet") before it is asked again.
 const PAYBILL_RECHECK_MS: i64 = 60_000;
 
-/// How long a Pay Bill payment M-PESA cannot be asked about (an outage, no answer)
-/// waits before it is settled on its confirmation alone.
-const PAYBILL_TRUST_AFTER_MS: i64 = 15 * 60_000;
+/// How many "no such completed payment" answers refuse a Pay Bill payment…
+const PAYBILL_MISSES: i64 = 3;
+
+/// …once it is at least this old (M-PESA may lag behind its own confirmation).
+const PAYBILL_REFUSE_AFTER_MS: i64 = 5 * 60_000;
+
+/// How long M-PESA is asked about a Pay Bill payment before it is left for a person.
+const PAYBILL_GIVE_UP_MS: i64 = 24 * 3_600_000;
 
 /// How long registering waits between tries: Daraja may be down when we start.
 const REGISTER_BACKOFF_SECS: [u64; 5] = [1, 5, 30, 120, 600];
@@ -216,7 +222,11 @@ impl Payments {
                 other => other?,
             };
             if recorded == PaybillRecorded::Verifying {
-                self.ask_about_paybill(connector.as_ref(), &p.receipt).await;
+                // Asked off the confirmation's path: Daraja waits for our answer.
+                let (me, connector, receipt) = (self.clone(), connector.clone(), p.receipt.clone());
+                tokio::spawn(async move {
+                    me.ask_about_paybill(connector.as_ref(), &receipt).await;
+                });
             }
             let payer = p.payer.as_deref().map(mask).unwrap_or_default();
             match &recorded {
@@ -258,7 +268,9 @@ impl Payments {
         }
     }
 
-    /// The connector that checks a kept payment: the one serving its session's merchant.
+    /// A kept payment, its session, and the connector to check it with: the one whose
+    /// business number it was paid to, in its session's mode (not the merchant's current
+    /// one: credentials saved meanwhile would ask about it under another shortcode).
     async fn paybill_checker(
         &self,
         receipt: &str,
@@ -269,20 +281,24 @@ impl Payments {
         let Some(session) = self.store.session(&session_id).await? else {
             return Ok(None);
         };
-        Ok(self
-            .connector(&session.merchant_id, RailId::Mpesa, session.mode)
-            .map(|c| (p, session_id, c)))
+        let connector = self
+            .paybill_connectors()
+            .into_iter()
+            .find(|(mode, c)| {
+                *mode == session.mode && c.paybill_business() == Some(p.business.as_str())
+            })
+            .map(|(_, c)| c);
+        Ok(connector.map(|c| (p, session_id, c)))
     }
 
-    /// Settles a `verifying` payment (M-PESA confirmed it, or could not be asked for
-    /// [`PAYBILL_TRUST_AFTER_MS`]) and tells the page.
+    /// Settles a `verifying` payment M-PESA confirmed, and tells the page.
     async fn settle_paybill(&self, receipt: &str) -> Result<(), StoreError> {
         if let Some(PaybillRecorded::Settled { session_id, .. }) = self
             .store
             .settle_verified_paybill(receipt, now_ms())
             .await?
         {
-            tracing::info!(session = %session_id, %receipt, "Paybill payment settled");
+            tracing::info!(session = %session_id, %receipt, "Paybill payment confirmed by M-PESA and settled");
             self.changed(&session_id);
         }
         Ok(())
@@ -290,9 +306,12 @@ impl Payments {
 
     /// M-PESA's answer about a kept Pay Bill payment, at
     /// `/callbacks/mpesa/pb_{receipt}/{token}`. Settled when M-PESA says it completed,
-    /// with this receipt, amount and business number; refused (kept for a person, in
-    /// `malipo reconcile`) when M-PESA answers otherwise. A queue time-out notice (no
-    /// answer) leaves it to be asked again.
+    /// with this receipt, amount and business number; refused at once (kept for a
+    /// person, in `malipo reconcile`) when M-PESA says it was another amount or business
+    /// number. "No such completed payment" is counted, and refused only after
+    /// [`PAYBILL_MISSES`] such answers at least [`PAYBILL_REFUSE_AFTER_MS`] after it came
+    /// (M-PESA may lag behind its own confirmation, or fail inside). A queue time-out
+    /// notice (no answer) leaves it to be asked again.
     pub async fn paybill_verified(
         &self,
         rail: RailId,
@@ -305,6 +324,7 @@ impl Payments {
             return Err(CallbackError::Forbidden);
         }
         let Some((p, _, connector)) = self.paybill_checker(receipt).await? else {
+            tracing::error!(%receipt, "M-PESA answered about a Paybill payment no connector serves now; left for a person");
             return Err(CallbackError::Forbidden);
         };
         let result = connector
@@ -314,9 +334,26 @@ impl Payments {
             tracing::warn!(%receipt, detail = %result.detail, "M-PESA did not answer about a Paybill payment; asking again later");
             return Ok(());
         }
-        let why_not = if !result.completed {
-            Some("M-PESA has no completed payment with this receipt")
-        } else if result.receipt.as_deref().is_some_and(|r| r != p.receipt) {
+        if !result.completed {
+            let detail = format!(
+                "M-PESA has no completed payment with this receipt ({})",
+                result.detail
+            );
+            let Some(misses) = self.store.paybill_missed(receipt, &detail).await? else {
+                return Ok(());
+            };
+            let received_at = self.store.paybill_received_at(receipt).await?.unwrap_or(0);
+            if misses >= PAYBILL_MISSES && received_at <= now_ms() - PAYBILL_REFUSE_AFTER_MS {
+                tracing::error!(%receipt, misses, detail = %result.detail, "a Paybill confirmation M-PESA does not know; refused, kept for reconciliation");
+                self.store
+                    .close_paybill(receipt, PaybillClosed::Refused, &detail)
+                    .await?;
+            } else {
+                tracing::warn!(%receipt, misses, detail = %result.detail, "M-PESA does not know a Paybill payment yet; asking again later");
+            }
+            return Ok(());
+        }
+        let why_not = if result.receipt.as_deref().is_some_and(|r| r != p.receipt) {
             Some("M-PESA answered about another receipt")
         } else if result.amount != Some(p.amount) {
             Some("M-PESA says another amount was paid")
@@ -327,9 +364,13 @@ impl Payments {
         };
         match why_not {
             Some(why) => {
-                tracing::error!(%receipt, why, detail = %result.detail, "a Paybill confirmation M-PESA does not confirm; refused, kept for reconciliation");
+                tracing::error!(%receipt, why, "a Paybill confirmation M-PESA contradicts; refused, kept for reconciliation");
                 self.store
-                    .refuse_paybill(receipt, &format!("{why} ({})", result.detail))
+                    .close_paybill(
+                        receipt,
+                        PaybillClosed::Refused,
+                        &format!("{why} ({})", result.detail),
+                    )
                     .await?;
             }
             None => self.settle_paybill(receipt).await?,
@@ -337,10 +378,11 @@ impl Payments {
         Ok(())
     }
 
-    /// Asks M-PESA again about payments whose answer did not come back within
-    /// [`PAYBILL_RECHECK_MS`]; one M-PESA could not be asked about for
-    /// [`PAYBILL_TRUST_AFTER_MS`] is settled on its confirmation's word (which came to
-    /// a secret URL), and said so: the shopper's money is not left hanging on an outage.
+    /// Asks M-PESA again about payments whose answer did not come back, or was "not
+    /// yet", within [`PAYBILL_RECHECK_MS`]. Never settles on its own: a payment M-PESA
+    /// could not be asked about for [`PAYBILL_GIVE_UP_MS`] (or that no connector serves
+    /// any more) is closed `unverified`, for a person (`malipo reconcile`). One payment's
+    /// trouble does not hold up the others.
     pub async fn recheck_paybills(&self) -> Result<(), StoreError> {
         let now = now_ms();
         for (receipt, received_at) in self
@@ -348,16 +390,37 @@ impl Payments {
             .paybill_unanswered(now - PAYBILL_RECHECK_MS, 100)
             .await?
         {
-            let Some((_, _, connector)) = self.paybill_checker(&receipt).await? else {
-                continue;
-            };
-            if received_at < now - PAYBILL_TRUST_AFTER_MS || !connector.looks_up_receipts() {
-                tracing::warn!(%receipt, "M-PESA gave no answer about a Paybill payment; settled on its confirmation");
-                self.settle_paybill(&receipt).await?;
-                continue;
-            }
+            // Moved on first, whatever happens next: a row that fails never starves the rest.
             self.store.paybill_checked(&receipt, now).await?;
-            self.ask_about_paybill(connector.as_ref(), &receipt).await;
+            let checker = match self.paybill_checker(&receipt).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%receipt, error = %e, "a Paybill payment could not be read; asking again later");
+                    continue;
+                }
+            };
+            let why = match &checker {
+                None => Some("no connector serves its business number any more"),
+                Some((_, _, c)) if !c.looks_up_receipts() => {
+                    Some("M-PESA can no longer be asked (no initiator)")
+                }
+                Some(_) if received_at < now - PAYBILL_GIVE_UP_MS => {
+                    Some("M-PESA gave no answer for a day")
+                }
+                Some(_) => None,
+            };
+            match (why, checker) {
+                (Some(why), _) => {
+                    tracing::error!(%receipt, why, "a Paybill payment M-PESA could not confirm; left for a person");
+                    self.store
+                        .close_paybill(&receipt, PaybillClosed::Unverified, why)
+                        .await?;
+                }
+                (None, Some((_, _, connector))) => {
+                    self.ask_about_paybill(connector.as_ref(), &receipt).await;
+                }
+                (None, None) => {}
+            }
         }
         Ok(())
     }

@@ -42,7 +42,7 @@ pub use outbox::{
     DeliveryAttempt, DeliveryNext, DeliveryRecord, DeliveryStatus, DueDelivery, EventFilter,
     StoredEvent,
 };
-pub use paybill::{PaybillRecorded, normalise_code};
+pub use paybill::{PaybillClosed, PaybillRecorded, normalise_code};
 pub use refunds::{OpenedRefund, RefundRecord, RefundStatus};
 pub use rescues::RescueRecord;
 pub use sessions::{Expiry, NewSession, PaymentStatus, ReceiptDue, SessionRecord, SessionStatus};

@@ -34,6 +34,15 @@ pub enum PaybillRecorded {
     },
 }
 
+/// How a `verifying` Pay Bill payment ends without settling ([`Store::close_paybill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaybillClosed {
+    /// M-PESA said it has no such payment, or another one (amount, business number).
+    Refused,
+    /// M-PESA could not be asked about it for too long.
+    Unverified,
+}
+
 /// The account numbers' letters: no 0/O, 1/I/L, which a shopper would confuse on a phone.
 const CODE_LETTERS: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 /// Seven of them: 27 billion codes, short enough to type on a feature phone.
@@ -249,18 +258,47 @@ impl Store {
         Ok(Some(settled))
     }
 
-    /// A `verifying` payment M-PESA did not confirm: kept as `refused`, for a person.
-    pub async fn refuse_paybill(&self, receipt: &str, detail: &str) -> Result<bool, StoreError> {
+    /// A `verifying` payment M-PESA did not confirm (`refused`), or could not be asked
+    /// about (`unverified`): closed, kept for a person with `detail`. False when it was
+    /// not verifying (settled meanwhile: a late answer).
+    pub async fn close_paybill(
+        &self,
+        receipt: &str,
+        verdict: PaybillClosed,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
         Ok(sqlx::query(
-            "UPDATE paybill_payments SET status = 'refused', detail = $2 \
+            "UPDATE paybill_payments SET status = $2, detail = $3 \
              WHERE receipt = $1 AND status = 'verifying'",
         )
         .bind(receipt)
+        .bind(match verdict {
+            PaybillClosed::Refused => "refused",
+            PaybillClosed::Unverified => "unverified",
+        })
         .bind(detail)
         .execute(&self.pool)
         .await?
         .rows_affected()
             == 1)
+    }
+
+    /// M-PESA answered that it has no completed payment with this receipt (it may lag
+    /// behind its own confirmation): counted, with its words. The count so far, `None`
+    /// when the payment is not verifying.
+    pub async fn paybill_missed(
+        &self,
+        receipt: &str,
+        detail: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE paybill_payments SET misses = misses + 1, detail = $2 \
+             WHERE receipt = $1 AND status = 'verifying' RETURNING misses",
+        )
+        .bind(receipt)
+        .bind(detail)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Marks a `verifying` payment as asked about again, `now`.
@@ -273,6 +311,32 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// A kept payment's status, how many times M-PESA said it knew no such completed
+    /// payment, and why it was not settled (if it was not).
+    pub async fn paybill_status(
+        &self,
+        receipt: &str,
+    ) -> Result<Option<(String, i64, Option<String>)>, StoreError> {
+        Ok(
+            sqlx::query_as(
+                "SELECT status, misses, detail FROM paybill_payments WHERE receipt = $1",
+            )
+            .bind(receipt)
+            .fetch_optional(&self.pool)
+            .await?,
+        )
+    }
+
+    /// When a kept payment came.
+    pub async fn paybill_received_at(&self, receipt: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT received_at FROM paybill_payments WHERE receipt = $1")
+                .bind(receipt)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// `verifying` payments last asked about before `before` (M-PESA's answer did not

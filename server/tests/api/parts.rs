@@ -237,15 +237,69 @@ async fn a_shopper_the_prompt_cannot_reach_pays_by_paybill() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200, "kept (the key is right)");
-    let checked = wait_for("M-PESA's answer about it", 10, async || {
-        let list = app.store.unmatched_paybill(10).await.unwrap();
-        list.into_iter()
-            .find(|u| u.0 == "QFO4GED123" && u.6 != "verifying")
+    // M-PESA (asked by Transaction Status) knows no such payment: counted, not settled
+    // (refused after a few such answers, minutes apart: M-PESA may lag).
+    let (status, misses, _) = wait_for("M-PESA's answer about it", 10, async || {
+        app.store
+            .paybill_status("QFO4GED123")
+            .await
+            .unwrap()
+            .filter(|s| s.1 >= 1)
     })
     .await;
-    assert_eq!(checked.6, "refused");
-    let other_object = session_object(&app, &other_key, &other).await;
-    assert_eq!(other_object["amount_received"], 0);
+    assert_eq!((status.as_str(), misses >= 1), ("verifying", true));
+    assert_eq!(
+        session_object(&app, &other_key, &other).await["amount_received"],
+        0
+    );
+    // An answer at the check's URL without its token is refused and changes nothing.
+    let res = app
+        .client
+        .post(format!("{}/callbacks/mpesa/pb_QFO4GED123/{}", app.addr, "0".repeat(43)))
+        .json(&json!({"Result": {"ResultType": 0, "ResultCode": 0, "ResultDesc": "ok", "TransactionID": "QFO4GED123"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    assert_eq!(
+        app.store
+            .paybill_status("QFO4GED123")
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+        "verifying"
+    );
+
+    // A real payment whose confirmation never came (0700 000 404), confirmed by the
+    // forger with another amount: M-PESA contradicts it, refused at once.
+    let (status, body) = pay_bill(&app, "254700000404", &business, &other_account, "500").await;
+    assert_eq!(status, 200, "{body}");
+    let real = body["receipt"].as_str().unwrap().to_owned();
+    let mut inflated = forged.clone();
+    inflated["TransID"] = json!(real);
+    let res = app
+        .client
+        .post(format!("{}/callbacks/paybill/{key}/confirmation", app.addr))
+        .json(&inflated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, _, detail) = wait_for("M-PESA's answer about the inflated one", 10, async || {
+        app.store
+            .paybill_status(&real)
+            .await
+            .unwrap()
+            .filter(|s| s.0 != "verifying")
+    })
+    .await;
+    assert_eq!(status, "refused");
+    assert!(detail.unwrap().contains("another amount"));
+    assert_eq!(
+        session_object(&app, &other_key, &other).await["amount_received"],
+        0
+    );
 
     // A forged confirmation (a guessed URL) is a 404 and settles nothing.
     let res = app
@@ -259,8 +313,9 @@ async fn a_shopper_the_prompt_cannot_reach_pays_by_paybill() {
 }
 
 /// A Pay Bill payment whose Transaction Status answer never came back is asked about
-/// again (and refused when M-PESA then says it has no such payment); one M-PESA could
-/// not be asked about for a quarter of an hour is settled on its confirmation.
+/// again: settled when M-PESA then confirms it, refused after M-PESA said several times,
+/// minutes apart, that it has no such payment, and left for a person (`unverified`)
+/// when M-PESA could not be asked for a day. Nothing settles without M-PESA's word.
 #[tokio::test]
 async fn a_paybill_payment_mpesa_has_not_answered_about_is_asked_again() {
     use malipo::{
@@ -270,15 +325,15 @@ async fn a_paybill_payment_mpesa_has_not_answered_about_is_asked_again() {
         time::now_ms,
     };
     let app = app().await;
-    let keep = async |id: &str, receipt: &str, at: i64| {
+    let keep = async |id: &str, receipt: &str, amount: i64, at: i64| {
         let sid = SessionId::parse(id).unwrap();
         let account = app.store.pay_code(&sid).await.unwrap().unwrap();
         let p = PaybillPayment {
             receipt: receipt.into(),
-            amount: Money::new(150_000, Currency::Kes).unwrap(),
+            amount: Money::new(amount, Currency::Kes).unwrap(),
             business: "174379".into(),
             account,
-            payer: Some("254712000601".into()),
+            payer: Some("254700000404".into()),
             from_menu: true,
         };
         let kept = app
@@ -288,42 +343,87 @@ async fn a_paybill_payment_mpesa_has_not_answered_about_is_asked_again() {
             .unwrap();
         assert_eq!(kept, PaybillRecorded::Verifying);
     };
-    let status = async |receipt: &str| {
-        app.store
-            .unmatched_paybill(20)
-            .await
+    let status = async |receipt: &str| app.store.paybill_status(receipt).await.unwrap().unwrap();
+    let received = async |key: &str, id: &str| {
+        session_object(&app, key, id).await["amount_received"]
+            .as_i64()
             .unwrap()
-            .into_iter()
-            .find(|u| u.0 == receipt)
-            .map(|u| u.6)
     };
-    let (recent_key, recent) = session(&app, 150_000, "KES").await;
-    let (old_key, old) = session(&app, 150_000, "KES").await;
     let now = now_ms();
-    // Asked two minutes ago; no answer came.
-    keep(&recent, "QNOANSWER2", now - 120_000).await;
-    // Kept sixteen minutes ago, M-PESA never answered.
-    keep(&old, "QNOANSWER1", now - 16 * 60_000).await;
 
-    app.payments.recheck_paybills().await.unwrap();
-    // Asked again: the sandbox Daraja has no such payment, so it is refused.
-    let refused = wait_for("M-PESA's second answer", 10, async || {
-        status("QNOANSWER2").await.filter(|s| s != "verifying")
+    // A genuine menu payment (its confirmation was kept; M-PESA's answer was lost).
+    let (genuine_key, genuine) = session(&app, 150_000, "KES").await;
+    let business = wait_for("the Pay Bill on the page", 10, async || {
+        paybill_field(&app.page(&genuine).await, "business")
     })
     .await;
-    assert_eq!(refused, "refused");
+    let account = paybill_field(&app.page(&genuine).await, "account").unwrap();
+    let (code, body) = pay_bill(&app, "254700000404", &business, &account, "1500").await;
+    assert_eq!(code, 200, "{body}");
+    let receipt = body["receipt"].as_str().unwrap().to_owned();
+    keep(&genuine, &receipt, 150_000, now - 120_000).await;
+    // Confirmations M-PESA never made: one two minutes old, one ten minutes old, and
+    // one M-PESA could not be asked about for more than a day.
+    let (recent_key, recent) = session(&app, 150_000, "KES").await;
+    keep(&recent, "QNOANSWER2", 150_000, now - 120_000).await;
+    let (old_key, old) = session(&app, 150_000, "KES").await;
+    keep(&old, "QNOANSWER1", 150_000, now - 10 * 60_000).await;
+    let (ancient_key, ancient) = session(&app, 150_000, "KES").await;
+    keep(&ancient, "QNOANSWER3", 150_000, now - 25 * 3_600_000).await;
+
+    app.payments.recheck_paybills().await.unwrap();
+    // The genuine one: M-PESA confirms it now, and it settles.
+    wait_for("the genuine payment to settle", 10, async || {
+        (received(&genuine_key, &genuine).await == 150_000).then_some(())
+    })
+    .await;
+    assert_eq!(status(&receipt).await.0, "settled");
+    // Past a day: left for a person, not settled.
     assert_eq!(
-        session_object(&app, &recent_key, &recent).await["amount_received"],
-        0
+        status("QNOANSWER3").await.0,
+        "unverified",
+        "{:?}",
+        status("QNOANSWER3").await
     );
-    // Not asked again: past the wait, settled on the confirmation alone.
-    assert_eq!(status("QNOANSWER1").await, None);
-    let object = session_object(&app, &old_key, &old).await;
+    // The recent one: "no such payment" once, still asked about.
+    wait_for("M-PESA's answer about the recent one", 10, async || {
+        (status("QNOANSWER2").await.1 >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(status("QNOANSWER2").await.0, "verifying");
+    // The old one: asked until M-PESA said so three times, then refused.
+    for _ in 0..5 {
+        let (state, misses, _) = wait_for("M-PESA's answer about the old one", 10, async || {
+            let s = status("QNOANSWER1").await;
+            (s.1 >= 1 || s.0 != "verifying").then_some(s)
+        })
+        .await;
+        if state != "verifying" {
+            break;
+        }
+        let before = misses;
+        app.store
+            .paybill_checked("QNOANSWER1", now - 120_000)
+            .await
+            .unwrap();
+        app.payments.recheck_paybills().await.unwrap();
+        wait_for("M-PESA's next answer", 10, async || {
+            let s = status("QNOANSWER1").await;
+            (s.1 > before || s.0 != "verifying").then_some(())
+        })
+        .await;
+    }
+    let (state, misses, detail) = status("QNOANSWER1").await;
     assert_eq!(
-        (
-            object["amount_received"].as_i64(),
-            object["payment_status"].as_str()
-        ),
-        (Some(150_000), Some("paid"))
+        (state.as_str(), misses >= 3),
+        ("refused", true),
+        "{detail:?}"
     );
+    for (key, id) in [
+        (&recent_key, &recent),
+        (&old_key, &old),
+        (&ancient_key, &ancient),
+    ] {
+        assert_eq!(received(key, id).await, 0);
+    }
 }

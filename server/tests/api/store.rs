@@ -527,7 +527,7 @@ async fn late_success_still_completes_an_expired_session(store: TestStore) {
 async fn a_paybill_payment_waits_for_mpesa_before_it_settles(store: TestStore) {
     use malipo::{
         connectors::{PaybillPayment, RailId},
-        store::PaybillRecorded,
+        store::{PaybillClosed, PaybillRecorded},
     };
     let m = merchant(&store).await;
     let session = store
@@ -617,7 +617,16 @@ async fn a_paybill_payment_waits_for_mpesa_before_it_settles(store: TestStore) {
             .unwrap(),
         None
     );
-    assert!(!store.refuse_paybill("QPBCHECK01", "late").await.unwrap());
+    assert!(
+        !store
+            .close_paybill("QPBCHECK01", PaybillClosed::Refused, "late")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.paybill_missed("QPBCHECK01", "late").await.unwrap(),
+        None
+    );
     assert_eq!(
         kept("QPBCHECK01").await,
         None,
@@ -631,9 +640,26 @@ async fn a_paybill_payment_waits_for_mpesa_before_it_settles(store: TestStore) {
         record("QPBFORGED1", 70_000).await,
         PaybillRecorded::Verifying
     );
+    // M-PESA's "no such payment" answers are counted first (it may lag)…
+    assert_eq!(
+        store.paybill_missed("QPBFORGED1", "R000002").await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .paybill_missed("QPBFORGED1", "R000002 again")
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store.paybill_status("QPBFORGED1").await.unwrap(),
+        Some(("verifying".into(), 2, Some("R000002 again".into())))
+    );
+    // …then it is refused.
     assert!(
         store
-            .refuse_paybill("QPBFORGED1", "no such payment")
+            .close_paybill("QPBFORGED1", PaybillClosed::Refused, "no such payment")
             .await
             .unwrap()
     );
@@ -652,6 +678,18 @@ async fn a_paybill_payment_waits_for_mpesa_before_it_settles(store: TestStore) {
             .is_empty()
     );
     assert_eq!(kept("QPBFORGED1").await.as_deref(), Some("refused"));
+    // One M-PESA could not be asked about: unverified, for a person.
+    assert_eq!(
+        record("QPBASKNONE", 72_000).await,
+        PaybillRecorded::Verifying
+    );
+    assert!(
+        store
+            .close_paybill("QPBASKNONE", PaybillClosed::Unverified, "no initiator")
+            .await
+            .unwrap()
+    );
+    assert_eq!(kept("QPBASKNONE").await.as_deref(), Some("unverified"));
     let s = store.session(&session.id).await.unwrap().unwrap();
     assert_eq!(s.received_minor, 150_000);
 }

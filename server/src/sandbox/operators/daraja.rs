@@ -455,7 +455,7 @@ pub fn status_result(
             { "Key": "DebitAccountType", "Value": "MMF Account For Customer" },
             { "Key": "DebitPartyCharges", "Value": "" },
             { "Key": "TransactionReason", "Value": "" },
-            { "Key": "ReasonType", "Value": "Pay Bill Online" },
+            { "Key": "ReasonType", "Value": if p.id.starts_with("c2b_") { "Pay Bill" } else { "Pay Bill Online" } },
             { "Key": "TransactionStatus", "Value": "Completed" },
             { "Key": "FinalisedTime", "Value": when },
             { "Key": "Amount", "Value": p.whole_amount() },
