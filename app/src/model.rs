@@ -155,9 +155,23 @@ pub struct ReceiptView {
     /// When it was paid, in East Africa Time and the page's language.
     pub paid_at_label: String,
     pub refunded: Option<String>,
+    /// Paid in parts: every payment that counted, oldest first (the rail, receipt,
+    /// payer and date above are then the last one's). Empty when one payment paid it.
+    pub parts: Vec<ReceiptPartView>,
     pub support: Option<SupportView>,
     pub livemode: bool,
     pub locale: Locale,
+}
+
+/// One part of a session paid in parts, on its receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptPartView {
+    /// What it paid: "KES 250,000".
+    pub amount_label: String,
+    pub rail_label: String,
+    pub receipt: Option<String>,
+    pub payer: Option<String>,
+    pub paid_at_label: String,
 }
 
 /// A travel booking's trip, as the page lists it.

@@ -716,6 +716,32 @@ impl CheckoutService {
         let profile = self.store.merchant_profile(&session.merchant_id).await?;
         let locale = page_locale(wanted, &profile);
         let refunded = self.refunded(&paying, locale).await?;
+        // Paid in parts: every payment that counted (not a duplicate to refund).
+        let counted: Vec<_> = self
+            .store
+            .session_attempts(&session.id)
+            .await?
+            .into_iter()
+            .filter(|a| a.status == AttemptStatus::Succeeded && !a.duplicate)
+            .collect();
+        let parts = if counted.len() > 1 {
+            counted
+                .iter()
+                .map(|a| app::model::ReceiptPartView {
+                    amount_label: a.amount.to_string(),
+                    rail_label: a.rail.label().to_owned(),
+                    receipt: shown_receipt(a),
+                    payer: a
+                        .payer
+                        .as_deref()
+                        .filter(|_| a.rail.is_mobile_money())
+                        .map(mask),
+                    paid_at_label: eat_label(a.finalized_at.unwrap_or(a.updated_at), locale),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Some(app::model::ReceiptView {
             id: session.id.to_string(),
             merchant_name,
@@ -736,6 +762,7 @@ impl CheckoutService {
                 .map(mask),
             paid_at_label: eat_label(paying.finalized_at.unwrap_or(paying.updated_at), locale),
             refunded,
+            parts,
             support: support_view(&profile),
             livemode: session.mode == Mode::Live,
             locale,

@@ -57,15 +57,28 @@ pub fn receipt_mail(
     if let Some(c) = &r.charged_label {
         row(l.receipt_charged(), c);
     }
-    row(l.receipt_method(), &r.rail_label);
-    if let Some(n) = &r.receipt {
-        row(l.receipt_number(), n);
+    if r.parts.is_empty() {
+        row(l.receipt_method(), &r.rail_label);
+        if let Some(n) = &r.receipt {
+            row(l.receipt_number(), n);
+        }
+        if let Some(p) = &r.payer {
+            row(l.receipt_payer(), p);
+        }
+        row(l.receipt_date(), &r.paid_at_label);
     }
-    if let Some(p) = &r.payer {
-        row(l.receipt_payer(), p);
-    }
-    row(l.receipt_date(), &r.paid_at_label);
     row(l.receipt_reference(), &r.reference);
+    if !r.parts.is_empty() {
+        lines.push(String::new());
+        lines.push(l.receipt_parts(&r.parts.len().to_string()));
+        for p in &r.parts {
+            let mut line = vec![p.amount_label.as_str(), p.rail_label.as_str()];
+            line.extend(p.receipt.as_deref());
+            line.extend(p.payer.as_deref());
+            line.push(p.paid_at_label.as_str());
+            lines.push(format!("- {}", line.join(" · ")));
+        }
+    }
     lines.push(String::new());
     lines.push(r.description.clone());
     if let Some(trip) = &r.trip {

@@ -57,6 +57,8 @@ fn Receipt(r: ReceiptView) -> impl IntoView {
     };
     let trip = r.trip.clone().map(|t| super::checkout::trip_list(l, t));
     let brand = super::checkout::brand_style(r.brand_color.clone());
+    // Paid in parts: each part on its own lines, below.
+    let single = r.parts.is_empty();
     view! {
         <PageTitle text=l.receipt_title(&r.merchant_name) />
         <Language locale=l />
@@ -76,15 +78,32 @@ fn Receipt(r: ReceiptView) -> impl IntoView {
                 <dl class="receipt-lines">
                     {row(l.receipt_paid_to(), r.merchant_name.clone())}
                     {r.charged_label.clone().map(|c| row(l.receipt_charged(), c))}
-                    {row(l.receipt_method(), r.rail_label.clone())}
-                    {r.receipt.clone().map(|n| view! {
-                        <dt>{l.receipt_number()}</dt>
-                        <dd class="receipt-number">{n}</dd>
+                    {single.then(|| view! {
+                        {row(l.receipt_method(), r.rail_label.clone())}
+                        {r.receipt.clone().map(|n| view! {
+                            <dt>{l.receipt_number()}</dt>
+                            <dd class="receipt-number">{n}</dd>
+                        })}
+                        {r.payer.clone().map(|p| row(l.receipt_payer(), p))}
+                        {row(l.receipt_date(), r.paid_at_label.clone())}
                     })}
-                    {r.payer.clone().map(|p| row(l.receipt_payer(), p))}
-                    {row(l.receipt_date(), r.paid_at_label.clone())}
                     {row(l.receipt_reference(), r.reference.clone())}
                 </dl>
+                {(!single).then(|| view! {
+                    <h2>{l.receipt_parts(&r.parts.len().to_string())}</h2>
+                    {r.parts.clone().into_iter().map(|p| view! {
+                        <dl class="receipt-lines" data-part="true">
+                            {row(l.receipt_amount(), p.amount_label)}
+                            {row(l.receipt_method(), p.rail_label)}
+                            {p.receipt.map(|n| view! {
+                                <dt>{l.receipt_number()}</dt>
+                                <dd class="receipt-number">{n}</dd>
+                            })}
+                            {p.payer.map(|x| row(l.receipt_payer(), x))}
+                            {row(l.receipt_date(), p.paid_at_label)}
+                        </dl>
+                    }).collect_view()}
+                })}
                 {r.refunded.clone().map(|x| view! { <p class="refunded" data-refunded="true">{x}</p> })}
             </section>
             <p class="fine">{l.receipt_keep()}</p>

@@ -105,6 +105,33 @@ async fn a_kes_400000_booking_is_paid_in_two_parts_from_two_phones() {
         .filter(|e| e.kind == "session.part_paid")
         .count();
     assert_eq!(parts, 1, "{events:?}");
+
+    // The receipt lists both parts: amount, rail, receipt, payer (masked) and date.
+    let receipt_page = app
+        .client
+        .get(format!("{}/pay/{id}/receipt", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(receipt_page.contains("Paid in 2 parts"), "{receipt_page}");
+    assert_eq!(receipt_page.matches(r#"data-part="true""#).count(), 2);
+    for (part, amount) in [(&part, "KES 250,000"), (&second, "KES 150,000")] {
+        let code = part.operator_receipt.as_deref().unwrap();
+        assert!(receipt_page.contains(code), "{code}: {receipt_page}");
+        assert!(receipt_page.contains(amount), "{amount}: {receipt_page}");
+    }
+    assert!(!receipt_page.contains("254712000401"), "payers are masked");
+    // And so does the mail.
+    let view = app.checkout.receipt(&sid, None).await.unwrap().unwrap();
+    let mail = malipo::receipts::receipt_mail(&view, "amina@example.com", &app.addr, view.locale);
+    assert!(mail.body.contains("Paid in 2 parts"), "{}", mail.body);
+    for part in [&part, &second] {
+        let code = part.operator_receipt.as_deref().unwrap();
+        assert_eq!(mail.body.matches(code).count(), 1, "{}", mail.body);
+    }
 }
 
 /// Pays the business number from `phone`'s M-PESA menu on the sandbox handset.
