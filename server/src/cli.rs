@@ -136,6 +136,11 @@ pub enum Command {
         /// What you found, e.g. "not on the M-PESA statement" or "refunded, R-123".
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
+        /// Check this Pay Bill payment (its M-PESA receipt) with M-PESA again, after it
+        /// was left `refused` or `unverified` (e.g. once the initiator's credentials are
+        /// fixed): the running server asks within a minute, for another day.
+        #[arg(long, value_name = "RECEIPT", conflicts_with_all = ["resolve", "note"])]
+        recheck: Option<String>,
     },
 }
 
@@ -368,10 +373,35 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reconcile {
+            recheck: Some(receipt),
+            ..
+        } => {
+            let receipt = receipt.trim().to_ascii_uppercase();
+            if receipt.is_empty()
+                || receipt.len() > 20
+                || !receipt.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                anyhow::bail!("--recheck takes an M-PESA receipt, e.g. QLA4B5C6D7");
+            }
+            let store = connect(&config).await?;
+            let done = store
+                .recheck_paybill(&receipt, crate::time::now_ms())
+                .await?;
+            store.close().await;
+            if !done {
+                anyhow::bail!(
+                    "{receipt} is not a Pay Bill payment left refused or unverified for a session"
+                );
+            }
+            println!("{receipt} will be checked with M-PESA again");
+            Ok(())
+        }
+        Command::Reconcile {
             json,
             all,
             resolve: Some(payment),
             note,
+            ..
         } => {
             let id = crate::domain::AttemptId::parse(&payment)
                 .with_context(|| format!("{payment:?} is not a payment id (pa_…)"))?;

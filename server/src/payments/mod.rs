@@ -1578,7 +1578,8 @@ impl Payments {
     /// Runs until aborted: each lane polls every second on its own (a lane stuck on a
     /// hung operator never holds up the other), and stored callbacks that never took
     /// effect are re-driven every 30 s (and at start-up), with refunds
-    /// not yet sent and Pay Bill payments M-PESA has not answered about.
+    /// not yet sent; Pay Bill payments M-PESA has not confirmed are asked about again on
+    /// their own tick.
     pub async fn run_poller(self) {
         let lane = |mode: Mode| {
             let me = self.clone();
@@ -1607,12 +1608,20 @@ impl Payments {
                 if let Err(e) = self.redrive_refunds().await {
                     tracing::warn!(error = %e, "sending pending refunds again failed; retrying");
                 }
+            }
+        };
+        // On its own: a slow Daraja never holds up callbacks and refunds.
+        let paybills = async {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
                 if let Err(e) = self.recheck_paybills().await {
                     tracing::warn!(error = %e, "asking M-PESA again about Paybill payments failed; retrying");
                 }
             }
         };
-        tokio::join!(lane(Mode::Live), lane(Mode::Test), redrive);
+        tokio::join!(lane(Mode::Live), lane(Mode::Test), redrive, paybills);
     }
 }
 

@@ -24,18 +24,22 @@ pub type PaybillAnswer = (u16, String);
 /// The purpose the Pay Bill check's result URL token is derived for.
 const PAYBILL_CHECK: &str = "paybill-check";
 
-/// How long M-PESA's answer about a Pay Bill payment may take (or how long after a
-/// "not yet") before it is asked again.
+/// How long M-PESA's answer about a young Pay Bill payment may take (or how long after
+/// an answer that did not confirm it) before it is asked again…
 const PAYBILL_RECHECK_MS: i64 = 60_000;
 
-/// How many "no such completed payment" answers refuse a Pay Bill payment…
-const PAYBILL_MISSES: i64 = 3;
+/// …while it is younger than this; then every [`PAYBILL_RECHECK_SLOW_MS`].
+const PAYBILL_YOUNG_MS: i64 = 15 * 60_000;
+const PAYBILL_RECHECK_SLOW_MS: i64 = 10 * 60_000;
 
-/// …once it is at least this old (M-PESA may lag behind its own confirmation).
-const PAYBILL_REFUSE_AFTER_MS: i64 = 5 * 60_000;
-
-/// How long M-PESA is asked about a Pay Bill payment before it is left for a person.
+/// How long M-PESA is asked about a Pay Bill payment before it is left for a person:
+/// `refused` if M-PESA answered without confirming it, `unverified` if it never answered.
 const PAYBILL_GIVE_UP_MS: i64 = 24 * 3_600_000;
+
+/// At most this many first asks in flight (one per confirmation, off its path); beyond
+/// it, a confirmation is asked about by [`Payments::recheck_paybills`] a minute later.
+const PAYBILL_ASKS: usize = 8;
+static PAYBILL_ASKING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// How long registering waits between tries: Daraja may be down when we start.
 const REGISTER_BACKOFF_SECS: [u64; 5] = [1, 5, 30, 120, 600];
@@ -222,11 +226,20 @@ impl Payments {
                 other => other?,
             };
             if recorded == PaybillRecorded::Verifying {
-                // Asked off the confirmation's path: Daraja waits for our answer.
-                let (me, connector, receipt) = (self.clone(), connector.clone(), p.receipt.clone());
-                tokio::spawn(async move {
-                    me.ask_about_paybill(connector.as_ref(), &receipt).await;
-                });
+                use std::sync::atomic::Ordering;
+                // Asked off the confirmation's path (Daraja waits for our answer), a few
+                // at a time: a flood of confirmations never floods Daraja with asks.
+                if PAYBILL_ASKING.fetch_add(1, Ordering::AcqRel) < PAYBILL_ASKS {
+                    let (me, connector, receipt) =
+                        (self.clone(), connector.clone(), p.receipt.clone());
+                    tokio::spawn(async move {
+                        me.ask_about_paybill(connector.as_ref(), &receipt).await;
+                        PAYBILL_ASKING.fetch_sub(1, Ordering::AcqRel);
+                    });
+                } else {
+                    PAYBILL_ASKING.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(receipt = %p.receipt, "many Paybill payments being asked about; this one in a minute");
+                }
             }
             let payer = p.payer.as_deref().map(mask).unwrap_or_default();
             match &recorded {
@@ -308,10 +321,8 @@ impl Payments {
     /// `/callbacks/mpesa/pb_{receipt}/{token}`. Settled when M-PESA says it completed,
     /// with this receipt, amount and business number; refused at once (kept for a
     /// person, in `malipo reconcile`) when M-PESA says it was another amount or business
-    /// number. "No such completed payment" is counted, and refused only after
-    /// [`PAYBILL_MISSES`] such answers at least [`PAYBILL_REFUSE_AFTER_MS`] after it came
-    /// (M-PESA may lag behind its own confirmation, or fail inside). A queue time-out
-    /// notice (no answer) leaves it to be asked again.
+    /// number. Any other answer is counted (`misses`) and asked again; a queue time-out
+    /// notice (no answer) too.
     pub async fn paybill_verified(
         &self,
         rail: RailId,
@@ -335,21 +346,13 @@ impl Payments {
             return Ok(());
         }
         if !result.completed {
-            let detail = format!(
-                "M-PESA has no completed payment with this receipt ({})",
-                result.detail
-            );
-            let Some(misses) = self.store.paybill_missed(receipt, &detail).await? else {
-                return Ok(());
-            };
-            let received_at = self.store.paybill_received_at(receipt).await?.unwrap_or(0);
-            if misses >= PAYBILL_MISSES && received_at <= now_ms() - PAYBILL_REFUSE_AFTER_MS {
-                tracing::error!(%receipt, misses, detail = %result.detail, "a Paybill confirmation M-PESA does not know; refused, kept for reconciliation");
-                self.store
-                    .close_paybill(receipt, PaybillClosed::Refused, &detail)
-                    .await?;
-            } else {
-                tracing::warn!(%receipt, misses, detail = %result.detail, "M-PESA does not know a Paybill payment yet; asking again later");
+            // M-PESA's codes for "no such payment" are not in our sources, and the same
+            // answer may mean an initiator's expired credential or M-PESA lagging behind
+            // its own confirmation: counted, asked again, and only after a day left for a
+            // person (never settled, never refused for good on one answer).
+            let detail = format!("M-PESA did not confirm it ({})", result.detail);
+            if let Some(misses) = self.store.paybill_missed(receipt, &detail).await? {
+                tracing::warn!(%receipt, misses, detail = %result.detail, "M-PESA did not confirm a Paybill payment; asking again later");
             }
             return Ok(());
         }
@@ -378,48 +381,49 @@ impl Payments {
         Ok(())
     }
 
-    /// Asks M-PESA again about payments whose answer did not come back, or was "not
-    /// yet", within [`PAYBILL_RECHECK_MS`]. Never settles on its own: a payment M-PESA
-    /// could not be asked about for [`PAYBILL_GIVE_UP_MS`] (or that no connector serves
-    /// any more) is closed `unverified`, for a person (`malipo reconcile`). One payment's
+    /// Asks M-PESA again about payments it has not confirmed: every minute while they
+    /// are young, every ten minutes after, for a day. Never settles on its own: after a
+    /// day a payment is closed for a person (`malipo reconcile`), `refused` when M-PESA
+    /// answered without confirming it, `unverified` when it could not be asked (no
+    /// answer, no initiator, no connector for its business number). One payment's
     /// trouble does not hold up the others.
     pub async fn recheck_paybills(&self) -> Result<(), StoreError> {
         let now = now_ms();
-        for (receipt, received_at) in self
+        for (receipt, asking_since, misses) in self
             .store
-            .paybill_unanswered(now - PAYBILL_RECHECK_MS, 100)
+            .paybill_unanswered(
+                now - PAYBILL_RECHECK_MS,
+                now - PAYBILL_YOUNG_MS,
+                now - PAYBILL_RECHECK_SLOW_MS,
+                100,
+            )
             .await?
         {
             // Moved on first, whatever happens next: a row that fails never starves the rest.
             self.store.paybill_checked(&receipt, now).await?;
-            let checker = match self.paybill_checker(&receipt).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(%receipt, error = %e, "a Paybill payment could not be read; asking again later");
-                    continue;
-                }
-            };
-            let why = match &checker {
-                None => Some("no connector serves its business number any more"),
-                Some((_, _, c)) if !c.looks_up_receipts() => {
-                    Some("M-PESA can no longer be asked (no initiator)")
-                }
-                Some(_) if received_at < now - PAYBILL_GIVE_UP_MS => {
-                    Some("M-PESA gave no answer for a day")
-                }
-                Some(_) => None,
-            };
-            match (why, checker) {
-                (Some(why), _) => {
-                    tracing::error!(%receipt, why, "a Paybill payment M-PESA could not confirm; left for a person");
-                    self.store
-                        .close_paybill(&receipt, PaybillClosed::Unverified, why)
-                        .await?;
-                }
-                (None, Some((_, _, connector))) => {
+            if asking_since < now - PAYBILL_GIVE_UP_MS {
+                let (verdict, why) = if misses > 0 {
+                    (PaybillClosed::Refused, "M-PESA did not confirm it in a day")
+                } else {
+                    (
+                        PaybillClosed::Unverified,
+                        "M-PESA could not be asked about it for a day",
+                    )
+                };
+                tracing::error!(%receipt, why, "a Paybill payment M-PESA did not confirm; left for a person");
+                self.store.close_paybill(&receipt, verdict, why).await?;
+                continue;
+            }
+            match self.paybill_checker(&receipt).await {
+                Ok(Some((_, _, connector))) if connector.looks_up_receipts() => {
                     self.ask_about_paybill(connector.as_ref(), &receipt).await;
                 }
-                (None, None) => {}
+                Ok(_) => {
+                    tracing::warn!(%receipt, "M-PESA cannot be asked about a Paybill payment (no initiator, or no connector for its business number); asking again later");
+                }
+                Err(e) => {
+                    tracing::warn!(%receipt, error = %e, "a Paybill payment could not be read; asking again later");
+                }
             }
         }
         Ok(())

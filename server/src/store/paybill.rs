@@ -192,8 +192,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let kept = sqlx::query(
             "INSERT INTO paybill_payments (receipt, rail, business, account, amount_minor, \
-             currency, payer, session_id, body, status, received_at, checked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (receipt) DO NOTHING",
+             currency, payer, session_id, body, status, received_at, checked_at, asking_since) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (receipt) DO NOTHING",
         )
         .bind(&p.receipt)
         .bind(rail.as_str())
@@ -206,6 +206,7 @@ impl Store {
         .bind(body)
         .bind(status)
         .bind(now)
+        .bind((status == "verifying").then_some(now))
         .bind((status == "verifying").then_some(now))
         .execute(&mut *tx)
         .await?
@@ -329,31 +330,44 @@ impl Store {
         )
     }
 
-    /// When a kept payment came.
-    pub async fn paybill_received_at(&self, receipt: &str) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT received_at FROM paybill_payments WHERE receipt = $1")
-                .bind(receipt)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    /// `verifying` payments last asked about before `before` (M-PESA's answer did not
-    /// come back), oldest first: (receipt, received at).
+    /// `verifying` payments due to be asked about again, oldest ask first: last asked
+    /// before `before` and asked about since after `young_since`, or last asked before
+    /// `slow_before`. (receipt, asked about since, misses).
     pub async fn paybill_unanswered(
         &self,
         before: i64,
+        young_since: i64,
+        slow_before: i64,
         limit: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT receipt, received_at FROM paybill_payments \
-             WHERE status = 'verifying' AND checked_at < $1 ORDER BY checked_at LIMIT $2",
+            "SELECT receipt, asking_since, misses FROM paybill_payments \
+             WHERE status = 'verifying' AND checked_at < $1 \
+             AND (asking_since > $2 OR checked_at < $3) ORDER BY checked_at LIMIT $4",
         )
         .bind(before)
+        .bind(young_since)
+        .bind(slow_before)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Puts a closed payment (`refused`, `unverified`) back to be checked with M-PESA
+    /// again (`malipo reconcile --recheck`: after fixing the initiator's credentials).
+    /// False when it is not closed that way.
+    pub async fn recheck_paybill(&self, receipt: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE paybill_payments SET status = 'verifying', misses = 0, checked_at = 0, \
+             asking_since = $2 WHERE receipt = $1 AND status IN ('refused', 'unverified') \
+             AND session_id IS NOT NULL",
+        )
+        .bind(receipt)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// A kept payment: what it was, its rail and the session it names.

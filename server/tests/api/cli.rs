@@ -380,3 +380,79 @@ async fn reconcile_lists_unknown_outcomes_and_duplicates() {
     .unwrap();
     assert_eq!(logged, 1);
 }
+
+/// A Pay Bill payment M-PESA did not confirm is listed for a person, and
+/// `--recheck RECEIPT` puts it back to be checked with M-PESA again.
+#[tokio::test]
+async fn reconcile_lists_an_unconfirmed_paybill_payment_and_rechecks_it() {
+    use malipo::{
+        connectors::{PaybillPayment, RailId},
+        domain::{Money, money::Currency},
+        store::{PaybillClosed, PaybillRecorded},
+    };
+    let db = test_db(Db::Sqlite).await;
+    // Migrates the new database.
+    assert!(malipo(&db.url, &["reconcile"]).status.success());
+    let store = malipo::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 1)
+        .await
+        .unwrap();
+    let checkout = malipo::checkout::CheckoutService::new(store.clone(), "http://x".into());
+    let (_, session) =
+        crate::helpers::open_kes_session(&store, &checkout, "Recheck Lodge", 900).await;
+    let p = PaybillPayment {
+        receipt: "QRECHECK01".into(),
+        amount: Money::new(150_000, Currency::Kes).unwrap(),
+        business: "174379".into(),
+        account: store.pay_code(&session.id).await.unwrap().unwrap(),
+        payer: Some("254712345678".into()),
+        from_menu: true,
+    };
+    let now = malipo::time::now_ms();
+    let kept = store
+        .record_paybill(RailId::Mpesa, &p, Some(&session.id), "{}", true, now)
+        .await
+        .unwrap();
+    assert_eq!(kept, PaybillRecorded::Verifying);
+    assert!(
+        store
+            .close_paybill(
+                "QRECHECK01",
+                PaybillClosed::Unverified,
+                "no answer for a day"
+            )
+            .await
+            .unwrap()
+    );
+    store.close().await;
+
+    let out = malipo(&db.url, &["reconcile", "--json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["receipt"] == "QRECHECK01")
+        .unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(row["why"], "paybill_unverified");
+    assert!(
+        !row.to_string().contains("254712345678"),
+        "never a full number: {row}"
+    );
+
+    let out = malipo(&db.url, &["reconcile", "--recheck", "qrecheck01"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = malipo(&db.url, &["reconcile", "--recheck", "QRECHECK01"]);
+    assert!(!out.status.success(), "already being checked");
+    let out = malipo(&db.url, &["reconcile", "--recheck", "not a receipt!"]);
+    assert!(!out.status.success());
+    let store = malipo::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 1)
+        .await
+        .unwrap();
+    let (status, misses, _) = store.paybill_status("QRECHECK01").await.unwrap().unwrap();
+    assert_eq!((status.as_str(), misses), ("verifying", 0));
+    store.close().await;
+}

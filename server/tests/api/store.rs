@@ -579,23 +579,39 @@ async fn a_paybill_payment_waits_for_mpesa_before_it_settles(store: TestStore) {
     let s = store.session(&session.id).await.unwrap().unwrap();
     assert_eq!(s.received_minor, 0);
 
-    // No answer yet: listed to be asked again once it is older than asked; asking
-    // again moves it back.
+    // No answer yet: listed to be asked again once it is older than asked (every
+    // minute while young, every ten minutes after); asking again moves it back.
     assert!(
         store
-            .paybill_unanswered(2_000, 10)
+            .paybill_unanswered(2_000, 0, 0, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store.paybill_unanswered(62_000, 10).await.unwrap(),
-        [("QPBCHECK01".to_string(), 2_000)]
+        store.paybill_unanswered(62_000, 0, 0, 10).await.unwrap(),
+        [("QPBCHECK01".to_string(), 2_000, 0)]
+    );
+    // No longer young: only when last asked before the slow cut-off.
+    assert!(
+        store
+            .paybill_unanswered(62_000, 5_000, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .paybill_unanswered(62_000, 5_000, 3_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
     store.paybill_checked("QPBCHECK01", 63_000).await.unwrap();
     assert!(
         store
-            .paybill_unanswered(62_000, 10)
+            .paybill_unanswered(62_000, 0, 0, 10)
             .await
             .unwrap()
             .is_empty()
@@ -672,12 +688,36 @@ async fn a_paybill_payment_waits_for_mpesa_before_it_settles(store: TestStore) {
     );
     assert!(
         store
-            .paybill_unanswered(i64::MAX, 10)
+            .paybill_unanswered(i64::MAX, 0, i64::MAX, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(kept("QPBFORGED1").await.as_deref(), Some("refused"));
+    // A person has it checked again (after fixing the initiator): verifying, from now.
+    assert!(store.recheck_paybill("QPBFORGED1", 80_000).await.unwrap());
+    assert!(!store.recheck_paybill("QPBFORGED1", 80_000).await.unwrap());
+    assert!(
+        !store.recheck_paybill("QPBCHECK01", 80_000).await.unwrap(),
+        "settled"
+    );
+    assert_eq!(
+        store.paybill_status("QPBFORGED1").await.unwrap().unwrap().1,
+        0
+    );
+    assert_eq!(
+        store
+            .paybill_unanswered(i64::MAX, 79_000, 0, 10)
+            .await
+            .unwrap(),
+        [("QPBFORGED1".to_string(), 80_000, 0)]
+    );
+    assert!(
+        store
+            .close_paybill("QPBFORGED1", PaybillClosed::Refused, "no such payment")
+            .await
+            .unwrap()
+    );
     // One M-PESA could not be asked about: unverified, for a person.
     assert_eq!(
         record("QPBASKNONE", 72_000).await,
