@@ -581,6 +581,14 @@ fn shown_receipt(a: &AttemptRecord) -> Option<String> {
     }
 }
 
+/// The payer as a receipt shows it: a mobile-money number, masked.
+fn shown_payer(a: &AttemptRecord) -> Option<String> {
+    a.payer
+        .as_deref()
+        .filter(|_| a.rail.is_mobile_money())
+        .map(mask)
+}
+
 /// The page's language: the request's, else the merchant's default, else English.
 fn page_locale(wanted: Option<Locale>, profile: &crate::store::MerchantProfile) -> Locale {
     wanted
@@ -731,11 +739,7 @@ impl CheckoutService {
                     amount_label: a.amount.to_string(),
                     rail_label: a.rail.label().to_owned(),
                     receipt: shown_receipt(a),
-                    payer: a
-                        .payer
-                        .as_deref()
-                        .filter(|_| a.rail.is_mobile_money())
-                        .map(mask),
+                    payer: shown_payer(a),
                     paid_at_label: eat_label(a.finalized_at.unwrap_or(a.updated_at), locale),
                 })
                 .collect()
@@ -755,11 +759,7 @@ impl CheckoutService {
                 .then(|| paying.amount.to_string()),
             rail_label: paying.rail.label().to_owned(),
             receipt: shown_receipt(&paying),
-            payer: paying
-                .payer
-                .as_deref()
-                .filter(|_| paying.rail.is_mobile_money())
-                .map(mask),
+            payer: shown_payer(&paying),
             paid_at_label: eat_label(paying.finalized_at.unwrap_or(paying.updated_at), locale),
             refunded,
             parts,

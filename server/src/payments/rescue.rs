@@ -153,7 +153,14 @@ impl Payments {
             detail: None,
             created_at: now,
         };
-        self.store.insert_rescue(&rescue).await?;
+        // Counted again as it is written: parallel requests never pass the limit together.
+        if !self
+            .store
+            .insert_rescue_capped(&rescue, now - 3_600_000, RESCUES_PER_HOUR)
+            .await?
+        {
+            return Err(RescueError::Limited);
+        }
         // A receipt already on an attempt pays nothing twice: refused without asking
         // (and said as any refusal, so the page tells nobody whose code it was).
         if self.store.receipt_taken(attempt.rail, &code).await? {

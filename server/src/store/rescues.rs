@@ -23,23 +23,6 @@ pub struct RescueRecord {
 }
 
 impl Store {
-    pub async fn insert_rescue(&self, r: &RescueRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO rescues (id, session_id, attempt_id, rail, receipt, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&r.id)
-        .bind(r.session_id.as_str())
-        .bind(r.attempt_id.as_str())
-        .bind(r.rail.as_str())
-        .bind(&r.receipt)
-        .bind(&r.status)
-        .bind(r.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     pub async fn rescue(&self, id: &str) -> Result<Option<RescueRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, session_id, attempt_id, rail, receipt, status, detail, created_at \
@@ -64,6 +47,49 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| from_row(&row)).transpose()
+    }
+
+    /// Records a rescue unless the session had `cap` since `since`: false then. The
+    /// session's row is locked first, so parallel requests are counted one after another
+    /// (on PostgreSQL as on SQLite) and never pass the cap together.
+    pub async fn insert_rescue_capped(
+        &self,
+        r: &RescueRecord,
+        since: i64,
+        cap: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE checkout_sessions SET updated_at = updated_at WHERE id = $1")
+            .bind(r.session_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM rescues WHERE session_id = $1 AND created_at >= $2",
+        )
+        .bind(r.session_id.as_str())
+        .bind(since)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if n >= cap {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO rescues (id, session_id, attempt_id, rail, receipt, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&r.id)
+        .bind(r.session_id.as_str())
+        .bind(r.attempt_id.as_str())
+        .bind(r.rail.as_str())
+        .bind(&r.receipt)
+        .bind(&r.status)
+        .bind(r.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// How many rescues the session had since `since` (its limit).

@@ -33,6 +33,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    parallel_rescues_never_pass_the_cap_together,
     a_paybill_payment_waits_for_mpesa_before_it_settles,
     parts_add_up_and_an_overpayment_is_recorded,
     merchant_and_keys_round_trip,
@@ -519,6 +520,40 @@ async fn late_success_still_completes_an_expired_session(store: TestStore) {
                 "query",
                 8_000
             )
+            .await
+            .unwrap()
+    );
+}
+
+async fn parallel_rescues_never_pass_the_cap_together(store: TestStore) {
+    use malipo::{connectors::RailId, store::RescueRecord};
+    let (session, attempt) = session_with_attempt(&store, 9_000_000).await;
+    let rescue = |n: usize| RescueRecord {
+        id: format!("rs_cap{n:02}"),
+        session_id: session.id.clone(),
+        attempt_id: attempt.id.clone(),
+        rail: RailId::Mpesa,
+        receipt: format!("QCAP{n:06}"),
+        status: "checking".into(),
+        detail: None,
+        created_at: 2_000 + n as i64,
+    };
+    // Ten requests at once (five connections), three allowed since 1,000.
+    let tries = (0..10).map(|n| {
+        let store = store.store.clone();
+        let r = rescue(n);
+        tokio::spawn(async move { store.insert_rescue_capped(&r, 1_000, 3).await.unwrap() })
+    });
+    let mut written = 0;
+    for t in tries {
+        written += usize::from(t.await.unwrap());
+    }
+    assert_eq!(written, 3);
+    assert_eq!(store.count_rescues(&session.id, 1_000).await.unwrap(), 3);
+    // Older ones do not count.
+    assert!(
+        store
+            .insert_rescue_capped(&rescue(10), 2_011, 3)
             .await
             .unwrap()
     );
