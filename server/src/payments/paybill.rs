@@ -36,10 +36,9 @@ const PAYBILL_RECHECK_SLOW_MS: i64 = 10 * 60_000;
 /// `refused` if M-PESA answered without confirming it, `unverified` if it never answered.
 const PAYBILL_GIVE_UP_MS: i64 = 24 * 3_600_000;
 
-/// At most this many first asks in flight (one per confirmation, off its path); beyond
-/// it, a confirmation is asked about by [`Payments::recheck_paybills`] a minute later.
-const PAYBILL_ASKS: usize = 8;
-static PAYBILL_ASKING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// At most 8 first asks in flight (one per confirmation, off its path); beyond them, a
+/// confirmation is asked about by [`Payments::recheck_paybills`] a minute later.
+static PAYBILL_ASKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 /// How long registering waits between tries: Daraja may be down when we start.
 const REGISTER_BACKOFF_SECS: [u64; 5] = [1, 5, 30, 120, 600];
@@ -226,18 +225,16 @@ impl Payments {
                 other => other?,
             };
             if recorded == PaybillRecorded::Verifying {
-                use std::sync::atomic::Ordering;
                 // Asked off the confirmation's path (Daraja waits for our answer), a few
                 // at a time: a flood of confirmations never floods Daraja with asks.
-                if PAYBILL_ASKING.fetch_add(1, Ordering::AcqRel) < PAYBILL_ASKS {
+                if let Ok(permit) = PAYBILL_ASKS.try_acquire() {
                     let (me, connector, receipt) =
                         (self.clone(), connector.clone(), p.receipt.clone());
                     tokio::spawn(async move {
+                        let _permit = permit;
                         me.ask_about_paybill(connector.as_ref(), &receipt).await;
-                        PAYBILL_ASKING.fetch_sub(1, Ordering::AcqRel);
                     });
                 } else {
-                    PAYBILL_ASKING.fetch_sub(1, Ordering::AcqRel);
                     tracing::warn!(receipt = %p.receipt, "many Paybill payments being asked about; this one in a minute");
                 }
             }

@@ -122,10 +122,7 @@ async fn pay(
         .and_then(|urls| urls.get(business).cloned());
     // No URLs registered: M-PESA takes the money and tells nobody.
     let Some(urls) = registered else {
-        if let Err(e) = ledger(state, sandbox, msisdn, amount, business, account, &receipt).await {
-            tracing::error!(error = %e, "sandbox Pay Bill: the ledger could not be written");
-            return Err(("unavailable", "Failed. Try again later.".into()));
-        }
+        ledger(state, sandbox, msisdn, amount, business, account, &receipt).await?;
         return Ok(receipt);
     };
     let asked = sandbox
@@ -164,10 +161,7 @@ async fn pay(
         }
     }
     // The money moved: in the ledger, where Transaction Status finds it.
-    if let Err(e) = ledger(state, sandbox, msisdn, amount, business, account, &receipt).await {
-        tracing::error!(error = %e, "sandbox Pay Bill: the ledger could not be written");
-        return Err(("unavailable", "Failed. Try again later.".into()));
-    }
+    ledger(state, sandbox, msisdn, amount, business, account, &receipt).await?;
     // The confirmation, as the payer's number scripts it.
     let (deliveries, delay_ms) = match msisdn {
         "254700000404" => (0, 0),
@@ -190,7 +184,8 @@ async fn pay(
 }
 
 /// A menu payment the operator took, in the sandbox's ledger: decided and paid, with
-/// its receipt, so that Transaction Status (and reversals) find it like any other.
+/// its receipt, so that Transaction Status (and reversals) find it like any other. Not
+/// written: the payer is told to try again (nothing was taken).
 async fn ledger(
     state: &AppState,
     sandbox: &super::Sandbox,
@@ -199,7 +194,7 @@ async fn ledger(
     business: &str,
     account: &str,
     receipt: &str,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), (&'static str, String)> {
     let now = now_ms();
     let mut paid = super::SandboxRequest::pending(
         super::NewRequest {
@@ -226,8 +221,13 @@ async fn ledger(
     paid.result_code = Some("0".into());
     paid.result_desc = Some("The service request is processed successfully.".into());
     paid.receipt = Some(receipt.to_owned());
-    state.store.insert_sandbox_request(&paid).await?;
-    Ok(())
+    match state.store.insert_sandbox_request(&paid).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox Pay Bill: the ledger could not be written");
+            Err(("unavailable", "Failed. Try again later.".into()))
+        }
+    }
 }
 
 async fn pay_json(

@@ -37,9 +37,10 @@ pub enum PaybillRecorded {
 /// How a `verifying` Pay Bill payment ends without settling ([`Store::close_paybill`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaybillClosed {
-    /// M-PESA said it has no such payment, or another one (amount, business number).
+    /// M-PESA named another payment (amount, business number, receipt), or answered
+    /// for a day without confirming it.
     Refused,
-    /// M-PESA could not be asked about it for too long.
+    /// M-PESA could not be asked about it, or never answered, for a day.
     Unverified,
 }
 
@@ -189,6 +190,7 @@ impl Store {
             (Some(_), true) => "verifying",
             (Some(_), false) => "settling",
         };
+        let asked = (status == "verifying").then_some(now);
         let mut tx = self.pool.begin().await?;
         let kept = sqlx::query(
             "INSERT INTO paybill_payments (receipt, rail, business, account, amount_minor, \
@@ -206,8 +208,9 @@ impl Store {
         .bind(body)
         .bind(status)
         .bind(now)
-        .bind((status == "verifying").then_some(now))
-        .bind((status == "verifying").then_some(now))
+        // Asked about from now on (checked_at, asking_since).
+        .bind(asked)
+        .bind(asked)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -284,8 +287,8 @@ impl Store {
             == 1)
     }
 
-    /// M-PESA answered that it has no completed payment with this receipt (it may lag
-    /// behind its own confirmation): counted, with its words. The count so far, `None`
+    /// M-PESA answered without confirming the payment (it may lag behind its own
+    /// confirmation, or fail inside): counted, with its words. The count so far, `None`
     /// when the payment is not verifying.
     pub async fn paybill_missed(
         &self,

@@ -63,15 +63,7 @@ impl Store {
             .bind(r.session_id.as_str())
             .execute(&mut *tx)
             .await?;
-        let n: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM rescues WHERE session_id = $1 AND created_at >= $2",
-        )
-        .bind(r.session_id.as_str())
-        .bind(since)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-        if n >= cap {
+        if rescues_since(&mut tx, &r.session_id, since).await? >= cap {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -98,14 +90,8 @@ impl Store {
         session_id: &SessionId,
         since: i64,
     ) -> Result<i64, StoreError> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) AS n FROM rescues WHERE session_id = $1 AND created_at >= $2",
-        )
-        .bind(session_id.as_str())
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?)
+        let mut conn = self.pool.acquire().await?;
+        rescues_since(&mut conn, session_id, since).await
     }
 
     /// Records the operator's answer, once: false when it was decided already.
@@ -186,4 +172,20 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<RescueRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         id,
     })
+}
+
+/// How many rescues `session_id` had since `since`, read through `conn`.
+async fn rescues_since(
+    conn: &mut sqlx::AnyConnection,
+    session_id: &SessionId,
+    since: i64,
+) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM rescues WHERE session_id = $1 AND created_at >= $2")
+            .bind(session_id.as_str())
+            .bind(since)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("n")?,
+    )
 }
